@@ -1,0 +1,63 @@
+//! The two address spaces: addresses as the file records them, and addresses
+//! in this process. Converting one into the other is a named operation.
+
+use std::fmt;
+
+/// An address as read from the image file: where something lived when the
+/// image was saved.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct OldAddr(pub u64);
+
+/// An address in this process: where something lives now.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct NewAddr(pub u64);
+
+impl fmt::Debug for OldAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "old:{:#x}", self.0)
+    }
+}
+impl fmt::Display for OldAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#x}", self.0)
+    }
+}
+impl fmt::Debug for NewAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "new:{:#x}", self.0)
+    }
+}
+impl fmt::Display for NewAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#x}", self.0)
+    }
+}
+
+/// The distance a segment moved: `new = old + delta` (wrapping, as the VMs do).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Swizzle {
+    pub delta: i64,
+}
+
+impl Swizzle {
+    /// The swizzle that moves `old` to `new`.
+    pub const fn between(old: OldAddr, new: NewAddr) -> Self {
+        Swizzle {
+            delta: new.0.wrapping_sub(old.0) as i64,
+        }
+    }
+    /// Is this the identity (the segment did not move)?
+    pub const fn is_identity(self) -> bool {
+        self.delta == 0
+    }
+    /// Where an old address lies now.
+    #[inline(always)]
+    pub const fn apply(self, old: OldAddr) -> NewAddr {
+        NewAddr(old.0.wrapping_add(self.delta as u64))
+    }
+    /// Where a new address lay in the file.
+    #[inline(always)]
+    pub const fn undo(self, new: NewAddr) -> OldAddr {
+        OldAddr(new.0.wrapping_sub(self.delta as u64))
+    }
+}

@@ -1,0 +1,35 @@
+//! The Spur image format, as pure code over byte slices.
+//!
+//! This crate knows what the bytes of a Spur image mean: the file header and
+//! format numbers, object headers, segments and their bridges, free chunks,
+//! and how to walk a segment object by object. It never touches memory it was
+//! not handed as a slice and contains no `unsafe` code; mapping and placing a
+//! heap is the memory crate's job, and deciding where it goes is the loader's.
+//!
+//! What it guarantees: every size, count and address it reads is checked
+//! before it is used, and a bad one is a [`FormatError`] naming the field, the
+//! segment or the offset. What it leaves to the caller: where the heap lives,
+//! and the meaning of objects beyond their headers (classes, methods).
+//!
+//! Layout follows the reference `docs/spur-format.md` (section numbers in
+//! comments): [`raw`] holds every constant, [`read`] the readers and
+//! [`write`] the writers.
+
+#![forbid(unsafe_code)]
+
+pub mod addr;
+pub mod error;
+pub mod layout;
+pub mod objheader;
+pub mod raw;
+pub mod read;
+pub mod write;
+
+pub use addr::{NewAddr, OldAddr, Swizzle};
+pub use error::FormatError;
+pub use layout::{Layout, WordSize, L32, L64};
+pub use objheader::ObjHeader;
+pub use read::header::ImageHeader;
+pub use read::segment::{FileBridge, FileSegment, SegmentTable};
+pub use read::version::{ByteOrder, Version};
+pub use read::walk::{Obj, Walk};

@@ -1,0 +1,134 @@
+//! Recognising the image format number (§1.1, §1.2).
+
+use crate::layout::WordSize;
+use crate::raw::*;
+
+/// Byte order of an image file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteOrder {
+    Little,
+    Big,
+}
+
+impl ByteOrder {
+    pub const fn name(self) -> &'static str {
+        match self {
+            ByteOrder::Little => "little",
+            ByteOrder::Big => "big",
+        }
+    }
+}
+
+/// What a format number says about an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// A Spur image this crate reads.
+    Spur {
+        number: u32,
+        word: WordSize,
+        multiple_bytecode_sets: bool,
+    },
+    /// The first 64-bit Spur format (68019), with the obsolete SmallFloat tag.
+    ObsoleteSpur { number: u32 },
+    /// A pre-Spur (V3) image: another object format altogether.
+    PreSpur {
+        number: u32,
+        word: WordSize,
+        closures: bool,
+    },
+}
+
+impl Version {
+    /// Classifies a format number, or `None` when it is not a Smalltalk image number at all.
+    pub fn classify(number: u32) -> Option<Version> {
+        match number {
+            FORMAT_SPUR32 | FORMAT_SPUR32_SISTA => Some(Version::Spur {
+                number,
+                word: WordSize::W32,
+                multiple_bytecode_sets: number & MULTIPLE_BYTECODE_SETS_BIT != 0,
+            }),
+            FORMAT_SPUR64 | FORMAT_SPUR64_SISTA => Some(Version::Spur {
+                number,
+                word: WordSize::W64,
+                multiple_bytecode_sets: number & MULTIPLE_BYTECODE_SETS_BIT != 0,
+            }),
+            FORMAT_SPUR64_OBSOLETE => Some(Version::ObsoleteSpur { number }),
+            _ => {
+                // Pre-Spur base numbers (IF knownVersionNumbers), with the float-order
+                // and bytecode-set bits allowed on top.
+                let base = number & !(PLATFORM_FLOAT_ORDER_BIT | MULTIPLE_BYTECODE_SETS_BIT);
+                let (word, closures) = match base {
+                    6502 => (WordSize::W32, false),
+                    6504 => (WordSize::W32, true),
+                    68000 => (WordSize::W64, false),
+                    68002 => (WordSize::W64, true),
+                    68004 => (WordSize::W64, true),
+                    _ => return None,
+                };
+                Some(Version::PreSpur {
+                    number,
+                    word,
+                    closures,
+                })
+            }
+        }
+    }
+
+    /// The format number itself.
+    pub const fn number(self) -> u32 {
+        match self {
+            Version::Spur { number, .. }
+            | Version::ObsoleteSpur { number }
+            | Version::PreSpur { number, .. } => number,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spur_numbers() {
+        for (n, w, sista) in [
+            (6521, WordSize::W32, false),
+            (7033, WordSize::W32, true),
+            (68021, WordSize::W64, false),
+            (68533, WordSize::W64, true),
+        ] {
+            assert_eq!(
+                Version::classify(n),
+                Some(Version::Spur {
+                    number: n,
+                    word: w,
+                    multiple_bytecode_sets: sista
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn pre_spur_and_unknown() {
+        assert!(matches!(
+            Version::classify(6505),
+            Some(Version::PreSpur {
+                closures: true,
+                word: WordSize::W32,
+                ..
+            })
+        ));
+        assert!(matches!(
+            Version::classify(6502),
+            Some(Version::PreSpur {
+                closures: false,
+                ..
+            })
+        ));
+        assert!(matches!(
+            Version::classify(68019),
+            Some(Version::ObsoleteSpur { .. })
+        ));
+        assert_eq!(Version::classify(0x6619_0000), None);
+        assert_eq!(Version::classify(0), None);
+    }
+}

@@ -1,0 +1,197 @@
+//! Enumerating the objects of a segment (§3.6).
+
+use std::marker::PhantomData;
+
+use crate::error::FormatError;
+use crate::layout::{u64_at, Layout};
+use crate::objheader::{is_overflow_word, ObjHeader};
+use crate::raw::BRIDGE_BYTES;
+
+/// An object found by a walk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Obj {
+    /// Offset of the base header in the segment.
+    pub offset: usize,
+    pub header: ObjHeader,
+    /// Slot count, from the overflow word when the header says 255.
+    pub num_slots: u64,
+}
+
+impl Obj {
+    /// Does the object carry an overflow word before its header?
+    pub const fn has_overflow(&self) -> bool {
+        self.header.raw_num_slots() == 255
+    }
+    /// Offset of the object's first byte (its overflow word, if any).
+    pub const fn start(&self) -> usize {
+        if self.has_overflow() {
+            self.offset - 8
+        } else {
+            self.offset
+        }
+    }
+}
+
+/// Walks the objects of one segment, from its first byte to its bridge.
+///
+/// The segment is given whole, bridge included; the walk stops where the
+/// bridge begins and checks that the last object ends exactly there. An
+/// object whose size runs past the bridge ends the walk with an error, read
+/// with [`Walk::finish`].
+#[derive(Debug)]
+pub struct Walk<'a, L: Layout> {
+    bytes: &'a [u8],
+    pos: usize,
+    limit: usize,
+    base: u64,
+    segment: usize,
+    error: Option<FormatError>,
+    _layout: PhantomData<L>,
+}
+
+impl<'a, L: Layout> Walk<'a, L> {
+    /// Walks `bytes`, a segment that lives at address `base` (used in errors).
+    pub fn new(bytes: &'a [u8], base: u64, segment: usize) -> Self {
+        let limit = bytes.len().saturating_sub(BRIDGE_BYTES as usize);
+        Walk {
+            bytes,
+            pos: 0,
+            limit,
+            base,
+            segment,
+            error: None,
+            _layout: PhantomData,
+        }
+    }
+
+    /// Where the walk has reached (segment offset).
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Ends the walk: `Ok` when it reached the bridge exactly.
+    pub fn finish(self) -> Result<(), FormatError> {
+        match self.error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    #[cold]
+    fn fail(&mut self, offset: usize, what: String) -> Option<Obj> {
+        self.error = Some(FormatError::BadObject {
+            segment: self.segment,
+            offset: offset as u64,
+            addr: self.base.wrapping_add(offset as u64),
+            what,
+        });
+        self.pos = self.limit;
+        None
+    }
+}
+
+impl<L: Layout> Iterator for Walk<'_, L> {
+    type Item = Obj;
+
+    #[inline]
+    fn next(&mut self) -> Option<Obj> {
+        let a = self.pos;
+        if a >= self.limit {
+            return None;
+        }
+        let w = u64_at(self.bytes, a);
+        let (offset, header, num_slots) = if is_overflow_word(w) {
+            if a + 16 > self.limit {
+                return self.fail(
+                    a,
+                    "is an overflow word with no header before the bridge".into(),
+                );
+            }
+            let h = ObjHeader(u64_at(self.bytes, a + 8));
+            if h.raw_num_slots() != 255 {
+                return self.fail(
+                    a + 8,
+                    format!(
+                        "follows an overflow word but its numSlots byte is {}, not 255",
+                        h.raw_num_slots()
+                    ),
+                );
+            }
+            (a + 8, h, L::WORD.overflow_slots(w))
+        } else {
+            let h = ObjHeader(w);
+            (a, h, h.raw_num_slots())
+        };
+        let next = L::WORD
+            .body_bytes(num_slots)
+            .and_then(|b| b.checked_add(offset as u64));
+        match next {
+            Some(n) if n <= self.limit as u64 => {
+                self.pos = n as usize;
+                Some(Obj {
+                    offset,
+                    header,
+                    num_slots,
+                })
+            }
+            _ => self.fail(
+                offset,
+                format!(
+                    "has {num_slots} slots and runs past the segment's bridge at offset {}",
+                    self.limit
+                ),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::{set_u64_at, L32, L64};
+    use crate::objheader::overflow_word;
+
+    #[test]
+    fn walks_small_and_overflow_objects_to_the_bridge() {
+        // 64-bit: one 0-slot object (16 bytes), one 300-slot object (8 + 8 + 2400).
+        let mut seg = vec![0u8; 16 + 8 + 8 + 2400 + 16];
+        set_u64_at(&mut seg, 0, ObjHeader::new(40, 0, 0, 0).0);
+        set_u64_at(&mut seg, 16, overflow_word(300));
+        set_u64_at(&mut seg, 24, ObjHeader::new(51, 2, 255, 0).0);
+        let objs: Vec<_> = Walk::<L64>::new(&seg, 0x1000, 0).collect();
+        assert_eq!(objs.len(), 2);
+        assert_eq!(objs[1].offset, 24);
+        assert_eq!(objs[1].num_slots, 300);
+        assert_eq!(objs[1].start(), 16);
+    }
+
+    #[test]
+    fn a_32_bit_object_rounds_to_even_slots() {
+        let mut seg = vec![0u8; 24 + 16 + 16];
+        set_u64_at(&mut seg, 0, ObjHeader::new(40, 1, 3, 0).0);
+        set_u64_at(&mut seg, 24, ObjHeader::new(40, 0, 0, 0).0);
+        let mut w = Walk::<L32>::new(&seg, 0, 0);
+        assert_eq!(w.by_ref().count(), 2);
+        w.finish().unwrap();
+    }
+
+    #[test]
+    fn an_object_running_over_the_bridge_is_an_error() {
+        let mut seg = vec![0u8; 48];
+        set_u64_at(&mut seg, 0, ObjHeader::new(40, 1, 4, 0).0);
+        let mut w = Walk::<L64>::new(&seg, 0x2000, 3);
+        assert_eq!(w.by_ref().count(), 0);
+        let e = w.finish().unwrap_err();
+        assert!(
+            matches!(
+                e,
+                FormatError::BadObject {
+                    segment: 3,
+                    addr: 0x2000,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+}

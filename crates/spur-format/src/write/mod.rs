@@ -1,0 +1,3 @@
+//! Writers: the inverse of the readers.
+
+pub mod header;
