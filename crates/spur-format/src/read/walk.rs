@@ -90,57 +90,75 @@ impl<'a, L: Layout> Walk<'a, L> {
     }
 }
 
+/// Steps over one object: reads the entity starting at `pos` (its overflow
+/// word or its header) and returns it with the offset just after it, or a
+/// description of what is wrong. Everything read lies in `bytes[..limit]`.
+#[inline(always)]
+pub fn step<L: Layout>(
+    bytes: &[u8],
+    pos: usize,
+    limit: usize,
+) -> Result<(Obj, usize), (usize, String)> {
+    let a = pos;
+    if a + 8 > limit {
+        return Err((a, "starts too close to the bridge to hold a header".into()));
+    }
+    let w = u64_at(bytes, a);
+    let (offset, header, num_slots) = if is_overflow_word(w) {
+        if a + 16 > limit {
+            return Err((
+                a,
+                "is an overflow word with no header before the bridge".into(),
+            ));
+        }
+        let h = ObjHeader(u64_at(bytes, a + 8));
+        if h.raw_num_slots() != 255 {
+            return Err((
+                a + 8,
+                format!(
+                    "follows an overflow word but its numSlots byte is {}, not 255",
+                    h.raw_num_slots()
+                ),
+            ));
+        }
+        (a + 8, h, L::WORD.overflow_slots(w))
+    } else {
+        let h = ObjHeader(w);
+        (a, h, h.raw_num_slots())
+    };
+    match L::WORD
+        .body_bytes(num_slots)
+        .and_then(|b| b.checked_add(offset as u64))
+    {
+        Some(n) if n <= limit as u64 => Ok((
+            Obj {
+                offset,
+                header,
+                num_slots,
+            },
+            n as usize,
+        )),
+        _ => Err((
+            offset,
+            format!("has {num_slots} slots and runs past the segment's bridge at offset {limit}"),
+        )),
+    }
+}
+
 impl<L: Layout> Iterator for Walk<'_, L> {
     type Item = Obj;
 
     #[inline]
     fn next(&mut self) -> Option<Obj> {
-        let a = self.pos;
-        if a >= self.limit {
+        if self.pos >= self.limit {
             return None;
         }
-        let w = u64_at(self.bytes, a);
-        let (offset, header, num_slots) = if is_overflow_word(w) {
-            if a + 16 > self.limit {
-                return self.fail(
-                    a,
-                    "is an overflow word with no header before the bridge".into(),
-                );
+        match step::<L>(self.bytes, self.pos, self.limit) {
+            Ok((obj, next)) => {
+                self.pos = next;
+                Some(obj)
             }
-            let h = ObjHeader(u64_at(self.bytes, a + 8));
-            if h.raw_num_slots() != 255 {
-                return self.fail(
-                    a + 8,
-                    format!(
-                        "follows an overflow word but its numSlots byte is {}, not 255",
-                        h.raw_num_slots()
-                    ),
-                );
-            }
-            (a + 8, h, L::WORD.overflow_slots(w))
-        } else {
-            let h = ObjHeader(w);
-            (a, h, h.raw_num_slots())
-        };
-        let next = L::WORD
-            .body_bytes(num_slots)
-            .and_then(|b| b.checked_add(offset as u64));
-        match next {
-            Some(n) if n <= self.limit as u64 => {
-                self.pos = n as usize;
-                Some(Obj {
-                    offset,
-                    header,
-                    num_slots,
-                })
-            }
-            _ => self.fail(
-                offset,
-                format!(
-                    "has {num_slots} slots and runs past the segment's bridge at offset {}",
-                    self.limit
-                ),
-            ),
+            Err((offset, what)) => self.fail(offset, what),
         }
     }
 }
