@@ -1,1 +1,34 @@
-//! placeholder
+//! Loads Spur images into live memory and proves the heap intact.
+//!
+//! The pipeline ([`load`]): parse the header and follow the bridges
+//! ([`read_layout`]); reserve address space at the image's old addresses,
+//! each segment at its own old start ([`PlacementRequest::OldBase`]), and
+//! only when a range is taken, or the caller asks, reserve elsewhere and
+//! coalesce; stream each segment from the file straight into its final place
+//! (the heap is never held twice); then either repair the bridges in memory
+//! (nothing moved, no pointer changes) or swizzle every pointer by its
+//! segment's delta, chunk by chunk while the bytes are still in cache.
+//!
+//! What it guarantees: a [`LoadedHeap`] owns every mapping it uses and
+//! releases them on drop; relocation only writes inside the objects of the
+//! heap, whatever the file says; bad input is a [`LoadError`] naming the
+//! field, segment or offset. [`verify`] checks the loaded heap as the VMs'
+//! own integrity checks do (§8 of the format reference) and reports findings
+//! rather than failing on the first.
+//!
+//! What it leaves to its caller: new space, stack pages and everything else a
+//! running VM needs beyond old space.
+
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod heap;
+pub mod load;
+pub mod relocate;
+pub mod source;
+
+pub use error::LoadError;
+pub use heap::{HeapSegment, LoadedHeap, Placement, Timings};
+pub use load::{initial_headroom, load, load_path, read_layout, LoadOptions, PlacementRequest};
+pub use source::{FileSource, ImageSource};
+pub use spur_mem::Backing;

@@ -109,8 +109,7 @@ pub fn page_floor(x: u64) -> u64 {
 /// Rounds `x` up to a page boundary (saturating at the top of the address space).
 pub fn page_ceil(x: u64) -> u64 {
     let p = page_size();
-    x.checked_add(p - 1)
-        .map_or(u64::MAX & !(p - 1), |y| y & !(p - 1))
+    x.checked_add(p - 1).map_or(!(p - 1), |y| y & !(p - 1))
 }
 
 /// The mappings of this process that overlap `addr..addr+len`.
@@ -199,7 +198,7 @@ impl Reservation {
     /// mapped there. Both must be page-aligned.
     pub fn at(addr: u64, len: u64) -> Result<Reservation, MemError> {
         let page = page_size();
-        if addr % page != 0 || len % page != 0 || len == 0 || addr == 0 {
+        if !addr.is_multiple_of(page) || !len.is_multiple_of(page) || len == 0 || addr == 0 {
             return Err(MemError::Unaligned { addr, len, page });
         }
         let end = addr
@@ -265,7 +264,7 @@ impl Reservation {
     pub fn anywhere(len: u64, align: u64) -> Result<Reservation, MemError> {
         let page = page_size();
         let align = align.max(page);
-        if len % page != 0 || len == 0 || !align.is_power_of_two() {
+        if !len.is_multiple_of(page) || len == 0 || !align.is_power_of_two() {
             return Err(MemError::Unaligned { addr: 0, len, page });
         }
         let total =
@@ -401,7 +400,7 @@ impl Reservation {
         len: u64,
     ) -> Result<(), MemError> {
         let page = page_size();
-        if offset % page != 0 || file_offset % page != 0 {
+        if !offset.is_multiple_of(page) || !file_offset.is_multiple_of(page) {
             return Err(MemError::Unaligned {
                 addr: self.base() + offset,
                 len,

@@ -1,0 +1,249 @@
+//! A loaded heap: the segments in this process's memory, and read access to
+//! them by address.
+
+use spur_format::raw::BRIDGE_BYTES;
+use spur_format::{
+    ImageHeader, Layout, NewAddr, ObjHeader, OldAddr, Swizzle, Walk, WordSize, L32, L64,
+};
+use spur_mem::Reservation;
+
+/// Where the heap ended up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// Every segment at the address it had when the image was saved.
+    OldBase,
+    /// Segments moved (coalesced into one range) and pointers swizzled.
+    Relocated,
+}
+
+impl Placement {
+    /// The name scripts see (`"old-base"` or `"relocated"`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Placement::OldBase => "old-base",
+            Placement::Relocated => "relocated",
+        }
+    }
+}
+
+/// One segment of a loaded heap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeapSegment {
+    pub index: usize,
+    /// Where the segment lived when the image was saved.
+    pub old_start: OldAddr,
+    /// Where it lives now.
+    pub new_start: NewAddr,
+    /// Bytes of the segment, its 16-byte bridge included.
+    pub size: u64,
+    /// Which reservation of the heap holds it, and at what offset.
+    pub(crate) region: usize,
+    pub(crate) offset: usize,
+    /// Is the segment's own bridge in memory (segments kept apart), or was it
+    /// overwritten by the next segment (coalesced)?
+    pub own_bridge: bool,
+    /// Was the segment mapped from a file rather than read?
+    pub mapped: bool,
+}
+
+impl HeapSegment {
+    /// How far the segment moved.
+    pub const fn swizzle(&self) -> Swizzle {
+        Swizzle::between(self.old_start, self.new_start)
+    }
+    /// Address where the segment's bridge starts: its objects end there.
+    pub const fn objects_end(&self) -> NewAddr {
+        NewAddr(self.new_start.0 + self.size - BRIDGE_BYTES)
+    }
+    /// Does `a` fall among the segment's objects?
+    pub const fn holds(&self, a: NewAddr) -> bool {
+        a.0 >= self.new_start.0 && a.0 < self.objects_end().0
+    }
+}
+
+/// Per-phase load times, in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timings {
+    pub reserve_us: u64,
+    pub read_us: u64,
+    pub swizzle_us: u64,
+    pub total_us: u64,
+}
+
+/// A heap in memory, ready to be verified or handed to a runtime.
+///
+/// It owns the reservations that hold it: dropping it unmaps everything.
+#[derive(Debug)]
+pub struct LoadedHeap {
+    pub(crate) header: ImageHeader,
+    pub(crate) regions: Vec<Reservation>,
+    pub(crate) segments: Vec<HeapSegment>,
+    pub(crate) placement: Placement,
+    pub(crate) swizzled: bool,
+    pub(crate) special_objects: NewAddr,
+    pub(crate) timings: Timings,
+    pub(crate) fallback: Option<String>,
+    pub(crate) headroom: u64,
+    pub(crate) objects_seen: Option<u64>,
+}
+
+impl LoadedHeap {
+    /// The image header as read from the file.
+    pub fn header(&self) -> &ImageHeader {
+        &self.header
+    }
+    /// Word size of the heap (a 32-bit heap stays 32-bit in memory).
+    pub fn word(&self) -> WordSize {
+        self.header.word
+    }
+    /// The segments, in address order.
+    pub fn segments(&self) -> &[HeapSegment] {
+        &self.segments
+    }
+    /// Where the heap ended up.
+    pub fn placement(&self) -> Placement {
+        self.placement
+    }
+    /// Were pointers rewritten?
+    pub fn swizzled(&self) -> bool {
+        self.swizzled
+    }
+    /// Why the old addresses could not be used, when the loader fell back to relocation.
+    pub fn fallback_reason(&self) -> Option<&str> {
+        self.fallback.as_deref()
+    }
+    /// Per-phase times of the load.
+    pub fn timings(&self) -> Timings {
+        self.timings
+    }
+    /// Address-space headroom reserved after the last segment (§5.3).
+    pub fn headroom(&self) -> u64 {
+        self.headroom
+    }
+    /// The first object: nil.
+    pub fn nil(&self) -> NewAddr {
+        self.segments[0].new_start
+    }
+    /// The special objects array, at its current address.
+    pub fn special_objects(&self) -> NewAddr {
+        self.special_objects
+    }
+    /// Bytes of heap (segments, bridges included).
+    pub fn heap_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.size).sum()
+    }
+
+    /// The bytes of segment `i`, its bridge included. In a coalesced heap the
+    /// last 16 bytes of every segment but the last are the next one's start.
+    pub fn segment_bytes(&self, i: usize) -> &[u8] {
+        let s = &self.segments[i];
+        &self.regions[s.region].bytes()[s.offset..s.offset + s.size as usize]
+    }
+
+    /// The segment whose objects contain `a`.
+    #[inline]
+    pub fn segment_of(&self, a: NewAddr) -> Option<usize> {
+        let i = self.segments.partition_point(|s| s.new_start <= a);
+        let i = i.checked_sub(1)?;
+        self.segments[i].holds(a).then_some(i)
+    }
+
+    /// The u64 at `a` (little-endian), if `a..a+8` lies among a segment's objects.
+    pub fn u64_at(&self, a: NewAddr) -> Option<u64> {
+        let i = self.segment_of(a)?;
+        let s = &self.segments[i];
+        let off = (a.0 - s.new_start.0) as usize;
+        let bytes = self.segment_bytes(i);
+        (off + 8 <= bytes.len() - BRIDGE_BYTES as usize)
+            .then(|| u64::from_le_bytes(bytes[off..off + 8].try_into().unwrap()))
+    }
+
+    /// The header of the object at `obj`.
+    pub fn header_at(&self, obj: NewAddr) -> Option<ObjHeader> {
+        self.u64_at(obj).map(ObjHeader)
+    }
+
+    /// Slot count of the object at `obj` (from the overflow word when needed).
+    pub fn num_slots(&self, obj: NewAddr) -> Option<u64> {
+        let h = self.header_at(obj)?;
+        if h.raw_num_slots() == 255 {
+            let w = self.u64_at(NewAddr(obj.0.checked_sub(8)?))?;
+            Some(self.word().overflow_slots(w))
+        } else {
+            Some(h.raw_num_slots())
+        }
+    }
+
+    /// Slot `i` of the object at `obj`, if the object has that many slots.
+    pub fn slot(&self, obj: NewAddr, i: u64) -> Option<u64> {
+        if i >= self.num_slots(obj)? {
+            return None;
+        }
+        let wb = self.word().bytes();
+        let at = NewAddr(obj.0 + 8 + i * wb);
+        let seg = self.segment_of(at)?;
+        let s = &self.segments[seg];
+        let off = (at.0 - s.new_start.0) as usize;
+        let bytes = self.segment_bytes(seg);
+        Some(match self.word() {
+            WordSize::W64 => u64::from_le_bytes(bytes.get(off..off + 8)?.try_into().unwrap()),
+            WordSize::W32 => {
+                u32::from_le_bytes(bytes.get(off..off + 4)?.try_into().unwrap()) as u64
+            }
+        })
+    }
+
+    /// Writes slot `i` of the object at `obj`; ignored when out of range.
+    pub(crate) fn set_slot(&mut self, obj: NewAddr, i: u64, value: u64) {
+        if self.num_slots(obj).is_none_or(|n| i >= n) {
+            return;
+        }
+        let word = self.word();
+        let at = NewAddr(obj.0 + 8 + i * word.bytes());
+        let Some(seg) = self.segment_of(at) else {
+            return;
+        };
+        let s = self.segments[seg];
+        let off = s.offset + (at.0 - s.new_start.0) as usize;
+        let bytes = self.regions[s.region].bytes_mut();
+        match word {
+            WordSize::W64 => bytes[off..off + 8].copy_from_slice(&value.to_le_bytes()),
+            WordSize::W32 => bytes[off..off + 4].copy_from_slice(&(value as u32).to_le_bytes()),
+        }
+    }
+
+    /// The object following `obj` in its segment (skipping to the header past
+    /// any overflow word), or `None` at the segment's bridge.
+    pub fn object_after(&self, obj: NewAddr) -> Option<NewAddr> {
+        let seg = self.segment_of(obj)?;
+        let n = self.num_slots(obj)?;
+        let next = obj.0 + self.word().body_bytes(n)?;
+        if next >= self.segments[seg].objects_end().0 {
+            return None;
+        }
+        let w = self.u64_at(NewAddr(next))?;
+        Some(NewAddr(if w >> 56 == 0xFF { next + 8 } else { next }))
+    }
+
+    /// Counts the objects of every segment (free chunks and hidden objects
+    /// included, bridges excluded): the count `SOURCES.md` lists.
+    pub fn count_objects(&self) -> Result<u64, spur_format::FormatError> {
+        if let Some(n) = self.objects_seen {
+            return Ok(n);
+        }
+        match self.word() {
+            WordSize::W64 => self.count_with::<L64>(),
+            WordSize::W32 => self.count_with::<L32>(),
+        }
+    }
+
+    fn count_with<L: Layout>(&self) -> Result<u64, spur_format::FormatError> {
+        let mut n = 0;
+        for (i, s) in self.segments.iter().enumerate() {
+            let mut w = Walk::<L>::new(self.segment_bytes(i), s.new_start.0, i);
+            n += w.by_ref().count() as u64;
+            w.finish()?;
+        }
+        Ok(n)
+    }
+}

@@ -1,0 +1,476 @@
+//! The load pipeline: header, segment table, placement, streaming read,
+//! bridge repair or relocation.
+
+use std::path::Path;
+use std::time::Instant;
+
+use spur_format::raw::*;
+use spur_format::read::header::HEADER_PROBE_BYTES;
+use spur_format::read::segment::repair_bridge_in_memory;
+use spur_format::{FormatError, ImageHeader, Layout, NewAddr, SegmentTable, WordSize, L32, L64};
+use spur_mem::{page_ceil, page_floor, Backing, MemError, Reservation};
+
+use crate::error::LoadError;
+use crate::heap::{HeapSegment, LoadedHeap, Placement, Timings};
+use crate::relocate::Relocation;
+use crate::source::{FileSource, ImageSource};
+
+/// Where the caller wants the heap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PlacementRequest {
+    /// At the image's old addresses, each segment at its own old start;
+    /// relocate only when a range is taken.
+    #[default]
+    OldBase,
+    /// Anywhere else: coalesce the segments and swizzle.
+    Relocate,
+    /// Coalesced, with nil at exactly this (8-aligned) address.
+    At(u64),
+}
+
+/// How to load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LoadOptions {
+    pub placement: PlacementRequest,
+    pub backing: Backing,
+}
+
+/// Bytes read from the file between two relocation passes: small enough that
+/// the chunk is still in cache when its objects are rewritten.
+const CHUNK: usize = 2 << 20;
+
+/// Initial headroom after the heap (§5.3), from `extraVMMemory` (or the
+/// 16 MiB default) and the free space the image already carries.
+pub fn initial_headroom(extra_vm_memory: u32, free_old_space: u64) -> u64 {
+    let h = if extra_vm_memory == 0 {
+        DEFAULT_GROW_HEADROOM
+    } else {
+        extra_vm_memory as u64
+    };
+    let f = free_old_space;
+    if f >= h {
+        0
+    } else if f >= h / 8 * 7 {
+        h / 8
+    } else if f >= h / 4 * 3 {
+        h / 4
+    } else if f >= h / 8 * 5 {
+        h / 8 * 3
+    } else if f >= h / 2 {
+        h / 2
+    } else {
+        h
+    }
+}
+
+/// Reads the header and follows the bridges, without loading anything.
+pub fn read_layout<S: ImageSource + ?Sized>(
+    src: &S,
+) -> Result<(ImageHeader, SegmentTable), LoadError> {
+    let n = (HEADER_PROBE_BYTES as u64).min(src.len()) as usize;
+    let mut first = vec![0u8; n];
+    src.read_exact_at(&mut first, 0)?;
+    let header = ImageHeader::parse(&first, src.len())?;
+    let table = SegmentTable::read(&header, |off| {
+        let mut b = [0u8; 16];
+        src.read_exact_at(&mut b, off)?;
+        Ok::<_, LoadError>(b)
+    })?;
+    Ok((header, table))
+}
+
+/// Loads the image file at `path`.
+pub fn load_path(path: &Path, opts: &LoadOptions) -> Result<LoadedHeap, LoadError> {
+    let src = FileSource::open(path)?;
+    load(&src, opts)
+}
+
+/// Loads an image from any source.
+pub fn load<S: ImageSource + ?Sized>(src: &S, opts: &LoadOptions) -> Result<LoadedHeap, LoadError> {
+    let t0 = Instant::now();
+    let (header, table) = {
+        let _s = tracing::debug_span!("header").entered();
+        read_layout(src)?
+    };
+    let headroom = initial_headroom(header.extra_vm_memory, header.free_old_space);
+    let mut fallback = None;
+    let plan = {
+        let _s = tracing::debug_span!("reserve").entered();
+        match opts.placement {
+            PlacementRequest::OldBase => match place_at_old_addresses(&header, &table, headroom) {
+                Ok(plan) => plan,
+                Err(e) => {
+                    let why = e.to_string();
+                    tracing::warn!("old addresses unavailable, relocating: {why}");
+                    fallback = Some(why);
+                    coalesce(&header, &table, headroom, None)?
+                }
+            },
+            PlacementRequest::Relocate => coalesce(&header, &table, headroom, None)?,
+            PlacementRequest::At(addr) => coalesce(&header, &table, headroom, Some(addr))?,
+        }
+    };
+    let t_reserve = t0.elapsed();
+    let mut heap = LoadedHeap {
+        special_objects: NewAddr(header.special_objects_oop.0),
+        header,
+        regions: plan.regions,
+        segments: plan.segments,
+        placement: Placement::OldBase,
+        swizzled: false,
+        timings: Timings::default(),
+        fallback,
+        headroom,
+        objects_seen: None,
+    };
+    let moved = heap.segments.iter().any(|s| !s.swizzle().is_identity());
+    let coalesced = plan.coalesced;
+    // §2.4: skip the swizzle only when nothing moved and nothing was coalesced
+    // (a coalesced heap with one segment at its old base is the same thing).
+    let relocation = (moved || (coalesced && heap.segments.len() > 1)).then(|| {
+        Relocation::new(
+            heap.word(),
+            heap.segments.iter().map(|s| (s.old_start.0, s.new_start.0)),
+        )
+    });
+    let t1 = Instant::now();
+    let swizzle_time = {
+        let _s = tracing::debug_span!("read").entered();
+        match heap.word() {
+            WordSize::W64 => {
+                read_segments::<L64, S>(src, &table, &mut heap, opts, relocation.as_ref())?
+            }
+            WordSize::W32 => {
+                read_segments::<L32, S>(src, &table, &mut heap, opts, relocation.as_ref())?
+            }
+        }
+    };
+    let t_read = t1.elapsed();
+    if let Some(r) = &relocation {
+        let t2 = Instant::now();
+        let _s = tracing::debug_span!("swizzle").entered();
+        fix_roots(&mut heap, r)?;
+        heap.placement = Placement::Relocated;
+        heap.swizzled = true;
+        heap.timings.swizzle_us = (swizzle_time + t2.elapsed()).as_micros() as u64;
+    } else if !coalesced {
+        for (i, s) in table.segments.iter().enumerate() {
+            let seg = heap.segments[i];
+            let bytes = &mut heap.regions[seg.region].bytes_mut()
+                [seg.offset..seg.offset + seg.size as usize];
+            repair_bridge_in_memory(heap.header.word, bytes, s.gap_after);
+        }
+    }
+    heap.timings.reserve_us = t_reserve.as_micros() as u64;
+    heap.timings.read_us = t_read.saturating_sub(swizzle_time).as_micros() as u64;
+    heap.timings.total_us = t0.elapsed().as_micros() as u64;
+    tracing::debug!(?heap.timings, placement = heap.placement.name(), "loaded");
+    Ok(heap)
+}
+
+struct Plan {
+    regions: Vec<Reservation>,
+    segments: Vec<HeapSegment>,
+    coalesced: bool,
+}
+
+/// Reserves each segment's old range (segments sharing pages share a
+/// reservation), with the headroom after the last one.
+fn place_at_old_addresses(
+    header: &ImageHeader,
+    table: &SegmentTable,
+    headroom: u64,
+) -> Result<Plan, MemError> {
+    let n = table.segments.len();
+    // Page ranges, merged where they touch.
+    let mut groups: Vec<(u64, u64, Vec<usize>)> = Vec::new();
+    for (i, s) in table.segments.iter().enumerate() {
+        let lo = page_floor(s.old_start.0);
+        let mut end = s.old_end().0;
+        if i == n - 1 {
+            end = end
+                .saturating_add(headroom)
+                .min(header.word.address_limit());
+        }
+        let hi = page_ceil(end);
+        match groups.last_mut() {
+            Some(g) if lo <= g.1 => {
+                g.1 = g.1.max(hi);
+                g.2.push(i);
+            }
+            _ => groups.push((lo, hi, vec![i])),
+        }
+    }
+    let mut regions = Vec::with_capacity(groups.len());
+    let mut segments = Vec::with_capacity(n);
+    for (lo, hi, members) in groups {
+        let mut r = Reservation::at(lo, hi - lo)?;
+        let last = &table.segments[*members.last().unwrap()];
+        r.commit(last.old_end().0 - lo, Backing::Pages)?;
+        for i in members {
+            let s = &table.segments[i];
+            segments.push(HeapSegment {
+                index: i,
+                old_start: s.old_start,
+                new_start: NewAddr(s.old_start.0),
+                size: s.size,
+                region: regions.len(),
+                offset: (s.old_start.0 - lo) as usize,
+                own_bridge: true,
+                mapped: false,
+            });
+        }
+        regions.push(r);
+    }
+    Ok(Plan {
+        regions,
+        segments,
+        coalesced: false,
+    })
+}
+
+/// Reserves one range for all segments back to back, each overwriting the
+/// previous one's bridge (§2.3), at `at` or wherever there is room.
+fn coalesce(
+    header: &ImageHeader,
+    table: &SegmentTable,
+    headroom: u64,
+    at: Option<u64>,
+) -> Result<Plan, LoadError> {
+    let word = header.word;
+    let n = table.segments.len() as u64;
+    let heap_len = header.data_size - BRIDGE_BYTES * (n - 1);
+    let need = heap_len
+        .checked_add(headroom)
+        .ok_or(LoadError::TooLarge { need: u64::MAX })?;
+    let limit = word.address_limit();
+    let (region, start) = match at {
+        Some(addr) => {
+            if addr % 8 != 0 || addr == 0 {
+                return Err(LoadError::BadBase {
+                    addr,
+                    why: "the base must be a non-zero multiple of 8",
+                });
+            }
+            if addr.checked_add(heap_len).is_none_or(|e| e > limit) {
+                return Err(LoadError::BadBase {
+                    addr,
+                    why: "the heap would not fit below the address limit of its word size",
+                });
+            }
+            let lo = page_floor(addr);
+            let hi = page_ceil(addr + heap_len + headroom.min(limit - addr - heap_len));
+            (Reservation::at(lo, hi - lo)?, addr)
+        }
+        None if word == WordSize::W64 => {
+            let len = page_ceil(need);
+            let r = Reservation::anywhere(len, 2 << 20)?;
+            let base = r.base();
+            (r, base)
+        }
+        None => {
+            // A 32-bit heap must stay below 4 GiB: look for room from 256 MiB up,
+            // away from the image's own old range.
+            let len = page_ceil(need);
+            let old = (header.old_base.0, table.old_end().0);
+            let mut found = None;
+            let mut cand: u64 = 0x1000_0000;
+            while cand + len <= limit {
+                if cand + len <= old.0 || cand >= old.1 {
+                    match Reservation::at(cand, len) {
+                        Ok(r) => {
+                            found = Some(r);
+                            break;
+                        }
+                        Err(MemError::Occupied { .. }) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                cand += 16 << 20;
+            }
+            let r = found.ok_or(LoadError::TooLarge { need })?;
+            let base = r.base();
+            (r, base)
+        }
+    };
+    let mut region = region;
+    let base_off = (start - region.base()) as usize;
+    region.commit(base_off as u64 + heap_len, Backing::Pages)?;
+    let mut segments = Vec::with_capacity(n as usize);
+    let mut off = base_off;
+    for s in &table.segments {
+        segments.push(HeapSegment {
+            index: s.index,
+            old_start: s.old_start,
+            new_start: NewAddr(region.base() + off as u64),
+            size: s.size,
+            region: 0,
+            offset: off,
+            own_bridge: s.index as u64 == n - 1,
+            mapped: false,
+        });
+        off += (s.size - BRIDGE_BYTES) as usize;
+    }
+    Ok(Plan {
+        regions: vec![region],
+        segments,
+        coalesced: true,
+    })
+}
+
+/// Streams each segment from the source into its place, rewriting pointers
+/// chunk by chunk when relocating. Returns the time spent rewriting.
+fn read_segments<L: Layout, S: ImageSource + ?Sized>(
+    src: &S,
+    table: &SegmentTable,
+    heap: &mut LoadedHeap,
+    opts: &LoadOptions,
+    relocation: Option<&Relocation>,
+) -> Result<std::time::Duration, LoadError> {
+    let mut swizzle = std::time::Duration::ZERO;
+    let mut objects = 0u64;
+    for (i, fs) in table.segments.iter().enumerate() {
+        let seg = heap.segments[i];
+        let region = &mut heap.regions[seg.region];
+        if opts.backing == Backing::HugePages {
+            region.commit(region.committed() as u64, Backing::HugePages)?;
+        }
+        let bytes = region.bytes_mut();
+        let start = seg.offset;
+        let end = start + seg.size as usize;
+        let limit = end - BRIDGE_BYTES as usize;
+        let mut frontier = start;
+        let mut cursor = start;
+        while frontier < end {
+            let n = CHUNK.min(end - frontier);
+            src.read_exact_at(
+                &mut bytes[frontier..frontier + n],
+                fs.file_offset + (frontier - start) as u64,
+            )?;
+            frontier += n;
+            if let Some(r) = relocation {
+                let t = Instant::now();
+                objects += r
+                    .advance::<L>(
+                        bytes,
+                        &mut cursor,
+                        frontier,
+                        limit,
+                        i,
+                        (start, seg.new_start.0),
+                    )
+                    .map_err(LoadError::Relocate)?;
+                swizzle += t.elapsed();
+            }
+        }
+        if relocation.is_some() && cursor != limit {
+            return Err(LoadError::Relocate(FormatError::BadObject {
+                segment: i,
+                offset: (cursor - start) as u64,
+                addr: seg.new_start.0 + (cursor - start) as u64,
+                what: "does not end where the segment's bridge begins".into(),
+            }));
+        }
+    }
+    if relocation.is_some() {
+        heap.objects_seen = Some(objects);
+    }
+    Ok(swizzle)
+}
+
+/// After the object walk: the special objects oop, the object stacks in the
+/// hidden roots and the free-list heads (§2.4, steps 1–4).
+fn fix_roots(heap: &mut LoadedHeap, r: &Relocation) -> Result<(), LoadError> {
+    let word = heap.word();
+    let bad = |what: String| {
+        LoadError::Relocate(FormatError::BadObject {
+            segment: 0,
+            offset: 0,
+            addr: 0,
+            what,
+        })
+    };
+    heap.special_objects = NewAddr(r.apply(heap.header.special_objects_oop.0));
+    let nil = heap.nil();
+    // The 4th object: the free lists, a word object whose heads are raw addresses.
+    let free_lists = NewAddr(nil.0 + 48);
+    let fl = heap
+        .header_at(free_lists)
+        .ok_or_else(|| bad("no free-lists object at nil+48".into()))?;
+    if fl.class_index() == word.word_array_pun() && fl.format() == word.word_indexable_format() {
+        let n = heap
+            .num_slots(free_lists)
+            .unwrap_or(0)
+            .min(word.num_free_lists());
+        for i in 0..n {
+            let v = heap.slot(free_lists, i).unwrap_or(0);
+            if v != 0 {
+                heap.set_slot(free_lists, i, r.apply(v));
+            }
+        }
+    }
+    // The 5th object: the hidden roots, with the object stacks at 4096..4098.
+    let Some(hidden) = heap.object_after(free_lists) else {
+        return Err(bad("no hidden-roots object after the free lists".into()));
+    };
+    let nil_oop = nil.0;
+    for root in [
+        MARK_STACK_ROOT_INDEX,
+        WEAKLING_STACK_ROOT_INDEX,
+        MOURN_QUEUE_ROOT_INDEX,
+    ] {
+        let Some(first) = heap.slot(hidden, root) else {
+            continue;
+        };
+        if first == nil_oop {
+            continue;
+        }
+        let is_page = |heap: &LoadedHeap, p: u64| {
+            !word.is_immediate(p)
+                && heap.header_at(NewAddr(p)).is_some_and(|h| {
+                    h.class_index() == word.word_array_pun()
+                        && h.format() == word.word_indexable_format()
+                })
+                && heap.num_slots(NewAddr(p)) == Some(OBJ_STACK_PAGE_SLOTS)
+        };
+        let limit = heap.heap_bytes() / (OBJ_STACK_PAGE_SLOTS * word.bytes()) + 1;
+        let mut page = first;
+        let mut pages = 0;
+        while page != 0 {
+            if !is_page(heap, page) || pages > limit {
+                return Err(bad(format!(
+                    "hidden root {root} leads to {page:#x}, which is not an object-stack page"
+                )));
+            }
+            pages += 1;
+            let p = NewAddr(page);
+            let top = heap.slot(p, OBJ_STACK_TOP).unwrap_or(0);
+            let last = top
+                .saturating_add(OBJ_STACK_NEXT)
+                .min(OBJ_STACK_PAGE_SLOTS - 1);
+            let mut field = 0;
+            for i in (OBJ_STACK_NEXT..=last).rev() {
+                field = heap.slot(p, i).unwrap_or(0);
+                if field != 0 && !word.is_immediate(field) {
+                    field = r.apply(field);
+                    heap.set_slot(p, i, field);
+                }
+            }
+            page = field;
+        }
+        let mut page = first;
+        let mut pages = 0;
+        while let Some(free) = heap.slot(NewAddr(page), OBJ_STACK_FREE).filter(|&f| f != 0) {
+            let moved = r.apply(free);
+            heap.set_slot(NewAddr(page), OBJ_STACK_FREE, moved);
+            pages += 1;
+            if !is_page(heap, moved) || pages > limit {
+                return Err(bad(format!(
+                    "hidden root {root}: free page link {moved:#x} is not an object-stack page"
+                )));
+            }
+            page = moved;
+        }
+    }
+    Ok(())
+}
