@@ -1,1 +1,107 @@
-fn main() {}
+//! `vm-loader`: inspect and load Spur images from the command line.
+//!
+//! Every subcommand prints a human-readable account by default and one JSON
+//! object with `--json` (addresses as plain integers there, in hex for
+//! people). Exit codes: 0 success, 2 the image could not be read or loaded
+//! (or the command line was wrong, which is clap's own code 2). Bad input is reported as exactly one line on
+//! stderr, `vm-loader: <message>`; nothing is left mapped, since the loaded
+//! heap unmaps itself when dropped.
+
+#![forbid(unsafe_code)]
+
+mod cli;
+mod image;
+mod info;
+mod load;
+mod out;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+
+/// What a subcommand that ran to the end says about its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything is as it should be.
+    Ok,
+}
+
+/// The exit code when the input cannot be used at all.
+const EXIT_BAD_INPUT: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match &cli.command {
+        Command::Info(a) => info::run(a, cli.json),
+        Command::Load(a) => load::run(a, cli.json),
+    };
+    match result {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vm-loader: {}", one_line(&e));
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
+}
+
+/// Logs go to stderr; the level comes from `RUST_LOG` and defaults to `warn`.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+/// The error and its causes on one line (`outer: inner: ...`).
+///
+/// The library's errors often print their cause in their own message and
+/// also report it as their source; a cause already said is not repeated.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error that prints its cause and also reports it as its source.
+    #[derive(Debug)]
+    struct Repeats(std::io::Error);
+    impl std::fmt::Display for Repeats {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "outer says {}", self.0)
+        }
+    }
+    impl std::error::Error for Repeats {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn causes_are_said_once_on_one_line() {
+        let io = std::io::Error::other("disk\non fire");
+        let e = anyhow::Error::new(Repeats(io)).context("reading x");
+        assert_eq!(one_line(&e), "reading x: outer says disk on fire");
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(one_line(&plain), "outer: inner");
+    }
+}
