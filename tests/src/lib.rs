@@ -81,3 +81,81 @@ pub fn corpus_dir() -> Option<PathBuf> {
         }
     }
 }
+
+use spur_format::{Walk, WordSize, L32, L64};
+use spur_loader::LoadedHeap;
+
+/// Checks that `moved` holds the same objects as `reference`, in the same
+/// order, with every word equal except pointers, which must point to the same
+/// place once each segment's delta is undone. Returns the objects compared.
+pub fn assert_same_objects(reference: &LoadedHeap, moved: &LoadedHeap) -> u64 {
+    assert_eq!(reference.word(), moved.word());
+    assert_eq!(reference.segments().len(), moved.segments().len());
+    match reference.word() {
+        WordSize::W64 => compare::<L64>(reference, moved),
+        WordSize::W32 => compare::<L32>(reference, moved),
+    }
+}
+
+/// The old address a new address of `heap` stands for.
+fn undo(heap: &LoadedHeap, v: u64) -> Option<u64> {
+    let s = heap
+        .segments()
+        .iter()
+        .rev()
+        .find(|s| v >= s.new_start.0 && v < s.new_start.0 + s.size)?;
+    Some(v.wrapping_sub(s.new_start.0).wrapping_add(s.old_start.0))
+}
+
+fn compare<L: spur_format::Layout>(a: &LoadedHeap, b: &LoadedHeap) -> u64 {
+    let w = L::W;
+    let mut n = 0;
+    for i in 0..a.segments().len() {
+        let (sa, sb) = (&a.segments()[i], &b.segments()[i]);
+        assert_eq!(sa.old_start, sb.old_start);
+        let (ba, bb) = (a.segment_bytes(i), b.segment_bytes(i));
+        let wa: Vec<_> = Walk::<L>::new(ba, sa.new_start.0, i).collect();
+        let wb: Vec<_> = Walk::<L>::new(bb, sb.new_start.0, i).collect();
+        assert_eq!(wa.len(), wb.len(), "segment {i}: object counts differ");
+        for (oa, ob) in wa.iter().zip(&wb) {
+            assert_eq!(oa.offset, ob.offset);
+            assert_eq!(
+                oa.header, ob.header,
+                "header at segment {i} offset {}",
+                oa.offset
+            );
+            let end = oa.offset + 8 + oa.num_slots.max(1) as usize * w;
+            let mut at = oa.offset + 8;
+            while at < end {
+                let read = |bytes: &[u8]| -> u64 {
+                    if w == 8 {
+                        u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap())
+                    } else {
+                        u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as u64
+                    }
+                };
+                let (va, vb) = (read(ba), read(bb));
+                if va != vb {
+                    let old_a = undo(a, va);
+                    let old_b = undo(b, vb);
+                    assert!(
+                        old_a.is_some() && old_a == old_b,
+                        "segment {i} object at offset {}: word at +{} is {va:#x} in one heap and {vb:#x} in the other, which undo to {old_a:x?} and {old_b:x?}",
+                        oa.offset,
+                        at - oa.offset
+                    );
+                }
+                at += w;
+            }
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Tests in one binary run on parallel threads of one process, and loads at
+/// fixed addresses would take each other's ranges: such tests hold this lock.
+pub fn address_space() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -26,9 +26,11 @@ pub mod heap;
 pub mod load;
 pub mod relocate;
 pub mod source;
+pub mod verify;
 
 pub use error::LoadError;
 pub use heap::{HeapSegment, LoadedHeap, Placement, Timings};
 pub use load::{initial_headroom, load, load_path, read_layout, LoadOptions, PlacementRequest};
 pub use source::{FileSource, ImageSource};
 pub use spur_mem::Backing;
+pub use verify::{verify, Finding, FindingKind, Report};
