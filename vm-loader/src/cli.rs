@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use spur_loader::PlacementRequest;
 
-/// Inspect and load Spur (Pharo, Squeak, Cuis) images.
+/// Inspect, load and verify Spur (Pharo, Squeak, Cuis) images.
 #[derive(Debug, Parser)]
 #[command(name = "vm-loader", version, about)]
 pub struct Cli {
@@ -22,6 +22,8 @@ pub enum Command {
     Info(InfoArgs),
     /// Load the heap into memory and report where it went.
     Load(LoadArgs),
+    /// Load the heap and check it object by object.
+    Verify(LoadArgs),
 }
 
 #[derive(Debug, Args)]
@@ -96,9 +98,9 @@ mod tests {
         let e = Cli::try_parse_from(["vm-loader", "load", "x", "--base", "0x1000", "--relocate"])
             .unwrap_err();
         assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict);
-        let c = Cli::try_parse_from(["vm-loader", "load", "--base", "4096", "--json"]).unwrap();
-        let Command::Load(a) = c.command else {
-            panic!("not load")
+        let c = Cli::try_parse_from(["vm-loader", "verify", "--base", "4096", "--json"]).unwrap();
+        let Command::Verify(a) = c.command else {
+            panic!("not verify")
         };
         assert_eq!(a.place.request(), PlacementRequest::At(4096));
         assert!(a.image.is_none());

@@ -1,9 +1,10 @@
-//! `vm-loader`: inspect and load Spur images from the command line.
+//! `vm-loader`: inspect, load and verify Spur images from the command line.
 //!
 //! Every subcommand prints a human-readable account by default and one JSON
 //! object with `--json` (addresses as plain integers there, in hex for
-//! people). Exit codes: 0 success, 2 the image could not be read or loaded
-//! (or the command line was wrong, which is clap's own code 2). Bad input is reported as exactly one line on
+//! people). Exit codes: 0 success, 1 the verifier found the heap corrupt,
+//! 2 the image could not be read or loaded (or the command line was wrong,
+//! which is clap's own code 2). Bad input is reported as exactly one line on
 //! stderr, `vm-loader: <message>`; nothing is left mapped, since the loaded
 //! heap unmaps itself when dropped.
 
@@ -14,6 +15,7 @@ mod image;
 mod info;
 mod load;
 mod out;
+mod verify;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -27,10 +29,13 @@ use cli::{Cli, Command};
 pub enum Outcome {
     /// Everything is as it should be.
     Ok,
+    /// The image loaded, but the verifier found corruption.
+    Corrupt,
 }
 
 /// The exit code when the input cannot be used at all.
 const EXIT_BAD_INPUT: u8 = 2;
+const EXIT_CORRUPT: u8 = 1;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -38,9 +43,11 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Info(a) => info::run(a, cli.json),
         Command::Load(a) => load::run(a, cli.json),
+        Command::Verify(a) => verify::run(a, cli.json),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::Corrupt) => ExitCode::from(EXIT_CORRUPT),
         Err(e) => {
             eprintln!("vm-loader: {}", one_line(&e));
             ExitCode::from(EXIT_BAD_INPUT)
