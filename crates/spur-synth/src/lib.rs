@@ -63,6 +63,10 @@ mod kernel;
 mod plan;
 mod rng;
 
+#[cfg(test)]
+mod check;
+#[cfg(test)]
+mod tests;
 
 use std::fs;
 use std::io::{self, Cursor, Seek, Write};
