@@ -2,10 +2,12 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::builder::TypedValueParser as _;
+use clap::{ArgGroup, Args, Parser, Subcommand};
+use spur_format::WordSize;
 use spur_loader::PlacementRequest;
 
-/// Inspect, load and verify Spur (Pharo, Squeak, Cuis) images.
+/// Inspect, load, verify and build Spur (Pharo, Squeak, Cuis) images.
 #[derive(Debug, Parser)]
 #[command(name = "vm-loader", version, about)]
 pub struct Cli {
@@ -24,17 +26,19 @@ pub enum Command {
     Load(LoadArgs),
     /// Load the heap and check it object by object.
     Verify(LoadArgs),
+    /// Write a test image made by the builder.
+    Synth(SynthArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// The image file.
+    /// The image file (default: a small image made in memory by the builder).
     pub image: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
 pub struct LoadArgs {
-    /// The image file.
+    /// The image file (default: a small image made in memory by the builder).
     pub image: Option<PathBuf>,
     #[command(flatten)]
     pub place: PlaceArgs,
@@ -59,6 +63,54 @@ impl PlaceArgs {
             (None, true) => PlacementRequest::Relocate,
             (None, false) => PlacementRequest::OldBase,
         }
+    }
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("heap").required(true).args(["heap_mib", "heap_kib"])))]
+pub struct SynthArgs {
+    /// Where to write the image (replaced atomically if it exists).
+    pub out: PathBuf,
+    /// Heap size in MiB (a lower bound: the fixed structure always fits).
+    #[arg(long, value_name = "N")]
+    pub heap_mib: Option<u64>,
+    /// Heap size in KiB, for small images.
+    #[arg(long, value_name = "N")]
+    pub heap_kib: Option<u64>,
+    /// Number of segments.
+    #[arg(long, value_name = "K", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..=4096).map(|k| k as usize))]
+    pub segments: usize,
+    /// Gap between one segment's end and the next one's start, in MiB.
+    #[arg(long, value_name = "G", default_value_t = 0)]
+    pub gap_mib: u64,
+    /// Word size in bytes: 4 or 8.
+    #[arg(long, value_name = "4|8", default_value = "8", value_parser = parse_word_size)]
+    pub word_size: WordSize,
+    /// Put a 512-byte prefix before the header.
+    #[arg(long)]
+    pub prefix: bool,
+    /// Multiple bytecode sets (format 68533 or 7033).
+    #[arg(long)]
+    pub sista: bool,
+    /// Leave no free chunks in the heap.
+    #[arg(long)]
+    pub no_free_chunks: bool,
+    /// oldBaseAddr, the address of nil (hex with 0x, or decimal); default:
+    /// where Pharo puts old space.
+    #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
+    pub base: Option<u64>,
+    /// Seed of the builder's generator: the same arguments give the same bytes.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// `4` or `8`.
+pub fn parse_word_size(s: &str) -> Result<WordSize, String> {
+    match s.trim() {
+        "4" => Ok(WordSize::W32),
+        "8" => Ok(WordSize::W64),
+        _ => Err(format!("{s:?} is not a word size: give 4 or 8")),
     }
 }
 
@@ -105,5 +157,43 @@ mod tests {
         assert_eq!(a.place.request(), PlacementRequest::At(4096));
         assert!(a.image.is_none());
         assert!(c.json);
+    }
+
+    #[test]
+    fn synth_takes_exactly_one_heap_size() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(["vm-loader", "synth", "out.image"].iter().chain(args))
+        };
+        let kind = |args: &[&str]| parse(args).unwrap_err().kind();
+        use clap::error::ErrorKind;
+        assert_eq!(kind(&[]), ErrorKind::MissingRequiredArgument);
+        assert_eq!(
+            kind(&["--heap-mib", "4", "--heap-kib", "64"]),
+            ErrorKind::ArgumentConflict
+        );
+        assert_eq!(
+            kind(&["--heap-kib", "64", "--word-size", "5"]),
+            ErrorKind::ValueValidation
+        );
+        assert_eq!(
+            kind(&["--heap-kib", "64", "--segments", "0"]),
+            ErrorKind::ValueValidation
+        );
+        let c = parse(&[
+            "--heap-kib",
+            "64",
+            "--word-size",
+            "4",
+            "--base",
+            "0x10000000",
+        ])
+        .unwrap();
+        let Command::Synth(a) = c.command else {
+            panic!("not synth")
+        };
+        assert_eq!(a.heap_kib, Some(64));
+        assert_eq!(a.word_size, WordSize::W32);
+        assert_eq!(a.base, Some(0x1000_0000));
+        assert_eq!(a.segments, 1);
     }
 }

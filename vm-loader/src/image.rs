@@ -1,36 +1,89 @@
-//! Where the image of `info` and `load` comes from.
+//! Where the image of `info`, `load` and `verify` comes from: a file, or,
+//! when no IMAGE is given, a small image the builder makes in memory.
 
 use std::path::Path;
 
+use anyhow::Context;
+use spur_format::WordSize;
 use spur_loader::{FileSource, ImageSource, LoadError};
+use spur_synth::SynthSpec;
+
+use crate::out::human_bytes;
+
+/// Heap size of the default image.
+const DEFAULT_HEAP_BYTES: u64 = 4 << 20;
+/// Segments of the default image, and the gap between them: enough to show
+/// the loader placing each segment at its own old address.
+const DEFAULT_SEGMENTS: usize = 2;
+const DEFAULT_GAP_BYTES: u64 = 1 << 20;
 
 /// An opened image.
 #[derive(Debug)]
 pub enum Image {
     /// A file, read with `pread` as the loader needs it.
     File(FileSource),
+    /// An image held in memory.
+    Bytes(Vec<u8>),
 }
 
 impl Image {
-    /// Opens `path`.
+    /// Opens `path`, or builds the default image when there is none.
     pub fn open(path: Option<&Path>) -> anyhow::Result<Image> {
         match path {
             Some(p) => Ok(Image::File(FileSource::open(p)?)),
-            None => anyhow::bail!("no IMAGE given"),
+            None => {
+                let spec = default_spec();
+                eprintln!(
+                    "note: no IMAGE given; using a {} {}-bit image with {} segments \
+                     made in memory by the builder",
+                    human_bytes(spec.heap_bytes),
+                    spec.word.bytes() * 8,
+                    spec.segments
+                );
+                let (bytes, _) = spur_synth::image_bytes(&spec)
+                    .context("building the default image in memory")?;
+                Ok(Image::Bytes(bytes))
+            }
         }
     }
 }
 
-/// The loader reads it through the library's own sources.
+/// The image used when no IMAGE is given: 64-bit, two segments a gap apart.
+pub fn default_spec() -> SynthSpec {
+    SynthSpec {
+        segments: DEFAULT_SEGMENTS,
+        gap_bytes: DEFAULT_GAP_BYTES,
+        ..SynthSpec::new(WordSize::W64, DEFAULT_HEAP_BYTES)
+    }
+}
+
+/// The loader reads either kind through the library's own sources.
 impl ImageSource for Image {
     fn len(&self) -> u64 {
         match self {
             Image::File(f) => f.len(),
+            Image::Bytes(b) => ImageSource::len(b.as_slice()),
         }
     }
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<(), LoadError> {
         match self {
             Image::File(f) => f.read_exact_at(buf, offset),
+            Image::Bytes(b) => b.as_slice().read_exact_at(buf, offset),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_image_reads_as_two_segments_with_a_gap() {
+        let (bytes, report) = spur_synth::image_bytes(&default_spec()).unwrap();
+        let (header, table) = spur_loader::read_layout(&Image::Bytes(bytes)).unwrap();
+        assert_eq!(header.word, WordSize::W64);
+        assert_eq!(table.segments.len(), DEFAULT_SEGMENTS);
+        assert_eq!(table.segments[0].gap_after, DEFAULT_GAP_BYTES);
+        assert_eq!(header.data_size, report.data_size);
     }
 }

@@ -44,7 +44,8 @@ pub struct TimingsJson {
     pub total: u64,
 }
 
-/// Opens the image named by `args` and loads it where `args` asks.
+/// Opens the image named by `args` (or the builder's default) and loads it
+/// where `args` asks.
 pub fn load_image(args: &LoadArgs) -> Result<LoadedHeap> {
     let image = Image::open(args.image.as_deref())?;
     let opts = LoadOptions {

@@ -1,4 +1,4 @@
-//! `vm-loader`: inspect, load and verify Spur images from the command line.
+//! `vm-loader`: inspect, load, verify and build Spur images from the command line.
 //!
 //! Every subcommand prints a human-readable account by default and one JSON
 //! object with `--json` (addresses as plain integers there, in hex for
@@ -15,6 +15,7 @@ mod image;
 mod info;
 mod load;
 mod out;
+mod synth;
 mod verify;
 
 use std::io::IsTerminal;
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
         Command::Info(a) => info::run(a, cli.json),
         Command::Load(a) => load::run(a, cli.json),
         Command::Verify(a) => verify::run(a, cli.json),
+        Command::Synth(a) => synth::run(a, cli.json),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

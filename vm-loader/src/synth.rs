@@ -1,0 +1,132 @@
+//! `vm-loader synth`: write a test image with the builder.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use spur_format::WordSize;
+use spur_synth::{SynthReport, SynthSpec};
+
+use crate::cli::SynthArgs;
+use crate::out::{emit, human_bytes};
+use crate::Outcome;
+
+/// The JSON of `synth`.
+#[derive(Debug, Serialize)]
+pub struct SynthJson {
+    pub path: String,
+    pub format: u32,
+    pub word_size: u64,
+    pub old_base: u64,
+    pub special_objects_oop: u64,
+    pub data_size: u64,
+    pub file_len: u64,
+    pub objects: u64,
+    pub free_chunks: u64,
+    pub free_bytes: u64,
+    pub classes: u64,
+    pub segments: Vec<SynthSegmentJson>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SynthSegmentJson {
+    pub index: usize,
+    pub old_start: u64,
+    pub size: u64,
+}
+
+/// The builder's spec for the command line's arguments.
+pub fn spec(args: &SynthArgs) -> Result<SynthSpec> {
+    let heap_bytes = match (args.heap_mib, args.heap_kib) {
+        (Some(mib), _) => mib
+            .checked_mul(1 << 20)
+            .with_context(|| format!("--heap-mib {mib} is too large"))?,
+        (None, Some(kib)) => kib
+            .checked_mul(1 << 10)
+            .with_context(|| format!("--heap-kib {kib} is too large"))?,
+        (None, None) => anyhow::bail!("one of --heap-mib and --heap-kib is required"),
+    };
+    let gap_bytes = args
+        .gap_mib
+        .checked_mul(1 << 20)
+        .with_context(|| format!("--gap-mib {} is too large", args.gap_mib))?;
+    let mut spec = SynthSpec::new(args.word_size, heap_bytes);
+    spec.segments = args.segments;
+    spec.gap_bytes = gap_bytes;
+    spec.prefix = args.prefix;
+    spec.multiple_bytecode_sets = args.sista;
+    spec.free_chunks = !args.no_free_chunks;
+    if let Some(base) = args.base {
+        spec.old_base = base;
+    }
+    spec.seed = args.seed;
+    Ok(spec)
+}
+
+pub fn run(args: &SynthArgs, json: bool) -> Result<Outcome> {
+    let spec = spec(args)?;
+    let report = spur_synth::write_image_file(&spec, &args.out)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    let j = to_json(&args.out, spec.word, &report);
+    emit(json, &j, || text(&j))?;
+    Ok(Outcome::Ok)
+}
+
+fn to_json(path: &Path, word: WordSize, r: &SynthReport) -> SynthJson {
+    SynthJson {
+        path: path.display().to_string(),
+        format: r.format,
+        word_size: word.bytes(),
+        old_base: r.nil,
+        special_objects_oop: r.special_objects_oop,
+        data_size: r.data_size,
+        file_len: r.file_len,
+        objects: r.objects,
+        free_chunks: r.free_chunks,
+        free_bytes: r.free_bytes,
+        classes: r.classes,
+        segments: r
+            .segments
+            .iter()
+            .map(|s| SynthSegmentJson {
+                index: s.index,
+                old_start: s.old_start,
+                size: s.size,
+            })
+            .collect(),
+    }
+}
+
+fn text(j: &SynthJson) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "wrote {}: format {}, {}-bit, {} of heap in {} segment{}, {} file",
+        j.path,
+        j.format,
+        j.word_size * 8,
+        human_bytes(j.data_size),
+        j.segments.len(),
+        if j.segments.len() == 1 { "" } else { "s" },
+        human_bytes(j.file_len)
+    );
+    let _ = writeln!(
+        s,
+        "  {} objects, {} classes, {} free chunks ({}), nil at {:#x}, special objects at {:#x}",
+        j.objects,
+        j.classes,
+        j.free_chunks,
+        human_bytes(j.free_bytes),
+        j.old_base,
+        j.special_objects_oop
+    );
+    for seg in &j.segments {
+        let _ = writeln!(
+            s,
+            "  segment {:>3}  {:#014x}  {:>10} bytes",
+            seg.index, seg.old_start, seg.size
+        );
+    }
+    s
+}
