@@ -71,7 +71,14 @@ pub fn corpus_dir() -> Option<PathBuf> {
             None
         }
         Some(dir) => {
-            let dir = PathBuf::from(dir);
+            let mut dir = PathBuf::from(dir);
+            // Cargo runs tests in the package folder; a relative path given
+            // from the workspace root is resolved from there.
+            if dir.is_relative() && !dir.join("SOURCES.md").is_file() {
+                dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                    .join("..")
+                    .join(dir);
+            }
             assert!(
                 dir.join("SOURCES.md").is_file(),
                 "SPUR_CORPUS={} does not hold the image corpus (no SOURCES.md)",

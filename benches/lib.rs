@@ -1,0 +1,34 @@
+//! Shared pieces of the benchmarks: where the builder's images are cached,
+//! and reading criterion's estimates back to print ratios.
+
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+
+use spur_format::WordSize;
+use spur_synth::SynthSpec;
+
+/// A builder image of `mib` MiB in `segments` segments, written once into
+/// `target/bench-images` and reused by later runs.
+pub fn bench_image(mib: u64, segments: usize) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-images");
+    std::fs::create_dir_all(&dir).expect("create target/bench-images");
+    let path = dir.join(format!("synth-{mib}mib-{segments}seg-64.image"));
+    if !path.is_file() {
+        let mut spec = SynthSpec::new(WordSize::W64, mib << 20);
+        spec.segments = segments;
+        spur_synth::write_image_file(&spec, &path).expect("write bench image");
+    }
+    path
+}
+
+/// The median criterion measured for `group/bench`, in nanoseconds.
+pub fn median_ns(group: &str, bench: &str) -> Option<f64> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/criterion")
+        .join(group)
+        .join(bench)
+        .join("new/estimates.json");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(p).ok()?).ok()?;
+    v["median"]["point_estimate"].as_f64()
+}
