@@ -32,6 +32,21 @@ fn benches(c: &mut Criterion) {
     g.bench_function("load_relocated", |b| {
         b.iter(|| black_box(load_path(&path, &relocate).unwrap()))
     });
+    // The same with ordinary 4 KiB pages, to show what huge pages buy.
+    let small = LoadOptions {
+        backing: spur_loader::Backing::Pages,
+        ..Default::default()
+    };
+    g.bench_function("load_in_place_4k", |b| {
+        b.iter(|| black_box(load_path(&path, &small).unwrap()))
+    });
+    let small_reloc = LoadOptions {
+        placement: PlacementRequest::Relocate,
+        backing: spur_loader::Backing::Pages,
+    };
+    g.bench_function("load_relocated_4k", |b| {
+        b.iter(|| black_box(load_path(&path, &small_reloc).unwrap()))
+    });
     let heap = load_path(&path, &LoadOptions::default()).unwrap();
     assert!(verify(&heap).ok());
     g.bench_function("verify", |b| b.iter(|| black_box(verify(&heap))));
@@ -44,7 +59,14 @@ fn main() {
     c.final_summary();
     let base = median_ns(GROUP, "fs_read");
     println!("\nmedians and ratios against fs_read (same run):");
-    for name in ["fs_read", "load_in_place", "load_relocated", "verify"] {
+    for name in [
+        "fs_read",
+        "load_in_place",
+        "load_relocated",
+        "load_in_place_4k",
+        "load_relocated_4k",
+        "verify",
+    ] {
         if let (Some(t), Some(b)) = (median_ns(GROUP, name), base) {
             let gib_s = (256u64 << 20) as f64 / t; // bytes per ns = GB/s
             println!(

@@ -120,6 +120,10 @@ pub trait Layout: Copy + Send + Sync + 'static {
     fn slot(bytes: &[u8], obj: usize, i: usize) -> u64;
     /// Writes slot `i` of the object whose base header is at `obj` in `bytes`.
     fn set_slot(bytes: &mut [u8], obj: usize, i: usize, value: u64);
+    /// Reads one word from a `W`-byte chunk.
+    fn get(chunk: &[u8]) -> u64;
+    /// Writes one word into a `W`-byte chunk.
+    fn put(chunk: &mut [u8], value: u64);
 }
 
 /// The 32-bit layout.
@@ -142,6 +146,14 @@ impl Layout for L32 {
         let at = obj + 8 + 4 * i;
         bytes[at..at + 4].copy_from_slice(&(value as u32).to_le_bytes());
     }
+    #[inline(always)]
+    fn get(chunk: &[u8]) -> u64 {
+        u32::from_le_bytes(chunk.try_into().unwrap()) as u64
+    }
+    #[inline(always)]
+    fn put(chunk: &mut [u8], value: u64) {
+        chunk.copy_from_slice(&(value as u32).to_le_bytes());
+    }
 }
 
 impl Layout for L64 {
@@ -156,6 +168,14 @@ impl Layout for L64 {
     fn set_slot(bytes: &mut [u8], obj: usize, i: usize, value: u64) {
         let at = obj + 8 + 8 * i;
         bytes[at..at + 8].copy_from_slice(&value.to_le_bytes());
+    }
+    #[inline(always)]
+    fn get(chunk: &[u8]) -> u64 {
+        u64::from_le_bytes(chunk.try_into().unwrap())
+    }
+    #[inline(always)]
+    fn put(chunk: &mut [u8], value: u64) {
+        chunk.copy_from_slice(&value.to_le_bytes());
     }
 }
 

@@ -29,10 +29,22 @@ pub enum PlacementRequest {
 }
 
 /// How to load.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoadOptions {
     pub placement: PlacementRequest,
+    /// Transparent huge pages by default: filling a heap then takes one page
+    /// fault per 2 MiB instead of one per 4 KiB, which makes loading several
+    /// times faster than reading the same file into a `Vec`.
     pub backing: Backing,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            placement: PlacementRequest::OldBase,
+            backing: Backing::HugePages,
+        }
+    }
 }
 
 /// Bytes read from the file between two relocation passes: small enough that
@@ -97,17 +109,21 @@ pub fn load<S: ImageSource + ?Sized>(src: &S, opts: &LoadOptions) -> Result<Load
     let plan = {
         let _s = tracing::debug_span!("reserve").entered();
         match opts.placement {
-            PlacementRequest::OldBase => match place_at_old_addresses(&header, &table, headroom) {
-                Ok(plan) => plan,
-                Err(e) => {
-                    let why = e.to_string();
-                    tracing::warn!("old addresses unavailable, relocating: {why}");
-                    fallback = Some(why);
-                    coalesce(&header, &table, headroom, None)?
+            PlacementRequest::OldBase => {
+                match place_at_old_addresses(&header, &table, headroom, opts.backing) {
+                    Ok(plan) => plan,
+                    Err(e) => {
+                        let why = e.to_string();
+                        tracing::warn!("old addresses unavailable, relocating: {why}");
+                        fallback = Some(why);
+                        coalesce(&header, &table, headroom, None, opts.backing)?
+                    }
                 }
-            },
-            PlacementRequest::Relocate => coalesce(&header, &table, headroom, None)?,
-            PlacementRequest::At(addr) => coalesce(&header, &table, headroom, Some(addr))?,
+            }
+            PlacementRequest::Relocate => coalesce(&header, &table, headroom, None, opts.backing)?,
+            PlacementRequest::At(addr) => {
+                coalesce(&header, &table, headroom, Some(addr), opts.backing)?
+            }
         }
     };
     let t_reserve = t0.elapsed();
@@ -137,12 +153,8 @@ pub fn load<S: ImageSource + ?Sized>(src: &S, opts: &LoadOptions) -> Result<Load
     let swizzle_time = {
         let _s = tracing::debug_span!("read").entered();
         match heap.word() {
-            WordSize::W64 => {
-                read_segments::<L64, S>(src, &table, &mut heap, opts, relocation.as_ref())?
-            }
-            WordSize::W32 => {
-                read_segments::<L32, S>(src, &table, &mut heap, opts, relocation.as_ref())?
-            }
+            WordSize::W64 => read_segments::<L64, S>(src, &table, &mut heap, relocation.as_ref())?,
+            WordSize::W32 => read_segments::<L32, S>(src, &table, &mut heap, relocation.as_ref())?,
         }
     };
     let t_read = t1.elapsed();
@@ -180,6 +192,7 @@ fn place_at_old_addresses(
     header: &ImageHeader,
     table: &SegmentTable,
     headroom: u64,
+    backing: Backing,
 ) -> Result<Plan, MemError> {
     let n = table.segments.len();
     // Page ranges, merged where they touch.
@@ -206,7 +219,7 @@ fn place_at_old_addresses(
     for (lo, hi, members) in groups {
         let mut r = Reservation::at(lo, hi - lo)?;
         let last = &table.segments[*members.last().unwrap()];
-        r.commit(last.old_end().0 - lo, Backing::Pages)?;
+        r.commit(last.old_end().0 - lo, backing)?;
         for i in members {
             let s = &table.segments[i];
             segments.push(HeapSegment {
@@ -236,6 +249,7 @@ fn coalesce(
     table: &SegmentTable,
     headroom: u64,
     at: Option<u64>,
+    backing: Backing,
 ) -> Result<Plan, LoadError> {
     let word = header.word;
     let n = table.segments.len() as u64;
@@ -295,7 +309,7 @@ fn coalesce(
     };
     let mut region = region;
     let base_off = (start - region.base()) as usize;
-    region.commit(base_off as u64 + heap_len, Backing::Pages)?;
+    region.commit(base_off as u64 + heap_len, backing)?;
     let mut segments = Vec::with_capacity(n as usize);
     let mut off = base_off;
     for s in &table.segments {
@@ -324,7 +338,6 @@ fn read_segments<L: Layout, S: ImageSource + ?Sized>(
     src: &S,
     table: &SegmentTable,
     heap: &mut LoadedHeap,
-    opts: &LoadOptions,
     relocation: Option<&Relocation>,
 ) -> Result<std::time::Duration, LoadError> {
     let mut swizzle = std::time::Duration::ZERO;
@@ -332,9 +345,6 @@ fn read_segments<L: Layout, S: ImageSource + ?Sized>(
     for (i, fs) in table.segments.iter().enumerate() {
         let seg = heap.segments[i];
         let region = &mut heap.regions[seg.region];
-        if opts.backing == Backing::HugePages {
-            region.commit(region.committed() as u64, Backing::HugePages)?;
-        }
         let bytes = region.bytes_mut();
         let start = seg.offset;
         let end = start + seg.size as usize;

@@ -40,11 +40,7 @@ impl Relocation {
         } else {
             self.old_starts.iter().rposition(|&s| p >= s).unwrap_or(0)
         };
-        let v = p.wrapping_add(self.deltas[k]);
-        match self.word {
-            WordSize::W32 => v & 0xFFFF_FFFF,
-            WordSize::W64 => v,
-        }
+        self.narrow(p.wrapping_add(self.deltas[k]))
     }
 
     /// Rewrites the objects of one segment from `*cursor`, as far as the bytes
@@ -102,8 +98,12 @@ impl Relocation {
             } else {
                 0
             };
-            for i in 0..count {
-                self.field::<L>(bytes, obj.offset, i);
+            let body = &mut bytes[obj.offset + 8..obj.offset + 8 + count * L::W];
+            if self.old_starts.len() == 1 {
+                let d = self.deltas[0];
+                rewrite::<L>(body, |v| self.narrow(v.wrapping_add(d)));
+            } else {
+                rewrite::<L>(body, |v| self.apply(v));
             }
         } else if ci == CLASS_FREE_CHUNK {
             if n > 0 {
@@ -119,10 +119,10 @@ impl Relocation {
     }
 
     #[inline(always)]
-    fn field<L: Layout>(&self, bytes: &mut [u8], obj: usize, i: usize) {
-        let v = L::slot(bytes, obj, i);
-        if !L::WORD.is_immediate(v) {
-            L::set_slot(bytes, obj, i, self.apply(v));
+    fn narrow(&self, v: u64) -> u64 {
+        match self.word {
+            WordSize::W32 => v & 0xFFFF_FFFF,
+            WordSize::W64 => v,
         }
     }
 
@@ -131,6 +131,17 @@ impl Relocation {
         let v = L::slot(bytes, obj, i);
         if v != 0 {
             L::set_slot(bytes, obj, i, self.apply(v));
+        }
+    }
+}
+
+/// Applies `f` to every non-immediate word of `body` (a run of pointer slots).
+#[inline(always)]
+fn rewrite<L: Layout>(body: &mut [u8], f: impl Fn(u64) -> u64) {
+    for chunk in body.chunks_exact_mut(L::W) {
+        let v = L::get(chunk);
+        if !L::WORD.is_immediate(v) {
+            L::put(chunk, f(v));
         }
     }
 }
