@@ -321,3 +321,31 @@ fn a_truncated_segment_is_refused_or_found() {
         );
     }
 }
+
+#[test]
+fn byte_swapped_and_unknown_formats_are_refused_by_what_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bytes, report) = spur_synth::image_bytes(&spec(WordSize::W32, 256)).unwrap();
+    // The format word as a big-endian writer would store it.
+    let mut swapped = bytes.clone();
+    swapped[0..4].copy_from_slice(&report.format.to_be_bytes());
+    let path = dir.path().join("swapped.image");
+    std::fs::write(&path, &swapped).unwrap();
+    let e = load_path(&path, &LoadOptions::default()).unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("format 6521 found byte-swapped") && text.contains("big-endian Spur image"),
+        "{text}"
+    );
+
+    let mut unknown = bytes;
+    unknown[0..4].copy_from_slice(&0x1234_5678u32.to_le_bytes());
+    std::fs::write(&path, &unknown).unwrap();
+    let text = load_path(&path, &LoadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        text.contains("0x12345678") && text.contains("no known image format"),
+        "{text}"
+    );
+}

@@ -17,9 +17,9 @@ pub enum LoadError {
         len: u64,
         source: std::io::Error,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     Format(#[from] FormatError),
-    #[error("{0}")]
+    #[error(transparent)]
     Memory(#[from] MemError),
     #[error("--base {addr:#x}: {why}")]
     BadBase { addr: u64, why: &'static str },
