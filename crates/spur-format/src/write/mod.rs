@@ -1,3 +1,4 @@
 //! Writers: the inverse of the readers.
 
 pub mod header;
+pub mod segment;
