@@ -16,6 +16,11 @@
 //! own integrity checks do (§8 of the format reference) and reports findings
 //! rather than failing on the first.
 //!
+//! [`snapshot`] writes a loaded heap back as a single-file image (§2.2, §7),
+//! in place or relocated, streamed from memory into a temporary file that
+//! replaces the target only once it is complete and synced, or from a forked
+//! child while the caller goes on.
+//!
 //! What it leaves to its caller: new space, stack pages and everything else a
 //! running VM needs beyond old space.
 
@@ -25,12 +30,18 @@ pub mod error;
 pub mod heap;
 pub mod load;
 pub mod relocate;
+pub mod snapshot;
 pub mod source;
 pub mod verify;
 
 pub use error::LoadError;
 pub use heap::{HeapSegment, LoadedHeap, Placement, Timings};
 pub use load::{initial_headroom, load, load_path, read_layout, LoadOptions, PlacementRequest};
+pub use snapshot::{
+    read_prefix, remove_stale_temps, snapshot_in_background, snapshot_to_path, write_atomically,
+    BackgroundReport, BackgroundSnapshot, SnapshotError, SnapshotOptions, SnapshotPlan,
+    SnapshotReport,
+};
 pub use source::{FileSource, ImageSource};
 pub use spur_mem::Backing;
 pub use verify::{verify, Finding, FindingKind, Report};
