@@ -21,9 +21,11 @@
 //!   the image is written without a prefix, which every VM reads (PVM reads
 //!   only that form).
 //! * **Streaming.** Segment bytes go from the heap's memory to the file in
-//!   16 MiB `write` calls; nothing is copied into a buffer first. After each
-//!   chunk the kernel is asked to start writing it to disk, so the `fsync`
-//!   at the end overlaps the writing instead of following it.
+//!   `write` calls of up to 16 MiB, cut at 16 MiB boundaries of the file;
+//!   nothing is copied into a buffer first. After each 16 MiB the kernel is
+//!   asked to start writing the whole pages written so far to disk
+//!   (`sync_file_range`), so the `fsync` at the end overlaps the writing
+//!   instead of following it, and dirty pages stay few.
 //! * **Safety of the target.** [`write_atomically`]: a new file with a
 //!   unique, recognisable name is created (`O_EXCL`) beside the target,
 //!   written, `fsync`ed, renamed over the target, and the directory is
@@ -49,6 +51,8 @@ use std::time::{Duration, Instant};
 use spur_format::raw::{BRIDGE_BYTES, PREFIX_BYTES};
 use spur_format::{FileLayout, FormatError, HeaderOverrides, ImageHeader};
 use spur_mem::process::{self, ChildOutcome, WriteJob, WriterChild};
+
+pub use spur_mem::process::ignore_file_size_signal;
 
 use crate::heap::LoadedHeap;
 use crate::source::ImageSource;
@@ -207,30 +211,33 @@ impl<'h> SnapshotPlan<'h> {
         out: &mut W,
         progress: &mut dyn FnMut(u64),
     ) -> Result<u64, SnapshotError> {
-        self.write_with(out, &mut |_, _, done| progress(done))
+        self.write_with(out, &mut |_, done| progress(done))
     }
 
-    /// The writer: pieces in file order, segment bodies in chunks of
-    /// [`WRITE_CHUNK`]; `after` gets the output, the chunk's offset and the
-    /// bytes written so far.
+    /// The writer: pieces in file order, cut so that every write but the
+    /// last ends on a multiple of [`WRITE_CHUNK`] in the file; `after` gets
+    /// the output and the bytes written so far after each write.
     fn write_with<W: Write>(
         &self,
         out: &mut W,
-        after: &mut dyn FnMut(&mut W, u64, u64),
+        after: &mut dyn FnMut(&mut W, u64),
     ) -> Result<u64, SnapshotError> {
         let _s = tracing::debug_span!("snapshot-write", bytes = self.file_len()).entered();
+        let chunk = WRITE_CHUNK as u64;
         let mut offset = 0u64;
         for piece in self.pieces() {
-            for chunk in piece.chunks(WRITE_CHUNK) {
-                out.write_all(chunk)
-                    .map_err(|source| SnapshotError::Write {
-                        offset,
-                        len: chunk.len() as u64,
-                        source,
-                    })?;
-                let at = offset;
-                offset += chunk.len() as u64;
-                after(out, at, offset);
+            let mut rest = piece;
+            while !rest.is_empty() {
+                let room = (chunk - offset % chunk) as usize;
+                let (now, later) = rest.split_at(room.min(rest.len()));
+                out.write_all(now).map_err(|source| SnapshotError::Write {
+                    offset,
+                    len: now.len() as u64,
+                    source,
+                })?;
+                offset += now.len() as u64;
+                rest = later;
+                after(out, offset);
             }
         }
         out.flush().map_err(|source| SnapshotError::Write {
@@ -269,8 +276,15 @@ pub fn snapshot_to_path(
     let plan = SnapshotPlan::new(heap, opts)?;
     let mut write_time = Duration::ZERO;
     let bytes = write_atomically(target, |f| {
-        let n = plan.write_with(f, &mut |f, at, done| {
-            process::start_writeback(f, at, done - at);
+        // Whole pages only: a page still being filled must not be under
+        // writeback when the next write reaches it, or that write waits.
+        let mut hinted = 0;
+        let n = plan.write_with(f, &mut |f, done| {
+            let upto = done & !(process::WRITEBACK_ALIGN - 1);
+            if upto >= hinted + WRITE_CHUNK as u64 {
+                process::start_writeback(f, hinted, upto - hinted);
+                hinted = upto;
+            }
             progress(done);
         })?;
         write_time = t0.elapsed();

@@ -31,8 +31,14 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 /// After this many bytes the child asks the kernel to start writing them
-/// back, so that the final `fsync` has little left to wait for.
+/// back, so that the final `fsync` has little left to wait for. It is also
+/// the most the child hands to one `write`.
 pub const WRITEBACK_CHUNK: u64 = 16 << 20;
+
+/// Writeback hints cover whole pages of this size only: a page still being
+/// filled must not be under writeback when the next `write` reaches it, or
+/// that write waits for the disk.
+pub const WRITEBACK_ALIGN: u64 = 4096;
 
 /// Everything the forked child needs, prepared by the parent.
 #[derive(Debug, Clone, Copy)]
@@ -165,8 +171,9 @@ fn child_main(job: &WriteJob<'_>) -> ! {
         let mut ptr = piece.as_ptr();
         let mut left = piece.len();
         while left > 0 {
-            // Linux moves at most 0x7fff_f000 bytes per call; ask for 1 GiB.
-            let want = left.min(1 << 30);
+            // Up to the next chunk boundary of the file.
+            let room = (WRITEBACK_CHUNK - written % WRITEBACK_CHUNK) as usize;
+            let want = left.min(room);
             // SAFETY: `ptr..ptr+want` lies inside `piece`, which the job borrows.
             let n = unsafe { libc::write(fd, ptr.cast(), want) };
             if n < 0 {
@@ -184,9 +191,10 @@ fn child_main(job: &WriteJob<'_>) -> ! {
             ptr = unsafe { ptr.add(n) };
             left -= n;
             written += n as u64;
-            if written - hinted >= WRITEBACK_CHUNK {
-                start_writeback_raw(fd, hinted, written - hinted);
-                hinted = written;
+            let upto = written & !(WRITEBACK_ALIGN - 1);
+            if upto >= hinted + WRITEBACK_CHUNK {
+                start_writeback_raw(fd, hinted, upto - hinted);
+                hinted = upto;
             }
         }
     }
