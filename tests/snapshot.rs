@@ -574,3 +574,34 @@ fn a_failing_background_writer_is_reported_and_leaves_nothing() {
     assert!(e.to_string().contains("writer process failed"), "{e}");
     assert_eq!(others(dir.path(), &[&path, &target]), Vec::<String>::new());
 }
+
+#[test]
+fn a_killed_background_writer_is_reported_and_its_file_removed() {
+    let _lock = address_space();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_synth(dir.path(), "k.image", &spec(WordSize::W64, 16 << 10));
+    let heap = load_path(&path, &LoadOptions::default()).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    let mut killed = false;
+    for _attempt in 0..10 {
+        // The target is the source image: it must survive the kill.
+        let job = snapshot_in_background(&heap, &path, &SnapshotOptions::default()).unwrap();
+        let status = std::process::Command::new("kill")
+            .args(["-9", &job.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        match job.wait() {
+            Err(SnapshotError::ChildKilled(9)) => {
+                killed = true;
+                break;
+            }
+            // The child was quicker than the kill: the image was rewritten with itself.
+            Ok(_) => {}
+            Err(other) => panic!("{other}"),
+        }
+    }
+    assert!(killed, "never caught the writer before it finished");
+    assert!(std::fs::read(&path).unwrap() == before);
+    assert_eq!(others(dir.path(), &[&path]), Vec::<String>::new());
+}

@@ -72,7 +72,10 @@ pub struct SnapshotOptions {
     pub prefix: Option<Vec<u8>>,
 }
 
-/// Why a snapshot could not be written. The target is unchanged in every case.
+/// Why a snapshot could not be written. The target is unchanged in every
+/// case but one: a failed `fsync` of the folder after the rename (`File`,
+/// "syncing the folder"), where the new image is in place but may not
+/// survive a crash of the machine.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
     #[error(transparent)]
@@ -478,6 +481,19 @@ pub fn snapshot_in_background(
         header: plan.header.clone(),
         segments: plan.layout.segments.len(),
     })
+}
+
+/// Dropped without being waited for, the snapshot still waits for its child
+/// (so that no zombie is left) and removes the temporary file if the child
+/// was killed.
+impl Drop for BackgroundSnapshot {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.take() {
+            if let Ok((ChildOutcome::Killed(_), _)) = child.wait() {
+                let _ = fs::remove_file(&self.temp);
+            }
+        }
+    }
 }
 
 impl BackgroundSnapshot {
