@@ -2,7 +2,7 @@
 //! `std::fs::write` of the same bytes measured in the same run.
 //!
 //! `cargo bench -p spur-benches --bench snapshot`; the ratios are printed at
-//! the end. Each write makes a new file: the file of the previous iteration is
+//! the end. `SPUR_BENCH_MIB=1024` measures a 1 GiB image instead. Each write makes a new file: the file of the previous iteration is
 //! removed outside the timed part. `vm-loader bench` measures the same things
 //! across heap sizes (see `docs/benchmarks.md`).
 
@@ -16,7 +16,13 @@ use spur_loader::{
     SnapshotOptions,
 };
 
-const GROUP: &str = "snapshot-256MiB";
+/// Heap size of the image, in MiB: `SPUR_BENCH_MIB`, 256 by default.
+fn mib() -> u64 {
+    std::env::var("SPUR_BENCH_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256)
+}
 
 /// Removes a written file and commits the removal, outside the timed part.
 fn remove(p: &Path) {
@@ -36,12 +42,12 @@ fn timed(iters: u64, out: &Path, mut f: impl FnMut() -> Duration) -> Duration {
     total
 }
 
-fn benches(c: &mut Criterion) {
-    let path = bench_image(256, 1);
+fn benches(c: &mut Criterion, group: &str) {
+    let path = bench_image(mib(), 1);
     let dir = path.parent().unwrap().to_path_buf();
     let out = dir.join("snapshot-bench-out.image");
     let bytes = std::fs::read(&path).unwrap();
-    let mut g = c.benchmark_group(GROUP);
+    let mut g = c.benchmark_group(group);
     g.sample_size(10)
         .measurement_time(Duration::from_secs(10))
         .throughput(Throughput::Bytes(bytes.len() as u64));
@@ -121,11 +127,13 @@ fn benches(c: &mut Criterion) {
 
 fn main() {
     let mut c = Criterion::default().configure_from_args();
-    benches(&mut c);
+    let group = format!("snapshot-{}MiB", mib());
+    let group = group.as_str();
+    benches(&mut c, group);
     c.final_summary();
-    let read = median_ns(GROUP, "fs_read");
-    let write = median_ns(GROUP, "fs_write");
-    let write_sync = median_ns(GROUP, "fs_write_fsync");
+    let read = median_ns(group, "fs_read");
+    let write = median_ns(group, "fs_write");
+    let write_sync = median_ns(group, "fs_write_fsync");
     println!("\nmedians and ratios (same run):");
     for (name, base, base_name) in [
         ("fs_read", read, "fs_read"),
@@ -137,7 +145,7 @@ fn main() {
         ("snapshot_relocated", write_sync, "fs_write_fsync"),
         ("background_pause", write, "fs_write"),
     ] {
-        if let (Some(t), Some(b)) = (median_ns(GROUP, name), base) {
+        if let (Some(t), Some(b)) = (median_ns(group, name), base) {
             println!("  {name:20} {:9.2} ms  {:6.3}x {base_name}", t / 1e6, t / b);
         }
     }

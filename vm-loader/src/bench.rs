@@ -14,10 +14,9 @@
 //! Steps 4 and 5 swap places every other run, so that neither is always the
 //! first write after the load.
 //!
-//! Every file written is removed right after its measurement (not timed),
-//! the folder is synced and the disk given a moment, so each write makes a
-//! new file and no dirty page or pending discard of one measurement is left
-//! to be written back during the next.
+//! Every file written is removed right after its measurement (not timed)
+//! and the folder synced, so each write makes a new file and no dirty page
+//! or pending discard of one measurement is left for the next.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -133,20 +132,18 @@ fn us(t: Instant) -> u64 {
     t.elapsed().as_micros() as u64
 }
 
-/// Removes a file written by a measurement and lets the file system settle:
-/// the folder's `fsync` commits the journal, and with it the discard of the
-/// freed blocks (`discard` mounts do that at commit), which would otherwise
-/// land inside the next measurement's `fsync`. Not timed.
+/// Removes a file written by a measurement and commits the removal (the
+/// folder's `fsync`), so that the journal commit, and with it the discard of
+/// the freed blocks on `discard` mounts, does not land inside the next
+/// measurement's `fsync`. Not timed. No pause follows: on a VM that hands
+/// free memory back to its host (free page reporting), an idle second makes
+/// the next large write fault its page cache back in from the host.
 fn remove(p: &Path) {
     let _ = std::fs::remove_file(p);
     if let Some(dir) = p.parent() {
         let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
     }
-    std::thread::sleep(std::time::Duration::from_millis(SETTLE_MS));
 }
-
-/// Pause after removing a file, for the disk to finish what it was doing.
-const SETTLE_MS: u64 = 300;
 
 /// Measures one image `runs` times.
 fn measure(path: &Path, scratch: &Path, runs: usize) -> Result<ImageJson> {
