@@ -1,3 +1,4 @@
 //! Writers: the inverse of the readers.
 
+pub mod composed;
 pub mod header;
