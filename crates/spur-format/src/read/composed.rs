@@ -304,7 +304,7 @@ pub fn segment_table(
     }
     let table = SegmentTable { segments };
     let so = header.special_objects_oop;
-    if table.segment_of(so).is_none() || so.0 % 8 != 0 {
+    if table.segment_of(so).is_none() || !so.0.is_multiple_of(8) {
         return Err(FormatError::SpecialObjectsOutside { oop: so.0 }.into());
     }
     Ok(table)
