@@ -103,6 +103,9 @@ pub struct SynthArgs {
     /// Seed of the builder's generator: the same arguments give the same bytes.
     #[arg(long, value_name = "S", default_value_t = 1)]
     pub seed: u64,
+    /// Write a Pharo composed image (a folder of .ston and .data files).
+    #[arg(long)]
+    pub composed: bool,
 }
 
 /// `4` or `8`.

@@ -21,6 +21,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod composed_write;
 pub mod error;
 pub mod heap;
 pub mod load;
@@ -28,9 +29,13 @@ pub mod relocate;
 pub mod source;
 pub mod verify;
 
+pub use composed_write::{write_composed, ComposedWritten};
 pub use error::LoadError;
 pub use heap::{HeapSegment, LoadedHeap, Placement, Timings};
-pub use load::{initial_headroom, load, load_path, read_layout, LoadOptions, PlacementRequest};
-pub use source::{FileSource, ImageSource};
+pub use load::{
+    initial_headroom, load, load_composed, load_path, read_layout, read_layout_path, LoadOptions,
+    PlacementRequest,
+};
+pub use source::{ComposedSource, FileSource, ImageSource, SegmentReader};
 pub use spur_mem::Backing;
 pub use verify::{verify, Finding, FindingKind, Report};
