@@ -279,3 +279,105 @@ fn bad_folders_are_refused_with_a_clear_error() {
     .unwrap();
     expect(&d, "format 6505 is a pre-Spur V3 image");
 }
+
+#[test]
+fn perm_space_lands_at_its_own_address_and_never_moves() {
+    use spur_format::{ObjHeader, Walk, L64};
+    let _lock = address_space();
+    let dir = tempfile::tempdir().unwrap();
+    let image = synth(
+        dir.path(),
+        "p.image",
+        &SynthSpec::new(WordSize::W64, 1 << 20),
+    );
+    let single = load_path(&image, &LoadOptions::default()).unwrap();
+    let objects = verify(&single).objects;
+    let nil = single.nil().0;
+    let folder = dir.path().join("p");
+    write_composed(&single, &folder).unwrap();
+    drop(single);
+
+    // Perm space: one Array [nil, true, 5] at Pharo's perm base.
+    let perm = spur_format::read::composed::perm_space_base(WordSize::W64);
+    let mut data = ObjHeader::new(51, 2, 3, 0).0.to_le_bytes().to_vec();
+    for v in [nil, nil + 32, (5 << 3) | 1] {
+        data.extend_from_slice(&u64::to_le_bytes(v));
+    }
+    std::fs::write(folder.join("permSpace.data"), &data).unwrap();
+    std::fs::write(
+        folder.join("permSpace.ston"),
+        spur_format::write::composed::segment_ston(perm, data.len() as u64),
+    )
+    .unwrap();
+    let h = std::fs::read_to_string(folder.join("header.ston")).unwrap();
+    let size: u64 = h
+        .split("#dataSize : ")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    std::fs::write(
+        folder.join("header.ston"),
+        h.replacen(
+            &format!("#dataSize : {size},"),
+            &format!("#dataSize : {},", size + 32),
+            1,
+        ),
+    )
+    .unwrap();
+    // An old-space Array whose slot 0 now points into perm space.
+    let mut seg = std::fs::read(folder.join("seg0.data")).unwrap();
+    let arr = Walk::<L64>::new(&seg, nil, 0)
+        .find(|o| o.header.class_index() == 51 && o.num_slots >= 1 && o.offset > 40_000)
+        .unwrap();
+    seg[arr.offset + 8..arr.offset + 16].copy_from_slice(&perm.to_le_bytes());
+    std::fs::write(folder.join("seg0.data"), &seg).unwrap();
+    let arr_addr = nil + arr.offset as u64;
+
+    let heap = load_path(&folder, &LoadOptions::default()).unwrap();
+    let p = heap.perm_space().expect("perm space loaded");
+    assert_eq!((p.start, p.size, p.mapped), (perm, 32, true));
+    let v = verify(&heap);
+    assert!(v.ok(), "{:#?}", v.errors);
+    assert_eq!(v.objects, objects + 1);
+    drop(heap);
+
+    let opts = LoadOptions {
+        placement: PlacementRequest::Relocate,
+        ..Default::default()
+    };
+    let moved = load_path(&folder, &opts).unwrap();
+    let v = verify(&moved);
+    assert!(v.ok(), "{:#?}", v.errors);
+    let new_nil = moved.nil().0;
+    assert_ne!(new_nil, nil);
+    let perm_obj = spur_format::NewAddr(perm);
+    assert_eq!(
+        moved.slot(perm_obj, 0),
+        Some(new_nil),
+        "perm -> old pointers follow old space"
+    );
+    assert_eq!(moved.slot(perm_obj, 1), Some(new_nil + 32));
+    assert_eq!(moved.slot(perm_obj, 2), Some((5 << 3) | 1));
+    let moved_arr = spur_format::NewAddr(arr_addr - nil + new_nil);
+    assert_eq!(
+        moved.slot(moved_arr, 0),
+        Some(perm),
+        "old -> perm pointers never change"
+    );
+
+    // Written back, perm space comes along.
+    let again = dir.path().join("p2");
+    write_composed(&moved, &again).unwrap();
+    drop(moved);
+    assert_eq!(
+        std::fs::read(again.join("permSpace.data")).unwrap().len(),
+        32
+    );
+    let back = load_path(&again, &LoadOptions::default()).unwrap();
+    assert!(verify(&back).ok());
+    assert_eq!(back.nil().0, new_nil);
+}

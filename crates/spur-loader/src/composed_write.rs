@@ -127,7 +127,19 @@ fn build(
     dir: &Path,
 ) -> Result<u64, WriteError> {
     fs::create_dir(dir).map_err(io_err(dir))?;
-    write_file(&dir.join("header.ston"), header_ston(header, 0).as_bytes())?;
+    let perm = heap.perm_space().zip(heap.perm_bytes());
+    let perm_bytes = perm.map_or(0, |(p, _)| p.size);
+    write_file(
+        &dir.join("header.ston"),
+        header_ston(header, perm_bytes).as_bytes(),
+    )?;
+    if let Some((p, bytes)) = perm {
+        write_file(
+            &dir.join("permSpace.ston"),
+            segment_ston(p.start, p.size).as_bytes(),
+        )?;
+        write_file(&dir.join("permSpace.data"), bytes)?;
+    }
     let mut total = 0;
     for (i, &(start, size)) in segments.iter().enumerate() {
         write_file(

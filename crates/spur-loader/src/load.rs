@@ -177,16 +177,24 @@ fn load_segments<R: SegmentReader + ?Sized>(
         fallback,
         headroom,
         objects_seen: None,
+        perm: None,
     };
+    if let Some((meta, file)) = reader.perm() {
+        place_perm_space(&mut heap, meta, file, opts)?;
+    }
     let moved = heap.segments.iter().any(|s| !s.swizzle().is_identity());
     let coalesced = plan.coalesced;
     // §2.4: skip the swizzle only when nothing moved and nothing was coalesced
     // (a coalesced heap with one segment at its old base is the same thing).
     let relocation = (moved || (coalesced && heap.segments.len() > 1)).then(|| {
-        Relocation::new(
+        let r = Relocation::new(
             heap.word(),
             heap.segments.iter().map(|s| (s.old_start.0, s.new_start.0)),
-        )
+        );
+        match heap.perm {
+            Some(p) => r.with_perm_space(p.start, p.start + p.size),
+            None => r,
+        }
     });
     let t1 = Instant::now();
     let swizzle_time = {
@@ -205,6 +213,12 @@ fn load_segments<R: SegmentReader + ?Sized>(
         let t2 = Instant::now();
         let _s = tracing::debug_span!("swizzle").entered();
         fix_roots(&mut heap, r)?;
+        if heap.perm.is_some() {
+            match heap.word() {
+                WordSize::W64 => relocate_perm_space::<L64>(&mut heap, r)?,
+                WordSize::W32 => relocate_perm_space::<L32>(&mut heap, r)?,
+            }
+        }
         heap.placement = Placement::Relocated;
         heap.swizzled = true;
         heap.timings.swizzle_us = (swizzle_time + t2.elapsed()).as_micros() as u64;
@@ -228,6 +242,54 @@ fn load_segments<R: SegmentReader + ?Sized>(
     heap.timings.total_us = t0.elapsed().as_micros() as u64;
     tracing::debug!(?heap.timings, placement = heap.placement.name(), "loaded");
     Ok(heap)
+}
+
+/// Places perm space at the one address it can live at (§6), mapping
+/// `permSpace.data` there when it can.
+fn place_perm_space(
+    heap: &mut LoadedHeap,
+    meta: spur_format::read::composed::SegmentMeta,
+    file: &std::fs::File,
+    opts: &LoadOptions,
+) -> Result<(), LoadError> {
+    let lo = page_floor(meta.start);
+    let hi = page_ceil(meta.start + meta.size.max(1));
+    let mut r = Reservation::at(lo, hi - lo)?;
+    r.commit(hi - lo, opts.backing)?;
+    let offset = (meta.start - lo) as usize;
+    let mapped = opts.map_files && meta.size > 0 && meta.start == lo;
+    if mapped {
+        r.map_file(0, file, 0, meta.size)?;
+    } else if meta.size > 0 {
+        use std::os::unix::fs::FileExt;
+        file.read_exact_at(&mut r.bytes_mut()[offset..offset + meta.size as usize], 0)
+            .map_err(|source| LoadError::Read {
+                offset: 0,
+                len: meta.size,
+                source,
+            })?;
+    }
+    heap.perm = Some(crate::heap::PermSpace {
+        start: meta.start,
+        size: meta.size,
+        mapped,
+        region: heap.regions.len(),
+        offset,
+    });
+    heap.regions.push(r);
+    Ok(())
+}
+
+/// Perm-space objects keep their addresses, but their pointers into old
+/// space follow it when it moves.
+fn relocate_perm_space<L: Layout>(heap: &mut LoadedHeap, r: &Relocation) -> Result<(), LoadError> {
+    let p = heap.perm.expect("perm space");
+    let bytes = &mut heap.regions[p.region].bytes_mut()[p.offset..p.offset + p.size as usize];
+    let mut cursor = 0;
+    let len = bytes.len();
+    r.advance::<L>(bytes, &mut cursor, len, len, usize::MAX, (0, p.start))
+        .map_err(LoadError::Relocate)?;
+    Ok(())
 }
 
 struct Plan {

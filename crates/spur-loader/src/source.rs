@@ -95,6 +95,10 @@ pub trait SegmentReader {
     fn segment_file(&self, _seg: &FileSegment) -> Option<&File> {
         None
     }
+    /// Perm space (§6): where it lives and the file holding it from offset 0.
+    fn perm(&self) -> Option<(SegmentMeta, &File)> {
+        None
+    }
 }
 
 /// The segments of a single-file image: at their offsets in one source.
@@ -242,5 +246,8 @@ impl SegmentReader for ComposedSource {
     }
     fn segment_file(&self, seg: &FileSegment) -> Option<&File> {
         self.files.get(seg.index)
+    }
+    fn perm(&self) -> Option<(SegmentMeta, &File)> {
+        self.perm.as_ref().map(|(m, f)| (*m, f))
     }
 }
