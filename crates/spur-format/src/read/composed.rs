@@ -167,38 +167,15 @@ pub fn header_from_ston(s: &StonStruct, perm_bytes: u64) -> Result<ImageHeader, 
     let file = "header.ston";
     expect_struct(s, file, HEADER_STRUCT)?;
     let format: u32 = narrow(s, file, "imageFormat")?;
-    let (word, sista) = match Version::classify(format) {
-        Some(Version::Spur {
-            word,
-            multiple_bytecode_sets,
-            ..
-        }) => (word, multiple_bytecode_sets),
-        Some(Version::ObsoleteSpur { number }) => {
-            return Err(FormatError::ObsoleteSpur { number }.into())
-        }
-        Some(Version::PreSpur {
-            number,
-            word,
-            closures,
-        }) => {
-            return Err(FormatError::PreSpur {
-                number,
-                word64: word == WordSize::W64,
-                closures,
-                order: ByteOrder::Little,
-                offset: 0,
-            }
-            .into())
-        }
-        None => {
-            return Err(ComposedError::BadField {
-                file: file.into(),
-                field: "imageFormat",
-                value: format as i64,
-                why: "not a Spur image format (6521, 7033, 68021, 68533)",
-            })
-        }
+    let Some(version) = Version::classify(format) else {
+        return Err(ComposedError::BadField {
+            file: file.into(),
+            field: "imageFormat",
+            value: format as i64,
+            why: "not a Spur image format (6521, 7033, 68021, 68533)",
+        });
     };
+    let (format, word, sista) = version.loadable(ByteOrder::Little, 0)?;
     let data_size = non_negative(s, file, "dataSize")?;
     let old_space = match non_negative(s, file, "hdrOldSpaceSize")? {
         0 => data_size
