@@ -24,6 +24,7 @@
 pub mod error;
 pub mod heap;
 pub mod load;
+pub mod mutate;
 pub mod relocate;
 pub mod source;
 pub mod verify;
