@@ -11,10 +11,10 @@ use crate::dialect::{judge, DialectReport, Evidence};
 use crate::error::RuntimeError;
 use crate::new_space::{NewSpace, NewSpaceLayout};
 use crate::resume::ResumePoint;
-use crate::semaphores::ExternalSemaphoreTable;
+use crate::semaphores::{ExternalSemaphoreTable, MAX_EXT_SEM_TABLE_SIZE};
 use crate::settings::{HashSeed, ImageSettings};
 use crate::special_objects::{CompactClasses, SpecialObjects};
-use crate::stack::{StackLayout, StackZone};
+use crate::stack::{StackLayout, StackZone, MAX_STACK_PAGES};
 use crate::view::{HeapView, Oop};
 
 /// What the command line (or an embedder) may override.
@@ -39,6 +39,31 @@ impl Default for RuntimeOptions {
             ext_sem_table: None,
             claim_headroom: true,
         }
+    }
+}
+
+impl RuntimeOptions {
+    /// Checks what can be checked without an image: the stack page count
+    /// and the semaphore table size. (Whether new space holds the
+    /// allocation reserve depends on the image's word size and header.)
+    pub fn check(&self) -> Result<(), RuntimeError> {
+        if let Some(n) = self.stack_pages {
+            if n == 0 || n > MAX_STACK_PAGES {
+                return Err(RuntimeError::BadStackPages {
+                    requested: n,
+                    max: MAX_STACK_PAGES,
+                });
+            }
+        }
+        if let Some(n) = self.ext_sem_table {
+            if n == 0 || n > MAX_EXT_SEM_TABLE_SIZE {
+                return Err(RuntimeError::BadSemaphoreTable {
+                    requested: n,
+                    max: MAX_EXT_SEM_TABLE_SIZE,
+                });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -101,6 +126,7 @@ impl Runtime {
     pub fn wire(mut heap: LoadedHeap, opts: &RuntimeOptions) -> Result<Runtime, RuntimeError> {
         let _span = tracing::debug_span!("wire").entered();
         let t0 = Instant::now();
+        opts.check()?;
         let word = heap.word();
         let header = heap.header().clone();
         let settings = ImageSettings::from_flags(header.flags);
