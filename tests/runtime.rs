@@ -199,7 +199,7 @@ fn builder_images_wire_in_place_and_relocated() {
 }
 
 #[test]
-fn a_heap_without_headroom_claims_nothing_and_a_small_tail_goes_to_its_list() {
+fn headroom_is_claimed_once_or_not_at_all() {
     let _lock = address_space();
     let (bytes, built) = spur_synth::image_bytes(&spec(WordSize::W64, 256)).unwrap();
     let heap = load_bytes(&bytes, PlacementRequest::Relocate);
@@ -220,6 +220,38 @@ fn a_heap_without_headroom_claims_nothing_and_a_small_tail_goes_to_its_list() {
     assert_eq!(heap.headroom_available(), 0);
     assert!(heap.claim_headroom().unwrap().is_none());
     assert!(verify(&heap).ok());
+}
+
+#[test]
+fn a_small_tail_goes_to_its_free_list_and_a_large_one_into_the_tree() {
+    let _lock = address_space();
+    // No free chunks, and a requested headroom of 8 bytes (extraVMMemory at
+    // offset 56): the tail left is the page's slack after the heap. A
+    // dataSize of 4000 mod 4096 leaves 96 bytes: free list 12.
+    let mut s = spec(WordSize::W64, 0);
+    s.free_chunks = false;
+    s.heap_bytes = (256 << 10) + 4000;
+    let (mut bytes, built) = spur_synth::image_bytes(&s).unwrap();
+    assert_eq!(
+        built.data_size % 4096,
+        4000,
+        "the builder kept the size asked for"
+    );
+    patch(&mut bytes, 56, &8u32.to_le_bytes());
+    let mut heap = load_bytes(&bytes, PlacementRequest::Relocate);
+    let c = heap.claim_headroom().unwrap().expect("a tail of 96 bytes");
+    assert_eq!((c.bytes, c.list), (96, 12));
+    let fl = NewAddr(heap.nil().0 + 48);
+    assert_eq!(heap.slot(fl, 12), Some(c.chunk.0));
+    assert!(verify(&heap).ok());
+    // The builder's image with free chunks: the 16 MiB tail joins the tree.
+    let (bytes, built) = spur_synth::image_bytes(&spec(WordSize::W32, 512)).unwrap();
+    let mut heap = load_bytes(&bytes, PlacementRequest::Relocate);
+    let c = heap.claim_headroom().unwrap().unwrap();
+    assert_eq!(c.list, 0);
+    let report = verify(&heap);
+    assert!(report.ok(), "{:?}", report.errors);
+    assert_eq!(report.free_chunks, built.free_chunks + 1);
 }
 
 /// Writes a little-endian value into the header of an image in memory.
