@@ -7,7 +7,7 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
 use spur_format::WordSize;
 use spur_loader::PlacementRequest;
 
-/// Inspect, load, verify and build Spur (Pharo, Squeak, Cuis) images.
+/// Inspect, load, verify, launch and build Spur (Pharo, Squeak, Cuis) images.
 #[derive(Debug, Parser)]
 #[command(name = "vm-loader", version, about)]
 pub struct Cli {
@@ -28,6 +28,10 @@ pub enum Command {
     Verify(LoadArgs),
     /// Write a test image made by the builder.
     Synth(SynthArgs),
+    /// Load the heap, wire the runtime, and show where the image resumes.
+    Launch(LaunchArgs),
+    /// Count instances and bytes per class (a space tally), largest first.
+    Stats(LoadArgs),
 }
 
 #[derive(Debug, Args)]
@@ -40,6 +44,27 @@ pub struct InfoArgs {
 pub struct LoadArgs {
     /// The image file (default: a small image made in memory by the builder).
     pub image: Option<PathBuf>,
+    #[command(flatten)]
+    pub place: PlaceArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LaunchArgs {
+    /// The image file (default: a small image made in memory by the builder).
+    pub image: Option<PathBuf>,
+    /// Run without a display; the only mode there is, so it is required.
+    #[arg(long, required = true)]
+    pub headless: bool,
+    /// Bytes of new space (eden and survivors), overriding the header.
+    #[arg(long, value_name = "N", value_parser = parse_size)]
+    pub eden_bytes: Option<u64>,
+    /// Number of stack pages, overriding the header.
+    #[arg(long, value_name = "N", value_parser = parse_size)]
+    pub stack_pages: Option<u64>,
+    /// Size of the external semaphore table (rounded up to a power of two,
+    /// never below the header's or the default 256).
+    #[arg(long, value_name = "N", value_parser = parse_size)]
+    pub ext_sem_table: Option<u64>,
     #[command(flatten)]
     pub place: PlaceArgs,
 }
@@ -127,6 +152,11 @@ pub fn parse_addr(s: &str) -> Result<u64, String> {
     parsed.map_err(|e| format!("{s:?} is not an address (hex with 0x, or decimal): {e}"))
 }
 
+/// A count or size: `0x`-prefixed hex, or decimal; `_` may group digits.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    parse_addr(s).map_err(|_| format!("{s:?} is not a number (decimal, or hex with 0x)"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +190,32 @@ mod tests {
         assert_eq!(a.place.request(), PlacementRequest::At(4096));
         assert!(a.image.is_none());
         assert!(c.json);
+    }
+
+    #[test]
+    fn launch_needs_headless_and_takes_overrides() {
+        let e = Cli::try_parse_from(["vm-loader", "launch", "x.image"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        let c = Cli::try_parse_from([
+            "vm-loader",
+            "launch",
+            "--headless",
+            "--eden-bytes",
+            "0x100_0000",
+            "--stack-pages",
+            "0",
+            "--relocate",
+        ])
+        .unwrap();
+        let Command::Launch(a) = c.command else {
+            panic!("not launch")
+        };
+        assert!(a.image.is_none() && a.headless);
+        assert_eq!(a.eden_bytes, Some(16 << 20));
+        // Zero is refused by the runtime, with its own message.
+        assert_eq!(a.stack_pages, Some(0));
+        assert_eq!(a.place.request(), PlacementRequest::Relocate);
+        assert!(parse_size("lots").unwrap_err().contains("not a number"));
     }
 
     #[test]

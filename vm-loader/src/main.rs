@@ -1,4 +1,4 @@
-//! `vm-loader`: inspect, load, verify and build Spur images from the command line.
+//! `vm-loader`: inspect, load, verify, launch and build Spur images from the command line.
 //!
 //! Every subcommand prints a human-readable account by default and one JSON
 //! object with `--json` (addresses as plain integers there, in hex for
@@ -13,8 +13,10 @@
 mod cli;
 mod image;
 mod info;
+mod launch;
 mod load;
 mod out;
+mod stats;
 mod synth;
 mod verify;
 
@@ -46,6 +48,8 @@ fn main() -> ExitCode {
         Command::Load(a) => load::run(a, cli.json),
         Command::Verify(a) => verify::run(a, cli.json),
         Command::Synth(a) => synth::run(a, cli.json),
+        Command::Launch(a) => launch::run(a, cli.json),
+        Command::Stats(a) => stats::run(a, cli.json),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

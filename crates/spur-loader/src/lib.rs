@@ -25,6 +25,7 @@ pub mod composed_write;
 pub mod error;
 pub mod heap;
 pub mod load;
+pub mod mutate;
 pub mod relocate;
 pub mod source;
 pub mod verify;
