@@ -32,3 +32,24 @@ pub fn median_ns(group: &str, bench: &str) -> Option<f64> {
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(p).ok()?).ok()?;
     v["median"]["point_estimate"].as_f64()
 }
+
+/// A builder image of `mib` MiB written as a composed folder into
+/// `target/bench-images`, reused by later runs.
+pub fn bench_composed(mib: u64) -> PathBuf {
+    let single = bench_image(mib, 1);
+    let dir = single.with_extension("composed");
+    if !dir.join("header.ston").is_file() {
+        let heap = spur_loader::load_path(&single, &spur_loader::LoadOptions::default())
+            .expect("load bench image");
+        spur_loader::write_composed(&heap, &dir).expect("write composed bench image");
+    }
+    dir
+}
+
+/// Resident memory of this process, in bytes (Linux `/proc/self/statm`).
+pub fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}

@@ -43,6 +43,7 @@ fn benches(c: &mut Criterion) {
     let small_reloc = LoadOptions {
         placement: PlacementRequest::Relocate,
         backing: spur_loader::Backing::Pages,
+        ..Default::default()
     };
     g.bench_function("load_relocated_4k", |b| {
         b.iter(|| black_box(load_path(&path, &small_reloc).unwrap()))

@@ -605,3 +605,91 @@ fn a_killed_background_writer_is_reported_and_its_file_removed() {
     assert!(std::fs::read(&path).unwrap() == before);
     assert_eq!(others(dir.path(), &[&path]), Vec::<String>::new());
 }
+
+// ---- composed images ----
+
+#[test]
+fn a_composed_folder_is_written_back_as_the_single_file_it_came_from() {
+    let _lock = address_space();
+    let dir = tempfile::tempdir().unwrap();
+    for word in [WordSize::W64, WordSize::W32] {
+        let mut s = spec(word, 2048);
+        s.segments = 3;
+        s.gap_bytes = 1 << 20;
+        let path = write_synth(dir.path(), "c.image", &s);
+        let original = std::fs::read(&path).unwrap();
+        let heap = load_path(&path, &LoadOptions::default()).unwrap();
+        let folder = dir.path().join("c");
+        spur_loader::write_composed(&heap, &folder).unwrap();
+        drop(heap);
+
+        let heap = load_path(&folder, &LoadOptions::default()).unwrap();
+        assert_eq!(heap.placement(), Placement::OldBase);
+        let out = dir.path().join("back.image");
+        snapshot(&heap, &out, &SnapshotOptions::default());
+        let written = std::fs::read(&out).unwrap();
+        let (ho, to) = parse(&original);
+        let (hw, tw) = parse(&written);
+        assert_eq!(tw, to, "{word:?}: the same segments, gaps and bridges");
+        let hs = ho.header_size as usize;
+        assert!(written[hs..] == original[hs..], "{word:?}: the same data");
+        // The composed header has no window size (§6); the rest is the same.
+        assert_eq!(
+            hw,
+            ImageHeader {
+                saved_window_size: 0,
+                ..ho
+            }
+        );
+    }
+}
+
+#[test]
+fn a_heap_with_a_perm_space_is_refused() {
+    let _lock = address_space();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_synth(dir.path(), "p.image", &spec(WordSize::W64, 1024));
+    let heap = load_path(&path, &LoadOptions::default()).unwrap();
+    let nil = heap.nil().0;
+    let folder = dir.path().join("p");
+    spur_loader::write_composed(&heap, &folder).unwrap();
+    drop(heap);
+    // Perm space: one Array [nil, nil, 5] at Pharo's perm base, counted in dataSize.
+    let perm = spur_format::read::composed::perm_space_base(WordSize::W64);
+    let mut data = spur_format::ObjHeader::new(51, 2, 3, 0)
+        .0
+        .to_le_bytes()
+        .to_vec();
+    for v in [nil, nil, (5 << 3) | 1] {
+        data.extend_from_slice(&u64::to_le_bytes(v));
+    }
+    std::fs::write(folder.join("permSpace.data"), &data).unwrap();
+    std::fs::write(
+        folder.join("permSpace.ston"),
+        spur_format::write::composed::segment_ston(perm, data.len() as u64),
+    )
+    .unwrap();
+    let h = std::fs::read_to_string(folder.join("header.ston")).unwrap();
+    let size: u64 = h
+        .split("#dataSize : ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    std::fs::write(
+        folder.join("header.ston"),
+        h.replacen(
+            &format!("#dataSize : {size},"),
+            &format!("#dataSize : {},", size + data.len() as u64),
+            1,
+        ),
+    )
+    .unwrap();
+    let heap = load_path(&folder, &LoadOptions::default()).unwrap();
+    assert!(heap.perm_space().is_some());
+    let out = dir.path().join("p.out.image");
+    let e = snapshot_to_path(&heap, &out, &SnapshotOptions::default(), &mut |_| {}).unwrap_err();
+    assert!(matches!(e, SnapshotError::PermSpace { bytes: 32 }), "{e}");
+    assert!(e.to_string().contains("perm space"), "{e}");
+    assert!(!out.exists());
+}

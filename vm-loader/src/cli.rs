@@ -7,7 +7,7 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
 use spur_format::WordSize;
 use spur_loader::PlacementRequest;
 
-/// Inspect, load, verify and build Spur (Pharo, Squeak, Cuis) images.
+/// Inspect, load, verify, launch and build Spur (Pharo, Squeak, Cuis) images.
 #[derive(Debug, Parser)]
 #[command(name = "vm-loader", version, about)]
 pub struct Cli {
@@ -28,6 +28,10 @@ pub enum Command {
     Verify(LoadArgs),
     /// Write a test image made by the builder.
     Synth(SynthArgs),
+    /// Load the heap, wire the runtime, and show where the image resumes.
+    Launch(LaunchArgs),
+    /// Count instances and bytes per class (a space tally), largest first.
+    Stats(LoadArgs),
     /// Load an image and write the loaded heap back as an image (a snapshot).
     Snapshot(SnapshotArgs),
     /// Measure load and snapshot times against reading and writing the same bytes.
@@ -36,7 +40,8 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct SnapshotArgs {
-    /// The image to load.
+    /// The image to load: a single file, or a composed folder (written back
+    /// as a single file; refused when it has a perm space).
     pub image: PathBuf,
     /// Where to write the snapshot (replaced only once it is complete; may be IMAGE).
     pub out: PathBuf,
@@ -53,7 +58,7 @@ pub struct SnapshotArgs {
     pub stack_pages: Option<u16>,
     /// External semaphore table size to record (default: as read).
     #[arg(long, value_name = "N")]
-    pub sem_table: Option<u16>,
+    pub ext_sem_table: Option<u16>,
 }
 
 #[derive(Debug, Args)]
@@ -88,6 +93,27 @@ pub struct InfoArgs {
 pub struct LoadArgs {
     /// The image file (default: a small image made in memory by the builder).
     pub image: Option<PathBuf>,
+    #[command(flatten)]
+    pub place: PlaceArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LaunchArgs {
+    /// The image file (default: a small image made in memory by the builder).
+    pub image: Option<PathBuf>,
+    /// Run without a display; the only mode there is, so it is required.
+    #[arg(long, required = true)]
+    pub headless: bool,
+    /// Bytes of new space (eden and survivors), overriding the header.
+    #[arg(long, value_name = "N", value_parser = parse_size)]
+    pub eden_bytes: Option<u64>,
+    /// Number of stack pages, overriding the header.
+    #[arg(long, value_name = "N", value_parser = parse_size)]
+    pub stack_pages: Option<u64>,
+    /// Size of the external semaphore table (rounded up to a power of two,
+    /// never below the header's or the default 256).
+    #[arg(long, value_name = "N", value_parser = parse_size)]
+    pub ext_sem_table: Option<u64>,
     #[command(flatten)]
     pub place: PlaceArgs,
 }
@@ -151,6 +177,9 @@ pub struct SynthArgs {
     /// Seed of the builder's generator: the same arguments give the same bytes.
     #[arg(long, value_name = "S", default_value_t = 1)]
     pub seed: u64,
+    /// Write a Pharo composed image (a folder of .ston and .data files).
+    #[arg(long)]
+    pub composed: bool,
 }
 
 /// A 32-bit count: decimal or `0x` hex.
@@ -176,6 +205,11 @@ pub fn parse_addr(s: &str) -> Result<u64, String> {
         None => t.parse::<u64>(),
     };
     parsed.map_err(|e| format!("{s:?} is not an address (hex with 0x, or decimal): {e}"))
+}
+
+/// A count or size: `0x`-prefixed hex, or decimal; `_` may group digits.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    parse_addr(s).map_err(|_| format!("{s:?} is not a number (decimal, or hex with 0x)"))
 }
 
 #[cfg(test)]
@@ -243,6 +277,32 @@ mod tests {
         assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument);
         let e = Cli::try_parse_from(["vm-loader", "bench", "x", "--runs", "0"]).unwrap_err();
         assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
+    }
+
+    #[test]
+    fn launch_needs_headless_and_takes_overrides() {
+        let e = Cli::try_parse_from(["vm-loader", "launch", "x.image"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        let c = Cli::try_parse_from([
+            "vm-loader",
+            "launch",
+            "--headless",
+            "--eden-bytes",
+            "0x100_0000",
+            "--stack-pages",
+            "0",
+            "--relocate",
+        ])
+        .unwrap();
+        let Command::Launch(a) = c.command else {
+            panic!("not launch")
+        };
+        assert!(a.image.is_none() && a.headless);
+        assert_eq!(a.eden_bytes, Some(16 << 20));
+        // Zero is refused by the runtime, with its own message.
+        assert_eq!(a.stack_pages, Some(0));
+        assert_eq!(a.place.request(), PlacementRequest::Relocate);
+        assert!(parse_size("lots").unwrap_err().contains("not a number"));
     }
 
     #[test]

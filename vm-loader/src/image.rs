@@ -5,7 +5,8 @@ use std::path::Path;
 
 use anyhow::Context;
 use spur_format::WordSize;
-use spur_loader::{FileSource, ImageSource, LoadError};
+use spur_format::{ImageHeader, SegmentTable};
+use spur_loader::{ComposedSource, FileSource, ImageSource, LoadError, LoadOptions, LoadedHeap};
 use spur_synth::SynthSpec;
 
 use crate::out::human_bytes;
@@ -24,12 +25,15 @@ pub enum Image {
     File(FileSource),
     /// An image held in memory.
     Bytes(Vec<u8>),
+    /// A Pharo composed image: a folder of `.ston` and `.data` files.
+    Folder(ComposedSource),
 }
 
 impl Image {
     /// Opens `path`, or builds the default image when there is none.
     pub fn open(path: Option<&Path>) -> anyhow::Result<Image> {
         match path {
+            Some(p) if p.is_dir() => Ok(Image::Folder(ComposedSource::open(p)?)),
             Some(p) => Ok(Image::File(FileSource::open(p)?)),
             None => {
                 let spec = default_spec();
@@ -44,6 +48,24 @@ impl Image {
                     .context("building the default image in memory")?;
                 Ok(Image::Bytes(bytes))
             }
+        }
+    }
+}
+
+impl Image {
+    /// The header and segment table, without loading anything.
+    pub fn layout(&self) -> Result<(ImageHeader, SegmentTable), LoadError> {
+        match self {
+            Image::Folder(c) => Ok((c.header.clone(), c.table.clone())),
+            _ => spur_loader::read_layout(self),
+        }
+    }
+
+    /// Loads the image.
+    pub fn load(&self, opts: &LoadOptions) -> Result<LoadedHeap, LoadError> {
+        match self {
+            Image::Folder(c) => spur_loader::load_composed(c, opts),
+            _ => spur_loader::load(self, opts),
         }
     }
 }
@@ -63,12 +85,14 @@ impl ImageSource for Image {
         match self {
             Image::File(f) => f.len(),
             Image::Bytes(b) => ImageSource::len(b.as_slice()),
+            Image::Folder(_) => 0,
         }
     }
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<(), LoadError> {
         match self {
             Image::File(f) => f.read_exact_at(buf, offset),
             Image::Bytes(b) => b.as_slice().read_exact_at(buf, offset),
+            Image::Folder(_) => [0u8; 0].as_slice().read_exact_at(buf, offset),
         }
     }
 }

@@ -53,7 +53,7 @@ pub struct SegmentJson {
 
 pub fn run(args: &InfoArgs, json: bool) -> Result<Outcome> {
     let image = Image::open(args.image.as_deref())?;
-    let (header, table) = spur_loader::read_layout(&image)?;
+    let (header, table) = image.layout()?;
     let j = to_json(&header, &table);
     emit(json, &j, || text(&header, &table))?;
     Ok(Outcome::Ok)

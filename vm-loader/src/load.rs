@@ -34,6 +34,8 @@ pub struct LoadedSegmentJson {
     pub size: u64,
     /// `new_start - old_start`.
     pub delta: i64,
+    /// Mapped in place from a composed image's segment file (no read, no copy).
+    pub mapped: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -52,7 +54,7 @@ pub fn load_image(args: &LoadArgs) -> Result<LoadedHeap> {
         placement: args.place.request(),
         ..Default::default()
     };
-    Ok(spur_loader::load(&image, &opts)?)
+    Ok(image.load(&opts)?)
 }
 
 pub fn run(args: &LoadArgs, json: bool) -> Result<Outcome> {
@@ -77,6 +79,7 @@ pub fn run(args: &LoadArgs, json: bool) -> Result<Outcome> {
                 new_start: s.new_start.0,
                 size: s.size,
                 delta: s.swizzle().delta,
+                mapped: s.mapped,
             })
             .collect(),
         timings_us: TimingsJson {
@@ -110,12 +113,13 @@ fn text(j: &LoadJson) -> String {
     for seg in &j.segments {
         let _ = writeln!(
             s,
-            "  segment {:>3}  {:#014x} -> {:#014x}  {:>10} bytes  delta {}",
+            "  segment {:>3}  {:#014x} -> {:#014x}  {:>10} bytes  delta {}{}",
             seg.index,
             seg.old_start,
             seg.new_start,
             seg.size,
-            signed_hex(seg.delta)
+            signed_hex(seg.delta),
+            if seg.mapped { "  (mapped)" } else { "" }
         );
     }
     let t = &j.timings_us;

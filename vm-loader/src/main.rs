@@ -1,5 +1,5 @@
-//! `vm-loader`: inspect, load, verify, build and snapshot Spur images from the
-//! command line, and measure load against snapshot time.
+//! `vm-loader`: inspect, load, verify, launch, build and snapshot Spur images
+//! from the command line, and measure load against snapshot time.
 //!
 //! Every subcommand prints a human-readable account by default and one JSON
 //! object with `--json` (addresses as plain integers there, in hex for
@@ -15,11 +15,13 @@ mod bench;
 mod cli;
 mod image;
 mod info;
+mod launch;
 mod load;
 mod out;
 mod plot;
 mod progress;
 mod snapshot;
+mod stats;
 mod synth;
 mod verify;
 
@@ -56,6 +58,8 @@ fn main() -> ExitCode {
         Command::Load(a) => load::run(a, cli.json),
         Command::Verify(a) => verify::run(a, cli.json),
         Command::Synth(a) => synth::run(a, cli.json),
+        Command::Launch(a) => launch::run(a, cli.json),
+        Command::Stats(a) => stats::run(a, cli.json),
         Command::Snapshot(a) => snapshot::run(a, cli.json),
         Command::Bench(a) => bench::run(a, cli.json),
     };

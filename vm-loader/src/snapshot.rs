@@ -8,11 +8,12 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use spur_format::HeaderOverrides;
 use spur_loader::{
-    read_prefix, snapshot_in_background, snapshot_to_path, FileSource, LoadOptions, LoadedHeap,
+    read_prefix, snapshot_in_background, snapshot_to_path, LoadOptions, LoadedHeap,
     SnapshotOptions, SnapshotPlan,
 };
 
 use crate::cli::SnapshotArgs;
+use crate::image::Image;
 use crate::load::placement_text;
 use crate::out::{emit, human_bytes};
 use crate::{progress, Outcome};
@@ -50,36 +51,33 @@ pub struct SnapshotJson {
     pub pause_us: Option<u64>,
 }
 
-/// The options for writing `heap`, loaded from `image`: keep its prefix and
-/// record the header values given on the command line.
-pub fn options(
-    args: &SnapshotArgs,
-    src: &FileSource,
-    heap: &LoadedHeap,
-) -> Result<SnapshotOptions> {
+/// The options for writing `heap`, loaded from `image`: keep the prefix of a
+/// single file and record the header values given on the command line.
+pub fn options(args: &SnapshotArgs, image: &Image, heap: &LoadedHeap) -> Result<SnapshotOptions> {
+    let prefix = match image {
+        Image::File(src) => read_prefix(src, heap.header())?,
+        _ => None,
+    };
     Ok(SnapshotOptions {
-        prefix: read_prefix(src, heap.header())?,
+        prefix,
         overrides: HeaderOverrides {
             eden_bytes: args.eden_bytes,
             num_stack_pages: args.stack_pages,
-            max_ext_sem_table: args.sem_table,
+            max_ext_sem_table: args.ext_sem_table,
             ..Default::default()
         },
     })
 }
 
 pub fn run(args: &SnapshotArgs, json: bool) -> Result<Outcome> {
-    let src = FileSource::open(&args.image)?;
+    let image = Image::open(Some(&args.image))?;
     let t0 = Instant::now();
-    let heap = spur_loader::load(
-        &src,
-        &LoadOptions {
-            placement: args.place.request(),
-            ..Default::default()
-        },
-    )?;
+    let heap = image.load(&LoadOptions {
+        placement: args.place.request(),
+        ..Default::default()
+    })?;
     let load_us = t0.elapsed().as_micros() as u64;
-    let opts = options(args, &src, &heap)?;
+    let opts = options(args, &image, &heap)?;
     let out = &args.out;
     let (header, segments, bytes, timing) = if args.background {
         let job = snapshot_in_background(&heap, out, &opts)

@@ -66,11 +66,37 @@ pub fn spec(args: &SynthArgs) -> Result<SynthSpec> {
 
 pub fn run(args: &SynthArgs, json: bool) -> Result<Outcome> {
     let spec = spec(args)?;
-    let report = spur_synth::write_image_file(&spec, &args.out)
-        .with_context(|| format!("writing {}", args.out.display()))?;
+    let report = if args.composed {
+        write_composed(&spec, &args.out)?
+    } else {
+        spur_synth::write_image_file(&spec, &args.out)
+            .with_context(|| format!("writing {}", args.out.display()))?
+    };
     let j = to_json(&args.out, spec.word, &report);
     emit(json, &j, || text(&j))?;
     Ok(Outcome::Ok)
+}
+
+/// Builds the image as a single file beside `out`, loads it at its old
+/// addresses and writes the heap as a composed folder at `out`.
+fn write_composed(spec: &SynthSpec, out: &Path) -> Result<SynthReport> {
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let single = parent.join(format!(".synth-{}.image", std::process::id()));
+    let report = spur_synth::write_image_file(spec, &single)
+        .with_context(|| format!("writing {}", single.display()));
+    let result = report.and_then(|report| {
+        let heap = spur_loader::load_path(&single, &spur_loader::LoadOptions::default())?;
+        if let Some(why) = heap.fallback_reason() {
+            anyhow::bail!("cannot place the new image at its own addresses: {why}");
+        }
+        spur_loader::write_composed(&heap, out)?;
+        Ok(report)
+    });
+    let _ = std::fs::remove_file(&single);
+    result
 }
 
 fn to_json(path: &Path, word: WordSize, r: &SynthReport) -> SynthJson {

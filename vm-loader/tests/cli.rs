@@ -234,7 +234,7 @@ fn load_at_the_old_base_and_relocated_finds_the_same_objects() {
     for (seg, want) in segs.iter().zip(&r.segments) {
         assert_eq!(
             keys(seg),
-            ["delta", "index", "new_start", "old_start", "size"]
+            ["delta", "index", "mapped", "new_start", "old_start", "size"]
         );
         assert_eq!(seg["old_start"], want.old_start);
         assert_eq!(seg["new_start"], want.old_start);
@@ -386,7 +386,7 @@ fn bad_input_exits_2_with_one_line_and_never_panics() {
         (&random, "not a Smalltalk image"),
         (&empty, "0 bytes long"),
         (&missing, "missing.image"),
-        (&folder, "is a directory"),
+        (&folder, "not a composed image"),
     ];
     for (path, needle) in cases {
         for cmd in ["info", "load", "verify"] {

@@ -379,3 +379,27 @@ fn bench_reports_medians_against_the_baselines_and_draws_the_plot() {
     left.sort();
     assert_eq!(left, ["synth-1mib-64.image", "synth-2mib-64.image"]);
 }
+
+#[test]
+fn a_composed_folder_is_written_as_a_single_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("composed");
+    let out = vm_loader(&[
+        "synth",
+        s(&folder),
+        "--heap-kib",
+        "768",
+        "--segments",
+        "2",
+        "--composed",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let single = dir.path().join("single.image");
+    let j = json(&["snapshot", s(&folder), s(&single), "--json"]);
+    assert_eq!(j["segments_written"], 2);
+    assert_eq!(j["prefix"], false);
+    let v = json(&["verify", s(&single), "--json"]);
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["placement"], "old-base");
+}

@@ -27,6 +27,8 @@ pub enum LoadError {
     TooLarge { need: u64 },
     #[error("relocating: {0}")]
     Relocate(FormatError),
+    #[error(transparent)]
+    Folder(#[from] crate::source::FolderError),
 }
 
 impl LoadError {
@@ -34,7 +36,10 @@ impl LoadError {
     pub fn is_bad_input(&self) -> bool {
         matches!(
             self,
-            LoadError::Format(_) | LoadError::Relocate(_) | LoadError::BadBase { .. }
+            LoadError::Format(_)
+                | LoadError::Relocate(_)
+                | LoadError::BadBase { .. }
+                | LoadError::Folder(_)
         )
     }
 }

@@ -61,6 +61,24 @@ impl HeapSegment {
     }
 }
 
+/// Pharo's perm space (§6): objects that never move, at a fixed address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PermSpace {
+    pub start: u64,
+    pub size: u64,
+    /// Mapped from `permSpace.data` rather than read.
+    pub mapped: bool,
+    pub(crate) region: usize,
+    pub(crate) offset: usize,
+}
+
+impl PermSpace {
+    /// Does `a` fall in perm space?
+    pub const fn holds(&self, a: u64) -> bool {
+        a >= self.start && a < self.start + self.size
+    }
+}
+
 /// Per-phase load times, in microseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Timings {
@@ -85,6 +103,7 @@ pub struct LoadedHeap {
     pub(crate) fallback: Option<String>,
     pub(crate) headroom: u64,
     pub(crate) objects_seen: Option<u64>,
+    pub(crate) perm: Option<PermSpace>,
 }
 
 impl LoadedHeap {
@@ -120,6 +139,17 @@ impl LoadedHeap {
     pub fn headroom(&self) -> u64 {
         self.headroom
     }
+    /// Perm space, when the image has one (Pharo composed images only).
+    pub fn perm_space(&self) -> Option<&PermSpace> {
+        self.perm.as_ref()
+    }
+
+    /// The bytes of perm space.
+    pub fn perm_bytes(&self) -> Option<&[u8]> {
+        let p = self.perm.as_ref()?;
+        Some(&self.regions[p.region].bytes()[p.offset..p.offset + p.size as usize])
+    }
+
     /// The first object: nil.
     pub fn nil(&self) -> NewAddr {
         self.segments[0].new_start
@@ -140,6 +170,19 @@ impl LoadedHeap {
         &self.regions[s.region].bytes()[s.offset..s.offset + s.size as usize]
     }
 
+    /// The `len` bytes of memory from address `start`, which must lie within
+    /// one reservation of the heap (a segment, or a coalesced run of them).
+    pub fn bytes_at(&self, start: u64, len: u64) -> &[u8] {
+        let s = self
+            .segments
+            .iter()
+            .rev()
+            .find(|s| s.new_start.0 <= start)
+            .expect("an address inside the heap");
+        let off = s.offset + (start - s.new_start.0) as usize;
+        &self.regions[s.region].bytes()[off..off + len as usize]
+    }
+
     /// The segment whose objects contain `a`.
     #[inline]
     pub fn segment_of(&self, a: NewAddr) -> Option<usize> {
@@ -148,14 +191,28 @@ impl LoadedHeap {
         self.segments[i].holds(a).then_some(i)
     }
 
-    /// The u64 at `a` (little-endian), if `a..a+8` lies among a segment's objects.
-    pub fn u64_at(&self, a: NewAddr) -> Option<u64> {
+    /// The object bytes holding `a` (a segment's objects, or perm space) and
+    /// the offset of `a` in them.
+    fn objects_holding(&self, a: NewAddr) -> Option<(&[u8], usize)> {
+        if let Some(p) = self.perm.as_ref().filter(|p| p.holds(a.0)) {
+            return Some((self.perm_bytes()?, (a.0 - p.start) as usize));
+        }
         let i = self.segment_of(a)?;
         let s = &self.segments[i];
-        let off = (a.0 - s.new_start.0) as usize;
         let bytes = self.segment_bytes(i);
-        (off + 8 <= bytes.len() - BRIDGE_BYTES as usize)
-            .then(|| u64::from_le_bytes(bytes[off..off + 8].try_into().unwrap()))
+        Some((
+            &bytes[..bytes.len() - BRIDGE_BYTES as usize],
+            (a.0 - s.new_start.0) as usize,
+        ))
+    }
+
+    /// The u64 at `a` (little-endian), if `a..a+8` lies among a segment's
+    /// objects or in perm space.
+    pub fn u64_at(&self, a: NewAddr) -> Option<u64> {
+        let (bytes, off) = self.objects_holding(a)?;
+        Some(u64::from_le_bytes(
+            bytes.get(off..off + 8)?.try_into().unwrap(),
+        ))
     }
 
     /// The header of the object at `obj`.
@@ -180,11 +237,7 @@ impl LoadedHeap {
             return None;
         }
         let wb = self.word().bytes();
-        let at = NewAddr(obj.0 + 8 + i * wb);
-        let seg = self.segment_of(at)?;
-        let s = &self.segments[seg];
-        let off = (at.0 - s.new_start.0) as usize;
-        let bytes = self.segment_bytes(seg);
+        let (bytes, off) = self.objects_holding(NewAddr(obj.0 + 8 + i * wb))?;
         Some(match self.word() {
             WordSize::W64 => u64::from_le_bytes(bytes.get(off..off + 8)?.try_into().unwrap()),
             WordSize::W32 => {

@@ -26,22 +26,28 @@
 
 #![forbid(unsafe_code)]
 
+pub mod composed_write;
 pub mod error;
 pub mod heap;
 pub mod load;
+pub mod mutate;
 pub mod relocate;
 pub mod snapshot;
 pub mod source;
 pub mod verify;
 
+pub use composed_write::{write_composed, ComposedWritten};
 pub use error::LoadError;
 pub use heap::{HeapSegment, LoadedHeap, Placement, Timings};
-pub use load::{initial_headroom, load, load_path, read_layout, LoadOptions, PlacementRequest};
+pub use load::{
+    initial_headroom, load, load_composed, load_path, read_layout, read_layout_path, LoadOptions,
+    PlacementRequest,
+};
 pub use snapshot::{
     read_prefix, remove_stale_temps, snapshot_in_background, snapshot_to_path, write_atomically,
     BackgroundReport, BackgroundSnapshot, SnapshotError, SnapshotOptions, SnapshotPlan,
     SnapshotReport,
 };
-pub use source::{FileSource, ImageSource};
+pub use source::{ComposedSource, FileSource, ImageSource, SegmentReader};
 pub use spur_mem::Backing;
 pub use verify::{verify, Finding, FindingKind, Report};

@@ -13,7 +13,7 @@ use spur_mem::{page_ceil, page_floor, Backing, MemError, Reservation};
 use crate::error::LoadError;
 use crate::heap::{HeapSegment, LoadedHeap, Placement, Timings};
 use crate::relocate::Relocation;
-use crate::source::{FileSource, ImageSource};
+use crate::source::{ComposedSource, FileSource, ImageSource, InOneFile, SegmentReader};
 
 /// Where the caller wants the heap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -36,6 +36,9 @@ pub struct LoadOptions {
     /// fault per 2 MiB instead of one per 4 KiB, which makes loading several
     /// times faster than reading the same file into a `Vec`.
     pub backing: Backing,
+    /// Map the segment files of a composed image in place (copy-on-write)
+    /// instead of reading them, where their old addresses are page-aligned.
+    pub map_files: bool,
 }
 
 impl Default for LoadOptions {
@@ -43,6 +46,7 @@ impl Default for LoadOptions {
         LoadOptions {
             placement: PlacementRequest::OldBase,
             backing: Backing::HugePages,
+            map_files: true,
         }
     }
 }
@@ -91,26 +95,61 @@ pub fn read_layout<S: ImageSource + ?Sized>(
     Ok((header, table))
 }
 
-/// Loads the image file at `path`.
+/// Loads the image at `path`: a single file, or a composed image's folder.
 pub fn load_path(path: &Path, opts: &LoadOptions) -> Result<LoadedHeap, LoadError> {
+    let t0 = Instant::now();
+    if path.is_dir() {
+        let src = {
+            let _s = tracing::debug_span!("header").entered();
+            ComposedSource::open(path)?
+        };
+        return load_segments(src.header.clone(), src.table.clone(), &src, opts, t0);
+    }
     let src = FileSource::open(path)?;
     load(&src, opts)
 }
 
-/// Loads an image from any source.
+/// Loads a composed image already opened (and checked) as a [`ComposedSource`].
+pub fn load_composed(src: &ComposedSource, opts: &LoadOptions) -> Result<LoadedHeap, LoadError> {
+    let t0 = Instant::now();
+    load_segments(src.header.clone(), src.table.clone(), src, opts, t0)
+}
+
+/// Reads the layout of the image at `path`, a single file or a composed folder.
+pub fn read_layout_path(path: &Path) -> Result<(ImageHeader, SegmentTable), LoadError> {
+    if path.is_dir() {
+        let src = ComposedSource::open(path)?;
+        return Ok((src.header, src.table));
+    }
+    read_layout(&FileSource::open(path)?)
+}
+
+/// Loads a single-file image from any source.
 pub fn load<S: ImageSource + ?Sized>(src: &S, opts: &LoadOptions) -> Result<LoadedHeap, LoadError> {
     let t0 = Instant::now();
     let (header, table) = {
         let _s = tracing::debug_span!("header").entered();
         read_layout(src)?
     };
+    load_segments(header, table, &InOneFile(src), opts, t0)
+}
+
+/// The pipeline after the layout is known: placement, streamed read (or
+/// mapping), then bridge repair or relocation.
+fn load_segments<R: SegmentReader + ?Sized>(
+    header: ImageHeader,
+    table: SegmentTable,
+    reader: &R,
+    opts: &LoadOptions,
+    t0: Instant,
+) -> Result<LoadedHeap, LoadError> {
     let headroom = initial_headroom(header.extra_vm_memory, header.free_old_space);
     let mut fallback = None;
     let plan = {
         let _s = tracing::debug_span!("reserve").entered();
         match opts.placement {
             PlacementRequest::OldBase => {
-                match place_at_old_addresses(&header, &table, headroom, opts.backing) {
+                match place_at_old_addresses(&header, &table, headroom, opts, reader) {
                     Ok(plan) => plan,
                     Err(e) => {
                         let why = e.to_string();
@@ -138,23 +177,35 @@ pub fn load<S: ImageSource + ?Sized>(src: &S, opts: &LoadOptions) -> Result<Load
         fallback,
         headroom,
         objects_seen: None,
+        perm: None,
     };
+    if let Some((meta, file)) = reader.perm() {
+        place_perm_space(&mut heap, meta, file, opts)?;
+    }
     let moved = heap.segments.iter().any(|s| !s.swizzle().is_identity());
     let coalesced = plan.coalesced;
     // §2.4: skip the swizzle only when nothing moved and nothing was coalesced
     // (a coalesced heap with one segment at its old base is the same thing).
     let relocation = (moved || (coalesced && heap.segments.len() > 1)).then(|| {
-        Relocation::new(
+        let r = Relocation::new(
             heap.word(),
             heap.segments.iter().map(|s| (s.old_start.0, s.new_start.0)),
-        )
+        );
+        match heap.perm {
+            Some(p) => r.with_perm_space(p.start, p.start + p.size),
+            None => r,
+        }
     });
     let t1 = Instant::now();
     let swizzle_time = {
         let _s = tracing::debug_span!("read").entered();
         match heap.word() {
-            WordSize::W64 => read_segments::<L64, S>(src, &table, &mut heap, relocation.as_ref())?,
-            WordSize::W32 => read_segments::<L32, S>(src, &table, &mut heap, relocation.as_ref())?,
+            WordSize::W64 => {
+                read_segments::<L64, R>(reader, &table, &mut heap, relocation.as_ref())?
+            }
+            WordSize::W32 => {
+                read_segments::<L32, R>(reader, &table, &mut heap, relocation.as_ref())?
+            }
         }
     };
     let t_read = t1.elapsed();
@@ -162,6 +213,12 @@ pub fn load<S: ImageSource + ?Sized>(src: &S, opts: &LoadOptions) -> Result<Load
         let t2 = Instant::now();
         let _s = tracing::debug_span!("swizzle").entered();
         fix_roots(&mut heap, r)?;
+        if heap.perm.is_some() {
+            match heap.word() {
+                WordSize::W64 => relocate_perm_space::<L64>(&mut heap, r)?,
+                WordSize::W32 => relocate_perm_space::<L32>(&mut heap, r)?,
+            }
+        }
         heap.placement = Placement::Relocated;
         heap.swizzled = true;
         heap.timings.swizzle_us = (swizzle_time + t2.elapsed()).as_micros() as u64;
@@ -170,7 +227,14 @@ pub fn load<S: ImageSource + ?Sized>(src: &S, opts: &LoadOptions) -> Result<Load
             let seg = heap.segments[i];
             let bytes = &mut heap.regions[seg.region].bytes_mut()
                 [seg.offset..seg.offset + seg.size as usize];
-            repair_bridge_in_memory(heap.header.word, bytes, s.gap_after);
+            // Only write when something changes: a write to a mapped segment
+            // copies its page.
+            let mut want = bytes[bytes.len() - 16..].to_vec();
+            repair_bridge_in_memory(heap.header.word, &mut want, s.gap_after);
+            let at = bytes.len() - 16;
+            if bytes[at..] != want[want.len() - 16..] {
+                bytes[at..].copy_from_slice(&want[want.len() - 16..]);
+            }
         }
     }
     heap.timings.reserve_us = t_reserve.as_micros() as u64;
@@ -178,6 +242,54 @@ pub fn load<S: ImageSource + ?Sized>(src: &S, opts: &LoadOptions) -> Result<Load
     heap.timings.total_us = t0.elapsed().as_micros() as u64;
     tracing::debug!(?heap.timings, placement = heap.placement.name(), "loaded");
     Ok(heap)
+}
+
+/// Places perm space at the one address it can live at (§6), mapping
+/// `permSpace.data` there when it can.
+fn place_perm_space(
+    heap: &mut LoadedHeap,
+    meta: spur_format::read::composed::SegmentMeta,
+    file: &std::fs::File,
+    opts: &LoadOptions,
+) -> Result<(), LoadError> {
+    let lo = page_floor(meta.start);
+    let hi = page_ceil(meta.start + meta.size.max(1));
+    let mut r = Reservation::at(lo, hi - lo)?;
+    r.commit(hi - lo, opts.backing)?;
+    let offset = (meta.start - lo) as usize;
+    let mapped = opts.map_files && meta.size > 0 && meta.start == lo;
+    if mapped {
+        r.map_file(0, file, 0, meta.size)?;
+    } else if meta.size > 0 {
+        use std::os::unix::fs::FileExt;
+        file.read_exact_at(&mut r.bytes_mut()[offset..offset + meta.size as usize], 0)
+            .map_err(|source| LoadError::Read {
+                offset: 0,
+                len: meta.size,
+                source,
+            })?;
+    }
+    heap.perm = Some(crate::heap::PermSpace {
+        start: meta.start,
+        size: meta.size,
+        mapped,
+        region: heap.regions.len(),
+        offset,
+    });
+    heap.regions.push(r);
+    Ok(())
+}
+
+/// Perm-space objects keep their addresses, but their pointers into old
+/// space follow it when it moves.
+fn relocate_perm_space<L: Layout>(heap: &mut LoadedHeap, r: &Relocation) -> Result<(), LoadError> {
+    let p = heap.perm.expect("perm space");
+    let bytes = &mut heap.regions[p.region].bytes_mut()[p.offset..p.offset + p.size as usize];
+    let mut cursor = 0;
+    let len = bytes.len();
+    r.advance::<L>(bytes, &mut cursor, len, len, usize::MAX, (0, p.start))
+        .map_err(LoadError::Relocate)?;
+    Ok(())
 }
 
 struct Plan {
@@ -188,12 +300,14 @@ struct Plan {
 
 /// Reserves each segment's old range (segments sharing pages share a
 /// reservation), with the headroom after the last one.
-fn place_at_old_addresses(
+fn place_at_old_addresses<R: SegmentReader + ?Sized>(
     header: &ImageHeader,
     table: &SegmentTable,
     headroom: u64,
-    backing: Backing,
+    opts: &LoadOptions,
+    reader: &R,
 ) -> Result<Plan, MemError> {
+    let page = spur_mem::page_size();
     let n = table.segments.len();
     // Page ranges, merged where they touch.
     let mut groups: Vec<(u64, u64, Vec<usize>)> = Vec::new();
@@ -219,9 +333,15 @@ fn place_at_old_addresses(
     for (lo, hi, members) in groups {
         let mut r = Reservation::at(lo, hi - lo)?;
         let last = &table.segments[*members.last().unwrap()];
-        r.commit(last.old_end().0 - lo, backing)?;
+        r.commit(last.old_end().0 - lo, opts.backing)?;
         for i in members {
             let s = &table.segments[i];
+            let file = reader
+                .segment_file(s)
+                .filter(|_| opts.map_files && s.old_start.0.is_multiple_of(page));
+            if let Some(f) = file {
+                r.map_file(s.old_start.0 - lo, f, 0, s.size)?;
+            }
             segments.push(HeapSegment {
                 index: i,
                 old_start: s.old_start,
@@ -230,7 +350,7 @@ fn place_at_old_addresses(
                 region: regions.len(),
                 offset: (s.old_start.0 - lo) as usize,
                 own_bridge: true,
-                mapped: false,
+                mapped: file.is_some(),
             });
         }
         regions.push(r);
@@ -334,8 +454,8 @@ fn coalesce(
 
 /// Streams each segment from the source into its place, rewriting pointers
 /// chunk by chunk when relocating. Returns the time spent rewriting.
-fn read_segments<L: Layout, S: ImageSource + ?Sized>(
-    src: &S,
+fn read_segments<L: Layout, R: SegmentReader + ?Sized>(
+    reader: &R,
     table: &SegmentTable,
     heap: &mut LoadedHeap,
     relocation: Option<&Relocation>,
@@ -344,6 +464,9 @@ fn read_segments<L: Layout, S: ImageSource + ?Sized>(
     let mut objects = 0u64;
     for (i, fs) in table.segments.iter().enumerate() {
         let seg = heap.segments[i];
+        if seg.mapped {
+            continue;
+        }
         let region = &mut heap.regions[seg.region];
         let bytes = region.bytes_mut();
         let start = seg.offset;
@@ -353,9 +476,10 @@ fn read_segments<L: Layout, S: ImageSource + ?Sized>(
         let mut cursor = start;
         while frontier < end {
             let n = CHUNK.min(end - frontier);
-            src.read_exact_at(
+            reader.read_segment(
+                fs,
+                (frontier - start) as u64,
                 &mut bytes[frontier..frontier + n],
-                fs.file_offset + (frontier - start) as u64,
             )?;
             frontier += n;
             if let Some(r) = relocation {

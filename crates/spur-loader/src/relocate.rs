@@ -16,6 +16,8 @@ pub struct Relocation {
     old_starts: Vec<u64>,
     deltas: Vec<u64>,
     word: WordSize,
+    /// Perm space never moves: pointers into it are left alone (§2.4).
+    perm: Option<(u64, u64)>,
 }
 
 impl Relocation {
@@ -29,12 +31,24 @@ impl Relocation {
             old_starts,
             deltas,
             word,
+            perm: None,
         }
+    }
+
+    /// Leaves pointers into `start..end` (perm space) unchanged.
+    pub fn with_perm_space(mut self, start: u64, end: u64) -> Self {
+        self.perm = Some((start, end));
+        self
     }
 
     /// Where the pointer `p` (an old address) points now.
     #[inline(always)]
     pub fn apply(&self, p: u64) -> u64 {
+        if let Some((s, e)) = self.perm {
+            if p >= s && p < e {
+                return p;
+            }
+        }
         let k = if self.old_starts.len() == 1 {
             0
         } else {
@@ -99,7 +113,7 @@ impl Relocation {
                 0
             };
             let body = &mut bytes[obj.offset + 8..obj.offset + 8 + count * L::W];
-            if self.old_starts.len() == 1 {
+            if self.old_starts.len() == 1 && self.perm.is_none() {
                 let d = self.deltas[0];
                 rewrite::<L>(body, |v| self.narrow(v.wrapping_add(d)));
             } else {

@@ -104,6 +104,8 @@ pub enum SnapshotError {
     ChildKilled(i32),
     #[error("reading the prefix of the source image: {0}")]
     Prefix(#[from] LoadError),
+    #[error("the heap has a perm space of {bytes} bytes (a Pharo composed image), which a single-file image cannot hold; the Pharo VM refuses this too (§6)")]
+    PermSpace { bytes: u64 },
 }
 
 fn file_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> SnapshotError {
@@ -144,6 +146,9 @@ impl<'h> SnapshotPlan<'h> {
             if p.len() as u64 != PREFIX_BYTES {
                 return Err(SnapshotError::BadPrefix(p.len()));
             }
+        }
+        if let Some(perm) = heap.perm_space().filter(|p| p.size > 0) {
+            return Err(SnapshotError::PermSpace { bytes: perm.size });
         }
         // Runs of segments that were coalesced at load (each but the last
         // overwritten at its end by the next) are one range of memory and

@@ -82,3 +82,172 @@ impl ImageSource for [u8] {
         Ok(())
     }
 }
+
+use spur_format::read::composed::{self, ComposedError, SegmentMeta};
+use spur_format::read::ston;
+use spur_format::{FileSegment, ImageHeader, SegmentTable};
+
+/// Where each segment's bytes are: the loader reads (or maps) them from here.
+pub trait SegmentReader {
+    /// Fills `buf` with the bytes of `seg` starting `at` bytes into the segment.
+    fn read_segment(&self, seg: &FileSegment, at: u64, buf: &mut [u8]) -> Result<(), LoadError>;
+    /// A file that holds exactly `seg` from offset 0, which may be mapped in place.
+    fn segment_file(&self, _seg: &FileSegment) -> Option<&File> {
+        None
+    }
+    /// Perm space (§6): where it lives and the file holding it from offset 0.
+    fn perm(&self) -> Option<(SegmentMeta, &File)> {
+        None
+    }
+}
+
+/// The segments of a single-file image: at their offsets in one source.
+#[derive(Debug)]
+pub struct InOneFile<'a, S: ImageSource + ?Sized>(pub &'a S);
+
+impl<S: ImageSource + ?Sized> SegmentReader for InOneFile<'_, S> {
+    fn read_segment(&self, seg: &FileSegment, at: u64, buf: &mut [u8]) -> Result<(), LoadError> {
+        self.0.read_exact_at(buf, seg.file_offset + at)
+    }
+}
+
+/// Errors of a composed folder: a file that cannot be read, or bad content.
+#[derive(Debug, thiserror::Error)]
+pub enum FolderError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Ston(#[from] ston::StonError),
+    #[error("{}: {source}", .folder)]
+    Content {
+        folder: String,
+        source: ComposedError,
+    },
+}
+
+/// A Pharo composed image: a folder with `header.ston` and `segN.ston` /
+/// `segN.data` pairs (§6), and optionally `permSpace.ston` / `permSpace.data`.
+#[derive(Debug)]
+pub struct ComposedSource {
+    pub header: ImageHeader,
+    pub table: SegmentTable,
+    files: Vec<File>,
+    /// Perm space: where it lives, its size, and its data file.
+    pub perm: Option<(SegmentMeta, File)>,
+}
+
+impl ComposedSource {
+    /// Opens and checks a composed folder: every `.ston` parsed, every `.data`
+    /// at least as long as its `.ston` says.
+    pub fn open(dir: &std::path::Path) -> Result<ComposedSource, LoadError> {
+        let folder = dir.display().to_string();
+        let io = |p: &std::path::Path, source| FolderError::Io {
+            path: p.display().to_string(),
+            source,
+        };
+        let content = |source| FolderError::Content {
+            folder: folder.clone(),
+            source,
+        };
+        let read_ston = |name: &str| -> Result<ston::StonStruct, FolderError> {
+            let p = dir.join(name);
+            let text = std::fs::read_to_string(&p).map_err(|e| io(&p, e))?;
+            Ok(ston::parse(&text, name)?)
+        };
+        let open_data = |name: &str, ston_name: &str, want: u64| -> Result<File, FolderError> {
+            let p = dir.join(name);
+            let f = File::open(&p).map_err(|e| io(&p, e))?;
+            let len = f.metadata().map_err(|e| io(&p, e))?.len();
+            if len < want {
+                return Err(FolderError::Content {
+                    folder: folder.clone(),
+                    source: ComposedError::ShortData {
+                        file: name.into(),
+                        ston: ston_name.into(),
+                        found: len,
+                        expected: want,
+                    },
+                });
+            }
+            Ok(f)
+        };
+        if !dir.join("header.ston").is_file() {
+            return Err(FolderError::Io {
+                path: folder.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "a folder, but not a composed image (no header.ston)",
+                ),
+            }
+            .into());
+        }
+        let perm = if dir.join("permSpace.ston").is_file() {
+            let meta = SegmentMeta::from_ston(&read_ston("permSpace.ston")?, "permSpace.ston")
+                .map_err(content)?;
+            let f = open_data("permSpace.data", "permSpace.ston", meta.size)?;
+            Some((meta, f))
+        } else {
+            None
+        };
+        let header = composed::header_from_ston(
+            &read_ston("header.ston")?,
+            perm.as_ref().map_or(0, |(m, _)| m.size),
+        )
+        .map_err(content)?;
+        if let Some((m, _)) = &perm {
+            let expected = composed::perm_space_base(header.word);
+            if m.start != expected {
+                return Err(content(ComposedError::PermBase {
+                    found: m.start,
+                    expected,
+                })
+                .into());
+            }
+        }
+        // The reader stops at the first missing segN.data, as the Pharo VM does.
+        let mut metas = Vec::new();
+        let mut files = Vec::new();
+        for i in 0.. {
+            let data = format!("seg{i}.data");
+            if !dir.join(&data).is_file() {
+                if i == 0 {
+                    return Err(content(ComposedError::NoSegments).into());
+                }
+                break;
+            }
+            let ston_name = format!("seg{i}.ston");
+            let meta =
+                SegmentMeta::from_ston(&read_ston(&ston_name)?, &ston_name).map_err(content)?;
+            files.push(open_data(&data, &ston_name, meta.size)?);
+            metas.push(meta);
+        }
+        let table = composed::segment_table(&header, &metas).map_err(content)?;
+        Ok(ComposedSource {
+            header,
+            table,
+            files,
+            perm,
+        })
+    }
+}
+
+impl SegmentReader for ComposedSource {
+    fn read_segment(&self, seg: &FileSegment, at: u64, buf: &mut [u8]) -> Result<(), LoadError> {
+        self.files[seg.index]
+            .read_exact_at(buf, at)
+            .map_err(|source| LoadError::Read {
+                offset: at,
+                len: buf.len() as u64,
+                source,
+            })
+    }
+    fn segment_file(&self, seg: &FileSegment) -> Option<&File> {
+        self.files.get(seg.index)
+    }
+    fn perm(&self) -> Option<(SegmentMeta, &File)> {
+        self.perm.as_ref().map(|(m, f)| (*m, f))
+    }
+}

@@ -148,12 +148,15 @@ struct Verifier<'h, L: Layout> {
 
 impl<'h, L: Layout> Verifier<'h, L> {
     fn new(heap: &'h LoadedHeap) -> Self {
-        let mut bit_base = Vec::with_capacity(heap.segments().len());
+        let mut bit_base = Vec::with_capacity(heap.segments().len() + 1);
         let mut bits = 0usize;
         for s in heap.segments() {
             bit_base.push(bits);
             bits += (s.size / 8) as usize;
         }
+        // Perm space's bits come last.
+        bit_base.push(bits);
+        bits += heap.perm_space().map_or(0, |p| (p.size / 8) as usize);
         Verifier {
             heap,
             word: heap.word(),
@@ -198,6 +201,9 @@ impl<'h, L: Layout> Verifier<'h, L> {
     fn bit(&self, a: u64) -> Option<usize> {
         if a & 7 != 0 {
             return None;
+        }
+        if let Some(p) = self.heap.perm_space().filter(|p| p.holds(a)) {
+            return Some(self.bit_base[self.heap.segments().len()] + ((a - p.start) >> 3) as usize);
         }
         let i = self.heap.segment_of(NewAddr(a))?;
         let s = &self.heap.segments()[i];
@@ -387,6 +393,35 @@ impl<'h, L: Layout> Verifier<'h, L> {
             }
             self.bridge(i);
         }
+        if let (Some(p), Some(bytes)) = (heap.perm_space(), heap.perm_bytes()) {
+            let base = self.bit_base[segs.len()];
+            let mut w = Walk::<L>::without_bridge(bytes, p.start, segs.len());
+            for obj in w.by_ref() {
+                self.report.objects += 1;
+                let h = obj.header;
+                let addr = p.start + obj.offset as u64;
+                if h.is_free_chunk() || h.is_bridge() {
+                    self.error(
+                        FindingKind::Segment,
+                        addr,
+                        "perm space holds a free chunk or a bridge",
+                    );
+                    continue;
+                }
+                if !h.is_forwarder() {
+                    self.live.set(base + (obj.offset >> 3));
+                }
+                self.object(addr, h, &obj, bytes);
+            }
+            let end = w.position();
+            if let Err(e) = w.finish() {
+                self.error(
+                    FindingKind::Segment,
+                    p.start + end as u64,
+                    format!("perm space: {e}"),
+                );
+            }
+        }
     }
 
     /// Checks of one live object that need no other object.
@@ -547,10 +582,31 @@ impl<'h, L: Layout> Verifier<'h, L> {
     /// Every pointer of every live object lands on a live object's header.
     fn pointers(&mut self) {
         let heap = self.heap;
-        for (i, s) in heap.segments().iter().enumerate() {
-            let bytes = heap.segment_bytes(i);
-            let base = self.bit_base[i];
-            for obj in Walk::<L>::new(bytes, s.new_start.0, i) {
+        let nsegs = heap.segments().len();
+        let mut runs: Vec<(&[u8], u64, usize, Walk<'_, L>)> = heap
+            .segments()
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let bytes = heap.segment_bytes(i);
+                (
+                    bytes,
+                    s.new_start.0,
+                    self.bit_base[i],
+                    Walk::<L>::new(bytes, s.new_start.0, i),
+                )
+            })
+            .collect();
+        if let (Some(p), Some(bytes)) = (heap.perm_space(), heap.perm_bytes()) {
+            runs.push((
+                bytes,
+                p.start,
+                self.bit_base[nsegs],
+                Walk::<L>::without_bridge(bytes, p.start, nsegs),
+            ));
+        }
+        for (bytes, start, base, walk) in runs {
+            for obj in walk {
                 let h = obj.header;
                 if h.class_index() < CLASS_FORWARDER || !self.live.get(base + (obj.offset >> 3)) {
                     continue;
@@ -576,7 +632,7 @@ impl<'h, L: Layout> Verifier<'h, L> {
                         None => false,
                     };
                     if !ok {
-                        let addr = s.new_start.0 + obj.offset as u64;
+                        let addr = start + obj.offset as u64;
                         let why = self.diagnose(v);
                         self.error(
                             FindingKind::Pointer,
@@ -594,6 +650,9 @@ impl<'h, L: Layout> Verifier<'h, L> {
         let segs = self.heap.segments();
         if segs.iter().any(|s| s.own_bridge && v == s.objects_end().0) {
             return "points to a segment bridge";
+        }
+        if self.heap.perm_space().is_some_and(|p| p.holds(v)) {
+            return "points into the middle of a perm-space object";
         }
         match self.heap.segment_of(NewAddr(v)) {
             None => "lies outside every segment of the heap",

@@ -210,43 +210,14 @@ impl ImageHeader {
 /// Looks at one candidate format word: `Ok(Some)` for Spur, `Ok(None)` for
 /// nothing known, and an error for a known image this crate will not load.
 fn probe(word: u32, offset: u64) -> Result<Option<(u32, WordSize, bool)>> {
-    match Version::classify(word) {
-        Some(Version::Spur {
-            number,
-            word,
-            multiple_bytecode_sets,
-        }) => return Ok(Some((number, word, multiple_bytecode_sets))),
-        Some(Version::ObsoleteSpur { number }) => return Err(FormatError::ObsoleteSpur { number }),
-        Some(Version::PreSpur {
-            number,
-            word,
-            closures,
-        }) => {
-            return Err(FormatError::PreSpur {
-                number,
-                word64: word == WordSize::W64,
-                closures,
-                order: ByteOrder::Little,
-                offset,
-            })
-        }
-        None => {}
+    if let Some(v) = Version::classify(word) {
+        return v.loadable(ByteOrder::Little, offset).map(Some);
     }
     match Version::classify(word.swap_bytes()) {
         Some(Version::Spur { number, .. }) | Some(Version::ObsoleteSpur { number }) => {
             Err(FormatError::ByteSwapped { number, offset })
         }
-        Some(Version::PreSpur {
-            number,
-            word,
-            closures,
-        }) => Err(FormatError::PreSpur {
-            number,
-            word64: word == WordSize::W64,
-            closures,
-            order: ByteOrder::Big,
-            offset,
-        }),
+        Some(v) => v.loadable(ByteOrder::Big, offset).map(Some),
         None => Ok(None),
     }
 }

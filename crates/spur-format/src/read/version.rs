@@ -74,6 +74,35 @@ impl Version {
         }
     }
 
+    /// The Spur image this number names, or the error that says why it cannot
+    /// be loaded (obsolete Spur, pre-Spur), for a word found at `offset` in
+    /// the byte order `order`.
+    pub fn loadable(
+        self,
+        order: ByteOrder,
+        offset: u64,
+    ) -> Result<(u32, WordSize, bool), crate::FormatError> {
+        match self {
+            Version::Spur {
+                number,
+                word,
+                multiple_bytecode_sets,
+            } => Ok((number, word, multiple_bytecode_sets)),
+            Version::ObsoleteSpur { number } => Err(crate::FormatError::ObsoleteSpur { number }),
+            Version::PreSpur {
+                number,
+                word,
+                closures,
+            } => Err(crate::FormatError::PreSpur {
+                number,
+                word64: word == WordSize::W64,
+                closures,
+                order,
+                offset,
+            }),
+        }
+    }
+
     /// The format number itself.
     pub const fn number(self) -> u32 {
         match self {

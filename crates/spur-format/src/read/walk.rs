@@ -64,6 +64,15 @@ impl<'a, L: Layout> Walk<'a, L> {
         }
     }
 
+    /// Walks a run of objects with no bridge after it (Pharo's perm space):
+    /// the last object must end exactly at the end of `bytes`.
+    pub fn without_bridge(bytes: &'a [u8], base: u64, segment: usize) -> Self {
+        Walk {
+            limit: bytes.len(),
+            ..Walk::new(bytes, base, segment)
+        }
+    }
+
     /// Where the walk has reached (segment offset).
     pub fn position(&self) -> usize {
         self.pos

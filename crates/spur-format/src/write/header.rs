@@ -29,6 +29,19 @@ pub struct HeaderOverrides {
     pub free_old_space: Option<u64>,
 }
 
+/// The header size a snapshot writes: the one read, when it is a plausible
+/// single-file header size, else the standard 128 or 64 bytes (a composed
+/// image's `imageHeaderSize` is unused by its reader and may say anything).
+fn snapshot_header_size(read: &ImageHeader) -> u64 {
+    let standard = read.word.standard_header_size() as u64;
+    let h = read.header_size;
+    if h >= standard && h.is_multiple_of(8) && h <= crate::read::header::MAX_HEADER_SIZE {
+        h
+    } else {
+        standard
+    }
+}
+
 impl ImageHeader {
     /// The header of a snapshot of a heap loaded with header `self` (§7):
     /// the format number, header size, flags, window size, image version and
@@ -49,7 +62,7 @@ impl ImageHeader {
             multiple_bytecode_sets: self.multiple_bytecode_sets,
             byte_order: self.byte_order,
             prefix_bytes,
-            header_size: self.header_size,
+            header_size: snapshot_header_size(self),
             data_size: layout.data_size,
             old_base: layout.segments[0].start,
             special_objects_oop: special_objects,
@@ -179,6 +192,19 @@ mod tests {
             );
             assert_eq!(asked.prefix_bytes, 512);
             assert_eq!(asked.flags, h.flags);
+            // A header size that no single file could have becomes the standard one.
+            let odd = ImageHeader {
+                header_size: 7,
+                ..h.clone()
+            };
+            let fixed = odd.for_snapshot(
+                &layout,
+                OldAddr(0x1000_0800),
+                0,
+                &HeaderOverrides::default(),
+            );
+            assert_eq!(fixed.header_size, word.standard_header_size() as u64);
+            assert_eq!(fixed.encode().len(), fixed.header_size as usize);
         }
     }
 }

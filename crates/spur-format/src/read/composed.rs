@@ -1,0 +1,288 @@
+//! Pharo's composed images (§6): a folder holding `header.ston`, then
+//! `segN.ston` + `segN.data` for each segment, and optionally
+//! `permSpace.ston` + `permSpace.data`. This module turns the parsed STON
+//! structs into the same [`ImageHeader`] and [`SegmentTable`] a single file
+//! gives, with every number checked.
+
+use crate::addr::OldAddr;
+use crate::error::FormatError;
+use crate::layout::WordSize;
+use crate::read::header::ImageHeader;
+use crate::read::segment::{FileSegment, SegmentTable};
+use crate::read::ston::StonStruct;
+use crate::read::version::{ByteOrder, Version};
+
+/// Struct name of `header.ston`.
+pub const HEADER_STRUCT: &str = "SpurImageHeaderStruct";
+/// Struct name of `segN.ston` and `permSpace.ston`.
+pub const SEGMENT_STRUCT: &str = "ComposedMetadataStruct";
+/// The fields of `header.ston`, in the order the Pharo VM writes them (§6).
+pub const HEADER_FIELDS: [&str; 17] = [
+    "dataSize",
+    "hdrOldSpaceSize",
+    "oldBaseAddr",
+    "initialSpecialObjectsOop",
+    "headerFlags",
+    "extraVMMemory",
+    "hdrNumStackPages",
+    "hdrCogCodeSize",
+    "hdrEdenBytes",
+    "hdrMaxExtSemTabSize",
+    "firstSegSize",
+    "freeOldSpaceInImage",
+    "swapBytes",
+    "hdrLastHash",
+    "imageFormat",
+    "imageHeaderSize",
+    "imageVersion",
+];
+/// The fields of `segN.ston` and `permSpace.ston`.
+pub const SEGMENT_FIELDS: [&str; 2] = ["startAddress", "dataSize"];
+
+/// Where the Pharo VM keeps perm space; a composed image's perm space must
+/// have been saved there (§4.5, §6).
+pub const fn perm_space_base(word: WordSize) -> u64 {
+    match word {
+        WordSize::W64 => 0x200_0000_0000,
+        WordSize::W32 => 0x8000_0000,
+    }
+}
+
+/// Errors specific to composed folders, naming the file concerned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ComposedError {
+    #[error("{file}: struct is {found}, expected {expected}")]
+    WrongStruct {
+        file: String,
+        found: String,
+        expected: &'static str,
+    },
+    #[error("{file}: field {field} is {value}, {why}")]
+    BadField {
+        file: String,
+        field: &'static str,
+        value: i64,
+        why: &'static str,
+    },
+    #[error("{file} holds {found} bytes, but {ston} says dataSize {expected}")]
+    ShortData {
+        file: String,
+        ston: String,
+        found: u64,
+        expected: u64,
+    },
+    #[error("segment {segment} starts at {start:#x}, inside segment {prev} ({prev_start:#x}..{prev_end:#x})")]
+    Overlap {
+        segment: usize,
+        start: u64,
+        prev: usize,
+        prev_start: u64,
+        prev_end: u64,
+    },
+    #[error("header.ston says {expected} bytes of old space, but the segments hold {found}")]
+    SizeMismatch { expected: u64, found: u64 },
+    #[error("segment 0 starts at {start:#x}, but header.ston says oldBaseAddr {base:#x}")]
+    BaseMismatch { start: u64, base: u64 },
+    #[error("permSpace.ston says the perm space starts at {found:#x}; it can only live at {expected:#x}")]
+    PermBase { found: u64, expected: u64 },
+    #[error(
+        "the folder has no seg0.ston and seg0.data: a composed image needs at least one segment"
+    )]
+    NoSegments,
+    #[error("{0}")]
+    Format(#[from] FormatError),
+}
+
+fn expect_struct(s: &StonStruct, file: &str, expected: &'static str) -> Result<(), ComposedError> {
+    if s.name != expected {
+        return Err(ComposedError::WrongStruct {
+            file: file.to_string(),
+            found: s.name.clone(),
+            expected,
+        });
+    }
+    Ok(())
+}
+
+fn non_negative(s: &StonStruct, file: &str, field: &'static str) -> Result<u64, ComposedError> {
+    let v = s.get(field);
+    u64::try_from(v).map_err(|_| ComposedError::BadField {
+        file: file.to_string(),
+        field,
+        value: v,
+        why: "a negative number",
+    })
+}
+
+fn narrow<T: TryFrom<u64>>(
+    s: &StonStruct,
+    file: &str,
+    field: &'static str,
+) -> Result<T, ComposedError> {
+    let v = non_negative(s, file, field)?;
+    T::try_from(v).map_err(|_| ComposedError::BadField {
+        file: file.to_string(),
+        field,
+        value: v as i64,
+        why: "too large for its binary-header field",
+    })
+}
+
+/// One segment as `segN.ston` (or `permSpace.ston`) describes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentMeta {
+    pub start: u64,
+    pub size: u64,
+}
+
+impl SegmentMeta {
+    /// Reads a parsed `segN.ston` / `permSpace.ston`.
+    pub fn from_ston(s: &StonStruct, file: &str) -> Result<SegmentMeta, ComposedError> {
+        expect_struct(s, file, SEGMENT_STRUCT)?;
+        let start = non_negative(s, file, "startAddress")?;
+        let size = non_negative(s, file, "dataSize")?;
+        if start % 8 != 0 {
+            return Err(ComposedError::BadField {
+                file: file.into(),
+                field: "startAddress",
+                value: start as i64,
+                why: "not 8-byte aligned",
+            });
+        }
+        if size % 8 != 0 {
+            return Err(ComposedError::BadField {
+                file: file.into(),
+                field: "dataSize",
+                value: size as i64,
+                why: "not a multiple of 8",
+            });
+        }
+        Ok(SegmentMeta { start, size })
+    }
+}
+
+/// Builds the header from a parsed `header.ston`. `perm_bytes` is the size
+/// of the perm space, when the folder has one (dataSize counts it too).
+pub fn header_from_ston(s: &StonStruct, perm_bytes: u64) -> Result<ImageHeader, ComposedError> {
+    let file = "header.ston";
+    expect_struct(s, file, HEADER_STRUCT)?;
+    let format: u32 = narrow(s, file, "imageFormat")?;
+    let Some(version) = Version::classify(format) else {
+        return Err(ComposedError::BadField {
+            file: file.into(),
+            field: "imageFormat",
+            value: format as i64,
+            why: "not a Spur image format (6521, 7033, 68021, 68533)",
+        });
+    };
+    let (format, word, sista) = version.loadable(ByteOrder::Little, 0)?;
+    let data_size = non_negative(s, file, "dataSize")?;
+    let old_space = match non_negative(s, file, "hdrOldSpaceSize")? {
+        0 => data_size
+            .checked_sub(perm_bytes)
+            .ok_or(ComposedError::SizeMismatch {
+                expected: data_size,
+                found: perm_bytes,
+            })?,
+        n => n,
+    };
+    let header_size = match non_negative(s, file, "imageHeaderSize")? {
+        0 => word.standard_header_size() as u64,
+        n => n,
+    };
+    Ok(ImageHeader {
+        format,
+        word,
+        multiple_bytecode_sets: sista,
+        byte_order: ByteOrder::Little,
+        prefix_bytes: 0,
+        header_size,
+        data_size: old_space,
+        old_base: OldAddr(non_negative(s, file, "oldBaseAddr")?),
+        special_objects_oop: OldAddr(non_negative(s, file, "initialSpecialObjectsOop")?),
+        last_hash: non_negative(s, file, "hdrLastHash")?,
+        saved_window_size: 0,
+        flags: non_negative(s, file, "headerFlags")?,
+        extra_vm_memory: narrow(s, file, "extraVMMemory")?,
+        num_stack_pages: narrow(s, file, "hdrNumStackPages")?,
+        cog_code_size_kib: narrow(s, file, "hdrCogCodeSize")?,
+        eden_bytes: narrow(s, file, "hdrEdenBytes")?,
+        max_ext_sem_table: narrow(s, file, "hdrMaxExtSemTabSize")?,
+        image_version: narrow(s, file, "imageVersion")?,
+        first_segment_size: non_negative(s, file, "firstSegSize")?,
+        free_old_space: non_negative(s, file, "freeOldSpaceInImage")?,
+    })
+}
+
+/// Builds the segment table of a composed image from its segments' metadata,
+/// checking order, overlaps, sizes and the base address.
+pub fn segment_table(
+    header: &ImageHeader,
+    metas: &[SegmentMeta],
+) -> Result<SegmentTable, ComposedError> {
+    if metas.is_empty() {
+        return Err(ComposedError::NoSegments);
+    }
+    let limit = header.word.address_limit();
+    let mut segments = Vec::with_capacity(metas.len());
+    for (i, m) in metas.iter().enumerate() {
+        let file = format!("seg{i}.ston");
+        if m.size < 32 {
+            return Err(ComposedError::BadField {
+                file,
+                field: "dataSize",
+                value: m.size as i64,
+                why: "too small to hold an object and its bridge",
+            });
+        }
+        if m.start.checked_add(m.size).is_none_or(|e| e > limit) || m.start == 0 {
+            return Err(FormatError::SegmentAddressOverflow {
+                segment: i,
+                start: m.start,
+                end: m.start.saturating_add(m.size),
+                limit,
+            }
+            .into());
+        }
+        if let Some(prev) = metas.get(i.wrapping_sub(1)).filter(|_| i > 0) {
+            if m.start < prev.start + prev.size {
+                return Err(ComposedError::Overlap {
+                    segment: i,
+                    start: m.start,
+                    prev: i - 1,
+                    prev_start: prev.start,
+                    prev_end: prev.start + prev.size,
+                });
+            }
+        }
+        let gap_after = metas
+            .get(i + 1)
+            .map_or(0, |n| n.start.saturating_sub(m.start + m.size));
+        segments.push(FileSegment {
+            index: i,
+            old_start: OldAddr(m.start),
+            size: m.size,
+            file_offset: 0,
+            gap_after,
+        });
+    }
+    if metas[0].start != header.old_base.0 {
+        return Err(ComposedError::BaseMismatch {
+            start: metas[0].start,
+            base: header.old_base.0,
+        });
+    }
+    let total: u64 = metas.iter().map(|m| m.size).sum();
+    if total != header.data_size {
+        return Err(ComposedError::SizeMismatch {
+            expected: header.data_size,
+            found: total,
+        });
+    }
+    let table = SegmentTable { segments };
+    let so = header.special_objects_oop;
+    if table.segment_of(so).is_none() || !so.0.is_multiple_of(8) {
+        return Err(FormatError::SpecialObjectsOutside { oop: so.0 }.into());
+    }
+    Ok(table)
+}

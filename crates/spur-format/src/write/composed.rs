@@ -1,0 +1,92 @@
+//! Writing the `.ston` files of a composed image (§6), with the struct
+//! names, field names and field order the Pharo VM writes.
+
+use crate::read::composed::{HEADER_FIELDS, HEADER_STRUCT, SEGMENT_FIELDS, SEGMENT_STRUCT};
+use crate::read::header::ImageHeader;
+use crate::read::ston;
+
+/// The text of `header.ston` for `header`; `perm_bytes` is the size of the
+/// perm space written beside it (0 when there is none): `dataSize` counts it,
+/// `hdrOldSpaceSize` does not.
+pub fn header_ston(header: &ImageHeader, perm_bytes: u64) -> String {
+    let values: [i64; 17] = [
+        (header.data_size + perm_bytes) as i64,
+        header.data_size as i64,
+        header.old_base.0 as i64,
+        header.special_objects_oop.0 as i64,
+        header.flags as i64,
+        header.extra_vm_memory as i64,
+        header.num_stack_pages as i64,
+        header.cog_code_size_kib as i64,
+        header.eden_bytes as i64,
+        header.max_ext_sem_table as i64,
+        header.first_segment_size as i64,
+        header.free_old_space as i64,
+        0, // swapBytes: written by the Pharo VM, meaningless on load
+        header.last_hash as i64,
+        header.format as i64,
+        header.header_size as i64,
+        header.image_version as i64,
+    ];
+    let fields: Vec<(&str, i64)> = HEADER_FIELDS.iter().copied().zip(values).collect();
+    ston::write(HEADER_STRUCT, &fields)
+}
+
+/// The text of `segN.ston` or `permSpace.ston`.
+pub fn segment_ston(start: u64, size: u64) -> String {
+    ston::write(
+        SEGMENT_STRUCT,
+        &[
+            (SEGMENT_FIELDS[0], start as i64),
+            (SEGMENT_FIELDS[1], size as i64),
+        ],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::read::composed::{header_from_ston, SegmentMeta};
+    use crate::{OldAddr, WordSize};
+
+    #[test]
+    fn header_round_trips_through_ston() {
+        let h = ImageHeader {
+            format: 68021,
+            word: WordSize::W64,
+            multiple_bytecode_sets: false,
+            byte_order: crate::ByteOrder::Little,
+            prefix_bytes: 0,
+            header_size: 128,
+            data_size: 4096,
+            old_base: OldAddr(0x100_0000_0000),
+            special_objects_oop: OldAddr(0x100_0000_0400),
+            last_hash: 77,
+            saved_window_size: 0,
+            flags: 2,
+            extra_vm_memory: 0,
+            num_stack_pages: 0,
+            cog_code_size_kib: 0,
+            eden_bytes: 0,
+            max_ext_sem_table: 0,
+            image_version: 0,
+            first_segment_size: 4096,
+            free_old_space: 0,
+        };
+        let text = header_ston(&h, 0);
+        assert!(text.starts_with(
+            "SpurImageHeaderStruct {\n\t#dataSize : 4096,\n\t#hdrOldSpaceSize : 4096,\n"
+        ));
+        assert!(text.ends_with("\t#imageVersion : 0\n}"));
+        let back = header_from_ston(&ston::parse(&text, "header.ston").unwrap(), 0).unwrap();
+        assert_eq!(back, h);
+        let seg = ston::parse(&segment_ston(0x100_0000_0000, 4096), "seg0.ston").unwrap();
+        assert_eq!(
+            SegmentMeta::from_ston(&seg, "seg0.ston").unwrap(),
+            SegmentMeta {
+                start: 0x100_0000_0000,
+                size: 4096
+            }
+        );
+    }
+}

@@ -1,0 +1,76 @@
+//! Where the runtime's own memory goes: new space directly below old space
+//! when that range is free, as OpenSmalltalk lays out its heap (§4.5);
+//! otherwise wherever the kernel has room. A 32-bit image's memory always
+//! lies below 4 GiB, since its oops are 32-bit.
+
+use spur_format::WordSize;
+use spur_mem::{page_floor, MemError, Reservation};
+
+use crate::error::RuntimeError;
+
+/// How a range was placed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placed {
+    /// Ending where old space begins (its first page).
+    BelowOldSpace,
+    /// Wherever there was room.
+    Elsewhere,
+}
+
+impl Placed {
+    /// `below-old-space` or `elsewhere`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Placed::BelowOldSpace => "below-old-space",
+            Placed::Elsewhere => "elsewhere",
+        }
+    }
+}
+
+/// Lowest address tried for memory placed below old space: keep clear of
+/// the first pages, which the kernel refuses (`mmap_min_addr`).
+const LOWEST: u64 = 1 << 20;
+/// Where the search below 4 GiB starts, and its step.
+const LOW_SEARCH_FROM: u64 = 0x1000_0000;
+const LOW_SEARCH_STEP: u64 = 16 << 20;
+
+/// Reserves `len` bytes (a multiple of the page size): ending at the page
+/// of `below` if given and free, else elsewhere.
+pub(crate) fn reserve_for(
+    word: WordSize,
+    len: u64,
+    below: Option<u64>,
+) -> Result<(Reservation, Placed), RuntimeError> {
+    if let Some(end) = below.map(page_floor) {
+        if let Some(start) = end.checked_sub(len).filter(|&s| s >= LOWEST) {
+            match Reservation::at(start, len) {
+                Ok(r) => return Ok((r, Placed::BelowOldSpace)),
+                Err(e) => tracing::debug!("{len} bytes below {end:#x} unavailable: {e}"),
+            }
+        }
+    }
+    let r = match word {
+        WordSize::W64 => Reservation::anywhere(len, 0)?,
+        WordSize::W32 => {
+            let mut at = LOW_SEARCH_FROM;
+            loop {
+                if at + len > word.address_limit() {
+                    return Err(RuntimeError::NoRoomBelow4G {
+                        what: if below.is_some() {
+                            "new space"
+                        } else {
+                            "stack zone"
+                        },
+                        bytes: len,
+                    });
+                }
+                match Reservation::at(at, len) {
+                    Ok(r) => break r,
+                    Err(MemError::Occupied { .. }) => at += LOW_SEARCH_STEP,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+    };
+    Ok((r, Placed::Elsewhere))
+}

@@ -1,0 +1,313 @@
+//! Where the image resumes: the scheduler association (special object 3)
+//! leads to the ProcessorScheduler, whose `activeProcess` (slot 1) is the
+//! process that saved the image; its `suspendedContext` (slot 1) is the
+//! context to resume, with its method (slot 3), receiver (slot 5), pc
+//! (slot 1) and stack pointer (slot 2).
+//!
+//! The method is named `Class>>selector` from its own literals; a block
+//! (a context with a closure, or whose method is a CompiledBlock) is named
+//! `[] in Class>>selector` after its home method. The bytecodes around the
+//! pc are decoded in the method's own set (its header's sign bit).
+
+use spur_format::NewAddr;
+
+use crate::bytecodes::{decode_method, BytecodeSet, Instruction, SPECIAL_SELECTORS};
+use crate::class_table::ClassTable;
+use crate::error::RuntimeError;
+use crate::method::{home_method, CompiledCode, MethodHeader};
+use crate::special_objects::SpecialObjects;
+use crate::view::{HeapView, Oop};
+
+/// Context slots (the same in every dialect).
+pub mod context {
+    pub const SENDER: u64 = 0;
+    pub const PC: u64 = 1;
+    pub const STACKP: u64 = 2;
+    pub const METHOD: u64 = 3;
+    pub const CLOSURE_OR_NIL: u64 = 4;
+    pub const RECEIVER: u64 = 5;
+    /// Fixed slots before the stack.
+    pub const FIXED_SLOTS: u64 = 6;
+}
+
+/// `ProcessorScheduler` slot holding the active process.
+pub const SCHEDULER_ACTIVE_PROCESS: u64 = 1;
+/// `Process` slot holding the suspended context.
+pub const PROCESS_SUSPENDED_CONTEXT: u64 = 1;
+/// Association slot holding the value.
+pub const ASSOCIATION_VALUE: u64 = 1;
+
+/// Instructions shown before and after the one at the pc.
+pub const WINDOW_BEFORE: usize = 4;
+pub const WINDOW_AFTER: usize = 6;
+/// Longest outer-code chain followed from a block to its home method.
+const MAX_BLOCK_NESTING: usize = 256;
+
+/// The point where an interpreter resumes the image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumePoint {
+    pub scheduler: NewAddr,
+    pub process: NewAddr,
+    pub context: NewAddr,
+    /// The context's method: a CompiledMethod, or a CompiledBlock for a full block.
+    pub method: NewAddr,
+    /// The home CompiledMethod (the method itself unless it is a CompiledBlock).
+    pub home_method: NewAddr,
+    /// The context runs a block.
+    pub in_block: bool,
+    pub receiver: Oop,
+    pub receiver_class: String,
+    /// The class the home method is installed in, and its name.
+    pub method_class: Option<NewAddr>,
+    pub method_class_name: String,
+    /// The home method's selector (a Symbol) and its text.
+    pub selector: Option<NewAddr>,
+    pub selector_name: String,
+    /// The pc to resume at (1-based byte index in the method object).
+    pub pc: u64,
+    /// The stack pointer (slots used above the fixed ones).
+    pub stack_pointer: u64,
+    pub header: MethodHeader,
+    /// The method's bytecodes span `initial_pc..end_pc`.
+    pub initial_pc: u64,
+    pub end_pc: u64,
+    /// Instructions around the pc, decoded in the method's set.
+    pub window: Vec<Instruction>,
+    /// Index in `window` of the instruction at the pc.
+    pub current: usize,
+    /// `window` as text, literals and special selectors resolved.
+    pub bytecodes: Vec<String>,
+}
+
+impl ResumePoint {
+    /// `Class>>selector`, or `[] in Class>>selector` for a block.
+    pub fn method_name(&self) -> String {
+        format!(
+            "{}{}>>{}",
+            if self.in_block { "[] in " } else { "" },
+            self.method_class_name,
+            self.selector_name
+        )
+    }
+
+    /// The bytecode set of the resumed method.
+    pub fn bytecode_set(&self) -> BytecodeSet {
+        self.header.set
+    }
+
+    /// Follows special object 3 to the active process's suspended context.
+    pub fn find(
+        view: &HeapView<'_>,
+        specials: &SpecialObjects,
+        classes: &ClassTable,
+    ) -> Result<Self, RuntimeError> {
+        let word = view.word();
+        let nil = specials.nil().0;
+        let err =
+            |what: &'static str, addr: u64, why: String| RuntimeError::Resume { what, addr, why };
+        let assoc = specials.common().scheduler_association().ok_or_else(|| {
+            err(
+                "special object 3",
+                specials.addr().0,
+                "is nil: no scheduler association".into(),
+            )
+        })?;
+        let scheduler = view
+            .slot(assoc, ASSOCIATION_VALUE)
+            .filter(|&s| {
+                view.num_slots(s)
+                    .is_some_and(|n| n > SCHEDULER_ACTIVE_PROCESS)
+            })
+            .ok_or_else(|| {
+                err(
+                    "scheduler association",
+                    assoc,
+                    "does not hold a ProcessorScheduler (an object of at least 2 slots) in slot 1"
+                        .into(),
+                )
+            })?;
+        let process = view
+            .slot(scheduler, SCHEDULER_ACTIVE_PROCESS)
+            .filter(|&p| p != nil && view.num_slots(p).is_some_and(|n| n > 1))
+            .ok_or_else(|| {
+                err(
+                    "scheduler",
+                    scheduler,
+                    "has no active process (slot 1 is nil or not a Process)".into(),
+                )
+            })?;
+        let ctx = view
+            .slot(process, PROCESS_SUSPENDED_CONTEXT)
+            .filter(|&c| c != nil)
+            .ok_or_else(|| {
+                err(
+                    "active process",
+                    process,
+                    "has no suspended context (slot 1 is nil)".into(),
+                )
+            })?;
+        let n = view.num_slots(ctx).unwrap_or(0);
+        if n < context::FIXED_SLOTS || !view.header(ctx).is_some_and(|h| h.is_pointers()) {
+            return Err(err(
+                "suspended context",
+                ctx,
+                format!(
+                    "is not a context: {n} slots, it needs {} fixed ones",
+                    context::FIXED_SLOTS
+                ),
+            ));
+        }
+        let slot = |i| view.slot(ctx, i).unwrap_or(nil);
+        let pc = word.small_integer(slot(context::PC)).ok_or_else(|| {
+            err(
+                "suspended context",
+                ctx,
+                format!(
+                    "has pc {:#x}, not a SmallInteger (a dead context)",
+                    slot(context::PC)
+                ),
+            )
+        })?;
+        let sp = word.small_integer(slot(context::STACKP)).unwrap_or(0);
+        let method_oop = slot(context::METHOD);
+        let method = CompiledCode::read(view, method_oop)
+            .map_err(|why| err("the suspended context's method", method_oop, why))?;
+        let closure = slot(context::CLOSURE_OR_NIL);
+        let receiver = slot(context::RECEIVER);
+        let is_block_code = method.is_block(view);
+        let home = home_method(view, method.clone(), MAX_BLOCK_NESTING)
+            .map_err(|why| err("the suspended context's method", method_oop, why))?;
+        let method_class = home.method_class(view, classes);
+        let selector = home.selector(view);
+        let initial_pc = method.initial_pc(word);
+        let decoded = decode_method(method.header.set, method.bytes, initial_pc, is_block_code);
+        let end_pc = decoded.end_pc;
+        if pc < 0 || (pc as u64) < initial_pc || pc as u64 >= end_pc {
+            return Err(RuntimeError::PcOutsideMethod {
+                context: ctx,
+                pc: pc as u64,
+                initial_pc,
+                end_pc,
+            });
+        }
+        let pc = pc as u64;
+        let at = decoded
+            .instructions
+            .iter()
+            .position(|i| i.pc == pc)
+            .ok_or_else(|| {
+                err(
+                    "suspended context",
+                    ctx,
+                    format!("has pc {pc}, which falls inside an instruction of its method"),
+                )
+            })?;
+        let lo = at.saturating_sub(WINDOW_BEFORE);
+        let hi = (at + WINDOW_AFTER + 1).min(decoded.instructions.len());
+        let window = decoded.instructions[lo..hi].to_vec();
+        let literal = |i: u32| {
+            method
+                .literals
+                .get(i as usize)
+                .map(|&l| describe(view, classes, specials, l))
+        };
+        let special = |i: u8| special_selector(view, specials, i);
+        let bytecodes = window.iter().map(|i| i.text(&literal, &special)).collect();
+        let name_of_class = |c: Option<Oop>| {
+            c.and_then(|c| classes.class_name(view, c))
+                .unwrap_or_else(|| "?".into())
+        };
+        Ok(ResumePoint {
+            scheduler: NewAddr(scheduler),
+            process: NewAddr(process),
+            context: NewAddr(ctx),
+            method: method.addr,
+            home_method: home.addr,
+            in_block: closure != nil || is_block_code,
+            receiver,
+            receiver_class: name_of_class(classes.class_of(view, receiver).map(|c| c.0)),
+            method_class: method_class.map(NewAddr),
+            method_class_name: name_of_class(method_class),
+            selector: selector.map(NewAddr),
+            selector_name: selector
+                .and_then(|s| view.string(s))
+                .unwrap_or_else(|| "?".into()),
+            pc,
+            stack_pointer: sp.max(0) as u64,
+            header: method.header,
+            initial_pc,
+            end_pc,
+            window,
+            current: at - lo,
+            bytecodes,
+        })
+    }
+}
+
+/// Special selector `i` and its argument count, from special object 23
+/// (pairs of selector and count), or from the standard list.
+pub fn special_selector(
+    view: &HeapView<'_>,
+    specials: &SpecialObjects,
+    i: u8,
+) -> Option<(String, u32)> {
+    let from_image = specials.common().special_selectors().and_then(|a| {
+        let sel = view.string(view.slot(a, 2 * i as u64)?)?;
+        let n = view.word().small_integer(view.slot(a, 2 * i as u64 + 1)?)?;
+        Some((sel, n as u32))
+    });
+    from_image.or_else(|| {
+        SPECIAL_SELECTORS
+            .get(i as usize)
+            .map(|&(s, n)| (s.to_string(), n))
+    })
+}
+
+/// A literal as a person reads it: `#foo`, `Foo` (a binding), `42`, `nil`,
+/// `'text'`, `a Foo`.
+pub fn describe(
+    view: &HeapView<'_>,
+    classes: &ClassTable,
+    specials: &SpecialObjects,
+    oop: Oop,
+) -> String {
+    let word = view.word();
+    if let Some(v) = word.small_integer(oop) {
+        return v.to_string();
+    }
+    let nil = specials.nil().0;
+    match oop {
+        o if o == nil => return "nil".into(),
+        o if o == specials.true_object().0 => return "true".into(),
+        o if o == specials.false_object().0 => return "false".into(),
+        _ => {}
+    }
+    let class = classes.class_name_of(view, oop).unwrap_or_default();
+    if let Some(s) = view.string(oop) {
+        let s: String = s.chars().take(40).collect();
+        return if class.ends_with("Symbol") {
+            format!("#{s}")
+        } else {
+            format!("'{s}'")
+        };
+    }
+    if let Some(name) = classes.class_name(view, oop) {
+        return name;
+    }
+    // A binding: its key names it.
+    if let Some(key) = view.slot(oop, 0).and_then(|k| view.string(k)) {
+        if view.num_slots(oop) == Some(2) {
+            return key;
+        }
+    }
+    if class.is_empty() {
+        format!("{oop:#x}")
+    } else {
+        let article = if class.starts_with(['A', 'E', 'I', 'O', 'U']) {
+            "an"
+        } else {
+            "a"
+        };
+        format!("{article} {class}")
+    }
+}

@@ -1,0 +1,400 @@
+//! The special objects array (§4.3): the objects and classes the VM needs by
+//! index, named in both numberings, Pharo's and Squeak/Cuis's.
+//!
+//! Most indices mean the same in both; [`index`] lists them, with the few
+//! that differ in [`index::pharo`] and [`index::squeak`]. Accessors answer
+//! `None` when the image's array is too short for an index or holds nil
+//! there: the array's length is the image's business (§4.3), and the VMs do
+//! not check it at load.
+
+use spur_format::raw::{
+    CLASS_ARRAY, CLASS_BLOCK_CLOSURE, CLASS_FLOAT, CLASS_LARGE_NEGATIVE_INTEGER,
+    CLASS_LARGE_POSITIVE_INTEGER, CLASS_METHOD_CONTEXT, FMT_INDEXABLE,
+};
+use spur_format::NewAddr;
+
+use crate::class_table::ClassTable;
+use crate::error::RuntimeError;
+use crate::view::{HeapView, Oop};
+
+/// Indices of the special objects array (§4.3). Those here mean the same in
+/// the Pharo and the Squeak/Cuis numbering.
+pub mod index {
+    pub const NIL_OBJECT: usize = 0;
+    pub const FALSE_OBJECT: usize = 1;
+    pub const TRUE_OBJECT: usize = 2;
+    pub const SCHEDULER_ASSOCIATION: usize = 3;
+    pub const CLASS_BITMAP: usize = 4;
+    pub const CLASS_SMALL_INTEGER: usize = 5;
+    /// Pharo: ClassByteString; Squeak: ClassString.
+    pub const CLASS_BYTE_STRING: usize = 6;
+    pub const CLASS_ARRAY: usize = 7;
+    /// Commented out in PVM, used by Squeak.
+    pub const SMALLTALK_DICTIONARY: usize = 8;
+    pub const CLASS_FLOAT: usize = 9;
+    pub const CLASS_METHOD_CONTEXT: usize = 10;
+    pub const CLASS_POINT: usize = 12;
+    pub const CLASS_LARGE_POSITIVE_INTEGER: usize = 13;
+    pub const CLASS_MESSAGE: usize = 15;
+    /// Unused by PVM, named by both.
+    pub const CLASS_COMPILED_METHOD: usize = 16;
+    pub const THE_LOW_SPACE_SEMAPHORE: usize = 17;
+    pub const CLASS_SEMAPHORE: usize = 18;
+    pub const CLASS_CHARACTER: usize = 19;
+    pub const SELECTOR_DOES_NOT_UNDERSTAND: usize = 20;
+    pub const SELECTOR_CANNOT_RETURN: usize = 21;
+    pub const PROCESS_SIGNALING_LOW_SPACE: usize = 22;
+    pub const SPECIAL_SELECTORS: usize = 23;
+    pub const SELECTOR_MUST_BE_BOOLEAN: usize = 25;
+    pub const CLASS_BYTE_ARRAY: usize = 26;
+    pub const CLASS_PROCESS: usize = 27;
+    pub const COMPACT_CLASSES: usize = 28;
+    pub const THE_TIMER_SEMAPHORE: usize = 29;
+    pub const THE_INTERRUPT_SEMAPHORE: usize = 30;
+    pub const SELECTOR_CANNOT_INTERPRET: usize = 34;
+    /// The external semaphore table, Smalltalk side.
+    pub const EXTERNAL_OBJECTS_ARRAY: usize = 38;
+    pub const THE_FINALIZATION_SEMAPHORE: usize = 41;
+    pub const CLASS_LARGE_NEGATIVE_INTEGER: usize = 42;
+    pub const CLASS_EXTERNAL_ADDRESS: usize = 43;
+    pub const SELECTOR_ABOUT_TO_RETURN: usize = 48;
+    pub const SELECTOR_RUN_WITH_IN: usize = 49;
+    pub const SELECTOR_ATTEMPT_TO_ASSIGN: usize = 50;
+    pub const PRIM_ERR_TABLE: usize = 51;
+    pub const CLASS_WEAK_FINALIZER: usize = 55;
+    /// PVM; the same in OSVM is unverified (§4.3).
+    pub const FOREIGN_CALLBACK_PROCESS: usize = 56;
+    /// PVM; unverified for OSVM (§4.3).
+    pub const SELECTOR_UNKNOWN_BYTECODE: usize = 57;
+    /// PVM; unverified for OSVM (§4.3).
+    pub const SELECTOR_COUNTER_TRIPPED: usize = 58;
+    /// PVM; unverified for OSVM (§4.3).
+    pub const SELECTOR_SISTA_TRAP: usize = 59;
+
+    /// Indices only the Pharo VM gives a meaning.
+    pub mod pharo {
+        pub const SUSPENDED_PROCESS_IN_CALLOUT: usize = 11;
+        pub const CLASS_FLOAT32_REGISTER: usize = 31;
+        pub const CLASS_FLOAT64_REGISTER: usize = 32;
+        pub const CLASS_MUTEX: usize = 39;
+        pub const PROCESS_IN_EXTERNAL_CODE_TAG: usize = 40;
+    }
+
+    /// Indices only Squeak, Cuis and OpenSmalltalk give a meaning.
+    pub mod squeak {
+        /// Unused in Spur images.
+        pub const CLASS_BLOCK_CONTEXT: usize = 11;
+        pub const THE_DISPLAY: usize = 14;
+        pub const CHARACTER_TABLE: usize = 24;
+        pub const FLOAT_PROTO: usize = 31;
+        pub const METHOD_CONTEXT_PROTO: usize = 35;
+        /// Checked against class index 37 by OpenSmalltalk at load (Pharo images fill it too).
+        pub const CLASS_BLOCK_CLOSURE: usize = 36;
+        pub const CLASS_FULL_BLOCK_CLOSURE: usize = 37;
+        /// ClassPseudoContext, or a Mutex class in some images.
+        pub const CLASS_PSEUDO_CONTEXT: usize = 39;
+        pub const CLASS_TRANSLATED_METHOD: usize = 40;
+        pub const CLASS_EXTERNAL_STRUCTURE: usize = 44;
+        pub const CLASS_EXTERNAL_DATA: usize = 45;
+        pub const CLASS_EXTERNAL_FUNCTION: usize = 46;
+        pub const CLASS_EXTERNAL_LIBRARY: usize = 47;
+        pub const CLASS_ALIEN: usize = 52;
+        pub const INVOKE_CALLBACK_SELECTOR: usize = 53;
+        pub const CLASS_UNSAFE_ALIEN: usize = 54;
+    }
+}
+
+/// Slots the runtime itself needs: up to the external objects array and the
+/// large negative integers.
+const MIN_SLOTS: u64 = index::CLASS_LARGE_NEGATIVE_INTEGER as u64 + 1;
+
+/// The special objects array, read once.
+#[derive(Debug, Clone)]
+pub struct SpecialObjects {
+    addr: NewAddr,
+    slots: Vec<Oop>,
+}
+
+macro_rules! accessors {
+    ($ty:ident { $( $(#[$doc:meta])* $name:ident = $idx:path ),* $(,)? }) => {
+        impl $ty<'_> {
+            $( $(#[$doc])* pub fn $name(&self) -> Option<Oop> { self.0.get($idx) } )*
+        }
+    };
+}
+
+impl SpecialObjects {
+    /// Reads the array at `addr` and checks what every VM relies on: it is
+    /// an array (format 2) of at least 43 slots whose first three slots are
+    /// nil, false and true, 16 bytes apart from `nil` on (§4.1).
+    pub fn read(view: &HeapView<'_>, addr: NewAddr, nil: NewAddr) -> Result<Self, RuntimeError> {
+        let bad = |why: String| RuntimeError::SpecialObjects { addr: addr.0, why };
+        let h = view
+            .header(addr.0)
+            .ok_or_else(|| bad("is not an object of the heap".into()))?;
+        let n = view.num_slots(addr.0).unwrap_or(0);
+        if h.format() != FMT_INDEXABLE || n < MIN_SLOTS {
+            return Err(bad(format!(
+                "has format {} and {n} slots; it must be an array (format 2) of at least {MIN_SLOTS}",
+                h.format()
+            )));
+        }
+        let slots: Vec<Oop> = (0..n).map(|i| view.slot(addr.0, i).unwrap_or(0)).collect();
+        for (i, name) in ["nil", "false", "true"].iter().enumerate() {
+            let want = nil.0 + 16 * i as u64;
+            if slots[i] != want {
+                return Err(bad(format!(
+                    "holds {:#x} in slot {i}; {name} is at {want:#x}",
+                    slots[i]
+                )));
+            }
+        }
+        Ok(SpecialObjects { addr, slots })
+    }
+
+    /// Where the array is.
+    pub fn addr(&self) -> NewAddr {
+        self.addr
+    }
+    /// Slots in the array.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+    /// Never empty once read; for symmetry with `len`.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+    /// Slot `i` as stored (nil included), or `None` past the end.
+    pub fn at(&self, i: usize) -> Option<Oop> {
+        self.slots.get(i).copied()
+    }
+    /// Slot `i` unless it is nil or past the end.
+    pub fn get(&self, i: usize) -> Option<Oop> {
+        self.at(i).filter(|&v| v != self.slots[index::NIL_OBJECT])
+    }
+
+    /// nil: the first object of old space (§4.1).
+    pub fn nil(&self) -> NewAddr {
+        NewAddr(self.slots[index::NIL_OBJECT])
+    }
+    /// false, at nil + 16.
+    pub fn false_object(&self) -> NewAddr {
+        NewAddr(self.slots[index::FALSE_OBJECT])
+    }
+    /// true, at nil + 32.
+    pub fn true_object(&self) -> NewAddr {
+        NewAddr(self.slots[index::TRUE_OBJECT])
+    }
+
+    /// The accessors of the indices only Pharo's VM names.
+    pub fn pharo(&self) -> PharoSpecials<'_> {
+        PharoSpecials(self)
+    }
+    /// The accessors of the indices only Squeak, Cuis and OpenSmalltalk name.
+    pub fn squeak(&self) -> SqueakSpecials<'_> {
+        SqueakSpecials(self)
+    }
+    /// The accessors of the indices both numberings share.
+    pub fn common(&self) -> CommonSpecials<'_> {
+        CommonSpecials(self)
+    }
+
+    /// The compact-class checks the VMs make at load (§4.3 end): special
+    /// objects 7, 42, 13, 9 and 10 must be the classes at indices 51, 32,
+    /// 33, 34 and 36, and any mismatch is fatal. OpenSmalltalk also checks
+    /// BlockClosure (special object 36 against index 37); PVM does not, so
+    /// that one is reported, not enforced.
+    pub fn check_compact_classes(
+        &self,
+        view: &HeapView<'_>,
+        classes: &ClassTable,
+    ) -> Result<CompactClasses, RuntimeError> {
+        for (slot, index, name) in [
+            (index::CLASS_ARRAY, CLASS_ARRAY, "Array"),
+            (
+                index::CLASS_LARGE_NEGATIVE_INTEGER,
+                CLASS_LARGE_NEGATIVE_INTEGER,
+                "LargeNegativeInteger",
+            ),
+            (
+                index::CLASS_LARGE_POSITIVE_INTEGER,
+                CLASS_LARGE_POSITIVE_INTEGER,
+                "LargePositiveInteger",
+            ),
+            (index::CLASS_FLOAT, CLASS_FLOAT, "Float"),
+            (
+                index::CLASS_METHOD_CONTEXT,
+                CLASS_METHOD_CONTEXT,
+                "MethodContext",
+            ),
+        ] {
+            let found = self.at(slot).unwrap_or(0);
+            let expected = classes.class_at(view, index).map_or(0, |c| c.0);
+            if found != expected {
+                return Err(RuntimeError::CompactClass {
+                    slot,
+                    name,
+                    found,
+                    index,
+                    expected,
+                });
+            }
+        }
+        let block = self.at(index::squeak::CLASS_BLOCK_CLOSURE);
+        let at37 = classes.class_at(view, CLASS_BLOCK_CLOSURE).map(|c| c.0);
+        Ok(CompactClasses {
+            block_closure_matches: block.is_some() && block == at37,
+        })
+    }
+}
+
+/// What the compact-class checks found beyond the fatal ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompactClasses {
+    /// Special object 36 is the class at index 37 (OpenSmalltalk's extra check).
+    pub block_closure_matches: bool,
+}
+
+/// The indices both numberings share (§4.3).
+#[derive(Debug, Clone, Copy)]
+pub struct CommonSpecials<'a>(&'a SpecialObjects);
+/// The indices of Pharo's numbering (`SMM class>>initializeSpecialObjectIndices`).
+#[derive(Debug, Clone, Copy)]
+pub struct PharoSpecials<'a>(&'a SpecialObjects);
+/// The indices of the Squeak/Cuis numbering (OpenSmalltalk, SqueakJS).
+#[derive(Debug, Clone, Copy)]
+pub struct SqueakSpecials<'a>(&'a SpecialObjects);
+
+accessors!(CommonSpecials {
+    /// The association whose value is the ProcessorScheduler.
+    scheduler_association = index::SCHEDULER_ASSOCIATION,
+    class_bitmap = index::CLASS_BITMAP,
+    class_small_integer = index::CLASS_SMALL_INTEGER,
+    /// ByteString (Pharo) or String (Squeak).
+    class_byte_string = index::CLASS_BYTE_STRING,
+    class_array = index::CLASS_ARRAY,
+    smalltalk_dictionary = index::SMALLTALK_DICTIONARY,
+    class_float = index::CLASS_FLOAT,
+    class_method_context = index::CLASS_METHOD_CONTEXT,
+    class_point = index::CLASS_POINT,
+    class_large_positive_integer = index::CLASS_LARGE_POSITIVE_INTEGER,
+    class_message = index::CLASS_MESSAGE,
+    class_compiled_method = index::CLASS_COMPILED_METHOD,
+    the_low_space_semaphore = index::THE_LOW_SPACE_SEMAPHORE,
+    class_semaphore = index::CLASS_SEMAPHORE,
+    class_character = index::CLASS_CHARACTER,
+    selector_does_not_understand = index::SELECTOR_DOES_NOT_UNDERSTAND,
+    selector_cannot_return = index::SELECTOR_CANNOT_RETURN,
+    process_signaling_low_space = index::PROCESS_SIGNALING_LOW_SPACE,
+    special_selectors = index::SPECIAL_SELECTORS,
+    selector_must_be_boolean = index::SELECTOR_MUST_BE_BOOLEAN,
+    class_byte_array = index::CLASS_BYTE_ARRAY,
+    class_process = index::CLASS_PROCESS,
+    compact_classes = index::COMPACT_CLASSES,
+    the_timer_semaphore = index::THE_TIMER_SEMAPHORE,
+    the_interrupt_semaphore = index::THE_INTERRUPT_SEMAPHORE,
+    selector_cannot_interpret = index::SELECTOR_CANNOT_INTERPRET,
+    /// The external semaphore table, Smalltalk side.
+    external_objects_array = index::EXTERNAL_OBJECTS_ARRAY,
+    the_finalization_semaphore = index::THE_FINALIZATION_SEMAPHORE,
+    class_large_negative_integer = index::CLASS_LARGE_NEGATIVE_INTEGER,
+    class_external_address = index::CLASS_EXTERNAL_ADDRESS,
+    selector_about_to_return = index::SELECTOR_ABOUT_TO_RETURN,
+    selector_run_with_in = index::SELECTOR_RUN_WITH_IN,
+    selector_attempt_to_assign = index::SELECTOR_ATTEMPT_TO_ASSIGN,
+    prim_err_table = index::PRIM_ERR_TABLE,
+    class_weak_finalizer = index::CLASS_WEAK_FINALIZER,
+    foreign_callback_process = index::FOREIGN_CALLBACK_PROCESS,
+    selector_unknown_bytecode = index::SELECTOR_UNKNOWN_BYTECODE,
+    selector_counter_tripped = index::SELECTOR_COUNTER_TRIPPED,
+    selector_sista_trap = index::SELECTOR_SISTA_TRAP,
+});
+
+accessors!(PharoSpecials {
+    suspended_process_in_callout = index::pharo::SUSPENDED_PROCESS_IN_CALLOUT,
+    class_float32_register = index::pharo::CLASS_FLOAT32_REGISTER,
+    class_float64_register = index::pharo::CLASS_FLOAT64_REGISTER,
+    class_mutex = index::pharo::CLASS_MUTEX,
+    process_in_external_code_tag = index::pharo::PROCESS_IN_EXTERNAL_CODE_TAG,
+});
+
+accessors!(SqueakSpecials {
+    class_block_context = index::squeak::CLASS_BLOCK_CONTEXT,
+    the_display = index::squeak::THE_DISPLAY,
+    character_table = index::squeak::CHARACTER_TABLE,
+    float_proto = index::squeak::FLOAT_PROTO,
+    method_context_proto = index::squeak::METHOD_CONTEXT_PROTO,
+    class_block_closure = index::squeak::CLASS_BLOCK_CLOSURE,
+    class_full_block_closure = index::squeak::CLASS_FULL_BLOCK_CLOSURE,
+    class_pseudo_context = index::squeak::CLASS_PSEUDO_CONTEXT,
+    class_translated_method = index::squeak::CLASS_TRANSLATED_METHOD,
+    class_external_structure = index::squeak::CLASS_EXTERNAL_STRUCTURE,
+    class_external_data = index::squeak::CLASS_EXTERNAL_DATA,
+    class_external_function = index::squeak::CLASS_EXTERNAL_FUNCTION,
+    class_external_library = index::squeak::CLASS_EXTERNAL_LIBRARY,
+    class_alien = index::squeak::CLASS_ALIEN,
+    invoke_callback_selector = index::squeak::INVOKE_CALLBACK_SELECTOR,
+    class_unsafe_alien = index::squeak::CLASS_UNSAFE_ALIEN,
+});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spur_format::WordSize;
+    use spur_loader::LoadOptions;
+    use spur_synth::SynthSpec;
+
+    #[test]
+    fn named_accessors_read_the_builders_array() {
+        let (bytes, r) =
+            spur_synth::image_bytes(&SynthSpec::new(WordSize::W64, 128 << 10)).unwrap();
+        let heap = spur_loader::load(
+            bytes.as_slice(),
+            &LoadOptions {
+                placement: spur_loader::PlacementRequest::Relocate,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let v = HeapView::new(&heap);
+        let so = SpecialObjects::read(&v, heap.special_objects(), heap.nil()).unwrap();
+        assert_eq!(so.len(), 60);
+        assert_eq!(so.nil(), heap.nil());
+        assert_eq!(so.true_object().0, heap.nil().0 + 32);
+        let c = so.common();
+        let dnu = c.selector_does_not_understand().unwrap();
+        assert_eq!(v.string(dnu).as_deref(), Some("doesNotUnderstand:"));
+        assert!(c.external_objects_array().is_some());
+        assert!(c.scheduler_association().is_some());
+        // The builder fills the Squeak numbering: 36 and 37 hold the closure classes.
+        assert!(so.squeak().class_block_closure().is_some());
+        assert!(so.squeak().class_full_block_closure().is_some());
+        assert_eq!(so.squeak().the_display(), None);
+        assert_eq!(so.pharo().class_mutex(), None);
+        assert_eq!(so.get(60), None);
+        assert_ne!(r.special_objects_oop, 0);
+    }
+
+    #[test]
+    fn an_array_that_does_not_start_with_nil_false_true_is_refused() {
+        let (bytes, _) =
+            spur_synth::image_bytes(&SynthSpec::new(WordSize::W32, 128 << 10)).unwrap();
+        let mut heap = spur_loader::load(
+            bytes.as_slice(),
+            &LoadOptions {
+                placement: spur_loader::PlacementRequest::Relocate,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let so = heap.special_objects();
+        let tru = heap.nil().0 + 32;
+        heap.write_slot(so, 1, tru).unwrap();
+        let v = HeapView::new(&heap);
+        let e = SpecialObjects::read(&v, so, heap.nil()).unwrap_err();
+        assert!(e.to_string().contains("slot 1"), "{e}");
+        // The nil object itself is not an array.
+        let e = SpecialObjects::read(&v, heap.nil(), heap.nil()).unwrap_err();
+        assert!(e.to_string().contains("format 0"), "{e}");
+    }
+}

@@ -1,0 +1,78 @@
+//! `vm-loader stats`: instances and bytes per class, like Smalltalk's space
+//! tally, largest first. One walk over the heap.
+
+use std::fmt::Write;
+
+use anyhow::Result;
+use serde::Serialize;
+use spur_runtime::{class_histogram, Histogram};
+
+use crate::cli::LoadArgs;
+use crate::load::load_image;
+use crate::out::emit;
+use crate::Outcome;
+
+/// One row of the JSON list `stats` prints.
+#[derive(Debug, Serialize)]
+pub struct StatsRow {
+    pub class: String,
+    pub instances: u64,
+    pub bytes: u64,
+}
+
+pub fn run(args: &LoadArgs, json: bool) -> Result<Outcome> {
+    let heap = load_image(args)?;
+    let h = class_histogram(&heap)?;
+    let rows: Vec<StatsRow> = h
+        .rows
+        .iter()
+        .map(|r| StatsRow {
+            class: r.name.clone(),
+            instances: r.instances,
+            bytes: r.bytes,
+        })
+        .collect();
+    emit(json, &rows, || text(&h))?;
+    Ok(Outcome::Ok)
+}
+
+fn text(h: &Histogram) -> String {
+    let mut s = String::new();
+    let total = h.bytes().max(1);
+    let width = h
+        .rows
+        .iter()
+        .map(|r| r.name.len())
+        .max()
+        .unwrap_or(5)
+        .clamp(5, 48);
+    let _ = writeln!(
+        s,
+        "{:<width$}  {:>10}  {:>12}  {:>6}",
+        "class", "instances", "bytes", "%"
+    );
+    for r in &h.rows {
+        let _ = writeln!(
+            s,
+            "{:<width$}  {:>10}  {:>12}  {:>6.2}",
+            r.name,
+            r.instances,
+            r.bytes,
+            r.bytes as f64 * 100.0 / total as f64
+        );
+    }
+    let _ = writeln!(
+        s,
+        "{:<width$}  {:>10}  {:>12}  {:>6.2}",
+        "total",
+        h.instances(),
+        h.bytes(),
+        100.0
+    );
+    let _ = writeln!(
+        s,
+        "not counted: {} free chunks ({} bytes), {} hidden objects ({} bytes)",
+        h.free_chunks, h.free_bytes, h.hidden, h.hidden_bytes
+    );
+    s
+}

@@ -1,0 +1,382 @@
+//! `vm-loader launch --headless` and `vm-loader stats` end to end: builder
+//! images in a temporary folder, the builder's default image, bad
+//! overrides, and the real corpus when `SPUR_CORPUS` names it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use spur_format::WordSize;
+use spur_synth::{SynthReport, SynthSpec};
+
+fn vm_loader(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vm-loader"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("running vm-loader")
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().expect("vm-loader died by a signal")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn json(args: &[&str]) -> Value {
+    let out = vm_loader(args);
+    assert_eq!(code(&out), 0, "{args:?}: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{args:?}: not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// Exit code 2, nothing on stdout, one line on stderr naming `needle`.
+fn assert_refused(args: &[&str], needle: &str) {
+    let out = vm_loader(args);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 2, "{args:?}: {err}");
+    assert!(out.stdout.is_empty(), "{args:?} printed to stdout");
+    assert_eq!(err.lines().count(), 1, "{args:?}: not one line: {err:?}");
+    assert!(err.starts_with("vm-loader: "), "{args:?}: {err}");
+    assert!(err.contains(needle), "{args:?}: {err:?} lacks {needle:?}");
+}
+
+fn write(dir: &Path, name: &str, spec: &SynthSpec) -> (PathBuf, SynthReport) {
+    let path = dir.join(name);
+    let r = spur_synth::write_image_file(spec, &path).unwrap();
+    (path, r)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn keys(v: &Value) -> Vec<String> {
+    let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+    k.sort();
+    k
+}
+
+fn u(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("{v} is not a number"))
+}
+
+/// The checks every launch JSON must pass: the keys the issue names, a
+/// resume point inside its method, valid decoded bytecodes.
+fn check_launch(j: &Value, what: &str) {
+    for k in [
+        "dialect",
+        "special_objects",
+        "class_table",
+        "new_space",
+        "stack_pages",
+        "external_semaphore_table",
+        "resume",
+    ] {
+        assert!(j.get(k).is_some(), "{what}: no {k}");
+    }
+    let so = &j["special_objects"];
+    for k in [
+        "nil",
+        "false",
+        "true",
+        "scheduler_association",
+        "external_objects_array",
+    ] {
+        assert!(u(&so[k]) > 0, "{what}: special_objects.{k}");
+    }
+    assert_eq!(u(&so["false"]), u(&so["nil"]) + 16);
+    assert_eq!(u(&so["true"]), u(&so["nil"]) + 32);
+    assert!(u(&j["class_table"]["pages"]) >= 1);
+    assert!(u(&j["class_table"]["classes"]) > 30);
+    let ns = &j["new_space"];
+    for k in [
+        "start",
+        "eden_bytes",
+        "survivor_bytes",
+        "scavenge_threshold",
+    ] {
+        assert!(u(&ns[k]) > 0, "{what}: new_space.{k}");
+    }
+    assert!(u(&ns["scavenge_threshold"]) > u(&ns["start"]) + 2 * u(&ns["survivor_bytes"]));
+    assert!(u(&ns["scavenge_threshold"]) < u(&ns["end"]));
+    assert!(u(&j["stack_pages"]["count"]) >= 1);
+    assert!(u(&j["stack_pages"]["page_bytes"]).is_power_of_two());
+    assert!(u(&j["external_semaphore_table"]["size"]).is_power_of_two());
+    let r = &j["resume"];
+    for k in [
+        "process",
+        "context",
+        "receiver_class",
+        "method_class",
+        "selector",
+        "pc",
+        "bytecodes",
+    ] {
+        assert!(r.get(k).is_some(), "{what}: no resume.{k}");
+    }
+    assert_ne!(r["method_class"], "?", "{what}");
+    assert_ne!(r["selector"], "?", "{what}");
+    let pc = u(&r["pc"]);
+    assert!(
+        u(&r["initial_pc"]) <= pc && pc < u(&r["end_pc"]),
+        "{what}: {r}"
+    );
+    let bytecodes = r["bytecodes"].as_array().unwrap();
+    assert!(!bytecodes.is_empty());
+    let current = bytecodes[u(&r["current"]) as usize].as_str().unwrap();
+    assert!(current.starts_with(&format!("{pc} <")), "{what}: {current}");
+    for b in bytecodes {
+        let b = b.as_str().unwrap();
+        for bad in ["unknown bytecode", "cut off", "extension before"] {
+            assert!(!b.contains(bad), "{what}: {b}");
+        }
+    }
+}
+
+#[test]
+fn launch_without_an_image_resumes_the_builders_default() {
+    let j = json(&["launch", "--headless", "--json"]);
+    check_launch(&j, "default");
+    assert_eq!(
+        keys(&j["resume"]),
+        [
+            "bytecode_set",
+            "bytecodes",
+            "context",
+            "current",
+            "end_pc",
+            "in_block",
+            "initial_pc",
+            "method",
+            "method_class",
+            "method_name",
+            "pc",
+            "process",
+            "receiver",
+            "receiver_class",
+            "selector",
+            "stack_pointer"
+        ]
+    );
+    assert_eq!(j["dialect"], "unknown");
+    assert_eq!(j["resume"]["method_name"], "SmallInteger>>synthStep");
+    assert_eq!(j["resume"]["receiver_class"], "SmallInteger");
+    assert_eq!(j["image"]["placement"], "old-base");
+    // Defaults by hand (§4.4): 50 pages of 4 KiB, 7 MiB of new space.
+    assert_eq!(u(&j["stack_pages"]["count"]), 50);
+    assert_eq!(u(&j["stack_pages"]["page_bytes"]), 4096);
+    assert_eq!(u(&j["new_space"]["bytes"]), 7 << 20);
+    assert_eq!(u(&j["new_space"]["survivor_bytes"]), 885_600);
+    assert_eq!(u(&j["new_space"]["eden_bytes"]), 5_568_832);
+    assert_eq!(
+        u(&j["new_space"]["scavenge_threshold"]) - u(&j["new_space"]["start"]),
+        6_112_219
+    );
+    assert_eq!(u(&j["external_semaphore_table"]["size"]), 256);
+    // New space sits right below old space, which starts at nil.
+    assert_eq!(j["new_space"]["placed"], "below-old-space");
+    assert_eq!(
+        u(&j["new_space"]["end"]),
+        u(&j["special_objects"]["nil"]) & !4095
+    );
+    // And the text form names the method and marks the pc.
+    let out = vm_loader(&["launch", "--headless"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("resumes in SmallInteger>>synthStep at pc"),
+        "{text}"
+    );
+    assert!(text.contains("-> 26 <76> pushConstant: 1"), "{text}");
+}
+
+#[test]
+fn launch_applies_overrides_relocated_and_in_32_bits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = write(
+        dir.path(),
+        "w32.image",
+        &SynthSpec {
+            segments: 2,
+            gap_bytes: 64 << 10,
+            multiple_bytecode_sets: true,
+            ..SynthSpec::new(WordSize::W32, 512 << 10)
+        },
+    );
+    let j = json(&[
+        "launch",
+        s(&path),
+        "--headless",
+        "--relocate",
+        "--stack-pages",
+        "12",
+        "--eden-bytes",
+        "0x300000",
+        "--ext-sem-table",
+        "300",
+        "--json",
+    ]);
+    check_launch(&j, "w32 relocated");
+    assert_eq!(j["image"]["placement"], "relocated");
+    // By hand: reserve 46 * 62 * 4 * 12 = 136_896; survivors
+    // floor8((3_145_728 - 136_896) / 7) = 429_832; eden 2_286_064;
+    // threshold 3_145_728 - 35_719 - 136_896 = 2_973_113.
+    assert_eq!(u(&j["stack_pages"]["count"]), 12);
+    assert_eq!(j["stack_pages"]["from"], "command-line");
+    assert_eq!(u(&j["stack_pages"]["page_bytes"]), 2048);
+    assert_eq!(u(&j["new_space"]["reserve_bytes"]), 136_896);
+    assert_eq!(u(&j["new_space"]["survivor_bytes"]), 429_832);
+    assert_eq!(u(&j["new_space"]["eden_bytes"]), 2_286_064);
+    assert_eq!(
+        u(&j["new_space"]["scavenge_threshold"]) - u(&j["new_space"]["start"]),
+        2_973_113
+    );
+    assert_eq!(u(&j["external_semaphore_table"]["size"]), 512);
+    // A 32-bit image's new space stays below 4 GiB.
+    assert!(u(&j["new_space"]["end"]) <= 1 << 32);
+}
+
+#[test]
+fn bad_overrides_and_bad_images_exit_2_with_one_line() {
+    assert_refused(
+        &["launch", "--headless", "--stack-pages", "0"],
+        "0 stack pages requested",
+    );
+    assert_refused(
+        &["launch", "--headless", "--ext-sem-table", "0"],
+        "external semaphore table of 0 entries",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = write(
+        dir.path(),
+        "small.image",
+        &SynthSpec::new(WordSize::W64, 256 << 10),
+    );
+    // 64 KiB of new space against 50 pages' reserve of 1_140_800 bytes.
+    assert_refused(
+        &["launch", s(&path), "--headless", "--eden-bytes", "65536"],
+        "1140800 bytes of reserve",
+    );
+    assert_refused(
+        &["launch", s(&path), "--headless", "--stack-pages", "70000"],
+        "70000 stack pages requested",
+    );
+    let junk = dir.path().join("junk.image");
+    std::fs::write(&junk, b"not an image at all, just some bytes of text").unwrap();
+    assert_refused(&["launch", s(&junk), "--headless"], "not a Smalltalk image");
+    assert_refused(&["stats", s(&junk)], "not a Smalltalk image");
+    // --headless is required: a usage error from the argument parser.
+    let out = vm_loader(&["launch", s(&junk)]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("--headless"));
+}
+
+/// `stats --json` rows, and the totals of `verify --json` and of the
+/// text form's last line.
+fn stats_of(args: &[&str]) -> (Vec<Value>, u64, u64, u64) {
+    let mut a = vec!["stats"];
+    a.extend_from_slice(args);
+    let mut aj = a.clone();
+    aj.push("--json");
+    let rows = json(&aj).as_array().unwrap().clone();
+    let out = vm_loader(&a);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    // "not counted: F free chunks (B bytes), H hidden objects (B bytes)"
+    let last = text.lines().last().unwrap();
+    let nums: Vec<u64> = last
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|w| !w.is_empty())
+        .map(|w| w.parse().unwrap())
+        .collect();
+    let mut v = vec!["verify"];
+    v.extend_from_slice(args);
+    v.push("--json");
+    let verified = json(&v);
+    (rows, u(&verified["objects"]), nums[0], nums[2])
+}
+
+fn check_stats(rows: &[Value], objects: u64, free: u64, hidden: u64, what: &str) {
+    let instances: u64 = rows.iter().map(|r| u(&r["instances"])).sum();
+    assert_eq!(instances, objects - free - hidden, "{what}");
+    assert!(rows
+        .windows(2)
+        .all(|w| u(&w[0]["bytes"]) >= u(&w[1]["bytes"])));
+    for r in rows {
+        assert_eq!(keys(r), ["bytes", "class", "instances"]);
+    }
+    for class in ["UndefinedObject", "True", "False"] {
+        let row = rows
+            .iter()
+            .find(|r| r["class"].as_str().unwrap().ends_with(class))
+            .unwrap_or_else(|| panic!("{what}: no {class}"));
+        assert_eq!(u(&row["instances"]), 1, "{what}: {class}");
+    }
+}
+
+#[test]
+fn stats_counts_every_object_but_free_chunks_and_hidden_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, built) = write(
+        dir.path(),
+        "three.image",
+        &SynthSpec {
+            segments: 3,
+            gap_bytes: 1 << 20,
+            ..SynthSpec::new(WordSize::W64, 1 << 20)
+        },
+    );
+    let (rows, objects, free, hidden) = stats_of(&[s(&path)]);
+    assert_eq!(objects, built.objects);
+    assert_eq!(free, built.free_chunks);
+    check_stats(&rows, objects, free, hidden, "three segments");
+}
+
+fn corpus() -> Option<PathBuf> {
+    let dir = PathBuf::from(std::env::var_os("SPUR_CORPUS")?);
+    let dir = if dir.is_relative() && !dir.join("SOURCES.md").is_file() {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(dir)
+    } else {
+        dir
+    };
+    assert!(
+        dir.join("SOURCES.md").is_file(),
+        "SPUR_CORPUS has no corpus"
+    );
+    Some(dir)
+}
+
+const CORPUS_FILES: [&str; 4] = [
+    "pharo-vm-test-img-64.image",
+    "pharo8-kernel-empharo-64.image",
+    "pharo-candle-squeakjs-headless-2020-32.image",
+    "pharo-tiny-codeparadise-client-32.image",
+];
+
+#[test]
+fn corpus_images_launch_in_place_and_relocated_and_tally() {
+    let Some(dir) = corpus() else {
+        eprintln!("note: SPUR_CORPUS is not set; corpus launch tests skipped");
+        return;
+    };
+    for file in CORPUS_FILES {
+        let path = dir.join(file);
+        for extra in [&[][..], &["--relocate"][..]] {
+            let mut args = vec!["launch", s(&path), "--headless", "--json"];
+            args.extend_from_slice(extra);
+            let j = json(&args);
+            let what = format!("{file} {extra:?}");
+            check_launch(&j, &what);
+            assert_eq!(j["dialect"], "pharo", "{what}");
+        }
+        let (rows, objects, free, hidden) = stats_of(&[s(&path)]);
+        check_stats(&rows, objects, free, hidden, file);
+    }
+}
