@@ -32,6 +32,55 @@ pub enum Command {
     Launch(LaunchArgs),
     /// Count instances and bytes per class (a space tally), largest first.
     Stats(LoadArgs),
+    /// Load an image and write the loaded heap back as an image (a snapshot).
+    Snapshot(SnapshotArgs),
+    /// Measure load and snapshot times against reading and writing the same bytes.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    /// The image to load: a single file, or a composed folder (written back
+    /// as a single file; refused when it has a perm space).
+    pub image: PathBuf,
+    /// Where to write the snapshot (replaced only once it is complete; may be IMAGE).
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub place: PlaceArgs,
+    /// Write from a forked child while this process goes on; report the pause.
+    #[arg(long)]
+    pub background: bool,
+    /// Desired new-space bytes to record in the header (default: as read).
+    #[arg(long, value_name = "BYTES", value_parser = parse_u32)]
+    pub eden_bytes: Option<u32>,
+    /// Desired number of stack pages to record (default: as read).
+    #[arg(long, value_name = "N")]
+    pub stack_pages: Option<u16>,
+    /// External semaphore table size to record (default: as read).
+    #[arg(long, value_name = "N")]
+    pub ext_sem_table: Option<u16>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("input").required(true).multiple(true).args(["images", "synth"])))]
+pub struct BenchArgs {
+    /// The images to measure.
+    pub images: Vec<PathBuf>,
+    /// Also measure builder images of these heap sizes in MiB (e.g. 16,64,256,1024),
+    /// written into the scratch folder first.
+    #[arg(long, value_name = "MIB,...", value_delimiter = ',')]
+    pub synth: Vec<u64>,
+    /// Measurements of each kind per image; the medians are reported.
+    #[arg(long, value_name = "N", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..=1000).map(|n| n as usize))]
+    pub runs: usize,
+    /// Draw load and snapshot time against heap size into this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+    /// Folder for the builder images and the files written (default: a new
+    /// temporary folder, removed at the end). Writes land on its file system.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -133,6 +182,12 @@ pub struct SynthArgs {
     pub composed: bool,
 }
 
+/// A 32-bit count: decimal or `0x` hex.
+pub fn parse_u32(s: &str) -> Result<u32, String> {
+    let v = parse_addr(s)?;
+    u32::try_from(v).map_err(|_| format!("{s:?} does not fit 32 bits"))
+}
+
 /// `4` or `8`.
 pub fn parse_word_size(s: &str) -> Result<WordSize, String> {
     match s.trim() {
@@ -190,6 +245,38 @@ mod tests {
         assert_eq!(a.place.request(), PlacementRequest::At(4096));
         assert!(a.image.is_none());
         assert!(c.json);
+    }
+
+    #[test]
+    fn snapshot_and_bench_arguments() {
+        let c = Cli::try_parse_from([
+            "vm-loader",
+            "snapshot",
+            "in.image",
+            "out.image",
+            "--relocate",
+            "--background",
+            "--eden-bytes",
+            "0x1000000",
+        ])
+        .unwrap();
+        let Command::Snapshot(a) = c.command else {
+            panic!("not snapshot")
+        };
+        assert_eq!(a.place.request(), PlacementRequest::Relocate);
+        assert!(a.background);
+        assert_eq!(a.eden_bytes, Some(0x100_0000));
+        assert!(Cli::try_parse_from(["vm-loader", "snapshot", "in.image"]).is_err());
+        let c =
+            Cli::try_parse_from(["vm-loader", "bench", "--synth", "16,64", "--runs", "3"]).unwrap();
+        let Command::Bench(b) = c.command else {
+            panic!("not bench")
+        };
+        assert_eq!((b.synth, b.runs, b.images.len()), (vec![16, 64], 3, 0));
+        let e = Cli::try_parse_from(["vm-loader", "bench"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        let e = Cli::try_parse_from(["vm-loader", "bench", "x", "--runs", "0"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
     }
 
     #[test]

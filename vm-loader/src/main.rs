@@ -1,4 +1,5 @@
-//! `vm-loader`: inspect, load, verify, launch and build Spur images from the command line.
+//! `vm-loader`: inspect, load, verify, launch, build and snapshot Spur images
+//! from the command line, and measure load against snapshot time.
 //!
 //! Every subcommand prints a human-readable account by default and one JSON
 //! object with `--json` (addresses as plain integers there, in hex for
@@ -10,12 +11,16 @@
 
 #![forbid(unsafe_code)]
 
+mod bench;
 mod cli;
 mod image;
 mod info;
 mod launch;
 mod load;
 mod out;
+mod plot;
+mod progress;
+mod snapshot;
 mod stats;
 mod synth;
 mod verify;
@@ -43,6 +48,11 @@ const EXIT_CORRUPT: u8 = 1;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
+    // A write past `ulimit -f` then fails with EFBIG, and the writer removes
+    // its temporary file and says so, instead of the process dying of SIGXFSZ.
+    if let Err(e) = spur_loader::snapshot::ignore_file_size_signal() {
+        tracing::warn!("cannot ignore SIGXFSZ: {e}");
+    }
     let result = match &cli.command {
         Command::Info(a) => info::run(a, cli.json),
         Command::Load(a) => load::run(a, cli.json),
@@ -50,6 +60,8 @@ fn main() -> ExitCode {
         Command::Synth(a) => synth::run(a, cli.json),
         Command::Launch(a) => launch::run(a, cli.json),
         Command::Stats(a) => stats::run(a, cli.json),
+        Command::Snapshot(a) => snapshot::run(a, cli.json),
+        Command::Bench(a) => bench::run(a, cli.json),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

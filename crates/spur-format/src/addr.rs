@@ -33,6 +33,15 @@ impl fmt::Display for NewAddr {
     }
 }
 
+impl NewAddr {
+    /// The address a file saved now records for what lives at `self`: a
+    /// snapshot writes live addresses and rewrites no pointer (§7), so the
+    /// new address of this process becomes the old address of the next load.
+    pub const fn as_saved(self) -> OldAddr {
+        OldAddr(self.0)
+    }
+}
+
 /// The distance a segment moved: `new = old + delta` (wrapping, as the VMs do).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct Swizzle {

@@ -93,6 +93,17 @@ pub enum FormatError {
         addr: u64,
         what: String,
     },
+
+    #[error("cannot write segment {segment} ({size} bytes at {start:#x}) into an image: {why}")]
+    BadSnapshotSegment {
+        segment: usize,
+        start: u64,
+        size: u64,
+        why: &'static str,
+    },
+
+    #[error("there is nothing to write: every segment is empty")]
+    NothingToWrite,
 }
 
 /// Result alias of the format crate.

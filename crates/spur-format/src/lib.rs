@@ -33,3 +33,5 @@ pub use read::header::ImageHeader;
 pub use read::segment::{FileBridge, FileSegment, SegmentTable};
 pub use read::version::{ByteOrder, Version};
 pub use read::walk::{Obj, Walk};
+pub use write::header::HeaderOverrides;
+pub use write::segment::{FileLayout, PlannedSegment};

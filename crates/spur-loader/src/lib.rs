@@ -16,6 +16,11 @@
 //! own integrity checks do (§8 of the format reference) and reports findings
 //! rather than failing on the first.
 //!
+//! [`snapshot`] writes a loaded heap back as a single-file image (§2.2, §7),
+//! in place or relocated, streamed from memory into a temporary file that
+//! replaces the target only once it is complete and synced, or from a forked
+//! child while the caller goes on.
+//!
 //! What it leaves to its caller: new space, stack pages and everything else a
 //! running VM needs beyond old space.
 
@@ -27,6 +32,7 @@ pub mod heap;
 pub mod load;
 pub mod mutate;
 pub mod relocate;
+pub mod snapshot;
 pub mod source;
 pub mod verify;
 
@@ -36,6 +42,11 @@ pub use heap::{HeapSegment, LoadedHeap, Placement, Timings};
 pub use load::{
     initial_headroom, load, load_composed, load_path, read_layout, read_layout_path, LoadOptions,
     PlacementRequest,
+};
+pub use snapshot::{
+    read_prefix, remove_stale_temps, snapshot_in_background, snapshot_to_path, write_atomically,
+    BackgroundReport, BackgroundSnapshot, SnapshotError, SnapshotOptions, SnapshotPlan,
+    SnapshotReport,
 };
 pub use source::{ComposedSource, FileSource, ImageSource, SegmentReader};
 pub use spur_mem::Backing;

@@ -17,11 +17,19 @@
 //!
 //! What it leaves to the caller: choosing addresses (page-aligned) and sizes,
 //! and what goes into the memory.
+//!
+//! It is also the only crate with `unsafe` code, so the few other system
+//! calls the workspace needs live here too, each behind a safe function:
+//! [`process`] forks the background snapshot writer (a fixed child routine
+//! that only makes async-signal-safe calls), waits for it, starts early
+//! writeback of a file and ignores `SIGXFSZ`.
 
 use std::fmt;
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::ptr::NonNull;
+
+pub mod process;
 
 /// Errors of the memory crate, with the addresses and sizes involved.
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,6 @@
 //! Segments and their bridges as a single-file image stores them (§2.2),
-//! and the in-memory repair of a bridge for a segment kept at its own
-//! address (§2.5).
+//! read back (the encoder is in `write::segment`), and the in-memory repair
+//! of a bridge for a segment kept at its own address (§2.5).
 
 use crate::addr::OldAddr;
 use crate::error::{FormatError, Result};
@@ -74,19 +74,6 @@ impl FileBridge {
             0
         };
         Ok(FileBridge { gap, next_size: w1 })
-    }
-
-    /// Encodes a bridge for the file (§2.2): word 0 says the gap, word 1 the next size.
-    pub fn encode(word: WordSize, gap: u64, next_size: u64) -> [u8; 16] {
-        let w0 = if gap == 0 {
-            ObjHeader::short_bridge(word).0
-        } else {
-            crate::objheader::overflow_word(gap / word.bytes())
-        };
-        let mut b = [0u8; 16];
-        set_u64_at(&mut b, 0, w0);
-        set_u64_at(&mut b, 8, next_size);
-        b
     }
 }
 

@@ -2,3 +2,4 @@
 
 pub mod composed;
 pub mod header;
+pub mod segment;

@@ -1,0 +1,571 @@
+//! Snapshots: a loaded heap written back as a single-file image, the way
+//! the VMs write one (§2.2, §7), safely and straight from memory.
+//!
+//! * **What is written.** The non-empty segments back to back after the
+//!   header, each with its live bytes and its bridge re-encoded for the file
+//!   (the gap to the next segment and the next segment's size; 16 bytes put
+//!   from a small buffer, the heap is never modified). A heap kept at its old
+//!   addresses is written segment by segment with its gaps. A relocated heap
+//!   was coalesced into one range at load (§2.3), so it is written as one
+//!   segment, as the VMs write a heap they coalesced: `firstSegSize` =
+//!   `dataSize`. `oldBaseAddr` is where nil lives now and the special objects
+//!   oop is the current one; no pointer is rewritten (§7). The format
+//!   number, header size, flags, window size, image version, `lastHash`,
+//!   `extraVMMemory` and `freeOldSpaceInImage` are carried over from the
+//!   header read at load, and so are the requested eden, stack pages, code
+//!   size and semaphore table size, unless [`SnapshotOptions::overrides`]
+//!   gives a runtime's values.
+//! * **The prefix.** A loaded heap does not keep the 512 bytes that may
+//!   precede an image's header, so the caller passes them
+//!   ([`SnapshotOptions::prefix`], read with [`read_prefix`]); without them
+//!   the image is written without a prefix, which every VM reads (PVM reads
+//!   only that form).
+//! * **Streaming.** Segment bytes go from the heap's memory to the file in
+//!   `write` calls of up to 16 MiB, cut at 16 MiB boundaries of the file;
+//!   nothing is copied into a buffer first. After each 16 MiB the kernel is
+//!   asked to start writing the whole pages written so far to disk
+//!   (`sync_file_range`), so the `fsync` at the end overlaps the writing
+//!   instead of following it, and dirty pages stay few.
+//! * **Safety of the target.** [`write_atomically`]: a new file with a
+//!   unique, recognisable name is created (`O_EXCL`) beside the target,
+//!   written, `fsync`ed, renamed over the target, and the directory is
+//!   `fsync`ed. Any error removes the temporary file and leaves the target
+//!   as it was. A process killed while writing leaves its temporary file
+//!   (`.NAME.snapshot-PID-N.tmp`) and never a changed target; the next
+//!   snapshot to the same target removes such files whose process is gone.
+//!   The target may be the image the heap was loaded from.
+//! * **Background.** [`snapshot_in_background`] forks: the child writes the
+//!   copy-on-write view of the heap through the same steps (a fixed routine
+//!   of the memory crate that makes only async-signal-safe calls), while the
+//!   parent returns at once and may change or drop its heap.
+
+use std::ffi::CString;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use spur_format::raw::{BRIDGE_BYTES, PREFIX_BYTES};
+use spur_format::{FileLayout, FormatError, HeaderOverrides, ImageHeader};
+use spur_mem::process::{self, ChildOutcome, WriteJob, WriterChild};
+
+pub use spur_mem::process::ignore_file_size_signal;
+
+use crate::heap::LoadedHeap;
+use crate::source::ImageSource;
+use crate::LoadError;
+
+/// Bytes handed to one `write` call, and the unit of progress and of the
+/// early-writeback hint.
+pub const WRITE_CHUNK: usize = 16 << 20;
+
+/// How to write a snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SnapshotOptions {
+    /// Header values a runtime asks for (§7); `None` fields keep the value
+    /// read at load.
+    pub overrides: HeaderOverrides,
+    /// The 512 bytes to write before the header, or `None` for no prefix.
+    pub prefix: Option<Vec<u8>>,
+}
+
+/// Why a snapshot could not be written. The target is unchanged in every
+/// case but one: a failed `fsync` of the folder after the rename (`File`,
+/// "syncing the folder"), where the new image is in place but may not
+/// survive a crash of the machine.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    #[error("the prefix before the header must be exactly {PREFIX_BYTES} bytes, not {0}")]
+    BadPrefix(usize),
+    #[error("the heap's segments {first}..={last} share no contiguous memory, so they cannot be written as one coalesced segment")]
+    NotContiguous { first: usize, last: usize },
+    #[error("writing {len} bytes at file offset {offset}: {source}")]
+    Write {
+        offset: u64,
+        len: u64,
+        source: io::Error,
+    },
+    #[error("{what} {path}: {source}")]
+    File {
+        what: &'static str,
+        path: String,
+        source: io::Error,
+    },
+    #[error("{0} names no file to write")]
+    NoFileName(String),
+    #[error("background snapshot: the writer process failed: {0}")]
+    ChildFailed(io::Error),
+    #[error("background snapshot: the writer process was killed by signal {0}")]
+    ChildKilled(i32),
+    #[error("reading the prefix of the source image: {0}")]
+    Prefix(#[from] LoadError),
+    #[error("the heap has a perm space of {bytes} bytes (a Pharo composed image), which a single-file image cannot hold; the Pharo VM refuses this too (§6)")]
+    PermSpace { bytes: u64 },
+}
+
+fn file_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> SnapshotError {
+    let path = path.display().to_string();
+    move |source| SnapshotError::File { what, path, source }
+}
+
+/// The 512-byte prefix of an image, when its header says it has one.
+pub fn read_prefix<S: ImageSource + ?Sized>(
+    src: &S,
+    header: &ImageHeader,
+) -> Result<Option<Vec<u8>>, LoadError> {
+    if header.prefix_bytes == 0 {
+        return Ok(None);
+    }
+    let mut p = vec![0u8; header.prefix_bytes as usize];
+    src.read_exact_at(&mut p, 0)?;
+    Ok(Some(p))
+}
+
+/// What a snapshot of one heap writes: the prefix and header bytes, and per
+/// segment the memory to copy and the 16 bridge bytes that end it.
+#[derive(Debug)]
+pub struct SnapshotPlan<'h> {
+    /// The header the file will carry.
+    pub header: ImageHeader,
+    /// Where each segment goes and what its bridge says.
+    pub layout: FileLayout,
+    head: Vec<u8>,
+    bodies: Vec<&'h [u8]>,
+}
+
+impl<'h> SnapshotPlan<'h> {
+    /// Plans the snapshot of `heap`. Reads nothing but the heap's segment
+    /// table: the bytes are read as they are written.
+    pub fn new(heap: &'h LoadedHeap, opts: &SnapshotOptions) -> Result<Self, SnapshotError> {
+        if let Some(p) = &opts.prefix {
+            if p.len() as u64 != PREFIX_BYTES {
+                return Err(SnapshotError::BadPrefix(p.len()));
+            }
+        }
+        if let Some(perm) = heap.perm_space().filter(|p| p.size > 0) {
+            return Err(SnapshotError::PermSpace { bytes: perm.size });
+        }
+        // Runs of segments that were coalesced at load (each but the last
+        // overwritten at its end by the next) are one range of memory and
+        // are written as one segment.
+        let segs = heap.segments();
+        let mut ranges: Vec<(spur_format::OldAddr, u64, &'h [u8])> = Vec::new();
+        let mut first = 0;
+        for (i, s) in segs.iter().enumerate() {
+            if !s.own_bridge && i + 1 < segs.len() {
+                let next = &segs[i + 1];
+                if next.region != s.region
+                    || next.offset != s.offset + (s.size - BRIDGE_BYTES) as usize
+                {
+                    return Err(SnapshotError::NotContiguous {
+                        first: i,
+                        last: i + 1,
+                    });
+                }
+                continue;
+            }
+            let f = &segs[first];
+            let size = s.new_start.0 + s.size - f.new_start.0;
+            let region = heap.regions[f.region].bytes();
+            let bytes = &region[f.offset..f.offset + (size - BRIDGE_BYTES) as usize];
+            ranges.push((f.new_start.as_saved(), size, bytes));
+            first = i + 1;
+        }
+        let layout = FileLayout::plan(heap.word(), ranges.iter().map(|r| (r.0, r.1)))?;
+        let bodies = layout.segments.iter().map(|p| ranges[p.index].2).collect();
+        let prefix_bytes = opts.prefix.as_ref().map_or(0, |p| p.len() as u64);
+        let header = heap.header().for_snapshot(
+            &layout,
+            heap.special_objects().as_saved(),
+            prefix_bytes,
+            &opts.overrides,
+        );
+        let mut head = opts.prefix.clone().unwrap_or_default();
+        head.extend_from_slice(&header.encode());
+        Ok(SnapshotPlan {
+            header,
+            layout,
+            head,
+            bodies,
+        })
+    }
+
+    /// Length of the file this plan writes.
+    pub fn file_len(&self) -> u64 {
+        self.head.len() as u64 + self.layout.data_size
+    }
+
+    /// The bytes of the file, in order: the prefix and header, then each
+    /// segment's body (borrowed from the heap) and bridge.
+    pub fn pieces(&self) -> Vec<&[u8]> {
+        let mut v = Vec::with_capacity(1 + 2 * self.bodies.len());
+        v.push(self.head.as_slice());
+        for (body, seg) in self.bodies.iter().zip(&self.layout.segments) {
+            v.push(body);
+            v.push(&seg.bridge);
+        }
+        v
+    }
+
+    /// Writes the image to `out`; `progress` is told the bytes written so
+    /// far after each chunk. Returns the bytes written.
+    pub fn write_to<W: Write>(
+        &self,
+        out: &mut W,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<u64, SnapshotError> {
+        self.write_with(out, &mut |_, done| progress(done))
+    }
+
+    /// The writer: pieces in file order, cut so that every write but the
+    /// last ends on a multiple of [`WRITE_CHUNK`] in the file; `after` gets
+    /// the output and the bytes written so far after each write.
+    fn write_with<W: Write>(
+        &self,
+        out: &mut W,
+        after: &mut dyn FnMut(&mut W, u64),
+    ) -> Result<u64, SnapshotError> {
+        let _s = tracing::debug_span!("snapshot-write", bytes = self.file_len()).entered();
+        let chunk = WRITE_CHUNK as u64;
+        let mut offset = 0u64;
+        for piece in self.pieces() {
+            let mut rest = piece;
+            while !rest.is_empty() {
+                let room = (chunk - offset % chunk) as usize;
+                let (now, later) = rest.split_at(room.min(rest.len()));
+                out.write_all(now).map_err(|source| SnapshotError::Write {
+                    offset,
+                    len: now.len() as u64,
+                    source,
+                })?;
+                offset += now.len() as u64;
+                rest = later;
+                after(out, offset);
+            }
+        }
+        out.flush().map_err(|source| SnapshotError::Write {
+            offset,
+            len: 0,
+            source,
+        })?;
+        Ok(offset)
+    }
+}
+
+/// What a snapshot wrote and how long each part took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotReport {
+    /// The header written.
+    pub header: ImageHeader,
+    /// Segments written (1 for a relocated heap).
+    pub segments: usize,
+    pub bytes_written: u64,
+    /// Planning and writing the bytes (into the page cache).
+    pub write_us: u64,
+    /// `fsync` of the file, the rename and the directory's `fsync`.
+    pub sync_us: u64,
+    pub total_us: u64,
+}
+
+/// Writes a snapshot of `heap` to `target` safely ([`write_atomically`]).
+/// `progress` is told the bytes written so far after each 16 MiB.
+pub fn snapshot_to_path(
+    heap: &LoadedHeap,
+    target: &Path,
+    opts: &SnapshotOptions,
+    progress: &mut dyn FnMut(u64),
+) -> Result<SnapshotReport, SnapshotError> {
+    let t0 = Instant::now();
+    let plan = SnapshotPlan::new(heap, opts)?;
+    let mut write_time = Duration::ZERO;
+    let bytes = write_atomically(target, |f| {
+        // Whole pages only: a page still being filled must not be under
+        // writeback when the next write reaches it, or that write waits.
+        let mut hinted = 0;
+        let n = plan.write_with(f, &mut |f, done| {
+            let upto = done & !(process::WRITEBACK_ALIGN - 1);
+            if upto >= hinted + WRITE_CHUNK as u64 {
+                process::start_writeback(f, hinted, upto - hinted);
+                hinted = upto;
+            }
+            progress(done);
+        })?;
+        write_time = t0.elapsed();
+        Ok(n)
+    })?;
+    let total = t0.elapsed();
+    Ok(SnapshotReport {
+        header: plan.header.clone(),
+        segments: plan.layout.segments.len(),
+        bytes_written: bytes,
+        write_us: write_time.as_micros() as u64,
+        sync_us: total.saturating_sub(write_time).as_micros() as u64,
+        total_us: total.as_micros() as u64,
+    })
+}
+
+/// The folder and file name of `target`.
+fn split_target(target: &Path) -> Result<(PathBuf, &std::ffi::OsStr), SnapshotError> {
+    let name = target
+        .file_name()
+        .ok_or_else(|| SnapshotError::NoFileName(target.display().to_string()))?;
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    Ok((dir, name))
+}
+
+/// The start of every temporary file name for `name`: `.NAME.snapshot-`.
+fn temp_prefix(name: &std::ffi::OsStr) -> String {
+    format!(".{}.snapshot-", name.to_string_lossy())
+}
+
+/// Creates a new, empty temporary file beside the target, `O_EXCL`.
+fn create_temp(dir: &Path, name: &std::ffi::OsStr) -> Result<(PathBuf, File), SnapshotError> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let pid = std::process::id();
+    loop {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(format!("{}{pid}-{n}.tmp", temp_prefix(name)));
+        match File::options().write(true).create_new(true).open(&path) {
+            Ok(f) => return Ok((path, f)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(file_err("creating", &path)(e)),
+        }
+    }
+}
+
+/// Removes temporary files left beside the target by snapshot writers that
+/// were killed: those named `.NAME.snapshot-PID-N.tmp` whose process `PID`
+/// no longer exists. Files of live processes (another snapshot under way)
+/// are left alone. Returns the files removed.
+pub fn remove_stale_temps(target: &Path) -> Result<Vec<PathBuf>, SnapshotError> {
+    let (dir, name) = split_target(target)?;
+    let prefix = temp_prefix(name);
+    let mut removed = Vec::new();
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return Ok(removed);
+    };
+    for e in entries.flatten() {
+        let file = e.file_name();
+        let Some(rest) = file
+            .to_str()
+            .and_then(|f| f.strip_prefix(&prefix))
+            .and_then(|r| r.strip_suffix(".tmp"))
+        else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let p = e.path();
+            if fs::remove_file(&p).is_ok() {
+                tracing::info!(path = %p.display(), "removed a stale snapshot temporary file");
+                removed.push(p);
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// Replaces `target` with what `write` puts into a new file, or leaves it
+/// untouched: the file is created beside the target with a unique name
+/// (`O_EXCL`), written by `write`, `fsync`ed, renamed over the target, and
+/// the directory is `fsync`ed. On any error the new file is removed.
+/// Stale temporary files of killed writers are removed first
+/// ([`remove_stale_temps`]).
+pub fn write_atomically<T>(
+    target: &Path,
+    write: impl FnOnce(&mut File) -> Result<T, SnapshotError>,
+) -> Result<T, SnapshotError> {
+    let (dir, name) = split_target(target)?;
+    remove_stale_temps(target)?;
+    let (tmp, mut file) = create_temp(&dir, name)?;
+    let result = (|| {
+        let value = write(&mut file)?;
+        let _s = tracing::debug_span!("snapshot-sync").entered();
+        file.sync_all().map_err(file_err("syncing", &tmp))?;
+        drop(file);
+        fs::rename(&tmp, target).map_err(file_err("renaming over the target", &tmp))?;
+        Ok(value)
+    })();
+    match result {
+        Ok(value) => {
+            // The rename is done; syncing the folder makes it survive a crash.
+            File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(file_err("syncing the folder", &dir))?;
+            Ok(value)
+        }
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// A snapshot being written by a forked child.
+#[derive(Debug)]
+pub struct BackgroundSnapshot {
+    child: Option<WriterChild>,
+    temp: PathBuf,
+    pause: Duration,
+    bytes: u64,
+    header: ImageHeader,
+    segments: usize,
+}
+
+/// How a background snapshot ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackgroundReport {
+    pub header: ImageHeader,
+    pub segments: usize,
+    pub bytes_written: u64,
+    /// How long the caller was held: planning, creating the file and the fork.
+    pub pause_us: u64,
+    /// From the fork to the child's exit, as `waitpid` saw it.
+    pub child_us: u64,
+}
+
+/// Starts writing a snapshot of `heap` to `target` in a forked child and
+/// returns as soon as the fork has. The child writes the heap as it was at
+/// the fork (copy-on-write), through the same safe steps as
+/// [`write_atomically`]; the caller may change or drop the heap at once.
+/// Wait for the result with [`BackgroundSnapshot::wait`].
+pub fn snapshot_in_background(
+    heap: &LoadedHeap,
+    target: &Path,
+    opts: &SnapshotOptions,
+) -> Result<BackgroundSnapshot, SnapshotError> {
+    let t0 = Instant::now();
+    let plan = SnapshotPlan::new(heap, opts)?;
+    let pieces = plan.pieces();
+    let (dir, name) = split_target(target)?;
+    remove_stale_temps(target)?;
+    let (tmp, file) = create_temp(&dir, name)?;
+    let spawned = (|| {
+        let dir_file = File::open(&dir).map_err(file_err("opening the folder", &dir))?;
+        let c = |s: &std::ffi::OsStr| {
+            CString::new(s.as_bytes()).map_err(|e| SnapshotError::File {
+                what: "naming",
+                path: s.to_string_lossy().into_owned(),
+                source: io::Error::new(io::ErrorKind::InvalidInput, e),
+            })
+        };
+        let temp_name = c(tmp.file_name().expect("a temporary file has a name"))?;
+        let target_name = c(name)?;
+        let job = WriteJob {
+            file: file.as_fd(),
+            pieces: &pieces,
+            dir: dir_file.as_fd(),
+            temp_name: &temp_name,
+            target_name: &target_name,
+        };
+        let _s = tracing::debug_span!("snapshot-fork").entered();
+        process::spawn_writer(&job).map_err(file_err("forking a writer for", target))
+    })();
+    let child = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    Ok(BackgroundSnapshot {
+        child: Some(child),
+        temp: tmp,
+        pause: t0.elapsed(),
+        bytes: plan.file_len(),
+        header: plan.header.clone(),
+        segments: plan.layout.segments.len(),
+    })
+}
+
+/// Dropped without being waited for, the snapshot still waits for its child
+/// (so that no zombie is left) and removes the temporary file if the child
+/// was killed.
+impl Drop for BackgroundSnapshot {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.take() {
+            if let Ok((ChildOutcome::Killed(_), _)) = child.wait() {
+                let _ = fs::remove_file(&self.temp);
+            }
+        }
+    }
+}
+
+impl BackgroundSnapshot {
+    /// How long the call held the caller.
+    pub fn pause(&self) -> Duration {
+        self.pause
+    }
+    /// The writer's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.pid())
+    }
+    /// The temporary file the child writes (its size shows the progress).
+    pub fn temp_path(&self) -> &Path {
+        &self.temp
+    }
+    /// Bytes the child writes in all.
+    pub fn file_len(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Waits for the child and says how it went.
+    pub fn wait(mut self) -> Result<BackgroundReport, SnapshotError> {
+        let child = self.child.take().expect("waited once");
+        let (outcome, took) = child
+            .wait()
+            .map_err(file_err("waiting for the writer of", &self.temp))?;
+        self.finish(outcome, took)
+    }
+
+    /// The result if the child has ended, without blocking.
+    pub fn try_wait(&mut self) -> Result<Option<BackgroundReport>, SnapshotError> {
+        let Some(child) = self.child.as_mut() else {
+            return Ok(None);
+        };
+        match child
+            .try_wait()
+            .map_err(file_err("waiting for the writer of", &self.temp))?
+        {
+            None => Ok(None),
+            Some((outcome, took)) => {
+                self.child = None;
+                self.finish(outcome, took).map(Some)
+            }
+        }
+    }
+
+    fn finish(
+        &mut self,
+        outcome: ChildOutcome,
+        took: Duration,
+    ) -> Result<BackgroundReport, SnapshotError> {
+        match outcome {
+            ChildOutcome::Done => Ok(BackgroundReport {
+                header: self.header.clone(),
+                segments: self.segments,
+                bytes_written: self.bytes,
+                pause_us: self.pause.as_micros() as u64,
+                child_us: took.as_micros() as u64,
+            }),
+            ChildOutcome::Failed(e) => {
+                let _ = fs::remove_file(&self.temp);
+                Err(SnapshotError::ChildFailed(e))
+            }
+            ChildOutcome::Killed(sig) => {
+                let _ = fs::remove_file(&self.temp);
+                Err(SnapshotError::ChildKilled(sig))
+            }
+        }
+    }
+}

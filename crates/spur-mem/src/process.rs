@@ -1,0 +1,349 @@
+//! A forked writer for background snapshots, and the file-system calls the
+//! snapshot writer needs beyond `std`.
+//!
+//! [`spawn_writer`] forks. The child sees the parent's memory as it was at
+//! the fork, copy-on-write, so it can write a consistent heap while the
+//! parent goes on changing its own copy. The child runs one fixed routine of
+//! this module, never code of the caller: it writes byte slices that were
+//! prepared before the fork to a file that was opened before the fork,
+//! syncs it, renames it over its target, syncs the directory, and leaves
+//! with `_exit`.
+//!
+//! # Why the child is sound
+//!
+//! After `fork` in a process with several threads, the child has one thread,
+//! and any lock another thread held (the allocator's, stdio's, a `Mutex`)
+//! stays locked forever. POSIX therefore allows the child only
+//! async-signal-safe functions until it calls `exec` or `_exit`. The child
+//! routine here calls only `write`, `fsync`, `renameat`, `unlinkat`, `_exit`
+//! (all on POSIX's async-signal-safe list) and `sync_file_range` (a bare
+//! Linux system call that takes no user-space lock). It allocates nothing,
+//! takes no lock, formats nothing, cannot panic (all pointer arithmetic is
+//! checked against the lengths it was given) and never returns into the
+//! caller's code. It reads only the slices and names of the [`WriteJob`],
+//! which the job borrows and which therefore were mapped in the parent at the
+//! fork; the child's copy of them cannot change under it.
+
+use std::ffi::CStr;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::time::{Duration, Instant};
+
+/// After this many bytes the child asks the kernel to start writing them
+/// back, so that the final `fsync` has little left to wait for. It is also
+/// the most the child hands to one `write`.
+pub const WRITEBACK_CHUNK: u64 = 16 << 20;
+
+/// Writeback hints cover whole pages of this size only: a page still being
+/// filled must not be under writeback when the next `write` reaches it, or
+/// that write waits for the disk.
+pub const WRITEBACK_ALIGN: u64 = 4096;
+
+/// Everything the forked child needs, prepared by the parent.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteJob<'a> {
+    /// The temporary file, open for writing, positioned at 0 and empty.
+    pub file: BorrowedFd<'a>,
+    /// The bytes to write, in order.
+    pub pieces: &'a [&'a [u8]],
+    /// The directory that holds the temporary file and the target.
+    pub dir: BorrowedFd<'a>,
+    /// Name of the temporary file inside `dir`.
+    pub temp_name: &'a CStr,
+    /// Name of the target inside `dir`, replaced by the rename.
+    pub target_name: &'a CStr,
+}
+
+/// How a writer child ended.
+#[derive(Debug)]
+pub enum ChildOutcome {
+    /// Written, synced and renamed over the target.
+    Done,
+    /// A system call failed; the child removed the temporary file. The error
+    /// is the `errno` the child exited with.
+    Failed(io::Error),
+    /// The child was killed by this signal. The temporary file may remain;
+    /// the caller removes it.
+    Killed(i32),
+}
+
+/// A forked writer child. Dropping it without [`WriterChild::wait`] waits
+/// for it, so that no child is left a zombie.
+#[derive(Debug)]
+pub struct WriterChild {
+    pid: libc::pid_t,
+    forked_at: Instant,
+    reaped: bool,
+}
+
+/// Forks a child that writes `job` and exits; returns in the parent as soon
+/// as the fork has.
+pub fn spawn_writer(job: &WriteJob<'_>) -> io::Result<WriterChild> {
+    // SAFETY: see the module documentation: the child only runs `child_main`,
+    // which calls async-signal-safe functions on memory the job borrows, and
+    // ends with `_exit`; it never returns to the caller's code.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        child_main(job);
+    }
+    Ok(WriterChild {
+        pid,
+        forked_at: Instant::now(),
+        reaped: false,
+    })
+}
+
+impl WriterChild {
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.pid as u32
+    }
+
+    /// Waits for the child to end; returns how it ended and how long after
+    /// the fork it did.
+    pub fn wait(mut self) -> io::Result<(ChildOutcome, Duration)> {
+        let outcome = self.wait_with(0)?.expect("a blocking wait returns");
+        Ok((outcome, self.forked_at.elapsed()))
+    }
+
+    /// Has the child ended? Never blocks.
+    pub fn try_wait(&mut self) -> io::Result<Option<(ChildOutcome, Duration)>> {
+        Ok(self
+            .wait_with(libc::WNOHANG)?
+            .map(|o| (o, self.forked_at.elapsed())))
+    }
+
+    fn wait_with(&mut self, flags: libc::c_int) -> io::Result<Option<ChildOutcome>> {
+        if self.reaped {
+            return Err(io::Error::other("the writer child was already waited for"));
+        }
+        let mut status: libc::c_int = 0;
+        loop {
+            // SAFETY: waits for our own child, writing its status into a local.
+            let r = unsafe { libc::waitpid(self.pid, &mut status, flags) };
+            if r == 0 {
+                return Ok(None);
+            }
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            break;
+        }
+        self.reaped = true;
+        Ok(Some(if libc::WIFEXITED(status) {
+            match libc::WEXITSTATUS(status) {
+                0 => ChildOutcome::Done,
+                errno => ChildOutcome::Failed(io::Error::from_raw_os_error(errno)),
+            }
+        } else if libc::WIFSIGNALED(status) {
+            ChildOutcome::Killed(libc::WTERMSIG(status))
+        } else {
+            ChildOutcome::Failed(io::Error::other(format!(
+                "the writer child ended with status {status:#x}"
+            )))
+        }))
+    }
+}
+
+impl Drop for WriterChild {
+    fn drop(&mut self) {
+        if !self.reaped {
+            let _ = self.wait_with(0);
+        }
+    }
+}
+
+/// The child: write, sync, rename, sync the directory, `_exit`. Exit code 0
+/// on success, else the failing call's `errno` (1..=255).
+fn child_main(job: &WriteJob<'_>) -> ! {
+    let fd = job.file.as_raw_fd();
+    let mut written: u64 = 0;
+    let mut hinted: u64 = 0;
+    for piece in job.pieces {
+        let mut ptr = piece.as_ptr();
+        let mut left = piece.len();
+        while left > 0 {
+            // Up to the next chunk boundary of the file.
+            let room = (WRITEBACK_CHUNK - written % WRITEBACK_CHUNK) as usize;
+            let want = left.min(room);
+            // SAFETY: `ptr..ptr+want` lies inside `piece`, which the job borrows.
+            let n = unsafe { libc::write(fd, ptr.cast(), want) };
+            if n < 0 {
+                let errno = last_errno();
+                if errno == libc::EINTR {
+                    continue;
+                }
+                child_fail(job, errno);
+            }
+            let n = (n as usize).min(left);
+            if n == 0 {
+                child_fail(job, libc::EIO);
+            }
+            // SAFETY: `n <= left`, so the pointer stays inside `piece` (or one past it).
+            ptr = unsafe { ptr.add(n) };
+            left -= n;
+            written += n as u64;
+            let upto = written & !(WRITEBACK_ALIGN - 1);
+            if upto >= hinted + WRITEBACK_CHUNK {
+                start_writeback_raw(fd, hinted, upto - hinted);
+                hinted = upto;
+            }
+        }
+    }
+    // SAFETY: plain system calls on descriptors and NUL-terminated names the job borrows.
+    unsafe {
+        if libc::fsync(fd) != 0 {
+            child_fail(job, last_errno());
+        }
+        let dir = job.dir.as_raw_fd();
+        if libc::renameat(dir, job.temp_name.as_ptr(), dir, job.target_name.as_ptr()) != 0 {
+            child_fail(job, last_errno());
+        }
+        // The new image is in place; a failed directory sync means only that
+        // the rename may not survive a crash of the machine.
+        if libc::fsync(dir) != 0 {
+            libc::_exit(exit_code(last_errno()));
+        }
+        libc::_exit(0)
+    }
+}
+
+fn child_fail(job: &WriteJob<'_>, errno: i32) -> ! {
+    // SAFETY: async-signal-safe calls on a descriptor and a name the job borrows.
+    unsafe {
+        libc::unlinkat(job.dir.as_raw_fd(), job.temp_name.as_ptr(), 0);
+        libc::_exit(exit_code(errno))
+    }
+}
+
+fn exit_code(errno: i32) -> i32 {
+    errno.clamp(1, 255)
+}
+
+fn last_errno() -> i32 {
+    // SAFETY: reads this thread's errno, which libc keeps per thread.
+    unsafe { *libc::__errno_location() }
+}
+
+fn start_writeback_raw(fd: libc::c_int, offset: u64, len: u64) {
+    // SAFETY: a hint to the kernel about a file this process has open; it
+    // touches no memory of the process. Failure is harmless and ignored.
+    unsafe {
+        libc::sync_file_range(
+            fd,
+            offset as libc::off64_t,
+            len as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
+    }
+}
+
+/// Asks the kernel to start writing `offset..offset+len` of `file` back to
+/// disk now, without waiting (Linux `sync_file_range`). A writer that calls
+/// this after each large chunk overlaps the disk's work with its own, so the
+/// final `fsync` finds little left to do. It is only a hint: errors show up
+/// at the `fsync`, which the caller must still make.
+pub fn start_writeback(file: &File, offset: u64, len: u64) {
+    start_writeback_raw(file.as_raw_fd(), offset, len);
+}
+
+/// Makes writes past the file-size limit (`ulimit -f`) fail with `EFBIG`
+/// instead of killing the process with `SIGXFSZ`, so that a writer can
+/// remove its temporary file and say what happened. This changes the
+/// disposition for the whole process, which is what a command-line program
+/// writing images wants.
+pub fn ignore_file_size_signal() -> io::Result<()> {
+    // SAFETY: SIG_IGN installs no handler, so no code runs in signal context.
+    let r = unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+    if r == libc::SIG_ERR {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CString;
+    use std::os::fd::AsFd;
+
+    fn job_in(dir: &std::path::Path, target: &str) -> (File, File, CString, CString) {
+        let tmp = dir.join(".tmp");
+        let f = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .unwrap();
+        let d = File::open(dir).unwrap();
+        (
+            f,
+            d,
+            CString::new(".tmp").unwrap(),
+            CString::new(target).unwrap(),
+        )
+    }
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("spur-mem-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn the_child_writes_syncs_and_renames() {
+        let dir = scratch("ok");
+        std::fs::write(dir.join("out"), b"old").unwrap();
+        let (f, d, tmp, target) = job_in(&dir, "out");
+        let big = vec![7u8; (WRITEBACK_CHUNK + 5) as usize];
+        let pieces: [&[u8]; 3] = [b"head", &big, b"tail"];
+        let job = WriteJob {
+            file: f.as_fd(),
+            pieces: &pieces,
+            dir: d.as_fd(),
+            temp_name: &tmp,
+            target_name: &target,
+        };
+        let child = spawn_writer(&job).unwrap();
+        assert!(child.pid() > 0);
+        let (outcome, _) = child.wait().unwrap();
+        assert!(matches!(outcome, ChildOutcome::Done), "{outcome:?}");
+        let out = std::fs::read(dir.join("out")).unwrap();
+        assert_eq!(out.len(), 8 + big.len());
+        assert!(out.starts_with(b"head") && out.ends_with(b"tail"));
+        assert!(!dir.join(".tmp").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failing_child_removes_its_file_and_reports_errno() {
+        let dir = scratch("fail");
+        // Renaming a file over a non-empty directory fails (EISDIR).
+        std::fs::create_dir_all(dir.join("out/inside")).unwrap();
+        let (f, d, tmp, target) = job_in(&dir, "out");
+        let pieces: [&[u8]; 1] = [b"data"];
+        let job = WriteJob {
+            file: f.as_fd(),
+            pieces: &pieces,
+            dir: d.as_fd(),
+            temp_name: &tmp,
+            target_name: &target,
+        };
+        let (outcome, _) = spawn_writer(&job).unwrap().wait().unwrap();
+        match outcome {
+            ChildOutcome::Failed(e) => assert_eq!(e.raw_os_error(), Some(libc::EISDIR)),
+            other => panic!("expected a failure, got {other:?}"),
+        }
+        assert!(!dir.join(".tmp").exists());
+        assert!(dir.join("out/inside").is_dir());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

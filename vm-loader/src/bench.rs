@@ -1,0 +1,390 @@
+//! `vm-loader bench`: load and snapshot each image N times, with the two
+//! baselines measured in the same run on the same bytes, and report medians.
+//!
+//! One run of one image, in this order:
+//! 1. `raw_read`: `std::fs::read` of the image file;
+//! 2. `raw_write`: `std::fs::write` of those bytes to a new file; then, not
+//!    timed as part of it, `fsync` of that file (`raw_write_sync` adds the two);
+//! 3. `load`: [`spur_loader::load_path`] at the old base (the default);
+//! 4. `snapshot`: [`spur_loader::snapshot_to_path`] of the loaded heap:
+//!    written, `fsync`ed, renamed, directory synced;
+//! 5. `background`: [`spur_loader::snapshot_in_background`]: the pause is what
+//!    the call held this process; then the child is waited for.
+//!
+//! Steps 4 and 5 swap places every other run, so that neither is always the
+//! first write after the load.
+//!
+//! Every file written is removed right after its measurement (not timed)
+//! and the folder synced, so each write makes a new file and no dirty page
+//! or pending discard of one measurement is left for the next.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use spur_format::WordSize;
+use spur_loader::{snapshot_in_background, snapshot_to_path, LoadOptions, SnapshotOptions};
+use spur_synth::SynthSpec;
+
+use crate::cli::BenchArgs;
+use crate::out::{emit, human_bytes};
+use crate::plot::{self, Series};
+use crate::Outcome;
+
+/// The JSON of `bench`.
+#[derive(Debug, Serialize)]
+pub struct BenchJson {
+    pub runs: usize,
+    pub images: Vec<ImageJson>,
+    /// The SVG written, if any.
+    pub plot: Option<String>,
+}
+
+/// Medians for one image, in microseconds, and their ratios.
+#[derive(Debug, Serialize, Clone)]
+pub struct ImageJson {
+    pub path: String,
+    pub heap_bytes: u64,
+    pub file_bytes: u64,
+    pub load_us: u64,
+    /// Written, synced and in place.
+    pub snapshot_us: u64,
+    /// The parts of `snapshot_us`: writing, then sync and rename.
+    pub snapshot_write_us: u64,
+    pub snapshot_sync_us: u64,
+    pub background_pause_us: u64,
+    /// From the fork until the child had the image synced and in place.
+    pub background_child_us: u64,
+    pub raw_read_us: u64,
+    pub raw_write_us: u64,
+    /// `std::fs::write` and then `fsync` of the same file.
+    pub raw_write_sync_us: u64,
+    /// `load_us / snapshot_us`.
+    pub load_vs_snapshot: f64,
+    /// `load_us / raw_read_us`.
+    pub load_vs_raw_read: f64,
+    /// `snapshot_us / raw_write_us`.
+    pub snapshot_vs_raw_write: f64,
+    /// `snapshot_us / raw_write_sync_us`: the like-for-like comparison, as
+    /// both then leave the bytes on disk.
+    pub snapshot_vs_raw_write_sync: f64,
+    /// The fastest of the runs, for the same measurements: on a shared,
+    /// noisy machine the noise only ever adds time.
+    pub best_us: BestJson,
+}
+
+/// The fastest run of each measurement, in microseconds.
+#[derive(Debug, Serialize, Clone)]
+pub struct BestJson {
+    pub load: u64,
+    pub snapshot: u64,
+    pub background_pause: u64,
+    pub background_child: u64,
+    pub raw_read: u64,
+    pub raw_write: u64,
+    pub raw_write_sync: u64,
+}
+
+#[derive(Debug, Default)]
+struct Samples {
+    load: Vec<u64>,
+    snapshot: Vec<u64>,
+    snapshot_write: Vec<u64>,
+    snapshot_sync: Vec<u64>,
+    pause: Vec<u64>,
+    child: Vec<u64>,
+    raw_read: Vec<u64>,
+    raw_write: Vec<u64>,
+    raw_write_sync: Vec<u64>,
+}
+
+/// The median (the mean of the middle two for an even count).
+pub fn median(v: &[u64]) -> u64 {
+    if v.is_empty() {
+        return 0;
+    }
+    let mut s = v.to_vec();
+    s.sort_unstable();
+    let n = s.len();
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2
+    }
+}
+
+/// The smallest sample.
+fn best(v: &[u64]) -> u64 {
+    v.iter().copied().min().unwrap_or(0)
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        (a as f64 / b as f64 * 1000.0).round() / 1000.0
+    }
+}
+
+fn us(t: Instant) -> u64 {
+    t.elapsed().as_micros() as u64
+}
+
+/// Removes a file written by a measurement and commits the removal (the
+/// folder's `fsync`), so that the journal commit, and with it the discard of
+/// the freed blocks on `discard` mounts, does not land inside the next
+/// measurement's `fsync`. Not timed. No pause follows: on a VM that hands
+/// free memory back to its host (free page reporting), an idle second makes
+/// the next large write fault its page cache back in from the host.
+fn remove(p: &Path) {
+    let _ = std::fs::remove_file(p);
+    if let Some(dir) = p.parent() {
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+}
+
+/// Measures one image `runs` times.
+fn measure(path: &Path, scratch: &Path, runs: usize) -> Result<ImageJson> {
+    let out = scratch.join("bench-out.image");
+    let raw = scratch.join("bench-raw.bin");
+    let mut s = Samples::default();
+    let mut heap_bytes = 0;
+    let mut file_bytes = 0;
+    for run in 0..runs {
+        let t = Instant::now();
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        s.raw_read.push(us(t));
+        file_bytes = bytes.len() as u64;
+
+        let t = Instant::now();
+        std::fs::write(&raw, &bytes).with_context(|| format!("writing {}", raw.display()))?;
+        let w = us(t);
+        let t = Instant::now();
+        std::fs::File::open(&raw)
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("syncing {}", raw.display()))?;
+        s.raw_write.push(w);
+        s.raw_write_sync.push(w + us(t));
+        drop(bytes);
+        remove(&raw);
+
+        let t = Instant::now();
+        let heap = spur_loader::load_path(path, &LoadOptions::default())?;
+        s.load.push(us(t));
+        heap_bytes = heap.heap_bytes();
+
+        // The two snapshots take turns at coming first after the load.
+        for which in [run % 2, 1 - run % 2] {
+            if which == 0 {
+                let t = Instant::now();
+                let r = snapshot_to_path(&heap, &out, &SnapshotOptions::default(), &mut |_| {})
+                    .with_context(|| format!("snapshot to {}", out.display()))?;
+                s.snapshot.push(us(t));
+                s.snapshot_write.push(r.write_us);
+                s.snapshot_sync.push(r.sync_us);
+            } else {
+                let job = snapshot_in_background(&heap, &out, &SnapshotOptions::default())
+                    .with_context(|| format!("background snapshot to {}", out.display()))?;
+                s.pause.push(job.pause().as_micros() as u64);
+                let r = job
+                    .wait()
+                    .with_context(|| format!("background snapshot to {}", out.display()))?;
+                s.child.push(r.child_us);
+            }
+            remove(&out);
+        }
+        drop(heap);
+        let last = |v: &[u64]| v.last().copied().unwrap_or(0);
+        tracing::info!(
+            run,
+            path = %path.display(),
+            raw_read = last(&s.raw_read),
+            raw_write = last(&s.raw_write),
+            raw_write_sync = last(&s.raw_write_sync),
+            load = last(&s.load),
+            snapshot = last(&s.snapshot),
+            snapshot_write = last(&s.snapshot_write),
+            snapshot_sync = last(&s.snapshot_sync),
+            pause = last(&s.pause),
+            child = last(&s.child),
+            "measured (us)"
+        );
+    }
+    let m = |v: &[u64]| median(v);
+    let (load, snap) = (m(&s.load), m(&s.snapshot));
+    Ok(ImageJson {
+        path: path.display().to_string(),
+        heap_bytes,
+        file_bytes,
+        load_us: load,
+        snapshot_us: snap,
+        snapshot_write_us: m(&s.snapshot_write),
+        snapshot_sync_us: m(&s.snapshot_sync),
+        background_pause_us: m(&s.pause),
+        background_child_us: m(&s.child),
+        raw_read_us: m(&s.raw_read),
+        raw_write_us: m(&s.raw_write),
+        raw_write_sync_us: m(&s.raw_write_sync),
+        load_vs_snapshot: ratio(load, snap),
+        load_vs_raw_read: ratio(load, m(&s.raw_read)),
+        snapshot_vs_raw_write: ratio(snap, m(&s.raw_write)),
+        snapshot_vs_raw_write_sync: ratio(snap, m(&s.raw_write_sync)),
+        best_us: BestJson {
+            load: best(&s.load),
+            snapshot: best(&s.snapshot),
+            background_pause: best(&s.pause),
+            background_child: best(&s.child),
+            raw_read: best(&s.raw_read),
+            raw_write: best(&s.raw_write),
+            raw_write_sync: best(&s.raw_write_sync),
+        },
+    })
+}
+
+pub fn run(args: &BenchArgs, json: bool) -> Result<Outcome> {
+    let temp;
+    let scratch: PathBuf = match &args.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+            d.clone()
+        }
+        None => {
+            temp = tempfile::Builder::new()
+                .prefix("vm-loader-bench-")
+                .tempdir()
+                .context("creating a scratch folder")?;
+            temp.path().to_path_buf()
+        }
+    };
+    let mut images = args.images.clone();
+    for &mib in &args.synth {
+        let path = scratch.join(format!("synth-{mib}mib-64.image"));
+        if !path.is_file() {
+            if !json {
+                eprintln!("building a {mib} MiB image: {}", path.display());
+            }
+            let spec = SynthSpec::new(
+                WordSize::W64,
+                mib.checked_mul(1 << 20)
+                    .with_context(|| format!("--synth {mib} is too large"))?,
+            );
+            spur_synth::write_image_file(&spec, &path)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        images.push(path);
+    }
+    let mut results = Vec::new();
+    for path in &images {
+        if !json {
+            eprintln!("measuring {} ({} runs)", path.display(), args.runs);
+        }
+        results.push(measure(path, &scratch, args.runs)?);
+    }
+    let plot = match &args.plot {
+        Some(p) => {
+            let svg = plot::svg(
+                &format!(
+                    "Load and snapshot time against heap size (medians of {} runs)",
+                    args.runs
+                ),
+                &series(&results),
+            );
+            std::fs::write(p, svg).with_context(|| format!("writing {}", p.display()))?;
+            Some(p.display().to_string())
+        }
+        None => None,
+    };
+    let j = BenchJson {
+        runs: args.runs,
+        images: results,
+        plot,
+    };
+    emit(json, &j, || text(&j))?;
+    Ok(Outcome::Ok)
+}
+
+/// The plot's lines: load and snapshot, with the two baselines dashed.
+fn series(results: &[ImageJson]) -> Vec<Series> {
+    let line = |name: &str, colour, dashed, f: fn(&ImageJson) -> u64| Series {
+        name: name.to_string(),
+        colour,
+        dashed,
+        points: results
+            .iter()
+            .map(|r| (r.heap_bytes, f(r) as f64 / 1000.0))
+            .collect(),
+    };
+    vec![
+        line("load", "#1f6fb4", false, |r| r.load_us),
+        line("snapshot (synced)", "#d2691e", false, |r| r.snapshot_us),
+        line("std::fs::read", "#1f6fb4", true, |r| r.raw_read_us),
+        line("std::fs::write", "#d2691e", true, |r| r.raw_write_us),
+        line("std::fs::write + fsync", "#8b4513", true, |r| {
+            r.raw_write_sync_us
+        }),
+        line("background pause", "#2e8b57", false, |r| {
+            r.background_pause_us
+        }),
+    ]
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.1}", us as f64 / 1000.0)
+}
+
+fn text(j: &BenchJson) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "medians of {} runs, in ms:", j.runs);
+    let _ = writeln!(
+        s,
+        "{:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}  {:>9} {:>9} {:>9}",
+        "heap",
+        "load",
+        "snapshot",
+        "bg pause",
+        "fs::read",
+        "fs::write",
+        "+fsync",
+        "bg child",
+        "load/snap",
+        "snap/wr",
+        "snap/wr+s"
+    );
+    for r in &j.images {
+        let _ = writeln!(
+            s,
+            "{:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}  {:>8.2}x {:>8.2}x {:>8.2}x",
+            human_bytes(r.heap_bytes),
+            ms(r.load_us),
+            ms(r.snapshot_us),
+            ms(r.background_pause_us),
+            ms(r.raw_read_us),
+            ms(r.raw_write_us),
+            ms(r.raw_write_sync_us),
+            ms(r.background_child_us),
+            r.load_vs_snapshot,
+            r.snapshot_vs_raw_write,
+            r.snapshot_vs_raw_write_sync
+        );
+    }
+    if let Some(p) = &j.plot {
+        let _ = writeln!(s, "plot: {p}");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_and_ratios() {
+        assert_eq!(median(&[5, 1, 3]), 3);
+        assert_eq!(median(&[4, 1, 3, 2]), 2);
+        assert_eq!(median(&[]), 0);
+        assert_eq!(ratio(1, 3), 0.333);
+        assert_eq!(ratio(1, 0), 0.0);
+    }
+}

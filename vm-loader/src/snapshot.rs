@@ -1,0 +1,216 @@
+//! `vm-loader snapshot`: load an image, write the loaded heap back.
+
+use std::fmt::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use spur_format::HeaderOverrides;
+use spur_loader::{
+    read_prefix, snapshot_in_background, snapshot_to_path, LoadOptions, LoadedHeap,
+    SnapshotOptions, SnapshotPlan,
+};
+
+use crate::cli::SnapshotArgs;
+use crate::image::Image;
+use crate::load::placement_text;
+use crate::out::{emit, human_bytes};
+use crate::{progress, Outcome};
+
+/// The JSON of `snapshot`.
+#[derive(Debug, Serialize)]
+pub struct SnapshotJson {
+    pub path: String,
+    pub format: u32,
+    /// `"old-base"` or `"relocated"`: where the heap was loaded, and so
+    /// where the written image says it lives.
+    pub placement: &'static str,
+    pub swizzled: bool,
+    pub heap_bytes: u64,
+    /// Segments in the written file (a relocated heap is written as one).
+    pub segments_written: usize,
+    /// `oldBaseAddr` and `specialObjectsOop` of the written image.
+    pub old_base: u64,
+    pub special_objects_oop: u64,
+    pub data_size: u64,
+    /// Did the written image keep the 512-byte prefix of the source?
+    pub prefix: bool,
+    pub bytes_written: u64,
+    pub load_us: u64,
+    /// Foreground: until the image was synced and in place. Background:
+    /// from the fork until the child had done the same.
+    pub snapshot_us: u64,
+    /// Foreground only: writing, then syncing and renaming.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_us: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync_us: Option<u64>,
+    /// Background only: how long this process was held.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pause_us: Option<u64>,
+}
+
+/// The options for writing `heap`, loaded from `image`: keep the prefix of a
+/// single file and record the header values given on the command line.
+pub fn options(args: &SnapshotArgs, image: &Image, heap: &LoadedHeap) -> Result<SnapshotOptions> {
+    let prefix = match image {
+        Image::File(src) => read_prefix(src, heap.header())?,
+        _ => None,
+    };
+    Ok(SnapshotOptions {
+        prefix,
+        overrides: HeaderOverrides {
+            eden_bytes: args.eden_bytes,
+            num_stack_pages: args.stack_pages,
+            max_ext_sem_table: args.ext_sem_table,
+            ..Default::default()
+        },
+    })
+}
+
+pub fn run(args: &SnapshotArgs, json: bool) -> Result<Outcome> {
+    let image = Image::open(Some(&args.image))?;
+    let t0 = Instant::now();
+    let heap = image.load(&LoadOptions {
+        placement: args.place.request(),
+        ..Default::default()
+    })?;
+    let load_us = t0.elapsed().as_micros() as u64;
+    let opts = options(args, &image, &heap)?;
+    let out = &args.out;
+    let (header, segments, bytes, timing) = if args.background {
+        let job = snapshot_in_background(&heap, out, &opts)
+            .with_context(|| format!("snapshot to {}", out.display()))?;
+        let pause_us = job.pause().as_micros() as u64;
+        let bar = progress::bar(job.file_len(), json, "writing (child)");
+        let context = || format!("snapshot to {}", out.display());
+        let r = if bar.is_hidden() {
+            job.wait().with_context(context)?
+        } else {
+            // The child's progress is the size of the file it writes.
+            let mut job = job;
+            loop {
+                if let Some(r) = job.try_wait().with_context(context)? {
+                    break r;
+                }
+                if let Ok(m) = std::fs::metadata(job.temp_path()) {
+                    bar.set_position(m.len());
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        };
+        bar.finish_and_clear();
+        (
+            r.header,
+            r.segments,
+            r.bytes_written,
+            Timing::Background {
+                pause_us,
+                child_us: r.child_us,
+            },
+        )
+    } else {
+        let total = SnapshotPlan::new(&heap, &opts)?.file_len();
+        let bar = progress::bar(total, json, "writing");
+        let r = snapshot_to_path(&heap, out, &opts, &mut |done| bar.set_position(done))
+            .with_context(|| format!("snapshot to {}", out.display()))?;
+        bar.finish_and_clear();
+        (
+            r.header,
+            r.segments,
+            r.bytes_written,
+            Timing::Foreground {
+                write_us: r.write_us,
+                sync_us: r.sync_us,
+                total_us: r.total_us,
+            },
+        )
+    };
+    let (snapshot_us, write_us, sync_us, pause_us) = match timing {
+        Timing::Foreground {
+            write_us,
+            sync_us,
+            total_us,
+        } => (total_us, Some(write_us), Some(sync_us), None),
+        Timing::Background { pause_us, child_us } => (child_us, None, None, Some(pause_us)),
+    };
+    let j = SnapshotJson {
+        path: out.display().to_string(),
+        format: header.format,
+        placement: heap.placement().name(),
+        swizzled: heap.swizzled(),
+        heap_bytes: heap.heap_bytes(),
+        segments_written: segments,
+        old_base: header.old_base.0,
+        special_objects_oop: header.special_objects_oop.0,
+        data_size: header.data_size,
+        prefix: header.prefix_bytes > 0,
+        bytes_written: bytes,
+        load_us,
+        snapshot_us,
+        write_us,
+        sync_us,
+        pause_us,
+    };
+    emit(json, &j, || text(&j, &args.image))?;
+    Ok(Outcome::Ok)
+}
+
+enum Timing {
+    Foreground {
+        write_us: u64,
+        sync_us: u64,
+        total_us: u64,
+    },
+    Background {
+        pause_us: u64,
+        child_us: u64,
+    },
+}
+
+fn text(j: &SnapshotJson, image: &Path) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "loaded {} ({} of heap, {}) in {} us",
+        image.display(),
+        human_bytes(j.heap_bytes),
+        placement_text(j.placement, j.swizzled),
+        j.load_us
+    );
+    let _ = writeln!(
+        s,
+        "wrote {}: format {}, {} in {} segment{}{}, nil at {:#x}, special objects at {:#x}",
+        j.path,
+        j.format,
+        human_bytes(j.bytes_written),
+        j.segments_written,
+        if j.segments_written == 1 { "" } else { "s" },
+        if j.prefix {
+            ", after a 512-byte prefix"
+        } else {
+            ""
+        },
+        j.old_base,
+        j.special_objects_oop
+    );
+    match (j.pause_us, j.write_us, j.sync_us) {
+        (Some(p), _, _) => {
+            let _ = writeln!(
+                s,
+                "background: paused this process {} us; the child finished after {} us",
+                p, j.snapshot_us
+            );
+        }
+        (None, Some(w), Some(y)) => {
+            let _ = writeln!(
+                s,
+                "snapshot: {} us (write {} us, sync and rename {} us)",
+                j.snapshot_us, w, y
+            );
+        }
+        _ => {}
+    }
+    s
+}

@@ -1,0 +1,405 @@
+//! `vm-loader snapshot` and `vm-loader bench` end to end: JSON shapes,
+//! byte-identical and relocated snapshots, OUT == IMAGE, and failures
+//! injected from outside: a file-size limit (`ulimit -f`) and SIGKILL in the
+//! middle of a write. After every failure the previous image is intact.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use spur_format::WordSize;
+use spur_synth::SynthSpec;
+
+const BIN: &str = env!("CARGO_BIN_EXE_vm-loader");
+
+fn vm_loader(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("running vm-loader")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn json(args: &[&str]) -> Value {
+    let out = vm_loader(args);
+    assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+    assert!(
+        out.stderr.is_empty(),
+        "{args:?}: stderr not empty: {}",
+        stderr(&out)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: not JSON: {e}"))
+}
+
+fn keys(v: &Value) -> Vec<&str> {
+    let mut k: Vec<_> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    k.sort_unstable();
+    k
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn synth(dir: &Path, name: &str, spec: &SynthSpec) -> PathBuf {
+    let p = dir.join(name);
+    spur_synth::write_image_file(spec, &p).unwrap();
+    p
+}
+
+fn small(word: WordSize) -> SynthSpec {
+    let mut sp = SynthSpec::new(word, 2 << 20);
+    sp.segments = 3;
+    sp.gap_bytes = 1 << 20;
+    sp.prefix = true;
+    sp
+}
+
+/// Snapshot temporary files left in `dir`.
+fn temps(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.contains(".snapshot-") && n.ends_with(".tmp"))
+        })
+        .collect()
+}
+
+/// One line on stderr starting `vm-loader: `, exit code 2, nothing on stdout.
+fn assert_clean_failure(out: &Output, needle: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(out.stdout.is_empty());
+    assert_eq!(err.lines().count(), 1, "not one line: {err:?}");
+    assert!(err.starts_with("vm-loader: "), "{err}");
+    assert!(err.contains(needle), "{err:?} does not say {needle:?}");
+}
+
+#[test]
+fn snapshot_writes_the_image_back_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    for word in [WordSize::W64, WordSize::W32] {
+        let img = synth(dir.path(), "in.image", &small(word));
+        let out = dir.path().join("out.image");
+        let j = json(&["--json", "snapshot", s(&img), s(&out)]);
+        assert_eq!(
+            keys(&j),
+            [
+                "bytes_written",
+                "data_size",
+                "format",
+                "heap_bytes",
+                "load_us",
+                "old_base",
+                "path",
+                "placement",
+                "prefix",
+                "segments_written",
+                "snapshot_us",
+                "special_objects_oop",
+                "swizzled",
+                "sync_us",
+                "write_us"
+            ]
+        );
+        assert_eq!(j["placement"], "old-base");
+        assert_eq!(j["segments_written"], 3);
+        assert_eq!(j["prefix"], true);
+        let original = std::fs::read(&img).unwrap();
+        assert_eq!(j["bytes_written"], original.len() as u64);
+        assert!(std::fs::read(&out).unwrap() == original, "{word:?}");
+
+        // The text form says where it went and how long it took.
+        let t = vm_loader(&["snapshot", s(&img), s(&out)]);
+        let text = String::from_utf8_lossy(&t.stdout);
+        assert!(
+            text.contains("in 3 segments") && text.contains("snapshot:"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn a_relocated_snapshot_loads_at_its_new_base_without_swizzling() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = synth(dir.path(), "in.image", &small(WordSize::W64));
+    let out = dir.path().join("moved.image");
+    let j = json(&[
+        "snapshot",
+        s(&img),
+        s(&out),
+        "--base",
+        "0x2345_0008",
+        "--json",
+    ]);
+    assert_eq!(j["placement"], "relocated");
+    assert_eq!(j["swizzled"], true);
+    assert_eq!(j["old_base"], 0x2345_0008u64);
+    assert_eq!(j["segments_written"], 1);
+    let info = json(&["info", s(&out), "--json"]);
+    assert_eq!(info["old_base"], 0x2345_0008u64);
+    let v = json(&["verify", s(&out), "--json"]);
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["placement"], "old-base");
+    assert_eq!(v["swizzled"], false);
+}
+
+#[test]
+fn a_background_snapshot_reports_the_pause_and_writes_the_same_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = synth(dir.path(), "in.image", &small(WordSize::W32));
+    let out = dir.path().join("bg.image");
+    let j = json(&["snapshot", s(&img), s(&out), "--background", "--json"]);
+    let k = keys(&j);
+    assert!(k.contains(&"pause_us") && !k.contains(&"write_us"), "{k:?}");
+    assert!(j["pause_us"].as_u64().unwrap() < 1_000_000);
+    assert!(j["snapshot_us"].as_u64().unwrap() > 0);
+    assert!(std::fs::read(&out).unwrap() == std::fs::read(&img).unwrap());
+    assert!(temps(dir.path()).is_empty());
+}
+
+#[test]
+fn the_output_may_be_the_image_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = synth(dir.path(), "self.image", &small(WordSize::W64));
+    let original = std::fs::read(&img).unwrap();
+    json(&["snapshot", s(&img), s(&img), "--json"]);
+    assert!(std::fs::read(&img).unwrap() == original);
+    json(&["snapshot", s(&img), s(&img), "--relocate", "--json"]);
+    let v = json(&["verify", s(&img), "--json"]);
+    assert_eq!(v["ok"], true);
+    assert_ne!(std::fs::read(&img).unwrap(), original);
+    assert!(temps(dir.path()).is_empty());
+}
+
+#[test]
+fn bad_input_and_unwritable_targets_are_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = synth(dir.path(), "in.image", &small(WordSize::W64));
+    let missing = dir.path().join("missing.image");
+    assert_clean_failure(
+        &vm_loader(&["snapshot", s(&missing), s(&dir.path().join("o"))]),
+        "No such file",
+    );
+    let nowhere = dir.path().join("no/such/folder/out.image");
+    assert_clean_failure(&vm_loader(&["snapshot", s(&img), s(&nowhere)]), "creating");
+    let taken = dir.path().join("taken");
+    std::fs::create_dir_all(taken.join("inside")).unwrap();
+    for bg in [false, true] {
+        let mut args = vec!["snapshot", s(&img), s(&taken)];
+        if bg {
+            args.push("--background");
+        }
+        assert_clean_failure(&vm_loader(&args), "directory");
+        assert!(temps(dir.path()).is_empty());
+    }
+}
+
+/// Runs `vm-loader args...` under `ulimit -f blocks` (512-byte blocks).
+fn under_file_size_limit(blocks: u64, args: &[&str]) -> Output {
+    Command::new("bash")
+        .arg("-c")
+        .arg(format!("ulimit -f {blocks}; exec \"$0\" \"$@\""))
+        .arg(BIN)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("running bash")
+}
+
+#[test]
+fn a_file_size_limit_fails_cleanly_and_leaves_the_previous_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = synth(dir.path(), "in.image", &small(WordSize::W64));
+    let before_img = std::fs::read(&img).unwrap();
+    // A previous image at the target: another builder image.
+    let out = synth(
+        dir.path(),
+        "out.image",
+        &SynthSpec::new(WordSize::W32, 256 << 10),
+    );
+    let before_out = std::fs::read(&out).unwrap();
+    // 1 MiB allowed, the image is 2 MiB: the limit strikes inside a segment;
+    // 1 block strikes inside the header.
+    for blocks in [1, 2048] {
+        for (target, before) in [(&out, &before_out), (&img, &before_img)] {
+            for bg in [false, true] {
+                let mut args = vec!["snapshot", s(&img), s(target)];
+                if bg {
+                    args.push("--background");
+                }
+                let o = under_file_size_limit(blocks, &args);
+                assert_clean_failure(&o, "File too large");
+                assert!(
+                    std::fs::read(target).unwrap() == *before,
+                    "{args:?} under ulimit -f {blocks} changed the target"
+                );
+                assert_eq!(temps(dir.path()), Vec::<PathBuf>::new(), "{args:?}");
+            }
+        }
+    }
+    // With room enough, the same command works.
+    let o = under_file_size_limit(1 << 20, &["snapshot", s(&img), s(&out)]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(std::fs::read(&out).unwrap() == before_img);
+}
+
+#[test]
+fn a_writer_killed_mid_write_leaves_the_previous_image_and_its_file_is_removed_next_time() {
+    let dir = tempfile::tempdir().unwrap();
+    // Big enough that a write takes a while: 64 MiB.
+    let img = synth(
+        dir.path(),
+        "big.image",
+        &SynthSpec::new(WordSize::W64, 64 << 20),
+    );
+    let out = synth(
+        dir.path(),
+        "out.image",
+        &SynthSpec::new(WordSize::W64, 256 << 10),
+    );
+    let before = std::fs::read(&out).unwrap();
+    let mut killed_mid_write = false;
+    for _attempt in 0..10 {
+        let mut child = Command::new(BIN)
+            .args(["snapshot", s(&img), s(&out)])
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let t = Instant::now();
+        // Wait until the temporary file holds some, but not all, of the image.
+        let mut mid = false;
+        while t.elapsed() < Duration::from_secs(30) {
+            if let Some(tmp) = temps(dir.path()).first() {
+                let len = std::fs::metadata(tmp).map(|m| m.len()).unwrap_or(0);
+                if len > 0 && len < (60 << 20) {
+                    mid = true;
+                    break;
+                }
+            }
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        child.kill().ok();
+        let status = child.wait().unwrap();
+        if std::fs::read(&out).unwrap() != before {
+            // The write finished before the kill: put the old image back, retry.
+            std::fs::write(&out, &before).unwrap();
+            for t in temps(dir.path()) {
+                std::fs::remove_file(t).unwrap();
+            }
+            continue;
+        }
+        if mid && status.code().is_none() {
+            killed_mid_write = true;
+            break;
+        }
+        for t in temps(dir.path()) {
+            std::fs::remove_file(t).unwrap();
+        }
+    }
+    assert!(
+        killed_mid_write,
+        "never caught the writer in the middle of a write"
+    );
+    // The previous image is intact; what remains is the temporary file.
+    assert!(std::fs::read(&out).unwrap() == before);
+    let left = temps(dir.path());
+    assert_eq!(left.len(), 1, "{left:?}");
+    // The next snapshot to the same target removes it (its process is gone).
+    let small_img = synth(dir.path(), "small.image", &small(WordSize::W64));
+    json(&["snapshot", s(&small_img), s(&out), "--json"]);
+    assert!(temps(dir.path()).is_empty());
+    assert!(std::fs::read(&out).unwrap() == std::fs::read(&small_img).unwrap());
+}
+
+#[test]
+fn bench_reports_medians_against_the_baselines_and_draws_the_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = synth(dir.path(), "b.image", &small(WordSize::W32));
+    let plot = dir.path().join("plot.svg");
+    let scratch = dir.path().join("scratch");
+    let j = json(&[
+        "bench",
+        s(&img),
+        "--synth",
+        "1,2",
+        "--runs",
+        "2",
+        "--plot",
+        s(&plot),
+        "--dir",
+        s(&scratch),
+        "--json",
+    ]);
+    assert_eq!(j["runs"], 2);
+    let images = j["images"].as_array().unwrap();
+    assert_eq!(images.len(), 3);
+    for im in images {
+        let k = keys(im);
+        for want in [
+            "heap_bytes",
+            "load_us",
+            "snapshot_us",
+            "background_pause_us",
+            "raw_read_us",
+            "raw_write_us",
+            "load_vs_snapshot",
+        ] {
+            assert!(k.contains(&want), "{want} missing from {k:?}");
+        }
+        assert!(im["heap_bytes"].as_u64().unwrap() >= 1 << 20);
+        assert!(im["snapshot_us"].as_u64().unwrap() > 0);
+        let r = im["load_vs_snapshot"].as_f64().unwrap();
+        let expect = im["load_us"].as_f64().unwrap() / im["snapshot_us"].as_f64().unwrap();
+        assert!((r - expect).abs() < 0.01, "{r} vs {expect}");
+    }
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.starts_with("<svg") && svg.matches("<polyline").count() >= 2);
+    assert!(svg.contains("load") && svg.contains("snapshot"));
+    // Nothing is left in the scratch folder but the builder's images.
+    let mut left: Vec<_> = std::fs::read_dir(&scratch)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["synth-1mib-64.image", "synth-2mib-64.image"]);
+}
+
+#[test]
+fn a_composed_folder_is_written_as_a_single_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("composed");
+    let out = vm_loader(&[
+        "synth",
+        s(&folder),
+        "--heap-kib",
+        "768",
+        "--segments",
+        "2",
+        "--composed",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let single = dir.path().join("single.image");
+    let j = json(&["snapshot", s(&folder), s(&single), "--json"]);
+    assert_eq!(j["segments_written"], 2);
+    assert_eq!(j["prefix"], false);
+    let v = json(&["verify", s(&single), "--json"]);
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["placement"], "old-base");
+}
