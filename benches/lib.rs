@@ -41,7 +41,8 @@ pub fn bench_composed(mib: u64) -> PathBuf {
     if !dir.join("header.ston").is_file() {
         let heap = spur_loader::load_path(&single, &spur_loader::LoadOptions::default())
             .expect("load bench image");
-        spur_loader::write_composed(&heap, &dir).expect("write composed bench image");
+        spur_loader::write_composed(&heap, &dir, &Default::default())
+            .expect("write composed bench image");
     }
     dir
 }

@@ -26,7 +26,7 @@ fn multi_segment(word: WordSize) -> SynthSpec {
 fn round_trip(image: &Path, folder: &Path) {
     let single = load_path(image, &LoadOptions::default()).unwrap();
     assert_eq!(single.placement(), Placement::OldBase);
-    let written = write_composed(&single, folder).unwrap();
+    let written = write_composed(&single, folder, &Default::default()).unwrap();
     assert_eq!(written.segments.len(), single.segments().len());
     let objects = verify(&single).objects;
     drop(single);
@@ -96,7 +96,7 @@ fn the_folder_has_the_files_fields_and_order_the_pharo_vm_writes() {
     let image = synth(dir.path(), "m.image", &multi_segment(WordSize::W64));
     let heap = load_path(&image, &LoadOptions::default()).unwrap();
     let folder = dir.path().join("m");
-    write_composed(&heap, &folder).unwrap();
+    write_composed(&heap, &folder, &Default::default()).unwrap();
     let mut names: Vec<String> = std::fs::read_dir(&folder)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -126,8 +126,13 @@ fn the_folder_has_the_files_fields_and_order_the_pharo_vm_writes() {
         header.ends_with("\n}"),
         "no newline after the closing brace"
     );
+    // The builder saves a window size (1024x768), as Squeak and older Pharo
+    // images do: it follows the Pharo VM's fields; images without one (all
+    // that the Pharo VM writes) get exactly the Pharo VM's list.
+    assert_ne!(heap.header().saved_window_size, 0);
+    assert_eq!(fields.last(), Some(&"savedWindowSize"));
     assert_eq!(
-        fields,
+        fields[..fields.len() - 1],
         [
             "dataSize",
             "hdrOldSpaceSize",
@@ -175,8 +180,18 @@ fn writing_over_an_existing_folder_swaps_it_whole() {
     );
     let b = synth(dir.path(), "b.image", &multi_segment(WordSize::W64));
     let folder = dir.path().join("img");
-    write_composed(&load_path(&b, &LoadOptions::default()).unwrap(), &folder).unwrap();
-    write_composed(&load_path(&a, &LoadOptions::default()).unwrap(), &folder).unwrap();
+    write_composed(
+        &load_path(&b, &LoadOptions::default()).unwrap(),
+        &folder,
+        &Default::default(),
+    )
+    .unwrap();
+    write_composed(
+        &load_path(&a, &LoadOptions::default()).unwrap(),
+        &folder,
+        &Default::default(),
+    )
+    .unwrap();
     // The three-segment image is gone whole, not mixed with the new one.
     assert!(!folder.join("seg1.data").exists());
     let leftovers: Vec<_> = std::fs::read_dir(dir.path())
@@ -195,7 +210,7 @@ fn bad_folders_are_refused_with_a_clear_error() {
     let image = synth(dir.path(), "m.image", &multi_segment(WordSize::W64));
     let heap = load_path(&image, &LoadOptions::default()).unwrap();
     let good = dir.path().join("good");
-    write_composed(&heap, &good).unwrap();
+    write_composed(&heap, &good, &Default::default()).unwrap();
     drop(heap);
     let copy = |name: &str| {
         let d = dir.path().join(name);
@@ -294,7 +309,7 @@ fn perm_space_lands_at_its_own_address_and_never_moves() {
     let objects = verify(&single).objects;
     let nil = single.nil().0;
     let folder = dir.path().join("p");
-    write_composed(&single, &folder).unwrap();
+    write_composed(&single, &folder, &Default::default()).unwrap();
     drop(single);
 
     // Perm space: one Array [nil, true, 5] at Pharo's perm base.
@@ -371,7 +386,7 @@ fn perm_space_lands_at_its_own_address_and_never_moves() {
 
     // Written back, perm space comes along.
     let again = dir.path().join("p2");
-    write_composed(&moved, &again).unwrap();
+    write_composed(&moved, &again, &Default::default()).unwrap();
     drop(moved);
     assert_eq!(
         std::fs::read(again.join("permSpace.data")).unwrap().len(),
@@ -380,4 +395,82 @@ fn perm_space_lands_at_its_own_address_and_never_moves() {
     let back = load_path(&again, &LoadOptions::default()).unwrap();
     assert!(verify(&back).ok());
     assert_eq!(back.nil().0, new_nil);
+}
+
+/// Converts `image` to a folder and back to a single file through the
+/// library, and returns the bytes written back.
+fn single_to_composed_and_back(image: &Path, dir: &Path) -> Vec<u8> {
+    let folder = dir.join("c");
+    let heap = load_path(image, &LoadOptions::default()).unwrap();
+    write_composed(&heap, &folder, &Default::default()).unwrap();
+    drop(heap);
+    let back = dir.join("back.image");
+    let heap = load_path(&folder, &LoadOptions::default()).unwrap();
+    assert!(!heap.swizzled());
+    spur_loader::snapshot_to_path(&heap, &back, &Default::default(), &mut |_| {}).unwrap();
+    std::fs::read(back).unwrap()
+}
+
+#[test]
+fn every_corpus_image_converts_to_composed_and_back_byte_identical() {
+    let Some(corpus) = corpus_dir() else { return };
+    let _lock = address_space();
+    for img in CORPUS {
+        let dir = tempfile::tempdir().unwrap();
+        let original = std::fs::read(corpus.join(img.file)).unwrap();
+        let back = single_to_composed_and_back(&corpus.join(img.file), dir.path());
+        assert!(back.len() <= original.len(), "{}", img.file);
+        assert!(
+            back == original[..back.len()],
+            "{}: the file written back differs",
+            img.file
+        );
+    }
+}
+
+#[test]
+fn builder_images_convert_to_composed_and_back_byte_identical() {
+    let _lock = address_space();
+    for word in [WordSize::W64, WordSize::W32] {
+        let dir = tempfile::tempdir().unwrap();
+        let image = synth(dir.path(), "m.image", &multi_segment(word));
+        let original = std::fs::read(&image).unwrap();
+        assert_eq!(single_to_composed_and_back(&image, dir.path()), original);
+    }
+}
+
+#[test]
+fn the_composed_form_launches_to_the_same_resume_point() {
+    let _lock = address_space();
+    let dir = tempfile::tempdir().unwrap();
+    let mut images = vec![synth(dir.path(), "m.image", &multi_segment(WordSize::W64))];
+    if let Some(corpus) = corpus_dir() {
+        images.extend(CORPUS.iter().map(|i| corpus.join(i.file)));
+    }
+    for (n, image) in images.iter().enumerate() {
+        let folder = dir.path().join(format!("f{n}"));
+        let resume = |heap| {
+            let rt = spur_runtime::Runtime::wire(heap, &Default::default()).unwrap();
+            let r = rt.resume_point();
+            (
+                r.method_class_name.clone(),
+                r.selector_name.clone(),
+                r.pc,
+                r.context.0,
+            )
+        };
+        let single = load_path(image, &LoadOptions::default()).unwrap();
+        write_composed(&single, &folder, &Default::default()).unwrap();
+        let a = resume(single);
+        let b = resume(load_path(&folder, &LoadOptions::default()).unwrap());
+        assert_eq!(a, b, "{}", image.display());
+        // And relocated: the same method and pc, the context moved.
+        let opts = LoadOptions {
+            placement: PlacementRequest::Relocate,
+            ..Default::default()
+        };
+        let c = resume(load_path(&folder, &opts).unwrap());
+        assert_eq!((&a.0, &a.1, a.2), (&c.0, &c.1, c.2));
+        assert_ne!(a.3, c.3);
+    }
 }

@@ -36,6 +36,28 @@ pub enum Command {
     Snapshot(SnapshotArgs),
     /// Measure load and snapshot times against reading and writing the same bytes.
     Bench(BenchArgs),
+    /// Rewrite an image in the other format: a single file or a composed folder.
+    Convert(ConvertArgs),
+}
+
+/// The two ways an image can be stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ImageFormat {
+    /// One file: header, then the segments back to back.
+    Single,
+    /// Pharo's composed format: a folder of .ston and .data files.
+    Composed,
+}
+
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// The image to read: a single file or a composed folder.
+    pub input: PathBuf,
+    /// Where to write (replaced only once the new image is complete).
+    pub out: PathBuf,
+    /// The format to write.
+    #[arg(long, value_enum)]
+    pub to: ImageFormat,
 }
 
 #[derive(Debug, Args)]
@@ -59,6 +81,9 @@ pub struct SnapshotArgs {
     /// External semaphore table size to record (default: as read).
     #[arg(long, value_name = "N")]
     pub ext_sem_table: Option<u16>,
+    /// The format to write (default: the input's).
+    #[arg(long, value_enum)]
+    pub format: Option<ImageFormat>,
 }
 
 #[derive(Debug, Args)]
@@ -119,7 +144,7 @@ pub struct LaunchArgs {
 }
 
 /// Where to put the heap.
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct PlaceArgs {
     /// Put nil at exactly this address (hex with 0x, or decimal), coalescing
     /// the segments and swizzling.

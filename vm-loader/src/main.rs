@@ -62,6 +62,7 @@ fn main() -> ExitCode {
         Command::Stats(a) => stats::run(a, cli.json),
         Command::Snapshot(a) => snapshot::run(a, cli.json),
         Command::Bench(a) => bench::run(a, cli.json),
+        Command::Convert(a) => snapshot::convert(a, cli.json),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

@@ -12,7 +12,7 @@ use spur_loader::{
     SnapshotOptions, SnapshotPlan,
 };
 
-use crate::cli::SnapshotArgs;
+use crate::cli::{ConvertArgs, ImageFormat, PlaceArgs, SnapshotArgs};
 use crate::image::Image;
 use crate::load::placement_text;
 use crate::out::{emit, human_bytes};
@@ -79,7 +79,31 @@ pub fn run(args: &SnapshotArgs, json: bool) -> Result<Outcome> {
     let load_us = t0.elapsed().as_micros() as u64;
     let opts = options(args, &image, &heap)?;
     let out = &args.out;
-    let (header, segments, bytes, timing) = if args.background {
+    let input_format = match image {
+        Image::Folder(_) => ImageFormat::Composed,
+        _ => ImageFormat::Single,
+    };
+    let (header, segments, bytes, timing) = if args.format.unwrap_or(input_format)
+        == ImageFormat::Composed
+    {
+        if args.background {
+            anyhow::bail!("--background writes single files only; a composed folder is written in the foreground");
+        }
+        let t = Instant::now();
+        let w = spur_loader::write_composed(&heap, out, &opts.overrides)
+            .with_context(|| format!("snapshot to {}", out.display()))?;
+        let total_us = t.elapsed().as_micros() as u64;
+        (
+            w.header,
+            w.segments.len(),
+            w.bytes_written,
+            Timing::Foreground {
+                write_us: total_us,
+                sync_us: 0,
+                total_us,
+            },
+        )
+    } else if args.background {
         let job = snapshot_in_background(&heap, out, &opts)
             .with_context(|| format!("snapshot to {}", out.display()))?;
         let pause_us = job.pause().as_micros() as u64;
@@ -155,6 +179,22 @@ pub fn run(args: &SnapshotArgs, json: bool) -> Result<Outcome> {
     };
     emit(json, &j, || text(&j, &args.image))?;
     Ok(Outcome::Ok)
+}
+
+/// `vm-loader convert`: load (at the old addresses when free) and write the
+/// heap back in the other format.
+pub fn convert(args: &ConvertArgs, json: bool) -> Result<Outcome> {
+    let snap = SnapshotArgs {
+        image: args.input.clone(),
+        out: args.out.clone(),
+        place: PlaceArgs::default(),
+        background: false,
+        eden_bytes: None,
+        stack_pages: None,
+        ext_sem_table: None,
+        format: Some(args.to),
+    };
+    run(&snap, json)
 }
 
 enum Timing {

@@ -92,7 +92,7 @@ fn write_composed(spec: &SynthSpec, out: &Path) -> Result<SynthReport> {
         if let Some(why) = heap.fallback_reason() {
             anyhow::bail!("cannot place the new image at its own addresses: {why}");
         }
-        spur_loader::write_composed(&heap, out)?;
+        spur_loader::write_composed(&heap, out, &Default::default())?;
         Ok(report)
     });
     let _ = std::fs::remove_file(&single);

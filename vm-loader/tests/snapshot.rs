@@ -403,3 +403,102 @@ fn a_composed_folder_is_written_as_a_single_file() {
     assert_eq!(v["ok"], true);
     assert_eq!(v["placement"], "old-base");
 }
+
+#[test]
+fn convert_goes_to_composed_and_back_to_the_same_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("a.image");
+    let st = std::process::Command::new(env!("CARGO_BIN_EXE_vm-loader"))
+        .args([
+            "synth",
+            image.to_str().unwrap(),
+            "--heap-kib",
+            "768",
+            "--segments",
+            "2",
+            "--gap-mib",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(st.status.success());
+    let folder = dir.path().join("a.composed");
+    let back = dir.path().join("b.image");
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_vm-loader"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let j = run(&[
+        "convert",
+        image.to_str().unwrap(),
+        folder.to_str().unwrap(),
+        "--to",
+        "composed",
+        "--json",
+    ]);
+    assert_eq!(j["segments_written"], 2);
+    assert!(folder.join("header.ston").is_file() && folder.join("seg1.data").is_file());
+    let l = run(&["load", folder.to_str().unwrap(), "--json"]);
+    assert_eq!(l["swizzled"], false);
+    assert!(l["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["mapped"] == true));
+    run(&[
+        "convert",
+        folder.to_str().unwrap(),
+        back.to_str().unwrap(),
+        "--to",
+        "single",
+        "--json",
+    ]);
+    assert_eq!(
+        std::fs::read(&image).unwrap(),
+        std::fs::read(&back).unwrap()
+    );
+    // snapshot keeps the input's format unless asked.
+    let again = dir.path().join("again");
+    run(&[
+        "snapshot",
+        folder.to_str().unwrap(),
+        again.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(again.join("header.ston").is_file());
+    let single = dir.path().join("s.image");
+    run(&[
+        "snapshot",
+        folder.to_str().unwrap(),
+        single.to_str().unwrap(),
+        "--format",
+        "single",
+        "--json",
+    ]);
+    assert_eq!(
+        std::fs::read(&image).unwrap(),
+        std::fs::read(&single).unwrap()
+    );
+    // Background snapshots write single files only.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_vm-loader"))
+        .args([
+            "snapshot",
+            image.to_str().unwrap(),
+            again.to_str().unwrap(),
+            "--format",
+            "composed",
+            "--background",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("single files only"));
+}

@@ -11,9 +11,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use spur_format::write::composed::{header_ston, segment_ston};
-use spur_format::{ImageHeader, OldAddr};
+use spur_format::write::header::HeaderOverrides;
+use spur_format::write::segment::FileLayout;
+use spur_format::ImageHeader;
 
 use crate::heap::LoadedHeap;
+use crate::snapshot::memory_runs;
 
 /// What was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +25,8 @@ pub struct ComposedWritten {
     /// `(start, size)` of each segment written, at its current address.
     pub segments: Vec<(u64, u64)>,
     pub bytes_written: u64,
+    /// The header written to `header.ston`.
+    pub header: ImageHeader,
 }
 
 /// Errors writing a composed folder. The target is untouched after any of them.
@@ -43,42 +48,34 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {
     }
 }
 
-/// The memory ranges to write: each segment with its own bridge, or the
-/// coalesced range as one segment.
-pub(crate) fn written_segments(heap: &LoadedHeap) -> Vec<(u64, u64)> {
-    let mut out: Vec<(u64, u64)> = Vec::new();
-    let mut run_start: Option<u64> = None;
-    for s in heap.segments() {
-        let start = run_start.unwrap_or(s.new_start.0);
-        if s.own_bridge {
-            out.push((start, s.new_start.0 + s.size - start));
-            run_start = None;
-        } else {
-            run_start = Some(start);
-        }
-    }
-    out
-}
-
-/// The header a snapshot of `heap` carries (§7): the live base and special
-/// objects oop, sizes of what is written, everything else as loaded.
-pub(crate) fn snapshot_header(heap: &LoadedHeap, segments: &[(u64, u64)]) -> ImageHeader {
-    let mut h = heap.header().clone();
-    h.old_base = OldAddr(heap.nil().0);
-    h.special_objects_oop = OldAddr(heap.special_objects().0);
-    h.data_size = segments.iter().map(|s| s.1).sum();
-    h.first_segment_size = segments.first().map_or(0, |s| s.1);
-    h.prefix_bytes = 0;
-    h
-}
-
 /// Writes `heap` as a composed image at `out` (a folder). The folder is
 /// built beside `out` under a temporary name, synced, and then swapped in
 /// with one rename (an atomic exchange when `out` already exists), so `out`
 /// is at every moment either the old image or the new one, whole.
-pub fn write_composed(heap: &LoadedHeap, out: &Path) -> Result<ComposedWritten, WriteError> {
-    let segments = written_segments(heap);
-    let header = snapshot_header(heap, &segments);
+pub fn write_composed(
+    heap: &LoadedHeap,
+    out: &Path,
+    overrides: &HeaderOverrides,
+) -> Result<ComposedWritten, WriteError> {
+    let runs = memory_runs(heap).map_err(|e| WriteError::Target {
+        path: out.display().to_string(),
+        why: e.to_string(),
+    })?;
+    let layout = FileLayout::plan(heap.word(), runs.iter().map(|r| (r.0, r.1))).map_err(|e| {
+        WriteError::Target {
+            path: out.display().to_string(),
+            why: e.to_string(),
+        }
+    })?;
+    let header =
+        heap.header()
+            .for_snapshot(&layout, heap.special_objects().as_saved(), 0, overrides);
+    // Only non-empty segments are written, as the VMs do (§2.2).
+    let segments: Vec<(u64, &[u8])> = layout
+        .segments
+        .iter()
+        .map(|p| (runs[p.index].0 .0, runs[p.index].2))
+        .collect();
     let parent = out
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -105,8 +102,9 @@ pub fn write_composed(heap: &LoadedHeap, out: &Path) -> Result<ComposedWritten, 
     let bytes_written = result?;
     Ok(ComposedWritten {
         path: out.to_path_buf(),
-        segments,
+        segments: segments.iter().map(|s| (s.0, s.1.len() as u64)).collect(),
         bytes_written,
+        header,
     })
 }
 
@@ -123,7 +121,7 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
 fn build(
     heap: &LoadedHeap,
     header: &ImageHeader,
-    segments: &[(u64, u64)],
+    segments: &[(u64, &[u8])],
     dir: &Path,
 ) -> Result<u64, WriteError> {
     fs::create_dir(dir).map_err(io_err(dir))?;
@@ -141,15 +139,13 @@ fn build(
         write_file(&dir.join("permSpace.data"), bytes)?;
     }
     let mut total = 0;
-    for (i, &(start, size)) in segments.iter().enumerate() {
+    for (i, &(start, bytes)) in segments.iter().enumerate() {
+        let size = bytes.len() as u64;
         write_file(
             &dir.join(format!("seg{i}.ston")),
             segment_ston(start, size).as_bytes(),
         )?;
-        write_file(
-            &dir.join(format!("seg{i}.data")),
-            heap.bytes_at(start, size),
-        )?;
+        write_file(&dir.join(format!("seg{i}.data")), bytes)?;
         total += size;
     }
     File::open(dir)

@@ -170,19 +170,6 @@ impl LoadedHeap {
         &self.regions[s.region].bytes()[s.offset..s.offset + s.size as usize]
     }
 
-    /// The `len` bytes of memory from address `start`, which must lie within
-    /// one reservation of the heap (a segment, or a coalesced run of them).
-    pub fn bytes_at(&self, start: u64, len: u64) -> &[u8] {
-        let s = self
-            .segments
-            .iter()
-            .rev()
-            .find(|s| s.new_start.0 <= start)
-            .expect("an address inside the heap");
-        let off = s.offset + (start - s.new_start.0) as usize;
-        &self.regions[s.region].bytes()[off..off + len as usize]
-    }
-
     /// The segment whose objects contain `a`.
     #[inline]
     pub fn segment_of(&self, a: NewAddr) -> Option<usize> {

@@ -126,6 +126,44 @@ pub fn read_prefix<S: ImageSource + ?Sized>(
     Ok(Some(p))
 }
 
+/// A range of memory written as one segment: its address as the file will
+/// record it, its size, and its bytes.
+pub(crate) type MemoryRun<'h> = (spur_format::OldAddr, u64, &'h [u8]);
+
+/// The ranges of memory a snapshot writes, one per written segment: its
+/// address, its size and its bytes (the in-memory bridge included). Runs of
+/// segments that were coalesced at load (each but the last overwritten at
+/// its end by the next) are one range of memory and are written as one
+/// segment.
+pub(crate) fn memory_runs(heap: &LoadedHeap) -> Result<Vec<MemoryRun<'_>>, SnapshotError> {
+    let segs = heap.segments();
+    let mut ranges = Vec::new();
+    let mut first = 0;
+    for (i, s) in segs.iter().enumerate() {
+        if !s.own_bridge && i + 1 < segs.len() {
+            let next = &segs[i + 1];
+            if next.region != s.region || next.offset != s.offset + (s.size - BRIDGE_BYTES) as usize
+            {
+                return Err(SnapshotError::NotContiguous {
+                    first: i,
+                    last: i + 1,
+                });
+            }
+            continue;
+        }
+        let f = &segs[first];
+        let size = s.new_start.0 + s.size - f.new_start.0;
+        let region = heap.regions[f.region].bytes();
+        ranges.push((
+            f.new_start.as_saved(),
+            size,
+            &region[f.offset..f.offset + size as usize],
+        ));
+        first = i + 1;
+    }
+    Ok(ranges)
+}
+
 /// What a snapshot of one heap writes: the prefix and header bytes, and per
 /// segment the memory to copy and the 16 bridge bytes that end it.
 #[derive(Debug)]
@@ -150,34 +188,17 @@ impl<'h> SnapshotPlan<'h> {
         if let Some(perm) = heap.perm_space().filter(|p| p.size > 0) {
             return Err(SnapshotError::PermSpace { bytes: perm.size });
         }
-        // Runs of segments that were coalesced at load (each but the last
-        // overwritten at its end by the next) are one range of memory and
-        // are written as one segment.
-        let segs = heap.segments();
-        let mut ranges: Vec<(spur_format::OldAddr, u64, &'h [u8])> = Vec::new();
-        let mut first = 0;
-        for (i, s) in segs.iter().enumerate() {
-            if !s.own_bridge && i + 1 < segs.len() {
-                let next = &segs[i + 1];
-                if next.region != s.region
-                    || next.offset != s.offset + (s.size - BRIDGE_BYTES) as usize
-                {
-                    return Err(SnapshotError::NotContiguous {
-                        first: i,
-                        last: i + 1,
-                    });
-                }
-                continue;
-            }
-            let f = &segs[first];
-            let size = s.new_start.0 + s.size - f.new_start.0;
-            let region = heap.regions[f.region].bytes();
-            let bytes = &region[f.offset..f.offset + (size - BRIDGE_BYTES) as usize];
-            ranges.push((f.new_start.as_saved(), size, bytes));
-            first = i + 1;
-        }
+        let ranges = memory_runs(heap)?;
         let layout = FileLayout::plan(heap.word(), ranges.iter().map(|r| (r.0, r.1)))?;
-        let bodies = layout.segments.iter().map(|p| ranges[p.index].2).collect();
+        // The file form of each bridge is written from the layout, not memory.
+        let bodies = layout
+            .segments
+            .iter()
+            .map(|p| {
+                let b = ranges[p.index].2;
+                &b[..b.len() - BRIDGE_BYTES as usize]
+            })
+            .collect();
         let prefix_bytes = opts.prefix.as_ref().map_or(0, |p| p.len() as u64);
         let header = heap.header().for_snapshot(
             &layout,

@@ -155,7 +155,18 @@ impl ComposedSource {
         let read_ston = |name: &str| -> Result<ston::StonStruct, FolderError> {
             let p = dir.join(name);
             let text = std::fs::read_to_string(&p).map_err(|e| io(&p, e))?;
-            Ok(ston::parse(&text, name)?)
+            let parsed = ston::parse(&text, name)?;
+            let known: &[&str] = if name == "header.ston" {
+                &composed::HEADER_FIELDS
+            } else {
+                &composed::SEGMENT_FIELDS
+            };
+            for (field, value) in &parsed.fields {
+                if !known.contains(&field.as_str()) && field != composed::SAVED_WINDOW_SIZE_FIELD {
+                    tracing::debug!("{name}: unknown field {field} ({value}) ignored");
+                }
+            }
+            Ok(parsed)
         };
         let open_data = |name: &str, ston_name: &str, want: u64| -> Result<File, FolderError> {
             let p = dir.join(name);

@@ -36,6 +36,9 @@ pub const HEADER_FIELDS: [&str; 17] = [
     "imageHeaderSize",
     "imageVersion",
 ];
+/// An extra `header.ston` field this project writes after the Pharo VM's
+/// fields, only for images that carry a saved window size (§1.3 field 7).
+pub const SAVED_WINDOW_SIZE_FIELD: &str = "savedWindowSize";
 /// The fields of `segN.ston` and `permSpace.ston`.
 pub const SEGMENT_FIELDS: [&str; 2] = ["startAddress", "dataSize"];
 
@@ -201,7 +204,7 @@ pub fn header_from_ston(s: &StonStruct, perm_bytes: u64) -> Result<ImageHeader, 
         old_base: OldAddr(non_negative(s, file, "oldBaseAddr")?),
         special_objects_oop: OldAddr(non_negative(s, file, "initialSpecialObjectsOop")?),
         last_hash: non_negative(s, file, "hdrLastHash")?,
-        saved_window_size: 0,
+        saved_window_size: non_negative(s, file, SAVED_WINDOW_SIZE_FIELD)?,
         flags: non_negative(s, file, "headerFlags")?,
         extra_vm_memory: narrow(s, file, "extraVMMemory")?,
         num_stack_pages: narrow(s, file, "hdrNumStackPages")?,

@@ -1,7 +1,9 @@
 //! Writing the `.ston` files of a composed image (§6), with the struct
 //! names, field names and field order the Pharo VM writes.
 
-use crate::read::composed::{HEADER_FIELDS, HEADER_STRUCT, SEGMENT_FIELDS, SEGMENT_STRUCT};
+use crate::read::composed::{
+    HEADER_FIELDS, HEADER_STRUCT, SAVED_WINDOW_SIZE_FIELD, SEGMENT_FIELDS, SEGMENT_STRUCT,
+};
 use crate::read::header::ImageHeader;
 use crate::read::ston;
 
@@ -28,7 +30,14 @@ pub fn header_ston(header: &ImageHeader, perm_bytes: u64) -> String {
         header.header_size as i64,
         header.image_version as i64,
     ];
-    let fields: Vec<(&str, i64)> = HEADER_FIELDS.iter().copied().zip(values).collect();
+    let mut fields: Vec<(&str, i64)> = HEADER_FIELDS.iter().copied().zip(values).collect();
+    // The one field of a single-file header the Pharo VM's struct lacks (it
+    // writes 0 there since Pharo 9). Kept, after the others, only when an
+    // image carries one, so that a single file converted to a folder and
+    // back is the same file; readers skip fields they do not know.
+    if header.saved_window_size != 0 {
+        fields.push((SAVED_WINDOW_SIZE_FIELD, header.saved_window_size as i64));
+    }
     ston::write(HEADER_STRUCT, &fields)
 }
 
