@@ -49,6 +49,9 @@ pub struct ImageJson {
     pub heap_bytes: u64,
     pub file_bytes: u64,
     pub load_us: u64,
+    /// Growth of this process's resident memory over the load (median): the
+    /// whole heap for a single file, next to nothing for a mapped folder.
+    pub rss_after_load_bytes: u64,
     /// Written, synced and in place.
     pub snapshot_us: u64,
     /// The parts of `snapshot_us`: writing, then sync and rename.
@@ -98,6 +101,7 @@ struct Samples {
     raw_read: Vec<u64>,
     raw_write: Vec<u64>,
     raw_write_sync: Vec<u64>,
+    rss: Vec<u64>,
 }
 
 /// The median (the mean of the middle two for an even count).
@@ -140,9 +144,36 @@ fn us(t: Instant) -> u64 {
 /// the next large write fault its page cache back in from the host.
 fn remove(p: &Path) {
     let _ = std::fs::remove_file(p);
+    let _ = std::fs::remove_dir_all(p);
     if let Some(dir) = p.parent() {
         let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
     }
+}
+
+/// The bytes of an image: the file, or a composed folder's files one after
+/// the other (what a reader of the folder reads).
+fn read_image_bytes(path: &Path) -> std::io::Result<Vec<u8>> {
+    if !path.is_dir() {
+        return std::fs::read(path);
+    }
+    let mut names: Vec<_> = std::fs::read_dir(path)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    names.sort();
+    let mut all = Vec::new();
+    for n in names {
+        all.extend(std::fs::read(n)?);
+    }
+    Ok(all)
+}
+
+/// Resident memory of this process, in bytes.
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
 }
 
 /// Measures one image `runs` times.
@@ -154,7 +185,8 @@ fn measure(path: &Path, scratch: &Path, runs: usize) -> Result<ImageJson> {
     let mut file_bytes = 0;
     for run in 0..runs {
         let t = Instant::now();
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let bytes =
+            read_image_bytes(path).with_context(|| format!("reading {}", path.display()))?;
         s.raw_read.push(us(t));
         file_bytes = bytes.len() as u64;
 
@@ -170,14 +202,22 @@ fn measure(path: &Path, scratch: &Path, runs: usize) -> Result<ImageJson> {
         drop(bytes);
         remove(&raw);
 
+        let rss = resident_bytes();
         let t = Instant::now();
         let heap = spur_loader::load_path(path, &LoadOptions::default())?;
         s.load.push(us(t));
+        s.rss.push(resident_bytes().saturating_sub(rss));
         heap_bytes = heap.heap_bytes();
 
         // The two snapshots take turns at coming first after the load.
         for which in [run % 2, 1 - run % 2] {
-            if which == 0 {
+            if which == 0 && path.is_dir() {
+                // A folder is snapshotted as a folder (the default keeps the format).
+                let t = Instant::now();
+                spur_loader::write_composed(&heap, &out, &Default::default())
+                    .with_context(|| format!("snapshot to {}", out.display()))?;
+                s.snapshot.push(us(t));
+            } else if which == 0 {
                 let t = Instant::now();
                 let r = snapshot_to_path(&heap, &out, &SnapshotOptions::default(), &mut |_| {})
                     .with_context(|| format!("snapshot to {}", out.display()))?;
@@ -219,6 +259,7 @@ fn measure(path: &Path, scratch: &Path, runs: usize) -> Result<ImageJson> {
         heap_bytes,
         file_bytes,
         load_us: load,
+        rss_after_load_bytes: m(&s.rss),
         snapshot_us: snap,
         snapshot_write_us: m(&s.snapshot_write),
         snapshot_sync_us: m(&s.snapshot_sync),
@@ -367,6 +408,15 @@ fn text(j: &BenchJson) -> String {
             r.load_vs_snapshot,
             r.snapshot_vs_raw_write,
             r.snapshot_vs_raw_write_sync
+        );
+    }
+    for r in &j.images {
+        let _ = writeln!(
+            s,
+            "resident memory after loading {} ({} of heap): +{}",
+            r.path,
+            human_bytes(r.heap_bytes),
+            human_bytes(r.rss_after_load_bytes)
         );
     }
     if let Some(p) = &j.plot {

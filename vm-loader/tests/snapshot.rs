@@ -502,3 +502,38 @@ fn convert_goes_to_composed_and_back_to_the_same_file() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("single files only"));
 }
+
+#[test]
+fn bench_takes_a_composed_folder_and_reports_resident_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("f");
+    let st = std::process::Command::new(env!("CARGO_BIN_EXE_vm-loader"))
+        .args(["synth", s(&folder), "--heap-mib", "8", "--composed"])
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let scratch = dir.path().join("scratch");
+    let j = json(&[
+        "bench",
+        s(&folder),
+        "--runs",
+        "1",
+        "--dir",
+        s(&scratch),
+        "--json",
+    ]);
+    let im = &j["images"][0];
+    assert_eq!(im["heap_bytes"], 8 << 20);
+    assert!(im["file_bytes"].as_u64().unwrap() >= 8 << 20);
+    // Mapped, not read: the load leaves far less resident than the heap.
+    assert!(
+        im["rss_after_load_bytes"].as_u64().unwrap() < 4 << 20,
+        "{im}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&scratch).unwrap().flatten().collect();
+    assert!(left.is_empty(), "{left:?}");
+}
