@@ -537,3 +537,136 @@ fn bench_takes_a_composed_folder_and_reports_resident_memory() {
     let left: Vec<_> = std::fs::read_dir(&scratch).unwrap().flatten().collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// Every file of a folder, by name, with its bytes.
+fn folder_contents(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_composed_snapshot_that_fails_leaves_the_previous_folder_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = synth(
+        dir.path(),
+        "in.image",
+        &SynthSpec::new(WordSize::W64, 2 << 20),
+    );
+    let out = dir.path().join("out");
+    json(&[
+        "convert",
+        s(&synth(
+            dir.path(),
+            "old.image",
+            &SynthSpec::new(WordSize::W32, 256 << 10),
+        )),
+        s(&out),
+        "--to",
+        "composed",
+        "--json",
+    ]);
+    let before = folder_contents(&out);
+    // bash counts 1024-byte blocks: 1 block strikes inside seg0.data's first
+    // KiB, 1024 blocks (1 MiB) in the middle of the 2 MiB segment.
+    for blocks in [1, 1024] {
+        let o = under_file_size_limit(
+            blocks,
+            &["snapshot", s(&img), s(&out), "--format", "composed"],
+        );
+        assert_clean_failure(&o, "File too large");
+        assert!(
+            folder_contents(&out) == before,
+            "ulimit -f {blocks} changed the folder"
+        );
+        assert_eq!(temps(dir.path()), Vec::<PathBuf>::new());
+    }
+    let o = under_file_size_limit(
+        1 << 20,
+        &["snapshot", s(&img), s(&out), "--format", "composed"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(folder_contents(&out) != before);
+}
+
+#[test]
+fn a_composed_writer_killed_midway_leaves_the_previous_folder_and_its_temporary_is_removed_next_time(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let img = synth(
+        dir.path(),
+        "big.image",
+        &SynthSpec::new(WordSize::W64, 64 << 20),
+    );
+    let out = dir.path().join("out");
+    let old = synth(
+        dir.path(),
+        "old.image",
+        &SynthSpec::new(WordSize::W64, 256 << 10),
+    );
+    json(&["convert", s(&old), s(&out), "--to", "composed", "--json"]);
+    let before = folder_contents(&out);
+    let mut killed = false;
+    for _attempt in 0..10 {
+        let mut child = Command::new(BIN)
+            .args(["snapshot", s(&img), s(&out), "--format", "composed"])
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let t = Instant::now();
+        let mut mid = false;
+        while t.elapsed() < Duration::from_secs(30) {
+            if let Some(tmp) = temps(dir.path()).first() {
+                let len = std::fs::metadata(tmp.join("seg0.data"))
+                    .map(|m| m.len())
+                    .unwrap_or(0);
+                if len > 0 && len < (60 << 20) {
+                    mid = true;
+                    break;
+                }
+            }
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        child.kill().ok();
+        let status = child.wait().unwrap();
+        if folder_contents(&out) != before {
+            // Finished before the kill: put the old folder back and retry.
+            std::fs::remove_dir_all(&out).unwrap();
+            json(&["convert", s(&old), s(&out), "--to", "composed", "--json"]);
+            continue;
+        }
+        if mid && status.code().is_none() {
+            killed = true;
+            break;
+        }
+        for t in temps(dir.path()) {
+            std::fs::remove_dir_all(t).unwrap();
+        }
+    }
+    assert!(killed, "never caught the writer in the middle of a write");
+    assert!(folder_contents(&out) == before);
+    assert_eq!(temps(dir.path()).len(), 1);
+    json(&[
+        "snapshot",
+        s(&old),
+        s(&out),
+        "--format",
+        "composed",
+        "--json",
+    ]);
+    assert!(temps(dir.path()).is_empty());
+}

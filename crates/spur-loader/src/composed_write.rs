@@ -84,9 +84,12 @@ pub fn write_composed(
         path: out.display().to_string(),
         why: "it has no file name".into(),
     })?;
+    // Named like a single-file snapshot's temporary, so that the folder a
+    // killed writer leaves behind is removed by the next snapshot to `out`.
+    let _ = crate::snapshot::remove_stale_temps(out);
     let tmp = parent.join(format!(
-        ".{}.tmp-composed-{}",
-        name.to_string_lossy(),
+        "{}{}-composed.tmp",
+        crate::snapshot::temp_prefix(name),
         std::process::id()
     ));
     if tmp.exists() {

@@ -342,8 +342,9 @@ fn split_target(target: &Path) -> Result<(PathBuf, &std::ffi::OsStr), SnapshotEr
     Ok((dir, name))
 }
 
-/// The start of every temporary file name for `name`: `.NAME.snapshot-`.
-fn temp_prefix(name: &std::ffi::OsStr) -> String {
+/// The start of every temporary file (or composed folder) name for `name`:
+/// `.NAME.snapshot-`.
+pub(crate) fn temp_prefix(name: &std::ffi::OsStr) -> String {
     format!(".{}.snapshot-", name.to_string_lossy())
 }
 
@@ -387,7 +388,13 @@ pub fn remove_stale_temps(target: &Path) -> Result<Vec<PathBuf>, SnapshotError> 
         };
         if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
             let p = e.path();
-            if fs::remove_file(&p).is_ok() {
+            // A composed snapshot's temporary is a folder.
+            let gone = if p.is_dir() {
+                fs::remove_dir_all(&p).is_ok()
+            } else {
+                fs::remove_file(&p).is_ok()
+            };
+            if gone {
                 tracing::info!(path = %p.display(), "removed a stale snapshot temporary file");
                 removed.push(p);
             }
