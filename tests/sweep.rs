@@ -253,3 +253,283 @@ fn corpus_images_survive_every_mutation() {
         sweep(img.file, &image, budget);
     }
 }
+
+/// One way to damage a composed folder: a change to one of its files.
+#[derive(Debug, Clone)]
+enum FolderDamage {
+    /// Replace `field`'s value in a `.ston` file (or drop the field's line).
+    Field {
+        file: String,
+        field: String,
+        value: Option<i128>,
+    },
+    /// A line that is no field.
+    Garbage {
+        file: String,
+        line: &'static str,
+    },
+    Remove {
+        file: String,
+    },
+    /// Cut a file to `len` bytes, or grow it.
+    Resize {
+        file: String,
+        len: u64,
+    },
+    /// Flip one bit of a `.data` file.
+    Flip {
+        file: String,
+        offset: u64,
+        bit: u8,
+    },
+    /// A perm space beside old space, where and as large as it says.
+    Perm {
+        start: i128,
+        size: u64,
+    },
+}
+
+impl std::fmt::Display for FolderDamage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+/// `#field : value` pairs of a `.ston` file.
+fn ston_fields(text: &str) -> Vec<(String, i128)> {
+    text.lines()
+        .filter_map(|l| {
+            let (name, value) = l.trim().strip_prefix('#')?.split_once(':')?;
+            let value = value.trim().trim_end_matches(',').parse().ok()?;
+            Some((name.trim().to_string(), value))
+        })
+        .collect()
+}
+
+fn folder_damages(folder: &std::path::Path) -> Vec<FolderDamage> {
+    let mut out = Vec::new();
+    let mut names: Vec<String> = std::fs::read_dir(folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for file in &names {
+        out.push(FolderDamage::Remove { file: file.clone() });
+        out.push(FolderDamage::Resize {
+            file: file.clone(),
+            len: 0,
+        });
+        let path = folder.join(file);
+        if file.ends_with(".ston") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (field, v) in ston_fields(&text) {
+                out.push(FolderDamage::Field {
+                    file: file.clone(),
+                    field: field.clone(),
+                    value: None,
+                });
+                for value in [
+                    0,
+                    -1,
+                    -8,
+                    8,
+                    32,
+                    v + 8,
+                    v - 8,
+                    v + 4096,
+                    v * 2,
+                    1 << 40,
+                    1 << 47,
+                    i64::MAX as i128,
+                    i64::MIN as i128,
+                    i64::MAX as i128 + 1,
+                ] {
+                    out.push(FolderDamage::Field {
+                        file: file.clone(),
+                        field: field.clone(),
+                        value: Some(value),
+                    });
+                }
+            }
+            for line in ["#", "}", "{", "#a : b", "\u{0}", "Other {"] {
+                out.push(FolderDamage::Garbage {
+                    file: file.clone(),
+                    line,
+                });
+            }
+        } else {
+            let len = std::fs::metadata(&path).unwrap().len();
+            for cut in [len - 8, len - 16, len / 2, 8, len + 8] {
+                out.push(FolderDamage::Resize {
+                    file: file.clone(),
+                    len: cut,
+                });
+            }
+            // The bridge, and the first objects' headers.
+            for offset in (len - 16..len).chain((0..64).step_by(8)) {
+                for bit in [0u8, 3, 5, 7] {
+                    out.push(FolderDamage::Flip {
+                        file: file.clone(),
+                        offset,
+                        bit,
+                    });
+                }
+            }
+        }
+    }
+    for start in [0x200_0000_0000i128, 0x8000_0000, 0, -8, 0x200_0000_0008] {
+        for size in [0, 16, 24, 4096] {
+            out.push(FolderDamage::Perm { start, size });
+        }
+    }
+    out
+}
+
+fn damage_folder(dir: &std::path::Path, d: &FolderDamage) {
+    let edit_ston = |file: &str, f: &dyn Fn(&str) -> String| {
+        let p = dir.join(file);
+        let text = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(&p, f(&text)).unwrap();
+    };
+    match d {
+        FolderDamage::Field { file, field, value } => edit_ston(file, &|text| {
+            text.lines()
+                .filter_map(|l| {
+                    if !l.trim().starts_with(&format!("#{field} :")) {
+                        return Some(l.to_string());
+                    }
+                    let comma = if l.ends_with(',') { "," } else { "" };
+                    value.map(|v| format!("\t#{field} : {v}{comma}"))
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        }),
+        FolderDamage::Garbage { file, line } => edit_ston(file, &|text| {
+            let mut lines: Vec<&str> = text.lines().collect();
+            lines.insert(lines.len() / 2, line);
+            lines.join("\n")
+        }),
+        FolderDamage::Remove { file } => std::fs::remove_file(dir.join(file)).unwrap(),
+        FolderDamage::Resize { file, len } => std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join(file))
+            .unwrap()
+            .set_len(*len)
+            .unwrap(),
+        FolderDamage::Flip { file, offset, bit } => {
+            let p = dir.join(file);
+            let mut bytes = std::fs::read(&p).unwrap();
+            bytes[*offset as usize] ^= 1 << bit;
+            std::fs::write(&p, bytes).unwrap();
+        }
+        FolderDamage::Perm { start, size } => {
+            std::fs::write(
+                dir.join("permSpace.ston"),
+                format!("ComposedMetadataStruct {{\n\t#startAddress : {start},\n\t#dataSize : {size}\n}}"),
+            )
+            .unwrap();
+            std::fs::write(dir.join("permSpace.data"), vec![0u8; *size as usize]).unwrap();
+        }
+    }
+}
+
+/// Loads a composed folder in place (segment files mapped where they can
+/// be) and relocated, and verifies each heap that loads.
+fn run_folder(folder: &std::path::Path) -> Tally {
+    let mut loaded = None;
+    for placement in [PlacementRequest::OldBase, PlacementRequest::Relocate] {
+        let opts = LoadOptions {
+            placement,
+            ..Default::default()
+        };
+        match spur_loader::load_path(folder, &opts) {
+            Ok(heap) => {
+                let ok = verify(&heap).ok();
+                for (_, step) in STEPS {
+                    step(&heap);
+                }
+                loaded = Some(loaded.unwrap_or(true) && ok);
+            }
+            Err(e) => assert!(!e.to_string().is_empty(), "an error without a message"),
+        }
+    }
+    match loaded {
+        Some(true) => Tally {
+            clean: 1,
+            ..Tally::default()
+        },
+        Some(false) => Tally {
+            findings: 1,
+            ..Tally::default()
+        },
+        None => Tally {
+            refused: 1,
+            ..Tally::default()
+        },
+    }
+}
+
+/// Composed folders (one segment file, several with gaps, 32-bit): every
+/// field of every `.ston` file bent, every file removed or cut, bits of the
+/// `.data` files flipped, perm spaces added where they cannot be.
+#[test]
+fn composed_folders_survive_every_mutation() {
+    watchdog();
+    let me = slot();
+    let dir = tempfile::tempdir().unwrap();
+    let mut specs = vec![];
+    // Bases no other test of this binary uses, so that the segments are
+    // placed apart and written as one file each.
+    let mut s = SynthSpec::new(WordSize::W64, 0);
+    s.segments = 3;
+    s.gap_bytes = 64 << 10;
+    s.old_base = 0x5000_0000_0000;
+    specs.push(("w64-3seg", s));
+    let mut s = SynthSpec::new(WordSize::W32, 0);
+    s.old_base = 0x6000_0000;
+    specs.push(("w32", s));
+    let mut failures = Vec::new();
+    for (name, spec) in specs {
+        let (image, _) = spur_synth::image_bytes(&spec).unwrap();
+        let heap = load(&image[..], &LoadOptions::default()).unwrap();
+        assert_eq!(heap.segments().len(), spec.segments);
+        assert!(!heap.swizzled(), "{name}: {:?}", heap.fallback_reason());
+        let good = dir.path().join(name);
+        spur_loader::write_composed(&heap, &good).unwrap();
+        drop(heap);
+        assert_eq!(run_folder(&good).clean, 1, "{name}");
+        let damages = folder_damages(&good);
+        let t0 = Instant::now();
+        let mut tally = Tally::default();
+        for d in &damages {
+            let what = format!("{name}: {d}");
+            let copy = dir.path().join("damaged");
+            let _ = std::fs::remove_dir_all(&copy);
+            std::fs::create_dir(&copy).unwrap();
+            for e in std::fs::read_dir(&good).unwrap() {
+                let e = e.unwrap();
+                std::fs::copy(e.path(), copy.join(e.file_name())).unwrap();
+            }
+            damage_folder(&copy, d);
+            set_running(me, Some(what.clone()));
+            let t = Instant::now();
+            match catch_unwind(AssertUnwindSafe(|| run_folder(&copy))) {
+                Ok(o) => tally.add(o),
+                Err(_) => failures.push(format!("{what}: panicked")),
+            }
+            if t.elapsed() > SLOW {
+                failures.push(format!("{what}: took {:?}", t.elapsed()));
+            }
+        }
+        set_running(me, None);
+        eprintln!(
+            "{name} (composed): {} mutations in {:.1?}: {} clean, {} with findings, {} refused",
+            damages.len(),
+            t0.elapsed(),
+            tally.clean,
+            tally.findings,
+            tally.refused
+        );
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
