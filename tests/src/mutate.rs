@@ -77,10 +77,13 @@ impl std::fmt::Display for Damage {
 
 impl Damage {
     /// Runs `f` on the damaged image, then undoes the damage: `image` is
-    /// the same afterwards, so one buffer serves every mutation.
+    /// the same afterwards, so one buffer serves every mutation. Damage
+    /// past the end of `image` (after a truncation) does nothing.
     pub fn with<R>(&self, image: &mut [u8], f: impl FnOnce(&[u8]) -> R) -> R {
         match *self {
             Damage::Truncate { len, .. } => f(&image[..len.min(image.len())]),
+            Damage::Flip { offset, .. } if offset >= image.len() => f(image),
+            Damage::Set { offset, width, .. } if offset + width as usize > image.len() => f(image),
             Damage::Flip { offset, bit, .. } => {
                 image[offset] ^= 1 << bit;
                 let r = f(image);
@@ -101,6 +104,20 @@ impl Damage {
                 image[offset..offset + w].copy_from_slice(&saved[..w]);
                 r
             }
+        }
+    }
+
+    /// What the damage is aimed at: "truncation", "header", "bridge",
+    /// "object", "pointer" or "random word".
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Damage::Truncate { .. } => "truncation",
+            Damage::Flip { why, .. } | Damage::Set { why, .. } => match *why {
+                w if w.starts_with("bridge") => "bridge",
+                "object header" | "overflow word" => "object",
+                "pointer" | "random word" => why,
+                _ => "header",
+            },
         }
     }
 
