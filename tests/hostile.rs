@@ -195,3 +195,42 @@ fn a_perm_space_past_the_address_limit_or_over_old_space_is_refused() {
         "{e}"
     );
 }
+
+/// A 32-bit image may ask for almost 4 GiB of headroom (extraVMMemory is a
+/// u32): relocating it looked for a heap plus 4 GiB below 4 GiB and gave
+/// up. Headroom is a wish; the heap alone is placed when it does not fit.
+#[test]
+fn a_32_bit_image_asking_for_4_gib_of_headroom_still_relocates() {
+    let (mut image, _) =
+        spur_synth::image_bytes(&spur_synth::SynthSpec::new(WordSize::W32, 0)).unwrap();
+    // extraVMMemory: the u32 after the six header words (§1.3).
+    image[32..36].copy_from_slice(&0xFFFF_FFF8u32.to_le_bytes());
+    let heap = load(&image[..], &opts(PlacementRequest::Relocate)).unwrap();
+    assert!(heap.nil().0 < 1 << 32);
+    assert_eq!(heap.headroom(), 0);
+    assert!(verify(&heap).ok());
+    drop(heap);
+    let heap = load(&image[..], &opts(PlacementRequest::OldBase)).unwrap();
+    if heap.placement() == spur_loader::Placement::OldBase {
+        let end = heap.segments().last().unwrap();
+        assert_eq!(
+            heap.headroom(),
+            (1 << 32) - (end.new_start.0 + end.size),
+            "in place: the headroom up to 4 GiB"
+        );
+    }
+}
+
+/// A header claiming a terabyte of heap in a file of a few kilobytes is
+/// refused before anything is reserved, with the numbers.
+#[test]
+fn a_terabyte_claimed_by_a_short_file_is_refused_before_reserving() {
+    let mut image = header64(1 << 40, 0x10_0000_0000, 1 << 40).encode();
+    image.resize(4096, 0);
+    let e = load(&image[..], &opts(PlacementRequest::Relocate)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "header field dataSize says 1099511627776 bytes of heap from file offset 128, \
+         but the file holds only 3968 bytes there"
+    );
+}
