@@ -16,6 +16,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export SPUR_CORPUS="${SPUR_CORPUS:-$(cd .. && pwd)/shared/images}"
 export SPUR_SWEEP_LIMIT="${SPUR_SWEEP_LIMIT:-300}"
+# A damaged image that loads in milliseconds takes a second or more here.
+export SPUR_SWEEP_SLOW="${SPUR_SWEEP_SLOW:-60}"
 
 tests=("$@")
 if [ ${#tests[@]} -eq 0 ]; then
@@ -44,7 +46,10 @@ for t in "${tests[@]}"; do
   echo "$t: exit $rc in $((SECONDS - start))s; $result; $errors"
   if [ "$rc" -ne 0 ]; then
     failed=1
-    grep -E 'panicked|Invalid|uninitialised|definitely' "$log" | head -20
+    kept="target/valgrind-$t.log"
+    cp "$log" "$kept"
+    grep -E 'panicked|failed|took|Invalid|uninitialised|definitely lost: [1-9]' "$log" | head -20
+    echo "the whole output is in $kept"
   fi
   rm -f "$log"
 done
