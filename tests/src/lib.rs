@@ -5,6 +5,8 @@
 
 use std::path::PathBuf;
 
+pub mod mutate;
+
 /// A real image of the corpus and the facts `SOURCES.md` lists for it.
 #[derive(Debug, Clone, Copy)]
 pub struct CorpusImage {

@@ -135,7 +135,8 @@ impl LoadedHeap {
     pub fn timings(&self) -> Timings {
         self.timings
     }
-    /// Address-space headroom reserved after the last segment (§5.3).
+    /// Address-space headroom reserved after the last segment: what the
+    /// image asks for (§5.3), less what did not fit.
     pub fn headroom(&self) -> u64 {
         self.headroom
     }

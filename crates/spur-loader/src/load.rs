@@ -175,7 +175,7 @@ fn load_segments<R: SegmentReader + ?Sized>(
         swizzled: false,
         timings: Timings::default(),
         fallback,
-        headroom,
+        headroom: plan.headroom,
         objects_seen: None,
         perm: None,
     };
@@ -296,6 +296,9 @@ struct Plan {
     regions: Vec<Reservation>,
     segments: Vec<HeapSegment>,
     coalesced: bool,
+    /// Headroom reserved after the heap: what the image asks for (§5.3),
+    /// less what does not fit below the address limit.
+    headroom: u64,
 }
 
 /// Reserves each segment's old range (segments sharing pages share a
@@ -309,15 +312,15 @@ fn place_at_old_addresses<R: SegmentReader + ?Sized>(
 ) -> Result<Plan, MemError> {
     let page = spur_mem::page_size();
     let n = table.segments.len();
+    let mut reserved_headroom = 0;
     // Page ranges, merged where they touch.
     let mut groups: Vec<(u64, u64, Vec<usize>)> = Vec::new();
     for (i, s) in table.segments.iter().enumerate() {
         let lo = page_floor(s.old_start.0);
         let mut end = s.old_end().0;
         if i == n - 1 {
-            end = end
-                .saturating_add(headroom)
-                .min(header.word.address_limit());
+            reserved_headroom = headroom.min(header.word.address_limit() - end);
+            end += reserved_headroom;
         }
         let hi = page_ceil(end);
         match groups.last_mut() {
@@ -359,6 +362,7 @@ fn place_at_old_addresses<R: SegmentReader + ?Sized>(
         regions,
         segments,
         coalesced: false,
+        headroom: reserved_headroom,
     })
 }
 
@@ -378,6 +382,7 @@ fn coalesce(
         .checked_add(headroom)
         .ok_or(LoadError::TooLarge { need: u64::MAX })?;
     let limit = word.address_limit();
+    let mut reserved_headroom = headroom;
     let (region, start) = match at {
         Some(addr) => {
             if addr % 8 != 0 || addr == 0 {
@@ -393,7 +398,8 @@ fn coalesce(
                 });
             }
             let lo = page_floor(addr);
-            let hi = page_ceil(addr + heap_len + headroom.min(limit - addr - heap_len));
+            reserved_headroom = headroom.min(limit - addr - heap_len);
+            let hi = page_ceil(addr + heap_len + reserved_headroom);
             (Reservation::at(lo, hi - lo)?, addr)
         }
         None if word == WordSize::W64 => {
@@ -404,25 +410,31 @@ fn coalesce(
         }
         None => {
             // A 32-bit heap must stay below 4 GiB: look for room from 256 MiB up,
-            // away from the image's own old range.
-            let len = page_ceil(need);
+            // away from the image's own old range. Headroom is a wish: when
+            // there is no room for it (a header may ask for 4 GiB), the heap
+            // alone is placed, as the VMs shrink their request.
             let old = (header.old_base.0, table.old_end().0);
-            let mut found = None;
-            let mut cand: u64 = 0x1000_0000;
-            while cand + len <= limit {
-                if cand + len <= old.0 || cand >= old.1 {
-                    match Reservation::at(cand, len) {
-                        Ok(r) => {
-                            found = Some(r);
-                            break;
+            let find = |len: u64| -> Result<Option<Reservation>, LoadError> {
+                let mut cand: u64 = 0x1000_0000;
+                while cand + len <= limit {
+                    if cand + len <= old.0 || cand >= old.1 {
+                        match Reservation::at(cand, len) {
+                            Ok(r) => return Ok(Some(r)),
+                            Err(MemError::Occupied { .. }) => {}
+                            Err(e) => return Err(e.into()),
                         }
-                        Err(MemError::Occupied { .. }) => {}
-                        Err(e) => return Err(e.into()),
                     }
+                    cand += 16 << 20;
                 }
-                cand += 16 << 20;
-            }
-            let r = found.ok_or(LoadError::TooLarge { need })?;
+                Ok(None)
+            };
+            let r = match find(page_ceil(need))? {
+                Some(r) => r,
+                None => {
+                    reserved_headroom = 0;
+                    find(page_ceil(heap_len))?.ok_or(LoadError::TooLarge { need: heap_len })?
+                }
+            };
             let base = r.base();
             (r, base)
         }
@@ -449,6 +461,7 @@ fn coalesce(
         regions: vec![region],
         segments,
         coalesced: true,
+        headroom: reserved_headroom,
     })
 }
 

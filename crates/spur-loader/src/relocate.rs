@@ -23,10 +23,11 @@ pub struct Relocation {
 impl Relocation {
     /// From `(old_start, new_start)` per segment, in address order.
     pub fn new(word: WordSize, segments: impl IntoIterator<Item = (u64, u64)>) -> Self {
-        let (old_starts, deltas) = segments
+        let (old_starts, deltas): (Vec<u64>, Vec<u64>) = segments
             .into_iter()
             .map(|(old, new)| (old, new.wrapping_sub(old)))
             .unzip();
+        debug_assert!(old_starts.is_sorted(), "segments in address order");
         Relocation {
             old_starts,
             deltas,
@@ -49,10 +50,14 @@ impl Relocation {
                 return p;
             }
         }
+        // The segments are in ascending order: a binary search keeps a heap
+        // of many segments linear to relocate.
         let k = if self.old_starts.len() == 1 {
             0
         } else {
-            self.old_starts.iter().rposition(|&s| p >= s).unwrap_or(0)
+            self.old_starts
+                .partition_point(|&s| s <= p)
+                .saturating_sub(1)
         };
         self.narrow(p.wrapping_add(self.deltas[k]))
     }

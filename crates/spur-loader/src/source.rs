@@ -1,6 +1,7 @@
 //! Where image bytes come from: a file read with `pread`, or a byte buffer.
 
 use std::fs::File;
+use std::io::Read;
 use std::os::unix::fs::FileExt;
 
 use crate::error::LoadError;
@@ -154,7 +155,12 @@ impl ComposedSource {
         };
         let read_ston = |name: &str| -> Result<ston::StonStruct, FolderError> {
             let p = dir.join(name);
-            let text = std::fs::read_to_string(&p).map_err(|e| io(&p, e))?;
+            // A .ston file is a few hundred bytes: read no more than the
+            // parser accepts, whatever the file's size.
+            let mut text = String::new();
+            File::open(&p)
+                .and_then(|f| f.take(ston::MAX_STON_BYTES + 1).read_to_string(&mut text))
+                .map_err(|e| io(&p, e))?;
             let parsed = ston::parse(&text, name)?;
             let known: &[&str] = if name == "header.ston" {
                 &composed::HEADER_FIELDS
@@ -208,16 +214,6 @@ impl ComposedSource {
             perm.as_ref().map_or(0, |(m, _)| m.size),
         )
         .map_err(content)?;
-        if let Some((m, _)) = &perm {
-            let expected = composed::perm_space_base(header.word);
-            if m.start != expected {
-                return Err(content(ComposedError::PermBase {
-                    found: m.start,
-                    expected,
-                })
-                .into());
-            }
-        }
         // The reader stops at the first missing segN.data, as the Pharo VM does.
         let mut metas = Vec::new();
         let mut files = Vec::new();
@@ -236,6 +232,9 @@ impl ComposedSource {
             metas.push(meta);
         }
         let table = composed::segment_table(&header, &metas).map_err(content)?;
+        if let Some((m, _)) = &perm {
+            composed::check_perm_space(&header, &table, m).map_err(content)?;
+        }
         Ok(ComposedSource {
             header,
             table,

@@ -631,7 +631,10 @@ impl<'h, L: Layout> Verifier<'h, L> {
                         Some(b) => self.live.get(b),
                         None => false,
                     };
-                    if !ok {
+                    if !ok && self.report.errors.len() >= MAX_FINDINGS {
+                        // Counted only: no need to say why.
+                        self.report.errors_dropped += 1;
+                    } else if !ok {
                         let addr = start + obj.offset as u64;
                         let why = self.diagnose(v);
                         self.error(
@@ -648,8 +651,11 @@ impl<'h, L: Layout> Verifier<'h, L> {
     /// Why `v` is not a valid pointer.
     fn diagnose(&self, v: u64) -> &'static str {
         let segs = self.heap.segments();
-        if segs.iter().any(|s| s.own_bridge && v == s.objects_end().0) {
-            return "points to a segment bridge";
+        let i = segs.partition_point(|s| s.new_start.0 <= v);
+        if let Some(s) = i.checked_sub(1).map(|i| &segs[i]) {
+            if s.own_bridge && v == s.objects_end().0 {
+                return "points to a segment bridge";
+            }
         }
         if self.heap.perm_space().is_some_and(|p| p.holds(v)) {
             return "points into the middle of a perm-space object";

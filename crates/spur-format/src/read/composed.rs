@@ -7,7 +7,7 @@
 use crate::addr::OldAddr;
 use crate::error::FormatError;
 use crate::layout::WordSize;
-use crate::read::header::ImageHeader;
+use crate::read::header::{valid_header_size, ImageHeader};
 use crate::read::segment::{FileSegment, SegmentTable};
 use crate::read::ston::StonStruct;
 use crate::read::version::{ByteOrder, Version};
@@ -88,6 +88,12 @@ pub enum ComposedError {
     BaseMismatch { start: u64, base: u64 },
     #[error("permSpace.ston says the perm space starts at {found:#x}; it can only live at {expected:#x}")]
     PermBase { found: u64, expected: u64 },
+    #[error("permSpace.ston says {size} bytes from {start:#x}, {why}")]
+    PermRange {
+        start: u64,
+        size: u64,
+        why: &'static str,
+    },
     #[error(
         "the folder has no seg0.ston and seg0.data: a composed image needs at least one segment"
     )]
@@ -189,9 +195,19 @@ pub fn header_from_ston(s: &StonStruct, perm_bytes: u64) -> Result<ImageHeader, 
             })?,
         n => n,
     };
+    // Unused by the Pharo VM, but a single file written from this header
+    // has a header of this size: it must hold every field.
     let header_size = match non_negative(s, file, "imageHeaderSize")? {
         0 => word.standard_header_size() as u64,
-        n => n,
+        n if valid_header_size(word, n) => n,
+        n => {
+            return Err(ComposedError::BadField {
+                file: file.into(),
+                field: "imageHeaderSize",
+                value: n as i64,
+                why: "not a header size (a multiple of 8 that holds every field, at most 64 KiB)",
+            })
+        }
     };
     Ok(ImageHeader {
         format,
@@ -215,6 +231,41 @@ pub fn header_from_ston(s: &StonStruct, perm_bytes: u64) -> Result<ImageHeader, 
         first_segment_size: non_negative(s, file, "firstSegSize")?,
         free_old_space: non_negative(s, file, "freeOldSpaceInImage")?,
     })
+}
+
+/// Checks a perm space against the header and old space: it lives at the
+/// one address the Pharo VM gives it, ends below the address limit of the
+/// word size, and shares no address with an old-space segment.
+pub fn check_perm_space(
+    header: &ImageHeader,
+    table: &SegmentTable,
+    perm: &SegmentMeta,
+) -> Result<(), ComposedError> {
+    let expected = perm_space_base(header.word);
+    if perm.start != expected {
+        return Err(ComposedError::PermBase {
+            found: perm.start,
+            expected,
+        });
+    }
+    let bad = |why| ComposedError::PermRange {
+        start: perm.start,
+        size: perm.size,
+        why,
+    };
+    let end = perm
+        .start
+        .checked_add(perm.size)
+        .filter(|&e| e <= header.word.address_limit())
+        .ok_or_else(|| bad("past the address limit of the word size"))?;
+    let overlaps = table
+        .segments
+        .iter()
+        .any(|s| s.old_start.0 < end && perm.start < s.old_end().0);
+    if overlaps {
+        return Err(bad("which overlaps an old-space segment"));
+    }
+    Ok(())
 }
 
 /// Builds the segment table of a composed image from its segments' metadata,
@@ -288,4 +339,71 @@ pub fn segment_table(
         return Err(FormatError::SpecialObjectsOutside { oop: so.0 }.into());
     }
     Ok(table)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::read::ston;
+    use crate::write::composed::header_ston;
+
+    fn header(word: WordSize) -> ImageHeader {
+        ImageHeader {
+            format: match word {
+                WordSize::W64 => 68021,
+                WordSize::W32 => 6521,
+            },
+            word,
+            multiple_bytecode_sets: false,
+            byte_order: ByteOrder::Little,
+            prefix_bytes: 0,
+            header_size: word.standard_header_size() as u64,
+            data_size: 42256,
+            old_base: OldAddr(0x3204000),
+            special_objects_oop: OldAddr(0x3204800),
+            last_hash: 283663,
+            saved_window_size: 0,
+            flags: 2,
+            extra_vm_memory: 0,
+            num_stack_pages: 0,
+            cog_code_size_kib: 0,
+            eden_bytes: 0,
+            max_ext_sem_table: 0,
+            image_version: 0,
+            first_segment_size: 42256,
+            free_old_space: 0,
+        }
+    }
+
+    /// Found by the `ston` fuzz target: an `imageHeaderSize` of 26 was taken
+    /// as it is, and encoding that header for a single file panicked.
+    #[test]
+    fn a_header_size_that_cannot_hold_the_header_is_refused() {
+        for word in [WordSize::W32, WordSize::W64] {
+            for bad in [26, 8, 60, 200_000, 130] {
+                let text = header_ston(&header(word), 0).replace(
+                    &format!("#imageHeaderSize : {}", word.standard_header_size()),
+                    &format!("#imageHeaderSize : {bad}"),
+                );
+                let s = ston::parse(&text, "header.ston").unwrap();
+                let e = header_from_ston(&s, 0).unwrap_err();
+                assert!(
+                    matches!(
+                        e,
+                        ComposedError::BadField {
+                            field: "imageHeaderSize",
+                            ..
+                        }
+                    ),
+                    "{bad}: {e}"
+                );
+            }
+            let h = header_from_ston(
+                &ston::parse(&header_ston(&header(word), 0), "header.ston").unwrap(),
+                0,
+            )
+            .unwrap();
+            assert_eq!(h.encode().len() as u64, h.header_size);
+        }
+    }
 }

@@ -13,6 +13,20 @@ pub const HEADER_PROBE_BYTES: usize = (PREFIX_BYTES as usize) + HEADER_SIZE_64 a
 /// Largest `imageHeaderSize` accepted: well above the 64 and 128 the VMs write.
 pub const MAX_HEADER_SIZE: u64 = 64 * 1024;
 
+/// Smallest `imageHeaderSize` that holds every field of the header (§1.3).
+pub const fn min_header_size(word: WordSize) -> u64 {
+    match word {
+        WordSize::W64 => 88,
+        WordSize::W32 => 56,
+    }
+}
+
+/// Is `size` an `imageHeaderSize` this crate accepts: room for every field,
+/// a multiple of 8, at most [`MAX_HEADER_SIZE`]?
+pub const fn valid_header_size(word: WordSize, size: u64) -> bool {
+    size >= min_header_size(word) && size <= MAX_HEADER_SIZE && size.is_multiple_of(8)
+}
+
 /// A parsed single-file image header. Field names follow the reference (§1.3).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageHeader {
@@ -92,17 +106,10 @@ impl ImageHeader {
         }
         let b = &bytes[s..s + std_size as usize];
         let header_size = u32_at(b, 4) as u64;
-        let min_header = match word {
-            WordSize::W64 => 88,
-            WordSize::W32 => 56,
-        };
-        if header_size < min_header
-            || header_size > MAX_HEADER_SIZE
-            || !header_size.is_multiple_of(8)
-        {
+        if !valid_header_size(word, header_size) {
             return Err(FormatError::BadHeaderSize {
                 found: header_size,
-                min: min_header,
+                min: min_header_size(word),
                 max: MAX_HEADER_SIZE,
                 offset: start + 4,
             });

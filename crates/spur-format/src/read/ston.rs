@@ -29,6 +29,10 @@ pub struct StonError {
     pub what: String,
 }
 
+/// Longest STON text accepted. The files the VMs write are a few hundred
+/// bytes; a reader can stop reading a file after this many bytes plus one.
+pub const MAX_STON_BYTES: u64 = 64 << 10;
+
 /// Parses one struct from `text`; `file` names it in errors.
 pub fn parse(text: &str, file: &str) -> Result<StonStruct, StonError> {
     let err = |line: usize, what: String| StonError {
@@ -36,6 +40,15 @@ pub fn parse(text: &str, file: &str) -> Result<StonStruct, StonError> {
         line,
         what,
     };
+    if text.len() as u64 > MAX_STON_BYTES {
+        return Err(err(
+            1,
+            format!(
+                "{} bytes or more, longer than any struct of a composed image ({MAX_STON_BYTES} bytes at most)",
+                text.len()
+            ),
+        ));
+    }
     let mut lines = text
         .split('\n')
         .map(|l| l.strip_suffix('\r').unwrap_or(l))
@@ -153,5 +166,18 @@ mod tests {
         assert_eq!(e.line, 4);
         let e = parse("S {\n\t#a : 99999999999999999999\n}", "h").unwrap_err();
         assert_eq!(e.line, 2);
+    }
+
+    #[test]
+    fn text_longer_than_any_struct_is_refused() {
+        let fields: Vec<(String, i64)> = (0..6000).map(|i| (format!("f{i}"), i)).collect();
+        let refs: Vec<(&str, i64)> = fields.iter().map(|(f, v)| (f.as_str(), *v)).collect();
+        let text = write("S", &refs);
+        assert!(text.len() as u64 > MAX_STON_BYTES);
+        let e = parse(&text, "h").unwrap_err();
+        assert_eq!(e.line, 1);
+        assert!(e.what.contains("longer than any struct"), "{e}");
+        let fits = write("S", &refs[..1000]);
+        assert_eq!(parse(&fits, "h").unwrap().fields.len(), 1000);
     }
 }
