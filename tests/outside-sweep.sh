@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The outside sweep: randomly damaged copies of real images, run against the
-# release binary. Every run of `vm-loader verify` (in place),
+# release binary. Every run of `vm-loader verify` (in place), `launch --headless --relocate`, `stats`,
 # `vm-loader load --relocate` and `vm-loader info` must end with exit code
 # 0, 1 or 2 and a message, within the time limit: a panic (101), an abort or a signal, a
 # hang, or silence fails the sweep.
@@ -49,7 +49,7 @@ for image in "${images[@]}"; do
   dir="$work/$name"
   target/release/spur-damage "$image" "$dir" "$copies" "$seed" > "$work/$name.manifest"
   while IFS=$'\t' read -r copy damage; do
-    for cmd in "verify" "load --relocate" "info"; do
+    for cmd in "verify" "load --relocate" "info" "launch --headless --relocate" "stats"; do
       set +e
       # shellcheck disable=SC2086 # $cmd is a subcommand and its flag
       timeout -k 2 "$limit" "$bin" $cmd "$dir/$copy" > "$work/out" 2> "$work/err"

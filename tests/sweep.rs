@@ -24,9 +24,29 @@ type Step = (&'static str, fn(&LoadedHeap));
 
 /// What runs on every heap that loads from a damaged image, after the
 /// verifier. One line per step: a new stage of the pipeline is added here.
-const STEPS: &[Step] = &[("count objects", |h| {
-    let _ = h.count_objects();
-})];
+const STEPS: &[Step] = &[
+    ("count objects", |h| {
+        let _ = h.count_objects();
+    }),
+    ("stats", |h| {
+        if let Err(e) = spur_runtime::class_histogram(h) {
+            assert!(!e.to_string().is_empty(), "an error without a message");
+        }
+    }),
+];
+
+/// The last stage, which takes the heap: `launch` (wire the runtime, find
+/// and decode the resume point, run the dry-run engine).
+fn launch(heap: LoadedHeap) {
+    match spur_runtime::Runtime::wire(heap, &Default::default()) {
+        Ok(mut rt) => {
+            if let Err(e) = spur_runtime::launch(&mut rt, &mut spur_runtime::DryRun) {
+                assert!(!e.to_string().is_empty(), "an error without a message");
+            }
+        }
+        Err(e) => assert!(!e.to_string().is_empty(), "an error without a message"),
+    }
+}
 
 /// Slowest a single damaged image may be (both loads, verification, steps):
 /// 5 s, or `SPUR_SWEEP_SLOW` seconds (valgrind runs everything some thirty
@@ -90,6 +110,7 @@ fn run(bytes: &[u8]) -> Tally {
                 for (_, step) in STEPS {
                     step(&heap);
                 }
+                launch(heap);
                 loaded = Some(loaded.unwrap_or(true) && ok);
             }
             Err(e) => assert!(!e.to_string().is_empty(), "an error without a message"),
@@ -470,6 +491,7 @@ fn run_folder(folder: &std::path::Path) -> Tally {
                 for (_, step) in STEPS {
                     step(&heap);
                 }
+                launch(heap);
                 loaded = Some(loaded.unwrap_or(true) && ok);
             }
             Err(e) => assert!(!e.to_string().is_empty(), "an error without a message"),

@@ -147,6 +147,7 @@ fn main() -> io::Result<()> {
         ston_seeds(&out.join("ston"), name, bytes)?;
         write(&out.join("segments"), name, bytes)?;
         write(&out.join("load_verify"), name, bytes)?;
+        write(&out.join("resume"), name, bytes)?;
         // The target loads inputs of odd length at their old addresses: the
         // same image with one byte of trailing garbage, which a file may have.
         let mut odd = bytes.clone();
@@ -155,7 +156,7 @@ fn main() -> io::Result<()> {
         n += 1;
     }
     println!(
-        "seeds from {n} images written to {}/{{header,segments,ston,load_verify}}",
+        "seeds from {n} images written to {}/{{header,segments,ston,load_verify,resume}}",
         out.display()
     );
     Ok(())
