@@ -138,3 +138,41 @@ pub const DEFAULT_EDEN_BYTES_64: u64 = 7 * 1024 * 1024;
 pub const DEFAULT_EDEN_BYTES_32: u64 = 4 * 1024 * 1024;
 /// Default growth headroom when `extraVMMemory` is 0 (§5.3).
 pub const DEFAULT_GROW_HEADROOM: u64 = 16 * 1024 * 1024;
+
+/// Names of the 32 special selectors and their argument counts, as every
+/// Spur image's special object 23 lists them; used when the image's own
+/// array cannot be read.
+pub const SPECIAL_SELECTORS: [(&str, u32); 32] = [
+    ("+", 1),
+    ("-", 1),
+    ("<", 1),
+    (">", 1),
+    ("<=", 1),
+    (">=", 1),
+    ("=", 1),
+    ("~=", 1),
+    ("*", 1),
+    ("/", 1),
+    ("\\\\", 1),
+    ("@", 1),
+    ("bitShift:", 1),
+    ("//", 1),
+    ("bitAnd:", 1),
+    ("bitOr:", 1),
+    ("at:", 1),
+    ("at:put:", 2),
+    ("size", 0),
+    ("next", 0),
+    ("nextPut:", 1),
+    ("atEnd", 0),
+    ("==", 1),
+    ("class", 0),
+    ("~~", 1),
+    ("value", 0),
+    ("value:", 1),
+    ("do:", 1),
+    ("new", 0),
+    ("new:", 1),
+    ("x", 0),
+    ("y", 0),
+];

@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, Seek, Write};
 
+use spur_format::raw::SPECIAL_SELECTORS;
 use spur_format::raw::{
     CLASS_ARRAY_PUN, CLASS_TABLE_MAJOR_SHIFT, CLASS_TABLE_PAGE_SLOTS, FMT_FIXED, FMT_INDEXABLE,
     FMT_INDEXABLE_WITH_FIXED, FMT_ZERO_SIZED, HIDDEN_ROOTS_SLOTS,
@@ -72,42 +73,6 @@ pub(crate) mod spl {
     /// Length of the array.
     pub(crate) const SIZE: u64 = 60;
 }
-
-/// The 32 special selectors and their argument counts (`splObj(23)`).
-const SPECIAL_SELECTORS: [(&str, i64); 32] = [
-    ("+", 1),
-    ("-", 1),
-    ("<", 1),
-    (">", 1),
-    ("<=", 1),
-    (">=", 1),
-    ("=", 1),
-    ("~=", 1),
-    ("*", 1),
-    ("/", 1),
-    ("\\\\", 1),
-    ("@", 1),
-    ("bitShift:", 1),
-    ("//", 1),
-    ("bitAnd:", 1),
-    ("bitOr:", 1),
-    ("at:", 1),
-    ("at:put:", 2),
-    ("size", 0),
-    ("next", 0),
-    ("nextPut:", 1),
-    ("atEnd", 0),
-    ("==", 1),
-    ("class", 0),
-    ("~~", 1),
-    ("value", 0),
-    ("value:", 1),
-    ("do:", 1),
-    ("new", 0),
-    ("new:", 1),
-    ("x", 0),
-    ("y", 0),
-];
 
 /// Number of process priorities (lists in the scheduler).
 const PRIORITIES: u64 = 80;
@@ -631,7 +596,7 @@ impl Kernel {
         let mut sels = Vec::new();
         for (s, n) in SPECIAL_SELECTORS {
             sels.push(self.symbol(s));
-            sels.push(self.int(n));
+            sels.push(self.int(i64::from(n)));
         }
         let special_selectors = self.array(&sels);
         let mut externals = vec![nil; 16];

@@ -368,43 +368,9 @@ pub fn decode_method(set: BytecodeSet, code: &[u8], initial_pc: u64, block: bool
     }
 }
 
-/// Names of the 32 special selectors and their argument counts, as every
-/// Spur image's special object 23 lists them; used when the image's own
-/// array cannot be read.
-pub const SPECIAL_SELECTORS: [(&str, u32); 32] = [
-    ("+", 1),
-    ("-", 1),
-    ("<", 1),
-    (">", 1),
-    ("<=", 1),
-    (">=", 1),
-    ("=", 1),
-    ("~=", 1),
-    ("*", 1),
-    ("/", 1),
-    ("\\\\", 1),
-    ("@", 1),
-    ("bitShift:", 1),
-    ("//", 1),
-    ("bitAnd:", 1),
-    ("bitOr:", 1),
-    ("at:", 1),
-    ("at:put:", 2),
-    ("size", 0),
-    ("next", 0),
-    ("nextPut:", 1),
-    ("atEnd", 0),
-    ("==", 1),
-    ("class", 0),
-    ("~~", 1),
-    ("value", 0),
-    ("value:", 1),
-    ("do:", 1),
-    ("new", 0),
-    ("new:", 1),
-    ("x", 0),
-    ("y", 0),
-];
+/// The 32 special selectors and their argument counts (§4.3, special
+/// object 23); used when the image's own array cannot be read.
+pub use spur_format::raw::SPECIAL_SELECTORS;
 
 /// Byte `i` of `code`, or the `Truncated` instruction of `code[at]`.
 pub(crate) fn operand(code: &[u8], at: usize, i: usize) -> Result<u8, Instruction> {
