@@ -21,34 +21,7 @@ fn spec(word: WordSize, kib: u64) -> SynthSpec {
 
 /// Builder images of every kind the snapshot writer must handle.
 fn kinds() -> Vec<(&'static str, SynthSpec)> {
-    let mut v = vec![
-        ("w64-one", spec(WordSize::W64, 512)),
-        ("w32-one", spec(WordSize::W32, 512)),
-    ];
-    let mut s = spec(WordSize::W64, 2048);
-    s.segments = 4;
-    s.gap_bytes = 1 << 20;
-    v.push(("w64-four-gaps", s));
-    let mut s = spec(WordSize::W32, 1536);
-    s.segments = 3;
-    s.gap_bytes = 64 << 10;
-    v.push(("w32-three-gaps", s));
-    let mut s = spec(WordSize::W64, 1024);
-    s.segments = 3;
-    v.push(("w64-three-adjacent", s));
-    let mut s = spec(WordSize::W64, 512);
-    s.prefix = true;
-    v.push(("w64-prefix", s));
-    let mut s = spec(WordSize::W32, 512);
-    s.multiple_bytecode_sets = true;
-    s.prefix = true;
-    v.push(("w32-7033-prefix", s));
-    let mut s = spec(WordSize::W64, 512);
-    s.multiple_bytecode_sets = true;
-    s.free_chunks = false;
-    s.old_base = 0x804008;
-    v.push(("w64-68533-unaligned-base", s));
-    v
+    spur_tests::image_kinds()
 }
 
 fn write_synth(dir: &Path, name: &str, spec: &SynthSpec) -> PathBuf {

@@ -20,37 +20,8 @@ fn write(dir: &Path, name: &str, spec: &SynthSpec) -> (PathBuf, SynthReport) {
     (path, report)
 }
 
-/// Every kind of image the issue names.
 fn kinds() -> Vec<(&'static str, SynthSpec)> {
-    let mut v = vec![];
-    v.push(("w64-one", spec(WordSize::W64, 512)));
-    v.push(("w32-one", spec(WordSize::W32, 512)));
-    let mut s = spec(WordSize::W64, 2048);
-    s.segments = 4;
-    s.gap_bytes = 1 << 20;
-    v.push(("w64-four-gaps", s));
-    let mut s = spec(WordSize::W32, 1536);
-    s.segments = 3;
-    s.gap_bytes = 64 << 10;
-    v.push(("w32-three-gaps", s));
-    let mut s = spec(WordSize::W64, 1024);
-    s.segments = 3;
-    v.push(("w64-three-adjacent", s));
-    let mut s = spec(WordSize::W64, 512);
-    s.prefix = true;
-    v.push(("w64-prefix", s));
-    let mut s = spec(WordSize::W64, 512);
-    s.multiple_bytecode_sets = true;
-    v.push(("w64-68533", s));
-    let mut s = spec(WordSize::W32, 512);
-    s.multiple_bytecode_sets = true;
-    s.prefix = true;
-    v.push(("w32-7033-prefix", s));
-    let mut s = spec(WordSize::W64, 512);
-    s.free_chunks = false;
-    s.old_base = 0x804008;
-    v.push(("w64-unaligned-base-no-free", s));
-    v
+    spur_tests::image_kinds()
 }
 
 #[test]

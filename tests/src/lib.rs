@@ -168,3 +168,40 @@ pub fn address_space() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// Every kind of builder image the loader must handle: 32/64-bit, one and
+/// several segments with and without gaps, the prefix, 68533/7033, an
+/// unaligned base, no free chunks.
+pub fn image_kinds() -> Vec<(&'static str, spur_synth::SynthSpec)> {
+    use spur_format::WordSize;
+    let spec = |word, kib: u64| spur_synth::SynthSpec::new(word, kib << 10);
+    let mut v = vec![];
+    v.push(("w64-one", spec(WordSize::W64, 512)));
+    v.push(("w32-one", spec(WordSize::W32, 512)));
+    let mut s = spec(WordSize::W64, 2048);
+    s.segments = 4;
+    s.gap_bytes = 1 << 20;
+    v.push(("w64-four-gaps", s));
+    let mut s = spec(WordSize::W32, 1536);
+    s.segments = 3;
+    s.gap_bytes = 64 << 10;
+    v.push(("w32-three-gaps", s));
+    let mut s = spec(WordSize::W64, 1024);
+    s.segments = 3;
+    v.push(("w64-three-adjacent", s));
+    let mut s = spec(WordSize::W64, 512);
+    s.prefix = true;
+    v.push(("w64-prefix", s));
+    let mut s = spec(WordSize::W64, 512);
+    s.multiple_bytecode_sets = true;
+    v.push(("w64-68533", s));
+    let mut s = spec(WordSize::W32, 512);
+    s.multiple_bytecode_sets = true;
+    s.prefix = true;
+    v.push(("w32-7033-prefix", s));
+    let mut s = spec(WordSize::W64, 512);
+    s.free_chunks = false;
+    s.old_base = 0x804008;
+    v.push(("w64-unaligned-base-no-free", s));
+    v
+}
