@@ -270,31 +270,9 @@ fn a_writer_killed_mid_write_leaves_the_previous_image_and_its_file_is_removed_n
     let before = std::fs::read(&out).unwrap();
     let mut killed_mid_write = false;
     for _attempt in 0..10 {
-        let mut child = Command::new(BIN)
-            .args(["snapshot", s(&img), s(&out)])
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let t = Instant::now();
-        // Wait until the temporary file holds some, but not all, of the image.
-        let mut mid = false;
-        while t.elapsed() < Duration::from_secs(30) {
-            if let Some(tmp) = temps(dir.path()).first() {
-                let len = std::fs::metadata(tmp).map(|m| m.len()).unwrap_or(0);
-                if len > 0 && len < (60 << 20) {
-                    mid = true;
-                    break;
-                }
-            }
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_micros(200));
-        }
-        child.kill().ok();
-        let status = child.wait().unwrap();
+        let (mid, status) = kill_mid_write(dir.path(), &["snapshot", s(&img), s(&out)], |tmp| {
+            std::fs::metadata(tmp).map(|m| m.len()).unwrap_or(0)
+        });
         if std::fs::read(&out).unwrap() != before {
             // The write finished before the kill: put the old image back, retry.
             std::fs::write(&out, &before).unwrap();
@@ -538,6 +516,41 @@ fn bench_takes_a_composed_folder_and_reports_resident_memory() {
     assert!(left.is_empty(), "{left:?}");
 }
 
+/// Runs `vm-loader args...` and kills it with SIGKILL as soon as
+/// `written(temporary)` says its temporary holds some, but not all (under
+/// 60 MiB), of a 64 MiB image. Returns whether it was caught mid-write, and
+/// how it ended.
+fn kill_mid_write(
+    dir: &Path,
+    args: &[&str],
+    written: impl Fn(&Path) -> u64,
+) -> (bool, std::process::ExitStatus) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    let mut mid = false;
+    while t.elapsed() < Duration::from_secs(30) {
+        if let Some(tmp) = temps(dir).first() {
+            let len = written(tmp);
+            if len > 0 && len < (60 << 20) {
+                mid = true;
+                break;
+            }
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    child.kill().ok();
+    (mid, child.wait().unwrap())
+}
+
 /// Every file of a folder, by name, with its bytes.
 fn folder_contents(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut v: Vec<_> = std::fs::read_dir(dir)
@@ -617,32 +630,12 @@ fn a_composed_writer_killed_midway_leaves_the_previous_folder_and_its_temporary_
     let before = folder_contents(&out);
     let mut killed = false;
     for _attempt in 0..10 {
-        let mut child = Command::new(BIN)
-            .args(["snapshot", s(&img), s(&out), "--format", "composed"])
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let t = Instant::now();
-        let mut mid = false;
-        while t.elapsed() < Duration::from_secs(30) {
-            if let Some(tmp) = temps(dir.path()).first() {
-                let len = std::fs::metadata(tmp.join("seg0.data"))
-                    .map(|m| m.len())
-                    .unwrap_or(0);
-                if len > 0 && len < (60 << 20) {
-                    mid = true;
-                    break;
-                }
-            }
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_micros(200));
-        }
-        child.kill().ok();
-        let status = child.wait().unwrap();
+        let args = ["snapshot", s(&img), s(&out), "--format", "composed"];
+        let (mid, status) = kill_mid_write(dir.path(), &args, |tmp| {
+            std::fs::metadata(tmp.join("seg0.data"))
+                .map(|m| m.len())
+                .unwrap_or(0)
+        });
         if folder_contents(&out) != before {
             // Finished before the kill: put the old folder back and retry.
             std::fs::remove_dir_all(&out).unwrap();
