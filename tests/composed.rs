@@ -456,7 +456,7 @@ fn the_composed_form_launches_to_the_same_resume_point() {
                 r.method_class_name.clone(),
                 r.selector_name.clone(),
                 r.pc,
-                r.context.0,
+                r.context.bits(),
             )
         };
         let single = load_path(image, &LoadOptions::default()).unwrap();

@@ -30,7 +30,6 @@ pub mod composed_write;
 pub mod error;
 pub mod heap;
 pub mod load;
-pub mod mutate;
 pub mod relocate;
 pub mod snapshot;
 pub mod source;
@@ -38,7 +37,7 @@ pub mod verify;
 
 pub use composed_write::{write_composed, ComposedWritten};
 pub use error::LoadError;
-pub use heap::{HeapSegment, LoadedHeap, Placement, Timings};
+pub use heap::{HeapAccessError, HeapSegment, LoadedHeap, Placement, Timings};
 pub use load::{
     initial_headroom, load, load_composed, load_path, read_layout, read_layout_path, LoadOptions,
     PlacementRequest,
