@@ -96,7 +96,7 @@ pub enum MemError {
 pub struct Occupant {
     pub start: u64,
     pub end: u64,
-    /// Protection as `/proc/self/maps` writes it (`r-xp`), or from the `region` crate.
+    /// Protection and sharing as `/proc/self/maps` writes them (`r-xp`), from the `region` crate.
     pub protection: String,
     /// The file or pseudo-file mapped there (`[heap]`, `/usr/lib/libc.so.6`), if any.
     pub name: Option<String>,
