@@ -304,6 +304,40 @@ mod tests {
     }
 
     #[test]
+    fn files_are_mapped_only_with_map_files() {
+        let load = |args: &[&str]| {
+            let c = Cli::try_parse_from(args).unwrap();
+            match c.command {
+                Command::Load(a) | Command::Verify(a) | Command::Stats(a) => a.place.load_options(),
+                Command::Launch(a) => a.place.load_options(),
+                Command::Snapshot(a) => a.place.load_options(),
+                _ => panic!("not a loading command"),
+            }
+        };
+        assert_eq!(load(&["vm-loader", "load", "x"]).map_files, None);
+        assert!(load(&["vm-loader", "load", "x", "--map-files"])
+            .map_files
+            .is_some());
+        assert!(load(&["vm-loader", "stats", "x", "--map-files"])
+            .map_files
+            .is_some());
+        let o = load(&["vm-loader", "verify", "--relocate", "--map-files"]);
+        assert_eq!(o.placement, PlacementRequest::Relocate);
+        assert!(o.map_files.is_some());
+        assert!(load(&["vm-loader", "launch", "--headless", "--map-files"])
+            .map_files
+            .is_some());
+        assert!(load(&["vm-loader", "snapshot", "a", "b", "--map-files"])
+            .map_files
+            .is_some());
+        let c = Cli::try_parse_from(["vm-loader", "bench", "x", "--map-files"]).unwrap();
+        let Command::Bench(b) = c.command else {
+            panic!("not bench")
+        };
+        assert!(b.map_files);
+    }
+
+    #[test]
     fn snapshot_and_bench_arguments() {
         let c = Cli::try_parse_from([
             "vm-loader",
