@@ -18,17 +18,18 @@
 //! What it leaves to the caller: choosing addresses (page-aligned) and sizes,
 //! and what goes into the memory.
 //!
-//! One operation is `unsafe`: [`Reservation::map_file`], which maps a file
+//! Two functions are `unsafe`: [`Reservation::map_file`], which maps a file
 //! copy-on-write into a reservation. Its bytes are then handed out as `&[u8]`,
 //! but the file is shared with every other process that can open it: one that
 //! writes to it may change bytes behind a live `&[u8]`, and one that truncates
 //! it makes the next touch of a page past the new end raise `SIGBUS`. Only the
 //! caller can know that nobody will, so the caller promises it, either at each
-//! call or once with [`FilesUnchanged::assume`], whose token the safe
-//! [`Reservation::map_file_unchanged`] takes.
+//! call or once with [`FilesUnchanged::assume`] (the other), whose token the
+//! safe [`Reservation::map_file_unchanged`] takes.
 //!
-//! It is also the only crate with `unsafe` code, so the few other system
-//! calls the workspace needs live here too, each behind a safe function:
+//! It is also the only crate with `unsafe` code (a caller's promise aside:
+//! `vm-loader` makes one for `--map-files`), so the few other system calls
+//! the workspace needs live here too, each behind a safe function:
 //! [`process`] forks the background snapshot writer (a fixed child routine
 //! that only makes async-signal-safe calls), waits for it, starts early
 //! writeback of a file and ignores `SIGXFSZ`.
@@ -494,7 +495,7 @@ impl Reservation {
         let page = page_size();
         if !offset.is_multiple_of(page) || !file_offset.is_multiple_of(page) {
             return Err(MemError::Unaligned {
-                addr: self.base() + offset,
+                addr: self.base().saturating_add(offset),
                 len,
                 page,
             });
