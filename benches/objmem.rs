@@ -7,7 +7,9 @@
 
 use std::time::Duration;
 
-use criterion::{black_box, Criterion};
+use std::hint::black_box;
+
+use criterion::Criterion;
 use spur_format::raw::{CLASS_ARRAY, FMT_INDEXABLE};
 use spur_format::WordSize;
 use spur_loader::{load, LoadOptions, PlacementRequest};
