@@ -20,8 +20,8 @@ fn header64(data_size: u64, old_base: u64, first_segment_size: u64) -> ImageHead
         prefix_bytes: 0,
         header_size: 128,
         data_size,
-        old_base: OldAddr(old_base),
-        special_objects_oop: OldAddr(old_base),
+        old_base: OldAddr::new(old_base),
+        special_objects_oop: OldAddr::new(old_base),
         last_hash: 1,
         saved_window_size: 0,
         flags: 2,
@@ -206,7 +206,7 @@ fn a_32_bit_image_asking_for_4_gib_of_headroom_still_relocates() {
     // extraVMMemory: the u32 after the six header words (§1.3).
     image[32..36].copy_from_slice(&0xFFFF_FFF8u32.to_le_bytes());
     let heap = load(&image[..], &opts(PlacementRequest::Relocate)).unwrap();
-    assert!(heap.nil().0 < 1 << 32);
+    assert!(heap.nil().get() < 1 << 32);
     assert_eq!(heap.headroom(), 0);
     assert!(verify(&heap).ok());
     drop(heap);
@@ -215,7 +215,7 @@ fn a_32_bit_image_asking_for_4_gib_of_headroom_still_relocates() {
         let end = heap.segments().last().unwrap();
         assert_eq!(
             heap.headroom(),
-            (1 << 32) - (end.new_start.0 + end.size),
+            (1 << 32) - (end.new_start.get() + end.size),
             "in place: the headroom up to 4 GiB"
         );
     }

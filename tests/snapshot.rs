@@ -194,7 +194,7 @@ fn assert_same_objects_across(
         let mut v = Vec::new();
         for (i, s) in heap.segments().iter().enumerate() {
             let bytes = heap.segment_bytes(i);
-            let mut w = Walk::<L>::new(bytes, s.new_start.0, i);
+            let mut w = Walk::<L>::new(bytes, s.new_start.get(), i);
             for o in w.by_ref() {
                 let n = o.num_slots.max(1) as usize;
                 let at = o.offset + 8;
@@ -242,13 +242,21 @@ fn relocated_round_trip(path: &Path, out: &Path, req: PlacementRequest, what: &s
     )
     .unwrap();
     assert_eq!(moved.placement(), Placement::Relocated, "{what}");
-    let base = moved.nil().0;
+    let base = moved.nil().get();
     snapshot(&moved, out, &SnapshotOptions::default());
     let written = std::fs::read(out).unwrap();
     let (h, t) = parse(&written);
     let n = ot.segments.len() as u64;
-    assert_eq!(h.old_base.0, base, "{what}: oldBaseAddr is the new base");
-    assert_eq!(h.special_objects_oop.0, moved.special_objects().0, "{what}");
+    assert_eq!(
+        h.old_base.get(),
+        base,
+        "{what}: oldBaseAddr is the new base"
+    );
+    assert_eq!(
+        h.special_objects_oop.get(),
+        moved.special_objects().get(),
+        "{what}"
+    );
     assert_eq!(
         t.segments.len(),
         1,
@@ -266,7 +274,7 @@ fn relocated_round_trip(path: &Path, out: &Path, req: PlacementRequest, what: &s
     let starts: Vec<(u64, u64)> = moved
         .segments()
         .iter()
-        .map(|s| (s.new_start.0, s.old_start.0))
+        .map(|s| (s.new_start.get(), s.old_start.get()))
         .collect();
     let memory: Vec<u8> = (0..moved.segments().len())
         .flat_map(|i| {
@@ -281,7 +289,7 @@ fn relocated_round_trip(path: &Path, out: &Path, req: PlacementRequest, what: &s
     let again = load_path(out, &LoadOptions::default()).unwrap();
     assert_eq!(again.placement(), Placement::OldBase, "{what}");
     assert!(!again.swizzled(), "{what}: loads again without swizzling");
-    assert_eq!(again.nil().0, base);
+    assert_eq!(again.nil().get(), base);
     let v = verify(&again);
     assert!(v.ok(), "{what}: {:#?}", &v.errors[..v.errors.len().min(5)]);
     let bytes = again.segment_bytes(0);
@@ -619,7 +627,7 @@ fn a_heap_with_a_perm_space_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_synth(dir.path(), "p.image", &spec(WordSize::W64, 1024));
     let heap = load_path(&path, &LoadOptions::default()).unwrap();
-    let nil = heap.nil().0;
+    let nil = heap.nil().get();
     let folder = dir.path().join("p");
     spur_loader::write_composed(&heap, &folder, &Default::default()).unwrap();
     drop(heap);

@@ -68,8 +68,8 @@ fn to_json(h: &ImageHeader, t: &SegmentTable) -> InfoJson {
         prefix_bytes: h.prefix_bytes,
         header_size: h.header_size,
         data_size: h.data_size,
-        old_base: h.old_base.0,
-        special_objects_oop: h.special_objects_oop.0,
+        old_base: h.old_base.get(),
+        special_objects_oop: h.special_objects_oop.get(),
         last_hash: h.last_hash,
         flags: FlagsJson {
             value: h.flags,
@@ -87,7 +87,7 @@ fn to_json(h: &ImageHeader, t: &SegmentTable) -> InfoJson {
             .iter()
             .map(|s| SegmentJson {
                 index: s.index,
-                old_start: s.old_start.0,
+                old_start: s.old_start.get(),
                 size: s.size,
             })
             .collect(),
@@ -130,8 +130,8 @@ fn text(h: &ImageHeader, t: &SegmentTable) -> String {
         h.data_size,
         human_bytes(h.data_size)
     );
-    let _ = writeln!(s, "old base        {:#x}", h.old_base.0);
-    let _ = writeln!(s, "special objects {:#x}", h.special_objects_oop.0);
+    let _ = writeln!(s, "old base        {:#x}", h.old_base.get());
+    let _ = writeln!(s, "special objects {:#x}", h.special_objects_oop.get());
     let _ = writeln!(s, "last hash       {:#x}", h.last_hash);
     let mut names = h.flag_names().join(", ");
     let unknown = unknown_flags(h.flags);
@@ -189,8 +189,8 @@ fn text(h: &ImageHeader, t: &SegmentTable) -> String {
             s,
             "  {:>3}  {:#014x}..{:#014x}  {:>10} bytes at file offset {}{gap}",
             seg.index,
-            seg.old_start.0,
-            seg.old_end().0,
+            seg.old_start.get(),
+            seg.old_end().get(),
             seg.size,
             seg.file_offset
         );

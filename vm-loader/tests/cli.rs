@@ -550,18 +550,18 @@ fn find_corruption(bytes: &[u8]) -> (usize, u64) {
         let start = seg.file_offset as usize;
         let seg_bytes = &bytes[start..start + seg.size as usize];
         let objs: Vec<_> = match header.word {
-            WordSize::W64 => Walk::<L64>::new(seg_bytes, seg.old_start.0, seg.index).collect(),
-            WordSize::W32 => Walk::<L32>::new(seg_bytes, seg.old_start.0, seg.index).collect(),
+            WordSize::W64 => Walk::<L64>::new(seg_bytes, seg.old_start.get(), seg.index).collect(),
+            WordSize::W32 => Walk::<L32>::new(seg_bytes, seg.old_start.get(), seg.index).collect(),
         };
         for o in objs {
             let h = o.header;
             let ordinary = h.class_index() >= FIRST_VALID_CLASS_INDEX;
-            let addr = seg.old_start.0 + o.offset as u64;
+            let addr = seg.old_start.get() + o.offset as u64;
             if ordinary
                 && h.class_index() == CLASS_ARRAY
                 && h.format() == FMT_INDEXABLE
                 && o.num_slots >= 1
-                && addr != header.special_objects_oop.0
+                && addr != header.special_objects_oop.get()
             {
                 slot = Some(start + o.offset + 8);
             }

@@ -74,7 +74,7 @@ pub fn write_composed(
     let segments: Vec<(u64, &[u8])> = layout
         .segments
         .iter()
-        .map(|p| (runs[p.index].0 .0, runs[p.index].2))
+        .map(|p| (runs[p.index].0.get(), runs[p.index].2))
         .collect();
     let parent = out
         .parent()

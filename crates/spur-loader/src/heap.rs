@@ -66,11 +66,11 @@ impl HeapSegment {
     }
     /// Address where the segment's bridge starts: its objects end there.
     pub const fn objects_end(&self) -> NewAddr {
-        NewAddr(self.new_start.0 + self.size - BRIDGE_BYTES)
+        self.new_start.plus(self.size - BRIDGE_BYTES)
     }
     /// Does `a` fall among the segment's objects?
     pub const fn holds(&self, a: NewAddr) -> bool {
-        a.0 >= self.new_start.0 && a.0 < self.objects_end().0
+        a.get() >= self.new_start.get() && a.get() < self.objects_end().get()
     }
 }
 
@@ -209,7 +209,7 @@ impl LoadedHeap {
             .partition_point(|s| s.new_start <= a)
             .checked_sub(1)?;
         let s = &self.segments[i];
-        let off = a.0 - s.new_start.0;
+        let off = a.get() - s.new_start.get();
         (off.checked_add(len)? <= s.size).then_some((i, off as usize))
     }
 
@@ -222,9 +222,10 @@ impl LoadedHeap {
 
     /// Writes the u64 at `a`, which must lie inside one segment (its bridge included).
     pub fn write_u64(&mut self, a: NewAddr, value: u64) -> Result<(), HeapAccessError> {
-        let (i, off) = self
-            .segment_range(a, 8)
-            .ok_or(HeapAccessError::OutOfHeap { addr: a.0, len: 8 })?;
+        let (i, off) = self.segment_range(a, 8).ok_or(HeapAccessError::OutOfHeap {
+            addr: a.get(),
+            len: 8,
+        })?;
         self.segment_bytes_mut(i)[off..off + 8].copy_from_slice(&value.to_le_bytes());
         Ok(())
     }
@@ -256,7 +257,7 @@ impl LoadedHeap {
         self.segments[last].size += bytes;
         // The cached count no longer holds: the caller adds objects.
         self.objects_seen = None;
-        Ok(NewAddr(s.new_start.0 + s.size))
+        Ok(s.new_start.plus(s.size))
     }
 
     /// The segment whose objects contain `a`.
@@ -270,15 +271,15 @@ impl LoadedHeap {
     /// The object bytes holding `a` (a segment's objects, or perm space) and
     /// the offset of `a` in them.
     fn objects_holding(&self, a: NewAddr) -> Option<(&[u8], usize)> {
-        if let Some(p) = self.perm.as_ref().filter(|p| p.holds(a.0)) {
-            return Some((self.perm_bytes()?, (a.0 - p.start) as usize));
+        if let Some(p) = self.perm.as_ref().filter(|p| p.holds(a.get())) {
+            return Some((self.perm_bytes()?, (a.get() - p.start) as usize));
         }
         let i = self.segment_of(a)?;
         let s = &self.segments[i];
         let bytes = self.segment_bytes(i);
         Some((
             &bytes[..bytes.len() - BRIDGE_BYTES as usize],
-            (a.0 - s.new_start.0) as usize,
+            (a.get() - s.new_start.get()) as usize,
         ))
     }
 
@@ -300,7 +301,7 @@ impl LoadedHeap {
     pub fn num_slots(&self, obj: NewAddr) -> Option<u64> {
         let h = self.header_at(obj)?;
         if h.raw_num_slots() == 255 {
-            let w = self.u64_at(NewAddr(obj.0.checked_sub(8)?))?;
+            let w = self.u64_at(NewAddr::from_heap_word(obj.get().checked_sub(8)?))?;
             Some(self.word().overflow_slots(w))
         } else {
             Some(h.raw_num_slots())
@@ -313,7 +314,7 @@ impl LoadedHeap {
             return None;
         }
         let wb = self.word().bytes();
-        let (bytes, off) = self.objects_holding(NewAddr(obj.0 + 8 + i * wb))?;
+        let (bytes, off) = self.objects_holding(obj.plus(8 + i * wb))?;
         Some(match self.word() {
             WordSize::W64 => u64::from_le_bytes(bytes.get(off..off + 8)?.try_into().unwrap()),
             WordSize::W32 => {
@@ -327,12 +328,16 @@ impl LoadedHeap {
     pub fn object_after(&self, obj: NewAddr) -> Option<NewAddr> {
         let seg = self.segment_of(obj)?;
         let n = self.num_slots(obj)?;
-        let next = obj.0 + self.word().body_bytes(n)?;
-        if next >= self.segments[seg].objects_end().0 {
+        let next = obj.get() + self.word().body_bytes(n)?;
+        if next >= self.segments[seg].objects_end().get() {
             return None;
         }
-        let w = self.u64_at(NewAddr(next))?;
-        Some(NewAddr(if w >> 56 == 0xFF { next + 8 } else { next }))
+        let w = self.u64_at(NewAddr::from_heap_word(next))?;
+        Some(NewAddr::from_heap_word(if w >> 56 == 0xFF {
+            next + 8
+        } else {
+            next
+        }))
     }
 
     /// Counts the objects of every segment (free chunks and hidden objects
@@ -350,7 +355,7 @@ impl LoadedHeap {
     fn count_with<L: Layout>(&self) -> Result<u64, spur_format::FormatError> {
         let mut n = 0;
         for (i, s) in self.segments.iter().enumerate() {
-            let mut w = Walk::<L>::new(self.segment_bytes(i), s.new_start.0, i);
+            let mut w = Walk::<L>::new(self.segment_bytes(i), s.new_start.get(), i);
             n += w.by_ref().count() as u64;
             w.finish()?;
         }

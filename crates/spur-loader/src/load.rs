@@ -7,7 +7,9 @@ use std::time::Instant;
 use spur_format::raw::*;
 use spur_format::read::header::HEADER_PROBE_BYTES;
 use spur_format::read::segment::repair_bridge_in_memory;
-use spur_format::{FormatError, ImageHeader, Layout, NewAddr, SegmentTable, WordSize, L32, L64};
+use spur_format::{
+    FormatError, ImageHeader, Layout, NewAddr, OldAddr, SegmentTable, Swizzle, WordSize, L32, L64,
+};
 use spur_mem::{page_ceil, page_floor, Backing, FilesUnchanged, MemError, Reservation};
 
 use crate::error::LoadError;
@@ -173,7 +175,8 @@ fn load_segments<R: SegmentReader + ?Sized>(
     };
     let t_reserve = t0.elapsed();
     let mut heap = LoadedHeap {
-        special_objects: NewAddr(header.special_objects_oop.0),
+        // Until a relocation moves it, the array is where the file says.
+        special_objects: Swizzle::IN_PLACE.apply(header.special_objects_oop),
         header,
         regions: plan.regions,
         segments: plan.segments,
@@ -195,7 +198,7 @@ fn load_segments<R: SegmentReader + ?Sized>(
     let relocation = (moved || (coalesced && heap.segments.len() > 1)).then(|| {
         let r = Relocation::new(
             heap.word(),
-            heap.segments.iter().map(|s| (s.old_start.0, s.new_start.0)),
+            heap.segments.iter().map(|s| (s.old_start, s.new_start)),
         );
         match heap.perm {
             Some(p) => r.with_perm_space(p.start, p.start + p.size),
@@ -323,8 +326,8 @@ fn place_at_old_addresses<R: SegmentReader + ?Sized>(
     // Page ranges, merged where they touch.
     let mut groups: Vec<(u64, u64, Vec<usize>)> = Vec::new();
     for (i, s) in table.segments.iter().enumerate() {
-        let lo = page_floor(s.old_start.0);
-        let mut end = s.old_end().0;
+        let lo = page_floor(s.old_start.get());
+        let mut end = s.old_end().get();
         if i == n - 1 {
             reserved_headroom = headroom.min(header.word.address_limit() - end);
             end += reserved_headroom;
@@ -343,23 +346,23 @@ fn place_at_old_addresses<R: SegmentReader + ?Sized>(
     for (lo, hi, members) in groups {
         let mut r = Reservation::at(lo, hi - lo)?;
         let last = &table.segments[*members.last().unwrap()];
-        r.commit(last.old_end().0 - lo, opts.backing)?;
+        r.commit(last.old_end().get() - lo, opts.backing)?;
         for i in members {
             let s = &table.segments[i];
             let file = opts
                 .map_files
-                .filter(|_| s.old_start.0.is_multiple_of(page))
+                .filter(|_| s.old_start.get().is_multiple_of(page))
                 .and_then(|promise| Some((promise, reader.segment_file(s)?)));
             if let Some((promise, f)) = file {
-                r.map_file_unchanged(promise, s.old_start.0 - lo, f, 0, s.size)?;
+                r.map_file_unchanged(promise, s.old_start.get() - lo, f, 0, s.size)?;
             }
             segments.push(HeapSegment {
                 index: i,
                 old_start: s.old_start,
-                new_start: NewAddr(s.old_start.0),
+                new_start: Swizzle::IN_PLACE.apply(s.old_start),
                 size: s.size,
                 region: regions.len(),
-                offset: (s.old_start.0 - lo) as usize,
+                offset: (s.old_start.get() - lo) as usize,
                 own_bridge: true,
                 mapped: file.is_some(),
             });
@@ -421,7 +424,7 @@ fn coalesce(
             // away from the image's own old range. Headroom is a wish: when
             // there is no room for it (a header may ask for 4 GiB), the heap
             // alone is placed, as the VMs shrink their request.
-            let old = (header.old_base.0, table.old_end().0);
+            let old = (header.old_base.get(), table.old_end().get());
             let find = |len: u64| -> Result<Option<Reservation>, LoadError> {
                 let mut cand: u64 = 0x1000_0000;
                 while cand + len <= limit {
@@ -456,7 +459,7 @@ fn coalesce(
         segments.push(HeapSegment {
             index: s.index,
             old_start: s.old_start,
-            new_start: NewAddr(region.base() + off as u64),
+            new_start: NewAddr::in_reservation(region.base(), off as u64),
             size: s.size,
             region: 0,
             offset: off,
@@ -512,7 +515,7 @@ fn read_segments<L: Layout, R: SegmentReader + ?Sized>(
                         frontier,
                         limit,
                         i,
-                        (start, seg.new_start.0),
+                        (start, seg.new_start.get()),
                     )
                     .map_err(LoadError::Relocate)?;
                 swizzle += t.elapsed();
@@ -522,7 +525,7 @@ fn read_segments<L: Layout, R: SegmentReader + ?Sized>(
             return Err(LoadError::Relocate(FormatError::BadObject {
                 segment: i,
                 offset: (cursor - start) as u64,
-                addr: seg.new_start.0 + (cursor - start) as u64,
+                addr: seg.new_start.get() + (cursor - start) as u64,
                 what: "does not end where the segment's bridge begins".into(),
             }));
         }
@@ -541,34 +544,37 @@ fn set_root_slot(heap: &mut LoadedHeap, obj: NewAddr, i: u64, value: u64) -> Res
     if i >= n {
         return Err(bad_root(
             heap,
-            obj.0,
+            obj.get(),
             format!("has {n} slots; slot {i} cannot be rewritten"),
         ));
     }
-    let at = NewAddr(obj.0 + 8 + i * word.bytes());
+    let at = obj.plus(8 + i * word.bytes());
     let result = match word {
         WordSize::W64 => heap.write_u64(at, value),
         WordSize::W32 => {
             // A 32-bit slot is half of the u64 at its 8-byte-aligned word.
-            let base = NewAddr(at.0 & !7);
-            let shift = (at.0 & 4) * 8;
+            let base = NewAddr::from_heap_word(at.get() & !7);
+            let shift = (at.get() & 4) * 8;
             match heap.read_u64(base) {
                 Some(w) => {
                     let mask = 0xFFFF_FFFFu64 << shift;
                     heap.write_u64(base, (w & !mask) | ((value & 0xFFFF_FFFF) << shift))
                 }
-                None => Err(crate::heap::HeapAccessError::OutOfHeap { addr: at.0, len: 4 }),
+                None => Err(crate::heap::HeapAccessError::OutOfHeap {
+                    addr: at.get(),
+                    len: 4,
+                }),
             }
         }
     };
-    result.map_err(|e| bad_root(heap, obj.0, format!("slot {i}: {e}")))
+    result.map_err(|e| bad_root(heap, obj.get(), format!("slot {i}: {e}")))
 }
 
 /// A relocation error about the root object at `addr`, with its segment and offset.
 fn bad_root(heap: &LoadedHeap, addr: u64, what: String) -> LoadError {
     let (segment, offset) = heap
-        .segment_of(NewAddr(addr))
-        .map_or((0, 0), |i| (i, addr - heap.segments()[i].new_start.0));
+        .segment_of(NewAddr::from_heap_word(addr))
+        .map_or((0, 0), |i| (i, addr - heap.segments()[i].new_start.get()));
     LoadError::Relocate(FormatError::BadObject {
         segment,
         offset,
@@ -581,13 +587,17 @@ fn bad_root(heap: &LoadedHeap, addr: u64, what: String) -> LoadError {
 /// hidden roots and the free-list heads (§2.4, steps 1–4).
 fn fix_roots(heap: &mut LoadedHeap, r: &Relocation) -> Result<(), LoadError> {
     let word = heap.word();
-    heap.special_objects = NewAddr(r.apply(heap.header.special_objects_oop.0));
+    heap.special_objects = r.map(heap.header.special_objects_oop);
     let nil = heap.nil();
     // The 4th object: the free lists, a word object whose heads are raw addresses.
-    let free_lists = NewAddr(nil.0 + 48);
-    let fl = heap
-        .header_at(free_lists)
-        .ok_or_else(|| bad_root(heap, free_lists.0, "no free-lists object at nil+48".into()))?;
+    let free_lists = nil.plus(48);
+    let fl = heap.header_at(free_lists).ok_or_else(|| {
+        bad_root(
+            heap,
+            free_lists.get(),
+            "no free-lists object at nil+48".into(),
+        )
+    })?;
     if fl.class_index() == word.word_array_pun() && fl.format() == word.word_indexable_format() {
         let n = heap
             .num_slots(free_lists)
@@ -596,7 +606,7 @@ fn fix_roots(heap: &mut LoadedHeap, r: &Relocation) -> Result<(), LoadError> {
         for i in 0..n {
             let v = heap.slot(free_lists, i).unwrap_or(0);
             if v != 0 {
-                set_root_slot(heap, free_lists, i, r.apply(v))?;
+                set_root_slot(heap, free_lists, i, r.map(OldAddr::new(v)).get())?;
             }
         }
     }
@@ -604,11 +614,11 @@ fn fix_roots(heap: &mut LoadedHeap, r: &Relocation) -> Result<(), LoadError> {
     let Some(hidden) = heap.object_after(free_lists) else {
         return Err(bad_root(
             heap,
-            free_lists.0,
+            free_lists.get(),
             "no hidden-roots object after the free lists".into(),
         ));
     };
-    let nil_oop = nil.0;
+    let nil_oop = nil.get();
     for root in [
         MARK_STACK_ROOT_INDEX,
         WEAKLING_STACK_ROOT_INDEX,
@@ -622,11 +632,11 @@ fn fix_roots(heap: &mut LoadedHeap, r: &Relocation) -> Result<(), LoadError> {
         }
         let is_page = |heap: &LoadedHeap, p: u64| {
             !word.is_immediate(p)
-                && heap.header_at(NewAddr(p)).is_some_and(|h| {
+                && heap.header_at(NewAddr::from_heap_word(p)).is_some_and(|h| {
                     h.class_index() == word.word_array_pun()
                         && h.format() == word.word_indexable_format()
                 })
-                && heap.num_slots(NewAddr(p)) == Some(OBJ_STACK_PAGE_SLOTS)
+                && heap.num_slots(NewAddr::from_heap_word(p)) == Some(OBJ_STACK_PAGE_SLOTS)
         };
         let limit = heap.heap_bytes() / (OBJ_STACK_PAGE_SLOTS * word.bytes()) + 1;
         let mut page = first;
@@ -640,7 +650,7 @@ fn fix_roots(heap: &mut LoadedHeap, r: &Relocation) -> Result<(), LoadError> {
                 ));
             }
             pages += 1;
-            let p = NewAddr(page);
+            let p = NewAddr::from_heap_word(page);
             let top = heap.slot(p, OBJ_STACK_TOP).unwrap_or(0);
             let last = top
                 .saturating_add(OBJ_STACK_NEXT)
@@ -649,7 +659,7 @@ fn fix_roots(heap: &mut LoadedHeap, r: &Relocation) -> Result<(), LoadError> {
             for i in (OBJ_STACK_NEXT..=last).rev() {
                 field = heap.slot(p, i).unwrap_or(0);
                 if field != 0 && !word.is_immediate(field) {
-                    field = r.apply(field);
+                    field = r.map(OldAddr::new(field)).get();
                     set_root_slot(heap, p, i, field)?;
                 }
             }
@@ -657,9 +667,12 @@ fn fix_roots(heap: &mut LoadedHeap, r: &Relocation) -> Result<(), LoadError> {
         }
         let mut page = first;
         let mut pages = 0;
-        while let Some(free) = heap.slot(NewAddr(page), OBJ_STACK_FREE).filter(|&f| f != 0) {
-            let moved = r.apply(free);
-            set_root_slot(heap, NewAddr(page), OBJ_STACK_FREE, moved)?;
+        while let Some(free) = heap
+            .slot(NewAddr::from_heap_word(page), OBJ_STACK_FREE)
+            .filter(|&f| f != 0)
+        {
+            let moved = r.map(OldAddr::new(free)).get();
+            set_root_slot(heap, NewAddr::from_heap_word(page), OBJ_STACK_FREE, moved)?;
             pages += 1;
             if !is_page(heap, moved) || pages > limit {
                 return Err(bad_root(

@@ -152,7 +152,7 @@ pub(crate) fn memory_runs(heap: &LoadedHeap) -> Result<Vec<MemoryRun<'_>>, Snaps
             continue;
         }
         let f = &segs[first];
-        let size = s.new_start.0 + s.size - f.new_start.0;
+        let size = s.new_start.get() + s.size - f.new_start.get();
         let region = heap.regions[f.region].bytes();
         ranges.push((
             f.new_start.as_saved(),

@@ -182,11 +182,11 @@ impl NewSpace {
     }
     /// First byte of new space (of past space).
     pub fn start(&self) -> NewAddr {
-        NewAddr(self.start)
+        NewAddr::in_reservation(self.start, 0)
     }
     /// Just past the end of new space (of eden).
     pub fn end(&self) -> NewAddr {
-        NewAddr(self.start + self.layout.total_bytes)
+        NewAddr::in_reservation(self.start, self.layout.total_bytes)
     }
     /// How new space was placed.
     pub fn placed(&self) -> Placed {
@@ -203,11 +203,11 @@ impl NewSpace {
     }
     /// Eden: where new objects are allocated.
     pub fn eden(&self) -> std::ops::Range<u64> {
-        self.start + 2 * self.layout.survivor_bytes..self.end().0
+        self.start + 2 * self.layout.survivor_bytes..self.end().get()
     }
     /// Allocation past this address triggers a scavenge.
     pub fn scavenge_threshold(&self) -> NewAddr {
-        NewAddr(self.start + self.layout.threshold_offset)
+        NewAddr::in_reservation(self.start, self.layout.threshold_offset)
     }
     /// New space's memory: `start()..end()`.
     pub fn bytes(&self) -> &[u8] {
@@ -314,11 +314,11 @@ mod tests {
         drop(probe);
         let mut ns = NewSpace::allocate(WordSize::W64, l, old).unwrap();
         assert_eq!(ns.placed(), Placed::BelowOldSpace);
-        assert_eq!(ns.end().0, old);
+        assert_eq!(ns.end().get(), old);
         assert_eq!(ns.eden().end, old);
         assert_eq!(ns.past_space().end, ns.future_space().start);
         assert_eq!(ns.future_space().end, ns.eden().start);
-        assert!(ns.scavenge_threshold().0 < ns.end().0);
+        assert!(ns.scavenge_threshold().get() < ns.end().get());
         assert_eq!(ns.bytes_mut().len() as u64, 1 << 20);
     }
 }

@@ -119,7 +119,7 @@ fn walk<L: Layout>(
     beyond: &mut std::collections::BTreeMap<u32, (u64, u64)>,
 ) -> Result<(), RuntimeError> {
     for (i, s) in heap.segments().iter().enumerate() {
-        let mut w = Walk::<L>::new(heap.segment_bytes(i), s.new_start.0, i);
+        let mut w = Walk::<L>::new(heap.segment_bytes(i), s.new_start.get(), i);
         for obj in w.by_ref() {
             h.objects += 1;
             let bytes = L::WORD.body_bytes(obj.num_slots).unwrap_or(0)
@@ -141,7 +141,7 @@ fn walk<L: Layout>(
             }
         }
         w.finish().map_err(|e| RuntimeError::ClassTable {
-            addr: s.new_start.0,
+            addr: s.new_start.get(),
             why: format!("the heap walk failed: {e}"),
         })?;
     }

@@ -300,8 +300,8 @@ pub fn write_image<W: Write + Seek>(spec: &SynthSpec, out: &mut W) -> io::Result
         prefix_bytes,
         header_size,
         data_size,
-        old_base: OldAddr(spec.old_base),
-        special_objects_oop: OldAddr(kernel.special_objects),
+        old_base: OldAddr::new(spec.old_base),
+        special_objects_oop: OldAddr::new(kernel.special_objects),
         // Non-zero, within the 22 bits the VM keeps.
         last_hash: 1 + (spec.seed.wrapping_mul(0x9E37_79B9) & 0x3F_FFFE),
         // 1024x768, as a VM would have saved its window.
