@@ -33,6 +33,7 @@ pub mod composed_write;
 pub mod error;
 pub mod heap;
 pub mod load;
+pub mod placement;
 pub mod relocate;
 pub mod snapshot;
 pub mod source;
@@ -41,10 +42,8 @@ pub mod verify;
 pub use composed_write::{write_composed, ComposedWritten};
 pub use error::LoadError;
 pub use heap::{HeapAccessError, HeapSegment, LoadedHeap, Placement, Timings};
-pub use load::{
-    initial_headroom, load, load_composed, load_path, read_layout, read_layout_path, LoadOptions,
-    PlacementRequest,
-};
+pub use load::{load, load_composed, load_path, read_layout, read_layout_path, LoadOptions};
+pub use placement::{initial_headroom, reserve_below_4g, PlacementRequest};
 pub use snapshot::{
     read_prefix, remove_stale_temps, snapshot_in_background, snapshot_to_path, write_atomically,
     BackgroundReport, BackgroundSnapshot, SnapshotError, SnapshotOptions, SnapshotPlan,

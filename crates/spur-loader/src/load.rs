@@ -1,5 +1,5 @@
-//! The load pipeline: header, segment table, placement, streaming read,
-//! bridge repair or relocation.
+//! The load pipeline: header, segment table, placement (where each segment
+//! goes: [`crate::placement`]), streaming read, bridge repair or relocation.
 
 use std::path::Path;
 use std::time::Instant;
@@ -10,25 +10,13 @@ use spur_format::read::segment::repair_bridge_in_memory;
 use spur_format::{
     FormatError, ImageHeader, Layout, NewAddr, OldAddr, SegmentTable, Swizzle, WordSize, L32, L64,
 };
-use spur_mem::{page_ceil, page_floor, Backing, FilesUnchanged, MemError, Reservation};
+use spur_mem::{Backing, FilesUnchanged};
 
 use crate::error::LoadError;
-use crate::heap::{HeapSegment, LoadedHeap, Placement, Timings};
+use crate::heap::{LoadedHeap, Placement, Timings};
+use crate::placement::{self, PlacementRequest};
 use crate::relocate::Relocation;
 use crate::source::{ComposedSource, FileSource, ImageSource, InOneFile, SegmentReader};
-
-/// Where the caller wants the heap.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum PlacementRequest {
-    /// At the image's old addresses, each segment at its own old start;
-    /// relocate only when a range is taken.
-    #[default]
-    OldBase,
-    /// Anywhere else: coalesce the segments and swizzle.
-    Relocate,
-    /// Coalesced, with nil at exactly this (8-aligned) address.
-    At(u64),
-}
 
 /// How to load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,30 +50,6 @@ impl Default for LoadOptions {
 /// Bytes read from the file between two relocation passes: small enough that
 /// the chunk is still in cache when its objects are rewritten.
 const CHUNK: usize = 2 << 20;
-
-/// Initial headroom after the heap (§5.3), from `extraVMMemory` (or the
-/// 16 MiB default) and the free space the image already carries.
-pub fn initial_headroom(extra_vm_memory: u32, free_old_space: u64) -> u64 {
-    let h = if extra_vm_memory == 0 {
-        DEFAULT_GROW_HEADROOM
-    } else {
-        extra_vm_memory as u64
-    };
-    let f = free_old_space;
-    if f >= h {
-        0
-    } else if f >= h / 8 * 7 {
-        h / 8
-    } else if f >= h / 4 * 3 {
-        h / 4
-    } else if f >= h / 8 * 5 {
-        h / 8 * 3
-    } else if f >= h / 2 {
-        h / 2
-    } else {
-        h
-    }
-}
 
 /// Reads the header and follows the bridges, without loading anything.
 pub fn read_layout<S: ImageSource + ?Sized>(
@@ -151,27 +115,9 @@ fn load_segments<R: SegmentReader + ?Sized>(
     opts: &LoadOptions,
     t0: Instant,
 ) -> Result<LoadedHeap, LoadError> {
-    let headroom = initial_headroom(header.extra_vm_memory, header.free_old_space);
-    let mut fallback = None;
-    let plan = {
+    let (plan, fallback) = {
         let _s = tracing::debug_span!("reserve").entered();
-        match opts.placement {
-            PlacementRequest::OldBase => {
-                match place_at_old_addresses(&header, &table, headroom, opts, reader) {
-                    Ok(plan) => plan,
-                    Err(e) => {
-                        let why = e.to_string();
-                        tracing::warn!("old addresses unavailable, relocating: {why}");
-                        fallback = Some(why);
-                        coalesce(&header, &table, headroom, None, opts.backing)?
-                    }
-                }
-            }
-            PlacementRequest::Relocate => coalesce(&header, &table, headroom, None, opts.backing)?,
-            PlacementRequest::At(addr) => {
-                coalesce(&header, &table, headroom, Some(addr), opts.backing)?
-            }
-        }
+        placement::place(&header, &table, opts, reader)?
     };
     let t_reserve = t0.elapsed();
     let mut heap = LoadedHeap {
@@ -189,7 +135,7 @@ fn load_segments<R: SegmentReader + ?Sized>(
         perm: None,
     };
     if let Some((meta, file)) = reader.perm() {
-        place_perm_space(&mut heap, meta, file, opts)?;
+        placement::place_perm_space(&mut heap, meta, file, opts)?;
     }
     let moved = heap.segments.iter().any(|s| !s.swizzle().is_identity());
     let coalesced = plan.coalesced;
@@ -253,43 +199,6 @@ fn load_segments<R: SegmentReader + ?Sized>(
     Ok(heap)
 }
 
-/// Places perm space at the one address it can live at (§6), mapping
-/// `permSpace.data` there when it can.
-fn place_perm_space(
-    heap: &mut LoadedHeap,
-    meta: spur_format::read::composed::SegmentMeta,
-    file: &std::fs::File,
-    opts: &LoadOptions,
-) -> Result<(), LoadError> {
-    let lo = page_floor(meta.start);
-    let hi = page_ceil(meta.start + meta.size.max(1));
-    let mut r = Reservation::at(lo, hi - lo)?;
-    r.commit(hi - lo, opts.backing)?;
-    let offset = (meta.start - lo) as usize;
-    let promise = opts.map_files.filter(|_| meta.size > 0 && meta.start == lo);
-    let mapped = promise.is_some();
-    if let Some(promise) = promise {
-        r.map_file_unchanged(promise, 0, file, 0, meta.size)?;
-    } else if meta.size > 0 {
-        use std::os::unix::fs::FileExt;
-        file.read_exact_at(&mut r.bytes_mut()[offset..offset + meta.size as usize], 0)
-            .map_err(|source| LoadError::Read {
-                offset: 0,
-                len: meta.size,
-                source,
-            })?;
-    }
-    heap.perm = Some(crate::heap::PermSpace {
-        start: meta.start,
-        size: meta.size,
-        mapped,
-        region: heap.regions.len(),
-        offset,
-    });
-    heap.regions.push(r);
-    Ok(())
-}
-
 /// Perm-space objects keep their addresses, but their pointers into old
 /// space follow it when it moves.
 fn relocate_perm_space<L: Layout>(heap: &mut LoadedHeap, r: &Relocation) -> Result<(), LoadError> {
@@ -300,180 +209,6 @@ fn relocate_perm_space<L: Layout>(heap: &mut LoadedHeap, r: &Relocation) -> Resu
     r.advance::<L>(bytes, &mut cursor, len, len, usize::MAX, (0, p.start))
         .map_err(LoadError::Relocate)?;
     Ok(())
-}
-
-struct Plan {
-    regions: Vec<Reservation>,
-    segments: Vec<HeapSegment>,
-    coalesced: bool,
-    /// Headroom reserved after the heap: what the image asks for (§5.3),
-    /// less what does not fit below the address limit.
-    headroom: u64,
-}
-
-/// Reserves each segment's old range (segments sharing pages share a
-/// reservation), with the headroom after the last one.
-fn place_at_old_addresses<R: SegmentReader + ?Sized>(
-    header: &ImageHeader,
-    table: &SegmentTable,
-    headroom: u64,
-    opts: &LoadOptions,
-    reader: &R,
-) -> Result<Plan, MemError> {
-    let page = spur_mem::page_size();
-    let n = table.segments.len();
-    let mut reserved_headroom = 0;
-    // Page ranges, merged where they touch.
-    let mut groups: Vec<(u64, u64, Vec<usize>)> = Vec::new();
-    for (i, s) in table.segments.iter().enumerate() {
-        let lo = page_floor(s.old_start.get());
-        let mut end = s.old_end().get();
-        if i == n - 1 {
-            reserved_headroom = headroom.min(header.word.address_limit() - end);
-            end += reserved_headroom;
-        }
-        let hi = page_ceil(end);
-        match groups.last_mut() {
-            Some(g) if lo <= g.1 => {
-                g.1 = g.1.max(hi);
-                g.2.push(i);
-            }
-            _ => groups.push((lo, hi, vec![i])),
-        }
-    }
-    let mut regions = Vec::with_capacity(groups.len());
-    let mut segments = Vec::with_capacity(n);
-    for (lo, hi, members) in groups {
-        let mut r = Reservation::at(lo, hi - lo)?;
-        let last = &table.segments[*members.last().unwrap()];
-        r.commit(last.old_end().get() - lo, opts.backing)?;
-        for i in members {
-            let s = &table.segments[i];
-            let file = opts
-                .map_files
-                .filter(|_| s.old_start.get().is_multiple_of(page))
-                .and_then(|promise| Some((promise, reader.segment_file(s)?)));
-            if let Some((promise, f)) = file {
-                r.map_file_unchanged(promise, s.old_start.get() - lo, f, 0, s.size)?;
-            }
-            segments.push(HeapSegment {
-                index: i,
-                old_start: s.old_start,
-                new_start: Swizzle::IN_PLACE.apply(s.old_start),
-                size: s.size,
-                region: regions.len(),
-                offset: (s.old_start.get() - lo) as usize,
-                own_bridge: true,
-                mapped: file.is_some(),
-            });
-        }
-        regions.push(r);
-    }
-    Ok(Plan {
-        regions,
-        segments,
-        coalesced: false,
-        headroom: reserved_headroom,
-    })
-}
-
-/// Reserves one range for all segments back to back, each overwriting the
-/// previous one's bridge (§2.3), at `at` or wherever there is room.
-fn coalesce(
-    header: &ImageHeader,
-    table: &SegmentTable,
-    headroom: u64,
-    at: Option<u64>,
-    backing: Backing,
-) -> Result<Plan, LoadError> {
-    let word = header.word;
-    let n = table.segments.len() as u64;
-    let heap_len = header.data_size - BRIDGE_BYTES * (n - 1);
-    let need = heap_len
-        .checked_add(headroom)
-        .ok_or(LoadError::TooLarge { need: u64::MAX })?;
-    let limit = word.address_limit();
-    let mut reserved_headroom = headroom;
-    let (region, start) = match at {
-        Some(addr) => {
-            if addr % 8 != 0 || addr == 0 {
-                return Err(LoadError::BadBase {
-                    addr,
-                    why: "the base must be a non-zero multiple of 8",
-                });
-            }
-            if addr.checked_add(heap_len).is_none_or(|e| e > limit) {
-                return Err(LoadError::BadBase {
-                    addr,
-                    why: "the heap would not fit below the address limit of its word size",
-                });
-            }
-            let lo = page_floor(addr);
-            reserved_headroom = headroom.min(limit - addr - heap_len);
-            let hi = page_ceil(addr + heap_len + reserved_headroom);
-            (Reservation::at(lo, hi - lo)?, addr)
-        }
-        None if word == WordSize::W64 => {
-            let len = page_ceil(need);
-            let r = Reservation::anywhere(len, 2 << 20)?;
-            let base = r.base();
-            (r, base)
-        }
-        None => {
-            // A 32-bit heap must stay below 4 GiB: look for room from 256 MiB up,
-            // away from the image's own old range. Headroom is a wish: when
-            // there is no room for it (a header may ask for 4 GiB), the heap
-            // alone is placed, as the VMs shrink their request.
-            let old = (header.old_base.get(), table.old_end().get());
-            let find = |len: u64| -> Result<Option<Reservation>, LoadError> {
-                let mut cand: u64 = 0x1000_0000;
-                while cand + len <= limit {
-                    if cand + len <= old.0 || cand >= old.1 {
-                        match Reservation::at(cand, len) {
-                            Ok(r) => return Ok(Some(r)),
-                            Err(MemError::Occupied { .. }) => {}
-                            Err(e) => return Err(e.into()),
-                        }
-                    }
-                    cand += 16 << 20;
-                }
-                Ok(None)
-            };
-            let r = match find(page_ceil(need))? {
-                Some(r) => r,
-                None => {
-                    reserved_headroom = 0;
-                    find(page_ceil(heap_len))?.ok_or(LoadError::TooLarge { need: heap_len })?
-                }
-            };
-            let base = r.base();
-            (r, base)
-        }
-    };
-    let mut region = region;
-    let base_off = (start - region.base()) as usize;
-    region.commit(base_off as u64 + heap_len, backing)?;
-    let mut segments = Vec::with_capacity(n as usize);
-    let mut off = base_off;
-    for s in &table.segments {
-        segments.push(HeapSegment {
-            index: s.index,
-            old_start: s.old_start,
-            new_start: NewAddr::in_reservation(region.base(), off as u64),
-            size: s.size,
-            region: 0,
-            offset: off,
-            own_bridge: s.index as u64 == n - 1,
-            mapped: false,
-        });
-        off += (s.size - BRIDGE_BYTES) as usize;
-    }
-    Ok(Plan {
-        regions: vec![region],
-        segments,
-        coalesced: true,
-        headroom: reserved_headroom,
-    })
 }
 
 /// Streams each segment from the source into its place, rewriting pointers
