@@ -1,6 +1,7 @@
 //! A loaded heap: the segments in this process's memory, and read access to
 //! them by address.
 
+use crate::conv::usize_of;
 use spur_format::raw::BRIDGE_BYTES;
 use spur_format::{
     ImageHeader, Layout, NewAddr, ObjHeader, OldAddr, Swizzle, Walk, WordSize, L32, L64,
@@ -161,13 +162,13 @@ impl LoadedHeap {
     /// The bytes of perm space.
     pub fn perm_bytes(&self) -> Option<&[u8]> {
         let p = self.perm.as_ref()?;
-        Some(&self.regions[p.region].bytes()[p.offset..p.offset + p.size as usize])
+        Some(&self.regions[p.region].bytes()[p.offset..p.offset + usize_of(p.size)])
     }
 
     /// The bytes of perm space, writable.
     pub fn perm_bytes_mut(&mut self) -> Option<&mut [u8]> {
         let p = *self.perm.as_ref()?;
-        Some(&mut self.regions[p.region].bytes_mut()[p.offset..p.offset + p.size as usize])
+        Some(&mut self.regions[p.region].bytes_mut()[p.offset..p.offset + usize_of(p.size)])
     }
 
     /// The first object: nil.
@@ -187,7 +188,7 @@ impl LoadedHeap {
     /// last 16 bytes of every segment but the last are the next one's start.
     pub fn segment_bytes(&self, i: usize) -> &[u8] {
         let s = &self.segments[i];
-        &self.regions[s.region].bytes()[s.offset..s.offset + s.size as usize]
+        &self.regions[s.region].bytes()[s.offset..s.offset + usize_of(s.size)]
     }
 
     /// The bytes of segment `i`, writable: the raw memory a runtime's object
@@ -199,7 +200,7 @@ impl LoadedHeap {
     /// When `i` is not the index of a segment (`i >= segments().len()`).
     pub fn segment_bytes_mut(&mut self, i: usize) -> &mut [u8] {
         let s = self.segments[i];
-        &mut self.regions[s.region].bytes_mut()[s.offset..s.offset + s.size as usize]
+        &mut self.regions[s.region].bytes_mut()[s.offset..s.offset + usize_of(s.size)]
     }
 
     /// The segment holding `a..a+len` (its bridge included) and the offset of `a` in it.
@@ -210,7 +211,7 @@ impl LoadedHeap {
             .checked_sub(1)?;
         let s = &self.segments[i];
         let off = a.get() - s.new_start.get();
-        (off.checked_add(len)? <= s.size).then_some((i, off as usize))
+        (off.checked_add(len)? <= s.size).then_some((i, usize_of(off)))
     }
 
     /// The u64 at `a` anywhere in a segment, its bridge included.
@@ -272,14 +273,14 @@ impl LoadedHeap {
     /// the offset of `a` in them.
     fn objects_holding(&self, a: NewAddr) -> Option<(&[u8], usize)> {
         if let Some(p) = self.perm.as_ref().filter(|p| p.holds(a.get())) {
-            return Some((self.perm_bytes()?, (a.get() - p.start) as usize));
+            return Some((self.perm_bytes()?, usize_of(a.get() - p.start)));
         }
         let i = self.segment_of(a)?;
         let s = &self.segments[i];
         let bytes = self.segment_bytes(i);
         Some((
-            &bytes[..bytes.len() - BRIDGE_BYTES as usize],
-            (a.get() - s.new_start.get()) as usize,
+            &bytes[..bytes.len() - usize_of(BRIDGE_BYTES)],
+            usize_of(a.get() - s.new_start.get()),
         ))
     }
 
@@ -317,9 +318,9 @@ impl LoadedHeap {
         let (bytes, off) = self.objects_holding(obj.plus(8 + i * wb))?;
         Some(match self.word() {
             WordSize::W64 => u64::from_le_bytes(bytes.get(off..off + 8)?.try_into().unwrap()),
-            WordSize::W32 => {
-                u32::from_le_bytes(bytes.get(off..off + 4)?.try_into().unwrap()) as u64
-            }
+            WordSize::W32 => u64::from(u32::from_le_bytes(
+                bytes.get(off..off + 4)?.try_into().unwrap(),
+            )),
         })
     }
 

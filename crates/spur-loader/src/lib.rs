@@ -30,6 +30,7 @@
 #![forbid(unsafe_code)]
 
 pub mod composed_write;
+pub mod conv;
 pub mod error;
 pub mod heap;
 pub mod load;

@@ -12,6 +12,7 @@ use spur_format::{
 };
 use spur_mem::{Backing, FilesUnchanged};
 
+use crate::conv::{u64_of, usize_of, Micros};
 use crate::error::LoadError;
 use crate::heap::{LoadedHeap, Placement, Timings};
 use crate::placement::{self, PlacementRequest};
@@ -55,7 +56,7 @@ const CHUNK: usize = 2 << 20;
 pub fn read_layout<S: ImageSource + ?Sized>(
     src: &S,
 ) -> Result<(ImageHeader, SegmentTable), LoadError> {
-    let n = (HEADER_PROBE_BYTES as u64).min(src.len()) as usize;
+    let n = usize_of(u64_of(HEADER_PROBE_BYTES).min(src.len()));
     let mut first = vec![0u8; n];
     src.read_exact_at(&mut first, 0)?;
     let header = ImageHeader::parse(&first, src.len())?;
@@ -176,12 +177,12 @@ fn load_segments<R: SegmentReader + ?Sized>(
         }
         heap.placement = Placement::Relocated;
         heap.swizzled = true;
-        heap.timings.swizzle_us = (swizzle_time + t2.elapsed()).as_micros() as u64;
+        heap.timings.swizzle_us = (swizzle_time + t2.elapsed()).micros();
     } else if !coalesced {
         for (i, s) in table.segments.iter().enumerate() {
             let seg = heap.segments[i];
             let bytes = &mut heap.regions[seg.region].bytes_mut()
-                [seg.offset..seg.offset + seg.size as usize];
+                [seg.offset..seg.offset + usize_of(seg.size)];
             // Only write when something changes: a write to a mapped segment
             // copies its page.
             let mut want = bytes[bytes.len() - 16..].to_vec();
@@ -192,9 +193,9 @@ fn load_segments<R: SegmentReader + ?Sized>(
             }
         }
     }
-    heap.timings.reserve_us = t_reserve.as_micros() as u64;
-    heap.timings.read_us = t_read.saturating_sub(swizzle_time).as_micros() as u64;
-    heap.timings.total_us = t0.elapsed().as_micros() as u64;
+    heap.timings.reserve_us = t_reserve.micros();
+    heap.timings.read_us = t_read.saturating_sub(swizzle_time).micros();
+    heap.timings.total_us = t0.elapsed().micros();
     tracing::debug!(?heap.timings, placement = heap.placement.name(), "loaded");
     Ok(heap)
 }
@@ -203,7 +204,7 @@ fn load_segments<R: SegmentReader + ?Sized>(
 /// space follow it when it moves.
 fn relocate_perm_space<L: Layout>(heap: &mut LoadedHeap, r: &Relocation) -> Result<(), LoadError> {
     let p = heap.perm.expect("perm space");
-    let bytes = &mut heap.regions[p.region].bytes_mut()[p.offset..p.offset + p.size as usize];
+    let bytes = &mut heap.regions[p.region].bytes_mut()[p.offset..p.offset + usize_of(p.size)];
     let mut cursor = 0;
     let len = bytes.len();
     r.advance::<L>(bytes, &mut cursor, len, len, usize::MAX, (0, p.start))
@@ -229,8 +230,8 @@ fn read_segments<L: Layout, R: SegmentReader + ?Sized>(
         let region = &mut heap.regions[seg.region];
         let bytes = region.bytes_mut();
         let start = seg.offset;
-        let end = start + seg.size as usize;
-        let limit = end - BRIDGE_BYTES as usize;
+        let end = start + usize_of(seg.size);
+        let limit = end - usize_of(BRIDGE_BYTES);
         let mut frontier = start;
         let mut cursor = start;
         while frontier < end {

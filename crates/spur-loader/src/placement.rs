@@ -16,6 +16,7 @@ use spur_format::read::composed::SegmentMeta;
 use spur_format::{ImageHeader, NewAddr, SegmentTable, Swizzle, WordSize};
 use spur_mem::{page_ceil, page_floor, Backing, MemError, Reservation};
 
+use crate::conv::usize_of;
 use crate::error::LoadError;
 use crate::heap::{HeapSegment, LoadedHeap, PermSpace};
 use crate::load::LoadOptions;
@@ -74,7 +75,7 @@ pub fn initial_headroom(extra_vm_memory: u32, free_old_space: u64) -> u64 {
     let h = if extra_vm_memory == 0 {
         DEFAULT_GROW_HEADROOM
     } else {
-        extra_vm_memory as u64
+        u64::from(extra_vm_memory)
     };
     let f = free_old_space;
     if f >= h {
@@ -138,14 +139,14 @@ pub(crate) fn place_perm_space(
     let hi = page_ceil(meta.start + meta.size.max(1));
     let mut r = Reservation::at(lo, hi - lo)?;
     r.commit(hi - lo, opts.backing)?;
-    let offset = (meta.start - lo) as usize;
+    let offset = usize_of(meta.start - lo);
     let promise = opts.map_files.filter(|_| meta.size > 0 && meta.start == lo);
     let mapped = promise.is_some();
     if let Some(promise) = promise {
         r.map_file_unchanged(promise, 0, file, 0, meta.size)?;
     } else if meta.size > 0 {
         use std::os::unix::fs::FileExt;
-        file.read_exact_at(&mut r.bytes_mut()[offset..offset + meta.size as usize], 0)
+        file.read_exact_at(&mut r.bytes_mut()[offset..offset + usize_of(meta.size)], 0)
             .map_err(|source| LoadError::Read {
                 offset: 0,
                 len: meta.size,
@@ -227,7 +228,7 @@ fn place_at_old_addresses<R: SegmentReader + ?Sized>(
                 new_start: Swizzle::IN_PLACE.apply(s.old_start),
                 size: s.size,
                 region: regions.len(),
-                offset: (s.old_start.get() - lo) as usize,
+                offset: usize_of(s.old_start.get() - lo),
                 own_bridge: true,
                 mapped: file.is_some(),
             });
@@ -303,9 +304,9 @@ fn coalesce(
         }
     };
     let mut region = region;
-    let base_off = (start - region.base()) as usize;
+    let base_off = usize_of(start - region.base());
     region.commit(base_off as u64 + heap_len, backing)?;
-    let mut segments = Vec::with_capacity(n as usize);
+    let mut segments = Vec::with_capacity(usize_of(n));
     let mut off = base_off;
     for s in &table.segments {
         segments.push(HeapSegment {
@@ -318,7 +319,7 @@ fn coalesce(
             own_bridge: s.index as u64 == n - 1,
             mapped: false,
         });
-        off += (s.size - BRIDGE_BYTES) as usize;
+        off += usize_of(s.size - BRIDGE_BYTES);
     }
     Ok(Plan {
         regions: vec![region],

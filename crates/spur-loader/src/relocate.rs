@@ -5,6 +5,7 @@
 //! rewritten while they are still in cache, so relocation costs little more
 //! than the read itself.
 
+use crate::conv::usize_of;
 use spur_format::raw::*;
 use spur_format::read::walk::{step, Obj};
 use spur_format::{FormatError, Layout, NewAddr, OldAddr, WordSize};
@@ -110,7 +111,7 @@ impl Relocation {
     fn object<L: Layout>(&self, bytes: &mut [u8], obj: &Obj, end: usize) {
         let h = obj.header;
         let ci = h.class_index();
-        let n = obj.num_slots as usize;
+        let n = usize_of(obj.num_slots);
         if ci >= CLASS_FORWARDER {
             let fmt = h.format();
             let count = if fmt <= FMT_LAST_POINTER {
@@ -118,7 +119,9 @@ impl Relocation {
             } else if fmt >= FMT_COMPILED_METHOD && n > 0 {
                 // Slot 0 is the method header, a SmallInteger; then the literals.
                 match L::WORD.small_integer(L::slot(bytes, obj.offset, 0)) {
-                    Some(hdr) => ((hdr & METHOD_NUM_LITERALS_MASK) as usize + 1).min(n),
+                    Some(hdr) => {
+                        (usize_of((hdr & METHOD_NUM_LITERALS_MASK).cast_unsigned()) + 1).min(n)
+                    }
                     None => 0,
                 }
             } else {
@@ -133,12 +136,12 @@ impl Relocation {
             }
         } else if ci == CLASS_FREE_CHUNK {
             if n > 0 {
-                self.nonzero_field::<L>(bytes, obj.offset, FREE_CHUNK_NEXT as usize);
+                self.nonzero_field::<L>(bytes, obj.offset, usize_of(FREE_CHUNK_NEXT));
             }
             let chunk_bytes = (end - obj.start()) as u64;
-            if chunk_bytes >= L::WORD.num_free_lists() * 8 && n > FREE_CHUNK_LARGER as usize {
+            if chunk_bytes >= L::WORD.num_free_lists() * 8 && n > usize_of(FREE_CHUNK_LARGER) {
                 for i in FREE_CHUNK_PARENT..=FREE_CHUNK_LARGER {
-                    self.nonzero_field::<L>(bytes, obj.offset, i as usize);
+                    self.nonzero_field::<L>(bytes, obj.offset, usize_of(i));
                 }
             }
         }

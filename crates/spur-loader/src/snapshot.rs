@@ -54,6 +54,7 @@ use spur_mem::process::{self, ChildOutcome, WriteJob, WriterChild};
 
 pub use spur_mem::process::ignore_file_size_signal;
 
+use crate::conv::{usize_of, Micros};
 use crate::heap::LoadedHeap;
 use crate::source::ImageSource;
 use crate::LoadError;
@@ -121,7 +122,7 @@ pub fn read_prefix<S: ImageSource + ?Sized>(
     if header.prefix_bytes == 0 {
         return Ok(None);
     }
-    let mut p = vec![0u8; header.prefix_bytes as usize];
+    let mut p = vec![0u8; usize_of(header.prefix_bytes)];
     src.read_exact_at(&mut p, 0)?;
     Ok(Some(p))
 }
@@ -142,7 +143,7 @@ pub(crate) fn memory_runs(heap: &LoadedHeap) -> Result<Vec<MemoryRun<'_>>, Snaps
     for (i, s) in segs.iter().enumerate() {
         if !s.own_bridge && i + 1 < segs.len() {
             let next = &segs[i + 1];
-            if next.region != s.region || next.offset != s.offset + (s.size - BRIDGE_BYTES) as usize
+            if next.region != s.region || next.offset != s.offset + usize_of(s.size - BRIDGE_BYTES)
             {
                 return Err(SnapshotError::NotContiguous {
                     first: i,
@@ -157,7 +158,7 @@ pub(crate) fn memory_runs(heap: &LoadedHeap) -> Result<Vec<MemoryRun<'_>>, Snaps
         ranges.push((
             f.new_start.as_saved(),
             size,
-            &region[f.offset..f.offset + size as usize],
+            &region[f.offset..f.offset + usize_of(size)],
         ));
         first = i + 1;
     }
@@ -196,7 +197,7 @@ impl<'h> SnapshotPlan<'h> {
             .iter()
             .map(|p| {
                 let b = ranges[p.index].2;
-                &b[..b.len() - BRIDGE_BYTES as usize]
+                &b[..b.len() - usize_of(BRIDGE_BYTES)]
             })
             .collect();
         let prefix_bytes = opts.prefix.as_ref().map_or(0, |p| p.len() as u64);
@@ -257,7 +258,7 @@ impl<'h> SnapshotPlan<'h> {
         for piece in self.pieces() {
             let mut rest = piece;
             while !rest.is_empty() {
-                let room = (chunk - offset % chunk) as usize;
+                let room = usize_of(chunk - offset % chunk);
                 let (now, later) = rest.split_at(room.min(rest.len()));
                 out.write_all(now).map_err(|source| SnapshotError::Write {
                     offset,
@@ -324,9 +325,9 @@ pub fn snapshot_to_path(
         header: plan.header.clone(),
         segments: plan.layout.segments.len(),
         bytes_written: bytes,
-        write_us: write_time.as_micros() as u64,
-        sync_us: total.saturating_sub(write_time).as_micros() as u64,
-        total_us: total.as_micros() as u64,
+        write_us: write_time.micros(),
+        sync_us: total.saturating_sub(write_time).micros(),
+        total_us: total.micros(),
     })
 }
 
@@ -583,8 +584,8 @@ impl BackgroundSnapshot {
                 header: self.header.clone(),
                 segments: self.segments,
                 bytes_written: self.bytes,
-                pause_us: self.pause.as_micros() as u64,
-                child_us: took.as_micros() as u64,
+                pause_us: self.pause.micros(),
+                child_us: took.micros(),
             }),
             ChildOutcome::Failed(e) => {
                 let _ = fs::remove_file(&self.temp);

@@ -4,6 +4,7 @@
 use spur_format::raw::*;
 use spur_format::{Layout, NewAddr, ObjHeader, Walk, WordSize, L32, L64};
 
+use crate::conv::{u64_of, usize_of};
 use crate::heap::LoadedHeap;
 
 /// What kind of problem a finding is.
@@ -337,9 +338,9 @@ impl<'h, L: Layout> Verifier<'h, L> {
             }
             pages += 1;
             self.classes
-                .resize(((p + 1) * CLASS_TABLE_PAGE_SLOTS) as usize, self.nil);
+                .resize(usize_of((p + 1) * CLASS_TABLE_PAGE_SLOTS), self.nil);
             for j in 0..CLASS_TABLE_PAGE_SLOTS {
-                self.classes[(p * CLASS_TABLE_PAGE_SLOTS + j) as usize] = heap
+                self.classes[usize_of(p * CLASS_TABLE_PAGE_SLOTS + j)] = heap
                     .slot(NewAddr::from_heap_word(page), j)
                     .unwrap_or(self.nil);
             }
@@ -455,7 +456,7 @@ impl<'h, L: Layout> Verifier<'h, L> {
             };
             match self.word.small_integer(hdr) {
                 Some(v) if n > 0 => {
-                    let lits = (v & METHOD_NUM_LITERALS_MASK) as u64;
+                    let lits = (v & METHOD_NUM_LITERALS_MASK).cast_unsigned();
                     if lits + 1 > n {
                         self.error(
                             FindingKind::Method,
@@ -505,7 +506,7 @@ impl<'h, L: Layout> Verifier<'h, L> {
         }
         let at = s.objects_end();
         let bytes = heap.segment_bytes(i);
-        let o = bytes.len() - BRIDGE_BYTES as usize;
+        let o = bytes.len() - usize_of(BRIDGE_BYTES);
         let w0 = spur_format::layout::u64_at(bytes, o);
         let w1 = spur_format::layout::u64_at(bytes, o + 8);
         let short = ObjHeader(w0);
@@ -557,7 +558,7 @@ impl<'h, L: Layout> Verifier<'h, L> {
                 continue;
             }
             // Entries at pun indices are left alone by the VMs' checks.
-            if (i as u32) < FIRST_VALID_CLASS_INDEX && !matches!(i, 1..=4) {
+            if u64_of(i) < u64::from(FIRST_VALID_CLASS_INDEX) && !matches!(i, 1..=4) {
                 continue;
             }
             count += 1;
@@ -619,12 +620,14 @@ impl<'h, L: Layout> Verifier<'h, L> {
                 if h.class_index() < CLASS_FORWARDER || !self.live.get(base + (obj.offset >> 3)) {
                     continue;
                 }
-                let n = obj.num_slots as usize;
+                let n = usize_of(obj.num_slots);
                 let count = if h.format() <= FMT_LAST_POINTER {
                     n
                 } else if h.is_compiled_method() && n > 0 {
                     match self.word.small_integer(L::slot(bytes, obj.offset, 0)) {
-                        Some(v) => ((v & METHOD_NUM_LITERALS_MASK) as usize + 1).min(n),
+                        Some(v) => {
+                            (usize_of((v & METHOD_NUM_LITERALS_MASK).cast_unsigned()) + 1).min(n)
+                        }
                         None => 0,
                     }
                 } else {

@@ -19,6 +19,8 @@ use spur_format::raw::{DEFAULT_EDEN_BYTES_32, DEFAULT_EDEN_BYTES_64};
 use spur_format::{NewAddr, WordSize};
 use spur_mem::{page_ceil, Backing, Reservation};
 
+use spur_loader::conv::usize_of;
+
 use crate::error::RuntimeError;
 use crate::place::{reserve_for, Placed};
 use crate::stack::StackLayout;
@@ -77,7 +79,7 @@ impl NewSpaceLayout {
     ) -> Result<Self, RuntimeError> {
         let (total, from) = match requested {
             Some(n) => (n, EdenFrom::CommandLine),
-            None if header_eden != 0 => (header_eden as u64, EdenFrom::Header),
+            None if header_eden != 0 => (u64::from(header_eden), EdenFrom::Header),
             None => (
                 match word {
                     WordSize::W64 => DEFAULT_EDEN_BYTES_64,
@@ -94,7 +96,7 @@ impl NewSpaceLayout {
             return Err(RuntimeError::TooLarge {
                 what: "new space",
                 bytes: total,
-                bits: word.bytes() as u32 * 8,
+                bits: if word == WordSize::W64 { 64 } else { 32 },
             });
         }
         let total = total & !7;
@@ -211,12 +213,12 @@ impl NewSpace {
     }
     /// New space's memory: `start()..end()`.
     pub fn bytes(&self) -> &[u8] {
-        let off = (self.start - self.memory.base()) as usize;
+        let off = usize_of(self.start - self.memory.base());
         &self.memory.bytes()[off..]
     }
     /// New space's memory, writable (the object memory writes through it).
     pub fn bytes_mut(&mut self) -> &mut [u8] {
-        let off = (self.start - self.memory.base()) as usize;
+        let off = usize_of(self.start - self.memory.base());
         &mut self.memory.bytes_mut()[off..]
     }
 }

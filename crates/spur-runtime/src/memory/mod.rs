@@ -407,7 +407,9 @@ impl ObjectMemory {
         match self.word {
             WordSize::W64 => match v & 7 {
                 0 => self.header(oop).map(|h| h.class_index()),
-                t @ (1 | 2 | 4) => Ok(t as u32),
+                1 => Ok(1),
+                2 => Ok(2),
+                4 => Ok(4),
                 _ => Err(MemoryError::NotAnObject { addr: v }),
             },
             WordSize::W32 => match v & 3 {
