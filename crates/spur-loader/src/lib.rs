@@ -1,7 +1,7 @@
 //! Loads Spur images into live memory and proves the heap intact.
 //!
 //! The pipeline ([`load`]): parse the header and follow the bridges
-//! ([`read_layout`]); reserve address space at the image's old addresses,
+//! ([`read_layout`]); reserve address space ([`placement`]) at the image's old addresses,
 //! each segment at its own old start ([`PlacementRequest::OldBase`]), and
 //! only when a range is taken, or the caller asks, reserve elsewhere and
 //! coalesce; stream each segment from the file straight into its final place
@@ -21,8 +21,15 @@
 //! replaces the target only once it is complete and synced, or from a forked
 //! child while the caller goes on.
 //!
-//! What it leaves to its caller: new space, stack pages and everything else a
-//! running VM needs beyond old space; and, when it asks for a composed
+//! A loaded heap offers its caller raw, bounds-checked access only: the
+//! bytes of each segment and of perm space, u64 reads and writes at a
+//! [`NewAddr`](spur_format::NewAddr), and growing the last segment into the
+//! reserved headroom ([`LoadedHeap::grow_last_segment`]).
+//!
+//! What it leaves to its caller: what objects mean to a running VM (slot
+//! stores, allocation, free lists, the write barrier: `spur-runtime`'s
+//! object memory), new space, stack pages and everything else a running VM
+//! needs beyond old space; and, when it asks for a composed
 //! image's segment files to be mapped instead of read
 //! ([`LoadOptions::map_files`]), the promise that nobody writes to or
 //! truncates them while the heap lives.
