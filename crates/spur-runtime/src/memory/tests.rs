@@ -103,8 +103,15 @@ fn immediates_and_missing_slots_are_errors_naming_the_object() {
         "{text}"
     );
     assert_eq!(mem.fetch(so, n - 1).unwrap(), before);
-    // On 32-bit a pointer 4 bytes into an object is no object (objects are 8-aligned).
-    let mem32 = ObjectMemory::new(heap(WordSize::W32));
+    // On 32-bit a pointer 4 bytes into an object is no object (objects are
+    // 8-aligned), and a value of more than 32 bits fits no slot.
+    let mut mem32 = ObjectMemory::new(heap(WordSize::W32));
+    let so = mem32.special_objects();
+    assert!(matches!(
+        mem32.store(so, 0, Oop::from_bits(1 << 32)),
+        Err(MemoryError::TooWide { value }) if value == 1 << 32
+    ));
+    assert_eq!(mem32.fetch(so, 0).unwrap(), mem32.nil());
     let so = mem32.special_objects();
     let inside = Oop::from_bits(so.bits() + 4);
     assert!(!inside.is_immediate(WordSize::W32));
