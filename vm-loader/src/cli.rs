@@ -62,10 +62,11 @@ pub struct ConvertArgs {
 
 #[derive(Debug, Args)]
 pub struct SnapshotArgs {
-    /// The image to load: a single file, or a composed folder (written back
-    /// as a single file; refused when it has a perm space).
+    /// The image to load: a single file, or a composed folder.
     pub image: PathBuf,
-    /// Where to write the snapshot (replaced only once it is complete; may be IMAGE).
+    /// Where to write the snapshot (replaced only once it is complete; may
+    /// be IMAGE). Only a regular file or a composed folder is replaced; a
+    /// symbolic link is written through to its file.
     pub out: PathBuf,
     #[command(flatten)]
     pub place: PlaceArgs,
@@ -81,7 +82,9 @@ pub struct SnapshotArgs {
     /// External semaphore table size to record (default: as read).
     #[arg(long, value_name = "N")]
     pub ext_sem_table: Option<u16>,
-    /// The format to write (default: the input's).
+    /// The format to write (default: a single file when OUT ends in
+    /// .image, a composed folder when OUT is one, else the input's; a single
+    /// file cannot hold a perm space).
     #[arg(long, value_enum)]
     pub format: Option<ImageFormat>,
 }
@@ -168,7 +171,9 @@ impl PlaceArgs {
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("heap").required(true).args(["heap_mib", "heap_kib"])))]
 pub struct SynthArgs {
-    /// Where to write the image (replaced atomically if it exists).
+    /// Where to write the image (replaced atomically if it is a regular file,
+    /// or with --composed a composed folder; a symbolic link is written
+    /// through to its file).
     pub out: PathBuf,
     /// Heap size in MiB (a lower bound: the fixed structure always fits).
     #[arg(long, value_name = "N")]

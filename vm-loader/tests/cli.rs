@@ -125,6 +125,10 @@ fn info_json_has_every_header_field_with_the_builders_values() {
             "cog_code_size",
             "max_ext_sem_table",
             "image_version",
+            "extra_vm_memory",
+            "saved_window",
+            "input",
+            "trailing_bytes",
             "segments",
         ])
     );
@@ -158,7 +162,8 @@ fn info_json_has_every_header_field_with_the_builders_values() {
     let segs = j["segments"].as_array().unwrap();
     assert_eq!(segs.len(), 3);
     for (i, (seg, want)) in segs.iter().zip(&r.segments).enumerate() {
-        assert_eq!(keys(seg), ["index", "old_start", "size"]);
+        assert_eq!(keys(seg), ["file_offset", "index", "old_start", "size"]);
+        assert_eq!(seg["file_offset"], want.file_offset);
         assert_eq!(seg["index"], i);
         assert_eq!(seg["old_start"], want.old_start);
         assert_eq!(seg["size"], want.size);
@@ -463,7 +468,10 @@ fn synth_writes_the_image_it_describes() {
     assert!(j["free_chunks"].as_u64().unwrap() > 0);
     let segs = j["segments"].as_array().unwrap();
     assert_eq!(segs.len(), 2);
-    assert_eq!(keys(&segs[0]), ["index", "old_start", "size"]);
+    assert_eq!(
+        keys(&segs[0]),
+        ["file_offset", "index", "old_start", "size"]
+    );
 
     let info = json(&["info", s(&out), "--json"]);
     assert_eq!(info["prefix_bytes"], 512);

@@ -108,7 +108,9 @@ fn snapshot_writes_the_image_back_byte_for_byte() {
                 "special_objects_oop",
                 "swizzled",
                 "sync_us",
-                "write_us"
+                "trailing_bytes",
+                "write_us",
+                "written"
             ]
         );
         assert_eq!(j["placement"], "old-base");

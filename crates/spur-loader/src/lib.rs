@@ -28,6 +28,7 @@
 
 pub mod composed_write;
 pub mod error;
+pub mod files;
 pub mod heap;
 pub mod load;
 pub mod mutate;
@@ -44,9 +45,9 @@ pub use load::{
     PlacementRequest,
 };
 pub use snapshot::{
-    read_prefix, remove_stale_temps, snapshot_in_background, snapshot_to_path, write_atomically,
-    BackgroundReport, BackgroundSnapshot, SnapshotError, SnapshotOptions, SnapshotPlan,
-    SnapshotReport,
+    read_prefix, read_trailer, remove_stale_temps, snapshot_in_background, snapshot_to_path,
+    trailing_len, write_atomically, BackgroundReport, BackgroundSnapshot, SnapshotError,
+    SnapshotOptions, SnapshotPlan, SnapshotReport,
 };
 pub use source::{ComposedSource, FileSource, ImageSource, SegmentReader};
 pub use spur_mem::Backing;
