@@ -73,12 +73,12 @@ pub fn run(args: &InfoArgs, json: bool) -> Result<Outcome> {
     let (header, table) = image.layout()?;
     let mut j = to_json(&header, &table);
     j.input = match image {
-        Image::File(_) => "file",
+        Image::File(..) => "file",
         Image::Folder(_) => "composed",
         Image::Bytes(_) => "builder",
     };
     j.trailing_bytes = match &image {
-        Image::File(f) => spur_loader::trailing_len(f, &header),
+        Image::File(f, _) => spur_loader::trailing_len(f, &header),
         _ => 0,
     };
     emit(json, &j, || {

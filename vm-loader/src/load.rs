@@ -54,7 +54,7 @@ pub fn load_image(args: &LoadArgs) -> Result<LoadedHeap> {
         placement: args.place.request(),
         ..Default::default()
     };
-    Ok(image.load(&opts)?)
+    image.load(&opts)
 }
 
 pub fn run(args: &LoadArgs, json: bool) -> Result<Outcome> {

@@ -15,7 +15,7 @@ use spur_loader::{
 use crate::cli::{ConvertArgs, ImageFormat, PlaceArgs, SnapshotArgs};
 use crate::image::Image;
 use crate::load::placement_text;
-use crate::out::{emit, human_bytes};
+use crate::out::{emit, human_bytes, shown};
 use crate::{progress, Outcome};
 
 /// The JSON of `snapshot`.
@@ -70,7 +70,7 @@ fn is_zero(n: &u64) -> bool {
 /// given on the command line.
 pub fn options(args: &SnapshotArgs, image: &Image, heap: &LoadedHeap) -> Result<SnapshotOptions> {
     let (prefix, trailer) = match image {
-        Image::File(src) => (
+        Image::File(src, _) => (
             read_prefix(src, heap.header())?,
             read_trailer(src, heap.header())?.unwrap_or_default(),
         ),
@@ -127,10 +127,10 @@ fn run_as(args: &SnapshotArgs, json: bool, verb: &str) -> Result<Outcome> {
     };
     let format = chosen_format(args, input_format);
     let source_trailing = match &image {
-        Image::File(src) => trailing_len(src, heap.header()),
+        Image::File(src, _) => trailing_len(src, heap.header()),
         _ => 0,
     };
-    let context = || format!("{verb} to {}", out.display());
+    let context = || format!("{verb} to {}", shown(out));
     let (header, segments, bytes, timing) = if format == ImageFormat::Composed {
         if args.background {
             anyhow::bail!("--background writes single files only; a composed folder is written in the foreground");
@@ -271,7 +271,7 @@ fn text(j: &SnapshotJson, image: &Path) -> String {
     let _ = writeln!(
         s,
         "loaded {} ({} of heap, {}) in {} us",
-        image.display(),
+        shown(image),
         human_bytes(j.heap_bytes),
         placement_text(j.placement, j.swizzled),
         j.load_us
@@ -279,7 +279,7 @@ fn text(j: &SnapshotJson, image: &Path) -> String {
     let _ = writeln!(
         s,
         "wrote {} as {}: format {}, {} in {} segment{}{}, nil at {:#x}, special objects at {:#x}",
-        j.path,
+        shown(j.path.as_ref()),
         match j.written {
             "composed" => "a composed folder",
             _ => "a single file",
@@ -301,7 +301,7 @@ fn text(j: &SnapshotJson, image: &Path) -> String {
             s,
             "kept the {} bytes after the data of {}",
             j.trailing_bytes,
-            image.display()
+            shown(image)
         );
     }
     if j.trailing_bytes_dropped > 0 {
@@ -309,7 +309,7 @@ fn text(j: &SnapshotJson, image: &Path) -> String {
             s,
             "note: the {} bytes after the data of {} are not written ({})",
             j.trailing_bytes_dropped,
-            image.display(),
+            shown(image),
             if j.written == "composed" {
                 "a composed image has no place for them"
             } else {

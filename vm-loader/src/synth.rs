@@ -11,7 +11,7 @@ use spur_loader::SnapshotError;
 use spur_synth::{SynthReport, SynthSpec};
 
 use crate::cli::SynthArgs;
-use crate::out::{emit, human_bytes};
+use crate::out::{emit, human_bytes, shown};
 use crate::Outcome;
 
 /// The JSON of `synth`.
@@ -164,7 +164,7 @@ fn text(j: &SynthJson) -> String {
     let _ = writeln!(
         s,
         "wrote {}: format {}, {}-bit, {} of heap in {} segment{}, {} file",
-        j.path,
+        shown(j.path.as_ref()),
         j.format,
         j.word_size * 8,
         human_bytes(j.data_size),

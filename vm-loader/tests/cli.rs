@@ -44,6 +44,23 @@ fn json(args: &[&str]) -> Value {
     json_with(args, 0)
 }
 
+/// Bad input under --json: exit code 2, the one line on stderr, and the
+/// same message as one JSON object on stdout.
+fn assert_refused_in_json(args: &[&str], needle: &str) {
+    let out = vm_loader(args);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 2, "{args:?}: {err}");
+    assert_eq!(err.lines().count(), 1, "{args:?}: not one line: {err:?}");
+    let j: Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    assert_eq!(j["exit_code"], 2);
+    let msg = j["error"].as_str().unwrap();
+    assert_eq!(format!("vm-loader: {msg}\n"), err);
+    assert!(
+        msg.contains(needle),
+        "{args:?}: {msg:?} does not name {needle:?}"
+    );
+}
+
 /// Bad input: exit code 2, nothing on stdout, and one line on stderr that
 /// starts `vm-loader: ` and contains `needle`.
 fn assert_refused(args: &[&str], needle: &str) {
@@ -396,7 +413,7 @@ fn bad_input_exits_2_with_one_line_and_never_panics() {
     for (path, needle) in cases {
         for cmd in ["info", "load", "verify"] {
             assert_refused(&[cmd, s(path)], needle);
-            assert_refused(&[cmd, s(path), "--json"], needle);
+            assert_refused_in_json(&[cmd, s(path), "--json"], needle);
         }
         assert_refused(&["load", s(path), "--relocate"], needle);
     }

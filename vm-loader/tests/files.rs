@@ -430,3 +430,57 @@ fn bytes_after_the_data_are_kept() {
         stdout(&o)
     );
 }
+
+#[test]
+fn an_out_name_near_the_length_limit_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = synth(dir.path(), "in.image");
+    let long = dir.path().join(format!("{}.image", "n".repeat(249)));
+    ok(&["snapshot", s(&img), s(&long)]);
+    ok(&["snapshot", s(&img), s(&long), "--background"]);
+    assert!(std::fs::read(&long).unwrap() == std::fs::read(&img).unwrap());
+    let folder = dir.path().join("c".repeat(255));
+    ok(&["convert", s(&img), s(&folder), "--to", "composed"]);
+    ok(&["synth", s(&long), "--heap-kib", "256"]);
+    assert_eq!(temporaries(dir.path()), Vec::<String>::new());
+}
+
+#[test]
+fn a_composed_snapshot_counts_every_file_and_errors_name_the_file_and_the_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = synth(dir.path(), "in.image");
+    let folder = dir.path().join("c");
+    let j = json(&["convert", s(&img), s(&folder), "--to", "composed"]);
+    let on_disk: u64 = std::fs::read_dir(&folder)
+        .unwrap()
+        .flatten()
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert_eq!(j["bytes_written"], on_disk);
+    let fifo = dir.path().join("fifo");
+    mkfifo(&fifo);
+    assert_refused(
+        &["convert", s(&img), s(&fifo), "--to", "single"],
+        "convert to",
+    );
+    // A file too short for a header is named.
+    let one = dir.path().join("one.image");
+    std::fs::write(&one, b"x").unwrap();
+    assert_refused(&["info", s(&one)], &format!("{}: ", one.display()));
+    // A newline in a name does not break the line.
+    let nl = synth(dir.path(), "a\nb.image");
+    let o = ok(&["snapshot", s(&nl), s(&nl)]);
+    assert_eq!(stdout(&o).lines().count(), 3, "{}", stdout(&o));
+}
+
+#[test]
+fn under_json_an_error_is_a_json_object_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("f.image");
+    mkfifo(&fifo);
+    let o = vm_loader(&["info", s(&fifo), "--json"]);
+    assert_eq!(o.status.code(), Some(2));
+    let j: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(j["error"].as_str().unwrap().contains("FIFO"), "{j}");
+    assert_eq!(j["exit_code"], 2);
+}
