@@ -484,3 +484,16 @@ fn under_json_an_error_is_a_json_object_too() {
     assert!(j["error"].as_str().unwrap().contains("FIFO"), "{j}");
     assert_eq!(j["exit_code"], 2);
 }
+
+#[test]
+fn relocated_snapshots_are_reproducible_and_a_low_base_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = synth(dir.path(), "in.image");
+    let a = dir.path().join("a.image");
+    let b = dir.path().join("b.image");
+    let ja = json(&["snapshot", s(&img), s(&a), "--relocate"]);
+    json(&["snapshot", s(&img), s(&b), "--relocate"]);
+    assert!(std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap());
+    assert_eq!(ja["old_base"], 0x2000_0000_0000u64);
+    assert_refused(&["load", s(&img), "--base", "0x8"], "--base 0x8");
+}

@@ -55,6 +55,16 @@ impl Default for LoadOptions {
 /// the chunk is still in cache when its objects are rewritten.
 const CHUNK: usize = 2 << 20;
 
+/// Where a 64-bit heap relocated without `--base` goes when that range is
+/// free (32 TiB, far from Pharo's 1 TiB old space and from the shared
+/// libraries near the top), so that relocated snapshots are reproducible;
+/// the next 32 TiB up when the image itself lives there.
+pub const RELOCATION_BASE_64: u64 = 0x2000_0000_0000;
+
+/// The lowest address a heap may be asked to start at: the kernel maps
+/// nothing in the first 64 KiB (`vm.mmap_min_addr`).
+pub const MIN_BASE: u64 = 0x1_0000;
+
 /// Initial headroom after the heap (§5.3), from `extraVMMemory` (or the
 /// 16 MiB default) and the free space the image already carries.
 pub fn initial_headroom(extra_vm_memory: u32, free_old_space: u64) -> u64 {
@@ -397,6 +407,12 @@ fn coalesce(
                     why: "the heap would not fit below the address limit of its word size",
                 });
             }
+            if page_floor(addr) < MIN_BASE {
+                return Err(LoadError::BadBase {
+                    addr,
+                    why: "the base must be at least 0x10000: the kernel maps nothing below",
+                });
+            }
             let lo = page_floor(addr);
             reserved_headroom = headroom.min(limit - addr - heap_len);
             let hi = page_ceil(addr + heap_len + reserved_headroom);
@@ -404,7 +420,15 @@ fn coalesce(
         }
         None if word == WordSize::W64 => {
             let len = page_ceil(need);
-            let r = Reservation::anywhere(len, 2 << 20)?;
+            let old = (header.old_base.0, table.old_end().0);
+            let stable = [RELOCATION_BASE_64, 2 * RELOCATION_BASE_64]
+                .into_iter()
+                .find(|&b| (b + len <= old.0 || b >= old.1) && b + len <= limit)
+                .and_then(|b| Reservation::at(b, len).ok());
+            let r = match stable {
+                Some(r) => r,
+                None => Reservation::anywhere(len, 2 << 20)?,
+            };
             let base = r.base();
             (r, base)
         }
