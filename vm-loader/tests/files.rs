@@ -497,3 +497,13 @@ fn relocated_snapshots_are_reproducible_and_a_low_base_is_named() {
     assert_eq!(ja["old_base"], 0x2000_0000_0000u64);
     assert_refused(&["load", s(&img), "--base", "0x8"], "--base 0x8");
 }
+
+#[test]
+fn a_too_small_eden_is_reported_as_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = synth(dir.path(), "in.image");
+    assert_refused(
+        &["launch", s(&img), "--headless", "--eden-bytes", "1"],
+        "new space of 1 bytes",
+    );
+}
