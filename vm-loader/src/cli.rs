@@ -115,6 +115,10 @@ pub struct BenchArgs {
 pub struct InfoArgs {
     /// The image file (default: a small image made in memory by the builder).
     pub image: Option<PathBuf>,
+    /// Also load the heap and wire it as launch does, to say which dialect
+    /// (Pharo, Squeak, Cuis) the image is and on what evidence.
+    #[arg(long)]
+    pub dialect: bool,
 }
 
 #[derive(Debug, Args)]

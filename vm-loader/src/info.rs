@@ -42,6 +42,12 @@ pub struct InfoJson {
     pub input: &'static str,
     /// Bytes of the file after its data (kept by a snapshot).
     pub trailing_bytes: u64,
+    /// With `--dialect`: `pharo`, `squeak`, `cuis` or `unknown`, as launch
+    /// finds it, and the evidence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dialect: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dialect_evidence: Option<Vec<String>>,
     pub segments: Vec<SegmentJson>,
 }
 
@@ -81,8 +87,18 @@ pub fn run(args: &InfoArgs, json: bool) -> Result<Outcome> {
         Image::File(f, _) => spur_loader::trailing_len(f, &header),
         _ => 0,
     };
+    if args.dialect {
+        let heap = image.load(&spur_loader::LoadOptions::default())?;
+        let rt = spur_runtime::Runtime::wire(heap, &spur_runtime::RuntimeOptions::default())?;
+        let d = rt.dialect();
+        j.dialect = Some(d.dialect.name());
+        j.dialect_evidence = Some(d.clues.iter().map(|c| c.what.clone()).collect());
+    }
     emit(json, &j, || {
         let mut s = text(&header, &table);
+        if let (Some(d), Some(ev)) = (j.dialect, &j.dialect_evidence) {
+            let _ = writeln!(s, "dialect         {d}: {}", ev.join("; "));
+        }
         match j.input {
             "composed" => s.insert_str(0, "a composed image (a folder of .ston and .data files)\n"),
             _ if j.trailing_bytes > 0 => {
@@ -125,6 +141,8 @@ fn to_json(h: &ImageHeader, t: &SegmentTable) -> InfoJson {
         },
         input: "file",
         trailing_bytes: 0,
+        dialect: None,
+        dialect_evidence: None,
         segments: t
             .segments
             .iter()

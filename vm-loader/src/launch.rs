@@ -40,6 +40,9 @@ pub struct ImageJson {
     pub word_size: u64,
     pub placement: &'static str,
     pub swizzled: bool,
+    /// Why the heap was relocated although its old addresses were asked for
+    /// (what held them), or null.
+    pub fallback: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -163,12 +166,14 @@ pub fn run(args: &LaunchArgs, json: bool) -> Result<Outcome> {
         ..Default::default()
     };
     let heap = image.load(&load)?;
+    let fallback = heap.fallback_reason().map(str::to_owned);
     let mut rt = Runtime::wire(heap, &opts)?;
     let report = match launch(&mut rt, &mut DryRun) {
         Ok(r) => r,
         Err(never) => match never {},
     };
-    let j = to_json(&report);
+    let mut j = to_json(&report);
+    j.image.fallback = fallback;
     emit(json, &j, || text(&j))?;
     Ok(Outcome::Ok)
 }
@@ -184,6 +189,7 @@ pub fn to_json(r: &LaunchReport) -> LaunchJson {
             word_size: r.word_bytes,
             placement: r.placement,
             swizzled: r.swizzled,
+            fallback: None,
         },
         special_objects: SpecialObjectsJson {
             array: r.special_objects_array.0,

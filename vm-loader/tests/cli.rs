@@ -346,6 +346,7 @@ fn verify_passes_good_images_in_place_and_relocated() {
                     "ok",
                     "placement",
                     "swizzled",
+                    "fallback",
                     "objects",
                     "free_chunks",
                     "classes",

@@ -507,3 +507,27 @@ fn a_too_small_eden_is_reported_as_given() {
         "new space of 1 bytes",
     );
 }
+
+#[test]
+fn info_says_more_and_launch_and_verify_say_why_a_heap_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = synth(dir.path(), "in.image");
+    let info = json(&["info", s(&img), "--dialect"]);
+    let l = json(&["launch", s(&img), "--headless"]);
+    assert_eq!(info["dialect"], l["dialect"]);
+    assert_eq!(info["dialect_evidence"], l["dialect_evidence"]);
+    assert_eq!(info["input"], "file");
+    assert_eq!(info["saved_window"]["width"], 1024);
+    assert_eq!(info["saved_window"]["height"], 768);
+    assert_eq!(info["segments"][0]["file_offset"], info["header_size"]);
+    let folder = synth_composed(dir.path(), "c");
+    let o = ok(&["info", s(&folder)]);
+    assert!(stdout(&o).starts_with("a composed image"), "{}", stdout(&o));
+    // Placed at its old addresses, nothing moved it: the field is there, null.
+    let v = json(&["verify", s(&img)]);
+    assert!(v.get("fallback").is_some_and(Value::is_null), "{v}");
+    assert!(
+        l["image"].get("fallback").is_some_and(Value::is_null),
+        "{l}"
+    );
+}
