@@ -29,9 +29,10 @@ use spur_loader::{snapshot_in_background, snapshot_to_path, LoadOptions, Snapsho
 use spur_synth::SynthSpec;
 
 use crate::cli::BenchArgs;
-use crate::out::{emit, human_bytes};
+use crate::out::{emit, human_bytes, shown};
 use crate::plot::{self, Series};
 use crate::Outcome;
+use spur_loader::files::{self, OutForm};
 
 /// The JSON of `bench`.
 #[derive(Debug, Serialize)]
@@ -285,10 +286,24 @@ fn measure(path: &Path, scratch: &Path, runs: usize) -> Result<ImageJson> {
 }
 
 pub fn run(args: &BenchArgs, json: bool) -> Result<Outcome> {
+    // The plot's file is checked before anything is measured.
+    if let Some(p) = &args.plot {
+        check_plot(p)?;
+    }
     let temp;
     let scratch: PathBuf = match &args.dir {
         Some(d) => {
-            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+            // An existing folder only: a mistyped --dir is not created.
+            if !d.is_dir() {
+                anyhow::bail!(
+                    "--dir {}: {}",
+                    shown(d),
+                    match std::fs::metadata(d) {
+                        Ok(m) => format!("{}, not a folder", files::kind_name(&m.file_type())),
+                        Err(e) => e.to_string(),
+                    }
+                );
+            }
             d.clone()
         }
         None => {
@@ -346,6 +361,24 @@ pub fn run(args: &BenchArgs, json: bool) -> Result<Outcome> {
     Ok(Outcome::Ok)
 }
 
+/// Fails unless `p` can be written: its folder exists and it is a regular
+/// file or nothing.
+fn check_plot(p: &Path) -> Result<()> {
+    let dir = p
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        anyhow::bail!(
+            "--plot {}: the folder {} does not exist",
+            shown(p),
+            shown(dir)
+        );
+    }
+    files::check_output(p, OutForm::Single).with_context(|| format!("--plot {}", shown(p)))?;
+    Ok(())
+}
+
 /// The plot's lines: load and snapshot, with the two baselines dashed.
 fn series(results: &[ImageJson]) -> Vec<Series> {
     let line = |name: &str, colour, dashed, f: fn(&ImageJson) -> u64| Series {
@@ -380,7 +413,7 @@ fn text(j: &BenchJson) -> String {
     let _ = writeln!(s, "medians of {} runs, in ms:", j.runs);
     let _ = writeln!(
         s,
-        "{:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}  {:>9} {:>9} {:>9}",
+        "{:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}  {:>9} {:>9} {:>9}  image",
         "heap",
         "load",
         "snapshot",
@@ -396,7 +429,7 @@ fn text(j: &BenchJson) -> String {
     for r in &j.images {
         let _ = writeln!(
             s,
-            "{:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}  {:>8.2}x {:>8.2}x {:>8.2}x",
+            "{:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}  {:>8.2}x {:>8.2}x {:>8.2}x  {}",
             human_bytes(r.heap_bytes),
             ms(r.load_us),
             ms(r.snapshot_us),
@@ -407,7 +440,10 @@ fn text(j: &BenchJson) -> String {
             ms(r.background_child_us),
             r.load_vs_snapshot,
             r.snapshot_vs_raw_write,
-            r.snapshot_vs_raw_write_sync
+            r.snapshot_vs_raw_write_sync,
+            Path::new(&r.path)
+                .file_name()
+                .map_or_else(|| r.path.clone(), |n| shown(n.as_ref()))
         );
     }
     for r in &j.images {

@@ -105,8 +105,9 @@ pub struct BenchArgs {
     /// Draw load and snapshot time against heap size into this SVG file.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
-    /// Folder for the builder images and the files written (default: a new
-    /// temporary folder, removed at the end). Writes land on its file system.
+    /// An existing folder for the builder images (kept there for the next
+    /// run) and the files written (default: a new temporary folder, removed
+    /// at the end). Writes land on its file system.
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
 }

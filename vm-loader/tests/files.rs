@@ -531,3 +531,33 @@ fn info_says_more_and_launch_and_verify_say_why_a_heap_moved() {
         "{l}"
     );
 }
+
+#[test]
+fn bench_checks_its_files_first_and_names_its_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = synth(dir.path(), "named.image");
+    let nowhere = dir.path().join("no/such/plot.svg");
+    let o = vm_loader(&["bench", s(&img), "--runs", "1", "--plot", s(&nowhere)]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
+    assert!(
+        !stderr(&o).contains("measuring"),
+        "measured first: {}",
+        stderr(&o)
+    );
+    let missing = dir.path().join("scratch");
+    assert_refused(
+        &["bench", s(&img), "--runs", "1", "--dir", s(&missing)],
+        "--dir",
+    );
+    assert!(!missing.exists(), "--dir was created");
+    let o = ok(&["bench", s(&img), "--runs", "1"]);
+    let table = stdout(&o);
+    assert!(
+        table
+            .lines()
+            .nth(2)
+            .is_some_and(|l| l.ends_with("named.image")),
+        "{table}"
+    );
+}

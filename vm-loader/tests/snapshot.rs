@@ -312,6 +312,7 @@ fn bench_reports_medians_against_the_baselines_and_draws_the_plot() {
     let img = synth(dir.path(), "b.image", &small(WordSize::W32));
     let plot = dir.path().join("plot.svg");
     let scratch = dir.path().join("scratch");
+    std::fs::create_dir(&scratch).unwrap();
     let j = json(&[
         "bench",
         s(&img),
@@ -497,6 +498,7 @@ fn bench_takes_a_composed_folder_and_reports_resident_memory() {
         String::from_utf8_lossy(&st.stderr)
     );
     let scratch = dir.path().join("scratch");
+    std::fs::create_dir(&scratch).unwrap();
     let j = json(&[
         "bench",
         s(&folder),
