@@ -1,4 +1,4 @@
-//! `vm-loader`: inspect, load, verify, launch, build and snapshot Spur images
+//! `vm-loader`: inspect, load, verify, launch, build, snapshot and convert Spur images
 //! from the command line, and measure load against snapshot time.
 //!
 //! Every subcommand prints a human-readable account by default and one JSON

@@ -561,3 +561,14 @@ fn bench_checks_its_files_first_and_names_its_images() {
         "{table}"
     );
 }
+
+#[test]
+fn help_names_every_command() {
+    let o = ok(&["--help"]);
+    let first = stdout(&o).lines().next().unwrap_or_default().to_string();
+    for cmd in [
+        "info", "load", "verify", "launch", "stats", "synth", "snapshot", "convert", "bench",
+    ] {
+        assert!(first.contains(cmd), "{first:?} does not name {cmd}");
+    }
+}
