@@ -326,8 +326,18 @@ pub fn run(args: &BenchArgs, json: bool) -> Result<Outcome> {
                 mib.checked_mul(1 << 20)
                     .with_context(|| format!("--synth {mib} is too large"))?,
             );
-            spur_synth::write_image_file(&spec, &path)
-                .with_context(|| format!("writing {}", path.display()))?;
+            // Through the snapshot writer's steps, so that a killed bench
+            // leaves only a temporary the next write removes.
+            spur_loader::write_atomically(&path, |f| {
+                spur_synth::write_image(&spec, f).map_err(|source| {
+                    spur_loader::SnapshotError::File {
+                        what: "writing",
+                        path: path.display().to_string(),
+                        source,
+                    }
+                })
+            })
+            .with_context(|| format!("writing {}", path.display()))?;
         }
         images.push(path);
     }
