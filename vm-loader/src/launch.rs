@@ -141,8 +141,23 @@ pub struct ResumeJson {
     pub stack_pointer: u64,
     /// Decoded instructions around the pc, as text.
     pub bytecodes: Vec<String>,
+    /// The same instructions as data: pc, bytes and the decoded operation.
+    pub instructions: Vec<InstructionJson>,
     /// Index in `bytecodes` of the instruction at the pc.
     pub current: usize,
+}
+
+/// One decoded instruction.
+#[derive(Debug, Serialize)]
+pub struct InstructionJson {
+    pub pc: u64,
+    /// Its bytes, extension prefixes included.
+    pub bytes: Vec<u8>,
+    /// The operation and its fields as the decoder holds them, e.g.
+    /// `StoreTemp { index: 2, pop: true }`.
+    pub op: String,
+    /// As in `bytecodes`, literals and special selectors resolved.
+    pub text: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -260,6 +275,17 @@ pub fn to_json(r: &LaunchReport) -> LaunchJson {
             end_pc: p.end_pc,
             stack_pointer: p.stack_pointer,
             bytecodes: p.bytecodes.clone(),
+            instructions: p
+                .window
+                .iter()
+                .zip(&p.bytecodes)
+                .map(|(i, text)| InstructionJson {
+                    pc: i.pc,
+                    bytes: i.bytes.clone(),
+                    op: format!("{:?}", i.op),
+                    text: text.clone(),
+                })
+                .collect(),
             current: p.current,
         },
         timings_us: LaunchTimingsJson {

@@ -572,3 +572,28 @@ fn help_names_every_command() {
         assert!(first.contains(cmd), "{first:?} does not name {cmd}");
     }
 }
+
+#[test]
+fn launch_json_gives_each_instruction_as_bytes_and_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = synth(dir.path(), "in.image");
+    let j = json(&["launch", s(&img), "--headless"]);
+    let r = &j["resume"];
+    let ins = r["instructions"].as_array().unwrap();
+    assert_eq!(ins.len(), r["bytecodes"].as_array().unwrap().len());
+    let cur = &ins[r["current"].as_u64().unwrap() as usize];
+    assert_eq!(cur["pc"], r["pc"]);
+    let bytes = cur["bytes"].as_array().unwrap();
+    assert!(!bytes.is_empty());
+    // The text form shows the same first byte in hex.
+    let text = cur["text"].as_str().unwrap();
+    assert!(
+        text.contains(&format!("<{:02X}", bytes[0].as_u64().unwrap())),
+        "{text} vs {bytes:?}"
+    );
+    assert!(!cur["op"].as_str().unwrap().is_empty());
+    for w in ins.windows(2) {
+        let next = w[0]["pc"].as_u64().unwrap() + w[0]["bytes"].as_array().unwrap().len() as u64;
+        assert_eq!(w[1]["pc"].as_u64().unwrap(), next);
+    }
+}

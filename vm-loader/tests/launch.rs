@@ -154,6 +154,7 @@ fn launch_without_an_image_resumes_the_builders_default() {
             "end_pc",
             "in_block",
             "initial_pc",
+            "instructions",
             "method",
             "method_class",
             "method_name",
