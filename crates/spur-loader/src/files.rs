@@ -261,8 +261,20 @@ pub fn create_temp(
 
 /// Is the temporary at `path` stale, its writer gone? It is when no one
 /// holds its lock. Returns the lock when so, to be held while it is removed.
+///
+/// Only a regular file or a folder (not a link to one) can be a writer's
+/// temporary; it is opened without blocking, so a FIFO by such a name
+/// cannot hold the caller.
 pub fn is_stale(path: &Path) -> Option<LockedFile> {
-    let f = File::open(path).ok()?;
+    let t = fs::symlink_metadata(path).ok()?.file_type();
+    if !(t.is_file() || t.is_dir()) {
+        return None;
+    }
+    let f = File::options()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY | nix::libc::O_NOFOLLOW)
+        .open(path)
+        .ok()?;
     match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
         Ok(l) => Some(l),
         Err((_, Errno::EWOULDBLOCK)) => None,
@@ -325,6 +337,13 @@ mod tests {
         assert!(d.is_dir() && is_stale(&d).is_none());
         drop(lock);
         assert!(is_stale(&d).is_some());
+        // A FIFO or a link by a temporary's name is never taken for one.
+        let fifo = dir.path().join(".x.image.snapshot-1-0.tmp");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert!(is_stale(&fifo).is_none());
+        let link = dir.path().join(".x.image.snapshot-1-1.tmp");
+        std::os::unix::fs::symlink(&p, &link).unwrap();
+        assert!(is_stale(&link).is_none());
     }
 
     #[test]
