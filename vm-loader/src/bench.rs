@@ -336,8 +336,7 @@ pub fn run(args: &BenchArgs, json: bool) -> Result<Outcome> {
                         source,
                     }
                 })
-            })
-            .with_context(|| format!("writing {}", path.display()))?;
+            })?;
         }
         images.push(path);
     }

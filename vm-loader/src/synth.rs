@@ -94,8 +94,7 @@ pub fn run(args: &SynthArgs, json: bool) -> Result<Outcome> {
                 path: out.display().to_string(),
                 source,
             })
-        })
-        .with_context(|| format!("writing {}", out.display()))?
+        })?
     };
     let j = to_json(&args.out, spec.word, &report);
     emit(json, &j, || text(&j))?;

@@ -21,6 +21,12 @@
 //! replaces the target only once it is complete and synced, or from a forked
 //! child while the caller goes on.
 //!
+//! [`files`] says what an input or output path is before anything is read
+//! or written: inputs are opened without blocking and must be regular
+//! files; an output is replaced only when it is a regular file (or, for a
+//! composed image, a folder holding one), a symbolic link being written
+//! through; temporaries are locked while their writer lives.
+//!
 //! What it leaves to its caller: new space, stack pages and everything else a
 //! running VM needs beyond old space.
 
