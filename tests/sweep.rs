@@ -102,7 +102,7 @@ fn run(bytes: &[u8]) -> Tally {
         let opts = LoadOptions {
             placement,
             backing: Backing::Pages,
-            map_files: false,
+            map_files: None,
         };
         match load(bytes, &opts) {
             Ok(heap) => {
@@ -481,8 +481,12 @@ fn damage_folder(dir: &std::path::Path, d: &FolderDamage) {
 fn run_folder(folder: &std::path::Path) -> Tally {
     let mut loaded = None;
     for placement in [PlacementRequest::OldBase, PlacementRequest::Relocate] {
+        // SAFETY: the folder is the sweep's own, written before the load and
+        // not changed until the heap is dropped.
+        let promise = unsafe { spur_loader::FilesUnchanged::assume() };
         let opts = LoadOptions {
             placement,
+            map_files: Some(promise),
             ..Default::default()
         };
         match spur_loader::load_path(folder, &opts) {

@@ -6,7 +6,6 @@ use std::fmt::Write;
 
 use anyhow::Result;
 use serde::Serialize;
-use spur_loader::LoadOptions;
 use spur_runtime::{launch, DryRun, LaunchReport, Runtime, RuntimeOptions};
 
 use crate::cli::LaunchArgs;
@@ -176,10 +175,7 @@ pub fn run(args: &LaunchArgs, json: bool) -> Result<Outcome> {
     // Refuse what can be refused before any image is opened.
     opts.check()?;
     let image = Image::open(args.image.as_deref())?;
-    let load = LoadOptions {
-        placement: args.place.request(),
-        ..Default::default()
-    };
+    let load = args.place.load_options();
     let heap = image.load(&load)?;
     let fallback = heap.fallback_reason().map(str::to_owned);
     let mut rt = Runtime::wire(heap, &opts)?;

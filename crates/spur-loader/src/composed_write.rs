@@ -230,9 +230,9 @@ fn swap_in(tmp: &Path, out: &Path, parent: &Path) -> Result<(), WriteError> {
     };
     if !renamed {
         nix::fcntl::renameat2(
-            None,
+            nix::fcntl::AT_FDCWD,
             tmp,
-            None,
+            nix::fcntl::AT_FDCWD,
             out,
             nix::fcntl::RenameFlags::RENAME_EXCHANGE,
         )

@@ -28,7 +28,10 @@
 //! through; temporaries are locked while their writer lives.
 //!
 //! What it leaves to its caller: new space, stack pages and everything else a
-//! running VM needs beyond old space.
+//! running VM needs beyond old space; and, when it asks for a composed
+//! image's segment files to be mapped instead of read
+//! ([`LoadOptions::map_files`]), the promise that nobody writes to or
+//! truncates them while the heap lives.
 
 #![forbid(unsafe_code)]
 
@@ -56,5 +59,5 @@ pub use snapshot::{
     SnapshotOptions, SnapshotPlan, SnapshotReport,
 };
 pub use source::{ComposedSource, FileSource, ImageSource, SegmentReader};
-pub use spur_mem::Backing;
+pub use spur_mem::{Backing, FilesUnchanged};
 pub use verify::{verify, Finding, FindingKind, Report};

@@ -8,7 +8,7 @@ use spur_format::raw::*;
 use spur_format::read::header::HEADER_PROBE_BYTES;
 use spur_format::read::segment::repair_bridge_in_memory;
 use spur_format::{FormatError, ImageHeader, Layout, NewAddr, SegmentTable, WordSize, L32, L64};
-use spur_mem::{page_ceil, page_floor, Backing, MemError, Reservation};
+use spur_mem::{page_ceil, page_floor, Backing, FilesUnchanged, MemError, Reservation};
 
 use crate::error::LoadError;
 use crate::heap::{HeapSegment, LoadedHeap, Placement, Timings};
@@ -36,9 +36,15 @@ pub struct LoadOptions {
     /// fault per 2 MiB instead of one per 4 KiB, which makes loading several
     /// times faster than reading the same file into a `Vec`.
     pub backing: Backing,
-    /// Map the segment files of a composed image in place (copy-on-write)
-    /// instead of reading them, where their old addresses are page-aligned.
-    pub map_files: bool,
+    /// `None` (the default): read the segment files of a composed image.
+    /// `Some(promise)`: map them in place (copy-on-write) where their old
+    /// addresses are page-aligned, so loading costs the same whatever the
+    /// size and pages are read only when touched. The promise (made with the
+    /// `unsafe` [`FilesUnchanged::assume`]) is that nobody writes to or
+    /// truncates the folder's `.data` files while the heap lives: a write
+    /// may change the heap's bytes under it, and touching a page past a
+    /// truncated file's new end kills the process with `SIGBUS`.
+    pub map_files: Option<FilesUnchanged>,
 }
 
 impl Default for LoadOptions {
@@ -46,7 +52,7 @@ impl Default for LoadOptions {
         LoadOptions {
             placement: PlacementRequest::OldBase,
             backing: Backing::HugePages,
-            map_files: true,
+            map_files: None,
         }
     }
 }
@@ -267,9 +273,10 @@ fn place_perm_space(
     let mut r = Reservation::at(lo, hi - lo)?;
     r.commit(hi - lo, opts.backing)?;
     let offset = (meta.start - lo) as usize;
-    let mapped = opts.map_files && meta.size > 0 && meta.start == lo;
-    if mapped {
-        r.map_file(0, file, 0, meta.size)?;
+    let promise = opts.map_files.filter(|_| meta.size > 0 && meta.start == lo);
+    let mapped = promise.is_some();
+    if let Some(promise) = promise {
+        r.map_file_unchanged(promise, 0, file, 0, meta.size)?;
     } else if meta.size > 0 {
         use std::os::unix::fs::FileExt;
         file.read_exact_at(&mut r.bytes_mut()[offset..offset + meta.size as usize], 0)
@@ -349,11 +356,12 @@ fn place_at_old_addresses<R: SegmentReader + ?Sized>(
         r.commit(last.old_end().0 - lo, opts.backing)?;
         for i in members {
             let s = &table.segments[i];
-            let file = reader
-                .segment_file(s)
-                .filter(|_| opts.map_files && s.old_start.0.is_multiple_of(page));
-            if let Some(f) = file {
-                r.map_file(s.old_start.0 - lo, f, 0, s.size)?;
+            let file = opts
+                .map_files
+                .filter(|_| s.old_start.0.is_multiple_of(page))
+                .and_then(|promise| Some((promise, reader.segment_file(s)?)));
+            if let Some((promise, f)) = file {
+                r.map_file_unchanged(promise, s.old_start.0 - lo, f, 0, s.size)?;
             }
             segments.push(HeapSegment {
                 index: i,
