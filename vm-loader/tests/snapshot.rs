@@ -299,7 +299,7 @@ fn a_writer_killed_mid_write_leaves_the_previous_image_and_its_file_is_removed_n
     assert!(std::fs::read(&out).unwrap() == before);
     let left = temps(dir.path());
     assert_eq!(left.len(), 1, "{left:?}");
-    // The next snapshot to the same target removes it (its process is gone).
+    // The next snapshot to the same target removes it (nobody holds its lock).
     let small_img = synth(dir.path(), "small.image", &small(WordSize::W64));
     json(&["snapshot", s(&small_img), s(&out), "--json"]);
     assert!(temps(dir.path()).is_empty());
