@@ -565,3 +565,37 @@ fn a_truncated_segment_file_kills_the_mapped_heap_with_sigbus() {
 
 /// `SIGBUS` on Linux (x86, Arm, RISC-V).
 const SIGBUS: i32 = 7;
+
+/// Two writers creating the same composed folder at once: both succeed
+/// (the second to rename exchanges instead), and the folder is whole.
+#[test]
+fn two_writers_creating_the_same_folder_both_succeed() {
+    let _lock = address_space();
+    let dir = tempfile::tempdir().unwrap();
+    let image = synth(
+        dir.path(),
+        "a.image",
+        &SynthSpec::new(WordSize::W64, 256 << 10),
+    );
+    let heap = load_path(&image, &LoadOptions::default()).unwrap();
+    for round in 0..30 {
+        let out = dir.path().join(format!("out-{round}"));
+        let barrier = std::sync::Barrier::new(2);
+        std::thread::scope(|s| {
+            let writers: Vec<_> = (0..2)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        write_composed(&heap, &out, &Default::default())
+                    })
+                })
+                .collect();
+            for w in writers {
+                let r = w.join().unwrap();
+                assert!(r.is_ok(), "round {round}: {}", r.unwrap_err());
+            }
+        });
+        let back = load_path(&out, &LoadOptions::default()).unwrap();
+        assert!(verify(&back).ok());
+    }
+}

@@ -459,11 +459,16 @@ fn a_failed_rename_leaves_no_temporary_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_synth(dir.path(), "a.image", &spec(WordSize::W32, 256));
     let heap = load_path(&path, &LoadOptions::default()).unwrap();
-    // A non-empty folder where the image should go: the rename fails.
+    // A non-empty folder where the image should go: refused before
+    // anything is written, under its own name.
     let target = dir.path().join("taken");
     std::fs::create_dir_all(target.join("inside")).unwrap();
     let e = snapshot_to_path(&heap, &target, &SnapshotOptions::default(), &mut |_| {}).unwrap_err();
-    assert!(e.to_string().contains("renaming over the target"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with(&format!("{}: a directory", target.display())),
+        "{e}"
+    );
     assert!(target.join("inside").is_dir());
     assert_eq!(others(dir.path(), &[&path, &target]), Vec::<String>::new());
     // A folder that does not exist: refused before anything is written.
@@ -487,16 +492,22 @@ fn stale_temporary_files_of_dead_writers_are_removed_and_live_ones_kept() {
     let dead = child.id();
     child.wait().unwrap();
     let stale = dir.path().join(format!(".s.image.snapshot-{dead}-0.tmp"));
-    let live = dir.path().join(".s.image.snapshot-1-0.tmp");
+    // Left by a writer in another PID namespace, whose pid is live here.
+    let stale_elsewhere = dir.path().join(".s.image.snapshot-1-0.tmp");
+    // A live writer's file, whatever its pid says: it holds the lock.
+    let live = dir.path().join(format!(".s.image.snapshot-{dead}-1.tmp"));
     let unrelated = dir.path().join(".t.image.snapshot-999999999-0.tmp");
-    for p in [&stale, &live, &unrelated] {
+    for p in [&stale, &stale_elsewhere, &live, &unrelated] {
         std::fs::write(p, b"partial").unwrap();
     }
+    let held = spur_loader::files::is_stale(&live).expect("not locked yet");
     let heap = load_path(&path, &LoadOptions::default()).unwrap();
     snapshot(&heap, &path, &SnapshotOptions::default());
     assert!(!stale.exists(), "the dead writer's file is removed");
-    assert!(live.exists(), "a live process's file is left alone");
+    assert!(!stale_elsewhere.exists(), "an unlocked file is removed");
+    assert!(live.exists(), "a live writer's file is left alone");
     assert!(unrelated.exists(), "another target's file is left alone");
+    drop(held);
 }
 
 // ---- background ----
@@ -544,15 +555,34 @@ fn a_failing_background_writer_is_reported_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_synth(dir.path(), "c.image", &spec(WordSize::W32, 256));
     let heap = load_path(&path, &LoadOptions::default()).unwrap();
+    // A folder as the target is refused before the fork.
     let target = dir.path().join("taken");
     std::fs::create_dir_all(target.join("inside")).unwrap();
-    let job = snapshot_in_background(&heap, &target, &SnapshotOptions::default()).unwrap();
-    let e = job.wait().unwrap_err();
-    match &e {
-        SnapshotError::ChildFailed(io) => assert_eq!(io.raw_os_error(), Some(21)), // EISDIR
-        other => panic!("{other}"),
+    let e = snapshot_in_background(&heap, &target, &SnapshotOptions::default()).unwrap_err();
+    assert!(matches!(e, SnapshotError::Target { .. }), "{e}");
+    assert_eq!(others(dir.path(), &[&path, &target]), Vec::<String>::new());
+    // The child's temporary taken away under it: its rename fails.
+    let out = dir.path().join("out.image");
+    let mut failed = false;
+    for _attempt in 0..10 {
+        let job = snapshot_in_background(&heap, &out, &SnapshotOptions::default()).unwrap();
+        if std::fs::remove_file(job.temp_path()).is_err() {
+            // Renamed already: try again.
+            job.wait().unwrap();
+            std::fs::remove_file(&out).unwrap();
+            continue;
+        }
+        let e = job.wait().unwrap_err();
+        match &e {
+            SnapshotError::ChildFailed(io) => assert_eq!(io.raw_os_error(), Some(2)), // ENOENT
+            other => panic!("{other}"),
+        }
+        assert!(e.to_string().contains("writer process failed"), "{e}");
+        failed = true;
+        break;
     }
-    assert!(e.to_string().contains("writer process failed"), "{e}");
+    assert!(failed, "the child always renamed first");
+    assert!(!out.exists());
     assert_eq!(others(dir.path(), &[&path, &target]), Vec::<String>::new());
 }
 

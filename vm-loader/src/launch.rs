@@ -39,6 +39,9 @@ pub struct ImageJson {
     pub word_size: u64,
     pub placement: &'static str,
     pub swizzled: bool,
+    /// Why the heap was relocated although its old addresses were asked for
+    /// (what held them), or null.
+    pub fallback: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -137,8 +140,23 @@ pub struct ResumeJson {
     pub stack_pointer: u64,
     /// Decoded instructions around the pc, as text.
     pub bytecodes: Vec<String>,
+    /// The same instructions as data: pc, bytes and the decoded operation.
+    pub instructions: Vec<InstructionJson>,
     /// Index in `bytecodes` of the instruction at the pc.
     pub current: usize,
+}
+
+/// One decoded instruction.
+#[derive(Debug, Serialize)]
+pub struct InstructionJson {
+    pub pc: u64,
+    /// Its bytes, extension prefixes included.
+    pub bytes: Vec<u8>,
+    /// The operation and its fields as the decoder holds them, e.g.
+    /// `StoreTemp { index: 2, pop: true }`.
+    pub op: String,
+    /// As in `bytecodes`, literals and special selectors resolved.
+    pub text: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -159,12 +177,14 @@ pub fn run(args: &LaunchArgs, json: bool) -> Result<Outcome> {
     let image = Image::open(args.image.as_deref())?;
     let load = args.place.load_options();
     let heap = image.load(&load)?;
+    let fallback = heap.fallback_reason().map(str::to_owned);
     let mut rt = Runtime::wire(heap, &opts)?;
     let report = match launch(&mut rt, &mut DryRun) {
         Ok(r) => r,
         Err(never) => match never {},
     };
-    let j = to_json(&report);
+    let mut j = to_json(&report);
+    j.image.fallback = fallback;
     emit(json, &j, || text(&j))?;
     Ok(Outcome::Ok)
 }
@@ -180,6 +200,7 @@ pub fn to_json(r: &LaunchReport) -> LaunchJson {
             word_size: r.word_bytes,
             placement: r.placement,
             swizzled: r.swizzled,
+            fallback: None,
         },
         special_objects: SpecialObjectsJson {
             array: r.special_objects_array.get(),
@@ -250,6 +271,17 @@ pub fn to_json(r: &LaunchReport) -> LaunchJson {
             end_pc: p.end_pc,
             stack_pointer: p.stack_pointer,
             bytecodes: p.bytecodes.clone(),
+            instructions: p
+                .window
+                .iter()
+                .zip(&p.bytecodes)
+                .map(|(i, text)| InstructionJson {
+                    pc: i.pc,
+                    bytes: i.bytes.clone(),
+                    op: format!("{:?}", i.op),
+                    text: text.clone(),
+                })
+                .collect(),
             current: p.current,
         },
         timings_us: LaunchTimingsJson {

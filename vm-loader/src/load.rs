@@ -51,7 +51,7 @@ pub struct TimingsJson {
 pub fn load_image(args: &LoadArgs) -> Result<LoadedHeap> {
     let image = Image::open(args.image.as_deref())?;
     let opts = args.place.load_options();
-    Ok(image.load(&opts)?)
+    image.load(&opts)
 }
 
 pub fn run(args: &LoadArgs, json: bool) -> Result<Outcome> {

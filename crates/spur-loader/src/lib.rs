@@ -21,6 +21,12 @@
 //! replaces the target only once it is complete and synced, or from a forked
 //! child while the caller goes on.
 //!
+//! [`files`] says what an input or output path is before anything is read
+//! or written: inputs are opened without blocking and must be regular
+//! files; an output is replaced only when it is a regular file (or, for a
+//! composed image, a folder holding one), a symbolic link being written
+//! through; temporaries are locked while their writer lives.
+//!
 //! A loaded heap offers its caller raw, bounds-checked access only: the
 //! bytes of each segment and of perm space, u64 reads and writes at a
 //! [`NewAddr`](spur_format::NewAddr), and growing the last segment into the
@@ -39,6 +45,7 @@
 pub mod composed_write;
 pub mod conv;
 pub mod error;
+pub mod files;
 pub mod heap;
 pub mod load;
 pub mod placement;
@@ -53,9 +60,9 @@ pub use heap::{HeapAccessError, HeapSegment, LoadedHeap, Placement, Timings};
 pub use load::{load, load_composed, load_path, read_layout, read_layout_path, LoadOptions};
 pub use placement::{initial_headroom, reserve_below_4g, PlacementRequest};
 pub use snapshot::{
-    read_prefix, remove_stale_temps, snapshot_in_background, snapshot_to_path, write_atomically,
-    BackgroundReport, BackgroundSnapshot, SnapshotError, SnapshotOptions, SnapshotPlan,
-    SnapshotReport,
+    read_prefix, read_trailer, remove_stale_temps, snapshot_in_background, snapshot_to_path,
+    trailing_len, write_atomically, BackgroundReport, BackgroundSnapshot, SnapshotError,
+    SnapshotOptions, SnapshotPlan, SnapshotReport,
 };
 pub use source::{ComposedSource, FileSource, ImageSource, SegmentReader};
 pub use spur_mem::{Backing, FilesUnchanged};

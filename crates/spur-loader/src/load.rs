@@ -16,6 +16,7 @@ use crate::conv::{u64_of, usize_of, Micros};
 use crate::error::LoadError;
 use crate::heap::{LoadedHeap, Placement, Timings};
 use crate::placement::{self, PlacementRequest};
+pub use crate::placement::{MIN_BASE, RELOCATION_BASE_64};
 use crate::relocate::Relocation;
 use crate::source::{ComposedSource, FileSource, ImageSource, InOneFile, SegmentReader};
 

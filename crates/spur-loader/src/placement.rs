@@ -35,6 +35,16 @@ pub enum PlacementRequest {
     At(u64),
 }
 
+/// Where a 64-bit heap relocated without `--base` goes when that range is
+/// free (32 TiB, far from Pharo's 1 TiB old space and from the shared
+/// libraries near the top), so that relocated snapshots are reproducible;
+/// the next 32 TiB up when the image itself lives there.
+pub const RELOCATION_BASE_64: u64 = 0x2000_0000_0000;
+
+/// The lowest address a heap may be asked to start at: the kernel maps
+/// nothing in the first 64 KiB (`vm.mmap_min_addr`).
+pub const MIN_BASE: u64 = 0x1_0000;
+
 /// Where the search for room below 4 GiB starts: clear of the low memory
 /// a process's own binary and libraries usually occupy.
 pub const LOW_SEARCH_FROM: u64 = 0x1000_0000;
@@ -274,6 +284,12 @@ fn coalesce(
                     why: "the heap would not fit below the address limit of its word size",
                 });
             }
+            if page_floor(addr) < MIN_BASE {
+                return Err(LoadError::BadBase {
+                    addr,
+                    why: "the base must be at least 0x10000: the kernel maps nothing below",
+                });
+            }
             let lo = page_floor(addr);
             reserved_headroom = headroom.min(limit - addr - heap_len);
             let hi = page_ceil(addr + heap_len + reserved_headroom);
@@ -281,7 +297,15 @@ fn coalesce(
         }
         None if word == WordSize::W64 => {
             let len = page_ceil(need);
-            let r = Reservation::anywhere(len, 2 << 20)?;
+            let old = (header.old_base.get(), table.old_end().get());
+            let stable = [RELOCATION_BASE_64, 2 * RELOCATION_BASE_64]
+                .into_iter()
+                .find(|&b| (b + len <= old.0 || b >= old.1) && b + len <= limit)
+                .and_then(|b| Reservation::at(b, len).ok());
+            let r = match stable {
+                Some(r) => r,
+                None => Reservation::anywhere(len, 2 << 20)?,
+            };
             let base = r.base();
             (r, base)
         }

@@ -99,6 +99,8 @@ impl NewSpaceLayout {
                 bits: if word == WordSize::W64 { 64 } else { 32 },
             });
         }
+        // Errors give the size asked for, not the one rounded down to words.
+        let requested = total;
         let total = total & !7;
         let reserve = stack.allocation_reserve_bytes();
         match Self::split(total, reserve) {
@@ -120,7 +122,7 @@ impl NewSpaceLayout {
                 }
                 let eden = Self::split_unchecked(total, reserve).1;
                 Err(RuntimeError::EdenTooSmall {
-                    new_space_bytes: total,
+                    new_space_bytes: requested,
                     eden_bytes: eden,
                     reserve,
                     stack_pages: stack.count,

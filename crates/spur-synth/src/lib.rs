@@ -335,6 +335,12 @@ pub fn write_image<W: Write + Seek>(spec: &SynthSpec, out: &mut W) -> io::Result
 
 /// Writes the image to `path` atomically: into a temporary file beside it,
 /// synced, then renamed over `path`. On error the temporary file is removed.
+///
+/// A small helper for tests and examples: it checks nothing about `path`,
+/// and a process killed while writing leaves `.NAME.PID.synth-tmp` behind.
+/// `vm-loader synth` writes through `spur_loader::write_atomically` instead
+/// (checked target, locked temporary cleaned up by the next write, the old
+/// file's mode and owner).
 pub fn write_image_file(spec: &SynthSpec, path: &Path) -> io::Result<SynthReport> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
