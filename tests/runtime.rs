@@ -467,9 +467,10 @@ fn a_heap_unfit_to_resume_is_refused_with_the_address() {
     // Array and Float swapped in the special objects array: the VMs refuse it.
     let mut mem = ObjectMemory::new(fresh());
     let so = mem.special_objects();
-    let (array, float) = (mem.fetch(so, 7).unwrap(), mem.fetch(so, 9).unwrap());
-    mem.store(so, 7, float).unwrap();
-    mem.store(so, 9, array).unwrap();
+    let (ia, if_) = (index::CLASS_ARRAY as u64, index::CLASS_FLOAT as u64);
+    let (array, float) = (mem.fetch(so, ia).unwrap(), mem.fetch(so, if_).unwrap());
+    mem.store(so, ia, float).unwrap();
+    mem.store(so, if_, array).unwrap();
     let e = wire_memory(mem).unwrap_err();
     assert!(
         matches!(

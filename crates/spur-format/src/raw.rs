@@ -4,6 +4,8 @@
 //! (the section is given in each comment). Readers and writers use these and
 //! nothing else, so that one number never lives in two places.
 
+pub mod special;
+
 /// The Spur bit in the image format number (§1.1).
 pub const SPUR_BIT: u32 = 16;
 /// "Platform float word order" bit of the format number (§1.1).

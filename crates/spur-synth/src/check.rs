@@ -531,13 +531,17 @@ pub(crate) fn check(bytes: &[u8], spec: &SynthSpec, report: &SynthReport) -> Sum
     );
     let splo = |i: usize| img.slot(so, i as u64);
     assert_eq!([splo(0), splo(1), splo(2)], [nil, nil + 16, nil + 32]);
-    assert_eq!(splo(spl::CLASS_ARRAY), img.class_at(51));
-    assert_eq!(splo(spl::CLASS_LARGE_NEGATIVE_INTEGER), img.class_at(32));
-    assert_eq!(splo(spl::CLASS_LARGE_POSITIVE_INTEGER), img.class_at(33));
-    assert_eq!(splo(spl::CLASS_FLOAT), img.class_at(34));
-    assert_eq!(splo(spl::CLASS_METHOD_CONTEXT), img.class_at(36));
-    assert_eq!(splo(spl::CLASS_BLOCK_CLOSURE), img.class_at(37));
-    assert_eq!(splo(spl::CLASS_FULL_BLOCK_CLOSURE), img.class_at(38));
+    for (slot, index, name) in spl::COMPACT_CLASS_CHECKS {
+        assert_eq!(splo(slot), img.class_at(index), "{name}");
+    }
+    assert_eq!(
+        splo(spl::CLASS_BLOCK_CLOSURE),
+        img.class_at(CLASS_BLOCK_CLOSURE)
+    );
+    assert_eq!(
+        splo(spl::CLASS_FULL_BLOCK_CLOSURE),
+        img.class_at(CLASS_FULL_BLOCK_CLOSURE)
+    );
     assert_eq!(splo(spl::CLASS_BYTE_ARRAY), img.class_at(BYTE_ARRAY));
     assert_eq!(splo(spl::CLASS_BYTE_STRING), img.class_at(BYTE_STRING));
     assert_eq!(splo(spl::CLASS_SMALL_INTEGER), img.class_at(SMALL_INTEGER));

@@ -41,35 +41,13 @@ struct Proto {
     bytes: Vec<u8>,
 }
 
-/// Numbers of the special objects array (Squeak numbering, §4.3).
+/// Indices of the special objects array (§4.3), and the length of the one
+/// the builder writes.
 pub(crate) mod spl {
-    pub(crate) const NIL: usize = 0;
-    pub(crate) const FALSE: usize = 1;
-    pub(crate) const TRUE: usize = 2;
-    pub(crate) const SCHEDULER_ASSOCIATION: usize = 3;
-    pub(crate) const CLASS_BITMAP: usize = 4;
-    pub(crate) const CLASS_SMALL_INTEGER: usize = 5;
-    pub(crate) const CLASS_BYTE_STRING: usize = 6;
-    pub(crate) const CLASS_ARRAY: usize = 7;
-    pub(crate) const SMALLTALK_DICTIONARY: usize = 8;
-    pub(crate) const CLASS_FLOAT: usize = 9;
-    pub(crate) const CLASS_METHOD_CONTEXT: usize = 10;
-    pub(crate) const CLASS_POINT: usize = 12;
-    pub(crate) const CLASS_LARGE_POSITIVE_INTEGER: usize = 13;
-    pub(crate) const CLASS_MESSAGE: usize = 15;
-    pub(crate) const CLASS_COMPILED_METHOD: usize = 16;
-    pub(crate) const CLASS_SEMAPHORE: usize = 18;
-    pub(crate) const CLASS_CHARACTER: usize = 19;
-    pub(crate) const SELECTOR_DOES_NOT_UNDERSTAND: usize = 20;
-    pub(crate) const SELECTOR_CANNOT_RETURN: usize = 21;
-    pub(crate) const SPECIAL_SELECTORS: usize = 23;
-    pub(crate) const SELECTOR_MUST_BE_BOOLEAN: usize = 25;
-    pub(crate) const CLASS_BYTE_ARRAY: usize = 26;
-    pub(crate) const CLASS_PROCESS: usize = 27;
-    pub(crate) const CLASS_BLOCK_CLOSURE: usize = 36;
-    pub(crate) const CLASS_FULL_BLOCK_CLOSURE: usize = 37;
-    pub(crate) const EXTERNAL_OBJECTS_ARRAY: usize = 38;
-    pub(crate) const CLASS_LARGE_NEGATIVE_INTEGER: usize = 42;
+    pub(crate) use spur_format::raw::special::squeak::{
+        CLASS_BLOCK_CLOSURE, CLASS_FULL_BLOCK_CLOSURE,
+    };
+    pub(crate) use spur_format::raw::special::*;
     /// Length of the array.
     pub(crate) const SIZE: u64 = 60;
 }
@@ -614,9 +592,9 @@ impl Kernel {
         let sp = self.pointers(ARRAY, FMT_INDEXABLE, spl::SIZE);
         let ca = |k: &Kernel, i: u32| k.class_addrs[&i];
         let entries: Vec<(usize, u64)> = vec![
-            (spl::NIL, nil),
-            (spl::FALSE, fals),
-            (spl::TRUE, tru),
+            (spl::NIL_OBJECT, nil),
+            (spl::FALSE_OBJECT, fals),
+            (spl::TRUE_OBJECT, tru),
             (spl::SCHEDULER_ASSOCIATION, scheduler_assoc),
             (spl::CLASS_BITMAP, ca(self, BITMAP)),
             (spl::CLASS_SMALL_INTEGER, ca(self, SMALL_INTEGER)),
