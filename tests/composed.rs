@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use spur_format::error::Chain;
 use spur_format::WordSize;
 use spur_loader::{
     load_path, verify, write_composed, FilesUnchanged, LoadOptions, Placement, PlacementRequest,
@@ -245,7 +246,7 @@ fn bad_folders_are_refused_with_a_clear_error() {
     let expect = |d: &Path, needle: &str| {
         let e = load_path(d, &LoadOptions::default()).unwrap_err();
         assert!(e.is_bad_input(), "{e}");
-        let text = e.to_string();
+        let text = Chain(&e).to_string();
         assert!(text.contains(needle), "expected `{needle}` in: {text}");
     };
 

@@ -418,6 +418,12 @@ fn bad_input_exits_2_with_one_line_and_never_panics() {
         }
         assert_refused(&["load", s(path), "--relocate"], needle);
     }
+
+    // The cause is said once, and a newline in a file name is shown escaped.
+    let odd = dir.path().join("two\nlines.image");
+    assert_refused(&["info", s(&odd)], "two\\nlines.image: No such file");
+    let err = stderr(&vm_loader(&["info", s(&missing)]));
+    assert_eq!(err.matches("No such file").count(), 1, "{err}");
 }
 
 #[test]

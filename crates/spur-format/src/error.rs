@@ -108,3 +108,39 @@ pub enum FormatError {
 
 /// Result alias of the format crate.
 pub type Result<T, E = FormatError> = std::result::Result<T, E>;
+
+/// Shows an error and its causes on one line, `outer: inner: ...`.
+///
+/// Every error of the workspace says only its own part and reports its cause
+/// through `source()`, so a plain `{e}` shows the outermost part alone; this
+/// is for the places that keep an error as text (a log line, a finding).
+#[derive(Debug, Clone, Copy)]
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(e) = cause {
+            write!(f, ": {e}")?;
+            cause = e.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("reading a.image")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn a_chain_says_each_part_once() {
+        let e = Outer(std::io::Error::other("disk on fire"));
+        assert_eq!(e.to_string(), "reading a.image");
+        assert_eq!(Chain(&e).to_string(), "reading a.image: disk on fire");
+    }
+}

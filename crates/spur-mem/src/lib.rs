@@ -55,13 +55,13 @@ pub enum MemError {
     },
     #[error("address {addr:#x} or length {len:#x} is not page-aligned (page size {page:#x})")]
     Unaligned { addr: u64, len: u64, page: u64 },
-    #[error("cannot reserve {len} bytes of address space at {addr:#x}: {source}")]
+    #[error("cannot reserve {len} bytes of address space at {addr:#x}")]
     Reserve {
         addr: u64,
         len: u64,
         source: std::io::Error,
     },
-    #[error("cannot make {len} bytes at {addr:#x} accessible: {source}")]
+    #[error("cannot make {len} bytes at {addr:#x} accessible")]
     Commit {
         addr: u64,
         len: u64,
@@ -84,7 +84,7 @@ pub enum MemError {
         len: u64,
         file_len: u64,
     },
-    #[error("cannot map {len} bytes of a file at {addr:#x}: {source}")]
+    #[error("cannot map {len} bytes of a file at {addr:#x}")]
     MapFile {
         addr: u64,
         len: u64,

@@ -98,7 +98,7 @@ pub enum ComposedError {
         "the folder has no seg0.ston and seg0.data: a composed image needs at least one segment"
     )]
     NoSegments,
-    #[error("{0}")]
+    #[error(transparent)]
     Format(#[from] FormatError),
 }
 
