@@ -287,8 +287,9 @@ fn builder_images_survive_every_mutation() {
 }
 
 #[test]
+#[ignore = "needs SPUR_CORPUS"]
 fn corpus_images_survive_every_mutation() {
-    let Some(dir) = corpus_dir() else { return };
+    let dir = corpus_dir();
     for img in CORPUS {
         let image = std::fs::read(dir.join(img.file)).unwrap();
         let budget = if image.len() > 1 << 20 {

@@ -664,34 +664,24 @@ fn verify_exits_1_on_a_pointer_into_the_middle_of_an_object() {
     }
 }
 
-/// The real corpus, when `SPUR_CORPUS` names it.
-fn corpus() -> Option<PathBuf> {
-    match std::env::var_os("SPUR_CORPUS") {
-        Some(dir) => Some(PathBuf::from(dir)),
-        None => {
-            eprintln!("note: SPUR_CORPUS is not set; the checks over the real images are skipped");
-            None
-        }
-    }
-}
-
 #[test]
+#[ignore = "needs SPUR_CORPUS"]
 fn corpus_info_and_non_spur_refusals() {
-    let Some(dir) = corpus() else { return };
-    let img = dir.join("pharo8-kernel-empharo-64.image");
-    let j = json(&["info", s(&img), "--json"]);
-    assert_eq!(j["format"], 68021);
-    assert_eq!(j["old_base"], 0x804000);
-    assert_eq!(j["special_objects_oop"], 0x870c40);
-    let l = json(&["load", s(&img), "--json"]);
-    assert_eq!(l["objects"], 29904);
-    for (file, number) in [
-        (
-            "non-spur/squeak-v3-closure-rsqueak-bootstrapped-6505-32.image",
-            6505,
-        ),
-        ("non-spur/squeak-v3-mini-bigendian-6502-32.image", 6502),
-    ] {
+    let dir = spur_tests::corpus_dir();
+    for c in spur_tests::CORPUS {
+        let img = dir.join(c.file);
+        let j = json(&["info", s(&img), "--json"]);
+        assert_eq!(j["format"], c.format, "{}", c.file);
+        assert_eq!(j["old_base"], c.old_base, "{}", c.file);
+        assert_eq!(
+            j["special_objects_oop"], c.special_objects_oop,
+            "{}",
+            c.file
+        );
+        let l = json(&["load", s(&img), "--json"]);
+        assert_eq!(l["objects"], c.objects, "{}", c.file);
+    }
+    for (file, number) in spur_tests::NON_SPUR {
         let path = dir.join(file);
         for cmd in ["info", "load", "verify"] {
             assert_refused(&[cmd, s(&path)], &format!("format {number} "));

@@ -344,34 +344,11 @@ fn stats_counts_every_object_but_free_chunks_and_hidden_ones() {
     check_stats(&rows, objects, free, hidden, "three segments");
 }
 
-fn corpus() -> Option<PathBuf> {
-    let dir = PathBuf::from(std::env::var_os("SPUR_CORPUS")?);
-    let dir = if dir.is_relative() && !dir.join("SOURCES.md").is_file() {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(dir)
-    } else {
-        dir
-    };
-    assert!(
-        dir.join("SOURCES.md").is_file(),
-        "SPUR_CORPUS has no corpus"
-    );
-    Some(dir)
-}
-
-const CORPUS_FILES: [&str; 4] = [
-    "pharo-vm-test-img-64.image",
-    "pharo8-kernel-empharo-64.image",
-    "pharo-candle-squeakjs-headless-2020-32.image",
-    "pharo-tiny-codeparadise-client-32.image",
-];
-
 #[test]
+#[ignore = "needs SPUR_CORPUS"]
 fn corpus_images_launch_in_place_and_relocated_and_tally() {
-    let Some(dir) = corpus() else {
-        eprintln!("note: SPUR_CORPUS is not set; corpus launch tests skipped");
-        return;
-    };
-    for file in CORPUS_FILES {
+    let dir = spur_tests::corpus_dir();
+    for file in spur_tests::CORPUS.iter().map(|c| c.file) {
         let path = dir.join(file);
         for extra in [&[][..], &["--relocate"][..]] {
             let mut args = vec!["launch", s(&path), "--headless", "--json"];

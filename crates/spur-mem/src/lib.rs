@@ -136,6 +136,14 @@ pub fn page_size() -> u64 {
     region::page::size() as u64
 }
 
+/// Resident memory of this process in bytes: the resident page count of
+/// `/proc/self/statm` times the page size, or `None` when it cannot be read.
+pub fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    pages.checked_mul(page_size())
+}
+
 /// Rounds `x` down to a page boundary.
 pub fn page_floor(x: u64) -> u64 {
     x & !(page_size() - 1)
