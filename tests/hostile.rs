@@ -7,33 +7,15 @@ use std::time::{Duration, Instant};
 
 use spur_format::error::Chain;
 use spur_format::objheader::ObjHeader;
-use spur_format::read::version::ByteOrder;
 use spur_format::{FileBridge, ImageHeader, OldAddr, WordSize};
 use spur_loader::{load, verify, Backing, LoadOptions, PlacementRequest};
 
 /// A 64-bit header for `data_size` bytes of heap at `old_base`.
 fn header64(data_size: u64, old_base: u64, first_segment_size: u64) -> ImageHeader {
     ImageHeader {
-        format: 68021,
-        word: WordSize::W64,
-        multiple_bytecode_sets: false,
-        byte_order: ByteOrder::Little,
-        prefix_bytes: 0,
-        header_size: 128,
-        data_size,
-        old_base: OldAddr::new(old_base),
-        special_objects_oop: OldAddr::new(old_base),
         last_hash: 1,
-        saved_window_size: 0,
-        flags: 2,
-        extra_vm_memory: 0,
-        num_stack_pages: 0,
-        cog_code_size_kib: 0,
-        eden_bytes: 0,
-        max_ext_sem_table: 0,
-        image_version: 0,
         first_segment_size,
-        free_old_space: 0,
+        ..ImageHeader::new(WordSize::W64, OldAddr::new(old_base), data_size)
     }
 }
 

@@ -73,10 +73,9 @@ use std::io::{self, Cursor, Seek, Write};
 use std::path::Path;
 
 use spur_format::raw::{
-    FLAG_FLOATS_LITTLE_ENDIAN, FORMAT_SPUR32, FORMAT_SPUR32_SISTA, FORMAT_SPUR64,
-    FORMAT_SPUR64_SISTA, PREFIX_BYTES,
+    FORMAT_SPUR32, FORMAT_SPUR32_SISTA, FORMAT_SPUR64, FORMAT_SPUR64_SISTA, PREFIX_BYTES,
 };
-use spur_format::{ByteOrder, ImageHeader, OldAddr, WordSize};
+use spur_format::{ImageHeader, OldAddr, WordSize};
 
 use emit::Emitter;
 use fill::Filler;
@@ -294,27 +293,17 @@ pub fn write_image<W: Write + Seek>(spec: &SynthSpec, out: &mut W) -> io::Result
     debug_assert_eq!(file_len, data_offset + data_size);
     let header = ImageHeader {
         format: spec.format(),
-        word,
         multiple_bytecode_sets: spec.multiple_bytecode_sets,
-        byte_order: ByteOrder::Little,
         prefix_bytes,
         header_size,
-        data_size,
-        old_base: OldAddr::new(spec.old_base),
         special_objects_oop: OldAddr::new(kernel.special_objects),
         // Non-zero, within the 22 bits the VM keeps.
         last_hash: 1 + (spec.seed.wrapping_mul(0x9E37_79B9) & 0x3F_FFFE),
         // 1024x768, as a VM would have saved its window.
         saved_window_size: (1024 << 16) | 768,
-        flags: FLAG_FLOATS_LITTLE_ENDIAN,
-        extra_vm_memory: 0,
-        num_stack_pages: 0,
-        cog_code_size_kib: 0,
-        eden_bytes: 0,
-        max_ext_sem_table: 0,
-        image_version: 0,
         first_segment_size: plan[0].size,
         free_old_space: filler.free.bytes,
+        ..ImageHeader::new(word, OldAddr::new(spec.old_base), data_size)
     };
     em.patch(prefix_bytes, header.encode());
     let objects = em.objects();

@@ -349,29 +349,9 @@ mod tests {
 
     fn header(word: WordSize) -> ImageHeader {
         ImageHeader {
-            format: match word {
-                WordSize::W64 => 68021,
-                WordSize::W32 => 6521,
-            },
-            word,
-            multiple_bytecode_sets: false,
-            byte_order: ByteOrder::Little,
-            prefix_bytes: 0,
-            header_size: word.standard_header_size() as u64,
-            data_size: 42256,
-            old_base: OldAddr::new(0x3204000),
             special_objects_oop: OldAddr::new(0x3204800),
             last_hash: 283663,
-            saved_window_size: 0,
-            flags: 2,
-            extra_vm_memory: 0,
-            num_stack_pages: 0,
-            cog_code_size_kib: 0,
-            eden_bytes: 0,
-            max_ext_sem_table: 0,
-            image_version: 0,
-            first_segment_size: 42256,
-            free_old_space: 0,
+            ..ImageHeader::new(word, OldAddr::new(0x3204000), 42256)
         }
     }
 

@@ -62,6 +62,40 @@ fn u16_at(b: &[u8], at: usize) -> u16 {
 }
 
 impl ImageHeader {
+    /// The header a writer starts from: a little-endian Spur image of `word`
+    /// (format 68021 or 6521, one bytecode set, no prefix, the standard
+    /// header size) holding `data_size` bytes of heap from `old_base` in one
+    /// segment, floats little-endian, every VM setting left at 0 (the VM's
+    /// default). The special objects oop is `old_base` until the caller says
+    /// where the array is; callers set the rest with struct update syntax.
+    pub fn new(word: WordSize, old_base: OldAddr, data_size: u64) -> ImageHeader {
+        ImageHeader {
+            format: match word {
+                WordSize::W64 => FORMAT_SPUR64,
+                WordSize::W32 => FORMAT_SPUR32,
+            },
+            word,
+            multiple_bytecode_sets: false,
+            byte_order: ByteOrder::Little,
+            prefix_bytes: 0,
+            header_size: u64::from(word.standard_header_size()),
+            data_size,
+            old_base,
+            special_objects_oop: old_base,
+            last_hash: 0,
+            saved_window_size: 0,
+            flags: FLAG_FLOATS_LITTLE_ENDIAN,
+            extra_vm_memory: 0,
+            num_stack_pages: 0,
+            cog_code_size_kib: 0,
+            eden_bytes: 0,
+            max_ext_sem_table: 0,
+            image_version: 0,
+            first_segment_size: data_size,
+            free_old_space: 0,
+        }
+    }
+
     /// Parses the header from the start of a file.
     ///
     /// `bytes` holds the first bytes of the file (at least [`HEADER_PROBE_BYTES`]

@@ -61,26 +61,9 @@ mod tests {
     #[test]
     fn header_round_trips_through_ston() {
         let h = ImageHeader {
-            format: 68021,
-            word: WordSize::W64,
-            multiple_bytecode_sets: false,
-            byte_order: crate::ByteOrder::Little,
-            prefix_bytes: 0,
-            header_size: 128,
-            data_size: 4096,
-            old_base: OldAddr::new(0x100_0000_0000),
             special_objects_oop: OldAddr::new(0x100_0000_0400),
             last_hash: 77,
-            saved_window_size: 0,
-            flags: 2,
-            extra_vm_memory: 0,
-            num_stack_pages: 0,
-            cog_code_size_kib: 0,
-            eden_bytes: 0,
-            max_ext_sem_table: 0,
-            image_version: 0,
-            first_segment_size: 4096,
-            free_old_space: 0,
+            ..ImageHeader::new(WordSize::W64, OldAddr::new(0x100_0000_0000), 4096)
         };
         let text = header_ston(&h, 0);
         assert!(text.starts_with(
