@@ -245,41 +245,10 @@ fn sweep(name: &str, image: &[u8], budget: Budget) -> Tally {
     tally
 }
 
-/// The builder's images of every kind, as small as it makes them.
-fn builder_kinds() -> Vec<(&'static str, SynthSpec)> {
-    let small = |word| SynthSpec::new(word, 0);
-    let mut v = vec![("w64", small(WordSize::W64)), ("w32", small(WordSize::W32))];
-    let mut s = small(WordSize::W64);
-    s.segments = 3;
-    s.gap_bytes = 64 << 10;
-    v.push(("w64-3seg-gaps", s));
-    let mut s = small(WordSize::W32);
-    s.segments = 2;
-    s.gap_bytes = 8;
-    v.push(("w32-2seg-gap8", s));
-    let mut s = small(WordSize::W64);
-    s.segments = 2;
-    v.push(("w64-2seg-adjacent", s));
-    let mut s = small(WordSize::W64);
-    s.prefix = true;
-    s.multiple_bytecode_sets = true;
-    v.push(("w64-68533-prefix", s));
-    let mut s = small(WordSize::W32);
-    s.prefix = true;
-    s.multiple_bytecode_sets = true;
-    s.old_base = 0x3204000;
-    v.push(("w32-7033-prefix", s));
-    let mut s = small(WordSize::W64);
-    s.free_chunks = false;
-    s.old_base = 0x804008;
-    v.push(("w64-no-free-unaligned-base", s));
-    v
-}
-
 #[test]
 fn builder_images_survive_every_mutation() {
     let mut all = Tally::default();
-    for (name, spec) in builder_kinds() {
+    for (name, spec) in spur_synth::small_kinds() {
         let (image, _) = spur_synth::image_bytes(&spec).unwrap();
         all.add(sweep(name, &image, Budget::FULL));
     }

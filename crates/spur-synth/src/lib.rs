@@ -60,8 +60,11 @@ mod encode;
 mod fill;
 mod free;
 mod kernel;
+mod kinds;
 mod plan;
 mod rng;
+
+pub use kinds::small_kinds;
 
 #[cfg(test)]
 mod check;
