@@ -2,47 +2,15 @@
 //! folder, over bad input of every kind, and over the real corpus when
 //! `SPUR_CORPUS` names it.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
 use serde_json::Value;
 use spur_format::raw::{CLASS_ARRAY, FIRST_VALID_CLASS_INDEX, FMT_FIXED, FMT_INDEXABLE};
 use spur_format::{Walk, WordSize, L32, L64};
-use spur_synth::{SynthReport, SynthSpec};
+use spur_synth::SynthSpec;
 
-fn vm_loader(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vm-loader"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("running vm-loader")
-}
-
-fn code(out: &Output) -> i32 {
-    out.status
-        .code()
-        .unwrap_or_else(|| panic!("vm-loader died by a signal: {}", stderr(out)))
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Runs a command that must succeed with exit code `expect` and print one JSON object.
-fn json_with(args: &[&str], expect: i32) -> Value {
-    let out = vm_loader(args);
-    assert_eq!(code(&out), expect, "{args:?}: {}", stderr(&out));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{args:?}: stdout is not JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
-}
-
-fn json(args: &[&str]) -> Value {
-    json_with(args, 0)
-}
+mod common;
+use common::*;
 
 /// Bad input under --json: exit code 2, the one line on stderr, and the
 /// same message as one JSON object on stdout.
@@ -59,43 +27,6 @@ fn assert_refused_in_json(args: &[&str], needle: &str) {
         msg.contains(needle),
         "{args:?}: {msg:?} does not name {needle:?}"
     );
-}
-
-/// Bad input: exit code 2, nothing on stdout, and one line on stderr that
-/// starts `vm-loader: ` and contains `needle`.
-fn assert_refused(args: &[&str], needle: &str) {
-    let out = vm_loader(args);
-    let err = stderr(&out);
-    assert_ne!(code(&out), 101, "{args:?} panicked: {err}");
-    assert_eq!(code(&out), 2, "{args:?}: {err}");
-    assert!(out.stdout.is_empty(), "{args:?} printed to stdout");
-    assert_eq!(err.lines().count(), 1, "{args:?}: not one line: {err:?}");
-    assert!(err.starts_with("vm-loader: "), "{args:?}: {err}");
-    assert!(
-        err.contains(needle),
-        "{args:?}: {err:?} does not name {needle:?}"
-    );
-}
-
-fn write(dir: &Path, name: &str, spec: &SynthSpec) -> (PathBuf, SynthReport) {
-    let path = dir.join(name);
-    let report = spur_synth::write_image_file(spec, &path).expect("writing a synth image");
-    (path, report)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("temporary paths are UTF-8")
-}
-
-fn keys(v: &Value) -> Vec<&str> {
-    let mut k: Vec<_> = v
-        .as_object()
-        .expect("a JSON object")
-        .keys()
-        .map(String::as_str)
-        .collect();
-    k.sort_unstable();
-    k
 }
 
 fn sorted(mut k: Vec<&str>) -> Vec<&str> {
