@@ -3,6 +3,7 @@
 //! when asked, and bad folders refused; and what a truncated segment file
 //! does to a heap mapped from it.
 
+use spur_format::layout::to_usize;
 use std::path::Path;
 
 use spur_format::error::Chain;
@@ -525,7 +526,7 @@ fn a_truncated_segment_file_kills_the_mapped_heap_with_sigbus() {
     use std::io::Write;
     use std::os::unix::process::ExitStatusExt;
 
-    let page = spur_mem::page_size() as usize;
+    let page = to_usize(spur_mem::page_size());
     if let Some(folder) = std::env::var_os(TRUNCATE_CHILD) {
         let folder = Path::new(&folder);
         let heap = load_path(folder, &mapped()).unwrap();

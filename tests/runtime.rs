@@ -427,7 +427,7 @@ fn a_block_is_named_after_its_home_method() {
     let initial = (lits + 1) * 8 + 1;
     mem.store(block, lits, r.method).unwrap();
     mem.store(r.context, 3, block).unwrap();
-    let pc = mem.from_small_int(initial as i64).unwrap();
+    let pc = mem.from_small_int(initial.cast_signed()).unwrap();
     mem.store(r.context, 1, pc).unwrap();
     let rt = wire_memory(mem).unwrap();
     let b = rt.resume_point();

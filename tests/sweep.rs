@@ -9,6 +9,7 @@
 //! This test has its binary to itself: its loads at fixed addresses could
 //! otherwise take the ranges of tests that check placement.
 
+use spur_format::layout::to_usize;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -435,7 +436,7 @@ fn damage_folder(dir: &std::path::Path, d: &FolderDamage) {
         FolderDamage::Flip { file, offset, bit } => {
             let p = dir.join(file);
             let mut bytes = std::fs::read(&p).unwrap();
-            bytes[*offset as usize] ^= 1 << bit;
+            bytes[to_usize(*offset)] ^= 1 << bit;
             std::fs::write(&p, bytes).unwrap();
         }
         FolderDamage::Perm { start, size } => {
@@ -444,7 +445,7 @@ fn damage_folder(dir: &std::path::Path, d: &FolderDamage) {
                 format!("ComposedMetadataStruct {{\n\t#startAddress : {start},\n\t#dataSize : {size}\n}}"),
             )
             .unwrap();
-            std::fs::write(dir.join("permSpace.data"), vec![0u8; *size as usize]).unwrap();
+            std::fs::write(dir.join("permSpace.data"), vec![0u8; to_usize(*size)]).unwrap();
         }
     }
 }

@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+use spur_format::layout::to_usize;
 use std::path::{Path, PathBuf};
 
 pub mod mutate;
@@ -144,7 +145,7 @@ fn compare<L: spur_format::Layout>(a: &LoadedHeap, b: &LoadedHeap) -> u64 {
                 "header at segment {i} offset {}",
                 oa.offset
             );
-            let end = oa.offset + 8 + oa.num_slots.max(1) as usize * w;
+            let end = oa.offset + 8 + to_usize(oa.num_slots.max(1)) * w;
             let mut at = oa.offset + 8;
             while at < end {
                 let read = |bytes: &[u8]| -> u64 {

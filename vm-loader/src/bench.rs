@@ -136,7 +136,7 @@ fn ratio(a: u64, b: u64) -> f64 {
 }
 
 fn us(t: Instant) -> u64 {
-    t.elapsed().as_micros() as u64
+    u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Removes a file written by a measurement and commits the removal (the
@@ -223,7 +223,8 @@ fn measure(path: &Path, scratch: &Path, runs: usize, load: &LoadOptions) -> Resu
             } else {
                 let job = snapshot_in_background(&heap, &out, &SnapshotOptions::default())
                     .with_context(|| format!("background snapshot to {}", out.display()))?;
-                s.pause.push(job.pause().as_micros() as u64);
+                s.pause
+                    .push(u64::try_from(job.pause().as_micros()).unwrap_or(u64::MAX));
                 let r = job
                     .wait()
                     .with_context(|| format!("background snapshot to {}", out.display()))?;

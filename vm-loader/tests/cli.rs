@@ -2,6 +2,7 @@
 //! folder, over bad input of every kind, and over the real corpus when
 //! `SPUR_CORPUS` names it.
 
+use spur_format::layout::to_usize;
 use std::path::Path;
 
 use serde_json::Value;
@@ -223,7 +224,7 @@ fn load_with_base_puts_nil_exactly_there() {
         assert_eq!(j["segments"][0]["new_start"], addr);
         assert_eq!(
             j["segments"][0]["delta"].as_i64().unwrap(),
-            addr as i64 - r.nil as i64
+            addr.cast_signed() - r.nil.cast_signed()
         );
         assert_eq!(j["objects"], r.objects);
     }
@@ -323,7 +324,7 @@ fn bad_input_exits_2_with_one_line_and_never_panics() {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            x as u8
+            x.to_le_bytes()[0]
         })
         .collect();
     std::fs::write(&random, noise).unwrap();
@@ -506,12 +507,12 @@ fn synth_needs_exactly_one_heap_size_and_sane_values() {
 /// the middle of an object.
 fn find_corruption(bytes: &[u8]) -> (usize, u64) {
     let (header, table) = spur_loader::read_layout(bytes).unwrap();
-    let wb = header.word.bytes() as usize;
+    let wb = to_usize(header.word.bytes());
     let mut slot = None;
     let mut target = None;
     for seg in &table.segments {
-        let start = seg.file_offset as usize;
-        let seg_bytes = &bytes[start..start + seg.size as usize];
+        let start = to_usize(seg.file_offset);
+        let seg_bytes = &bytes[start..start + to_usize(seg.size)];
         let objs: Vec<_> = match header.word {
             WordSize::W64 => Walk::<L64>::new(seg_bytes, seg.old_start.get(), seg.index).collect(),
             WordSize::W32 => Walk::<L32>::new(seg_bytes, seg.old_start.get(), seg.index).collect(),
@@ -547,7 +548,8 @@ fn find_corruption(bytes: &[u8]) -> (usize, u64) {
 fn put_word(bytes: &mut [u8], at: usize, word: WordSize, value: u64) {
     match word {
         WordSize::W64 => bytes[at..at + 8].copy_from_slice(&value.to_le_bytes()),
-        WordSize::W32 => bytes[at..at + 4].copy_from_slice(&(value as u32).to_le_bytes()),
+        WordSize::W32 => bytes[at..at + 4]
+            .copy_from_slice(&u32::try_from(value).expect("a 32-bit word").to_le_bytes()),
     }
 }
 

@@ -3,6 +3,7 @@
 //! overrides, and the real corpus when `SPUR_CORPUS` names it.
 
 use serde_json::Value;
+use spur_format::layout::to_usize;
 use spur_format::WordSize;
 use spur_synth::SynthSpec;
 
@@ -76,7 +77,7 @@ fn check_launch(j: &Value, what: &str) {
     );
     let bytecodes = r["bytecodes"].as_array().unwrap();
     assert!(!bytecodes.is_empty());
-    let current = bytecodes[u(&r["current"]) as usize].as_str().unwrap();
+    let current = bytecodes[to_usize(u(&r["current"]))].as_str().unwrap();
     assert!(current.starts_with(&format!("{pc} <")), "{what}: {current}");
     for b in bytecodes {
         let b = b.as_str().unwrap();

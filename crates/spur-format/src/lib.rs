@@ -17,6 +17,11 @@
 
 #![forbid(unsafe_code)]
 
+// Offsets and lengths read as u64 index slices through `layout::to_usize`,
+// which is exact only where usize is 64 bits wide.
+#[cfg(not(target_pointer_width = "64"))]
+compile_error!("spur-format needs a 64-bit target (usize of 64 bits)");
+
 pub mod addr;
 pub mod error;
 pub mod layout;

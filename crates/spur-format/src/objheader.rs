@@ -115,7 +115,7 @@ impl ObjHeader {
         ObjHeader::new(
             CLASS_SEGMENT_BRIDGE,
             word.word_indexable_format(),
-            OVERFLOW_SLOTS as u8,
+            OVERFLOW_SLOTS_BYTE,
             0,
         )
         .pinned()

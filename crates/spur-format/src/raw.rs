@@ -44,7 +44,9 @@ pub const HASH_MASK: u64 = 0x3F_FFFF;
 pub const MARKED_SHIFT: u32 = 55;
 pub const NUM_SLOTS_SHIFT: u32 = 56;
 /// A numSlots byte of 255 means the count is in the overflow word before the header.
-pub const OVERFLOW_SLOTS: u64 = 255;
+pub const OVERFLOW_SLOTS: u64 = OVERFLOW_SLOTS_BYTE as u64;
+/// The same numSlots byte, as it is stored.
+pub const OVERFLOW_SLOTS_BYTE: u8 = 255;
 
 /// Object formats (§3.2).
 pub const FMT_ZERO_SIZED: u8 = 0;

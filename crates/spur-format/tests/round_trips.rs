@@ -4,6 +4,7 @@
 
 use proptest::prelude::*;
 
+use spur_format::layout::to_usize;
 use spur_format::read::composed::{header_from_ston, SegmentMeta};
 use spur_format::read::header::{min_header_size, HEADER_PROBE_BYTES};
 use spur_format::read::ston;
@@ -119,7 +120,7 @@ proptest! {
         let encoded = h.encode();
         prop_assert_eq!(encoded.len() as u64, h.header_size);
         file.extend_from_slice(&encoded);
-        file.resize(prefix + (h.header_size + h.data_size) as usize, 0);
+        file.resize(prefix + to_usize(h.header_size + h.data_size), 0);
         let probe = &file[..file.len().min(HEADER_PROBE_BYTES)];
         let back = ImageHeader::parse(probe, file.len() as u64).unwrap();
         prop_assert_eq!(back, ImageHeader { prefix_bytes: prefix as u64, ..h });

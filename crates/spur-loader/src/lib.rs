@@ -40,6 +40,14 @@
 //! ([`LoadOptions::map_files`]), the promise that nobody writes to or
 //! truncates them while the heap lives.
 
+// Casts are being audited in the layering refactor (issue 9.8).
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
+// Casts are being audited in the layering refactor (issue 9.8).
+#![allow(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod composed_write;

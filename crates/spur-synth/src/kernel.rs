@@ -8,6 +8,7 @@
 //! object gets its address when it is allocated, slots are filled in once
 //! all addresses are known, and the whole is then streamed in address order.
 
+use spur_format::layout::to_usize;
 use std::collections::BTreeMap;
 use std::io::{self, Seek, Write};
 
@@ -147,7 +148,7 @@ impl Kernel {
     }
 
     fn nonzero_hash(&mut self) -> u32 {
-        1 + self.rng.below(0x3F_FFFF) as u32
+        1 + u32::try_from(self.rng.below(0x3F_FFFF)).expect("the builder makes small values")
     }
 
     fn alloc(
@@ -178,7 +179,7 @@ impl Kernel {
     fn pointers(&mut self, class: u32, format: u8, n: u64) -> Ref {
         let h = self.hash();
         let nil = self.nil;
-        self.alloc(class, format, h, vec![nil; n as usize], Vec::new(), n)
+        self.alloc(class, format, h, vec![nil; to_usize(n)], Vec::new(), n)
     }
 
     /// A byte object (format 16..23) holding `data`.
@@ -238,7 +239,7 @@ impl Kernel {
 
     /// The first pc of a method with `num_literals` literals (1-based byte index).
     fn initial_pc(&self, num_literals: u64) -> i64 {
-        ((num_literals + 1) * self.word.bytes() + 1) as i64
+        ((num_literals + 1) * self.word.bytes() + 1).cast_signed()
     }
 
     /// A Context: `stack` values pushed, the remaining stack slots nil.
@@ -250,7 +251,7 @@ impl Kernel {
             CONTEXT_FIXED_SLOTS + CONTEXT_STACK_SLOTS,
         );
         let pc = self.int(pc);
-        let sp = self.int(stack.len() as i64);
+        let sp = self.int(i64::try_from(stack.len()).expect("the builder makes small values"));
         self.set(r, 0, sender);
         self.set(r, 1, pc);
         self.set(r, 2, sp);
@@ -258,7 +259,7 @@ impl Kernel {
         // slot 4, closureOrNil, stays nil
         self.set(r, 5, receiver);
         for (i, &v) in stack.iter().enumerate() {
-            self.set(r, CONTEXT_FIXED_SLOTS as usize + i, v);
+            self.set(r, to_usize(CONTEXT_FIXED_SLOTS) + i, v);
         }
         self.addr(r)
     }
@@ -296,7 +297,7 @@ impl Kernel {
             FMT_INDEXABLE_WITH_FIXED,
             2 + capacity as u64,
         );
-        let tally = self.int(methods.len() as i64);
+        let tally = self.int(i64::try_from(methods.len()).expect("the builder makes small values"));
         self.set(dict, 0, tally);
         self.set(dict, 1, array);
         for (at, e) in table.iter().enumerate() {
@@ -339,7 +340,7 @@ impl Kernel {
             word.word_array_pun(),
             word.word_indexable_format(),
             0,
-            vec![0; heads as usize],
+            vec![0; to_usize(heads)],
             vec![],
             heads,
         );
@@ -347,7 +348,7 @@ impl Kernel {
             CLASS_ARRAY_PUN,
             FMT_INDEXABLE,
             0,
-            vec![nil; HIDDEN_ROOTS_SLOTS as usize],
+            vec![nil; to_usize(HIDDEN_ROOTS_SLOTS)],
             vec![],
             HIDDEN_ROOTS_SLOTS,
         );
@@ -361,7 +362,7 @@ impl Kernel {
                 CLASS_ARRAY_PUN,
                 FMT_INDEXABLE,
                 0,
-                vec![nil; CLASS_TABLE_PAGE_SLOTS as usize],
+                vec![nil; to_usize(CLASS_TABLE_PAGE_SLOTS)],
                 vec![],
                 CLASS_TABLE_PAGE_SLOTS,
             );
@@ -380,7 +381,7 @@ impl Kernel {
                 meta_index,
                 FMT_FIXED,
                 c.index,
-                vec![nil; CLASS_SLOTS as usize],
+                vec![nil; to_usize(CLASS_SLOTS)],
                 vec![],
                 CLASS_SLOTS,
             );
@@ -388,7 +389,7 @@ impl Kernel {
                 METACLASS,
                 FMT_FIXED,
                 meta_index,
-                vec![nil; METACLASS_SLOTS as usize],
+                vec![nil; to_usize(METACLASS_SLOTS)],
                 vec![],
                 METACLASS_SLOTS,
             );
@@ -534,7 +535,8 @@ impl Kernel {
         self.set(active, 1, top);
         self.set(active, 2, p);
         self.set(active, 4, main_name);
-        let idle_list = lists[(IDLE_PRIORITY - 1) as usize];
+        let idle_list =
+            lists[usize::try_from(IDLE_PRIORITY - 1).expect("the builder makes small values")];
         let p = self.int(IDLE_PRIORITY);
         self.set(idle, 1, idle_ctx);
         self.set(idle, 2, p);
@@ -566,7 +568,7 @@ impl Kernel {
             .map(|e| e.map_or(nil, |i| globals[i].1))
             .collect();
         let globals_array = self.array(&slots);
-        let tally = self.int(globals.len() as i64);
+        let tally = self.int(i64::try_from(globals.len()).expect("the builder makes small values"));
         self.set(smalltalk, 0, tally);
         self.set(smalltalk, 1, globals_array);
 

@@ -71,6 +71,7 @@ mod check;
 #[cfg(test)]
 mod tests;
 
+use spur_format::layout::to_usize;
 use std::fs;
 use std::io::{self, Cursor, Seek, Write};
 use std::path::Path;
@@ -256,11 +257,11 @@ pub fn write_image<W: Write + Seek>(spec: &SynthSpec, out: &mut W) -> io::Result
 
     let mut em = Emitter::new(out, word)?;
     if spec.prefix {
-        let mut prefix = vec![0u8; PREFIX_BYTES as usize];
+        let mut prefix = vec![0u8; to_usize(PREFIX_BYTES)];
         prefix[..PREFIX_TEXT.len()].copy_from_slice(PREFIX_TEXT);
         em.raw(&prefix)?;
     }
-    em.raw(&vec![0u8; header_size as usize])?;
+    em.raw(&vec![0u8; to_usize(header_size)])?;
 
     let mut filler = Filler::new(
         word,
@@ -375,7 +376,7 @@ pub fn write_image_file(spec: &SynthSpec, path: &Path) -> io::Result<SynthReport
 /// Builds the image in memory: for small test images.
 pub fn image_bytes(spec: &SynthSpec) -> io::Result<(Vec<u8>, SynthReport)> {
     let mut cur = Cursor::new(Vec::with_capacity(
-        (spec.heap_bytes as usize)
+        to_usize(spec.heap_bytes)
             .saturating_add(1 << 20)
             .min(1 << 30),
     ));

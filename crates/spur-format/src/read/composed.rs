@@ -123,6 +123,11 @@ fn non_negative(s: &StonStruct, file: &str, field: &'static str) -> Result<u64, 
     })
 }
 
+/// A value `non_negative` accepted, back as the signed number the file held.
+fn field_value(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
 fn narrow<T: TryFrom<u64>>(
     s: &StonStruct,
     file: &str,
@@ -132,7 +137,7 @@ fn narrow<T: TryFrom<u64>>(
     T::try_from(v).map_err(|_| ComposedError::BadField {
         file: file.to_string(),
         field,
-        value: v as i64,
+        value: field_value(v),
         why: "too large for its binary-header field",
     })
 }
@@ -154,7 +159,7 @@ impl SegmentMeta {
             return Err(ComposedError::BadField {
                 file: file.into(),
                 field: "startAddress",
-                value: start as i64,
+                value: field_value(start),
                 why: "not 8-byte aligned",
             });
         }
@@ -162,7 +167,7 @@ impl SegmentMeta {
             return Err(ComposedError::BadField {
                 file: file.into(),
                 field: "dataSize",
-                value: size as i64,
+                value: field_value(size),
                 why: "not a multiple of 8",
             });
         }
@@ -204,7 +209,7 @@ pub fn header_from_ston(s: &StonStruct, perm_bytes: u64) -> Result<ImageHeader, 
             return Err(ComposedError::BadField {
                 file: file.into(),
                 field: "imageHeaderSize",
-                value: n as i64,
+                value: field_value(n),
                 why: "not a header size (a multiple of 8 that holds every field, at most 64 KiB)",
             })
         }
@@ -285,7 +290,7 @@ pub fn segment_table(
             return Err(ComposedError::BadField {
                 file,
                 field: "dataSize",
-                value: m.size as i64,
+                value: field_value(m.size),
                 why: "too small to hold an object and its bridge",
             });
         }

@@ -2,13 +2,13 @@
 
 use crate::addr::OldAddr;
 use crate::error::{FormatError, Result};
-use crate::layout::WordSize;
+use crate::layout::{to_usize, WordSize};
 use crate::raw::*;
 use crate::read::version::{ByteOrder, Version};
 
 /// How many bytes of a file [`ImageHeader::parse`] wants to see: the prefix plus
 /// the largest standard header.
-pub const HEADER_PROBE_BYTES: usize = (PREFIX_BYTES as usize) + HEADER_SIZE_64 as usize;
+pub const HEADER_PROBE_BYTES: usize = to_usize(PREFIX_BYTES + HEADER_SIZE_64 as u64);
 
 /// Largest `imageHeaderSize` accepted: well above the 64 and 128 the VMs write.
 pub const MAX_HEADER_SIZE: u64 = 64 * 1024;
@@ -113,17 +113,17 @@ impl ImageHeader {
         let at0 = u32_at(bytes, 0);
         let found = match probe(at0, 0)? {
             Some(v) => Some((v, 0u64)),
-            None if bytes.len() >= PREFIX_BYTES as usize + 4 => {
-                let at512 = u32_at(bytes, PREFIX_BYTES as usize);
+            None if bytes.len() >= to_usize(PREFIX_BYTES) + 4 => {
+                let at512 = u32_at(bytes, to_usize(PREFIX_BYTES));
                 probe(at512, PREFIX_BYTES)?.map(|v| (v, PREFIX_BYTES))
             }
             None => None,
         };
         let Some(((number, word, sista), start)) = found else {
-            let at512 = if bytes.len() >= PREFIX_BYTES as usize + 4 {
+            let at512 = if bytes.len() >= to_usize(PREFIX_BYTES) + 4 {
                 format!(
                     " nor {:#010x} at offset 512",
-                    u32_at(bytes, PREFIX_BYTES as usize)
+                    u32_at(bytes, to_usize(PREFIX_BYTES))
                 )
             } else {
                 String::new()
@@ -131,14 +131,14 @@ impl ImageHeader {
             return Err(FormatError::UnknownFormat { at0, at512 });
         };
         let std_size = word.standard_header_size() as u64;
-        let s = start as usize;
+        let s = to_usize(start);
         if (bytes.len() as u64) < start + std_size {
             return Err(FormatError::TooShort {
                 needed: start + std_size,
                 found: file_len,
             });
         }
-        let b = &bytes[s..s + std_size as usize];
+        let b = &bytes[s..s + to_usize(std_size)];
         let header_size = u32_at(b, 4) as u64;
         if !valid_header_size(word, header_size) {
             return Err(FormatError::BadHeaderSize {
@@ -148,7 +148,7 @@ impl ImageHeader {
                 offset: start + 4,
             });
         }
-        let wb = word.bytes() as usize;
+        let wb = to_usize(word.bytes());
         // The word-sized fields follow the two u32s; field `i` is at 8 + i*W.
         let word_at = |at: usize| -> u64 {
             match word {

@@ -4,7 +4,7 @@
 
 use crate::addr::OldAddr;
 use crate::error::{FormatError, Result};
-use crate::layout::{set_u64_at, u64_at, WordSize};
+use crate::layout::{set_u64_at, to_usize, u64_at, WordSize};
 use crate::objheader::{is_overflow_word, ObjHeader};
 use crate::raw::*;
 use crate::read::header::ImageHeader;
@@ -81,7 +81,7 @@ impl FileBridge {
 /// for a segment placed at its own old start with `gap` bytes to the next one
 /// (§2.5). `segment` is the whole segment, bridge included.
 pub fn repair_bridge_in_memory(word: WordSize, segment: &mut [u8], gap: u64) {
-    let at = segment.len() - BRIDGE_BYTES as usize;
+    let at = segment.len() - to_usize(BRIDGE_BYTES);
     if gap == 0 {
         set_u64_at(segment, at, ObjHeader::short_bridge(word).0);
         set_u64_at(segment, at + 8, 0);

@@ -3,7 +3,7 @@
 use std::marker::PhantomData;
 
 use crate::error::FormatError;
-use crate::layout::{u64_at, Layout};
+use crate::layout::{to_usize, u64_at, Layout};
 use crate::objheader::{is_overflow_word, ObjHeader};
 use crate::raw::BRIDGE_BYTES;
 
@@ -52,7 +52,7 @@ pub struct Walk<'a, L: Layout> {
 impl<'a, L: Layout> Walk<'a, L> {
     /// Walks `bytes`, a segment that lives at address `base` (used in errors).
     pub fn new(bytes: &'a [u8], base: u64, segment: usize) -> Self {
-        let limit = bytes.len().saturating_sub(BRIDGE_BYTES as usize);
+        let limit = bytes.len().saturating_sub(to_usize(BRIDGE_BYTES));
         Walk {
             bytes,
             pos: 0,
@@ -145,7 +145,7 @@ pub fn step<L: Layout>(
                 header,
                 num_slots,
             },
-            n as usize,
+            to_usize(n),
         )),
         _ => Err((
             offset,
