@@ -11,8 +11,8 @@
 //! segment or the offset. What it leaves to the caller: where the heap lives,
 //! and the meaning of objects beyond their headers (classes, methods).
 //!
-//! Layout follows the reference `docs/spur-format.md` (section numbers in
-//! comments): [`raw`] holds every constant, [`read`] the readers and
+//! Section numbers (§) refer to the project's format notes, `docs/format.md`.
+//! Layout follows them: [`raw`] holds every constant, [`read`] the readers and
 //! [`write`] the writers.
 
 #![forbid(unsafe_code)]

@@ -1,7 +1,7 @@
 //! The raw on-disk definitions of the Spur format, in one place.
 //!
-//! Every constant names the VM source it comes from in `docs/spur-format.md`
-//! (the section is given in each comment). Readers and writers use these and
+//! Every constant gives the section of `docs/format.md` that says where it
+//! comes from in the VM sources. Readers and writers use these and
 //! nothing else, so that one number never lives in two places.
 
 pub mod special;

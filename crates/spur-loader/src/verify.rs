@@ -1,4 +1,4 @@
-//! The heap verifier: the checks of §8 of the format reference, run over a
+//! The heap verifier: the checks of §8 of the format notes (`docs/format.md`), run over a
 //! loaded heap, reporting every finding rather than stopping at the first.
 
 use spur_format::raw::*;

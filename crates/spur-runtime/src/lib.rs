@@ -37,6 +37,8 @@
 //! committed but never touched: an interpreter lays out its own frames in
 //! them. New objects are allocated in eden through [`ObjectMemory`]; a
 //! full eden is an error the interpreter (its scavenger) answers.
+//!
+//! Section numbers (§) refer to the format notes, `docs/format.md`.
 
 // Casts are being audited in the layering refactor (issue 9.8).
 #![allow(

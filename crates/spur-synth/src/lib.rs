@@ -8,8 +8,8 @@
 //!
 //! # What an image guarantees
 //!
-//! Every image passes the checks of §8 of the format reference
-//! (`docs/spur-format.md`), as far as a file without a running VM can:
+//! Every image passes the checks of §8 of the format notes
+//! (`docs/format.md`), as far as a file without a running VM can:
 //!
 //! * header: format 68021/6521 (68533/7033 with multiple bytecode sets),
 //!   header size 128/64, flags 2 (floats little-endian), a non-zero

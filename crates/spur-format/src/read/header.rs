@@ -27,7 +27,7 @@ pub const fn valid_header_size(word: WordSize, size: u64) -> bool {
     size >= min_header_size(word) && size <= MAX_HEADER_SIZE && size.is_multiple_of(8)
 }
 
-/// A parsed single-file image header. Field names follow the reference (§1.3).
+/// A parsed single-file image header. Field names follow the VMs' (§1.3 of `docs/format.md`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageHeader {
     /// The format number (e.g. 68021).
