@@ -33,8 +33,6 @@
 //! [`process`] forks the background snapshot writer (a fixed child routine
 //! that only makes async-signal-safe calls), waits for it, starts early
 //! writeback of a file and ignores `SIGXFSZ`.
-//!
-//! Section numbers (§) refer to the format notes, `docs/format.md`.
 
 // The crate uses Linux-only mmap flags (MAP_FIXED_NOREPLACE, MAP_NORESERVE)
 // and /proc/self/maps, and its sizes are u64s that index memory as usize.
