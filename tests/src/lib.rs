@@ -11,11 +11,17 @@ pub mod mutate;
 /// A real image of the corpus and the facts `SOURCES.md` lists for it.
 #[derive(Debug, Clone, Copy)]
 pub struct CorpusImage {
+    /// File name inside the corpus folder.
     pub file: &'static str,
+    /// Its format number.
     pub format: u32,
+    /// Bytes per word.
     pub word_bytes: u64,
+    /// The header's oldBaseAddr.
     pub old_base: u64,
+    /// The header's specialObjectsOop.
     pub special_objects_oop: u64,
+    /// Objects the loader counts in it, as `SOURCES.md` lists them.
     pub objects: u64,
 }
 

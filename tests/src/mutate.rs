@@ -19,9 +19,11 @@ use spur_format::{FormatError, ImageHeader, Layout, SegmentTable, Walk, WordSize
 pub struct Rng(u64);
 
 impl Rng {
+    /// A generator seeded with `seed`.
     pub fn new(seed: u64) -> Rng {
         Rng(seed ^ 0x5EED_0FDA_3A6E)
     }
+    /// The next value (splitmix64).
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
@@ -39,18 +41,30 @@ impl Rng {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Damage {
     /// Keep only the first `len` bytes.
-    Truncate { len: usize, why: &'static str },
+    Truncate {
+        /// Bytes kept.
+        len: usize,
+        /// Which boundary the cut is at.
+        why: &'static str,
+    },
     /// Flip bit `bit` of the byte at `offset`.
     Flip {
+        /// File offset of the byte.
         offset: usize,
+        /// The bit, 0 to 7.
         bit: u8,
+        /// What the byte is.
         why: &'static str,
     },
     /// Overwrite `width` bytes (4 or 8) at `offset` with `value`, little-endian.
     Set {
+        /// File offset.
         offset: usize,
+        /// Bytes written, 4 or 8.
         width: u8,
+        /// The value written.
         value: u64,
+        /// What the bytes are.
         why: &'static str,
     },
 }

@@ -102,6 +102,7 @@ impl NewAddr {
 /// The distance a segment moved: `new = old + delta` (wrapping, as the VMs do).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct Swizzle {
+    /// New address minus old, as a two's-complement distance.
     pub delta: i64,
 }
 

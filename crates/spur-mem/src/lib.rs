@@ -54,31 +54,56 @@ pub mod process;
 /// Errors of the memory crate, with the addresses and sizes involved.
 #[derive(Debug, thiserror::Error)]
 pub enum MemError {
+    /// The range asked for is taken; the occupants say by what.
     #[error("address range {addr:#x}..{end:#x} is already in use by {}", describe(.occupants))]
     Occupied {
+        /// Start of the range.
         addr: u64,
+        /// End of the range.
         end: u64,
+        /// The mappings found there.
         occupants: Vec<Occupant>,
     },
+    /// An address or length that is not a multiple of the page size.
     #[error("address {addr:#x} or length {len:#x} is not page-aligned (page size {page:#x})")]
-    Unaligned { addr: u64, len: u64, page: u64 },
+    Unaligned {
+        /// The address asked for.
+        addr: u64,
+        /// The length asked for.
+        len: u64,
+        /// The page size.
+        page: u64,
+    },
+    /// The kernel refused to reserve the range.
     #[error("cannot reserve {len} bytes of address space at {addr:#x}")]
     Reserve {
+        /// The address asked for (0: anywhere).
         addr: u64,
+        /// Bytes asked for.
         len: u64,
+        /// The system's error.
         source: std::io::Error,
     },
+    /// The kernel refused to make reserved pages accessible.
     #[error("cannot make {len} bytes at {addr:#x} accessible")]
     Commit {
+        /// Start of the pages.
         addr: u64,
+        /// Bytes asked for.
         len: u64,
+        /// The system's error.
         source: std::io::Error,
     },
+    /// A range that does not lie inside the reservation.
     #[error("range {offset:#x}+{len:#x} lies outside the {size:#x}-byte reservation at {base:#x}")]
     OutOfRange {
+        /// The reservation's start.
         base: u64,
+        /// The reservation's size.
         size: u64,
+        /// Offset of the range asked for.
         offset: u64,
+        /// Its length.
         len: u64,
     },
     #[error(
@@ -86,15 +111,23 @@ pub enum MemError {
          the file ends {} bytes short",
         shortfall(.file_offset, .len, .file_len)
     )]
+    /// A file mapping that would reach past the end of the file.
     FileTooShort {
+        /// Offset in the file.
         file_offset: u64,
+        /// Bytes to map.
         len: u64,
+        /// The file's length.
         file_len: u64,
     },
+    /// The kernel refused to map the file.
     #[error("cannot map {len} bytes of a file at {addr:#x}")]
     MapFile {
+        /// Where it was to go.
         addr: u64,
+        /// Bytes to map.
         len: u64,
+        /// The system's error.
         source: std::io::Error,
     },
 }
@@ -102,7 +135,9 @@ pub enum MemError {
 /// A mapping found in a range that was asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Occupant {
+    /// Start of the mapping.
     pub start: u64,
+    /// End of the mapping.
     pub end: u64,
     /// Protection and sharing as `/proc/self/maps` writes them (`r-xp`), from the `region` crate.
     pub protection: String,

@@ -32,25 +32,43 @@ pub const fn valid_header_size(word: WordSize, size: u64) -> bool {
 pub struct ImageHeader {
     /// The format number (e.g. 68021).
     pub format: u32,
+    /// The word size the format number gives.
     pub word: WordSize,
+    /// The format number's multiple-bytecode-sets bit.
     pub multiple_bytecode_sets: bool,
+    /// The file's byte order (always little once parsed).
     pub byte_order: ByteOrder,
     /// 0, or 512 when the image follows a prefix.
     pub prefix_bytes: u64,
+    /// `imageHeaderSize`: bytes from the format word to the heap data.
     pub header_size: u64,
+    /// `dataSize`: bytes of segment data, bridges included.
     pub data_size: u64,
+    /// `oldBaseAddr`: where segment 0 (and nil) was when saved.
     pub old_base: OldAddr,
+    /// The special objects array's old address.
     pub special_objects_oop: OldAddr,
+    /// The identity-hash seed.
     pub last_hash: u64,
+    /// The saved window size (0 from Pharo).
     pub saved_window_size: u64,
+    /// The header flags (§1.4).
     pub flags: u64,
+    /// `extraVMMemory`: requested headroom, 0 for the default.
     pub extra_vm_memory: u32,
+    /// Requested stack pages, 0 for the default.
     pub num_stack_pages: u16,
+    /// The JIT code zone, in KiB.
     pub cog_code_size_kib: u16,
+    /// Requested new-space bytes, 0 for the default.
     pub eden_bytes: u32,
+    /// The external semaphore table size, 0 when unset.
     pub max_ext_sem_table: u16,
+    /// An opaque 16-bit value Pharo images may set.
     pub image_version: u16,
+    /// `firstSegSize`: bytes of segment 0, bridge included.
     pub first_segment_size: u64,
+    /// Free bytes inside the written segments (§5.3).
     pub free_old_space: u64,
 }
 

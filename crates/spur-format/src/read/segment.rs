@@ -12,6 +12,7 @@ use crate::read::header::ImageHeader;
 /// One segment of a single-file image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileSegment {
+    /// Index of the segment, from 0.
     pub index: usize,
     /// Where the segment started when the image was saved.
     pub old_start: OldAddr,
@@ -98,6 +99,7 @@ pub fn repair_bridge_in_memory(word: WordSize, segment: &mut [u8], gap: u64) {
 /// The segments of a single-file image, found by following the bridges.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentTable {
+    /// The segments, in file (and address) order.
     pub segments: Vec<FileSegment>,
 }
 

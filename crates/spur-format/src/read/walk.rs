@@ -12,6 +12,7 @@ use crate::raw::BRIDGE_BYTES;
 pub struct Obj {
     /// Offset of the base header in the segment.
     pub offset: usize,
+    /// The object's header.
     pub header: ObjHeader,
     /// Slot count, from the overflow word when the header says 255.
     pub num_slots: u64,

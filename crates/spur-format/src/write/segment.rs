@@ -62,6 +62,7 @@ impl PlannedSegment {
 /// `dataSize` and `firstSegSize` must say (§1.3, §2.2, §7).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileLayout {
+    /// The heap's word size.
     pub word: WordSize,
     /// The non-empty segments, in address order.
     pub segments: Vec<PlannedSegment>,
