@@ -3,6 +3,7 @@
 //! fields carried over (§7), injected write failures that leave the target as
 //! it was, background snapshots from a forked child, stale temporary files.
 
+use spur_format::error::Chain;
 use spur_format::layout::to_usize;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -468,7 +469,8 @@ fn a_failed_rename_leaves_no_temporary_file() {
     std::fs::create_dir_all(target.join("inside")).unwrap();
     let e = snapshot_to_path(&heap, &target, &SnapshotOptions::default(), &mut |_| {}).unwrap_err();
     assert!(
-        e.to_string()
+        Chain(&e)
+            .to_string()
             .starts_with(&format!("{}: a directory", target.display())),
         "{e}"
     );

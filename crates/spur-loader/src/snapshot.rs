@@ -133,7 +133,7 @@ pub enum SnapshotError {
         path: String,
         source: io::Error,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Target { path: String, source: io::Error },
     #[error("{0} names no file to write")]
     NoFileName(String),
