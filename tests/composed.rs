@@ -609,7 +609,9 @@ fn two_writers_creating_the_same_folder_both_succeed() {
                 .collect();
             for w in writers {
                 let r = w.join().unwrap();
-                assert!(r.is_ok(), "round {round}: {}", r.unwrap_err());
+                if let Err(e) = r {
+                    panic!("round {round}: {}", Chain(&e));
+                }
             }
         });
         let back = load_path(&out, &LoadOptions::default()).unwrap();
