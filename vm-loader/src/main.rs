@@ -39,6 +39,8 @@ pub enum Outcome {
     Ok,
     /// The image loaded, but the verifier found corruption.
     Corrupt,
+    /// An image ran and ended with this exit code.
+    Exit(u8),
 }
 
 /// The exit code when the input cannot be used at all.
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::Corrupt) => ExitCode::from(EXIT_CORRUPT),
+        Ok(Outcome::Exit(c)) => ExitCode::from(c),
         Err(e) => {
             eprintln!("vm-loader: {}", one_line(&e));
             ExitCode::from(EXIT_BAD_INPUT)

@@ -1,4 +1,4 @@
-//! `vm-loader launch --headless` and `vm-loader stats` end to end: builder
+//! `vm-loader launch --headless --dry-run` and `vm-loader stats` end to end: builder
 //! images in a temporary folder, the builder's default image, bad
 //! overrides, and the real corpus when `SPUR_CORPUS` names it.
 
@@ -142,7 +142,7 @@ fn check_launch(j: &Value, what: &str) {
 
 #[test]
 fn launch_without_an_image_resumes_the_builders_default() {
-    let j = json(&["launch", "--headless", "--json"]);
+    let j = json(&["launch", "--headless", "--dry-run", "--json"]);
     check_launch(&j, "default");
     assert_eq!(
         keys(&j["resume"]),
@@ -187,7 +187,7 @@ fn launch_without_an_image_resumes_the_builders_default() {
         u(&j["special_objects"]["nil"]) & !4095
     );
     // And the text form names the method and marks the pc.
-    let out = vm_loader(&["launch", "--headless"]);
+    let out = vm_loader(&["launch", "--headless", "--dry-run"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
@@ -214,6 +214,7 @@ fn launch_applies_overrides_relocated_and_in_32_bits() {
         "launch",
         s(&path),
         "--headless",
+        "--dry-run",
         "--relocate",
         "--stack-pages",
         "12",
@@ -369,7 +370,7 @@ fn corpus_images_launch_in_place_and_relocated_and_tally() {
     for file in CORPUS_FILES {
         let path = dir.join(file);
         for extra in [&[][..], &["--relocate"][..]] {
-            let mut args = vec!["launch", s(&path), "--headless", "--json"];
+            let mut args = vec!["launch", s(&path), "--headless", "--dry-run", "--json"];
             args.extend_from_slice(extra);
             let j = json(&args);
             let what = format!("{file} {extra:?}");

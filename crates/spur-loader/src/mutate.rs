@@ -60,7 +60,7 @@ pub struct ClaimedHeadroom {
 impl LoadedHeap {
     /// The mutable bytes `addr..addr+len`, if they lie inside one segment
     /// (its bridge included).
-    fn bytes_at_mut(&mut self, addr: u64, len: u64) -> Option<&mut [u8]> {
+    pub fn bytes_at_mut(&mut self, addr: u64, len: u64) -> Option<&mut [u8]> {
         let i = self
             .segments
             .partition_point(|s| s.new_start.0 <= addr)
