@@ -381,3 +381,73 @@ fn corpus_images_launch_in_place_and_relocated_and_tally() {
         check_stats(&rows, objects, free, hidden, file);
     }
 }
+
+#[test]
+fn launch_runs_the_builders_image_to_its_quit_code_and_stops_at_limits() {
+    // The default image's kernel answers (Σ i² mod 42 for i ≤ 100) + 101, mod 256.
+    let expected = spur_synth::KernelWork::default().expected() as i32;
+    let out = vm_loader(&["launch", "--headless", "--stats"]);
+    assert_eq!(code(&out), expected, "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("run: quit with exit code {expected}")),
+        "{err}"
+    );
+    let out = vm_loader(&[
+        "launch",
+        "--headless",
+        "--max-bytecodes",
+        "1000000",
+        "--json",
+    ]);
+    assert_eq!(code(&out), expected, "{}", stderr(&out));
+    let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["ended"], "quit");
+    assert_eq!(j["exit_code"], expected);
+    assert!(u(&j["sends"]) > 100 && u(&j["bytecodes"]) > 1000);
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = write(
+        dir.path(),
+        "w64.image",
+        &SynthSpec::new(WordSize::W64, 256 << 10),
+    );
+    let out = vm_loader(&[
+        "launch",
+        s(&path),
+        "--headless",
+        "--max-bytecodes",
+        "50",
+        "an-arg",
+        "--",
+        "--another",
+    ]);
+    assert_eq!(code(&out), 3);
+    let err = stderr(&out);
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("vm-loader: stopped (bytecode-limit)")
+                && l.contains("after 50 bytecodes")),
+        "{err}"
+    );
+}
+
+#[test]
+fn launch_runs_the_candle_image() {
+    let Some(dir) = corpus() else {
+        eprintln!("note: SPUR_CORPUS is not set; corpus launch run skipped");
+        return;
+    };
+    let path = dir.join("pharo-candle-squeakjs-headless-2020-32.image");
+    for extra in [&[][..], &["--relocate"][..]] {
+        let mut args = vec!["launch", s(&path), "--headless"];
+        args.extend_from_slice(extra);
+        let out = vm_loader(&args);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "Smalltalk image fired up!\nFixing the world\n3 + 4 = 7\n"
+        );
+        assert!(out.stderr.is_empty(), "{}", stderr(&out));
+    }
+}

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use spur_runtime::{Engine, Runtime};
 
-pub use interp::Outcome;
+pub use interp::{Outcome, StopKind};
 
 /// How a run is set up.
 #[derive(Debug, Clone)]

@@ -1,0 +1,182 @@
+//! The reference interpreter end to end: builder images whose kernel does
+//! real work (a loop, sends, arithmetic, an allocation) and quits with the
+//! answer, in both word sizes, both placements, with and without the method
+//! cache; bytecode limits; and the corpus images when `SPUR_CORPUS` is set:
+//! the candle image's three lines, the vm-test image's benchmark line in
+//! `log1.txt` beside a copy, and codeparadise stopping on its missing
+//! plugin. Every run is bounded by a bytecode count, never by time.
+
+use std::path::Path;
+
+use spur_format::WordSize;
+use spur_interp::{Interpreter, Options, Outcome, RunReport, StopKind};
+use spur_loader::{FileSource, LoadOptions, PlacementRequest};
+use spur_runtime::{boot, launch, RuntimeOptions};
+use spur_synth::{KernelWork, SynthSpec};
+use spur_tests::corpus_dir;
+
+fn run_bytes(bytes: &[u8], placement: PlacementRequest, opts: Options) -> RunReport {
+    let load = LoadOptions {
+        placement,
+        ..Default::default()
+    };
+    let mut rt = boot(bytes, &load, &RuntimeOptions::default()).expect("boot");
+    launch(&mut rt, &mut Interpreter::new(opts)).expect("run")
+}
+
+fn run_file(path: &Path, placement: PlacementRequest, opts: Options) -> RunReport {
+    let src = FileSource::open(path).expect("open image");
+    let load = LoadOptions {
+        placement,
+        ..Default::default()
+    };
+    let mut rt = boot(&src, &load, &RuntimeOptions::default()).expect("boot");
+    launch(&mut rt, &mut Interpreter::new(opts)).expect("run")
+}
+
+fn bounded(n: u64) -> Options {
+    Options {
+        max_bytecodes: Some(n),
+        ..Default::default()
+    }
+}
+
+const PLACEMENTS: [PlacementRequest; 2] = [PlacementRequest::OldBase, PlacementRequest::Relocate];
+
+#[test]
+fn the_builder_kernel_computes_its_answer_and_quits_with_it() {
+    for word in [WordSize::W32, WordSize::W64] {
+        for mbs in [false, true] {
+            for sends in [true, false] {
+                let work = KernelWork {
+                    iterations: 300,
+                    sends,
+                };
+                let spec = SynthSpec {
+                    multiple_bytecode_sets: mbs,
+                    segments: 2,
+                    gap_bytes: 64 << 10,
+                    work,
+                    ..SynthSpec::new(word, 512 << 10)
+                };
+                let (bytes, _) = spur_synth::image_bytes(&spec).unwrap();
+                for placement in PLACEMENTS {
+                    for cache in [true, false] {
+                        let what =
+                            format!("{word:?} mbs {mbs} sends {sends} {placement:?} cache {cache}");
+                        let r = run_bytes(
+                            &bytes,
+                            placement,
+                            Options {
+                                method_cache: cache,
+                                ..bounded(1_000_000)
+                            },
+                        );
+                        assert_eq!(r.outcome, Outcome::Quit(work.expected() as i32), "{what}");
+                        let s = &r.stats;
+                        // synthWork:/synthLoop:, two at:, synthQuit: and one
+                        // synthSquare per iteration (synthStep is resumed,
+                        // not sent).
+                        let sends_expected = 4 + if sends { 300 } else { 0 };
+                        assert_eq!(s.sends, sends_expected, "{what}");
+                        // A context per send but the three primitive ones,
+                        // and the brace array.
+                        assert_eq!(s.objects_allocated, sends_expected - 3 + 1, "{what}");
+                        assert!(s.bytecodes > 300 * 15, "{what}: {}", s.bytecodes);
+                        if cache {
+                            assert!(s.method_cache_hits >= 290 * sends as u64, "{what}");
+                        } else {
+                            assert_eq!(s.method_cache_hits, 0, "{what}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_bytecode_limit_stops_the_run_exactly_there() {
+    let spec = SynthSpec {
+        work: KernelWork {
+            iterations: 1000,
+            sends: true,
+        },
+        ..SynthSpec::new(WordSize::W64, 256 << 10)
+    };
+    let (bytes, _) = spur_synth::image_bytes(&spec).unwrap();
+    let r = run_bytes(&bytes, PlacementRequest::Relocate, bounded(777));
+    let Outcome::Stopped { kind, line } = &r.outcome else {
+        panic!("{:?}", r.outcome)
+    };
+    assert_eq!(*kind, StopKind::BytecodeLimit);
+    assert_eq!(r.stats.bytecodes, 777);
+    assert!(line.contains("after 777 bytecodes"), "{line}");
+    assert!(line.contains("SmallInteger>>"), "{line}");
+}
+
+#[test]
+fn the_candle_image_prints_its_three_lines_and_quits_in_place_and_relocated() {
+    let Some(dir) = corpus_dir() else { return };
+    let path = dir.join("pharo-candle-squeakjs-headless-2020-32.image");
+    for placement in PLACEMENTS {
+        let r = run_file(&path, placement, bounded(100_000));
+        assert_eq!(r.outcome, Outcome::Quit(0), "{placement:?}");
+        assert_eq!(
+            r.output_text(),
+            "Smalltalk image fired up!\nFixing the world\n3 + 4 = 7\n",
+            "{placement:?}"
+        );
+        // SqueakJS counts 284 bytecodes for this run (docs/interpreter.md).
+        assert_eq!(r.stats.bytecodes, 284, "{placement:?}");
+    }
+}
+
+#[test]
+fn the_vm_test_image_appends_its_benchmark_line_to_log1_beside_a_copy() {
+    let Some(dir) = corpus_dir() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = tmp.path().join("vm-test.image");
+    std::fs::copy(dir.join("pharo-vm-test-img-64.image"), &copy).unwrap();
+    let log = tmp.path().join("log1.txt");
+    let mut lines = 0;
+    for placement in PLACEMENTS {
+        let r = run_file(
+            &copy,
+            placement,
+            Options {
+                image_path: copy.clone(),
+                ..bounded(20_000_000)
+            },
+        );
+        assert_eq!(r.outcome, Outcome::Quit(0), "{placement:?}");
+        assert!(r.output.is_empty(), "{}", r.output_text());
+        lines += 1;
+        let text = std::fs::read_to_string(&log).unwrap();
+        let found: Vec<&str> = text.split(['\r', '\n']).filter(|l| !l.is_empty()).collect();
+        assert_eq!(found.len(), lines, "{text:?}");
+        for l in found {
+            let (n, rest) = l.split_once(' ').unwrap_or(("", l));
+            assert_eq!(rest, "bytecodes/sec", "{l:?}");
+            assert!(n.parse::<u64>().is_ok_and(|n| n > 0), "{l:?}");
+        }
+    }
+}
+
+#[test]
+fn codeparadise_stops_naming_its_missing_plugin() {
+    let Some(dir) = corpus_dir() else { return };
+    let path = dir.join("pharo-tiny-codeparadise-client-32.image");
+    for placement in PLACEMENTS {
+        let r = run_file(&path, placement, bounded(5_000_000));
+        let Outcome::Stopped { kind, line } = &r.outcome else {
+            panic!("{:?}", r.outcome)
+        };
+        assert_ne!(*kind, StopKind::BytecodeLimit, "{line}");
+        assert!(
+            line.contains("missing primitive CpSystemPlugin>>"),
+            "{line}"
+        );
+        assert_eq!(line.lines().count(), 1);
+    }
+}
