@@ -4,9 +4,10 @@
 //! `cargo bench -p spur-benches --bench load`; the ratios are printed at the end
 //! and recorded in `docs/benchmarks.md`.
 
+use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{black_box, Criterion, Throughput};
+use criterion::{Criterion, Throughput};
 use spur_benches::{bench_image, median_ns};
 use spur_loader::{load_path, verify, LoadOptions, PlacementRequest};
 

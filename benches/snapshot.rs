@@ -6,10 +6,11 @@
 //! removed outside the timed part. `vm-loader bench` measures the same things
 //! across heap sizes (see `docs/benchmarks.md`).
 
+use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use criterion::{black_box, Criterion, Throughput};
+use criterion::{Criterion, Throughput};
 use spur_benches::{bench_image, median_ns};
 use spur_loader::{
     load_path, snapshot_in_background, snapshot_to_path, LoadOptions, PlacementRequest,

@@ -6,10 +6,11 @@
 //! medians and their ratios are printed at the end and recorded in
 //! `docs/benchmarks.md`.
 
+use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use criterion::{black_box, BatchSize, Criterion};
+use criterion::{BatchSize, Criterion};
 use spur_benches::median_ns;
 use spur_loader::{load_path, LoadOptions};
 use spur_runtime::{Runtime, RuntimeOptions};

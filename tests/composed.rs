@@ -1,10 +1,14 @@
-//! Pharo composed images: written from a loaded heap, read back by mapping
-//! the segment files in place, relocated when asked, and bad folders refused.
+//! Pharo composed images: written from a loaded heap, read back (by reading
+//! the segment files, and by mapping them in place when asked), relocated
+//! when asked, and bad folders refused; and what a truncated segment file
+//! does to a heap mapped from it.
 
 use std::path::Path;
 
 use spur_format::WordSize;
-use spur_loader::{load_path, verify, write_composed, LoadOptions, Placement, PlacementRequest};
+use spur_loader::{
+    load_path, verify, write_composed, FilesUnchanged, LoadOptions, Placement, PlacementRequest,
+};
 use spur_synth::SynthSpec;
 use spur_tests::{address_space, assert_same_objects, corpus_dir, CORPUS};
 
@@ -21,36 +25,52 @@ fn multi_segment(word: WordSize) -> SynthSpec {
     s
 }
 
-/// Writes `image` as a composed folder, loads the folder in place and
-/// relocated, and checks both against the single file.
+/// Options that map a composed folder's segment files.
+fn mapped() -> LoadOptions {
+    // SAFETY: every folder these tests map is their own, in a temporary
+    // folder; only `a_truncated_segment_file_kills_the_mapped_heap_with_sigbus`
+    // truncates one under a mapped heap, in a child process it expects to die.
+    let promise = unsafe { FilesUnchanged::assume() };
+    LoadOptions {
+        map_files: Some(promise),
+        ..Default::default()
+    }
+}
+
+/// Writes `image` as a composed folder, loads the folder at its old
+/// addresses read (the default) and mapped, and relocated, and checks each
+/// against the single file.
 fn round_trip(image: &Path, folder: &Path) {
     let single = load_path(image, &LoadOptions::default()).unwrap();
     assert_eq!(single.placement(), Placement::OldBase);
     let written = write_composed(&single, folder, &Default::default()).unwrap();
     assert_eq!(written.segments.len(), single.segments().len());
     let objects = verify(&single).objects;
+    // The folder's heap wants the same old addresses.
     drop(single);
 
-    let heap = load_path(folder, &LoadOptions::default()).unwrap();
-    assert_eq!(
-        heap.placement(),
-        Placement::OldBase,
-        "{:?}",
-        heap.fallback_reason()
-    );
-    assert!(!heap.swizzled());
-    for s in heap.segments() {
-        assert_eq!(s.new_start.0, s.old_start.0);
+    for (opts, map) in [(LoadOptions::default(), false), (mapped(), true)] {
+        let heap = load_path(folder, &opts).unwrap();
         assert_eq!(
-            s.mapped,
-            s.old_start.0 % spur_mem::page_size() == 0,
-            "segment {}",
-            s.index
+            heap.placement(),
+            Placement::OldBase,
+            "{:?}",
+            heap.fallback_reason()
         );
+        assert!(!heap.swizzled());
+        for s in heap.segments() {
+            assert_eq!(s.new_start.0, s.old_start.0);
+            assert_eq!(
+                s.mapped,
+                map && s.old_start.0 % spur_mem::page_size() == 0,
+                "segment {}",
+                s.index
+            );
+        }
+        let v = verify(&heap);
+        assert!(v.ok(), "{:#?}", &v.errors[..v.errors.len().min(5)]);
+        assert_eq!(v.objects, objects);
     }
-    let v = verify(&heap);
-    assert!(v.ok(), "{:#?}", &v.errors[..v.errors.len().min(5)]);
-    assert_eq!(v.objects, objects);
 
     let single = load_path(image, &LoadOptions::default()).unwrap();
     let opts = LoadOptions {
@@ -352,13 +372,14 @@ fn perm_space_lands_at_its_own_address_and_never_moves() {
     std::fs::write(folder.join("seg0.data"), &seg).unwrap();
     let arr_addr = nil + arr.offset as u64;
 
-    let heap = load_path(&folder, &LoadOptions::default()).unwrap();
-    let p = heap.perm_space().expect("perm space loaded");
-    assert_eq!((p.start, p.size, p.mapped), (perm, 32, true));
-    let v = verify(&heap);
-    assert!(v.ok(), "{:#?}", v.errors);
-    assert_eq!(v.objects, objects + 1);
-    drop(heap);
+    for (opts, map) in [(LoadOptions::default(), false), (mapped(), true)] {
+        let heap = load_path(&folder, &opts).unwrap();
+        let p = heap.perm_space().expect("perm space loaded");
+        assert_eq!((p.start, p.size, p.mapped), (perm, 32, map));
+        let v = verify(&heap);
+        assert!(v.ok(), "{:#?}", v.errors);
+        assert_eq!(v.objects, objects + 1);
+    }
 
     let opts = LoadOptions {
         placement: PlacementRequest::Relocate,
@@ -456,7 +477,7 @@ fn the_composed_form_launches_to_the_same_resume_point() {
                 r.method_class_name.clone(),
                 r.selector_name.clone(),
                 r.pc,
-                r.context.0,
+                r.context.bits(),
             )
         };
         let single = load_path(image, &LoadOptions::default()).unwrap();
@@ -474,3 +495,72 @@ fn the_composed_form_launches_to_the_same_resume_point() {
         assert_ne!(a.3, c.3);
     }
 }
+
+/// Set in the child process of the truncation test: the folder to load.
+const TRUNCATE_CHILD: &str = "SPUR_TESTS_TRUNCATE_CHILD";
+
+/// Why mapping is opt-in: a segment file truncated under a heap mapped from
+/// it kills the process with `SIGBUS` at the first touch of a page past its
+/// new end. The load and the touch run in a child (this test binary run
+/// again, for this test only), so the signal kills only the child.
+#[test]
+fn a_truncated_segment_file_kills_the_mapped_heap_with_sigbus() {
+    use std::io::Write;
+    use std::os::unix::process::ExitStatusExt;
+
+    let page = spur_mem::page_size() as usize;
+    if let Some(folder) = std::env::var_os(TRUNCATE_CHILD) {
+        let folder = Path::new(&folder);
+        let heap = load_path(folder, &mapped()).unwrap();
+        assert!(heap.segments()[0].mapped);
+        let original = std::fs::read(folder.join("seg0.data")).unwrap();
+        let seg = heap.segment_bytes(0);
+        assert_eq!(&seg[5 * page..6 * page], &original[5 * page..6 * page]);
+        std::fs::File::options()
+            .write(true)
+            .open(folder.join("seg0.data"))
+            .unwrap()
+            .set_len(2 * page as u64)
+            .unwrap();
+        // Below the new end the heap still reads the file.
+        assert_eq!(&seg[page..2 * page], &original[page..2 * page]);
+        println!("below the new end: readable");
+        std::io::stdout().flush().unwrap();
+        let past = std::hint::black_box(seg[5 * page]);
+        println!("past the new end: read {past} (no signal)");
+        std::process::exit(3);
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("folder");
+    {
+        let _lock = address_space();
+        let image = synth(dir.path(), "multi.image", &multi_segment(WordSize::W64));
+        let single = load_path(&image, &LoadOptions::default()).unwrap();
+        write_composed(&single, &folder, &Default::default()).unwrap();
+    }
+    let len = std::fs::metadata(folder.join("seg0.data")).unwrap().len();
+    assert!(len > 8 * page as u64, "seg0.data holds {len} bytes");
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_truncated_segment_file_kills_the_mapped_heap_with_sigbus",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(TRUNCATE_CHILD, &folder)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&child.stdout);
+    let why = format!(
+        "{:?}\n{out}\n{}",
+        child.status,
+        String::from_utf8_lossy(&child.stderr)
+    );
+    assert!(out.contains("below the new end: readable"), "{why}");
+    assert!(!out.contains("past the new end"), "{why}");
+    assert_eq!(child.status.signal(), Some(SIGBUS), "{why}");
+}
+
+/// `SIGBUS` on Linux (x86, Arm, RISC-V).
+const SIGBUS: i32 = 7;

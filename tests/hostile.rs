@@ -40,7 +40,7 @@ fn opts(placement: PlacementRequest) -> LoadOptions {
     LoadOptions {
         placement,
         backing: Backing::Pages,
-        map_files: false,
+        map_files: None,
     }
 }
 

@@ -4,11 +4,12 @@
 //! the class histogram against the verifier's counts.
 
 use spur_format::raw::{CLASS_FLOAT, LAST_CLASS_INDEX_PUN};
-use spur_format::{Layout, NewAddr, Walk, WordSize, L32, L64};
+use spur_format::{Layout, Walk, WordSize, L32, L64};
 use spur_loader::{load, verify, LoadOptions, LoadedHeap, PlacementRequest};
 use spur_runtime::special_objects::index;
 use spur_runtime::{
-    class_histogram, BytecodeSet, Dialect, HeapView, Op, Runtime, RuntimeError, RuntimeOptions,
+    class_histogram, BytecodeSet, Dialect, ObjectMemory, Oop, Op, Runtime, RuntimeError,
+    RuntimeOptions,
 };
 use spur_synth::SynthSpec;
 use spur_tests::{address_space, corpus_dir, CORPUS};
@@ -30,6 +31,10 @@ fn load_bytes(bytes: &[u8], placement: PlacementRequest) -> LoadedHeap {
 
 fn wire(heap: LoadedHeap) -> Runtime {
     Runtime::wire(heap, &RuntimeOptions::default()).unwrap()
+}
+
+fn wire_memory(mem: ObjectMemory) -> Result<Runtime, RuntimeError> {
+    Runtime::wire_memory(mem, &RuntimeOptions::default())
 }
 
 /// Builder images of every shape the runtime must handle.
@@ -59,7 +64,7 @@ fn hidden_objects(heap: &LoadedHeap) -> u64 {
     fn walk<L: Layout>(heap: &LoadedHeap) -> u64 {
         let mut n = 0;
         for (i, s) in heap.segments().iter().enumerate() {
-            for o in Walk::<L>::new(heap.segment_bytes(i), s.new_start.0, i) {
+            for o in Walk::<L>::new(heap.segment_bytes(i), s.new_start.get(), i) {
                 let ci = o.header.class_index();
                 n += (ci != 0 && ci <= LAST_CLASS_INDEX_PUN) as u64;
             }
@@ -91,12 +96,12 @@ fn check_runtime(rt: &Runtime, what: &str, candle: bool) {
         .class_of(&v, so.common().selector_does_not_understand().unwrap())
         .unwrap();
     let selector = r.selector.expect("a selector");
-    assert_eq!(ct.class_of(&v, selector.0), Some(symbol_class), "{what}");
+    assert_eq!(ct.class_of(&v, selector), Some(symbol_class), "{what}");
     // Class names are Symbols, except in the Pharo Candle kernels (two of
     // the corpus), whose classes are named by Strings (special object 6).
-    let string_class = so.common().class_byte_string().map(NewAddr);
+    let string_class = so.common().class_byte_string();
     let class = r.method_class.expect("a method class");
-    let name = ct.name_oop(&v, class.0).expect("a class name");
+    let name = ct.name_oop(&v, class).expect("a class name");
     let name_class = ct.class_of(&v, name);
     assert!(
         name_class == Some(symbol_class) || name_class == string_class.filter(|_| candle),
@@ -104,21 +109,18 @@ fn check_runtime(rt: &Runtime, what: &str, candle: bool) {
     );
     let bare_name = r.method_class_name.trim_end_matches(" class");
     assert_eq!(v.string(name).unwrap(), bare_name);
-    assert_eq!(v.string(selector.0).unwrap(), r.selector_name);
+    assert_eq!(v.string(selector).unwrap(), r.selector_name);
     // The pc lies inside the method's bytecodes, on an instruction of its set.
     assert!(r.initial_pc <= r.pc && r.pc < r.end_pc, "{what}: {r:?}");
     assert_eq!(r.window[r.current].pc, r.pc);
     for i in &r.window {
         assert!(i.is_valid(), "{what}: {i:?}");
     }
-    let method = v.slot(r.method.0, 0).unwrap();
-    let negative = match heap.word() {
-        WordSize::W64 => (method as i64) < 0,
-        WordSize::W32 => (method as u32 as i32) < 0,
-    };
+    let method = v.slot(r.method, 0).unwrap();
+    let negative = rt.memory().small_int(method).unwrap() < 0;
     assert_eq!(r.bytecode_set() == BytecodeSet::SistaV1, negative, "{what}");
     // The histogram counts every object but free chunks and hidden ones.
-    let h = class_histogram(heap).unwrap();
+    let h = class_histogram(rt.memory()).unwrap();
     assert_eq!(
         h.instances(),
         report.objects - report.free_chunks - hidden_objects(heap),
@@ -131,7 +133,7 @@ fn check_runtime(rt: &Runtime, what: &str, candle: bool) {
         (so.true_object(), "True"),
         (so.false_object(), "False"),
     ] {
-        let c = ct.class_of(&v, obj.0).unwrap();
+        let c = ct.class_of(&v, Oop::from_addr(obj)).unwrap();
         let row = h.row(c).unwrap();
         assert!(row.name.ends_with(suffix), "{what}: {}", row.name);
         assert_eq!(row.instances, 1, "{what}: {}", row.name);
@@ -215,11 +217,11 @@ fn headroom_is_claimed_once_or_not_at_all() {
     assert_eq!(rt.old_space().free_bytes, built.free_bytes);
     assert_eq!(verify(rt.heap()).free_chunks, built.free_chunks);
     // Claiming twice finds no headroom the second time.
-    let mut heap = rt.into_heap();
-    assert!(heap.claim_headroom().unwrap().is_some());
-    assert_eq!(heap.headroom_available(), 0);
-    assert!(heap.claim_headroom().unwrap().is_none());
-    assert!(verify(&heap).ok());
+    let mut mem = ObjectMemory::new(rt.into_heap());
+    assert!(mem.claim_headroom().unwrap().is_some());
+    assert_eq!(mem.headroom_available(), 0);
+    assert!(mem.claim_headroom().unwrap().is_none());
+    assert!(verify(mem.heap()).ok());
 }
 
 #[test]
@@ -238,18 +240,18 @@ fn a_small_tail_goes_to_its_free_list_and_a_large_one_into_the_tree() {
         "the builder kept the size asked for"
     );
     patch(&mut bytes, 56, &8u32.to_le_bytes());
-    let mut heap = load_bytes(&bytes, PlacementRequest::Relocate);
-    let c = heap.claim_headroom().unwrap().expect("a tail of 96 bytes");
+    let mut mem = ObjectMemory::new(load_bytes(&bytes, PlacementRequest::Relocate));
+    let c = mem.claim_headroom().unwrap().expect("a tail of 96 bytes");
     assert_eq!((c.bytes, c.list), (96, 12));
-    let fl = NewAddr(heap.nil().0 + 48);
-    assert_eq!(heap.slot(fl, 12), Some(c.chunk.0));
-    assert!(verify(&heap).ok());
+    let fl = mem.free_lists();
+    assert_eq!(mem.fetch(fl, 12).unwrap(), Oop::from_addr(c.chunk));
+    assert!(verify(mem.heap()).ok());
     // The builder's image with free chunks: the 16 MiB tail joins the tree.
     let (bytes, built) = spur_synth::image_bytes(&spec(WordSize::W32, 512)).unwrap();
-    let mut heap = load_bytes(&bytes, PlacementRequest::Relocate);
-    let c = heap.claim_headroom().unwrap().unwrap();
+    let mut mem = ObjectMemory::new(load_bytes(&bytes, PlacementRequest::Relocate));
+    let c = mem.claim_headroom().unwrap().unwrap();
     assert_eq!(c.list, 0);
-    let report = verify(&heap);
+    let report = verify(mem.heap());
     assert!(report.ok(), "{:?}", report.errors);
     assert_eq!(report.free_chunks, built.free_chunks + 1);
 }
@@ -281,8 +283,8 @@ fn layout_numbers_follow_the_header_as_computed_by_hand() {
     assert_eq!(l.reserve_bytes, 182_528);
     assert_eq!(l.survivor_bytes, 2_370_664);
     assert_eq!(l.eden_bytes, 12_035_888);
-    assert_eq!(ns.scavenge_threshold().0 - ns.start().0, 16_406_628);
-    assert_eq!(ns.eden().start - ns.start().0, 2 * 2_370_664);
+    assert_eq!(ns.scavenge_threshold().get() - ns.start().get(), 16_406_628);
+    assert_eq!(ns.eden().start - ns.start().get(), 2 * 2_370_664);
     // 1000 rounds up to 1024.
     assert_eq!(rt.semaphores().size(), 1024);
 
@@ -306,7 +308,7 @@ fn layout_numbers_follow_the_header_as_computed_by_hand() {
     assert_eq!(l.threshold_offset, 2_973_113);
     // 16 never shrinks the default 256.
     assert_eq!(rt.semaphores().size(), 256);
-    assert!(rt.new_space().end().0 <= 1 << 32);
+    assert!(rt.new_space().end().get() <= 1 << 32);
 
     // The command line overrides the header.
     let heap = load_bytes(&bytes, PlacementRequest::Relocate);
@@ -390,16 +392,12 @@ fn boxed_floats_are_converted_when_the_image_says_big_endian_word_order() {
 }
 
 /// The first CompiledMethod of the heap other than `not`.
-fn some_other_method(heap: &LoadedHeap, not: NewAddr) -> NewAddr {
-    let v = HeapView::new(heap);
-    let mut a = NewAddr(heap.nil().0);
-    loop {
-        a = heap.object_after(a).expect("a method in segment 0");
-        let h = heap.header_at(a).unwrap();
-        if h.is_compiled_method() && a != not && v.num_slots(a.0).unwrap() > 3 {
-            return a;
-        }
-    }
+fn some_other_method(mem: &ObjectMemory, not: Oop) -> Oop {
+    mem.objects()
+        .find(|&a| {
+            mem.header(a).unwrap().is_compiled_method() && a != not && mem.num_slots(a).unwrap() > 3
+        })
+        .expect("a method")
 }
 
 #[test]
@@ -408,12 +406,12 @@ fn a_block_is_named_after_its_home_method() {
     let (bytes, _) = spur_synth::image_bytes(&spec(WordSize::W64, 512)).unwrap();
     let rt = wire(load_bytes(&bytes, PlacementRequest::Relocate));
     let r = rt.resume_point().clone();
-    let mut heap = rt.into_heap();
+    let mut mem = ObjectMemory::new(rt.into_heap());
 
     // A V3 block: the context has a closure; its method stays the home method.
-    let closure = heap.special_objects().0;
-    heap.write_slot(r.context, 4, closure).unwrap();
-    let rt = wire(heap);
+    let closure = mem.special_objects();
+    mem.store(r.context, 4, closure).unwrap();
+    let rt = wire_memory(mem).unwrap();
     let b = rt.resume_point();
     assert!(b.in_block);
     assert_eq!(b.method_name(), "[] in SmallInteger>>synthStep");
@@ -421,22 +419,17 @@ fn a_block_is_named_after_its_home_method() {
 
     // A full block: the context runs a CompiledBlock whose last literal is
     // its outer code, the home method.
-    let mut heap = rt.into_heap();
-    let block = some_other_method(&heap, r.method);
-    let v = HeapView::new(&heap);
-    let lits = spur_runtime::method::MethodHeader::decode(heap.word(), v.slot(block.0, 0).unwrap())
+    let mut mem = ObjectMemory::new(rt.into_heap());
+    let block = some_other_method(&mem, r.method);
+    let lits = spur_runtime::method::MethodHeader::decode(mem.word(), mem.fetch(block, 0).unwrap())
         .unwrap()
         .num_literals;
     let initial = (lits + 1) * 8 + 1;
-    heap.write_slot(block, lits, r.method.0).unwrap();
-    heap.write_slot(r.context, 3, block.0).unwrap();
-    heap.write_slot(
-        r.context,
-        1,
-        heap.word().encode_small_integer(initial as i64),
-    )
-    .unwrap();
-    let rt = wire(heap);
+    mem.store(block, lits, r.method).unwrap();
+    mem.store(r.context, 3, block).unwrap();
+    let pc = mem.from_small_int(initial as i64).unwrap();
+    mem.store(r.context, 1, pc).unwrap();
+    let rt = wire_memory(mem).unwrap();
     let b = rt.resume_point();
     assert!(b.in_block);
     assert_eq!(b.method, block);
@@ -453,30 +446,31 @@ fn a_heap_unfit_to_resume_is_refused_with_the_address() {
     let r = wire(fresh()).resume_point().clone();
 
     // A pc before the method's first bytecode.
-    let mut heap = fresh();
-    heap.write_slot(r.context, 1, heap.word().encode_small_integer(3))
-        .unwrap();
-    let e = Runtime::wire(heap, &RuntimeOptions::default()).unwrap_err();
+    let mut mem = ObjectMemory::new(fresh());
+    let three = mem.from_small_int(3).unwrap();
+    mem.store(r.context, 1, three).unwrap();
+    let e = wire_memory(mem).unwrap_err();
     assert!(
         matches!(e, RuntimeError::PcOutsideMethod { pc: 3, .. }),
         "{e}"
     );
     // No active process.
-    let mut heap = fresh();
-    heap.write_slot(r.scheduler, 1, heap.nil().0).unwrap();
-    let e = Runtime::wire(heap, &RuntimeOptions::default()).unwrap_err();
+    let mut mem = ObjectMemory::new(fresh());
+    let nil = mem.nil();
+    mem.store(r.scheduler, 1, nil).unwrap();
+    let e = wire_memory(mem).unwrap_err();
     assert!(e.to_string().contains("has no active process"), "{e}");
     assert!(
-        e.to_string().contains(&format!("{:#x}", r.scheduler.0)),
+        e.to_string().contains(&format!("{:#x}", r.scheduler)),
         "{e}"
     );
     // Array and Float swapped in the special objects array: the VMs refuse it.
-    let mut heap = fresh();
-    let so = heap.special_objects();
-    let (array, float) = (heap.slot(so, 7).unwrap(), heap.slot(so, 9).unwrap());
-    heap.write_slot(so, 7, float).unwrap();
-    heap.write_slot(so, 9, array).unwrap();
-    let e = Runtime::wire(heap, &RuntimeOptions::default()).unwrap_err();
+    let mut mem = ObjectMemory::new(fresh());
+    let so = mem.special_objects();
+    let (array, float) = (mem.fetch(so, 7).unwrap(), mem.fetch(so, 9).unwrap());
+    mem.store(so, 7, float).unwrap();
+    mem.store(so, 9, array).unwrap();
+    let e = wire_memory(mem).unwrap_err();
     assert!(
         matches!(
             e,

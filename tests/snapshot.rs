@@ -662,3 +662,56 @@ fn a_heap_with_a_perm_space_is_refused() {
     assert!(e.to_string().contains("perm space"), "{e}");
     assert!(!out.exists());
 }
+
+// ---- property ----
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 24,
+        failure_persistence: None,
+        ..Default::default()
+    })]
+
+    /// Any image the builder can make (word size, segments and gaps, prefix,
+    /// bytecode sets, free chunks, seed) loaded at its old addresses and
+    /// snapshotted in place is the same file, byte for byte.
+    #[test]
+    fn any_builder_image_snapshots_in_place_byte_for_byte(
+        w64 in proptest::bool::ANY,
+        kib in 64u64..512,
+        segments in 1usize..5,
+        gap_slots in 0u64..(1 << 14),
+        prefix in proptest::bool::ANY,
+        sista in proptest::bool::ANY,
+        free_chunks in proptest::bool::ANY,
+        seed in proptest::num::u64::ANY,
+    ) {
+        let word = if w64 { WordSize::W64 } else { WordSize::W32 };
+        let spec = SynthSpec {
+            segments,
+            gap_bytes: gap_slots * 8,
+            prefix,
+            multiple_bytecode_sets: sista,
+            free_chunks,
+            seed,
+            ..spec(word, kib)
+        };
+        proptest::prop_assume!(spec.validate().is_ok());
+        let _lock = address_space();
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_synth(dir.path(), "p.image", &spec);
+        let original = std::fs::read(&path).unwrap();
+        let heap = load_path(&path, &LoadOptions::default()).unwrap();
+        proptest::prop_assert_eq!(heap.placement(), Placement::OldBase);
+        let out = dir.path().join("p.out.image");
+        snapshot(&heap, &out, &keeping_prefix(&path, &heap));
+        let written = std::fs::read(&out).unwrap();
+        proptest::prop_assert!(
+            written == original,
+            "differs at byte {:?} (lengths {} and {})",
+            written.iter().zip(&original).position(|(a, b)| a != b),
+            written.len(),
+            original.len()
+        );
+    }
+}

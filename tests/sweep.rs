@@ -15,18 +15,20 @@ use std::time::{Duration, Instant};
 
 use spur_format::WordSize;
 use spur_loader::{load, verify, Backing, LoadOptions, LoadedHeap, PlacementRequest};
+use spur_runtime::ObjectMemory;
 use spur_synth::SynthSpec;
 use spur_tests::mutate::{plan, Budget};
 use spur_tests::{corpus_dir, CORPUS};
 
-/// A stage a loaded heap goes through: its name and what it runs.
-type Step = (&'static str, fn(&LoadedHeap));
+/// A stage a loaded heap goes through, read through the object memory:
+/// its name and what it runs.
+type Step = (&'static str, fn(&ObjectMemory));
 
 /// What runs on every heap that loads from a damaged image, after the
 /// verifier. One line per step: a new stage of the pipeline is added here.
 const STEPS: &[Step] = &[
-    ("count objects", |h| {
-        let _ = h.count_objects();
+    ("count objects", |m| {
+        let _ = m.heap().count_objects();
     }),
     ("stats", |h| {
         if let Err(e) = spur_runtime::class_histogram(h) {
@@ -102,15 +104,16 @@ fn run(bytes: &[u8]) -> Tally {
         let opts = LoadOptions {
             placement,
             backing: Backing::Pages,
-            map_files: false,
+            map_files: None,
         };
         match load(bytes, &opts) {
             Ok(heap) => {
                 let ok = verify(&heap).ok();
+                let memory = ObjectMemory::new(heap);
                 for (_, step) in STEPS {
-                    step(&heap);
+                    step(&memory);
                 }
-                launch(heap);
+                launch(memory.into_heap());
                 loaded = Some(loaded.unwrap_or(true) && ok);
             }
             Err(e) => assert!(!e.to_string().is_empty(), "an error without a message"),
@@ -481,17 +484,22 @@ fn damage_folder(dir: &std::path::Path, d: &FolderDamage) {
 fn run_folder(folder: &std::path::Path) -> Tally {
     let mut loaded = None;
     for placement in [PlacementRequest::OldBase, PlacementRequest::Relocate] {
+        // SAFETY: the folder is the sweep's own, written before the load and
+        // not changed until the heap is dropped.
+        let promise = unsafe { spur_loader::FilesUnchanged::assume() };
         let opts = LoadOptions {
             placement,
+            map_files: Some(promise),
             ..Default::default()
         };
         match spur_loader::load_path(folder, &opts) {
             Ok(heap) => {
                 let ok = verify(&heap).ok();
+                let memory = ObjectMemory::new(heap);
                 for (_, step) in STEPS {
-                    step(&heap);
+                    step(&memory);
                 }
-                launch(heap);
+                launch(memory.into_heap());
                 loaded = Some(loaded.unwrap_or(true) && ok);
             }
             Err(e) => assert!(!e.to_string().is_empty(), "an error without a message"),

@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
     let opts = LoadOptions {
         placement,
         backing: Backing::Pages,
-        map_files: false,
+        map_files: None,
     };
     match spur_loader::load(data, &opts) {
         Ok(heap) => {

@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
     let opts = LoadOptions {
         placement: PlacementRequest::Relocate,
         backing: Backing::Pages,
-        map_files: false,
+        map_files: None,
     };
     let Ok(heap) = spur_loader::load(data, &opts) else {
         return;

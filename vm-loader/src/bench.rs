@@ -25,7 +25,9 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use spur_format::WordSize;
-use spur_loader::{snapshot_in_background, snapshot_to_path, LoadOptions, SnapshotOptions};
+use spur_loader::{
+    snapshot_in_background, snapshot_to_path, LoadOptions, PlacementRequest, SnapshotOptions,
+};
 use spur_synth::SynthSpec;
 
 use crate::cli::BenchArgs;
@@ -177,7 +179,7 @@ fn resident_bytes() -> u64 {
 }
 
 /// Measures one image `runs` times.
-fn measure(path: &Path, scratch: &Path, runs: usize) -> Result<ImageJson> {
+fn measure(path: &Path, scratch: &Path, runs: usize, load: &LoadOptions) -> Result<ImageJson> {
     let out = scratch.join("bench-out.image");
     let raw = scratch.join("bench-raw.bin");
     let mut s = Samples::default();
@@ -204,7 +206,7 @@ fn measure(path: &Path, scratch: &Path, runs: usize) -> Result<ImageJson> {
 
         let rss = resident_bytes();
         let t = Instant::now();
-        let heap = spur_loader::load_path(path, &LoadOptions::default())?;
+        let heap = spur_loader::load_path(path, load)?;
         s.load.push(us(t));
         s.rss.push(resident_bytes().saturating_sub(rss));
         heap_bytes = heap.heap_bytes();
@@ -316,12 +318,13 @@ pub fn run(args: &BenchArgs, json: bool) -> Result<Outcome> {
         }
         images.push(path);
     }
+    let load = crate::cli::load_options(PlacementRequest::OldBase, args.map_files);
     let mut results = Vec::new();
     for path in &images {
         if !json {
             eprintln!("measuring {} ({} runs)", path.display(), args.runs);
         }
-        results.push(measure(path, &scratch, args.runs)?);
+        results.push(measure(path, &scratch, args.runs, &load)?);
     }
     let plot = match &args.plot {
         Some(p) => {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::builder::TypedValueParser as _;
 use clap::{ArgGroup, Args, Parser, Subcommand};
 use spur_format::WordSize;
-use spur_loader::PlacementRequest;
+use spur_loader::{LoadOptions, PlacementRequest};
 
 /// Inspect, load, verify, launch and build Spur (Pharo, Squeak, Cuis) images.
 #[derive(Debug, Parser)]
@@ -106,6 +106,8 @@ pub struct BenchArgs {
     /// temporary folder, removed at the end). Writes land on its file system.
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    #[arg(long, help = MAP_FILES_HELP)]
+    pub map_files: bool,
 }
 
 #[derive(Debug, Args)]
@@ -172,9 +174,38 @@ pub struct PlaceArgs {
     /// Load away from the old addresses even when they are free.
     #[arg(long)]
     pub relocate: bool,
+    #[arg(long, help = MAP_FILES_HELP)]
+    pub map_files: bool,
+}
+
+/// The help of `--map-files`.
+const MAP_FILES_HELP: &str =
+    "Map a composed image's segment files copy-on-write instead of reading \
+    them: loading then costs the same whatever the size. This trusts that nobody writes to or \
+    truncates the .data files while the image is loaded: a write may show through, and a \
+    truncated file kills the program with SIGBUS when it touches a page past the new end.";
+
+/// Load options: at `placement`, mapping a composed image's segment files
+/// when the user passed `--map-files`.
+#[allow(unsafe_code)]
+pub fn load_options(placement: PlacementRequest, map_files: bool) -> LoadOptions {
+    // SAFETY: `--map-files` is the user's word that nobody changes the
+    // image's files while this process has them loaded, which is what
+    // `FilesUnchanged::assume` asks; the flag's help says so.
+    let map_files = map_files.then(|| unsafe { spur_loader::FilesUnchanged::assume() });
+    LoadOptions {
+        placement,
+        map_files,
+        ..Default::default()
+    }
 }
 
 impl PlaceArgs {
+    /// The load options these arguments ask for.
+    pub fn load_options(&self) -> LoadOptions {
+        load_options(self.request(), self.map_files)
+    }
+
     pub fn request(&self) -> PlacementRequest {
         match (self.base, self.relocate) {
             (Some(addr), _) => PlacementRequest::At(addr),
@@ -289,6 +320,40 @@ mod tests {
         assert_eq!(a.place.request(), PlacementRequest::At(4096));
         assert!(a.image.is_none());
         assert!(c.json);
+    }
+
+    #[test]
+    fn files_are_mapped_only_with_map_files() {
+        let load = |args: &[&str]| {
+            let c = Cli::try_parse_from(args).unwrap();
+            match c.command {
+                Command::Load(a) | Command::Verify(a) | Command::Stats(a) => a.place.load_options(),
+                Command::Launch(a) => a.place.load_options(),
+                Command::Snapshot(a) => a.place.load_options(),
+                _ => panic!("not a loading command"),
+            }
+        };
+        assert_eq!(load(&["vm-loader", "load", "x"]).map_files, None);
+        assert!(load(&["vm-loader", "load", "x", "--map-files"])
+            .map_files
+            .is_some());
+        assert!(load(&["vm-loader", "stats", "x", "--map-files"])
+            .map_files
+            .is_some());
+        let o = load(&["vm-loader", "verify", "--relocate", "--map-files"]);
+        assert_eq!(o.placement, PlacementRequest::Relocate);
+        assert!(o.map_files.is_some());
+        assert!(load(&["vm-loader", "launch", "--headless", "--map-files"])
+            .map_files
+            .is_some());
+        assert!(load(&["vm-loader", "snapshot", "a", "b", "--map-files"])
+            .map_files
+            .is_some());
+        let c = Cli::try_parse_from(["vm-loader", "bench", "x", "--map-files"]).unwrap();
+        let Command::Bench(b) = c.command else {
+            panic!("not bench")
+        };
+        assert!(b.map_files);
     }
 
     #[test]

@@ -9,7 +9,6 @@ use std::time::Duration;
 use anyhow::Result;
 use serde::Serialize;
 use spur_interp::{Interpreter, Options, Outcome as InterpOutcome, RunReport};
-use spur_loader::LoadOptions;
 use spur_runtime::{launch, DryRun, LaunchReport, Runtime, RuntimeOptions};
 
 use crate::cli::LaunchArgs;
@@ -158,6 +157,7 @@ pub fn run(args: &LaunchArgs, json: bool) -> Result<Outcome> {
         ext_sem_table: args.ext_sem_table,
         ..Default::default()
     };
+    // Refuse what can be refused before any image is opened.
     opts.check()?;
     if let Some(t) = args.timeout {
         if !(t.is_finite() && t > 0.0) {
@@ -165,10 +165,7 @@ pub fn run(args: &LaunchArgs, json: bool) -> Result<Outcome> {
         }
     }
     let image = Image::open(args.image.as_deref())?;
-    let load = LoadOptions {
-        placement: args.place.request(),
-        ..Default::default()
-    };
+    let load = args.place.load_options();
     let heap = image.load(&load)?;
     let mut rt = Runtime::wire(heap, &opts)?;
     if args.dry_run {
@@ -299,8 +296,8 @@ pub fn to_json(r: &LaunchReport) -> LaunchJson {
             nil: r.nil.0,
             false_: r.false_object.0,
             true_: r.true_object.0,
-            scheduler_association: r.scheduler_association,
-            external_objects_array: r.external_objects_array,
+            scheduler_association: r.scheduler_association.bits(),
+            external_objects_array: r.external_objects_array.bits(),
         },
         class_table: ClassTableJson {
             pages: r.class_table_pages,
@@ -347,10 +344,10 @@ pub fn to_json(r: &LaunchReport) -> LaunchJson {
             hash_seed: r.hash_seed,
         },
         resume: ResumeJson {
-            process: p.process.0,
-            context: p.context.0,
-            method: p.method.0,
-            receiver: p.receiver,
+            process: p.process.bits(),
+            context: p.context.bits(),
+            method: p.method.bits(),
+            receiver: p.receiver.bits(),
             receiver_class: p.receiver_class.clone(),
             method_class: p.method_class_name.clone(),
             selector: p.selector_name.clone(),

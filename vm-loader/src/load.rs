@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
-use spur_loader::{LoadOptions, LoadedHeap};
+use spur_loader::LoadedHeap;
 
 use crate::cli::LoadArgs;
 use crate::image::Image;
@@ -50,10 +50,7 @@ pub struct TimingsJson {
 /// where `args` asks.
 pub fn load_image(args: &LoadArgs) -> Result<LoadedHeap> {
     let image = Image::open(args.image.as_deref())?;
-    let opts = LoadOptions {
-        placement: args.place.request(),
-        ..Default::default()
-    };
+    let opts = args.place.load_options();
     Ok(image.load(&opts)?)
 }
 

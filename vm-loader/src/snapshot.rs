@@ -8,8 +8,8 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use spur_format::HeaderOverrides;
 use spur_loader::{
-    read_prefix, snapshot_in_background, snapshot_to_path, LoadOptions, LoadedHeap,
-    SnapshotOptions, SnapshotPlan,
+    read_prefix, snapshot_in_background, snapshot_to_path, LoadedHeap, SnapshotOptions,
+    SnapshotPlan,
 };
 
 use crate::cli::{ConvertArgs, ImageFormat, PlaceArgs, SnapshotArgs};
@@ -72,10 +72,7 @@ pub fn options(args: &SnapshotArgs, image: &Image, heap: &LoadedHeap) -> Result<
 pub fn run(args: &SnapshotArgs, json: bool) -> Result<Outcome> {
     let image = Image::open(Some(&args.image))?;
     let t0 = Instant::now();
-    let heap = image.load(&LoadOptions {
-        placement: args.place.request(),
-        ..Default::default()
-    })?;
+    let heap = image.load(&args.place.load_options())?;
     let load_us = t0.elapsed().as_micros() as u64;
     let opts = options(args, &image, &heap)?;
     let out = &args.out;

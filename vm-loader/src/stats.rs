@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use anyhow::Result;
 use serde::Serialize;
-use spur_runtime::{class_histogram, Histogram};
+use spur_runtime::{class_histogram, Histogram, ObjectMemory};
 
 use crate::cli::LoadArgs;
 use crate::load::load_image;
@@ -22,7 +22,8 @@ pub struct StatsRow {
 
 pub fn run(args: &LoadArgs, json: bool) -> Result<Outcome> {
     let heap = load_image(args)?;
-    let h = class_histogram(&heap)?;
+    let memory = ObjectMemory::new(heap);
+    let h = class_histogram(&memory)?;
     let rows: Vec<StatsRow> = h
         .rows
         .iter()

@@ -424,7 +424,15 @@ fn convert_goes_to_composed_and_back_to_the_same_file() {
     ]);
     assert_eq!(j["segments_written"], 2);
     assert!(folder.join("header.ston").is_file() && folder.join("seg1.data").is_file());
+    // Read by default; mapped only when asked.
     let l = run(&["load", folder.to_str().unwrap(), "--json"]);
+    assert_eq!(l["swizzled"], false);
+    assert!(l["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["mapped"] == false));
+    let l = run(&["load", folder.to_str().unwrap(), "--map-files", "--json"]);
     assert_eq!(l["swizzled"], false);
     assert!(l["segments"]
         .as_array()
@@ -502,6 +510,7 @@ fn bench_takes_a_composed_folder_and_reports_resident_memory() {
         "1",
         "--dir",
         s(&scratch),
+        "--map-files",
         "--json",
     ]);
     let im = &j["images"][0];

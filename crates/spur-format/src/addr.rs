@@ -34,6 +34,25 @@ impl fmt::Display for NewAddr {
 }
 
 impl NewAddr {
+    /// The address as a number of this process.
+    #[inline(always)]
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+    /// The address a pointer word of this process's heap names: a word read
+    /// from a loaded heap, whose pointers already point into this process
+    /// (the loader swizzled them, or the heap sits at its old addresses).
+    /// Never an address read from the file: those are [`OldAddr`]s and
+    /// become new addresses only through a relocation.
+    #[inline(always)]
+    pub const fn from_heap_word(word: u64) -> NewAddr {
+        NewAddr(word)
+    }
+    /// The address `bytes` further on.
+    #[inline(always)]
+    pub const fn plus(self, bytes: u64) -> NewAddr {
+        NewAddr(self.0 + bytes)
+    }
     /// The address a file saved now records for what lives at `self`: a
     /// snapshot writes live addresses and rewrites no pointer (§7), so the
     /// new address of this process becomes the old address of the next load.

@@ -114,7 +114,9 @@ pub(crate) enum Stop {
 impl From<MemoryError> for Stop {
     fn from(e: MemoryError) -> Self {
         match e {
-            MemoryError::EdenFull { .. } => Stop::Halt(StopKind::EdenFull, e.to_string()),
+            MemoryError::EdenFull { .. } => {
+                Stop::Halt(StopKind::EdenFull, format!("{e}, no scavenger yet"))
+            }
             _ => Stop::Halt(StopKind::Error, e.to_string()),
         }
     }
@@ -171,7 +173,7 @@ pub(crate) struct Timer {
 }
 
 pub(crate) struct Vm<'r> {
-    pub m: ObjectMemory<'r>,
+    pub m: &'r mut ObjectMemory,
     pub opts: Options,
     pub word: WordSize,
     pub nil: Oop,
@@ -225,23 +227,23 @@ impl std::fmt::Debug for Vm<'_> {
 
 impl<'r> Vm<'r> {
     pub fn new(rt: &'r mut Runtime, opts: &Options) -> Result<Self, InterpError> {
-        let context = rt.resume_point().context.0;
-        let m = ObjectMemory::new(rt);
+        let context = rt.resume_point().context.bits();
+        let m = rt.memory_mut();
         let word = m.word();
-        let ci = |m: &ObjectMemory<'_>, i: usize, default: u32| {
+        let ci = |m: &ObjectMemory, i: usize, default: u32| {
             m.class_index_of_class(m.special(i)).unwrap_or(default)
         };
-        let ci_context = ci(&m, so::CLASS_METHOD_CONTEXT, 36);
-        let ci_array = ci(&m, so::CLASS_ARRAY, 51);
-        let ci_message = ci(&m, so::CLASS_MESSAGE, 35);
-        let ci_string = ci(&m, so::CLASS_BYTE_STRING, 52);
-        let ci_float = ci(&m, so::CLASS_FLOAT, 34);
-        let ci_large_pos = ci(&m, so::CLASS_LARGE_POSITIVE_INTEGER, 33);
-        let ci_large_neg = ci(&m, so::CLASS_LARGE_NEGATIVE_INTEGER, 32);
+        let ci_context = ci(m, so::CLASS_METHOD_CONTEXT, 36);
+        let ci_array = ci(m, so::CLASS_ARRAY, 51);
+        let ci_message = ci(m, so::CLASS_MESSAGE, 35);
+        let ci_string = ci(m, so::CLASS_BYTE_STRING, 52);
+        let ci_float = ci(m, so::CLASS_FLOAT, 34);
+        let ci_large_pos = ci(m, so::CLASS_LARGE_POSITIVE_INTEGER, 33);
+        let ci_large_neg = ci(m, so::CLASS_LARGE_NEGATIVE_INTEGER, 32);
         // BlockClosure and FullBlockClosure are special objects 36 and 37;
         // the class table's fixed indices 37 and 38 when they are not.
-        let ci_closure = ci(&m, 36, 37);
-        let ci_full_closure = ci(&m, 37, 38);
+        let ci_closure = ci(m, 36, 37);
+        let ci_full_closure = ci(m, 37, 38);
         let mut specials = Vec::new();
         let sel = m.special(so::SPECIAL_SELECTORS);
         for i in 0..32u64 {
@@ -365,7 +367,7 @@ impl<'r> Vm<'r> {
             return halt(format!("{method} (format {f}) is not compiled code"));
         }
         let h = self.m.fetch(method, 0)?;
-        MethodHeader::decode(self.word, h.bits())
+        MethodHeader::decode(self.word, h)
             .ok_or_else(|| Stop::Halt(StopKind::Error, format!("{method}: bad method header")))
     }
 
@@ -378,6 +380,10 @@ impl<'r> Vm<'r> {
     #[inline]
     pub fn int(&self, v: i64) -> Oop {
         self.m.from_small_int(v).unwrap_or(self.nil)
+    }
+    /// The Character `c` (nil when the heap cannot hold it).
+    pub fn chr(&self, c: u32) -> Oop {
+        self.m.from_character(c).unwrap_or(self.nil)
     }
     #[inline]
     pub fn boolean(&self, b: bool) -> Oop {
@@ -661,7 +667,7 @@ impl<'r> Vm<'r> {
                 self.push(o)
             }
             Op::PushCharacter(c) => {
-                let o = self.m.from_character(c);
+                let o = self.chr(c);
                 self.push(o)
             }
             Op::PushThisContext => {

@@ -355,7 +355,7 @@ impl Vm<'_> {
                 Ok(Prim::Done)
             }
             "primitiveDirectoryDelimitor" => {
-                let c = self.m.from_character('/' as u32);
+                let c = self.chr('/' as u32);
                 self.pop_n_push(1, c)?;
                 Ok(Prim::Done)
             }

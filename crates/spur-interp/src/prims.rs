@@ -392,7 +392,7 @@ impl Vm<'_> {
                 if o.is_immediate(self.word) {
                     return self.done(1, o);
                 }
-                let c = self.m.shallow_copy(o)?;
+                let c = crate::mem::shallow_copy(self.m, o)?;
                 self.done(1, c)
             }
             149 => {
@@ -417,21 +417,11 @@ impl Vm<'_> {
                 let r = self.boolean(r || o.is_immediate(self.word));
                 self.done(1, r)
             }
-            164 => {
-                let (o, b) = (self.stack_value(1)?, self.stack_value(0)?);
-                if o.is_immediate(self.word) {
-                    return FAIL;
-                }
-                let was = self.m.header(o)?.is_immutable();
-                self.m.set_immutable(o, b == self.tru)?;
-                let r = self.boolean(was);
-                self.done(2, r)
-            }
             170 => {
                 let v = self.stack_value(0)?;
                 match self.m.small_int(v) {
                     Some(c) if (0..=0x3FFF_FFFF).contains(&c) => {
-                        let ch = self.m.from_character(c as u32);
+                        let ch = self.chr(c as u32);
                         self.done(2, ch)
                     }
                     _ => Ok(Prim::Fail(BAD_ARGUMENT)),
@@ -779,7 +769,7 @@ impl Vm<'_> {
             Kind::Bytes => {
                 let b = self.m.bytes(o)?[k as usize];
                 if chars {
-                    self.m.from_character(b as u32)
+                    self.chr(b as u32)
                 } else {
                     self.int(b as i64)
                 }
@@ -803,7 +793,7 @@ impl Vm<'_> {
                 let at = k as usize * 4;
                 let v = u32::from_le_bytes(b[at..at + 4].try_into().unwrap_or([0; 4]));
                 if chars {
-                    self.m.from_character(v)
+                    self.chr(v)
                 } else {
                     self.positive_int(v as u64)?
                 }

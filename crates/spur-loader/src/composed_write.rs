@@ -165,9 +165,9 @@ fn swap_in(tmp: &Path, out: &Path, parent: &Path) -> Result<(), WriteError> {
         fs::rename(tmp, out).map_err(io_err(out))?;
     } else {
         nix::fcntl::renameat2(
-            None,
+            nix::fcntl::AT_FDCWD,
             tmp,
-            None,
+            nix::fcntl::AT_FDCWD,
             out,
             nix::fcntl::RenameFlags::RENAME_EXCHANGE,
         )

@@ -5,7 +5,20 @@ use spur_format::raw::BRIDGE_BYTES;
 use spur_format::{
     ImageHeader, Layout, NewAddr, ObjHeader, OldAddr, Swizzle, Walk, WordSize, L32, L64,
 };
-use spur_mem::Reservation;
+use spur_mem::{Backing, MemError, Reservation};
+
+/// Why a raw access to a loaded heap's memory could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum HeapAccessError {
+    /// The range does not lie inside one segment (bridge included) or perm space.
+    #[error("{len} bytes at {addr:#x} do not lie inside one segment of the heap")]
+    OutOfHeap { addr: u64, len: u64 },
+    /// A segment cannot grow by more than the headroom reserved after it.
+    #[error("the last segment cannot grow by {bytes} bytes: {available} bytes of headroom are reserved after it")]
+    NoHeadroom { bytes: u64, available: u64 },
+    #[error(transparent)]
+    Memory(#[from] MemError),
+}
 
 /// Where the heap ended up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,6 +164,12 @@ impl LoadedHeap {
         Some(&self.regions[p.region].bytes()[p.offset..p.offset + p.size as usize])
     }
 
+    /// The bytes of perm space, writable.
+    pub fn perm_bytes_mut(&mut self) -> Option<&mut [u8]> {
+        let p = *self.perm.as_ref()?;
+        Some(&mut self.regions[p.region].bytes_mut()[p.offset..p.offset + p.size as usize])
+    }
+
     /// The first object: nil.
     pub fn nil(&self) -> NewAddr {
         self.segments[0].new_start
@@ -169,6 +188,75 @@ impl LoadedHeap {
     pub fn segment_bytes(&self, i: usize) -> &[u8] {
         let s = &self.segments[i];
         &self.regions[s.region].bytes()[s.offset..s.offset + s.size as usize]
+    }
+
+    /// The bytes of segment `i`, writable: the raw memory a runtime's object
+    /// layer changes. The slice is exactly the segment (its bridge included),
+    /// so no write through it leaves the heap.
+    ///
+    /// # Panics
+    ///
+    /// When `i` is not the index of a segment (`i >= segments().len()`).
+    pub fn segment_bytes_mut(&mut self, i: usize) -> &mut [u8] {
+        let s = self.segments[i];
+        &mut self.regions[s.region].bytes_mut()[s.offset..s.offset + s.size as usize]
+    }
+
+    /// The segment holding `a..a+len` (its bridge included) and the offset of `a` in it.
+    fn segment_range(&self, a: NewAddr, len: u64) -> Option<(usize, usize)> {
+        let i = self
+            .segments
+            .partition_point(|s| s.new_start <= a)
+            .checked_sub(1)?;
+        let s = &self.segments[i];
+        let off = a.0 - s.new_start.0;
+        (off.checked_add(len)? <= s.size).then_some((i, off as usize))
+    }
+
+    /// The u64 at `a` anywhere in a segment, its bridge included.
+    pub fn read_u64(&self, a: NewAddr) -> Option<u64> {
+        let (i, off) = self.segment_range(a, 8)?;
+        let b = self.segment_bytes(i).get(off..off + 8)?;
+        Some(u64::from_le_bytes(b.try_into().ok()?))
+    }
+
+    /// Writes the u64 at `a`, which must lie inside one segment (its bridge included).
+    pub fn write_u64(&mut self, a: NewAddr, value: u64) -> Result<(), HeapAccessError> {
+        let (i, off) = self
+            .segment_range(a, 8)
+            .ok_or(HeapAccessError::OutOfHeap { addr: a.0, len: 8 })?;
+        self.segment_bytes_mut(i)[off..off + 8].copy_from_slice(&value.to_le_bytes());
+        Ok(())
+    }
+
+    /// Bytes of reserved headroom after the last segment, which
+    /// [`grow_last_segment`](Self::grow_last_segment) can add to it.
+    pub fn headroom_available(&self) -> u64 {
+        let Some(s) = self.segments.last() else {
+            return 0;
+        };
+        let end = s.offset as u64 + s.size;
+        (self.regions[s.region].len() as u64).saturating_sub(end)
+    }
+
+    /// Makes `bytes` of the headroom after the last segment accessible and
+    /// adds them to that segment, which then ends `bytes` later. The new
+    /// bytes read as zero; the caller writes the objects and the bridge
+    /// that make them part of a valid heap. Returns where the segment ended
+    /// before. Nothing changes when it fails.
+    pub fn grow_last_segment(&mut self, bytes: u64) -> Result<NewAddr, HeapAccessError> {
+        let available = self.headroom_available();
+        if bytes > available || !bytes.is_multiple_of(8) {
+            return Err(HeapAccessError::NoHeadroom { bytes, available });
+        }
+        let last = self.segments.len() - 1;
+        let s = self.segments[last];
+        let end_off = s.offset as u64 + s.size + bytes;
+        self.regions[s.region].commit(end_off, Backing::Pages)?;
+        self.segments[last].size += bytes;
+        // The cached count no longer holds: the caller adds objects.
+        self.objects_seen = None;
+        Ok(NewAddr(s.new_start.0 + s.size))
     }
 
     /// The segment whose objects contain `a`.
@@ -232,25 +320,6 @@ impl LoadedHeap {
                 u32::from_le_bytes(bytes.get(off..off + 4)?.try_into().unwrap()) as u64
             }
         })
-    }
-
-    /// Writes slot `i` of the object at `obj`; ignored when out of range.
-    pub(crate) fn set_slot(&mut self, obj: NewAddr, i: u64, value: u64) {
-        if self.num_slots(obj).is_none_or(|n| i >= n) {
-            return;
-        }
-        let word = self.word();
-        let at = NewAddr(obj.0 + 8 + i * word.bytes());
-        let Some(seg) = self.segment_of(at) else {
-            return;
-        };
-        let s = self.segments[seg];
-        let off = s.offset + (at.0 - s.new_start.0) as usize;
-        let bytes = self.regions[s.region].bytes_mut();
-        match word {
-            WordSize::W64 => bytes[off..off + 8].copy_from_slice(&value.to_le_bytes()),
-            WordSize::W32 => bytes[off..off + 4].copy_from_slice(&(value as u32).to_le_bytes()),
-        }
     }
 
     /// The object following `obj` in its segment (skipping to the header past

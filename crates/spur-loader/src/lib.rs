@@ -22,7 +22,10 @@
 //! child while the caller goes on.
 //!
 //! What it leaves to its caller: new space, stack pages and everything else a
-//! running VM needs beyond old space.
+//! running VM needs beyond old space; and, when it asks for a composed
+//! image's segment files to be mapped instead of read
+//! ([`LoadOptions::map_files`]), the promise that nobody writes to or
+//! truncates them while the heap lives.
 
 #![forbid(unsafe_code)]
 
@@ -30,7 +33,6 @@ pub mod composed_write;
 pub mod error;
 pub mod heap;
 pub mod load;
-pub mod mutate;
 pub mod relocate;
 pub mod snapshot;
 pub mod source;
@@ -38,7 +40,7 @@ pub mod verify;
 
 pub use composed_write::{write_composed, ComposedWritten};
 pub use error::LoadError;
-pub use heap::{HeapSegment, LoadedHeap, Placement, Timings};
+pub use heap::{HeapAccessError, HeapSegment, LoadedHeap, Placement, Timings};
 pub use load::{
     initial_headroom, load, load_composed, load_path, read_layout, read_layout_path, LoadOptions,
     PlacementRequest,
@@ -49,5 +51,5 @@ pub use snapshot::{
     SnapshotReport,
 };
 pub use source::{ComposedSource, FileSource, ImageSource, SegmentReader};
-pub use spur_mem::Backing;
+pub use spur_mem::{Backing, FilesUnchanged};
 pub use verify::{verify, Finding, FindingKind, Report};

@@ -8,7 +8,7 @@ use spur_format::raw::*;
 use spur_format::read::header::HEADER_PROBE_BYTES;
 use spur_format::read::segment::repair_bridge_in_memory;
 use spur_format::{FormatError, ImageHeader, Layout, NewAddr, SegmentTable, WordSize, L32, L64};
-use spur_mem::{page_ceil, page_floor, Backing, MemError, Reservation};
+use spur_mem::{page_ceil, page_floor, Backing, FilesUnchanged, MemError, Reservation};
 
 use crate::error::LoadError;
 use crate::heap::{HeapSegment, LoadedHeap, Placement, Timings};
@@ -36,9 +36,15 @@ pub struct LoadOptions {
     /// fault per 2 MiB instead of one per 4 KiB, which makes loading several
     /// times faster than reading the same file into a `Vec`.
     pub backing: Backing,
-    /// Map the segment files of a composed image in place (copy-on-write)
-    /// instead of reading them, where their old addresses are page-aligned.
-    pub map_files: bool,
+    /// `None` (the default): read the segment files of a composed image.
+    /// `Some(promise)`: map them in place (copy-on-write) where their old
+    /// addresses are page-aligned, so loading costs the same whatever the
+    /// size and pages are read only when touched. The promise (made with the
+    /// `unsafe` [`FilesUnchanged::assume`]) is that nobody writes to or
+    /// truncates the folder's `.data` files while the heap lives: a write
+    /// may change the heap's bytes under it, and touching a page past a
+    /// truncated file's new end kills the process with `SIGBUS`.
+    pub map_files: Option<FilesUnchanged>,
 }
 
 impl Default for LoadOptions {
@@ -46,7 +52,7 @@ impl Default for LoadOptions {
         LoadOptions {
             placement: PlacementRequest::OldBase,
             backing: Backing::HugePages,
-            map_files: true,
+            map_files: None,
         }
     }
 }
@@ -257,9 +263,10 @@ fn place_perm_space(
     let mut r = Reservation::at(lo, hi - lo)?;
     r.commit(hi - lo, opts.backing)?;
     let offset = (meta.start - lo) as usize;
-    let mapped = opts.map_files && meta.size > 0 && meta.start == lo;
-    if mapped {
-        r.map_file(0, file, 0, meta.size)?;
+    let promise = opts.map_files.filter(|_| meta.size > 0 && meta.start == lo);
+    let mapped = promise.is_some();
+    if let Some(promise) = promise {
+        r.map_file_unchanged(promise, 0, file, 0, meta.size)?;
     } else if meta.size > 0 {
         use std::os::unix::fs::FileExt;
         file.read_exact_at(&mut r.bytes_mut()[offset..offset + meta.size as usize], 0)
@@ -339,11 +346,12 @@ fn place_at_old_addresses<R: SegmentReader + ?Sized>(
         r.commit(last.old_end().0 - lo, opts.backing)?;
         for i in members {
             let s = &table.segments[i];
-            let file = reader
-                .segment_file(s)
-                .filter(|_| opts.map_files && s.old_start.0.is_multiple_of(page));
-            if let Some(f) = file {
-                r.map_file(s.old_start.0 - lo, f, 0, s.size)?;
+            let file = opts
+                .map_files
+                .filter(|_| s.old_start.0.is_multiple_of(page))
+                .and_then(|promise| Some((promise, reader.segment_file(s)?)));
+            if let Some((promise, f)) = file {
+                r.map_file_unchanged(promise, s.old_start.0 - lo, f, 0, s.size)?;
             }
             segments.push(HeapSegment {
                 index: i,
@@ -525,25 +533,61 @@ fn read_segments<L: Layout, R: SegmentReader + ?Sized>(
     Ok(swizzle)
 }
 
+/// Writes slot `i` of the object at `obj` during relocation: a rewritten
+/// root. The slot must exist; the error names the object and the slot.
+fn set_root_slot(heap: &mut LoadedHeap, obj: NewAddr, i: u64, value: u64) -> Result<(), LoadError> {
+    let word = heap.word();
+    let n = heap.num_slots(obj).unwrap_or(0);
+    if i >= n {
+        return Err(bad_root(
+            heap,
+            obj.0,
+            format!("has {n} slots; slot {i} cannot be rewritten"),
+        ));
+    }
+    let at = NewAddr(obj.0 + 8 + i * word.bytes());
+    let result = match word {
+        WordSize::W64 => heap.write_u64(at, value),
+        WordSize::W32 => {
+            // A 32-bit slot is half of the u64 at its 8-byte-aligned word.
+            let base = NewAddr(at.0 & !7);
+            let shift = (at.0 & 4) * 8;
+            match heap.read_u64(base) {
+                Some(w) => {
+                    let mask = 0xFFFF_FFFFu64 << shift;
+                    heap.write_u64(base, (w & !mask) | ((value & 0xFFFF_FFFF) << shift))
+                }
+                None => Err(crate::heap::HeapAccessError::OutOfHeap { addr: at.0, len: 4 }),
+            }
+        }
+    };
+    result.map_err(|e| bad_root(heap, obj.0, format!("slot {i}: {e}")))
+}
+
+/// A relocation error about the root object at `addr`, with its segment and offset.
+fn bad_root(heap: &LoadedHeap, addr: u64, what: String) -> LoadError {
+    let (segment, offset) = heap
+        .segment_of(NewAddr(addr))
+        .map_or((0, 0), |i| (i, addr - heap.segments()[i].new_start.0));
+    LoadError::Relocate(FormatError::BadObject {
+        segment,
+        offset,
+        addr,
+        what,
+    })
+}
+
 /// After the object walk: the special objects oop, the object stacks in the
 /// hidden roots and the free-list heads (§2.4, steps 1–4).
 fn fix_roots(heap: &mut LoadedHeap, r: &Relocation) -> Result<(), LoadError> {
     let word = heap.word();
-    let bad = |what: String| {
-        LoadError::Relocate(FormatError::BadObject {
-            segment: 0,
-            offset: 0,
-            addr: 0,
-            what,
-        })
-    };
     heap.special_objects = NewAddr(r.apply(heap.header.special_objects_oop.0));
     let nil = heap.nil();
     // The 4th object: the free lists, a word object whose heads are raw addresses.
     let free_lists = NewAddr(nil.0 + 48);
     let fl = heap
         .header_at(free_lists)
-        .ok_or_else(|| bad("no free-lists object at nil+48".into()))?;
+        .ok_or_else(|| bad_root(heap, free_lists.0, "no free-lists object at nil+48".into()))?;
     if fl.class_index() == word.word_array_pun() && fl.format() == word.word_indexable_format() {
         let n = heap
             .num_slots(free_lists)
@@ -552,13 +596,17 @@ fn fix_roots(heap: &mut LoadedHeap, r: &Relocation) -> Result<(), LoadError> {
         for i in 0..n {
             let v = heap.slot(free_lists, i).unwrap_or(0);
             if v != 0 {
-                heap.set_slot(free_lists, i, r.apply(v));
+                set_root_slot(heap, free_lists, i, r.apply(v))?;
             }
         }
     }
     // The 5th object: the hidden roots, with the object stacks at 4096..4098.
     let Some(hidden) = heap.object_after(free_lists) else {
-        return Err(bad("no hidden-roots object after the free lists".into()));
+        return Err(bad_root(
+            heap,
+            free_lists.0,
+            "no hidden-roots object after the free lists".into(),
+        ));
     };
     let nil_oop = nil.0;
     for root in [
@@ -585,9 +633,11 @@ fn fix_roots(heap: &mut LoadedHeap, r: &Relocation) -> Result<(), LoadError> {
         let mut pages = 0;
         while page != 0 {
             if !is_page(heap, page) || pages > limit {
-                return Err(bad(format!(
-                    "hidden root {root} leads to {page:#x}, which is not an object-stack page"
-                )));
+                return Err(bad_root(
+                    heap,
+                    page,
+                    format!("hidden root {root} leads here, which is not an object-stack page"),
+                ));
             }
             pages += 1;
             let p = NewAddr(page);
@@ -600,7 +650,7 @@ fn fix_roots(heap: &mut LoadedHeap, r: &Relocation) -> Result<(), LoadError> {
                 field = heap.slot(p, i).unwrap_or(0);
                 if field != 0 && !word.is_immediate(field) {
                     field = r.apply(field);
-                    heap.set_slot(p, i, field);
+                    set_root_slot(heap, p, i, field)?;
                 }
             }
             page = field;
@@ -609,12 +659,14 @@ fn fix_roots(heap: &mut LoadedHeap, r: &Relocation) -> Result<(), LoadError> {
         let mut pages = 0;
         while let Some(free) = heap.slot(NewAddr(page), OBJ_STACK_FREE).filter(|&f| f != 0) {
             let moved = r.apply(free);
-            heap.set_slot(NewAddr(page), OBJ_STACK_FREE, moved);
+            set_root_slot(heap, NewAddr(page), OBJ_STACK_FREE, moved)?;
             pages += 1;
             if !is_page(heap, moved) || pages > limit {
-                return Err(bad(format!(
-                    "hidden root {root}: free page link {moved:#x} is not an object-stack page"
-                )));
+                return Err(bad_root(
+                    heap,
+                    moved,
+                    format!("hidden root {root}: this free page link is not an object-stack page"),
+                ));
             }
             page = moved;
         }

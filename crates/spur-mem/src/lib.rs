@@ -18,16 +18,29 @@
 //! What it leaves to the caller: choosing addresses (page-aligned) and sizes,
 //! and what goes into the memory.
 //!
-//! It is also the only crate with `unsafe` code, so the few other system
-//! calls the workspace needs live here too, each behind a safe function:
+//! Two functions are `unsafe`: [`Reservation::map_file`], which maps a file
+//! copy-on-write into a reservation. Its bytes are then handed out as `&[u8]`,
+//! but the file is shared with every other process that can open it: one that
+//! writes to it may change bytes behind a live `&[u8]`, and one that truncates
+//! it makes the next touch of a page past the new end raise `SIGBUS`. Only the
+//! caller can know that nobody will, so the caller promises it, either at each
+//! call or once with [`FilesUnchanged::assume`] (the other), whose token the
+//! safe [`Reservation::map_file_unchanged`] takes.
+//!
+//! It is also the only crate with `unsafe` code (a caller's promise aside:
+//! `vm-loader` makes one for `--map-files`), so the few other system calls
+//! the workspace needs live here too, each behind a safe function:
 //! [`process`] forks the background snapshot writer (a fixed child routine
 //! that only makes async-signal-safe calls), waits for it, starts early
 //! writeback of a file and ignores `SIGXFSZ`.
 
 use std::fmt;
 use std::fs::File;
-use std::os::fd::AsRawFd;
+use std::num::NonZeroUsize;
 use std::ptr::NonNull;
+
+use nix::errno::Errno;
+use nix::sys::mman::{self, MapFlags, MmapAdvise, ProtFlags};
 
 pub mod process;
 
@@ -61,6 +74,16 @@ pub enum MemError {
         offset: u64,
         len: u64,
     },
+    #[error(
+        "cannot map {len} bytes from offset {file_offset:#x} of a file of {file_len} bytes: \
+         the file ends {} bytes short",
+        shortfall(.file_offset, .len, .file_len)
+    )]
+    FileTooShort {
+        file_offset: u64,
+        len: u64,
+        file_len: u64,
+    },
     #[error("cannot map {len} bytes of a file at {addr:#x}: {source}")]
     MapFile {
         addr: u64,
@@ -74,7 +97,7 @@ pub enum MemError {
 pub struct Occupant {
     pub start: u64,
     pub end: u64,
-    /// Protection as `/proc/self/maps` writes it (`r-xp`), or from the `region` crate.
+    /// Protection and sharing as `/proc/self/maps` writes them (`r-xp`), from the `region` crate.
     pub protection: String,
     /// The file or pseudo-file mapped there (`[heap]`, `/usr/lib/libc.so.6`), if any.
     pub name: Option<String>,
@@ -91,6 +114,10 @@ impl fmt::Display for Occupant {
             self.name.as_deref().unwrap_or("(anonymous)")
         )
     }
+}
+
+fn shortfall(file_offset: &u64, len: &u64, file_len: &u64) -> u64 {
+    file_offset.saturating_add(*len).saturating_sub(*file_len)
 }
 
 fn describe(occupants: &[Occupant]) -> String {
@@ -122,18 +149,23 @@ pub fn page_ceil(x: u64) -> u64 {
 
 /// The mappings of this process that overlap `addr..addr+len`.
 ///
-/// Ranges come from the `region` crate; names are added from
-/// `/proc/self/maps` where the system has it.
+/// Ranges, protection and sharing come from the `region` crate. It cannot
+/// tell what is mapped (a file's path, `[heap]`, `[stack]`), so the names are
+/// looked up in `/proc/self/maps` where the system has it.
 pub fn who_maps(addr: u64, len: u64) -> Vec<Occupant> {
     let mut found: Vec<Occupant> = match region::query_range(addr as *const u8, len as usize) {
         Ok(iter) => iter
             .filter_map(Result::ok)
             .map(|r| {
-                let start = r.as_range().start as u64;
+                let range = r.as_range();
                 Occupant {
-                    start,
-                    end: start + r.len() as u64,
-                    protection: r.protection().to_string(),
+                    start: range.start as u64,
+                    end: range.end as u64,
+                    protection: format!(
+                        "{}{}",
+                        r.protection(),
+                        if r.is_shared() { 's' } else { 'p' }
+                    ),
                     name: None,
                 }
             })
@@ -142,25 +174,28 @@ pub fn who_maps(addr: u64, len: u64) -> Vec<Occupant> {
     };
     if let Ok(maps) = std::fs::read_to_string("/proc/self/maps") {
         for o in &mut found {
-            o.name = maps.lines().find_map(|line| {
-                let mut parts = line.split_whitespace();
-                let range = parts.next()?;
-                let (s, e) = range.split_once('-')?;
-                let (s, e) = (
-                    u64::from_str_radix(s, 16).ok()?,
-                    u64::from_str_radix(e, 16).ok()?,
-                );
-                if s <= o.start && o.start < e {
-                    let prot = parts.next()?;
-                    o.protection = prot.to_string();
-                    parts.nth(3).map(str::to_string)
-                } else {
-                    None
-                }
-            });
+            o.name = maps.lines().find_map(|line| mapped_name(line, o.start));
         }
     }
     found
+}
+
+/// The name column of a `/proc/self/maps` line (`start-end perms offset dev
+/// inode name`) whose range holds `addr`.
+fn mapped_name(line: &str, addr: u64) -> Option<String> {
+    // Fields are separated by one space; the name (which may hold spaces)
+    // follows the inode after padding.
+    let mut fields = line.splitn(6, ' ');
+    let (s, e) = fields.next()?.split_once('-')?;
+    let (s, e) = (
+        u64::from_str_radix(s, 16).ok()?,
+        u64::from_str_radix(e, 16).ok()?,
+    );
+    if !(s <= addr && addr < e) {
+        return None;
+    }
+    let name = fields.nth(4)?.trim();
+    (!name.is_empty()).then(|| name.to_string())
 }
 
 /// How to commit memory that is about to be filled.
@@ -201,54 +236,92 @@ impl fmt::Debug for Reservation {
     }
 }
 
+/// A caller's promise that the files it maps stay as they are: the token that
+/// [`Reservation::map_file_unchanged`] takes instead of an `unsafe` call.
+///
+/// It can only be made with the `unsafe` [`FilesUnchanged::assume`], so safe
+/// code that holds one got it from code that took the responsibility. A
+/// program that maps files on its user's word (a command-line flag) makes
+/// one where it reads that word, and hands it down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FilesUnchanged {
+    _promise: (),
+}
+
+impl FilesUnchanged {
+    /// Promises that every file later mapped under this token is left alone
+    /// while it is mapped.
+    ///
+    /// # Safety
+    ///
+    /// For every file mapped with [`Reservation::map_file_unchanged`] under
+    /// this token, from the call until the [`Reservation`] is dropped: no
+    /// process (this one included) writes to the mapped range of the file,
+    /// through any descriptor or shared mapping, and nobody truncates the
+    /// file below the end of that range. A write breaks the immutability of
+    /// the `&[u8]` that [`Reservation::bytes`] hands out (on Linux the new
+    /// bytes show through every page the heap has not written yet); a
+    /// truncation makes the next access to a page past the new end raise
+    /// `SIGBUS`, which kills the process. Replacing a file by renaming
+    /// another over its name, or deleting it, is harmless: the mapping keeps
+    /// the old file.
+    pub unsafe fn assume() -> FilesUnchanged {
+        FilesUnchanged { _promise: () }
+    }
+}
+
+/// `len` as the non-zero length the system calls take.
+fn nonzero(len: u64) -> Option<NonZeroUsize> {
+    usize::try_from(len).ok().and_then(NonZeroUsize::new)
+}
+
 impl Reservation {
     /// Reserves exactly `addr..addr+len`, or fails without touching anything
     /// mapped there. Both must be page-aligned.
     pub fn at(addr: u64, len: u64) -> Result<Reservation, MemError> {
         let page = page_size();
-        if !addr.is_multiple_of(page) || !len.is_multiple_of(page) || len == 0 || addr == 0 {
-            return Err(MemError::Unaligned { addr, len, page });
+        let unaligned = MemError::Unaligned { addr, len, page };
+        if !addr.is_multiple_of(page) || !len.is_multiple_of(page) {
+            return Err(unaligned);
         }
-        let end = addr
-            .checked_add(len)
-            .ok_or(MemError::Unaligned { addr, len, page })?;
+        let (Some(at), Some(n), Some(end)) = (nonzero(addr), nonzero(len), addr.checked_add(len))
+        else {
+            return Err(unaligned);
+        };
         // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping: the
         // kernel fails with EEXIST instead. The new mapping is anonymous and
         // PROT_NONE, so nothing can observe it until it is committed.
-        let p = unsafe {
-            libc::mmap(
-                addr as *mut libc::c_void,
-                len as usize,
-                libc::PROT_NONE,
-                libc::MAP_PRIVATE
-                    | libc::MAP_ANONYMOUS
-                    | libc::MAP_NORESERVE
-                    | libc::MAP_FIXED_NOREPLACE,
-                -1,
-                0,
+        let mapped = unsafe {
+            mman::mmap_anonymous(
+                Some(at),
+                n,
+                ProtFlags::PROT_NONE,
+                MapFlags::MAP_PRIVATE | MapFlags::MAP_NORESERVE | MapFlags::MAP_FIXED_NOREPLACE,
             )
         };
-        if p == libc::MAP_FAILED {
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EEXIST) {
+        let p = match mapped {
+            Ok(p) => p,
+            Err(Errno::EEXIST) => {
                 return Err(MemError::Occupied {
                     addr,
                     end,
                     occupants: who_maps(addr, len),
-                });
+                })
             }
-            return Err(MemError::Reserve {
-                addr,
-                len,
-                source: err,
-            });
-        }
+            Err(e) => {
+                return Err(MemError::Reserve {
+                    addr,
+                    len,
+                    source: e.into(),
+                })
+            }
+        };
         // Kernels before 4.17 ignore MAP_FIXED_NOREPLACE and treat the address
         // as a hint: accept only an exact placement.
-        if p as u64 != addr {
+        if p.as_ptr() as u64 != addr {
             // SAFETY: `p` is the mapping just created by this call, `len` bytes long;
-            // nobody else has seen it.
-            unsafe { libc::munmap(p, len as usize) };
+            // nobody else has seen it. Failure would only leak address space.
+            let _ = unsafe { mman::munmap(p, n.get()) };
             return Err(MemError::Occupied {
                 addr,
                 end,
@@ -261,8 +334,8 @@ impl Reservation {
             "reserved at fixed address"
         );
         Ok(Reservation {
-            base: NonNull::new(p as *mut u8).expect("mmap returned a non-null address"),
-            len: len as usize,
+            base: p.cast(),
+            len: n.get(),
             committed: 0,
         })
     }
@@ -272,46 +345,45 @@ impl Reservation {
     pub fn anywhere(len: u64, align: u64) -> Result<Reservation, MemError> {
         let page = page_size();
         let align = align.max(page);
+        let unaligned = MemError::Unaligned { addr: 0, len, page };
         if !len.is_multiple_of(page) || len == 0 || !align.is_power_of_two() {
-            return Err(MemError::Unaligned { addr: 0, len, page });
+            return Err(unaligned);
         }
-        let total =
-            len.checked_add(align - page)
-                .ok_or(MemError::Unaligned { addr: 0, len, page })?;
+        let Some(total) = len.checked_add(align - page).and_then(nonzero) else {
+            return Err(unaligned);
+        };
         // SAFETY: no address is given, so the kernel picks an unused range.
         let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                total as usize,
-                libc::PROT_NONE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
+            mman::mmap_anonymous(
+                None,
+                total,
+                ProtFlags::PROT_NONE,
+                MapFlags::MAP_PRIVATE | MapFlags::MAP_NORESERVE,
             )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(MemError::Reserve {
-                addr: 0,
-                len: total,
-                source: std::io::Error::last_os_error(),
-            });
         }
-        let start = p as u64;
+        .map_err(|e| MemError::Reserve {
+            addr: 0,
+            len: total.get() as u64,
+            source: e.into(),
+        })?;
+        let start = p.as_ptr() as u64;
         let aligned = (start + align - 1) & !(align - 1);
-        let head = aligned - start;
-        let tail = total - head - len;
+        let head = (aligned - start) as usize;
+        let tail = total.get() - head - len as usize;
+        // SAFETY: `head < total`, so the aligned start lies inside the mapping just made.
+        let base = unsafe { p.cast::<u8>().add(head) };
         // SAFETY: the head and tail trimmed here lie inside the mapping just made
-        // and outside the part kept.
+        // and outside the part kept. Failure would only leak address space.
         unsafe {
             if head > 0 {
-                libc::munmap(p, head as usize);
+                let _ = mman::munmap(p, head);
             }
             if tail > 0 {
-                libc::munmap((aligned + len) as *mut libc::c_void, tail as usize);
+                let _ = mman::munmap(base.add(len as usize).cast(), tail);
             }
         }
         Ok(Reservation {
-            base: NonNull::new(aligned as *mut u8).expect("mmap returned a non-null address"),
+            base,
             len: len as usize,
             committed: 0,
         })
@@ -355,27 +427,25 @@ impl Reservation {
         }
         let from = self.committed;
         // SAFETY: `from..want` lies inside this reservation, which this value owns.
-        let start = unsafe { self.base.as_ptr().add(from) };
+        let start = unsafe { self.base.add(from) };
         let n = want - from;
         // SAFETY: changes protection only of pages this reservation owns.
-        let rc = unsafe {
-            libc::mprotect(
-                start as *mut libc::c_void,
+        unsafe {
+            mman::mprotect(
+                start.cast(),
                 n,
-                libc::PROT_READ | libc::PROT_WRITE,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
             )
-        };
-        if rc != 0 {
-            return Err(MemError::Commit {
-                addr: start as u64,
-                len: n as u64,
-                source: std::io::Error::last_os_error(),
-            });
         }
+        .map_err(|e| MemError::Commit {
+            addr: start.as_ptr() as u64,
+            len: n as u64,
+            source: e.into(),
+        })?;
         if backing == Backing::HugePages {
             // SAFETY: advice on pages this reservation owns; failure is harmless
             // (the system may not offer huge pages) and is ignored.
-            unsafe { libc::madvise(start as *mut libc::c_void, n, libc::MADV_HUGEPAGE) };
+            let _ = unsafe { mman::madvise(start.cast(), n, MmapAdvise::MADV_HUGEPAGE) };
         }
         self.committed = want;
         Ok(())
@@ -384,7 +454,8 @@ impl Reservation {
     /// The committed prefix.
     pub fn bytes(&self) -> &[u8] {
         // SAFETY: `0..committed` is mapped readable and writable and owned by
-        // this value; the borrow of `self` keeps it mapped.
+        // this value; the borrow of `self` keeps it mapped. Where a file is
+        // mapped, its caller promised that nobody changes it (`map_file`).
         unsafe { std::slice::from_raw_parts(self.base.as_ptr(), self.committed) }
     }
 
@@ -395,12 +466,26 @@ impl Reservation {
     }
 
     /// Maps `len` bytes of `file` from `file_offset` copy-on-write at
-    /// `offset` inside this reservation, and commits up to its end. Later
-    /// writes to the memory never reach the file, and changes to the file
-    /// may or may not be seen (`MAP_PRIVATE`). Offsets must be page-aligned
-    /// and the range must lie inside the reservation; pages already committed
-    /// there are replaced, which is sound because this value owns them.
-    pub fn map_file(
+    /// `offset` inside this reservation, and commits up to its end when the
+    /// committed prefix reaches `offset`. Writes to the memory never reach
+    /// the file (`MAP_PRIVATE`). Offsets must be page-aligned, the range must
+    /// lie inside the reservation, and the file must hold
+    /// `file_offset..file_offset+len` now ([`MemError::FileTooShort`]
+    /// otherwise). Pages already committed there are replaced, which is
+    /// sound because this value owns them and `&mut self` proves that no
+    /// slice of them is alive.
+    ///
+    /// # Safety
+    ///
+    /// Until this reservation is dropped, no process (this one included)
+    /// writes to `file_offset..file_offset+len` of the file, through any
+    /// descriptor or shared mapping, and nobody truncates the file below
+    /// `file_offset+len`. Otherwise the bytes behind a `&[u8]` from
+    /// [`Reservation::bytes`] may change (on Linux a write shows through
+    /// every page not written here yet), and touching a page past a new end
+    /// of the file raises `SIGBUS`. Renaming another file over the name, or
+    /// deleting it, is harmless: the mapping keeps the old file.
+    pub unsafe fn map_file(
         &mut self,
         offset: u64,
         file: &File,
@@ -410,57 +495,89 @@ impl Reservation {
         let page = page_size();
         if !offset.is_multiple_of(page) || !file_offset.is_multiple_of(page) {
             return Err(MemError::Unaligned {
-                addr: self.base() + offset,
+                addr: self.base().saturating_add(offset),
                 len,
                 page,
             });
         }
         let end = offset.checked_add(len).filter(|&e| e <= self.len as u64);
-        if end.is_none() || len == 0 {
+        let Some((end, n)) = end.zip(nonzero(len)) else {
             return Err(MemError::OutOfRange {
                 base: self.base(),
                 size: self.len as u64,
                 offset,
                 len,
             });
-        }
-        let addr = self.base() + offset;
-        // SAFETY: MAP_FIXED is used only inside this reservation, which this value
-        // owns exclusively (checked just above): it replaces nothing but our own pages.
-        let p = unsafe {
-            libc::mmap(
-                addr as *mut libc::c_void,
-                len as usize,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_FIXED,
-                file.as_raw_fd(),
-                file_offset as libc::off_t,
-            )
         };
-        if p == libc::MAP_FAILED {
-            return Err(MemError::MapFile {
-                addr,
+        let addr = self.base() + offset;
+        let file_len = file
+            .metadata()
+            .map_err(|source| MemError::MapFile { addr, len, source })?
+            .len();
+        let file_end = file_offset.checked_add(len);
+        if file_end.is_none_or(|e| e > file_len) {
+            return Err(MemError::FileTooShort {
+                file_offset,
                 len,
-                source: std::io::Error::last_os_error(),
+                file_len,
             });
         }
+        // `file_offset < file_len`, which fits an off_t.
+        let at_file = file_offset as libc::off_t;
+        // SAFETY: MAP_FIXED is used only inside this reservation, which this value
+        // owns exclusively (checked just above): it replaces nothing but our own
+        // pages, and `&mut self` proves no slice of them is alive. That the file
+        // stays as it is while mapped is the caller's promise (see `# Safety`).
+        let p = unsafe {
+            mman::mmap(
+                nonzero(addr),
+                n,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_PRIVATE | MapFlags::MAP_FIXED,
+                file,
+                at_file,
+            )
+        }
+        .map_err(|e| MemError::MapFile {
+            addr,
+            len,
+            source: e.into(),
+        })?;
         assert_eq!(
-            p as u64, addr,
+            p.as_ptr() as u64,
+            addr,
             "MAP_FIXED inside a reservation moved the mapping"
         );
-        let new_committed = page_ceil(offset + len) as usize;
+        let new_committed = page_ceil(end) as usize;
         if offset as usize <= self.committed && new_committed > self.committed {
             self.committed = new_committed;
         }
         Ok(())
+    }
+
+    /// [`Reservation::map_file`], for a caller that holds the promise it
+    /// needs as a [`FilesUnchanged`] token.
+    pub fn map_file_unchanged(
+        &mut self,
+        promise: FilesUnchanged,
+        offset: u64,
+        file: &File,
+        file_offset: u64,
+        len: u64,
+    ) -> Result<(), MemError> {
+        let FilesUnchanged { _promise: () } = promise;
+        // SAFETY: the token exists only through `FilesUnchanged::assume`, whose
+        // caller promised for every file mapped under it what `map_file` asks.
+        unsafe { self.map_file(offset, file, file_offset, len) }
     }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
         // SAFETY: the whole range was mapped by this value and nothing else
-        // refers to it once it is dropped (slices borrow `self`).
-        unsafe { libc::munmap(self.base.as_ptr() as *mut libc::c_void, self.len) };
+        // refers to it once it is dropped (slices borrow `self`). Failure
+        // would only leak address space.
+        let _ = unsafe { mman::munmap(self.base.cast(), self.len) };
     }
 }
 
@@ -523,5 +640,165 @@ mod tests {
             r.commit(2 * page_size(), Backing::Pages),
             Err(MemError::OutOfRange { .. })
         ));
+    }
+
+    /// A scratch file of `len` bytes, byte `i` holding `i % 251`.
+    fn scratch_file(name: &str, len: u64) -> (std::path::PathBuf, File) {
+        let path = std::env::temp_dir().join(format!("spur-mem-map-{name}-{}", std::process::id()));
+        let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let f = File::open(&path).unwrap();
+        (path, f)
+    }
+
+    #[test]
+    fn a_file_maps_at_an_offset_and_writes_stay_private() {
+        let p = page_size();
+        let (path, f) = scratch_file("cow", 3 * p + 100);
+        let original = std::fs::read(&path).unwrap();
+        let mut r = Reservation::anywhere(8 * p, 0).unwrap();
+        r.commit(2 * p, Backing::Pages).unwrap();
+        r.bytes_mut()[p as usize] = 0xAB;
+        let len = 2 * p + 100;
+        // SAFETY: the file is this test's own scratch file; nothing writes to
+        // or truncates it while `r` lives.
+        unsafe { r.map_file(2 * p, &f, p, len) }.unwrap();
+        // The committed prefix now runs to the end of the mapping, and what
+        // was committed before it is as it was.
+        assert_eq!(r.committed() as u64, page_ceil(2 * p + len));
+        assert_eq!(r.bytes()[p as usize], 0xAB);
+        let at = 2 * p as usize;
+        assert_eq!(
+            &r.bytes()[at..at + len as usize],
+            &original[p as usize..(p + len) as usize]
+        );
+        // Past the end of the file, the last page reads as zero.
+        assert!(r.bytes()[at + len as usize..].iter().all(|&b| b == 0));
+        r.bytes_mut()[at..at + 8].copy_from_slice(b"changed!");
+        r.bytes_mut()[at + len as usize - 1] ^= 0xFF;
+        assert_eq!(&r.bytes()[at..at + 8], b"changed!");
+        drop(r);
+        assert_eq!(std::fs::read(&path).unwrap(), original);
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn the_token_maps_like_the_unsafe_call() {
+        let p = page_size();
+        let (path, f) = scratch_file("token", p);
+        let mut r = Reservation::anywhere(p, 0).unwrap();
+        // SAFETY: the file is this test's own scratch file; nothing writes to
+        // or truncates it while `r` lives.
+        let promise = unsafe { FilesUnchanged::assume() };
+        r.map_file_unchanged(promise, 0, &f, 0, p).unwrap();
+        assert_eq!(r.bytes(), &std::fs::read(&path).unwrap()[..]);
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn a_file_too_short_for_the_range_is_refused_with_the_numbers() {
+        let p = page_size();
+        let (path, f) = scratch_file("short", 2 * p);
+        let mut r = Reservation::anywhere(4 * p, 0).unwrap();
+        r.commit(p, Backing::Pages).unwrap();
+        r.bytes_mut()[0] = 9;
+        for (file_offset, len) in [(0, 3 * p), (p, 2 * p), (2 * p, 1), (4 * p, p)] {
+            // SAFETY: the file is this test's own; nothing is mapped anyway.
+            let e = unsafe { r.map_file(0, &f, file_offset, len) }.unwrap_err();
+            match &e {
+                MemError::FileTooShort {
+                    file_offset: o,
+                    len: l,
+                    file_len,
+                } => assert_eq!((*o, *l, *file_len), (file_offset, len, 2 * p)),
+                other => panic!("expected FileTooShort, got {other}"),
+            }
+            let short = file_offset + len - 2 * p;
+            assert!(
+                e.to_string().contains(&format!("ends {short} bytes short")),
+                "{e}"
+            );
+        }
+        // Nothing was replaced.
+        assert_eq!((r.committed() as u64, r.bytes()[0]), (p, 9));
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn mapping_outside_the_reservation_or_unaligned_is_refused() {
+        let p = page_size();
+        let (path, f) = scratch_file("range", 4 * p);
+        let mut r = Reservation::anywhere(2 * p, 0).unwrap();
+        // SAFETY: the file is this test's own; nothing is mapped anyway.
+        unsafe {
+            assert!(matches!(
+                r.map_file(p, &f, 0, 2 * p),
+                Err(MemError::OutOfRange { .. })
+            ));
+            assert!(matches!(
+                r.map_file(0, &f, 0, 0),
+                Err(MemError::OutOfRange { .. })
+            ));
+            assert!(matches!(
+                r.map_file(8, &f, 0, p),
+                Err(MemError::Unaligned { .. })
+            ));
+            assert!(matches!(
+                r.map_file(0, &f, 8, p),
+                Err(MemError::Unaligned { .. })
+            ));
+        }
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    /// Why `map_file` is `unsafe`: a write to the file shows through the
+    /// pages the mapping has not written yet (what Linux does; POSIX leaves
+    /// it open), while a page written here keeps its private copy.
+    #[test]
+    fn a_write_to_the_file_shows_through_untouched_pages() {
+        use std::os::unix::fs::FileExt;
+        let p = page_size();
+        let (path, f) = scratch_file("through", 2 * p);
+        let mut r = Reservation::anywhere(2 * p, 0).unwrap();
+        // SAFETY: the test writes to the file below, but only while no slice
+        // of `r` is alive, and never truncates it.
+        unsafe { r.map_file(0, &f, 0, 2 * p) }.unwrap();
+        r.bytes_mut()[0] = 0xEE;
+        let w = File::options().write(true).open(&path).unwrap();
+        w.write_all_at(b"new", 0).unwrap();
+        w.write_all_at(b"new", p).unwrap();
+        let b = r.bytes();
+        assert_eq!(b[0], 0xEE, "the written page is a private copy");
+        assert_eq!(
+            &b[1..3],
+            &[1, 2],
+            "the private copy predates the file's change"
+        );
+        assert_eq!(
+            &b[p as usize..p as usize + 3],
+            b"new",
+            "the untouched page shows the file"
+        );
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn occupants_are_named_from_proc_maps() {
+        let line = "7f0000000000-7f0000001000 r-xp 00000000 08:01 1234       /usr/lib/a b.so";
+        assert_eq!(
+            mapped_name(line, 0x7f00_0000_0800).as_deref(),
+            Some("/usr/lib/a b.so")
+        );
+        assert_eq!(mapped_name(line, 0x7f00_0000_1000), None);
+        let anon = "7f0000000000-7f0000001000 rw-p 00000000 00:00 0 ";
+        assert_eq!(mapped_name(anon, 0x7f00_0000_0000), None);
+        let r = Reservation::anywhere(page_size(), 0).unwrap();
+        let found = who_maps(r.base(), page_size());
+        assert!(
+            found
+                .iter()
+                .any(|o| o.start <= r.base() && r.base() < o.end && o.protection == "---p"),
+            "{found:?}"
+        );
     }
 }

@@ -17,10 +17,16 @@
 //! async-signal-safe functions until it calls `exec` or `_exit`. The child
 //! routine here calls only `write`, `fsync`, `renameat`, `unlinkat`, `_exit`
 //! (all on POSIX's async-signal-safe list) and `sync_file_range` (a bare
-//! Linux system call that takes no user-space lock). It allocates nothing,
-//! takes no lock, formats nothing, cannot panic (all pointer arithmetic is
-//! checked against the lengths it was given) and never returns into the
-//! caller's code. It reads only the slices and names of the [`WriteJob`],
+//! Linux system call that takes no user-space lock). `write`, `fsync`,
+//! `renameat` and `unlinkat` go through `nix`, whose wrappers are one libc
+//! call and a read of `errno` each; the names are `&CStr`, which `nix` hands
+//! to libc as they are (a `Path` or `&str` would be copied, and a long one
+//! put in a newly allocated `CString`, which the child must not do). `nix`
+//! has no `_exit` and no `sync_file_range`, so those two are `libc`. `fork` is
+//! `nix::unistd::fork`, a bare call too. The child
+//! allocates nothing, takes no lock, formats nothing, cannot panic (every
+//! slice is cut at a length no greater than the one it has) and never
+//! returns into the caller's code. It reads only the slices and names of the [`WriteJob`],
 //! which the job borrows and which therefore were mapped in the parent at the
 //! fork; the child's copy of them cannot change under it.
 
@@ -29,6 +35,11 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signal::{self, SigHandler, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{self, ForkResult, Pid, UnlinkatFlags};
 
 /// After this many bytes the child asks the kernel to start writing them
 /// back, so that the final `fsync` has little left to wait for. It is also
@@ -72,7 +83,7 @@ pub enum ChildOutcome {
 /// for it, so that no child is left a zombie.
 #[derive(Debug)]
 pub struct WriterChild {
-    pid: libc::pid_t,
+    pid: Pid,
     forked_at: Instant,
     reaped: bool,
 }
@@ -83,13 +94,10 @@ pub fn spawn_writer(job: &WriteJob<'_>) -> io::Result<WriterChild> {
     // SAFETY: see the module documentation: the child only runs `child_main`,
     // which calls async-signal-safe functions on memory the job borrows, and
     // ends with `_exit`; it never returns to the caller's code.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if pid == 0 {
-        child_main(job);
-    }
+    let pid = match unsafe { unistd::fork() }? {
+        ForkResult::Child => child_main(job),
+        ForkResult::Parent { child } => child,
+    };
     Ok(WriterChild {
         pid,
         forked_at: Instant::now(),
@@ -100,55 +108,47 @@ pub fn spawn_writer(job: &WriteJob<'_>) -> io::Result<WriterChild> {
 impl WriterChild {
     /// The child's process id.
     pub fn pid(&self) -> u32 {
-        self.pid as u32
+        self.pid.as_raw() as u32
     }
 
     /// Waits for the child to end; returns how it ended and how long after
     /// the fork it did.
     pub fn wait(mut self) -> io::Result<(ChildOutcome, Duration)> {
-        let outcome = self.wait_with(0)?.expect("a blocking wait returns");
+        let outcome = self
+            .wait_with(WaitPidFlag::empty())?
+            .expect("a blocking wait returns");
         Ok((outcome, self.forked_at.elapsed()))
     }
 
     /// Has the child ended? Never blocks.
     pub fn try_wait(&mut self) -> io::Result<Option<(ChildOutcome, Duration)>> {
         Ok(self
-            .wait_with(libc::WNOHANG)?
+            .wait_with(WaitPidFlag::WNOHANG)?
             .map(|o| (o, self.forked_at.elapsed())))
     }
 
-    fn wait_with(&mut self, flags: libc::c_int) -> io::Result<Option<ChildOutcome>> {
+    fn wait_with(&mut self, flags: WaitPidFlag) -> io::Result<Option<ChildOutcome>> {
         if self.reaped {
             return Err(io::Error::other("the writer child was already waited for"));
         }
-        let mut status: libc::c_int = 0;
-        loop {
-            // SAFETY: waits for our own child, writing its status into a local.
-            let r = unsafe { libc::waitpid(self.pid, &mut status, flags) };
-            if r == 0 {
-                return Ok(None);
+        let status = loop {
+            match waitpid(self.pid, Some(flags)) {
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+                Ok(WaitStatus::StillAlive) => return Ok(None),
+                Ok(status) => break status,
             }
-            if r < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
-            break;
-        }
+        };
         self.reaped = true;
-        Ok(Some(if libc::WIFEXITED(status) {
-            match libc::WEXITSTATUS(status) {
-                0 => ChildOutcome::Done,
-                errno => ChildOutcome::Failed(io::Error::from_raw_os_error(errno)),
+        Ok(Some(match status {
+            WaitStatus::Exited(_, 0) => ChildOutcome::Done,
+            WaitStatus::Exited(_, errno) => {
+                ChildOutcome::Failed(io::Error::from_raw_os_error(errno))
             }
-        } else if libc::WIFSIGNALED(status) {
-            ChildOutcome::Killed(libc::WTERMSIG(status))
-        } else {
-            ChildOutcome::Failed(io::Error::other(format!(
-                "the writer child ended with status {status:#x}"
-            )))
+            WaitStatus::Signaled(_, signal, _) => ChildOutcome::Killed(signal as i32),
+            other => ChildOutcome::Failed(io::Error::other(format!(
+                "the writer child ended with status {other:?}"
+            ))),
         }))
     }
 }
@@ -156,7 +156,7 @@ impl WriterChild {
 impl Drop for WriterChild {
     fn drop(&mut self) {
         if !self.reaped {
-            let _ = self.wait_with(0);
+            let _ = self.wait_with(WaitPidFlag::empty());
         }
     }
 }
@@ -164,73 +164,56 @@ impl Drop for WriterChild {
 /// The child: write, sync, rename, sync the directory, `_exit`. Exit code 0
 /// on success, else the failing call's `errno` (1..=255).
 fn child_main(job: &WriteJob<'_>) -> ! {
-    let fd = job.file.as_raw_fd();
     let mut written: u64 = 0;
     let mut hinted: u64 = 0;
     for piece in job.pieces {
-        let mut ptr = piece.as_ptr();
-        let mut left = piece.len();
-        while left > 0 {
+        let mut rest: &[u8] = piece;
+        while !rest.is_empty() {
             // Up to the next chunk boundary of the file.
             let room = (WRITEBACK_CHUNK - written % WRITEBACK_CHUNK) as usize;
-            let want = left.min(room);
-            // SAFETY: `ptr..ptr+want` lies inside `piece`, which the job borrows.
-            let n = unsafe { libc::write(fd, ptr.cast(), want) };
-            if n < 0 {
-                let errno = last_errno();
-                if errno == libc::EINTR {
-                    continue;
-                }
-                child_fail(job, errno);
-            }
-            let n = (n as usize).min(left);
+            let want = rest.len().min(room);
+            let n = match unistd::write(job.file, &rest[..want]) {
+                Ok(n) => n.min(want),
+                Err(Errno::EINTR) => continue,
+                Err(e) => child_fail(job, e),
+            };
             if n == 0 {
-                child_fail(job, libc::EIO);
+                child_fail(job, Errno::EIO);
             }
-            // SAFETY: `n <= left`, so the pointer stays inside `piece` (or one past it).
-            ptr = unsafe { ptr.add(n) };
-            left -= n;
+            rest = &rest[n..];
             written += n as u64;
             let upto = written & !(WRITEBACK_ALIGN - 1);
             if upto >= hinted + WRITEBACK_CHUNK {
-                start_writeback_raw(fd, hinted, upto - hinted);
+                start_writeback_raw(job.file.as_raw_fd(), hinted, upto - hinted);
                 hinted = upto;
             }
         }
     }
-    // SAFETY: plain system calls on descriptors and NUL-terminated names the job borrows.
-    unsafe {
-        if libc::fsync(fd) != 0 {
-            child_fail(job, last_errno());
-        }
-        let dir = job.dir.as_raw_fd();
-        if libc::renameat(dir, job.temp_name.as_ptr(), dir, job.target_name.as_ptr()) != 0 {
-            child_fail(job, last_errno());
-        }
-        // The new image is in place; a failed directory sync means only that
-        // the rename may not survive a crash of the machine.
-        if libc::fsync(dir) != 0 {
-            libc::_exit(exit_code(last_errno()));
-        }
-        libc::_exit(0)
+    if let Err(e) = unistd::fsync(job.file) {
+        child_fail(job, e);
     }
-}
-
-fn child_fail(job: &WriteJob<'_>, errno: i32) -> ! {
-    // SAFETY: async-signal-safe calls on a descriptor and a name the job borrows.
-    unsafe {
-        libc::unlinkat(job.dir.as_raw_fd(), job.temp_name.as_ptr(), 0);
-        libc::_exit(exit_code(errno))
+    if let Err(e) = nix::fcntl::renameat(job.dir, job.temp_name, job.dir, job.target_name) {
+        child_fail(job, e);
     }
+    // The new image is in place; a failed directory sync means only that
+    // the rename may not survive a crash of the machine.
+    let code = match unistd::fsync(job.dir) {
+        Ok(()) => 0,
+        Err(e) => exit_code(e),
+    };
+    // SAFETY: `_exit` ends the process at once, without running any of the
+    // parent's atexit handlers or destructors; `nix` has no wrapper for it.
+    unsafe { libc::_exit(code) }
 }
 
-fn exit_code(errno: i32) -> i32 {
-    errno.clamp(1, 255)
+fn child_fail(job: &WriteJob<'_>, errno: Errno) -> ! {
+    let _ = unistd::unlinkat(job.dir, job.temp_name, UnlinkatFlags::NoRemoveDir);
+    // SAFETY: as in `child_main`.
+    unsafe { libc::_exit(exit_code(errno)) }
 }
 
-fn last_errno() -> i32 {
-    // SAFETY: reads this thread's errno, which libc keeps per thread.
-    unsafe { *libc::__errno_location() }
+fn exit_code(errno: Errno) -> i32 {
+    (errno as i32).clamp(1, 255)
 }
 
 fn start_writeback_raw(fd: libc::c_int, offset: u64, len: u64) {
@@ -262,10 +245,7 @@ pub fn start_writeback(file: &File, offset: u64, len: u64) {
 /// writing images wants.
 pub fn ignore_file_size_signal() -> io::Result<()> {
     // SAFETY: SIG_IGN installs no handler, so no code runs in signal context.
-    let r = unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
-    if r == libc::SIG_ERR {
-        return Err(io::Error::last_os_error());
-    }
+    unsafe { signal::signal(Signal::SIGXFSZ, SigHandler::SigIgn) }?;
     Ok(())
 }
 

@@ -31,8 +31,8 @@ impl Engine for Backtrace {
     fn run(&mut self, rt: &mut Runtime) -> Result<Vec<String>, Infallible> {
         let v = rt.view();
         let classes = rt.class_table();
-        let nil = rt.special_objects().nil().0;
-        let word = v.word();
+        let mem = rt.memory();
+        let nil = mem.nil();
         let mut lines = vec![format!(
             "new space {} bytes at {}, {} stack pages of {} bytes, {} semaphore slots",
             rt.new_space().layout().total_bytes,
@@ -41,7 +41,7 @@ impl Engine for Backtrace {
             rt.stack_zone().layout().page_bytes,
             rt.semaphores().size()
         )];
-        let mut ctx = rt.resume_point().context.0;
+        let mut ctx = rt.resume_point().context;
         while ctx != nil && lines.len() <= self.max_frames {
             let slot = |i| v.slot(ctx, i).unwrap_or(nil);
             let name = match CompiledCode::read(&v, slot(context::METHOD)) {
@@ -65,8 +65,8 @@ impl Engine for Backtrace {
                 }
                 Err(why) => format!("(no method: {why})"),
             };
-            let pc = word
-                .small_integer(slot(context::PC))
+            let pc = mem
+                .small_int(slot(context::PC))
                 .map_or("dead".to_string(), |pc| pc.to_string());
             let receiver = rt
                 .class_name_of(slot(context::RECEIVER))

@@ -16,11 +16,10 @@ use spur_format::raw::{
     CLASS_ARRAY, CLASS_ARRAY_PUN, CLASS_TABLE_MAJOR_SHIFT, CLASS_TABLE_PAGE_SLOTS,
     CLASS_TABLE_ROOT_SLOTS, FIRST_VALID_CLASS_INDEX, FMT_INDEXABLE, HIDDEN_ROOTS_SLOTS,
 };
-use spur_format::{NewAddr, WordSize};
 
 use crate::error::RuntimeError;
+use crate::memory::{Oop, ReadView};
 use crate::special_objects::SpecialObjects;
-use crate::view::{HeapView, Oop};
 
 /// Where class objects keep their name and metaclasses their class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,16 +29,16 @@ pub struct ClassLayout {
     /// Slot of a metaclass holding the class it describes.
     pub this_class_slot: u64,
     /// The class Metaclass: the class of every metaclass.
-    pub metaclass: NewAddr,
+    pub metaclass: Oop,
 }
 
 /// The class table of a loaded heap.
 #[derive(Debug, Clone)]
 pub struct ClassTable {
-    hidden_roots: NewAddr,
+    hidden_roots: Oop,
     pages: Vec<Oop>,
     /// Every non-nil entry, in index order.
-    entries: Vec<(u32, NewAddr)>,
+    entries: Vec<(u32, Oop)>,
     classes: u64,
     nil: Oop,
     layout: ClassLayout,
@@ -48,20 +47,20 @@ pub struct ClassTable {
 impl ClassTable {
     /// Reads the hidden roots and the class-table pages, counts the
     /// classes, and locates the name and `thisClass` slots.
-    pub fn read(view: &HeapView<'_>, specials: &SpecialObjects) -> Result<Self, RuntimeError> {
-        let word = view.word();
-        let nil = specials.nil().0;
-        let bad = |addr: u64, why: String| RuntimeError::ClassTable { addr, why };
-        // The free lists are the 4th object (nil + 48), the hidden roots the 5th.
-        let free_lists = nil + 48;
-        let n = view
-            .num_slots(free_lists)
-            .ok_or_else(|| bad(free_lists, "no free-lists object at nil + 48".into()))?;
-        let after = free_lists + word.body_bytes(n).unwrap_or(0);
-        let hidden = match view.u64_at(after) {
-            Some(w) if w >> 56 == 0xFF => after + 8,
-            _ => after,
+    pub fn read(view: &ReadView<'_>, specials: &SpecialObjects) -> Result<Self, RuntimeError> {
+        let mem = view.memory();
+        let nil = mem.nil();
+        let bad = |addr: Oop, why: String| RuntimeError::ClassTable {
+            addr: addr.bits(),
+            why,
         };
+        // The free lists are the 4th object (nil + 48), the hidden roots the 5th.
+        let free_lists = mem.free_lists();
+        view.num_slots(free_lists)
+            .ok_or_else(|| bad(free_lists, "no free-lists object at nil + 48".into()))?;
+        let hidden = mem
+            .hidden_roots()
+            .ok_or_else(|| bad(free_lists, "no 5th object (hidden roots) after it".into()))?;
         let h = view
             .header(hidden)
             .ok_or_else(|| bad(hidden, "no 5th object (hidden roots)".into()))?;
@@ -112,11 +111,11 @@ impl ClassTable {
                 if i >= FIRST_VALID_CLASS_INDEX || matches!(i, 1..=4) {
                     classes += 1;
                 }
-                entries.push((i, NewAddr(c)));
+                entries.push((i, c));
             }
         }
         let mut table = ClassTable {
-            hidden_roots: NewAddr(hidden),
+            hidden_roots: hidden,
             pages,
             entries,
             classes,
@@ -124,7 +123,7 @@ impl ClassTable {
             layout: ClassLayout {
                 name_slot: 0,
                 this_class_slot: 0,
-                metaclass: NewAddr(nil),
+                metaclass: nil,
             },
         };
         table.layout = table.find_layout(view, specials)?;
@@ -134,7 +133,7 @@ impl ClassTable {
     /// Finds the name slot from Array and SmallInteger, and `thisClass` from Array's metaclass.
     fn find_layout(
         &self,
-        view: &HeapView<'_>,
+        view: &ReadView<'_>,
         specials: &SpecialObjects,
     ) -> Result<ClassLayout, RuntimeError> {
         let layout_err = |what, why: String| RuntimeError::ClassLayout { what, why };
@@ -142,7 +141,6 @@ impl ClassTable {
         // special object 7 right after.
         let array = self
             .class_at(view, CLASS_ARRAY)
-            .map(|c| c.0)
             .or(specials.common().class_array())
             .ok_or_else(|| {
                 layout_err(
@@ -175,20 +173,20 @@ impl ClassTable {
         let meta = self
             .class_of(view, array)
             .ok_or_else(|| layout_err("thisClass", format!("Array ({array:#x}) has no class")))?;
-        let mn = view.num_slots(meta.0).unwrap_or(0);
+        let mn = view.num_slots(meta).unwrap_or(0);
         let this_class_slot = (0..mn)
             .rev()
-            .find(|&i| view.slot(meta.0, i) == Some(array))
+            .find(|&i| view.slot(meta, i) == Some(array))
             .ok_or_else(|| {
                 layout_err(
                     "thisClass",
-                    format!("no slot of Array's metaclass ({:#x}) holds Array", meta.0),
+                    format!("no slot of Array's metaclass ({meta:#x}) holds Array"),
                 )
             })?;
-        let metaclass = self.class_of(view, meta.0).ok_or_else(|| {
+        let metaclass = self.class_of(view, meta).ok_or_else(|| {
             layout_err(
                 "thisClass",
-                format!("Array's metaclass ({:#x}) has no class", meta.0),
+                format!("Array's metaclass ({meta:#x}) has no class"),
             )
         })?;
         Ok(ClassLayout {
@@ -199,7 +197,7 @@ impl ClassTable {
     }
 
     /// The hidden-roots object (the 5th object of old space).
-    pub fn hidden_roots(&self) -> NewAddr {
+    pub fn hidden_roots(&self) -> Oop {
         self.hidden_roots
     }
     /// Used pages (each of 1024 entries).
@@ -218,48 +216,37 @@ impl ClassTable {
 
     /// The class at `index`, or `None` when the entry is nil or past the used pages.
     #[inline]
-    pub fn class_at(&self, view: &HeapView<'_>, index: u32) -> Option<NewAddr> {
+    pub fn class_at(&self, view: &ReadView<'_>, index: u32) -> Option<Oop> {
         let page = *self
             .pages
             .get((index >> CLASS_TABLE_MAJOR_SHIFT) as usize)?;
-        let c = view.slot(page, index as u64 & (CLASS_TABLE_PAGE_SLOTS - 1))?;
-        (c != self.nil).then_some(NewAddr(c))
+        let c = view.slot(page, u64::from(index) & (CLASS_TABLE_PAGE_SLOTS - 1))?;
+        (c != self.nil).then_some(c)
     }
 
     /// The class index of `oop`: its header's, or the one its tag names (§3.3).
-    pub fn class_index_of(&self, view: &HeapView<'_>, oop: Oop) -> Option<u32> {
-        match view.word() {
-            WordSize::W64 => match oop & 7 {
-                0 => view.header(oop).map(|h| h.class_index()),
-                t @ (1 | 2 | 4) => Some(t as u32),
-                _ => None,
-            },
-            WordSize::W32 => match oop & 3 {
-                0 => view.header(oop).map(|h| h.class_index()),
-                2 => Some(2),
-                _ => Some(1),
-            },
-        }
+    pub fn class_index_of(&self, view: &ReadView<'_>, oop: Oop) -> Option<u32> {
+        view.memory().class_index_of(oop).ok()
     }
 
     /// The class of any oop, immediates included.
-    pub fn class_of(&self, view: &HeapView<'_>, oop: Oop) -> Option<NewAddr> {
+    pub fn class_of(&self, view: &ReadView<'_>, oop: Oop) -> Option<Oop> {
         self.class_at(view, self.class_index_of(view, oop)?)
     }
 
     /// Is `oop` a class of this table: `classAt(hash(oop)) == oop`?
-    pub fn is_class(&self, view: &HeapView<'_>, oop: Oop) -> bool {
+    pub fn is_class(&self, view: &ReadView<'_>, oop: Oop) -> bool {
         view.header(oop)
-            .is_some_and(|h| h.hash() != 0 && self.class_at(view, h.hash()) == Some(NewAddr(oop)))
+            .is_some_and(|h| h.hash() != 0 && self.class_at(view, h.hash()) == Some(oop))
     }
 
     /// Is `class` a metaclass (an instance of Metaclass)?
-    pub fn is_metaclass(&self, view: &HeapView<'_>, class: Oop) -> bool {
+    pub fn is_metaclass(&self, view: &ReadView<'_>, class: Oop) -> bool {
         self.class_of(view, class) == Some(self.layout.metaclass)
     }
 
     /// The Symbol naming `class`; for a metaclass, the one naming its class.
-    pub fn name_oop(&self, view: &HeapView<'_>, class: Oop) -> Option<Oop> {
+    pub fn name_oop(&self, view: &ReadView<'_>, class: Oop) -> Option<Oop> {
         let c = if self.is_metaclass(view, class) {
             view.slot(class, self.layout.this_class_slot)?
         } else {
@@ -271,7 +258,7 @@ impl ClassTable {
 
     /// The name of `class` (`Foo`, or `Foo class` for its metaclass), if
     /// `class` is a class of this table.
-    pub fn class_name(&self, view: &HeapView<'_>, class: Oop) -> Option<String> {
+    pub fn class_name(&self, view: &ReadView<'_>, class: Oop) -> Option<String> {
         if !self.is_class(view, class) {
             return None;
         }
@@ -284,13 +271,13 @@ impl ClassTable {
     }
 
     /// The name of the class of `oop`.
-    pub fn class_name_of(&self, view: &HeapView<'_>, oop: Oop) -> Option<String> {
-        self.class_name(view, self.class_of(view, oop)?.0)
+    pub fn class_name_of(&self, view: &ReadView<'_>, oop: Oop) -> Option<String> {
+        self.class_name(view, self.class_of(view, oop)?)
     }
 
     /// Every non-nil entry `(index, class)` as read at wiring, pun indices
     /// included, in index order.
-    pub fn entries(&self) -> &[(u32, NewAddr)] {
+    pub fn entries(&self) -> &[(u32, Oop)] {
         &self.entries
     }
 }
@@ -298,6 +285,7 @@ impl ClassTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use spur_format::WordSize;
     use spur_loader::{LoadOptions, PlacementRequest};
     use spur_synth::classes as synth;
     use spur_synth::SynthSpec;
@@ -319,7 +307,9 @@ mod tests {
     fn the_builders_classes_have_their_names_in_slot_6() {
         for word in [WordSize::W32, WordSize::W64] {
             let (heap, classes) = table(word);
-            let v = HeapView::new(&heap);
+            let mem = crate::memory::ObjectMemory::new(heap);
+            let heap = mem.heap();
+            let v = mem.view();
             let so = SpecialObjects::read(&v, heap.special_objects(), heap.nil()).unwrap();
             let ct = ClassTable::read(&v, &so).unwrap();
             assert_eq!(ct.pages(), 2);
@@ -328,32 +318,33 @@ mod tests {
             assert_eq!(ct.layout().this_class_slot, synth::THIS_CLASS_INDEX as u64);
             for c in synth::classes_for(word) {
                 let class = ct.class_at(&v, c.index).unwrap();
-                assert_eq!(ct.class_name(&v, class.0).as_deref(), Some(c.name));
+                assert_eq!(ct.class_name(&v, class).as_deref(), Some(c.name));
                 let meta = ct.class_at(&v, synth::metaclass_index(word, c)).unwrap();
-                assert_eq!(ct.class_name(&v, meta.0), Some(format!("{} class", c.name)));
-                assert!(ct.is_metaclass(&v, meta.0) && !ct.is_metaclass(&v, class.0));
+                assert_eq!(ct.class_name(&v, meta), Some(format!("{} class", c.name)));
+                assert!(ct.is_metaclass(&v, meta) && !ct.is_metaclass(&v, class));
             }
-            let nil = heap.nil().0;
+            let nil = mem.nil();
             assert_eq!(
                 ct.class_name_of(&v, nil).as_deref(),
                 Some("UndefinedObject")
             );
             assert_eq!(
-                ct.class_name_of(&v, word.encode_small_integer(-3))
+                ct.class_name_of(&v, mem.from_small_int(-3).unwrap())
                     .as_deref(),
                 Some("SmallInteger")
             );
             assert_eq!(
-                ct.class_name_of(&v, 0x41 << 3 | 2).as_deref(),
+                ct.class_name_of(&v, mem.from_character(0x41).unwrap())
+                    .as_deref(),
                 Some("Character")
             );
             // Metaclass is its own metaclass's class.
-            let m = ct.layout().metaclass.0;
+            let m = ct.layout().metaclass;
             assert_eq!(ct.class_name(&v, m).as_deref(), Some("Metaclass"));
             assert_eq!(ct.class_name_of(&v, m).as_deref(), Some("Metaclass class"));
             // Not a class: nil, an immediate, the special objects array.
             assert_eq!(ct.class_name(&v, nil), None);
-            assert_eq!(ct.class_name(&v, heap.special_objects().0), None);
+            assert_eq!(ct.class_name(&v, mem.special_objects()), None);
             assert_eq!(ct.class_at(&v, 5000), None);
             assert_eq!(ct.entries().len() as u64, classes);
         }

@@ -26,8 +26,8 @@
 //! those systems' class lists, as no Squeak or Cuis image is in the corpus.
 
 use crate::class_table::ClassTable;
+use crate::memory::{Oop, ReadView};
 use crate::special_objects::{index, SpecialObjects};
-use crate::view::HeapView;
 
 /// A Smalltalk dialect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -107,14 +107,14 @@ impl Evidence {
     /// Reads the facts: a few special objects and classes, then, unless
     /// those already decide (see [`Evidence::markers_could_matter`]), the
     /// name of every class of the class table. No heap walk.
-    pub fn gather(view: &HeapView<'_>, specials: &SpecialObjects, classes: &ClassTable) -> Self {
+    pub fn gather(view: &ReadView<'_>, specials: &SpecialObjects, classes: &ClassTable) -> Self {
         let common = specials.common();
         let array = common.class_array();
         let layout_objects = array
             .and_then(|a| view.slot(a, 3))
             .and_then(|l| classes.class_name_of(view, l))
             .is_some_and(|n| n.ends_with("Layout"));
-        let name_of = |o: Option<u64>| o.and_then(|o| classes.class_name_of(view, o));
+        let name_of = |o: Option<Oop>| o.and_then(|o| classes.class_name_of(view, o));
         let mut e = Evidence {
             markers: Vec::new(),
             markers_searched: false,
@@ -157,13 +157,13 @@ impl Evidence {
 }
 
 /// The marker classes present: one pass over the class table's entries.
-fn find_markers(view: &HeapView<'_>, classes: &ClassTable) -> Vec<(&'static str, Dialect)> {
+fn find_markers(view: &ReadView<'_>, classes: &ClassTable) -> Vec<(&'static str, Dialect)> {
     let name_slot = classes.layout().name_slot;
     let mut found: Vec<(&'static str, Dialect)> = Vec::new();
     for &(_, class) in classes.entries() {
         // Metaclasses have no name of their own: skip whatever does not
         // hold a byte object in the name slot.
-        let Some(name) = view.slot(class.0, name_slot) else {
+        let Some(name) = view.slot(class, name_slot) else {
             continue;
         };
         let Some(bytes) = view.bytes(name).filter(|_| view.is_bytes(name)) else {

@@ -7,10 +7,10 @@ use spur_loader::{ImageSource, LoadError, LoadOptions};
 
 use crate::dialect::Dialect;
 use crate::error::RuntimeError;
+use crate::memory::Oop;
 use crate::resume::ResumePoint;
 use crate::runtime::{OldSpace, Runtime, RuntimeOptions, WireTimings};
 use crate::special_objects::index;
-use crate::view::Oop;
 
 /// An interpreter (or anything else) that runs a wired image.
 ///
@@ -148,8 +148,8 @@ impl Engine for DryRun {
             true_object: so.true_object(),
             special_objects_array: so.addr(),
             special_objects_len: so.len(),
-            scheduler_association: so.at(index::SCHEDULER_ASSOCIATION).unwrap_or(so.nil().0),
-            external_objects_array: so.at(index::EXTERNAL_OBJECTS_ARRAY).unwrap_or(so.nil().0),
+            scheduler_association: so.at(index::SCHEDULER_ASSOCIATION).unwrap_or(so.nil_oop()),
+            external_objects_array: so.at(index::EXTERNAL_OBJECTS_ARRAY).unwrap_or(so.nil_oop()),
             class_table_pages: ct.pages(),
             classes: ct.classes(),
             name_slot: ct.layout().name_slot,

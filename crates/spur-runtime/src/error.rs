@@ -1,6 +1,6 @@
 //! Errors of the runtime: what could not be wired, with the numbers that explain it.
 
-use spur_loader::mutate::MutateError;
+use crate::memory::MemoryError;
 use spur_mem::MemError;
 
 /// Why a loaded heap could not be wired into a runtime.
@@ -80,15 +80,13 @@ pub enum RuntimeError {
     Memory(#[from] MemError),
 
     #[error(transparent)]
-    Mutate(#[from] MutateError),
+    Object(#[from] MemoryError),
 }
 
 impl RuntimeError {
     /// Is the image or a command-line value at fault (as opposed to the machine)?
     pub fn is_bad_input(&self) -> bool {
-        !matches!(
-            self,
-            RuntimeError::Memory(_) | RuntimeError::Mutate(MutateError::Memory(_))
-        )
+        !matches!(self, RuntimeError::Memory(_))
+            && !matches!(self, RuntimeError::Object(e) if e.is_machine())
     }
 }

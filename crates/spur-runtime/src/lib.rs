@@ -19,8 +19,9 @@
 //!
 //! What it guarantees:
 //! - no `unsafe` here: memory comes from `spur-mem` reservations, owned by
-//!   the runtime and released when it is dropped, and the heap is changed
-//!   only through `spur-loader`'s bounds-checked mutation helpers;
+//!   the runtime and released when it is dropped; every object of every
+//!   space is read and changed through one API, [`ObjectMemory`]
+//!   ([`memory`]), which indexes the spaces' byte slices with bounds checks;
 //! - wiring reads the class table and a handful of objects; it walks the
 //!   heap only when boxed floats must be converted;
 //! - a heap that is not fit to resume (broken special objects or class
@@ -32,9 +33,10 @@
 //!   snapshot of it is a valid image (with one large free chunk at the end).
 //!
 //! What it leaves to the caller: executing bytecodes, garbage collection,
-//! primitives, and writing snapshots. Stack pages and new space are
-//! reserved and committed but never touched: an interpreter lays out its
-//! own frames and objects in them.
+//! primitives, and writing snapshots. Stack pages are reserved and
+//! committed but never touched: an interpreter lays out its own frames in
+//! them. New objects are allocated in eden through [`ObjectMemory`]; a
+//! full eden is an error the interpreter (its scavenger) answers.
 
 #![forbid(unsafe_code)]
 
@@ -43,6 +45,7 @@ pub mod class_table;
 pub mod dialect;
 pub mod engine;
 pub mod error;
+pub mod memory;
 pub mod method;
 pub mod new_space;
 pub mod place;
@@ -53,13 +56,15 @@ pub mod settings;
 pub mod special_objects;
 pub mod stack;
 pub mod stats;
-pub mod view;
 
 pub use bytecodes::{BytecodeSet, Instruction, Op};
 pub use class_table::ClassTable;
 pub use dialect::{Dialect, DialectReport};
 pub use engine::{boot, launch, BootError, DryRun, Engine, LaunchReport};
 pub use error::RuntimeError;
+pub use memory::{
+    AllocStats, ClaimedHeadroom, MemoryError, ObjectMemory, Objects, Oop, ReadView, Space,
+};
 pub use new_space::{NewSpace, NewSpaceLayout};
 pub use resume::ResumePoint;
 pub use runtime::{OldSpace, Runtime, RuntimeOptions, WireTimings};
@@ -68,4 +73,3 @@ pub use settings::{HashSeed, ImageSettings};
 pub use special_objects::SpecialObjects;
 pub use stack::{StackLayout, StackZone};
 pub use stats::{class_histogram, Histogram};
-pub use view::{HeapView, Oop};

@@ -14,7 +14,7 @@ use spur_format::{NewAddr, WordSize};
 
 use crate::bytecodes::BytecodeSet;
 use crate::class_table::ClassTable;
-use crate::view::{HeapView, Oop};
+use crate::memory::{Oop, ReadView};
 
 /// A decoded method header (the SmallInteger in slot 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +38,7 @@ pub struct MethodHeader {
 impl MethodHeader {
     /// Decodes a header oop, if it is a SmallInteger.
     pub fn decode(word: WordSize, oop: Oop) -> Option<Self> {
-        let v = word.small_integer(oop)?;
+        let v = word.small_integer(oop.bits())?;
         Some(MethodHeader {
             value: v,
             num_literals: (v & METHOD_NUM_LITERALS_MASK) as u64,
@@ -68,7 +68,7 @@ pub struct CompiledCode<'h> {
 
 impl<'h> CompiledCode<'h> {
     /// Reads the compiled code object at `oop`, or says why it is not one.
-    pub fn read(view: &HeapView<'h>, oop: Oop) -> Result<Self, String> {
+    pub fn read(view: &ReadView<'h>, oop: Oop) -> Result<Self, String> {
         let h = view
             .header(oop)
             .ok_or_else(|| format!("{oop:#x} is not an object"))?;
@@ -91,13 +91,16 @@ impl<'h> CompiledCode<'h> {
             ));
         }
         let literals = (1..=header.num_literals)
-            .map(|i| view.slot(oop, i).unwrap_or(0))
+            .map(|i| view.slot(oop, i).unwrap_or_default())
             .collect();
         let bytes = view
             .bytes(oop)
             .ok_or_else(|| format!("{oop:#x}: its bytes do not lie in the heap"))?;
+        let addr = view
+            .addr(oop)
+            .ok_or_else(|| format!("{oop:#x} is not an object"))?;
         Ok(CompiledCode {
-            addr: NewAddr(oop),
+            addr,
             header,
             literals,
             bytes,
@@ -116,18 +119,18 @@ impl<'h> CompiledCode<'h> {
 
     /// The outer code of a CompiledBlock: its last literal, when that is
     /// compiled code. `None` for a CompiledMethod.
-    pub fn outer_code(&self, view: &HeapView<'_>) -> Option<Oop> {
+    pub fn outer_code(&self, view: &ReadView<'_>) -> Option<Oop> {
         self.last_literal().filter(|&l| view.is_compiled_code(l))
     }
 
     /// Is this a CompiledBlock (its last literal is its outer code)?
-    pub fn is_block(&self, view: &HeapView<'_>) -> bool {
+    pub fn is_block(&self, view: &ReadView<'_>) -> bool {
         self.outer_code(view).is_some()
     }
 
     /// The selector: the penultimate literal, or slot 1 of the
     /// AdditionalMethodState found there.
-    pub fn selector(&self, view: &HeapView<'_>) -> Option<Oop> {
+    pub fn selector(&self, view: &ReadView<'_>) -> Option<Oop> {
         let n = self.literals.len();
         let p = *self.literals.get(n.checked_sub(2)?)?;
         if view.is_bytes(p) {
@@ -139,7 +142,7 @@ impl<'h> CompiledCode<'h> {
 
     /// The class the method is installed in: the value of its class binding
     /// (the last literal), when that is a class.
-    pub fn method_class(&self, view: &HeapView<'_>, classes: &ClassTable) -> Option<Oop> {
+    pub fn method_class(&self, view: &ReadView<'_>, classes: &ClassTable) -> Option<Oop> {
         let binding = self.last_literal()?;
         let class = view.slot(binding, 1)?;
         classes.is_class(view, class).then_some(class)
@@ -149,7 +152,7 @@ impl<'h> CompiledCode<'h> {
 /// Follows the outer-code chain of `code` to its home CompiledMethod (at
 /// most `limit` steps, for safety against a malformed loop).
 pub fn home_method<'h>(
-    view: &HeapView<'h>,
+    view: &ReadView<'h>,
     code: CompiledCode<'h>,
     limit: usize,
 ) -> Result<CompiledCode<'h>, String> {
@@ -161,8 +164,8 @@ pub fn home_method<'h>(
         }
     }
     Err(format!(
-        "the outer-code chain from {:#x} is longer than {limit}",
-        c.addr.0
+        "the outer-code chain from {} is longer than {limit}",
+        c.addr
     ))
 }
 
@@ -173,16 +176,20 @@ mod tests {
     #[test]
     fn headers_decode_both_sets() {
         let w = WordSize::W64;
-        let h = MethodHeader::decode(w, w.encode_small_integer(3 | 1 << 16 | 2 << 18 | 1 << 24))
-            .unwrap();
+        let h = MethodHeader::decode(
+            w,
+            Oop::from_bits(w.encode_small_integer(3 | 1 << 16 | 2 << 18 | 1 << 24)),
+        )
+        .unwrap();
         assert_eq!(h.num_literals, 3);
         assert!(h.has_primitive && !h.large_frame);
         assert_eq!((h.num_temps, h.num_args), (2, 1));
         assert_eq!(h.set, BytecodeSet::V3PlusClosures);
         let w = WordSize::W32;
-        let sista = MethodHeader::decode(w, w.encode_small_integer(-(1 << 30) + 5)).unwrap();
+        let sista = MethodHeader::decode(w, Oop::from_bits(w.encode_small_integer(-(1 << 30) + 5)))
+            .unwrap();
         assert_eq!(sista.set, BytecodeSet::SistaV1);
         assert_eq!(sista.num_literals, 5);
-        assert_eq!(MethodHeader::decode(w, 0x3204000), None);
+        assert_eq!(MethodHeader::decode(w, Oop::from_bits(0x3204000)), None);
     }
 }

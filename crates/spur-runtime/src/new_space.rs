@@ -209,7 +209,12 @@ impl NewSpace {
     pub fn scavenge_threshold(&self) -> NewAddr {
         NewAddr(self.start + self.layout.threshold_offset)
     }
-    /// New space's memory, for the interpreter that owns it.
+    /// New space's memory: `start()..end()`.
+    pub fn bytes(&self) -> &[u8] {
+        let off = (self.start - self.memory.base()) as usize;
+        &self.memory.bytes()[off..]
+    }
+    /// New space's memory, writable (the object memory writes through it).
     pub fn bytes_mut(&mut self) -> &mut [u8] {
         let off = (self.start - self.memory.base()) as usize;
         &mut self.memory.bytes_mut()[off..]

@@ -9,14 +9,12 @@
 //! `[] in Class>>selector` after its home method. The bytecodes around the
 //! pc are decoded in the method's own set (its header's sign bit).
 
-use spur_format::NewAddr;
-
 use crate::bytecodes::{decode_method, BytecodeSet, Instruction, SPECIAL_SELECTORS};
 use crate::class_table::ClassTable;
 use crate::error::RuntimeError;
+use crate::memory::{Oop, ReadView};
 use crate::method::{home_method, CompiledCode, MethodHeader};
 use crate::special_objects::SpecialObjects;
-use crate::view::{HeapView, Oop};
 
 /// Context slots (the same in every dialect).
 pub mod context {
@@ -46,22 +44,22 @@ const MAX_BLOCK_NESTING: usize = 256;
 /// The point where an interpreter resumes the image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResumePoint {
-    pub scheduler: NewAddr,
-    pub process: NewAddr,
-    pub context: NewAddr,
+    pub scheduler: Oop,
+    pub process: Oop,
+    pub context: Oop,
     /// The context's method: a CompiledMethod, or a CompiledBlock for a full block.
-    pub method: NewAddr,
+    pub method: Oop,
     /// The home CompiledMethod (the method itself unless it is a CompiledBlock).
-    pub home_method: NewAddr,
+    pub home_method: Oop,
     /// The context runs a block.
     pub in_block: bool,
     pub receiver: Oop,
     pub receiver_class: String,
     /// The class the home method is installed in, and its name.
-    pub method_class: Option<NewAddr>,
+    pub method_class: Option<Oop>,
     pub method_class_name: String,
     /// The home method's selector (a Symbol) and its text.
-    pub selector: Option<NewAddr>,
+    pub selector: Option<Oop>,
     pub selector_name: String,
     /// The pc to resume at (1-based byte index in the method object).
     pub pc: u64,
@@ -97,18 +95,21 @@ impl ResumePoint {
 
     /// Follows special object 3 to the active process's suspended context.
     pub fn find(
-        view: &HeapView<'_>,
+        view: &ReadView<'_>,
         specials: &SpecialObjects,
         classes: &ClassTable,
     ) -> Result<Self, RuntimeError> {
         let word = view.word();
-        let nil = specials.nil().0;
-        let err =
-            |what: &'static str, addr: u64, why: String| RuntimeError::Resume { what, addr, why };
+        let nil = specials.nil_oop();
+        let err = |what: &'static str, addr: Oop, why: String| RuntimeError::Resume {
+            what,
+            addr: addr.bits(),
+            why,
+        };
         let assoc = specials.common().scheduler_association().ok_or_else(|| {
             err(
                 "special object 3",
-                specials.addr().0,
+                Oop::from_addr(specials.addr()),
                 "is nil: no scheduler association".into(),
             )
         })?;
@@ -158,7 +159,7 @@ impl ResumePoint {
             ));
         }
         let slot = |i| view.slot(ctx, i).unwrap_or(nil);
-        let pc = word.small_integer(slot(context::PC)).ok_or_else(|| {
+        let pc = view.memory().small_int(slot(context::PC)).ok_or_else(|| {
             err(
                 "suspended context",
                 ctx,
@@ -168,7 +169,7 @@ impl ResumePoint {
                 ),
             )
         })?;
-        let sp = word.small_integer(slot(context::STACKP)).unwrap_or(0);
+        let sp = view.memory().small_int(slot(context::STACKP)).unwrap_or(0);
         let method_oop = slot(context::METHOD);
         let method = CompiledCode::read(view, method_oop)
             .map_err(|why| err("the suspended context's method", method_oop, why))?;
@@ -184,7 +185,7 @@ impl ResumePoint {
         let end_pc = decoded.end_pc;
         if pc < 0 || (pc as u64) < initial_pc || pc as u64 >= end_pc {
             return Err(RuntimeError::PcOutsideMethod {
-                context: ctx,
+                context: ctx.bits(),
                 pc: pc as u64,
                 initial_pc,
                 end_pc,
@@ -218,17 +219,17 @@ impl ResumePoint {
                 .unwrap_or_else(|| "?".into())
         };
         Ok(ResumePoint {
-            scheduler: NewAddr(scheduler),
-            process: NewAddr(process),
-            context: NewAddr(ctx),
-            method: method.addr,
-            home_method: home.addr,
+            scheduler,
+            process,
+            context: ctx,
+            method: Oop::from_addr(method.addr),
+            home_method: Oop::from_addr(home.addr),
             in_block: closure != nil || is_block_code,
             receiver,
-            receiver_class: name_of_class(classes.class_of(view, receiver).map(|c| c.0)),
-            method_class: method_class.map(NewAddr),
+            receiver_class: name_of_class(classes.class_of(view, receiver)),
+            method_class,
             method_class_name: name_of_class(method_class),
-            selector: selector.map(NewAddr),
+            selector,
             selector_name: selector
                 .and_then(|s| view.string(s))
                 .unwrap_or_else(|| "?".into()),
@@ -247,13 +248,13 @@ impl ResumePoint {
 /// Special selector `i` and its argument count, from special object 23
 /// (pairs of selector and count), or from the standard list.
 pub fn special_selector(
-    view: &HeapView<'_>,
+    view: &ReadView<'_>,
     specials: &SpecialObjects,
     i: u8,
 ) -> Option<(String, u32)> {
     let from_image = specials.common().special_selectors().and_then(|a| {
         let sel = view.string(view.slot(a, 2 * i as u64)?)?;
-        let n = view.word().small_integer(view.slot(a, 2 * i as u64 + 1)?)?;
+        let n = view.memory().small_int(view.slot(a, 2 * i as u64 + 1)?)?;
         Some((sel, n as u32))
     });
     from_image.or_else(|| {
@@ -266,20 +267,19 @@ pub fn special_selector(
 /// A literal as a person reads it: `#foo`, `Foo` (a binding), `42`, `nil`,
 /// `'text'`, `a Foo`.
 pub fn describe(
-    view: &HeapView<'_>,
+    view: &ReadView<'_>,
     classes: &ClassTable,
     specials: &SpecialObjects,
     oop: Oop,
 ) -> String {
-    let word = view.word();
-    if let Some(v) = word.small_integer(oop) {
+    if let Some(v) = view.memory().small_int(oop) {
         return v.to_string();
     }
-    let nil = specials.nil().0;
+    let nil = specials.nil_oop();
     match oop {
         o if o == nil => return "nil".into(),
-        o if o == specials.true_object().0 => return "true".into(),
-        o if o == specials.false_object().0 => return "false".into(),
+        o if o == Oop::from_addr(specials.true_object()) => return "true".into(),
+        o if o == Oop::from_addr(specials.false_object()) => return "false".into(),
         _ => {}
     }
     let class = classes.class_name_of(view, oop).unwrap_or_default();

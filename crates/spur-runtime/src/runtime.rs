@@ -3,19 +3,18 @@
 use std::time::Instant;
 
 use spur_format::NewAddr;
-use spur_loader::mutate::ClaimedHeadroom;
 use spur_loader::LoadedHeap;
 
 use crate::class_table::ClassTable;
 use crate::dialect::{judge, DialectReport, Evidence};
 use crate::error::RuntimeError;
+use crate::memory::{ClaimedHeadroom, ObjectMemory, Oop, ReadView};
 use crate::new_space::{NewSpace, NewSpaceLayout};
 use crate::resume::ResumePoint;
 use crate::semaphores::{ExternalSemaphoreTable, MAX_EXT_SEM_TABLE_SIZE};
 use crate::settings::{HashSeed, ImageSettings};
 use crate::special_objects::{CompactClasses, SpecialObjects};
 use crate::stack::{StackLayout, StackZone, MAX_STACK_PAGES};
-use crate::view::{HeapView, Oop};
 
 /// What the command line (or an embedder) may override.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,7 +99,7 @@ pub struct WireTimings {
 /// stack zone, and releases all of them when dropped.
 #[derive(Debug)]
 pub struct Runtime {
-    heap: LoadedHeap,
+    memory: ObjectMemory,
     settings: ImageSettings,
     hash_seed: HashSeed,
     floats_converted: Option<u64>,
@@ -108,7 +107,6 @@ pub struct Runtime {
     classes: ClassTable,
     compact: CompactClasses,
     dialect: DialectReport,
-    new_space: NewSpace,
     stack: StackZone,
     semaphores: ExternalSemaphoreTable,
     old_space: OldSpace,
@@ -123,12 +121,21 @@ impl Runtime {
     /// becomes free space, the tables are read, new space and the stack
     /// zone are placed, and the resume point is found. Nothing else walks
     /// the heap.
-    pub fn wire(mut heap: LoadedHeap, opts: &RuntimeOptions) -> Result<Runtime, RuntimeError> {
+    pub fn wire(heap: LoadedHeap, opts: &RuntimeOptions) -> Result<Runtime, RuntimeError> {
+        Self::wire_memory(ObjectMemory::new(heap), opts)
+    }
+
+    /// Wires a heap already held by an [`ObjectMemory`] (one a caller has
+    /// changed through it before wiring), as [`wire`](Self::wire) does.
+    pub fn wire_memory(
+        mut memory: ObjectMemory,
+        opts: &RuntimeOptions,
+    ) -> Result<Runtime, RuntimeError> {
         let _span = tracing::debug_span!("wire").entered();
         let t0 = Instant::now();
         opts.check()?;
-        let word = heap.word();
-        let header = heap.header().clone();
+        let word = memory.word();
+        let header = memory.heap().header().clone();
         let settings = ImageSettings::from_flags(header.flags);
         let stack_layout = StackLayout::compute(word, opts.stack_pages, header.num_stack_pages)?;
         let new_layout =
@@ -136,7 +143,7 @@ impl Runtime {
 
         let floats_converted = if settings.floats_need_swapping() {
             let _s = tracing::debug_span!("floats").entered();
-            Some(heap.swap_boxed_float_words()?)
+            Some(memory.swap_boxed_float_words()?)
         } else {
             None
         };
@@ -144,7 +151,7 @@ impl Runtime {
 
         let t1 = Instant::now();
         let claimed = if opts.claim_headroom {
-            heap.claim_headroom()?
+            memory.claim_headroom()?
         } else {
             None
         };
@@ -153,8 +160,9 @@ impl Runtime {
         let t2 = Instant::now();
         let (specials, classes, compact, dialect, semaphores, resume) = {
             let _s = tracing::debug_span!("tables").entered();
-            let view = HeapView::new(&heap);
-            let specials = SpecialObjects::read(&view, heap.special_objects(), heap.nil())?;
+            let view = memory.view();
+            let specials =
+                SpecialObjects::read(&view, memory.heap().special_objects(), memory.heap().nil())?;
             let classes = ClassTable::read(&view, &specials)?;
             let compact = specials.check_compact_classes(&view, &classes)?;
             let dialect = judge(&Evidence::gather(&view, &specials, &classes));
@@ -167,17 +175,19 @@ impl Runtime {
             let resume = ResumePoint::find(&view, &specials, &classes)?;
             (specials, classes, compact, dialect, semaphores, resume)
         };
+        memory.set_class_layout(classes.layout());
         let t_tables = t2.elapsed();
 
         let t3 = Instant::now();
-        let (new_space, stack) = {
+        let stack = {
             let _s = tracing::debug_span!("memory").entered();
-            let new_space = NewSpace::allocate(word, new_layout, heap.nil().0)?;
-            let stack = StackZone::allocate(stack_layout)?;
-            (new_space, stack)
+            let new_space = NewSpace::allocate(word, new_layout, memory.heap().nil().get())?;
+            memory.attach_new_space(new_space);
+            StackZone::allocate(stack_layout)?
         };
         let t_memory = t3.elapsed() + t_claim;
 
+        let heap = memory.heap();
         let last = heap.segments().last().expect("a heap has a segment");
         let old_space = OldSpace {
             start: heap.nil(),
@@ -196,14 +206,13 @@ impl Runtime {
         tracing::debug!(?timings, dialect = dialect.dialect.name(), "wired");
         Ok(Runtime {
             hash_seed: HashSeed::from_header(&header),
-            heap,
+            memory,
             settings,
             floats_converted,
             specials,
             classes,
             compact,
             dialect,
-            new_space,
             stack,
             semaphores,
             old_space,
@@ -212,17 +221,21 @@ impl Runtime {
         })
     }
 
-    /// The heap (old space).
+    /// The object memory: every object of every space, and every change to them.
+    pub fn memory(&self) -> &ObjectMemory {
+        &self.memory
+    }
+    /// The object memory, writable: what an interpreter runs on.
+    pub fn memory_mut(&mut self) -> &mut ObjectMemory {
+        &mut self.memory
+    }
+    /// The loaded heap (old space), for what the loader reports.
     pub fn heap(&self) -> &LoadedHeap {
-        &self.heap
+        self.memory.heap()
     }
-    /// The heap, writable: an interpreter's old space.
-    pub fn heap_mut(&mut self) -> &mut LoadedHeap {
-        &mut self.heap
-    }
-    /// Fast read access to the heap's objects.
-    pub fn view(&self) -> HeapView<'_> {
-        HeapView::new(&self.heap)
+    /// The object memory's read view.
+    pub fn view(&self) -> ReadView<'_> {
+        self.memory.view()
     }
     /// The header flags, decoded (§1.4).
     pub fn settings(&self) -> &ImageSettings {
@@ -253,12 +266,11 @@ impl Runtime {
     pub fn dialect(&self) -> &DialectReport {
         &self.dialect
     }
-    /// New space.
+    /// New space (its objects are reached through [`memory`](Self::memory)).
     pub fn new_space(&self) -> &NewSpace {
-        &self.new_space
-    }
-    pub fn new_space_mut(&mut self) -> &mut NewSpace {
-        &mut self.new_space
+        self.memory
+            .new_space()
+            .expect("wiring attaches new space to the object memory")
     }
     /// The stack zone.
     pub fn stack_zone(&self) -> &StackZone {
@@ -289,6 +301,6 @@ impl Runtime {
     }
     /// Gives the heap back, releasing new space and the stack zone.
     pub fn into_heap(self) -> LoadedHeap {
-        self.heap
+        self.memory.into_heap()
     }
 }

@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use spur_format::raw::FMT_INDEXABLE;
 
 use crate::error::RuntimeError;
+use crate::memory::{Oop, ReadView};
 use crate::special_objects::SpecialObjects;
-use crate::view::{HeapView, Oop};
 
 /// The table's size before any request (PVM `sq.h`).
 pub const INITIAL_EXT_SEM_TABLE_SIZE: u64 = 256;
@@ -68,7 +68,7 @@ impl ExternalSemaphoreTable {
     /// The table for the header's request, the command line's, and the
     /// image's ExternalObjectsArray.
     pub fn new(
-        view: &HeapView<'_>,
+        view: &ReadView<'_>,
         specials: &SpecialObjects,
         header_size: u16,
         requested: Option<u64>,
@@ -149,7 +149,7 @@ impl ExternalSemaphoreTable {
     }
 
     /// The Semaphore registered at 1-based `index`, if any.
-    pub fn semaphore(&self, view: &HeapView<'_>, nil: Oop, index: usize) -> Option<Oop> {
+    pub fn semaphore(&self, view: &ReadView<'_>, nil: Oop, index: usize) -> Option<Oop> {
         let a = self.objects_array?;
         let s = view.slot(a, index.checked_sub(1)? as u64)?;
         (s != nil).then_some(s)

@@ -15,7 +15,7 @@ use spur_format::NewAddr;
 
 use crate::class_table::ClassTable;
 use crate::error::RuntimeError;
-use crate::view::{HeapView, Oop};
+use crate::memory::{Oop, ReadView};
 
 /// Indices of the special objects array (§4.3). Those here mean the same in
 /// the Pharo and the Squeak/Cuis numbering.
@@ -127,21 +127,27 @@ impl SpecialObjects {
     /// Reads the array at `addr` and checks what every VM relies on: it is
     /// an array (format 2) of at least 43 slots whose first three slots are
     /// nil, false and true, 16 bytes apart from `nil` on (§4.1).
-    pub fn read(view: &HeapView<'_>, addr: NewAddr, nil: NewAddr) -> Result<Self, RuntimeError> {
-        let bad = |why: String| RuntimeError::SpecialObjects { addr: addr.0, why };
+    pub fn read(view: &ReadView<'_>, addr: NewAddr, nil: NewAddr) -> Result<Self, RuntimeError> {
+        let bad = |why: String| RuntimeError::SpecialObjects {
+            addr: addr.get(),
+            why,
+        };
+        let array = Oop::from_addr(addr);
         let h = view
-            .header(addr.0)
+            .header(array)
             .ok_or_else(|| bad("is not an object of the heap".into()))?;
-        let n = view.num_slots(addr.0).unwrap_or(0);
+        let n = view.num_slots(array).unwrap_or(0);
         if h.format() != FMT_INDEXABLE || n < MIN_SLOTS {
             return Err(bad(format!(
                 "has format {} and {n} slots; it must be an array (format 2) of at least {MIN_SLOTS}",
                 h.format()
             )));
         }
-        let slots: Vec<Oop> = (0..n).map(|i| view.slot(addr.0, i).unwrap_or(0)).collect();
+        let slots: Vec<Oop> = (0..n)
+            .map(|i| view.slot(array, i).unwrap_or_default())
+            .collect();
         for (i, name) in ["nil", "false", "true"].iter().enumerate() {
-            let want = nil.0 + 16 * i as u64;
+            let want = Oop::from_addr(nil.plus(16 * i as u64));
             if slots[i] != want {
                 return Err(bad(format!(
                     "holds {:#x} in slot {i}; {name} is at {want:#x}",
@@ -175,15 +181,19 @@ impl SpecialObjects {
 
     /// nil: the first object of old space (§4.1).
     pub fn nil(&self) -> NewAddr {
-        NewAddr(self.slots[index::NIL_OBJECT])
+        NewAddr::from_heap_word(self.slots[index::NIL_OBJECT].bits())
+    }
+    /// nil, as an oop.
+    pub fn nil_oop(&self) -> Oop {
+        self.slots[index::NIL_OBJECT]
     }
     /// false, at nil + 16.
     pub fn false_object(&self) -> NewAddr {
-        NewAddr(self.slots[index::FALSE_OBJECT])
+        NewAddr::from_heap_word(self.slots[index::FALSE_OBJECT].bits())
     }
     /// true, at nil + 32.
     pub fn true_object(&self) -> NewAddr {
-        NewAddr(self.slots[index::TRUE_OBJECT])
+        NewAddr::from_heap_word(self.slots[index::TRUE_OBJECT].bits())
     }
 
     /// The accessors of the indices only Pharo's VM names.
@@ -206,7 +216,7 @@ impl SpecialObjects {
     /// that one is reported, not enforced.
     pub fn check_compact_classes(
         &self,
-        view: &HeapView<'_>,
+        view: &ReadView<'_>,
         classes: &ClassTable,
     ) -> Result<CompactClasses, RuntimeError> {
         for (slot, index, name) in [
@@ -228,8 +238,8 @@ impl SpecialObjects {
                 "MethodContext",
             ),
         ] {
-            let found = self.at(slot).unwrap_or(0);
-            let expected = classes.class_at(view, index).map_or(0, |c| c.0);
+            let found = self.at(slot).map_or(0, Oop::bits);
+            let expected = classes.class_at(view, index).map_or(0, Oop::bits);
             if found != expected {
                 return Err(RuntimeError::CompactClass {
                     slot,
@@ -241,7 +251,7 @@ impl SpecialObjects {
             }
         }
         let block = self.at(index::squeak::CLASS_BLOCK_CLOSURE);
-        let at37 = classes.class_at(view, CLASS_BLOCK_CLOSURE).map(|c| c.0);
+        let at37 = classes.class_at(view, CLASS_BLOCK_CLOSURE);
         Ok(CompactClasses {
             block_closure_matches: block.is_some() && block == at37,
         })
@@ -356,11 +366,13 @@ mod tests {
             },
         )
         .unwrap();
-        let v = HeapView::new(&heap);
+        let mem = crate::memory::ObjectMemory::new(heap);
+        let heap = mem.heap();
+        let v = mem.view();
         let so = SpecialObjects::read(&v, heap.special_objects(), heap.nil()).unwrap();
         assert_eq!(so.len(), 60);
         assert_eq!(so.nil(), heap.nil());
-        assert_eq!(so.true_object().0, heap.nil().0 + 32);
+        assert_eq!(so.true_object(), heap.nil().plus(32));
         let c = so.common();
         let dnu = c.selector_does_not_understand().unwrap();
         assert_eq!(v.string(dnu).as_deref(), Some("doesNotUnderstand:"));
@@ -379,7 +391,7 @@ mod tests {
     fn an_array_that_does_not_start_with_nil_false_true_is_refused() {
         let (bytes, _) =
             spur_synth::image_bytes(&SynthSpec::new(WordSize::W32, 128 << 10)).unwrap();
-        let mut heap = spur_loader::load(
+        let heap = spur_loader::load(
             bytes.as_slice(),
             &LoadOptions {
                 placement: spur_loader::PlacementRequest::Relocate,
@@ -387,10 +399,12 @@ mod tests {
             },
         )
         .unwrap();
+        let mut mem = crate::memory::ObjectMemory::new(heap);
+        let so = mem.special_objects();
+        mem.store(so, 1, mem.true_object()).unwrap();
+        let heap = mem.heap();
+        let v = mem.view();
         let so = heap.special_objects();
-        let tru = heap.nil().0 + 32;
-        heap.write_slot(so, 1, tru).unwrap();
-        let v = HeapView::new(&heap);
         let e = SpecialObjects::read(&v, so, heap.nil()).unwrap_err();
         assert!(e.to_string().contains("slot 1"), "{e}");
         // The nil object itself is not an array.

@@ -2,19 +2,19 @@
 //! and bytes per class, in one walk over every segment.
 
 use spur_format::raw::{CLASS_TABLE_PAGE_SLOTS, LAST_CLASS_INDEX_PUN};
-use spur_format::{Layout, NewAddr, Walk, WordSize, L32, L64};
+use spur_format::{Layout, Walk, WordSize, L32, L64};
 use spur_loader::LoadedHeap;
 
 use crate::class_table::ClassTable;
 use crate::error::RuntimeError;
+use crate::memory::{ObjectMemory, Oop, ReadView};
 use crate::special_objects::SpecialObjects;
-use crate::view::HeapView;
 
 /// Instances and bytes of one class.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClassStats {
     /// The class, when its index names one.
-    pub class: Option<NewAddr>,
+    pub class: Option<Oop>,
     /// Its name, or `<class index N>` for an index with no class.
     pub name: String,
     pub instances: u64,
@@ -47,15 +47,16 @@ impl Histogram {
         self.rows.iter().map(|r| r.bytes).sum()
     }
     /// The row of `class`.
-    pub fn row(&self, class: NewAddr) -> Option<&ClassStats> {
+    pub fn row(&self, class: Oop) -> Option<&ClassStats> {
         self.rows.iter().find(|r| r.class == Some(class))
     }
 }
 
 /// Counts the instances of every class of `heap`, reading the special
 /// objects and the class table first to name them.
-pub fn class_histogram(heap: &LoadedHeap) -> Result<Histogram, RuntimeError> {
-    let view = HeapView::new(heap);
+pub fn class_histogram(memory: &ObjectMemory) -> Result<Histogram, RuntimeError> {
+    let heap = memory.heap();
+    let view = memory.view();
     let specials = SpecialObjects::read(&view, heap.special_objects(), heap.nil())?;
     let classes = ClassTable::read(&view, &specials)?;
     histogram_with(heap, &view, &classes)
@@ -64,7 +65,7 @@ pub fn class_histogram(heap: &LoadedHeap) -> Result<Histogram, RuntimeError> {
 /// The histogram with a class table already read.
 pub fn histogram_with(
     heap: &LoadedHeap,
-    view: &HeapView<'_>,
+    view: &ReadView<'_>,
     classes: &ClassTable,
 ) -> Result<Histogram, RuntimeError> {
     let _span = tracing::debug_span!("histogram").entered();
@@ -92,7 +93,7 @@ pub fn histogram_with(
             continue;
         }
         let name = class
-            .and_then(|c| classes.class_name(view, c.0))
+            .and_then(|c| classes.class_name(view, c))
             .unwrap_or_else(|| format!("<class index {index}>"));
         rows.push(ClassStats {
             class,
@@ -165,7 +166,7 @@ mod tests {
             },
         )
         .unwrap();
-        let h = class_histogram(&heap).unwrap();
+        let h = class_histogram(&ObjectMemory::new(heap)).unwrap();
         assert_eq!(h.objects, r.objects);
         assert_eq!(h.free_chunks, r.free_chunks);
         assert_eq!(h.free_bytes, r.free_bytes);

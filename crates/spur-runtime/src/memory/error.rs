@@ -1,0 +1,83 @@
+//! Why an object-memory operation could not be done.
+
+use spur_format::FormatError;
+use spur_loader::HeapAccessError;
+use spur_mem::MemError;
+
+/// Why an object-memory operation could not be done. Every variant names
+/// the object or address involved; a failed operation changes nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum MemoryError {
+    /// An immediate where an object is needed.
+    #[error("{oop:#x} is an immediate, not an object")]
+    Immediate { oop: u64 },
+    /// A pointer that lands in no space, or an object that runs past the end of its space.
+    #[error("{addr:#x} is not the address of an object of the heap")]
+    NotAnObject { addr: u64 },
+    /// A slot index past the object's slots.
+    #[error("object {obj:#x} has {num_slots} slots; slot {index} does not exist")]
+    NoSuchSlot {
+        obj: u64,
+        index: u64,
+        num_slots: u64,
+    },
+    /// A store into an object whose immutable bit is set.
+    #[error("object {obj:#x} is immutable; slot {index} cannot be stored into")]
+    Immutable { obj: u64, index: u64 },
+    /// The operation needs another kind of object (a byte object, a pointer object).
+    #[error("object {obj:#x} has format {format}; {why}")]
+    WrongFormat {
+        obj: u64,
+        format: u8,
+        why: &'static str,
+    },
+    /// Eden has no room for an allocation: a scavenge (the caller's) must make some.
+    #[error("eden is full: {needed} bytes needed, {free} free")]
+    EdenFull { needed: u64, free: u64 },
+    /// An allocation request no object can satisfy.
+    #[error("cannot allocate an object of class index {class_index}, format {format}: {why}")]
+    BadAllocation {
+        class_index: u32,
+        format: u8,
+        why: &'static str,
+    },
+    /// A become that cannot be done.
+    #[error("cannot become {from:#x} into {to:#x}: {why}")]
+    Become { from: u64, to: u64, why: String },
+    /// The free-lists object (the 4th object, §4.1) is not one.
+    #[error("the free-lists object at {addr:#x} is not one (class {class_index}, format {format}, {num_slots} slots)")]
+    BadFreeLists {
+        addr: u64,
+        class_index: u32,
+        format: u8,
+        num_slots: u64,
+    },
+    /// A free-chunk tree link that does not lead to a free chunk.
+    #[error("the free-chunk tree leads to {addr:#x}, which is not a free chunk")]
+    BadFreeTree { addr: u64 },
+    /// A free-chunk tree that loops.
+    #[error("the free-chunk tree is deeper than {limit} nodes; it must loop")]
+    FreeTreeLoops { limit: u64 },
+    /// The last segment does not end in a bridge of its own.
+    #[error("the last segment has no bridge of its own at {addr:#x}")]
+    NoFinalBridge { addr: u64 },
+    /// A walk over a segment found a malformed object.
+    #[error(transparent)]
+    Walk(#[from] FormatError),
+    /// The heap's raw memory refused an access.
+    #[error(transparent)]
+    Heap(#[from] HeapAccessError),
+    /// Memory could not be made accessible.
+    #[error(transparent)]
+    Memory(#[from] MemError),
+}
+
+impl MemoryError {
+    /// Is the machine (memory) at fault rather than the heap or the request?
+    pub fn is_machine(&self) -> bool {
+        matches!(
+            self,
+            MemoryError::Memory(_) | MemoryError::Heap(HeapAccessError::Memory(_))
+        )
+    }
+}
