@@ -2,7 +2,7 @@
 //! closures and process switches.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use spur_format::raw::{FMT_COMPILED_METHOD, FMT_INDEXABLE, FMT_INDEXABLE_WITH_FIXED};
 use spur_format::WordSize;
@@ -312,7 +312,7 @@ impl<'r> Vm<'r> {
             missing_index: HashMap::new(),
             current_prim: None,
             traced: 0,
-            deadline: opts.timeout.map(|t| Instant::now() + t),
+            deadline: opts.timeout.and_then(|t| Instant::now().checked_add(t)),
         };
         vm.fetch_registers().map_err(|e| InterpError::BadResume {
             context,
@@ -1633,19 +1633,7 @@ impl<'r> Vm<'r> {
                     let Some(t) = self.timer.take() else {
                         return Err(e);
                     };
-                    let now = Instant::now();
-                    if t.at > now {
-                        let wait = t.at - now;
-                        if let Some(d) = self.deadline {
-                            if now + wait > d {
-                                return Err(Stop::Halt(
-                                    StopKind::Timeout,
-                                    "the timeout, waiting for a timer".into(),
-                                ));
-                            }
-                        }
-                        std::thread::sleep(wait.min(Duration::from_secs(3600)));
-                    }
+                    self.sleep_until(t.at)?;
                     // Signal: the waiting process goes to its run queue.
                     let sem = t.semaphore;
                     if !self.list_empty(sem)? {
@@ -1658,6 +1646,25 @@ impl<'r> Vm<'r> {
             }
         }
         self.wake_highest_priority()
+    }
+
+    /// Sleeps until `at`, or stops at the run's deadline if that comes first.
+    pub fn sleep_until(&mut self, at: Instant) -> R<()> {
+        let now = Instant::now();
+        if let Some(d) = self.deadline {
+            if at > d {
+                std::thread::sleep(d.saturating_duration_since(now));
+                return Err(Stop::Halt(
+                    StopKind::Timeout,
+                    format!(
+                        "the timeout of {:.1} s, waiting for a timer",
+                        self.opts.timeout.unwrap_or_default().as_secs_f64()
+                    ),
+                ));
+            }
+        }
+        std::thread::sleep(at.saturating_duration_since(now));
+        Ok(())
     }
 
     pub fn suspend_active(&mut self) -> R<()> {

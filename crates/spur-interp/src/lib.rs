@@ -50,6 +50,9 @@ pub struct Options {
     pub args: Vec<String>,
     /// Write what the image prints to this process's stdout as it happens.
     pub echo: bool,
+    /// Let the file plugin open and delete real files (off: those
+    /// primitives fail, for runs of untrusted images such as the sweeps').
+    pub allow_files: bool,
 }
 
 impl Default for Options {
@@ -63,6 +66,7 @@ impl Default for Options {
             vm_path: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("vm-loader")),
             args: Vec::new(),
             echo: false,
+            allow_files: true,
         }
     }
 }

@@ -162,7 +162,7 @@ impl Vm<'_> {
                 Ok(Prim::Done)
             }
             "primitiveFileOpen" => {
-                if argc != 2 {
+                if argc != 2 || !self.opts.allow_files {
                     return FAIL;
                 }
                 let (name, w) = (self.stack_value(1)?, self.stack_value(0)?);
@@ -345,6 +345,9 @@ impl Vm<'_> {
                 Ok(Prim::Done)
             }
             "primitiveFileDelete" => {
+                if !self.opts.allow_files {
+                    return FAIL;
+                }
                 let Some(path) = self.bytes_of(self.stack_value(0)?) else {
                     return FAIL;
                 };

@@ -334,13 +334,15 @@ impl Vm<'_> {
                 if sem == self.nil || self.m.header(sem).is_err() {
                     self.timer = None;
                 } else {
-                    let at = if p == 136 {
+                    let wait = if p == 136 {
                         let now = self.start.elapsed().as_millis() as i64 & 0x1FFF_FFFF;
-                        Instant::now() + Duration::from_millis((t - now).max(0) as u64)
+                        Duration::from_millis(t.saturating_sub(now).max(0) as u64)
                     } else {
-                        let now = utc_micros() as i64;
-                        Instant::now() + Duration::from_micros((t - now).max(0) as u64)
+                        let now = (utc_micros() + EPOCH_1901 * 1_000_000) as i64;
+                        Duration::from_micros(t.saturating_sub(now).max(0) as u64)
                     };
+                    // At most a day ahead: a timer further off is as good as none.
+                    let at = Instant::now() + wait.min(Duration::from_secs(86_400));
                     self.timer = Some(Timer { semaphore: sem, at });
                 }
                 self.pop_n(2)?;
@@ -507,11 +509,11 @@ impl Vm<'_> {
                     .small_int(self.stack_value(0)?)
                     .unwrap_or(1000)
                     .clamp(0, 1_000_000) as u64;
-                let mut wait = Duration::from_micros(us);
+                let mut at = Instant::now() + Duration::from_micros(us);
                 if let Some(t) = self.timer {
-                    wait = wait.min(t.at.saturating_duration_since(Instant::now()));
+                    at = at.min(t.at);
                 }
-                std::thread::sleep(wait);
+                self.sleep_until(at)?;
                 self.pop_n(1)?;
                 Ok(Prim::Done)
             }
