@@ -210,11 +210,13 @@ impl NewSpace {
         NewAddr(self.start + self.layout.threshold_offset)
     }
     /// New space's memory: `start()..end()`.
+    #[inline]
     pub fn bytes(&self) -> &[u8] {
         let off = (self.start - self.memory.base()) as usize;
         &self.memory.bytes()[off..]
     }
     /// New space's memory, writable (the object memory writes through it).
+    #[inline]
     pub fn bytes_mut(&mut self) -> &mut [u8] {
         let off = (self.start - self.memory.base()) as usize;
         &mut self.memory.bytes_mut()[off..]

@@ -146,11 +146,11 @@ impl ObjectMemory {
         let ns = self
             .new_space
             .as_mut()
-            .ok_or(MemoryError::EdenFull { needed, free: 0 })?;
+            .ok_or_else(|| MemoryError::EdenFull { needed, free: 0 })?;
         let b = ns
             .bytes_mut()
             .get_mut(off..off + ix(needed))
-            .ok_or(MemoryError::NotAnObject { addr: start })?;
+            .ok_or_else(|| MemoryError::NotAnObject { addr: start })?;
         let mut at = 0;
         let raw = if overflow {
             b[..8].copy_from_slice(&overflow_word(num_slots).to_le_bytes());
