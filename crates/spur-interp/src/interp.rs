@@ -2,6 +2,7 @@
 //! closures and process switches.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::time::Instant;
 
 use spur_format::raw::{FMT_COMPILED_METHOD, FMT_INDEXABLE, FMT_INDEXABLE_WITH_FIXED};
@@ -48,6 +49,8 @@ const SEM_EXCESS: u64 = 2;
 const CHECK_EVERY: u64 = 1024;
 /// Method cache entries (a power of two).
 const CACHE_SIZE: usize = 2048;
+/// Code cache entries (a power of two).
+const CODE_CACHE_SIZE: usize = 1024;
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,6 +189,11 @@ pub(crate) struct Vm<'r> {
     pub sp: u64,
     pub receiver: Oop,
     set: BytecodeSet,
+    /// The active method's bytes (from its header on: byte `pc - 1` is the
+    /// one at `pc`), from the code cache.
+    code: Rc<[u8]>,
+    /// Method bytes by method oop, direct-mapped.
+    code_cache: Vec<(Oop, Rc<[u8]>)>,
     ctx_slots: u64,
     /// The error code of the primitive that just failed.
     pub prim_fail: Option<u32>,
@@ -290,6 +298,8 @@ impl<'r> Vm<'r> {
             sp: 0,
             receiver: Oop::default(),
             set: BytecodeSet::V3PlusClosures,
+            code: Rc::from(&[][..]),
+            code_cache: vec![(Oop::default(), Rc::from(&[][..])); CODE_CACHE_SIZE],
             ctx_slots: 0,
             prim_fail: None,
             cache: vec![CacheEntry::default(); CACHE_SIZE],
@@ -339,6 +349,7 @@ impl<'r> Vm<'r> {
         let h = self.header_of(method)?;
         self.method = method;
         self.set = h.set;
+        self.load_code(method)?;
         self.pc = pc.max(0) as u64;
         self.sp = sp.max(0) as u64;
         self.receiver = self.m.fetch(ctx, RECEIVER)?;
@@ -359,6 +370,25 @@ impl<'r> Vm<'r> {
         self.m.store(self.ctx, PC, pc)?;
         self.m.store(self.ctx, STACKP, sp)?;
         Ok(())
+    }
+
+    /// Makes `method`'s bytes the ones the loop decodes.
+    fn load_code(&mut self, method: Oop) -> R<()> {
+        let slot = (method.bits() >> 3) as usize & (CODE_CACHE_SIZE - 1);
+        if self.code_cache[slot].0 != method {
+            let bytes: Rc<[u8]> = Rc::from(self.m.bytes(method)?);
+            self.code_cache[slot] = (method, bytes);
+        }
+        self.code = self.code_cache[slot].1.clone();
+        Ok(())
+    }
+
+    /// Forgets every method's cached bytes (after a method's bytes change).
+    pub fn flush_code_cache(&mut self) {
+        let empty: Rc<[u8]> = Rc::from(&[][..]);
+        self.code_cache.fill((Oop::default(), empty));
+        let m = self.method;
+        let _ = self.load_code(m);
     }
 
     pub fn header_of(&self, method: Oop) -> R<MethodHeader> {
@@ -623,7 +653,7 @@ impl<'r> Vm<'r> {
     #[inline]
     fn step(&mut self) -> R<()> {
         let (op, len) = {
-            let code = self.m.bytes(self.method)?;
+            let code = &self.code;
             let at = self.pc.wrapping_sub(1) as usize;
             if at >= code.len() {
                 return halt(format!(
@@ -834,11 +864,7 @@ impl<'r> Vm<'r> {
                 // activated without it): store the error code when a
                 // store into a temp follows.
                 if let Some(code) = self.prim_fail.take() {
-                    let next = self
-                        .m
-                        .bytes(self.method)?
-                        .get(self.pc as usize - 1)
-                        .copied();
+                    let next = self.code.get(self.pc as usize - 1).copied();
                     let long_store = match self.set {
                         BytecodeSet::V3PlusClosures => 0x81,
                         BytecodeSet::SistaV1 => 0xF5,
@@ -1289,6 +1315,7 @@ impl<'r> Vm<'r> {
         self.ctx = c;
         self.method = method;
         self.set = h.set;
+        self.load_code(method)?;
         self.receiver = rcvr;
         self.pc = self.initial_pc(&h);
         self.sp = nt;
@@ -1358,6 +1385,7 @@ impl<'r> Vm<'r> {
         self.ctx = c;
         self.method = method;
         self.set = h.set;
+        self.load_code(method)?;
         self.receiver = rcvr;
         self.pc = pc;
         self.sp = sp;

@@ -855,6 +855,7 @@ impl Vm<'_> {
                     return Ok(Err(BAD_INDEX));
                 }
                 self.m.bytes_mut(o)?[k as usize] = x as u8;
+                self.flush_code_cache();
             }
             Kind::Words16 => {
                 let Some(x) = unit(self, 0xFFFF) else {

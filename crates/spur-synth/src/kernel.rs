@@ -468,7 +468,7 @@ impl Kernel {
         let sel_loop = self.symbol("synthLoop:");
         let sel_quit = self.symbol("synthQuit:");
         let sel_at = self.symbol("at:");
-        let bind_square = self.association(nil, small_int_class);
+        let bind_square = self.association(nil, object_class);
         let bind_work = self.association(nil, small_int_class);
         let bind_loop = self.association(nil, small_int_class);
         let bind_quit = self.association(nil, undefined_class);
@@ -591,7 +591,6 @@ impl Kernel {
             match c.index {
                 SMALL_INTEGER => {
                     methods.push((sel_step, m_step));
-                    methods.push((sel_square, m_square));
                     methods.push((sel_work, m_work));
                     methods.push((sel_loop, m_loop));
                     methods.extend(extra);
@@ -603,6 +602,8 @@ impl Kernel {
                 OBJECT => {
                     methods.push((sel_idle, m_idle));
                     methods.push((sel_at, m_at));
+                    // Inherited, so that a send looks through the chain.
+                    methods.push((sel_square, m_square));
                 }
                 _ => {}
             }

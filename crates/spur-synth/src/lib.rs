@@ -132,7 +132,8 @@ pub struct SynthSpec {
 /// ```
 ///
 /// `synthLoop:` computes `i * i` inline instead of sending `synthSquare`
-/// (`^self * self`). Both answer [`KernelWork::expected`].
+/// (`Object>>synthSquare`, `^self * self`, found through SmallInteger and
+/// Integer). Both answer [`KernelWork::expected`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KernelWork {
     /// `n`, the loop's iterations.
