@@ -36,8 +36,7 @@ fn image(sends: bool) -> (Vec<u8>, KernelWork) {
 }
 
 fn runtime(bytes: &[u8]) -> Runtime {
-    // Every send allocates its context and nothing is reclaimed yet: eden
-    // must hold them all.
+    // Room for every context even with reuse off.
     let opts = RuntimeOptions {
         eden_bytes: Some(256 << 20),
         ..Default::default()

@@ -61,14 +61,16 @@ fn the_builder_kernel_computes_its_answer_and_quits_with_it() {
                 };
                 let (bytes, _) = spur_synth::image_bytes(&spec).unwrap();
                 for placement in PLACEMENTS {
-                    for cache in [true, false] {
-                        let what =
-                            format!("{word:?} mbs {mbs} sends {sends} {placement:?} cache {cache}");
+                    for (cache, recycle) in [(true, true), (false, true), (true, false)] {
+                        let what = format!(
+                            "{word:?} mbs {mbs} sends {sends} {placement:?} cache {cache} recycle {recycle}"
+                        );
                         let r = run_bytes(
                             &bytes,
                             placement,
                             Options {
                                 method_cache: cache,
+                                recycle_contexts: recycle,
                                 ..bounded(1_000_000)
                             },
                         );
@@ -80,8 +82,16 @@ fn the_builder_kernel_computes_its_answer_and_quits_with_it() {
                         let sends_expected = 4 + if sends { 300 } else { 0 };
                         assert_eq!(s.sends, sends_expected, "{what}");
                         // A context per send but the three primitive ones,
-                        // and the brace array.
-                        assert_eq!(s.objects_allocated, sends_expected - 3 + 1, "{what}");
+                        // and the brace array; reusing returned contexts,
+                        // synthSquare's first context serves every later one.
+                        if recycle {
+                            let square = u64::from(sends);
+                            assert_eq!(s.objects_allocated, 1 + square + 1, "{what}");
+                            assert_eq!(s.contexts_reused, 299 * square, "{what}");
+                        } else {
+                            assert_eq!(s.objects_allocated, sends_expected - 3 + 1, "{what}");
+                            assert_eq!(s.contexts_reused, 0, "{what}");
+                        }
                         assert!(s.bytecodes > 300 * 15, "{what}: {}", s.bytecodes);
                         if cache {
                             assert!(s.method_cache_hits >= 290 * sends as u64, "{what}");

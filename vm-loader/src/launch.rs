@@ -232,6 +232,8 @@ pub struct RunJson {
     pub bytes_allocated: u64,
     pub method_cache_hits: u64,
     pub method_cache_misses: u64,
+    /// Contexts reused instead of allocated.
+    pub contexts_reused: u64,
     pub run_us: u64,
     pub bytecodes_per_second: u64,
 }
@@ -254,6 +256,7 @@ pub fn run_json(r: &RunReport) -> RunJson {
         bytes_allocated: s.bytes_allocated,
         method_cache_hits: s.method_cache_hits,
         method_cache_misses: s.method_cache_misses,
+        contexts_reused: s.contexts_reused,
         run_us: s.run_us,
         bytecodes_per_second: (s.bytecodes as u128 * 1_000_000 / s.run_us.max(1) as u128) as u64,
     }
@@ -262,7 +265,7 @@ pub fn run_json(r: &RunReport) -> RunJson {
 fn run_text(j: &RunJson) -> String {
     format!(
         "run: {}\n  {} bytecodes, {} sends, {} primitive calls ({} failed)\n  \
-         {} objects ({}) allocated, method cache {} hits / {} misses\n  \
+         {} objects ({}) allocated, {} contexts reused, method cache {} hits / {} misses\n  \
          {:.3} s, {} bytecodes/s\n",
         j.line,
         j.bytecodes,
@@ -271,6 +274,7 @@ fn run_text(j: &RunJson) -> String {
         j.primitive_failures,
         j.objects_allocated,
         human_bytes(j.bytes_allocated),
+        j.contexts_reused,
         j.method_cache_hits,
         j.method_cache_misses,
         j.run_us as f64 / 1e6,

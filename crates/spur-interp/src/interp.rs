@@ -197,6 +197,13 @@ pub(crate) struct Vm<'r> {
     ctx_slots: u64,
     /// The error code of the primitive that just failed.
     pub prim_fail: Option<u32>,
+    /// How many of the newest contexts were made by sends since a context
+    /// was last exposed (`thisContext`, a closure, a process switch): those
+    /// nobody else can reference, so they are reused when they return.
+    reclaimable: u64,
+    /// Returned contexts to reuse, small and large, with how many of their
+    /// temp and stack slots may hold values.
+    free_contexts: [Vec<(Oop, u64)>; 2],
     cache: Vec<CacheEntry>,
     specials: Vec<(Oop, u32, Option<Inline>)>,
     pub ci_context: u32,
@@ -302,6 +309,8 @@ impl<'r> Vm<'r> {
             code_cache: vec![(Oop::default(), Rc::from(&[][..])); CODE_CACHE_SIZE],
             ctx_slots: 0,
             prim_fail: None,
+            reclaimable: 0,
+            free_contexts: [Vec::new(), Vec::new()],
             cache: vec![CacheEntry::default(); CACHE_SIZE],
             specials,
             ci_context,
@@ -701,6 +710,7 @@ impl<'r> Vm<'r> {
                 self.push(o)
             }
             Op::PushThisContext => {
+                self.expose();
                 self.store_registers()?;
                 self.push(self.ctx)
             }
@@ -812,6 +822,7 @@ impl<'r> Vm<'r> {
             }
             Op::BlockReturnNil => self.block_return(self.nil),
             Op::PushClosure { copied, args, size } => {
+                self.expose();
                 let c = self.m.allocate_slots(
                     self.ci_closure,
                     FMT_INDEXABLE_WITH_FIXED,
@@ -835,6 +846,7 @@ impl<'r> Vm<'r> {
                 receiver_on_stack,
                 ignore_outer,
             } => {
+                self.expose();
                 let block = self.literal(literal)?;
                 let h = self.header_of(block)?;
                 let c = self.m.allocate_slots(
@@ -1300,9 +1312,8 @@ impl<'r> Vm<'r> {
         };
         let nt = (h.num_temps as u64).max(argc as u64);
         let size = size.max(TEMP0 + nt + 1);
-        let c = self
-            .m
-            .allocate_slots(self.ci_context, FMT_INDEXABLE_WITH_FIXED, size)?;
+        let c = self.new_context(size, argc as u64)?;
+        self.reclaimable += 1;
         self.m.store(c, SENDER, self.ctx)?;
         self.m.store(c, METHOD, method)?;
         self.m.store(c, RECEIVER, rcvr)?;
@@ -1365,9 +1376,7 @@ impl<'r> Vm<'r> {
             SMALL_CONTEXT
         }
         .max(TEMP0 + sp + 1);
-        let c = self
-            .m
-            .allocate_slots(self.ci_context, FMT_INDEXABLE_WITH_FIXED, size)?;
+        let c = self.new_context(size, argc as u64 + copied)?;
         self.m.store(c, SENDER, self.ctx)?;
         self.m.store(c, METHOD, method)?;
         self.m.store(c, CLOSURE, closure)?;
@@ -1472,6 +1481,16 @@ impl<'r> Vm<'r> {
             let next = self.m.fetch(c, SENDER)?;
             self.m.store(c, SENDER, self.nil)?;
             self.m.store(c, PC, self.nil)?;
+            if self.reclaimable > 0 {
+                self.reclaimable -= 1;
+                let used = if c == self.ctx {
+                    self.sp
+                } else {
+                    let sp = self.m.fetch(c, STACKP)?;
+                    self.m.small_int(sp).map_or(u64::MAX, |v| v.max(0) as u64)
+                };
+                self.recycle(c, used)?;
+            }
             c = next;
             steps += 1;
             if steps > 10_000_000 {
@@ -1483,7 +1502,56 @@ impl<'r> Vm<'r> {
         self.push(value)
     }
 
+    /// The active context (and so every context under it) may now be
+    /// referenced from the image: none of them is reused.
+    #[inline]
+    fn expose(&mut self) {
+        self.reclaimable = 0;
+    }
+
+    /// A context of `size` slots whose slots from temp `keep` on are nil
+    /// and whose closure is nil: a returned one, or a new one from eden.
+    fn new_context(&mut self, size: u64, keep: u64) -> R<Oop> {
+        let list = match size {
+            SMALL_CONTEXT => 0,
+            LARGE_CONTEXT => 1,
+            _ => 2,
+        };
+        if self.opts.recycle_contexts && list < 2 {
+            if let Some((c, used)) = self.free_contexts[list].pop() {
+                let end = TEMP0.saturating_add(used).min(size);
+                for i in TEMP0 + keep..end {
+                    self.m.store(c, i, self.nil)?;
+                }
+                self.m.store(c, CLOSURE, self.nil)?;
+                self.stats.contexts_reused += 1;
+                return Ok(c);
+            }
+        }
+        Ok(self
+            .m
+            .allocate_slots(self.ci_context, FMT_INDEXABLE_WITH_FIXED, size)?)
+    }
+
+    /// Keeps a returned context that nobody references for reuse; `used`:
+    /// how many of its temp and stack slots may hold values.
+    fn recycle(&mut self, c: Oop, used: u64) -> R<()> {
+        if !self.opts.recycle_contexts || !self.m.is_young(c) {
+            return Ok(());
+        }
+        let list = match self.m.num_slots(c)? {
+            SMALL_CONTEXT => 0,
+            LARGE_CONTEXT => 1,
+            _ => return Ok(()),
+        };
+        if self.free_contexts[list].len() < 1024 {
+            self.free_contexts[list].push((c, used));
+        }
+        Ok(())
+    }
+
     fn cannot_return(&mut self, value: Oop) -> R<()> {
+        self.expose();
         self.store_registers()?;
         self.push(self.ctx)?;
         self.push(value)?;
@@ -1492,6 +1560,7 @@ impl<'r> Vm<'r> {
     }
 
     fn about_to_return(&mut self, value: Oop, through: Oop) -> R<()> {
+        self.expose();
         self.store_registers()?;
         self.push(self.ctx)?;
         self.push(value)?;
@@ -1600,6 +1669,7 @@ impl<'r> Vm<'r> {
 
     /// Saves the active process and makes `p` active.
     pub fn transfer_to(&mut self, p: Oop) -> R<()> {
+        self.expose();
         self.store_registers()?;
         let sched = self.scheduler()?;
         let old = self.m.fetch(sched, SCHED_ACTIVE)?;

@@ -42,6 +42,10 @@ pub struct Options {
     pub trace_sends: u64,
     /// Use the method cache (on by default; off for measurements).
     pub method_cache: bool,
+    /// Reuse the contexts of sends that returned without ever being
+    /// exposed to the image (on by default), as SqueakJS does: eden then
+    /// holds only the contexts that may still be referenced.
+    pub recycle_contexts: bool,
     /// The image's path as the image sees it (primitive 121).
     pub image_path: PathBuf,
     /// The VM's path (attribute 0).
@@ -62,6 +66,7 @@ impl Default for Options {
             timeout: None,
             trace_sends: 0,
             method_cache: true,
+            recycle_contexts: true,
             image_path: PathBuf::from("image.image"),
             vm_path: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("vm-loader")),
             args: Vec::new(),
@@ -82,6 +87,8 @@ pub struct Stats {
     pub bytes_allocated: u64,
     pub method_cache_hits: u64,
     pub method_cache_misses: u64,
+    /// Contexts reused instead of allocated.
+    pub contexts_reused: u64,
     pub run_us: u64,
 }
 
