@@ -190,3 +190,18 @@ fn codeparadise_stops_naming_its_missing_plugin() {
         assert_eq!(line.lines().count(), 1);
     }
 }
+
+#[test]
+fn the_pharo8_kernel_initialises_itself_and_quits() {
+    let Some(dir) = corpus_dir() else { return };
+    let path = dir.join("pharo8-kernel-empharo-64.image");
+    // Its first start initialises the bootstrapped kernel and asks for a
+    // snapshot (primitive 97, which fails here: no snapshot primitive
+    // yet), then quits. Mutexes (Semaphore>>critical: and ensure:) must
+    // balance all the way, or it deadlocks; reused contexts must start
+    // with nil temps, or ensure: blocks are skipped.
+    let r = run_file(&path, PlacementRequest::OldBase, bounded(40_000_000));
+    assert_eq!(r.outcome, Outcome::Quit(0), "{}", r.outcome.line());
+    assert!(r.output.is_empty(), "{}", r.output_text());
+    assert!(r.stats.contexts_reused > 100_000);
+}

@@ -152,6 +152,12 @@ pub struct LaunchArgs {
     /// Stop after SECONDS of running (a report, exit code 3).
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<f64>,
+    /// Run without the method cache (for measurements).
+    #[arg(long)]
+    pub no_method_cache: bool,
+    /// Allocate every context afresh instead of reusing returned ones.
+    #[arg(long)]
+    pub no_context_reuse: bool,
     /// Print the first N sends to stderr.
     #[arg(long, value_name = "N", value_parser = parse_size, default_value = "0")]
     pub trace_sends: u64,

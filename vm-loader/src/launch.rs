@@ -185,6 +185,8 @@ pub fn run(args: &LaunchArgs, json: bool) -> Result<Outcome> {
         max_bytecodes: args.max_bytecodes,
         timeout: args.timeout.map(Duration::from_secs_f64),
         trace_sends: args.trace_sends,
+        method_cache: !args.no_method_cache,
+        recycle_contexts: !args.no_context_reuse,
         image_path,
         args: args.args.clone(),
         echo: !json,

@@ -392,6 +392,22 @@ impl<'r> Vm<'r> {
         Ok(())
     }
 
+    /// After a become: every oop the interpreter keeps outside the heap is
+    /// re-read (the registers were passed as roots), and the caches go.
+    pub fn after_become(&mut self) -> R<()> {
+        self.flush_cache();
+        self.flush_code_cache();
+        self.free_contexts = [Vec::new(), Vec::new()];
+        self.expose();
+        for e in self.specials.iter_mut() {
+            e.0 = self.m.forwarded(e.0);
+        }
+        if let Some(t) = self.timer.as_mut() {
+            t.semaphore = self.m.forwarded(t.semaphore);
+        }
+        self.load_code(self.method)
+    }
+
     /// Forgets every method's cached bytes (after a method's bytes change).
     pub fn flush_code_cache(&mut self) {
         let empty: Rc<[u8]> = Rc::from(&[][..]);
@@ -1312,7 +1328,7 @@ impl<'r> Vm<'r> {
         };
         let nt = (h.num_temps as u64).max(argc as u64);
         let size = size.max(TEMP0 + nt + 1);
-        let c = self.new_context(size, argc as u64)?;
+        let c = self.new_context(size, argc as u64, nt)?;
         self.reclaimable += 1;
         self.m.store(c, SENDER, self.ctx)?;
         self.m.store(c, METHOD, method)?;
@@ -1376,7 +1392,7 @@ impl<'r> Vm<'r> {
             SMALL_CONTEXT
         }
         .max(TEMP0 + sp + 1);
-        let c = self.new_context(size, argc as u64 + copied)?;
+        let c = self.new_context(size, argc as u64 + copied, sp)?;
         self.m.store(c, SENDER, self.ctx)?;
         self.m.store(c, METHOD, method)?;
         self.m.store(c, CLOSURE, closure)?;
@@ -1509,9 +1525,10 @@ impl<'r> Vm<'r> {
         self.reclaimable = 0;
     }
 
-    /// A context of `size` slots whose slots from temp `keep` on are nil
-    /// and whose closure is nil: a returned one, or a new one from eden.
-    fn new_context(&mut self, size: u64, keep: u64) -> R<Oop> {
+    /// A context of `size` slots whose temp and stack slots from `keep` on
+    /// are nil (at least up to `need`) and whose closure is nil: a returned
+    /// one, or a new one from eden.
+    fn new_context(&mut self, size: u64, keep: u64, need: u64) -> R<Oop> {
         let list = match size {
             SMALL_CONTEXT => 0,
             LARGE_CONTEXT => 1,
@@ -1519,7 +1536,7 @@ impl<'r> Vm<'r> {
         };
         if self.opts.recycle_contexts && list < 2 {
             if let Some((c, used)) = self.free_contexts[list].pop() {
-                let end = TEMP0.saturating_add(used).min(size);
+                let end = TEMP0.saturating_add(used.max(need)).min(size);
                 for i in TEMP0 + keep..end {
                     self.m.store(c, i, self.nil)?;
                 }

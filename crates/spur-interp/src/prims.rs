@@ -7,7 +7,7 @@ use spur_format::raw::{FMT_COMPILED_METHOD, FMT_INDEXABLE};
 use spur_format::WordSize;
 use spur_runtime::special_objects::index as so;
 
-use crate::interp::{Prim, Stop, Timer, Vm, R, STACKP, TEMP0};
+use crate::interp::{Prim, Stop, StopKind, Timer, Vm, R, STACKP, TEMP0};
 use crate::mem::Oop;
 
 /// Seconds from 1901-01-01 to 1970-01-01.
@@ -36,6 +36,16 @@ impl Vm<'_> {
     /// Runs primitive `p` with `argc` arguments for `method`.
     pub(crate) fn primitive(&mut self, p: u16, argc: u32, method: Oop) -> R<Prim> {
         let n = argc as u64;
+        // Primitives that take a fixed number of arguments fail on any
+        // other count; the mirror forms (the object as an extra first
+        // argument, as Context's `object:instVarAt:` and kin send them)
+        // are accepted where marked. Operands are read from the stack top
+        // down and `argc + 1` values popped, so both forms share the code.
+        if let Some((k, mirror)) = fixed_argc(p) {
+            if argc != k && !(mirror && argc == k + 1) {
+                return FAIL;
+            }
+        }
         match p {
             1..=17 => {
                 if argc != 1 {
@@ -48,7 +58,7 @@ impl Vm<'_> {
                     return FAIL;
                 };
                 match self.int_prim(p, x, y) {
-                    Some(r) => self.done(2, r),
+                    Some(r) => self.done(n + 1, r),
                     None => FAIL,
                 }
             }
@@ -62,42 +72,36 @@ impl Vm<'_> {
                 let pt = self.m.allocate_slots(ci, 1, 2)?;
                 self.m.store(pt, 0, x)?;
                 self.m.store(pt, 1, y)?;
-                self.done(2, pt)
+                self.done(n + 1, pt)
             }
             40 | 540 => match self.m.small_int(self.stack_value(0)?) {
                 Some(v) => {
                     let f = self.make_float(v as f64)?;
-                    self.done(1, f)
+                    self.done(n + 1, f)
                 }
                 None => FAIL,
             },
             41..=59 | 541..=559 => self.float_prim(p % 500, argc),
             60 | 63 | 210 => {
-                if argc != 1 {
-                    return FAIL;
-                }
                 let (o, i) = (self.stack_value(1)?, self.stack_value(0)?);
                 match self.at(o, i, p == 63)? {
-                    Ok(v) => self.done(2, v),
+                    Ok(v) => self.done(n + 1, v),
                     Err(code) => Ok(Prim::Fail(code)),
                 }
             }
             61 | 64 | 211 => {
-                if argc != 2 {
-                    return FAIL;
-                }
                 let (o, i, v) = (
                     self.stack_value(2)?,
                     self.stack_value(1)?,
                     self.stack_value(0)?,
                 );
                 match self.at_put(o, i, v, p == 64)? {
-                    Ok(()) => self.done(3, v),
+                    Ok(()) => self.done(n + 1, v),
                     Err(code) => Ok(Prim::Fail(code)),
                 }
             }
             62 => {
-                let o = self.stack_value(n)?;
+                let o = self.stack_value(0)?;
                 match self.indexable_size(o)? {
                     Some(s) => {
                         let v = self.int(s as i64);
@@ -116,7 +120,7 @@ impl Vm<'_> {
                     return Ok(Prim::Fail(BAD_INDEX));
                 }
                 let v = self.m.fetch(o, i as u64 - 1)?;
-                self.done(2, v)
+                self.done(n + 1, v)
             }
             69 => {
                 let (o, i, v) = (
@@ -133,12 +137,12 @@ impl Vm<'_> {
                 }
                 self.m.store(o, i as u64 - 1, v)?;
                 self.flush_cache();
-                self.done(3, v)
+                self.done(n + 1, v)
             }
             70 => {
                 let class = self.stack_value(0)?;
                 match self.instantiate(class, 0, false)? {
-                    Some(o) => self.done(1, o),
+                    Some(o) => self.done(n + 1, o),
                     None => FAIL,
                 }
             }
@@ -148,18 +152,54 @@ impl Vm<'_> {
                     return Ok(Prim::Fail(BAD_ARGUMENT));
                 };
                 match self.instantiate(class, size as u64, true)? {
-                    Some(o) => self.done(2, o),
+                    Some(o) => self.done(n + 1, o),
                     None => FAIL,
                 }
             }
             72 | 248 | 249 => {
-                // One-way become of arrays: only empty ones here.
-                let (a, b) = (self.stack_value(n)?, self.stack_value(n - 1)?);
-                if self.m.num_slots(a).ok() == Some(0) && self.m.num_slots(b).ok() == Some(0) {
-                    self.pop_n(n)?;
-                    return Ok(Prim::Done);
+                // elementsForwardIdentityTo: (72 copies the hash, 248 does
+                // not, 249 says in its argument): a one-way become of each
+                // element of the receiver into the same one of the argument.
+                let want: u32 = if p == 249 { 2 } else { 1 };
+                if argc != want {
+                    return FAIL;
                 }
-                FAIL
+                let (a, b) = (
+                    self.stack_value(u64::from(want))?,
+                    self.stack_value(u64::from(want) - 1)?,
+                );
+                let copy_hash = match p {
+                    72 => true,
+                    248 => false,
+                    _ => self.stack_value(0)? == self.tru,
+                };
+                for o in [a, b] {
+                    if o.is_immediate(self.word) || self.m.class_index_of(o)? != self.ci_array {
+                        return Ok(Prim::Fail(BAD_ARGUMENT));
+                    }
+                }
+                let len = self.m.num_slots(a)?;
+                if self.m.num_slots(b)? != len {
+                    return Ok(Prim::Fail(BAD_ARGUMENT));
+                }
+                let pairs: Vec<(Oop, Oop)> = (0..len)
+                    .map(|i| Ok((self.m.fetch(a, i)?, self.m.fetch(b, i)?)))
+                    .collect::<Result<_, crate::mem::MemoryError>>()?;
+                if !pairs.is_empty() {
+                    self.store_registers()?;
+                    let mut roots = [self.ctx, self.method, self.receiver];
+                    if self
+                        .m
+                        .become_forward(&pairs, copy_hash, &mut roots)
+                        .is_err()
+                    {
+                        return Ok(Prim::Fail(BAD_ARGUMENT));
+                    }
+                    [self.ctx, self.method, self.receiver] = roots;
+                    self.after_become()?;
+                }
+                self.pop_n(n)?;
+                Ok(Prim::Done)
             }
             73 | 173 => {
                 let (o, i) = (self.stack_value(1)?, self.stack_value(0)?);
@@ -174,7 +214,7 @@ impl Vm<'_> {
                     _ => return FAIL,
                 }
                 match self.m.fetch(o, i as u64 - 1) {
-                    Ok(v) => self.done(2, v),
+                    Ok(v) => self.done(n + 1, v),
                     Err(_) => Ok(Prim::Fail(BAD_INDEX)),
                 }
             }
@@ -194,12 +234,12 @@ impl Vm<'_> {
                     return Ok(Prim::Fail(NO_MODIFICATION));
                 }
                 match self.m.store(o, i as u64 - 1, v) {
-                    Ok(()) => self.done(3, v),
+                    Ok(()) => self.done(n + 1, v),
                     Err(_) => Ok(Prim::Fail(BAD_INDEX)),
                 }
             }
             75 | 175 => {
-                let o = self.stack_value(n)?;
+                let o = self.stack_value(0)?;
                 if o.is_immediate(self.word) {
                     return FAIL;
                 }
@@ -223,7 +263,7 @@ impl Vm<'_> {
                     self.m.store(c, TEMP0 + i, self.nil)?;
                 }
                 self.m.store(c, STACKP, sp)?;
-                self.done(2, c)
+                self.done(n + 1, c)
             }
             83 => self.perform(argc),
             84 | 100 => self.perform_with_args(argc, p == 100),
@@ -256,7 +296,7 @@ impl Vm<'_> {
                     if list == self.nil || !self.remove_process(list, pr)? {
                         return FAIL;
                     }
-                    self.done(1, list)
+                    self.done(n + 1, list)
                 }
             }
             167 => {
@@ -272,15 +312,15 @@ impl Vm<'_> {
             110 => {
                 let (a, b) = (self.stack_value(1)?, self.stack_value(0)?);
                 let r = self.boolean(a == b);
-                self.done(2, r)
+                self.done(n + 1, r)
             }
             169 => {
                 let (a, b) = (self.stack_value(1)?, self.stack_value(0)?);
                 let r = self.boolean(a != b);
-                self.done(2, r)
+                self.done(n + 1, r)
             }
             111 => {
-                let o = self.stack_value(n)?;
+                let o = self.stack_value(0)?;
                 match self.m.class_of(o) {
                     Some(c) => self.done(n + 1, c),
                     None => FAIL,
@@ -303,7 +343,7 @@ impl Vm<'_> {
                 if argc == 0 {
                     let path = self.opts.image_path.to_string_lossy().into_owned();
                     let s = self.new_string(path.as_bytes())?;
-                    self.done(1, s)
+                    self.done(n + 1, s)
                 } else {
                     self.pop_n(n)?;
                     Ok(Prim::Done)
@@ -315,7 +355,7 @@ impl Vm<'_> {
             }
             129 => {
                 let s = self.m.special_objects();
-                self.done(1, s)
+                self.done(n + 1, s)
             }
             130 | 131 => {
                 let v = self.int(self.m.eden_free() as i64);
@@ -364,7 +404,7 @@ impl Vm<'_> {
                     None => path,
                 };
                 let s = self.new_string(dir.as_bytes())?;
-                self.done(1, s)
+                self.done(n + 1, s)
             }
             145 => {
                 let (o, v) = (self.stack_value(1)?, self.stack_value(0)?);
@@ -392,10 +432,10 @@ impl Vm<'_> {
             148 => {
                 let o = self.stack_value(0)?;
                 if o.is_immediate(self.word) {
-                    return self.done(1, o);
+                    return self.done(n + 1, o);
                 }
                 let c = crate::mem::shallow_copy(self.m, o)?;
-                self.done(1, c)
+                self.done(n + 1, c)
             }
             149 => {
                 let a = self.stack_value(0)?;
@@ -405,11 +445,11 @@ impl Vm<'_> {
                 match self.attribute(a) {
                     Some(s) => {
                         let s = self.new_string(s.as_bytes())?;
-                        self.done(2, s)
+                        self.done(n + 1, s)
                     }
                     None => {
                         let nil = self.nil;
-                        self.done(2, nil)
+                        self.done(n + 1, nil)
                     }
                 }
             }
@@ -417,14 +457,14 @@ impl Vm<'_> {
                 let o = self.stack_value(0)?;
                 let r = !o.is_immediate(self.word) && self.m.header(o)?.is_immutable();
                 let r = self.boolean(r || o.is_immediate(self.word));
-                self.done(1, r)
+                self.done(n + 1, r)
             }
             170 => {
                 let v = self.stack_value(0)?;
                 match self.m.small_int(v) {
                     Some(c) if (0..=0x3FFF_FFFF).contains(&c) => {
                         let ch = self.chr(c as u32);
-                        self.done(2, ch)
+                        self.done(n + 1, ch)
                     }
                     _ => Ok(Prim::Fail(BAD_ARGUMENT)),
                 }
@@ -433,13 +473,13 @@ impl Vm<'_> {
                 let o = self.stack_value(0)?;
                 if let Some(c) = self.m.character(o) {
                     let v = self.int(c as i64);
-                    self.done(1, v)
+                    self.done(n + 1, v)
                 } else if let Some(i) = self.m.small_int(o) {
                     let v = self.int(i);
-                    self.done(1, v)
+                    self.done(n + 1, v)
                 } else if self.m.small_float(o).is_some() {
                     let v = self.int((o.bits() >> 3) as i64);
-                    self.done(1, v)
+                    self.done(n + 1, v)
                 } else {
                     FAIL
                 }
@@ -509,10 +549,16 @@ impl Vm<'_> {
                     .small_int(self.stack_value(0)?)
                     .unwrap_or(1000)
                     .clamp(0, 1_000_000) as u64;
-                let mut at = Instant::now() + Duration::from_micros(us);
-                if let Some(t) = self.timer {
-                    at = at.min(t.at);
-                }
+                // The idle process relinquishes when nothing else can run:
+                // with no timer pending, nothing ever will (no input, no
+                // other threads signal here).
+                let Some(t) = self.timer else {
+                    return Err(Stop::Halt(
+                        StopKind::Idle,
+                        "only the idle process can run, and no timer is pending".into(),
+                    ));
+                };
+                let at = t.at.min(Instant::now() + Duration::from_micros(us));
                 self.sleep_until(at)?;
                 self.pop_n(1)?;
                 Ok(Prim::Done)
@@ -1084,6 +1130,21 @@ impl Vm<'_> {
             _ => FAIL,
         }
     }
+}
+
+/// The argument count a primitive takes, and whether it also has a mirror
+/// form with one more; `None`: any count (the primitive checks).
+fn fixed_argc(p: u16) -> Option<(u32, bool)> {
+    Some(match p {
+        18 | 68 | 71 | 76 | 145 | 149 => (1, false),
+        40 | 540 | 70 | 129 | 171 => (0, false),
+        69 | 136 | 242 | 188 => (2, false),
+        105 => (4, false),
+        60 | 63 | 210 | 73 | 173 | 110 | 169 => (1, true),
+        61 | 64 | 211 | 74 | 174 => (2, true),
+        62 | 75 | 175 | 111 | 148 | 163 => (0, true),
+        _ => return None,
+    })
 }
 
 fn utc_micros() -> u64 {
