@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The outside sweep: randomly damaged copies of real images, run against the
-# release binary. Every run of `vm-loader verify` (in place), `launch --headless
-# --relocate` (a dry run, and a run of the interpreter for at most 20000
-# bytecodes or 5 seconds: a damaged image may wait for a far timer), `stats`, `vm-loader load --relocate` and `vm-loader info` must end
-# with exit code 0, 1, 2 or 3 (a run that stopped) and a message, within the
-# time limit: a panic (101), an abort or a signal, a hang, or silence fails the
-# sweep.
+# release binary. Every run of `vm-loader verify` (in place), `launch
+# --headless --relocate` (a dry run, and a run of the interpreter for at most
+# 20000 bytecodes or 5 seconds: a damaged image may wait for a far timer),
+# `stats`, `vm-loader load --relocate` and `vm-loader info` must end with exit
+# code 0, 1, 2 or 3 (a run that stopped) and a message, within the time limit:
+# a panic (101), an abort or a signal, a hang, or silence fails the sweep.
 #
 #   tests/outside-sweep.sh [COPIES_PER_IMAGE [SEED [IMAGE...]]]
 #

@@ -50,6 +50,7 @@ fn launch(heap: LoadedHeap) {
                 max_bytecodes: Some(RUN_BYTECODES),
                 timeout: Some(Duration::from_secs(2)),
                 allow_files: false,
+                real_time_waits: false,
                 ..Default::default()
             });
             match spur_runtime::launch(&mut rt, &mut engine) {

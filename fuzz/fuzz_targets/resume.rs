@@ -30,6 +30,7 @@ fuzz_target!(|data: &[u8]| {
                 max_bytecodes: Some(20_000),
                 timeout: Some(std::time::Duration::from_secs(2)),
                 allow_files: false,
+                real_time_waits: false,
                 ..Default::default()
             });
             match launch(&mut rt, &mut engine) {

@@ -65,6 +65,9 @@ pub struct Options {
     /// Let the file plugin open and delete real files (off: those
     /// primitives fail, for runs of untrusted images such as the sweeps').
     pub allow_files: bool,
+    /// Wait in real time for timers (Delays) when nothing else can run; off:
+    /// a pending timer fires at once (for bounded runs of untrusted images).
+    pub real_time_waits: bool,
 }
 
 impl Default for Options {
@@ -80,6 +83,7 @@ impl Default for Options {
             args: Vec::new(),
             echo: false,
             allow_files: true,
+            real_time_waits: true,
         }
     }
 }
