@@ -405,6 +405,16 @@ fn launch_runs_the_builders_image_to_its_quit_code_and_stops_at_limits() {
     let j: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["ended"], "quit");
     assert_eq!(j["exit_code"], expected);
+    // The first sends, traced: synthStep is resumed, so synthWork: comes first.
+    let out = vm_loader(&["launch", "--headless", "--trace-sends", "3"]);
+    assert_eq!(code(&out), expected);
+    let err = stderr(&out);
+    let sends: Vec<&str> = err.lines().filter(|l| l.starts_with("send ")).collect();
+    assert_eq!(sends.len(), 3, "{err}");
+    assert!(
+        sends[0].starts_with("send 1: #synthWork: to SmallInteger"),
+        "{err}"
+    );
     assert!(u(&j["sends"]) > 100 && u(&j["bytecodes"]) > 1000);
     let dir = tempfile::tempdir().unwrap();
     let (path, _) = write(

@@ -270,12 +270,14 @@ impl Vm<'_> {
                     16..=23 => 1,
                     _ => return FAIL,
                 };
-                let len = self.m.bytes(buf)?.len() as i64;
-                let (a, b) = ((start - 1) * unit, (start - 1 + count) * unit);
-                if start < 1 || count < 0 || b > len {
+                let units = self.m.bytes(buf)?.len() as i64 / unit;
+                if start < 1 || count < 0 || start - 1 > units || count > units - (start - 1) {
                     return FAIL;
                 }
-                let (a, b) = (a as usize, b as usize);
+                let (a, b) = (
+                    ((start - 1) * unit) as usize,
+                    ((start - 1 + count) * unit) as usize,
+                );
                 let done = if name == "primitiveFileWrite" {
                     let data = self.m.bytes(buf)?[a..b].to_vec();
                     match self.files.open[i].as_mut() {
