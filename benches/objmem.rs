@@ -5,8 +5,9 @@
 //! `cargo bench -p spur-benches --bench objmem`. Small and quick: a 1 MiB
 //! 64-bit image, a few seconds per function.
 
-use std::hint::black_box;
 use std::time::Duration;
+
+use std::hint::black_box;
 
 use criterion::Criterion;
 use spur_format::raw::{CLASS_ARRAY, FMT_INDEXABLE};

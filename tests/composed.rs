@@ -59,10 +59,10 @@ fn round_trip(image: &Path, folder: &Path) {
         );
         assert!(!heap.swizzled());
         for s in heap.segments() {
-            assert_eq!(s.new_start.0, s.old_start.0);
+            assert_eq!(s.new_start.get(), s.old_start.get());
             assert_eq!(
                 s.mapped,
-                map && s.old_start.0 % spur_mem::page_size() == 0,
+                map && s.old_start.get() % spur_mem::page_size() == 0,
                 "segment {}",
                 s.index
             );
@@ -178,14 +178,15 @@ fn the_folder_has_the_files_fields_and_order_the_pharo_vm_writes() {
         std::fs::read_to_string(folder.join("seg1.ston")).unwrap(),
         format!(
             "ComposedMetadataStruct {{\n\t#startAddress : {},\n\t#dataSize : {}\n}}",
-            s.old_start.0, s.size
+            s.old_start.get(),
+            s.size
         )
     );
     assert_eq!(
         std::fs::metadata(folder.join("seg1.data")).unwrap().len(),
         s.size
     );
-    assert!(header.contains(&format!("\t#oldBaseAddr : {},", heap.nil().0)));
+    assert!(header.contains(&format!("\t#oldBaseAddr : {},", heap.nil().get())));
     assert!(header.contains("\t#imageFormat : 68021,"));
 }
 
@@ -327,7 +328,7 @@ fn perm_space_lands_at_its_own_address_and_never_moves() {
     );
     let single = load_path(&image, &LoadOptions::default()).unwrap();
     let objects = verify(&single).objects;
-    let nil = single.nil().0;
+    let nil = single.nil().get();
     let folder = dir.path().join("p");
     write_composed(&single, &folder, &Default::default()).unwrap();
     drop(single);
@@ -388,9 +389,9 @@ fn perm_space_lands_at_its_own_address_and_never_moves() {
     let moved = load_path(&folder, &opts).unwrap();
     let v = verify(&moved);
     assert!(v.ok(), "{:#?}", v.errors);
-    let new_nil = moved.nil().0;
+    let new_nil = moved.nil().get();
     assert_ne!(new_nil, nil);
-    let perm_obj = spur_format::NewAddr(perm);
+    let perm_obj = spur_format::NewAddr::from_heap_word(perm);
     assert_eq!(
         moved.slot(perm_obj, 0),
         Some(new_nil),
@@ -398,7 +399,7 @@ fn perm_space_lands_at_its_own_address_and_never_moves() {
     );
     assert_eq!(moved.slot(perm_obj, 1), Some(new_nil + 32));
     assert_eq!(moved.slot(perm_obj, 2), Some((5 << 3) | 1));
-    let moved_arr = spur_format::NewAddr(arr_addr - nil + new_nil);
+    let moved_arr = spur_format::NewAddr::from_heap_word(arr_addr - nil + new_nil);
     assert_eq!(
         moved.slot(moved_arr, 0),
         Some(perm),
@@ -415,7 +416,7 @@ fn perm_space_lands_at_its_own_address_and_never_moves() {
     );
     let back = load_path(&again, &LoadOptions::default()).unwrap();
     assert!(verify(&back).ok());
-    assert_eq!(back.nil().0, new_nil);
+    assert_eq!(back.nil().get(), new_nil);
 }
 
 /// Converts `image` to a folder and back to a single file through the
@@ -564,3 +565,37 @@ fn a_truncated_segment_file_kills_the_mapped_heap_with_sigbus() {
 
 /// `SIGBUS` on Linux (x86, Arm, RISC-V).
 const SIGBUS: i32 = 7;
+
+/// Two writers creating the same composed folder at once: both succeed
+/// (the second to rename exchanges instead), and the folder is whole.
+#[test]
+fn two_writers_creating_the_same_folder_both_succeed() {
+    let _lock = address_space();
+    let dir = tempfile::tempdir().unwrap();
+    let image = synth(
+        dir.path(),
+        "a.image",
+        &SynthSpec::new(WordSize::W64, 256 << 10),
+    );
+    let heap = load_path(&image, &LoadOptions::default()).unwrap();
+    for round in 0..30 {
+        let out = dir.path().join(format!("out-{round}"));
+        let barrier = std::sync::Barrier::new(2);
+        std::thread::scope(|s| {
+            let writers: Vec<_> = (0..2)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        write_composed(&heap, &out, &Default::default())
+                    })
+                })
+                .collect();
+            for w in writers {
+                let r = w.join().unwrap();
+                assert!(r.is_ok(), "round {round}: {}", r.unwrap_err());
+            }
+        });
+        let back = load_path(&out, &LoadOptions::default()).unwrap();
+        assert!(verify(&back).ok());
+    }
+}

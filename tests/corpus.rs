@@ -20,8 +20,8 @@ fn every_corpus_image_loads_at_its_old_base_without_swizzling() {
             heap.fallback_reason()
         );
         assert!(!heap.swizzled());
-        assert_eq!(heap.nil().0, img.old_base);
-        assert_eq!(heap.special_objects().0, img.special_objects_oop);
+        assert_eq!(heap.nil().get(), img.old_base);
+        assert_eq!(heap.special_objects().get(), img.special_objects_oop);
         assert_eq!(heap.count_objects().unwrap(), img.objects, "{}", img.file);
     }
 }
@@ -43,9 +43,9 @@ fn every_corpus_image_loads_relocated_with_the_same_objects() {
                 .unwrap_or_else(|e| panic!("{}: {e}", img.file));
             assert_eq!(heap.placement(), Placement::Relocated);
             assert!(heap.swizzled());
-            assert_ne!(heap.nil().0, img.old_base);
+            assert_ne!(heap.nil().get(), img.old_base);
             if let PlacementRequest::At(a) = req {
-                assert_eq!(heap.nil().0, a);
+                assert_eq!(heap.nil().get(), a);
             }
             assert_eq!(heap.count_objects().unwrap(), img.objects, "{}", img.file);
             let reference = load_path(&dir.join(img.file), &LoadOptions::default()).unwrap();

@@ -20,8 +20,8 @@ fn header64(data_size: u64, old_base: u64, first_segment_size: u64) -> ImageHead
         prefix_bytes: 0,
         header_size: 128,
         data_size,
-        old_base: OldAddr(old_base),
-        special_objects_oop: OldAddr(old_base),
+        old_base: OldAddr::new(old_base),
+        special_objects_oop: OldAddr::new(old_base),
         last_hash: 1,
         saved_window_size: 0,
         flags: 2,
@@ -206,7 +206,7 @@ fn a_32_bit_image_asking_for_4_gib_of_headroom_still_relocates() {
     // extraVMMemory: the u32 after the six header words (§1.3).
     image[32..36].copy_from_slice(&0xFFFF_FFF8u32.to_le_bytes());
     let heap = load(&image[..], &opts(PlacementRequest::Relocate)).unwrap();
-    assert!(heap.nil().0 < 1 << 32);
+    assert!(heap.nil().get() < 1 << 32);
     assert_eq!(heap.headroom(), 0);
     assert!(verify(&heap).ok());
     drop(heap);
@@ -215,7 +215,7 @@ fn a_32_bit_image_asking_for_4_gib_of_headroom_still_relocates() {
         let end = heap.segments().last().unwrap();
         assert_eq!(
             heap.headroom(),
-            (1 << 32) - (end.new_start.0 + end.size),
+            (1 << 32) - (end.new_start.get() + end.size),
             "in place: the headroom up to 4 GiB"
         );
     }
@@ -233,4 +233,43 @@ fn a_terabyte_claimed_by_a_short_file_is_refused_before_reserving() {
         "header field dataSize says 1099511627776 bytes of heap from file offset 128, \
          but the file holds only 3968 bytes there"
     );
+}
+
+/// A hidden root (the mark stack, slot 4096 of the hidden roots) that leads
+/// to `false` instead of an object-stack page: relocating refuses it, and
+/// the error names `false`'s real address, segment and offset (it named
+/// address 0 once).
+#[test]
+fn a_bad_object_stack_root_is_reported_at_its_real_address() {
+    use spur_format::raw::MARK_STACK_ROOT_INDEX;
+    use spur_format::FormatError;
+    use spur_loader::LoadError;
+    let (mut bytes, _) =
+        spur_synth::image_bytes(&spur_synth::SynthSpec::new(WordSize::W64, 256 << 10)).unwrap();
+    let header = ImageHeader::parse(&bytes, bytes.len() as u64).unwrap();
+    let old_base = header.old_base.get();
+    // Where the hidden roots lie, from a first load (offsets from nil are
+    // the same in the file).
+    let heap = load(bytes.as_slice(), &opts(PlacementRequest::Relocate)).unwrap();
+    let nil = heap.nil();
+    let free_lists = nil.plus(48);
+    let hidden = heap.object_after(free_lists).unwrap();
+    let slot = hidden.offset_from(nil).unwrap() + 8 + MARK_STACK_ROOT_INDEX * 8;
+    drop(heap);
+    let at = usize::try_from(header.header_size + slot).unwrap();
+    bytes[at..at + 8].copy_from_slice(&(old_base + 16).to_le_bytes());
+    let e = load(bytes.as_slice(), &opts(PlacementRequest::Relocate)).unwrap_err();
+    let LoadError::Relocate(FormatError::BadObject {
+        segment,
+        offset,
+        addr,
+        ..
+    }) = &e
+    else {
+        panic!("{e}");
+    };
+    assert_eq!((*segment, *offset), (0, 16), "{e}");
+    assert_ne!(*addr, 0, "{e}");
+    assert!(e.to_string().contains(&format!("{addr:#x}")), "{e}");
+    assert!(e.to_string().contains("hidden root 4096"), "{e}");
 }

@@ -157,9 +157,9 @@ fn check_runtime(rt: &Runtime, what: &str, candle: bool) {
     // New space lies below old space or elsewhere, never over it; a
     // 32-bit image's memory stays below 4 GiB.
     let ns = rt.new_space();
-    assert!(ns.end().0 <= heap.nil().0 || ns.start().0 >= rt.old_space().end.0);
+    assert!(ns.end().get() <= heap.nil().get() || ns.start().get() >= rt.old_space().end.get());
     if heap.word() == WordSize::W32 {
-        assert!(ns.end().0 <= 1 << 32);
+        assert!(ns.end().get() <= 1 << 32);
         assert!(rt.stack_zone().start() + rt.stack_zone().layout().zone_bytes <= 1 << 32);
     }
 }

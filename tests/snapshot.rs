@@ -194,7 +194,7 @@ fn assert_same_objects_across(
         let mut v = Vec::new();
         for (i, s) in heap.segments().iter().enumerate() {
             let bytes = heap.segment_bytes(i);
-            let mut w = Walk::<L>::new(bytes, s.new_start.0, i);
+            let mut w = Walk::<L>::new(bytes, s.new_start.get(), i);
             for o in w.by_ref() {
                 let n = o.num_slots.max(1) as usize;
                 let at = o.offset + 8;
@@ -242,13 +242,21 @@ fn relocated_round_trip(path: &Path, out: &Path, req: PlacementRequest, what: &s
     )
     .unwrap();
     assert_eq!(moved.placement(), Placement::Relocated, "{what}");
-    let base = moved.nil().0;
+    let base = moved.nil().get();
     snapshot(&moved, out, &SnapshotOptions::default());
     let written = std::fs::read(out).unwrap();
     let (h, t) = parse(&written);
     let n = ot.segments.len() as u64;
-    assert_eq!(h.old_base.0, base, "{what}: oldBaseAddr is the new base");
-    assert_eq!(h.special_objects_oop.0, moved.special_objects().0, "{what}");
+    assert_eq!(
+        h.old_base.get(),
+        base,
+        "{what}: oldBaseAddr is the new base"
+    );
+    assert_eq!(
+        h.special_objects_oop.get(),
+        moved.special_objects().get(),
+        "{what}"
+    );
     assert_eq!(
         t.segments.len(),
         1,
@@ -266,7 +274,7 @@ fn relocated_round_trip(path: &Path, out: &Path, req: PlacementRequest, what: &s
     let starts: Vec<(u64, u64)> = moved
         .segments()
         .iter()
-        .map(|s| (s.new_start.0, s.old_start.0))
+        .map(|s| (s.new_start.get(), s.old_start.get()))
         .collect();
     let memory: Vec<u8> = (0..moved.segments().len())
         .flat_map(|i| {
@@ -281,7 +289,7 @@ fn relocated_round_trip(path: &Path, out: &Path, req: PlacementRequest, what: &s
     let again = load_path(out, &LoadOptions::default()).unwrap();
     assert_eq!(again.placement(), Placement::OldBase, "{what}");
     assert!(!again.swizzled(), "{what}: loads again without swizzling");
-    assert_eq!(again.nil().0, base);
+    assert_eq!(again.nil().get(), base);
     let v = verify(&again);
     assert!(v.ok(), "{what}: {:#?}", &v.errors[..v.errors.len().min(5)]);
     let bytes = again.segment_bytes(0);
@@ -451,11 +459,16 @@ fn a_failed_rename_leaves_no_temporary_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_synth(dir.path(), "a.image", &spec(WordSize::W32, 256));
     let heap = load_path(&path, &LoadOptions::default()).unwrap();
-    // A non-empty folder where the image should go: the rename fails.
+    // A non-empty folder where the image should go: refused before
+    // anything is written, under its own name.
     let target = dir.path().join("taken");
     std::fs::create_dir_all(target.join("inside")).unwrap();
     let e = snapshot_to_path(&heap, &target, &SnapshotOptions::default(), &mut |_| {}).unwrap_err();
-    assert!(e.to_string().contains("renaming over the target"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with(&format!("{}: a directory", target.display())),
+        "{e}"
+    );
     assert!(target.join("inside").is_dir());
     assert_eq!(others(dir.path(), &[&path, &target]), Vec::<String>::new());
     // A folder that does not exist: refused before anything is written.
@@ -479,16 +492,22 @@ fn stale_temporary_files_of_dead_writers_are_removed_and_live_ones_kept() {
     let dead = child.id();
     child.wait().unwrap();
     let stale = dir.path().join(format!(".s.image.snapshot-{dead}-0.tmp"));
-    let live = dir.path().join(".s.image.snapshot-1-0.tmp");
+    // Left by a writer in another PID namespace, whose pid is live here.
+    let stale_elsewhere = dir.path().join(".s.image.snapshot-1-0.tmp");
+    // A live writer's file, whatever its pid says: it holds the lock.
+    let live = dir.path().join(format!(".s.image.snapshot-{dead}-1.tmp"));
     let unrelated = dir.path().join(".t.image.snapshot-999999999-0.tmp");
-    for p in [&stale, &live, &unrelated] {
+    for p in [&stale, &stale_elsewhere, &live, &unrelated] {
         std::fs::write(p, b"partial").unwrap();
     }
+    let held = spur_loader::files::is_stale(&live).expect("not locked yet");
     let heap = load_path(&path, &LoadOptions::default()).unwrap();
     snapshot(&heap, &path, &SnapshotOptions::default());
     assert!(!stale.exists(), "the dead writer's file is removed");
-    assert!(live.exists(), "a live process's file is left alone");
+    assert!(!stale_elsewhere.exists(), "an unlocked file is removed");
+    assert!(live.exists(), "a live writer's file is left alone");
     assert!(unrelated.exists(), "another target's file is left alone");
+    drop(held);
 }
 
 // ---- background ----
@@ -536,15 +555,34 @@ fn a_failing_background_writer_is_reported_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_synth(dir.path(), "c.image", &spec(WordSize::W32, 256));
     let heap = load_path(&path, &LoadOptions::default()).unwrap();
+    // A folder as the target is refused before the fork.
     let target = dir.path().join("taken");
     std::fs::create_dir_all(target.join("inside")).unwrap();
-    let job = snapshot_in_background(&heap, &target, &SnapshotOptions::default()).unwrap();
-    let e = job.wait().unwrap_err();
-    match &e {
-        SnapshotError::ChildFailed(io) => assert_eq!(io.raw_os_error(), Some(21)), // EISDIR
-        other => panic!("{other}"),
+    let e = snapshot_in_background(&heap, &target, &SnapshotOptions::default()).unwrap_err();
+    assert!(matches!(e, SnapshotError::Target { .. }), "{e}");
+    assert_eq!(others(dir.path(), &[&path, &target]), Vec::<String>::new());
+    // The child's temporary taken away under it: its rename fails.
+    let out = dir.path().join("out.image");
+    let mut failed = false;
+    for _attempt in 0..10 {
+        let job = snapshot_in_background(&heap, &out, &SnapshotOptions::default()).unwrap();
+        if std::fs::remove_file(job.temp_path()).is_err() {
+            // Renamed already: try again.
+            job.wait().unwrap();
+            std::fs::remove_file(&out).unwrap();
+            continue;
+        }
+        let e = job.wait().unwrap_err();
+        match &e {
+            SnapshotError::ChildFailed(io) => assert_eq!(io.raw_os_error(), Some(2)), // ENOENT
+            other => panic!("{other}"),
+        }
+        assert!(e.to_string().contains("writer process failed"), "{e}");
+        failed = true;
+        break;
     }
-    assert!(e.to_string().contains("writer process failed"), "{e}");
+    assert!(failed, "the child always renamed first");
+    assert!(!out.exists());
     assert_eq!(others(dir.path(), &[&path, &target]), Vec::<String>::new());
 }
 
@@ -619,7 +657,7 @@ fn a_heap_with_a_perm_space_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_synth(dir.path(), "p.image", &spec(WordSize::W64, 1024));
     let heap = load_path(&path, &LoadOptions::default()).unwrap();
-    let nil = heap.nil().0;
+    let nil = heap.nil().get();
     let folder = dir.path().join("p");
     spur_loader::write_composed(&heap, &folder, &Default::default()).unwrap();
     drop(heap);

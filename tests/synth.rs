@@ -41,9 +41,10 @@ fn every_kind_loads_in_place_and_relocated_intact() {
         assert!(!heap.swizzled(), "{name}");
         assert_eq!(heap.segments().len(), spec.segments, "{name}");
         for (s, r) in heap.segments().iter().zip(&report.segments) {
-            assert_eq!(s.old_start.0, r.old_start, "{name}");
+            assert_eq!(s.old_start.get(), r.old_start, "{name}");
             assert_eq!(
-                s.new_start.0, r.old_start,
+                s.new_start.get(),
+                r.old_start,
                 "{name}: segment {} moved",
                 s.index
             );
@@ -66,7 +67,7 @@ fn every_kind_loads_in_place_and_relocated_intact() {
             assert_eq!(moved.placement(), Placement::Relocated, "{name}");
             assert!(moved.swizzled());
             if let PlacementRequest::At(a) = req {
-                assert_eq!(moved.nil().0, a);
+                assert_eq!(moved.nil().get(), a);
             }
             let v = verify(&moved);
             assert!(
@@ -148,13 +149,13 @@ fn find(
     let s = &t.segments[0];
     let seg = &bytes[s.file_offset as usize..(s.file_offset + s.size) as usize];
     let found = match word {
-        WordSize::W64 => Walk::<L64>::new(seg, s.old_start.0, 0).find(|o| pred(o, seg)),
-        WordSize::W32 => Walk::<L32>::new(seg, s.old_start.0, 0).find(|o| pred(o, seg)),
+        WordSize::W64 => Walk::<L64>::new(seg, s.old_start.get(), 0).find(|o| pred(o, seg)),
+        WordSize::W32 => Walk::<L32>::new(seg, s.old_start.get(), 0).find(|o| pred(o, seg)),
     }
     .expect("an object to corrupt");
     (
         s.file_offset as usize + found.offset,
-        s.old_start.0 + found.offset as u64,
+        s.old_start.get() + found.offset as u64,
     )
 }
 

@@ -48,8 +48,8 @@ fuzz_target!(|data: &[u8]| {
         let at = s.file_offset as usize;
         let bytes = &data[at..at + s.size as usize];
         match h.word {
-            WordSize::W64 => walk::<L64>(bytes, s.old_start.0, s.index),
-            WordSize::W32 => walk::<L32>(bytes, s.old_start.0, s.index),
+            WordSize::W64 => walk::<L64>(bytes, s.old_start.get(), s.index),
+            WordSize::W32 => walk::<L32>(bytes, s.old_start.get(), s.index),
         }
         let mut copy = bytes.to_vec();
         repair_bridge_in_memory(h.word, &mut copy, s.gap_after);

@@ -112,8 +112,11 @@ fn undo(heap: &LoadedHeap, v: u64) -> Option<u64> {
         .segments()
         .iter()
         .rev()
-        .find(|s| v >= s.new_start.0 && v < s.new_start.0 + s.size)?;
-    Some(v.wrapping_sub(s.new_start.0).wrapping_add(s.old_start.0))
+        .find(|s| v >= s.new_start.get() && v < s.new_start.get() + s.size)?;
+    Some(
+        v.wrapping_sub(s.new_start.get())
+            .wrapping_add(s.old_start.get()),
+    )
 }
 
 fn compare<L: spur_format::Layout>(a: &LoadedHeap, b: &LoadedHeap) -> u64 {
@@ -123,8 +126,8 @@ fn compare<L: spur_format::Layout>(a: &LoadedHeap, b: &LoadedHeap) -> u64 {
         let (sa, sb) = (&a.segments()[i], &b.segments()[i]);
         assert_eq!(sa.old_start, sb.old_start);
         let (ba, bb) = (a.segment_bytes(i), b.segment_bytes(i));
-        let wa: Vec<_> = Walk::<L>::new(ba, sa.new_start.0, i).collect();
-        let wb: Vec<_> = Walk::<L>::new(bb, sb.new_start.0, i).collect();
+        let wa: Vec<_> = Walk::<L>::new(ba, sa.new_start.get(), i).collect();
+        let wb: Vec<_> = Walk::<L>::new(bb, sb.new_start.get(), i).collect();
         assert_eq!(wa.len(), wb.len(), "segment {i}: object counts differ");
         for (oa, ob) in wa.iter().zip(&wb) {
             assert_eq!(oa.offset, ob.offset);

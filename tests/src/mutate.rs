@@ -193,7 +193,7 @@ fn objects<L: Layout>(image: &[u8], s: &mut Shape) {
     for seg in &s.table.segments {
         let at = seg.file_offset as usize;
         let bytes = &image[at..at + seg.size as usize];
-        for o in Walk::<L>::new(bytes, seg.old_start.0, seg.index) {
+        for o in Walk::<L>::new(bytes, seg.old_start.get(), seg.index) {
             s.objects.push((at + o.start(), at + o.offset));
             let h = o.header;
             if h.class_index() >= 8 && h.is_pointers() {
@@ -375,7 +375,7 @@ pub fn plan(image: &[u8], budget: Budget, seed: u64) -> Result<Vec<Damage>, Form
     // Pointers bent: bits flipped, into the middle of an object, onto a
     // bridge, out of the heap, zero, all ones.
     let last = s.table.segments.last().unwrap();
-    let bridge = last.old_end().0 - BRIDGE_BYTES;
+    let bridge = last.old_end().get() - BRIDGE_BYTES;
     for &at in spread(&s.pointers, budget.pointers).iter() {
         let v = if w == 8 {
             u64_at(image, at)
@@ -400,8 +400,8 @@ pub fn plan(image: &[u8], budget: Budget, seed: u64) -> Result<Vec<Damage>, Form
             v.wrapping_add(8),
             v.wrapping_sub(8),
             bridge,
-            h.old_base.0.wrapping_sub(16),
-            last.old_end().0 + 4096,
+            h.old_base.get().wrapping_sub(16),
+            last.old_end().get() + 4096,
             0,
             max & !7,
         ] {

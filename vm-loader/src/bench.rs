@@ -31,9 +31,10 @@ use spur_loader::{
 use spur_synth::SynthSpec;
 
 use crate::cli::BenchArgs;
-use crate::out::{emit, human_bytes};
+use crate::out::{emit, human_bytes, shown};
 use crate::plot::{self, Series};
 use crate::Outcome;
+use spur_loader::files::{self, OutForm};
 
 /// The JSON of `bench`.
 #[derive(Debug, Serialize)]
@@ -287,10 +288,24 @@ fn measure(path: &Path, scratch: &Path, runs: usize, load: &LoadOptions) -> Resu
 }
 
 pub fn run(args: &BenchArgs, json: bool) -> Result<Outcome> {
+    // The plot's file is checked before anything is measured.
+    if let Some(p) = &args.plot {
+        check_plot(p)?;
+    }
     let temp;
     let scratch: PathBuf = match &args.dir {
         Some(d) => {
-            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+            // An existing folder only: a mistyped --dir is not created.
+            if !d.is_dir() {
+                anyhow::bail!(
+                    "--dir {}: {}",
+                    shown(d),
+                    match std::fs::metadata(d) {
+                        Ok(m) => format!("{}, not a folder", files::kind_name(&m.file_type())),
+                        Err(e) => e.to_string(),
+                    }
+                );
+            }
             d.clone()
         }
         None => {
@@ -313,8 +328,17 @@ pub fn run(args: &BenchArgs, json: bool) -> Result<Outcome> {
                 mib.checked_mul(1 << 20)
                     .with_context(|| format!("--synth {mib} is too large"))?,
             );
-            spur_synth::write_image_file(&spec, &path)
-                .with_context(|| format!("writing {}", path.display()))?;
+            // Through the snapshot writer's steps, so that a killed bench
+            // leaves only a temporary the next write removes.
+            spur_loader::write_atomically(&path, |f| {
+                spur_synth::write_image(&spec, f).map_err(|source| {
+                    spur_loader::SnapshotError::File {
+                        what: "writing",
+                        path: path.display().to_string(),
+                        source,
+                    }
+                })
+            })?;
         }
         images.push(path);
     }
@@ -347,6 +371,24 @@ pub fn run(args: &BenchArgs, json: bool) -> Result<Outcome> {
     };
     emit(json, &j, || text(&j))?;
     Ok(Outcome::Ok)
+}
+
+/// Fails unless `p` can be written: its folder exists and it is a regular
+/// file or nothing.
+fn check_plot(p: &Path) -> Result<()> {
+    let dir = p
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        anyhow::bail!(
+            "--plot {}: the folder {} does not exist",
+            shown(p),
+            shown(dir)
+        );
+    }
+    files::check_output(p, OutForm::Single).with_context(|| format!("--plot {}", shown(p)))?;
+    Ok(())
 }
 
 /// The plot's lines: load and snapshot, with the two baselines dashed.
@@ -383,7 +425,7 @@ fn text(j: &BenchJson) -> String {
     let _ = writeln!(s, "medians of {} runs, in ms:", j.runs);
     let _ = writeln!(
         s,
-        "{:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}  {:>9} {:>9} {:>9}",
+        "{:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}  {:>9} {:>9} {:>9}  image",
         "heap",
         "load",
         "snapshot",
@@ -399,7 +441,7 @@ fn text(j: &BenchJson) -> String {
     for r in &j.images {
         let _ = writeln!(
             s,
-            "{:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}  {:>8.2}x {:>8.2}x {:>8.2}x",
+            "{:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}  {:>8.2}x {:>8.2}x {:>8.2}x  {}",
             human_bytes(r.heap_bytes),
             ms(r.load_us),
             ms(r.snapshot_us),
@@ -410,7 +452,10 @@ fn text(j: &BenchJson) -> String {
             ms(r.background_child_us),
             r.load_vs_snapshot,
             r.snapshot_vs_raw_write,
-            r.snapshot_vs_raw_write_sync
+            r.snapshot_vs_raw_write_sync,
+            Path::new(&r.path)
+                .file_name()
+                .map_or_else(|| r.path.clone(), |n| shown(n.as_ref()))
         );
     }
     for r in &j.images {

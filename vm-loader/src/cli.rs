@@ -62,10 +62,11 @@ pub struct ConvertArgs {
 
 #[derive(Debug, Args)]
 pub struct SnapshotArgs {
-    /// The image to load: a single file, or a composed folder (written back
-    /// as a single file; refused when it has a perm space).
+    /// The image to load: a single file, or a composed folder.
     pub image: PathBuf,
-    /// Where to write the snapshot (replaced only once it is complete; may be IMAGE).
+    /// Where to write the snapshot (replaced only once it is complete; may
+    /// be IMAGE). Only a regular file or a composed folder is replaced; a
+    /// symbolic link is written through to its file.
     pub out: PathBuf,
     #[command(flatten)]
     pub place: PlaceArgs,
@@ -81,7 +82,9 @@ pub struct SnapshotArgs {
     /// External semaphore table size to record (default: as read).
     #[arg(long, value_name = "N")]
     pub ext_sem_table: Option<u16>,
-    /// The format to write (default: the input's).
+    /// The format to write (default: a single file when OUT ends in
+    /// .image, a composed folder when OUT is one, else the input's; a single
+    /// file cannot hold a perm space).
     #[arg(long, value_enum)]
     pub format: Option<ImageFormat>,
 }
@@ -102,8 +105,9 @@ pub struct BenchArgs {
     /// Draw load and snapshot time against heap size into this SVG file.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
-    /// Folder for the builder images and the files written (default: a new
-    /// temporary folder, removed at the end). Writes land on its file system.
+    /// An existing folder for the builder images (kept there for the next
+    /// run) and the files written (default: a new temporary folder, removed
+    /// at the end). Writes land on its file system.
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
     #[arg(long, help = MAP_FILES_HELP)]
@@ -114,6 +118,10 @@ pub struct BenchArgs {
 pub struct InfoArgs {
     /// The image file (default: a small image made in memory by the builder).
     pub image: Option<PathBuf>,
+    /// Also load the heap and wire it as launch does, to say which dialect
+    /// (Pharo, Squeak, Cuis) the image is and on what evidence.
+    #[arg(long)]
+    pub dialect: bool,
 }
 
 #[derive(Debug, Args)]
@@ -224,7 +232,9 @@ impl PlaceArgs {
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("heap").required(true).args(["heap_mib", "heap_kib"])))]
 pub struct SynthArgs {
-    /// Where to write the image (replaced atomically if it exists).
+    /// Where to write the image (replaced atomically if it is a regular file,
+    /// or with --composed a composed folder; a symbolic link is written
+    /// through to its file).
     pub out: PathBuf,
     /// Heap size in MiB (a lower bound: the fixed structure always fits).
     #[arg(long, value_name = "N")]

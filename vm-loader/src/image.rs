@@ -1,7 +1,7 @@
 //! Where the image of `info`, `load` and `verify` comes from: a file, or,
 //! when no IMAGE is given, a small image the builder makes in memory.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use spur_format::WordSize;
@@ -21,8 +21,9 @@ const DEFAULT_GAP_BYTES: u64 = 1 << 20;
 /// An opened image.
 #[derive(Debug)]
 pub enum Image {
-    /// A file, read with `pread` as the loader needs it.
-    File(FileSource),
+    /// A file, read with `pread` as the loader needs it, and its path (to
+    /// name it in errors).
+    File(FileSource, PathBuf),
     /// An image held in memory.
     Bytes(Vec<u8>),
     /// A Pharo composed image: a folder of `.ston` and `.data` files.
@@ -34,7 +35,7 @@ impl Image {
     pub fn open(path: Option<&Path>) -> anyhow::Result<Image> {
         match path {
             Some(p) if p.is_dir() => Ok(Image::Folder(ComposedSource::open(p)?)),
-            Some(p) => Ok(Image::File(FileSource::open(p)?)),
+            Some(p) => Ok(Image::File(FileSource::open(p)?, p.to_path_buf())),
             None => {
                 let spec = default_spec();
                 eprintln!(
@@ -53,19 +54,33 @@ impl Image {
 }
 
 impl Image {
-    /// The header and segment table, without loading anything.
-    pub fn layout(&self) -> Result<(ImageHeader, SegmentTable), LoadError> {
-        match self {
+    /// The header and segment table, without loading anything. Errors
+    /// name the file.
+    pub fn layout(&self) -> anyhow::Result<(ImageHeader, SegmentTable)> {
+        let r = match self {
             Image::Folder(c) => Ok((c.header.clone(), c.table.clone())),
             _ => spur_loader::read_layout(self),
-        }
+        };
+        self.named(r)
     }
 
-    /// Loads the image.
-    pub fn load(&self, opts: &LoadOptions) -> Result<LoadedHeap, LoadError> {
-        match self {
+    /// Loads the image. Errors name the file.
+    pub fn load(&self, opts: &LoadOptions) -> anyhow::Result<LoadedHeap> {
+        let r = match self {
             Image::Folder(c) => spur_loader::load_composed(c, opts),
             _ => spur_loader::load(self, opts),
+        };
+        self.named(r)
+    }
+
+    /// `r`, its error prefixed by the file's path when it does not say it.
+    fn named<T>(&self, r: Result<T, LoadError>) -> anyhow::Result<T> {
+        match (self, r) {
+            (_, Ok(v)) => Ok(v),
+            (Image::File(_, path), Err(e)) if !e.to_string().contains(&*path.to_string_lossy()) => {
+                Err(anyhow::Error::new(e).context(crate::out::shown(path)))
+            }
+            (_, Err(e)) => Err(e.into()),
         }
     }
 }
@@ -83,14 +98,14 @@ pub fn default_spec() -> SynthSpec {
 impl ImageSource for Image {
     fn len(&self) -> u64 {
         match self {
-            Image::File(f) => f.len(),
+            Image::File(f, _) => f.len(),
             Image::Bytes(b) => ImageSource::len(b.as_slice()),
             Image::Folder(_) => 0,
         }
     }
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<(), LoadError> {
         match self {
-            Image::File(f) => f.read_exact_at(buf, offset),
+            Image::File(f, _) => f.read_exact_at(buf, offset),
             Image::Bytes(b) => b.as_slice().read_exact_at(buf, offset),
             Image::Folder(_) => [0u8; 0].as_slice().read_exact_at(buf, offset),
         }

@@ -34,7 +34,27 @@ pub struct InfoJson {
     pub cog_code_size: u64,
     pub max_ext_sem_table: u16,
     pub image_version: u16,
+    /// Bytes the VM is asked to reserve beyond the heap (0: its default).
+    pub extra_vm_memory: u64,
+    /// The window size saved with the image, in pixels.
+    pub saved_window: WindowJson,
+    /// `"file"`, `"composed"` (a folder) or `"builder"` (no IMAGE given).
+    pub input: &'static str,
+    /// Bytes of the file after its data (kept by a snapshot).
+    pub trailing_bytes: u64,
+    /// With `--dialect`: `pharo`, `squeak`, `cuis` or `unknown`, as launch
+    /// finds it, and the evidence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dialect: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dialect_evidence: Option<Vec<String>>,
     pub segments: Vec<SegmentJson>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WindowJson {
+    pub width: u64,
+    pub height: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -49,13 +69,45 @@ pub struct SegmentJson {
     pub index: usize,
     pub old_start: u64,
     pub size: u64,
+    /// Where the segment's bytes start: in the image file, or in its
+    /// `segN.data` for a composed folder.
+    pub file_offset: u64,
 }
 
 pub fn run(args: &InfoArgs, json: bool) -> Result<Outcome> {
     let image = Image::open(args.image.as_deref())?;
     let (header, table) = image.layout()?;
-    let j = to_json(&header, &table);
-    emit(json, &j, || text(&header, &table))?;
+    let mut j = to_json(&header, &table);
+    j.input = match image {
+        Image::File(..) => "file",
+        Image::Folder(_) => "composed",
+        Image::Bytes(_) => "builder",
+    };
+    j.trailing_bytes = match &image {
+        Image::File(f, _) => spur_loader::trailing_len(f, &header),
+        _ => 0,
+    };
+    if args.dialect {
+        let heap = image.load(&spur_loader::LoadOptions::default())?;
+        let rt = spur_runtime::Runtime::wire(heap, &spur_runtime::RuntimeOptions::default())?;
+        let d = rt.dialect();
+        j.dialect = Some(d.dialect.name());
+        j.dialect_evidence = Some(d.clues.iter().map(|c| c.what.clone()).collect());
+    }
+    emit(json, &j, || {
+        let mut s = text(&header, &table);
+        if let (Some(d), Some(ev)) = (j.dialect, &j.dialect_evidence) {
+            let _ = writeln!(s, "dialect         {d}: {}", ev.join("; "));
+        }
+        match j.input {
+            "composed" => s.insert_str(0, "a composed image (a folder of .ston and .data files)\n"),
+            _ if j.trailing_bytes > 0 => {
+                let _ = writeln!(s, "after the data  {} bytes", j.trailing_bytes);
+            }
+            _ => {}
+        }
+        s
+    })?;
     Ok(Outcome::Ok)
 }
 
@@ -68,8 +120,8 @@ fn to_json(h: &ImageHeader, t: &SegmentTable) -> InfoJson {
         prefix_bytes: h.prefix_bytes,
         header_size: h.header_size,
         data_size: h.data_size,
-        old_base: h.old_base.0,
-        special_objects_oop: h.special_objects_oop.0,
+        old_base: h.old_base.get(),
+        special_objects_oop: h.special_objects_oop.get(),
         last_hash: h.last_hash,
         flags: FlagsJson {
             value: h.flags,
@@ -82,13 +134,23 @@ fn to_json(h: &ImageHeader, t: &SegmentTable) -> InfoJson {
         cog_code_size: h.cog_code_size_kib as u64 * 1024,
         max_ext_sem_table: h.max_ext_sem_table,
         image_version: h.image_version,
+        extra_vm_memory: h.extra_vm_memory as u64,
+        saved_window: WindowJson {
+            width: h.saved_window_size >> 16 & 0xffff,
+            height: h.saved_window_size & 0xffff,
+        },
+        input: "file",
+        trailing_bytes: 0,
+        dialect: None,
+        dialect_evidence: None,
         segments: t
             .segments
             .iter()
             .map(|s| SegmentJson {
                 index: s.index,
-                old_start: s.old_start.0,
+                old_start: s.old_start.get(),
                 size: s.size,
+                file_offset: s.file_offset,
             })
             .collect(),
     }
@@ -130,8 +192,8 @@ fn text(h: &ImageHeader, t: &SegmentTable) -> String {
         h.data_size,
         human_bytes(h.data_size)
     );
-    let _ = writeln!(s, "old base        {:#x}", h.old_base.0);
-    let _ = writeln!(s, "special objects {:#x}", h.special_objects_oop.0);
+    let _ = writeln!(s, "old base        {:#x}", h.old_base.get());
+    let _ = writeln!(s, "special objects {:#x}", h.special_objects_oop.get());
     let _ = writeln!(s, "last hash       {:#x}", h.last_hash);
     let mut names = h.flag_names().join(", ");
     let unknown = unknown_flags(h.flags);
@@ -178,6 +240,12 @@ fn text(h: &ImageHeader, t: &SegmentTable) -> String {
         or_default(h.max_ext_sem_table as u64)
     );
     let _ = writeln!(s, "image version   {}", h.image_version);
+    let _ = writeln!(
+        s,
+        "saved window    {}x{}",
+        h.saved_window_size >> 16 & 0xffff,
+        h.saved_window_size & 0xffff
+    );
     let _ = writeln!(s, "segments        {}", t.segments.len());
     for seg in &t.segments {
         let gap = if seg.gap_after > 0 {
@@ -189,8 +257,8 @@ fn text(h: &ImageHeader, t: &SegmentTable) -> String {
             s,
             "  {:>3}  {:#014x}..{:#014x}  {:>10} bytes at file offset {}{gap}",
             seg.index,
-            seg.old_start.0,
-            seg.old_end().0,
+            seg.old_start.get(),
+            seg.old_end().get(),
             seg.size,
             seg.file_offset
         );

@@ -42,6 +42,9 @@ pub struct ImageJson {
     pub word_size: u64,
     pub placement: &'static str,
     pub swizzled: bool,
+    /// Why the heap was relocated although its old addresses were asked for
+    /// (what held them), or null.
+    pub fallback: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -140,8 +143,23 @@ pub struct ResumeJson {
     pub stack_pointer: u64,
     /// Decoded instructions around the pc, as text.
     pub bytecodes: Vec<String>,
+    /// The same instructions as data: pc, bytes and the decoded operation.
+    pub instructions: Vec<InstructionJson>,
     /// Index in `bytecodes` of the instruction at the pc.
     pub current: usize,
+}
+
+/// One decoded instruction.
+#[derive(Debug, Serialize)]
+pub struct InstructionJson {
+    pub pc: u64,
+    /// Its bytes, extension prefixes included.
+    pub bytes: Vec<u8>,
+    /// The operation and its fields as the decoder holds them, e.g.
+    /// `StoreTemp { index: 2, pop: true }`.
+    pub op: String,
+    /// As in `bytecodes`, literals and special selectors resolved.
+    pub text: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -167,13 +185,15 @@ pub fn run(args: &LaunchArgs, json: bool) -> Result<Outcome> {
     let image = Image::open(args.image.as_deref())?;
     let load = args.place.load_options();
     let heap = image.load(&load)?;
+    let fallback = heap.fallback_reason().map(str::to_owned);
     let mut rt = Runtime::wire(heap, &opts)?;
     if args.dry_run {
         let report = match launch(&mut rt, &mut DryRun) {
             Ok(r) => r,
             Err(never) => match never {},
         };
-        let j = to_json(&report);
+        let mut j = to_json(&report);
+        j.image.fallback = fallback;
         emit(json, &j, || text(&j))?;
         return Ok(Outcome::Ok);
     }
@@ -295,13 +315,14 @@ pub fn to_json(r: &LaunchReport) -> LaunchJson {
             word_size: r.word_bytes,
             placement: r.placement,
             swizzled: r.swizzled,
+            fallback: None,
         },
         special_objects: SpecialObjectsJson {
-            array: r.special_objects_array.0,
+            array: r.special_objects_array.get(),
             length: r.special_objects_len,
-            nil: r.nil.0,
-            false_: r.false_object.0,
-            true_: r.true_object.0,
+            nil: r.nil.get(),
+            false_: r.false_object.get(),
+            true_: r.true_object.get(),
             scheduler_association: r.scheduler_association.bits(),
             external_objects_array: r.external_objects_array.bits(),
         },
@@ -312,8 +333,8 @@ pub fn to_json(r: &LaunchReport) -> LaunchJson {
             this_class_slot: r.this_class_slot,
         },
         new_space: NewSpaceJson {
-            start: r.new_space_start.0,
-            end: r.new_space_end.0,
+            start: r.new_space_start.get(),
+            end: r.new_space_end.get(),
             bytes: r.new_space_bytes,
             from: r.new_space_from,
             placed: r.new_space_placed,
@@ -321,7 +342,7 @@ pub fn to_json(r: &LaunchReport) -> LaunchJson {
             eden_bytes: r.eden_bytes,
             survivor_bytes: r.survivor_bytes,
             reserve_bytes: r.reserve_bytes,
-            scavenge_threshold: r.scavenge_threshold.0,
+            scavenge_threshold: r.scavenge_threshold.get(),
         },
         stack_pages: StackPagesJson {
             count: r.stack_pages,
@@ -336,10 +357,10 @@ pub fn to_json(r: &LaunchReport) -> LaunchJson {
             objects_array_slots: r.external_objects_len,
         },
         old_space: OldSpaceJson {
-            start: o.start.0,
-            end: o.end.0,
+            start: o.start.get(),
+            end: o.end.get(),
             headroom: o.headroom,
-            free_chunk: o.claimed.map(|c| c.chunk.0),
+            free_chunk: o.claimed.map(|c| c.chunk.get()),
             free_chunk_bytes: o.claimed.map_or(0, |c| c.bytes),
             free_bytes: o.free_bytes,
         },
@@ -365,6 +386,17 @@ pub fn to_json(r: &LaunchReport) -> LaunchJson {
             end_pc: p.end_pc,
             stack_pointer: p.stack_pointer,
             bytecodes: p.bytecodes.clone(),
+            instructions: p
+                .window
+                .iter()
+                .zip(&p.bytecodes)
+                .map(|(i, text)| InstructionJson {
+                    pc: i.pc,
+                    bytes: i.bytes.clone(),
+                    op: format!("{:?}", i.op),
+                    text: text.clone(),
+                })
+                .collect(),
             current: p.current,
         },
         timings_us: LaunchTimingsJson {

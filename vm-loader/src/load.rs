@@ -51,7 +51,7 @@ pub struct TimingsJson {
 pub fn load_image(args: &LoadArgs) -> Result<LoadedHeap> {
     let image = Image::open(args.image.as_deref())?;
     let opts = args.place.load_options();
-    Ok(image.load(&opts)?)
+    image.load(&opts)
 }
 
 pub fn run(args: &LoadArgs, json: bool) -> Result<Outcome> {
@@ -72,8 +72,8 @@ pub fn run(args: &LoadArgs, json: bool) -> Result<Outcome> {
             .iter()
             .map(|s| LoadedSegmentJson {
                 index: s.index,
-                old_start: s.old_start.0,
-                new_start: s.new_start.0,
+                old_start: s.old_start.get(),
+                new_start: s.new_start.get(),
                 size: s.size,
                 delta: s.swizzle().delta,
                 mapped: s.mapped,

@@ -1,4 +1,4 @@
-//! `vm-loader`: inspect, load, verify, launch, build and snapshot Spur images
+//! `vm-loader`: inspect, load, verify, launch, build, snapshot and convert Spur images
 //! from the command line, and measure load against snapshot time.
 //!
 //! Every subcommand prints a human-readable account by default and one JSON
@@ -6,8 +6,9 @@
 //! people). Exit codes: 0 success, 1 the verifier found the heap corrupt,
 //! 2 the image could not be read or loaded (or the command line was wrong,
 //! which is clap's own code 2). Bad input is reported as exactly one line on
-//! stderr, `vm-loader: <message>`; nothing is left mapped, since the loaded
-//! heap unmaps itself when dropped.
+//! stderr, `vm-loader: <message>`, and with `--json` also as one JSON object
+//! on stdout, `{"error": "<message>", "exit_code": 2}`; nothing is left
+//! mapped, since the loaded heap unmaps itself when dropped.
 
 // One `unsafe` call, allowed where it is made: `--map-files` takes the
 // user's promise that the image's files stay unchanged (`cli.rs`).
@@ -73,7 +74,11 @@ fn main() -> ExitCode {
         Ok(Outcome::Corrupt) => ExitCode::from(EXIT_CORRUPT),
         Ok(Outcome::Exit(c)) => ExitCode::from(c),
         Err(e) => {
-            eprintln!("vm-loader: {}", one_line(&e));
+            let line = one_line(&e);
+            if cli.json {
+                out::error_json(&line, EXIT_BAD_INPUT);
+            }
+            eprintln!("vm-loader: {line}");
             ExitCode::from(EXIT_BAD_INPUT)
         }
     }

@@ -8,14 +8,14 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use spur_format::HeaderOverrides;
 use spur_loader::{
-    read_prefix, snapshot_in_background, snapshot_to_path, LoadedHeap, SnapshotOptions,
-    SnapshotPlan,
+    read_prefix, read_trailer, snapshot_in_background, snapshot_to_path, trailing_len, LoadedHeap,
+    SnapshotOptions, SnapshotPlan,
 };
 
 use crate::cli::{ConvertArgs, ImageFormat, PlaceArgs, SnapshotArgs};
 use crate::image::Image;
 use crate::load::placement_text;
-use crate::out::{emit, human_bytes};
+use crate::out::{emit, human_bytes, shown};
 use crate::{progress, Outcome};
 
 /// The JSON of `snapshot`.
@@ -36,6 +36,16 @@ pub struct SnapshotJson {
     pub data_size: u64,
     /// Did the written image keep the 512-byte prefix of the source?
     pub prefix: bool,
+    /// What was written: `"single"` (one file) or `"composed"` (a folder).
+    pub written: &'static str,
+    /// Bytes written after the data: those the source file carried past
+    /// its header and data, kept so that an image written back in place is
+    /// byte-identical.
+    pub trailing_bytes: u64,
+    /// Bytes after the source's data that were not written (a composed
+    /// image has no place for them, or there were too many to keep).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub trailing_bytes_dropped: u64,
     pub bytes_written: u64,
     pub load_us: u64,
     /// Foreground: until the image was synced and in place. Background:
@@ -51,15 +61,24 @@ pub struct SnapshotJson {
     pub pause_us: Option<u64>,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// The options for writing `heap`, loaded from `image`: keep the prefix of a
-/// single file and record the header values given on the command line.
+/// single file and the bytes after its data, and record the header values
+/// given on the command line.
 pub fn options(args: &SnapshotArgs, image: &Image, heap: &LoadedHeap) -> Result<SnapshotOptions> {
-    let prefix = match image {
-        Image::File(src) => read_prefix(src, heap.header())?,
-        _ => None,
+    let (prefix, trailer) = match image {
+        Image::File(src, _) => (
+            read_prefix(src, heap.header())?,
+            read_trailer(src, heap.header())?.unwrap_or_default(),
+        ),
+        _ => (None, Vec::new()),
     };
     Ok(SnapshotOptions {
         prefix,
+        trailer,
         overrides: HeaderOverrides {
             eden_bytes: args.eden_bytes,
             num_stack_pages: args.stack_pages,
@@ -69,7 +88,30 @@ pub fn options(args: &SnapshotArgs, image: &Image, heap: &LoadedHeap) -> Result<
     })
 }
 
+/// The format to write: `--format`, else what OUT says (a name ending in
+/// `.image` is a single file, an existing composed folder a composed
+/// image), else the input's.
+pub fn chosen_format(args: &SnapshotArgs, input: ImageFormat) -> ImageFormat {
+    if let Some(f) = args.format {
+        return f;
+    }
+    if args.out.extension().is_some_and(|e| e == "image") {
+        return ImageFormat::Single;
+    }
+    let is_composed_folder = std::fs::metadata(&args.out).is_ok_and(|m| m.is_dir())
+        && args.out.join("header.ston").exists();
+    if is_composed_folder {
+        return ImageFormat::Composed;
+    }
+    input
+}
+
 pub fn run(args: &SnapshotArgs, json: bool) -> Result<Outcome> {
+    run_as(args, json, "snapshot")
+}
+
+/// `verb` names the command in errors ("snapshot to X", "convert to X").
+fn run_as(args: &SnapshotArgs, json: bool, verb: &str) -> Result<Outcome> {
     let image = Image::open(Some(&args.image))?;
     let t0 = Instant::now();
     let heap = image.load(&args.place.load_options())?;
@@ -80,32 +122,33 @@ pub fn run(args: &SnapshotArgs, json: bool) -> Result<Outcome> {
         Image::Folder(_) => ImageFormat::Composed,
         _ => ImageFormat::Single,
     };
-    let (header, segments, bytes, timing) = if args.format.unwrap_or(input_format)
-        == ImageFormat::Composed
-    {
+    let format = chosen_format(args, input_format);
+    let source_trailing = match &image {
+        Image::File(src, _) => trailing_len(src, heap.header()),
+        _ => 0,
+    };
+    let context = || format!("{verb} to {}", shown(out));
+    let (header, segments, bytes, timing) = if format == ImageFormat::Composed {
         if args.background {
             anyhow::bail!("--background writes single files only; a composed folder is written in the foreground");
         }
         let t = Instant::now();
-        let w = spur_loader::write_composed(&heap, out, &opts.overrides)
-            .with_context(|| format!("snapshot to {}", out.display()))?;
+        let w = spur_loader::write_composed(&heap, out, &opts.overrides).with_context(context)?;
         let total_us = t.elapsed().as_micros() as u64;
         (
             w.header,
             w.segments.len(),
             w.bytes_written,
             Timing::Foreground {
-                write_us: total_us,
-                sync_us: 0,
+                write_us: w.write_us,
+                sync_us: w.sync_us,
                 total_us,
             },
         )
     } else if args.background {
-        let job = snapshot_in_background(&heap, out, &opts)
-            .with_context(|| format!("snapshot to {}", out.display()))?;
+        let job = snapshot_in_background(&heap, out, &opts).with_context(context)?;
         let pause_us = job.pause().as_micros() as u64;
         let bar = progress::bar(job.file_len(), json, "writing (child)");
-        let context = || format!("snapshot to {}", out.display());
         let r = if bar.is_hidden() {
             job.wait().with_context(context)?
         } else {
@@ -135,7 +178,7 @@ pub fn run(args: &SnapshotArgs, json: bool) -> Result<Outcome> {
         let total = SnapshotPlan::new(&heap, &opts)?.file_len();
         let bar = progress::bar(total, json, "writing");
         let r = snapshot_to_path(&heap, out, &opts, &mut |done| bar.set_position(done))
-            .with_context(|| format!("snapshot to {}", out.display()))?;
+            .with_context(context)?;
         bar.finish_and_clear();
         (
             r.header,
@@ -163,16 +206,30 @@ pub fn run(args: &SnapshotArgs, json: bool) -> Result<Outcome> {
         swizzled: heap.swizzled(),
         heap_bytes: heap.heap_bytes(),
         segments_written: segments,
-        old_base: header.old_base.0,
-        special_objects_oop: header.special_objects_oop.0,
+        old_base: header.old_base.get(),
+        special_objects_oop: header.special_objects_oop.get(),
         data_size: header.data_size,
         prefix: header.prefix_bytes > 0,
+        written: match format {
+            ImageFormat::Single => "single",
+            ImageFormat::Composed => "composed",
+        },
+        trailing_bytes: if format == ImageFormat::Single {
+            opts.trailer.len() as u64
+        } else {
+            0
+        },
+        trailing_bytes_dropped: 0,
         bytes_written: bytes,
         load_us,
         snapshot_us,
         write_us,
         sync_us,
         pause_us,
+    };
+    let j = SnapshotJson {
+        trailing_bytes_dropped: source_trailing - j.trailing_bytes,
+        ..j
     };
     emit(json, &j, || text(&j, &args.image))?;
     Ok(Outcome::Ok)
@@ -191,7 +248,7 @@ pub fn convert(args: &ConvertArgs, json: bool) -> Result<Outcome> {
         ext_sem_table: None,
         format: Some(args.to),
     };
-    run(&snap, json)
+    run_as(&snap, json, "convert")
 }
 
 enum Timing {
@@ -211,15 +268,19 @@ fn text(j: &SnapshotJson, image: &Path) -> String {
     let _ = writeln!(
         s,
         "loaded {} ({} of heap, {}) in {} us",
-        image.display(),
+        shown(image),
         human_bytes(j.heap_bytes),
         placement_text(j.placement, j.swizzled),
         j.load_us
     );
     let _ = writeln!(
         s,
-        "wrote {}: format {}, {} in {} segment{}{}, nil at {:#x}, special objects at {:#x}",
-        j.path,
+        "wrote {} as {}: format {}, {} in {} segment{}{}, nil at {:#x}, special objects at {:#x}",
+        shown(j.path.as_ref()),
+        match j.written {
+            "composed" => "a composed folder",
+            _ => "a single file",
+        },
         j.format,
         human_bytes(j.bytes_written),
         j.segments_written,
@@ -232,6 +293,27 @@ fn text(j: &SnapshotJson, image: &Path) -> String {
         j.old_base,
         j.special_objects_oop
     );
+    if j.trailing_bytes > 0 {
+        let _ = writeln!(
+            s,
+            "kept the {} bytes after the data of {}",
+            j.trailing_bytes,
+            shown(image)
+        );
+    }
+    if j.trailing_bytes_dropped > 0 {
+        let _ = writeln!(
+            s,
+            "note: the {} bytes after the data of {} are not written ({})",
+            j.trailing_bytes_dropped,
+            shown(image),
+            if j.written == "composed" {
+                "a composed image has no place for them"
+            } else {
+                "too many to keep"
+            }
+        );
+    }
     match (j.pause_us, j.write_us, j.sync_us) {
         (Some(p), _, _) => {
             let _ = writeln!(

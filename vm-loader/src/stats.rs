@@ -12,7 +12,30 @@ use crate::load::load_image;
 use crate::out::emit;
 use crate::Outcome;
 
-/// One row of the JSON list `stats` prints.
+/// The JSON of `stats`: the rows, largest first, their totals, and what
+/// is not counted.
+#[derive(Debug, Serialize)]
+pub struct StatsJson {
+    pub classes: Vec<StatsRow>,
+    pub total: TotalJson,
+    pub not_counted: NotCountedJson,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TotalJson {
+    pub instances: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NotCountedJson {
+    pub free_chunks: u64,
+    pub free_bytes: u64,
+    pub hidden_objects: u64,
+    pub hidden_bytes: u64,
+}
+
+/// One row of the `classes` list `stats` prints.
 #[derive(Debug, Serialize)]
 pub struct StatsRow {
     pub class: String,
@@ -33,7 +56,20 @@ pub fn run(args: &LoadArgs, json: bool) -> Result<Outcome> {
             bytes: r.bytes,
         })
         .collect();
-    emit(json, &rows, || text(&h))?;
+    let j = StatsJson {
+        classes: rows,
+        total: TotalJson {
+            instances: h.instances(),
+            bytes: h.bytes(),
+        },
+        not_counted: NotCountedJson {
+            free_chunks: h.free_chunks,
+            free_bytes: h.free_bytes,
+            hidden_objects: h.hidden,
+            hidden_bytes: h.hidden_bytes,
+        },
+    };
+    emit(json, &j, || text(&h))?;
     Ok(Outcome::Ok)
 }
 

@@ -6,10 +6,12 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use spur_format::WordSize;
+use spur_loader::files::{self, OutForm};
+use spur_loader::SnapshotError;
 use spur_synth::{SynthReport, SynthSpec};
 
 use crate::cli::SynthArgs;
-use crate::out::{emit, human_bytes};
+use crate::out::{emit, human_bytes, shown};
 use crate::Outcome;
 
 /// The JSON of `synth`.
@@ -34,6 +36,8 @@ pub struct SynthSegmentJson {
     pub index: usize,
     pub old_start: u64,
     pub size: u64,
+    /// Where the segment starts in the file.
+    pub file_offset: u64,
 }
 
 /// The builder's spec for the command line's arguments.
@@ -66,11 +70,31 @@ pub fn spec(args: &SynthArgs) -> Result<SynthSpec> {
 
 pub fn run(args: &SynthArgs, json: bool) -> Result<Outcome> {
     let spec = spec(args)?;
-    let report = if args.composed {
-        write_composed(&spec, &args.out)?
+    let out = &args.out;
+    // Before anything is written: what is at OUT, and room for the image
+    // (twice over for a composed one, built as a single file first).
+    let form = if args.composed {
+        OutForm::Composed
     } else {
-        spur_synth::write_image_file(&spec, &args.out)
-            .with_context(|| format!("writing {}", args.out.display()))?
+        OutForm::Single
+    };
+    let target = files::check_output(out, form).with_context(|| format!("{}", out.display()))?;
+    let need = (spec.heap_bytes + (1 << 20)).saturating_mul(if args.composed { 2 } else { 1 });
+    files::check_free_space(parent(&target.path), need, "the image")
+        .with_context(|| format!("{}", out.display()))?;
+    let report = if args.composed {
+        write_composed(&spec, out)?
+    } else {
+        // The snapshot writer's safe steps: a locked temporary beside OUT
+        // that a later run removes if this one is killed, the old file's
+        // mode and owner, fsync, rename.
+        spur_loader::write_atomically(out, |f| {
+            spur_synth::write_image(&spec, f).map_err(|source| SnapshotError::File {
+                what: "writing",
+                path: out.display().to_string(),
+                source,
+            })
+        })?
     };
     let j = to_json(&args.out, spec.word, &report);
     emit(json, &j, || text(&j))?;
@@ -80,12 +104,13 @@ pub fn run(args: &SynthArgs, json: bool) -> Result<Outcome> {
 /// Builds the image as a single file beside `out`, loads it at its old
 /// addresses and writes the heap as a composed folder at `out`.
 fn write_composed(spec: &SynthSpec, out: &Path) -> Result<SynthReport> {
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let single = parent.join(format!(".synth-{}.image", std::process::id()));
-    let report = spur_synth::write_image_file(spec, &single)
+    let name = out.file_name().context("OUT names no file")?;
+    // Named and locked like every temporary of OUT, so that the next write
+    // to OUT removes it if this process is killed.
+    let _ = spur_loader::remove_stale_temps(out);
+    let (single, mut lock) = files::create_temp(parent(out), name, false)
+        .with_context(|| format!("creating a temporary file beside {}", out.display()))?;
+    let report = spur_synth::write_image(spec, &mut *lock)
         .with_context(|| format!("writing {}", single.display()));
     let result = report.and_then(|report| {
         let heap = spur_loader::load_path(&single, &spur_loader::LoadOptions::default())?;
@@ -96,7 +121,15 @@ fn write_composed(spec: &SynthSpec, out: &Path) -> Result<SynthReport> {
         Ok(report)
     });
     let _ = std::fs::remove_file(&single);
+    drop(lock);
     result
+}
+
+/// The folder of `path`.
+fn parent(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 fn to_json(path: &Path, word: WordSize, r: &SynthReport) -> SynthJson {
@@ -119,6 +152,7 @@ fn to_json(path: &Path, word: WordSize, r: &SynthReport) -> SynthJson {
                 index: s.index,
                 old_start: s.old_start,
                 size: s.size,
+                file_offset: s.file_offset,
             })
             .collect(),
     }
@@ -129,7 +163,7 @@ fn text(j: &SynthJson) -> String {
     let _ = writeln!(
         s,
         "wrote {}: format {}, {}-bit, {} of heap in {} segment{}, {} file",
-        j.path,
+        shown(j.path.as_ref()),
         j.format,
         j.word_size * 8,
         human_bytes(j.data_size),

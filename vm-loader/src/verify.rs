@@ -17,6 +17,9 @@ pub struct VerifyJson {
     pub ok: bool,
     pub placement: &'static str,
     pub swizzled: bool,
+    /// Why the heap was relocated although its old addresses were asked for
+    /// (what held them), or null.
+    pub fallback: Option<String>,
     pub objects: u64,
     pub free_chunks: u64,
     pub classes: u64,
@@ -47,7 +50,8 @@ impl From<&Finding> for FindingJson {
 pub fn run(args: &LoadArgs, json: bool) -> Result<Outcome> {
     let heap = load_image(args)?;
     let report = spur_loader::verify(&heap);
-    let j = to_json(&report, heap.placement().name(), heap.swizzled());
+    let mut j = to_json(&report, heap.placement().name(), heap.swizzled());
+    j.fallback = heap.fallback_reason().map(str::to_owned);
     emit(json, &j, || text(&j))?;
     Ok(if j.ok { Outcome::Ok } else { Outcome::Corrupt })
 }
@@ -57,6 +61,7 @@ fn to_json(r: &Report, placement: &'static str, swizzled: bool) -> VerifyJson {
         ok: r.ok(),
         placement,
         swizzled,
+        fallback: None,
         objects: r.objects,
         free_chunks: r.free_chunks,
         classes: r.classes,

@@ -44,6 +44,23 @@ fn json(args: &[&str]) -> Value {
     json_with(args, 0)
 }
 
+/// Bad input under --json: exit code 2, the one line on stderr, and the
+/// same message as one JSON object on stdout.
+fn assert_refused_in_json(args: &[&str], needle: &str) {
+    let out = vm_loader(args);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 2, "{args:?}: {err}");
+    assert_eq!(err.lines().count(), 1, "{args:?}: not one line: {err:?}");
+    let j: Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    assert_eq!(j["exit_code"], 2);
+    let msg = j["error"].as_str().unwrap();
+    assert_eq!(format!("vm-loader: {msg}\n"), err);
+    assert!(
+        msg.contains(needle),
+        "{args:?}: {msg:?} does not name {needle:?}"
+    );
+}
+
 /// Bad input: exit code 2, nothing on stdout, and one line on stderr that
 /// starts `vm-loader: ` and contains `needle`.
 fn assert_refused(args: &[&str], needle: &str) {
@@ -125,6 +142,10 @@ fn info_json_has_every_header_field_with_the_builders_values() {
             "cog_code_size",
             "max_ext_sem_table",
             "image_version",
+            "extra_vm_memory",
+            "saved_window",
+            "input",
+            "trailing_bytes",
             "segments",
         ])
     );
@@ -158,7 +179,8 @@ fn info_json_has_every_header_field_with_the_builders_values() {
     let segs = j["segments"].as_array().unwrap();
     assert_eq!(segs.len(), 3);
     for (i, (seg, want)) in segs.iter().zip(&r.segments).enumerate() {
-        assert_eq!(keys(seg), ["index", "old_start", "size"]);
+        assert_eq!(keys(seg), ["file_offset", "index", "old_start", "size"]);
+        assert_eq!(seg["file_offset"], want.file_offset);
         assert_eq!(seg["index"], i);
         assert_eq!(seg["old_start"], want.old_start);
         assert_eq!(seg["size"], want.size);
@@ -324,6 +346,7 @@ fn verify_passes_good_images_in_place_and_relocated() {
                     "ok",
                     "placement",
                     "swizzled",
+                    "fallback",
                     "objects",
                     "free_chunks",
                     "classes",
@@ -391,7 +414,7 @@ fn bad_input_exits_2_with_one_line_and_never_panics() {
     for (path, needle) in cases {
         for cmd in ["info", "load", "verify"] {
             assert_refused(&[cmd, s(path)], needle);
-            assert_refused(&[cmd, s(path), "--json"], needle);
+            assert_refused_in_json(&[cmd, s(path), "--json"], needle);
         }
         assert_refused(&["load", s(path), "--relocate"], needle);
     }
@@ -463,7 +486,10 @@ fn synth_writes_the_image_it_describes() {
     assert!(j["free_chunks"].as_u64().unwrap() > 0);
     let segs = j["segments"].as_array().unwrap();
     assert_eq!(segs.len(), 2);
-    assert_eq!(keys(&segs[0]), ["index", "old_start", "size"]);
+    assert_eq!(
+        keys(&segs[0]),
+        ["file_offset", "index", "old_start", "size"]
+    );
 
     let info = json(&["info", s(&out), "--json"]);
     assert_eq!(info["prefix_bytes"], 512);
@@ -550,18 +576,18 @@ fn find_corruption(bytes: &[u8]) -> (usize, u64) {
         let start = seg.file_offset as usize;
         let seg_bytes = &bytes[start..start + seg.size as usize];
         let objs: Vec<_> = match header.word {
-            WordSize::W64 => Walk::<L64>::new(seg_bytes, seg.old_start.0, seg.index).collect(),
-            WordSize::W32 => Walk::<L32>::new(seg_bytes, seg.old_start.0, seg.index).collect(),
+            WordSize::W64 => Walk::<L64>::new(seg_bytes, seg.old_start.get(), seg.index).collect(),
+            WordSize::W32 => Walk::<L32>::new(seg_bytes, seg.old_start.get(), seg.index).collect(),
         };
         for o in objs {
             let h = o.header;
             let ordinary = h.class_index() >= FIRST_VALID_CLASS_INDEX;
-            let addr = seg.old_start.0 + o.offset as u64;
+            let addr = seg.old_start.get() + o.offset as u64;
             if ordinary
                 && h.class_index() == CLASS_ARRAY
                 && h.format() == FMT_INDEXABLE
                 && o.num_slots >= 1
-                && addr != header.special_objects_oop.0
+                && addr != header.special_objects_oop.get()
             {
                 slot = Some(start + o.offset + 8);
             }

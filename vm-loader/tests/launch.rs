@@ -154,6 +154,7 @@ fn launch_without_an_image_resumes_the_builders_default() {
             "end_pc",
             "in_block",
             "initial_pc",
+            "instructions",
             "method",
             "method_class",
             "method_name",
@@ -286,7 +287,11 @@ fn stats_of(args: &[&str]) -> (Vec<Value>, u64, u64, u64) {
     a.extend_from_slice(args);
     let mut aj = a.clone();
     aj.push("--json");
-    let rows = json(&aj).as_array().unwrap().clone();
+    let j = json(&aj);
+    let rows = j["classes"].as_array().unwrap().clone();
+    let sum = |k: &str| rows.iter().map(|r| u(&r[k])).sum::<u64>();
+    assert_eq!(u(&j["total"]["instances"]), sum("instances"));
+    assert_eq!(u(&j["total"]["bytes"]), sum("bytes"));
     let out = vm_loader(&a);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let text = String::from_utf8(out.stdout).unwrap();

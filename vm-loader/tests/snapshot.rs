@@ -108,7 +108,9 @@ fn snapshot_writes_the_image_back_byte_for_byte() {
                 "special_objects_oop",
                 "swizzled",
                 "sync_us",
-                "write_us"
+                "trailing_bytes",
+                "write_us",
+                "written"
             ]
         );
         assert_eq!(j["placement"], "old-base");
@@ -297,7 +299,7 @@ fn a_writer_killed_mid_write_leaves_the_previous_image_and_its_file_is_removed_n
     assert!(std::fs::read(&out).unwrap() == before);
     let left = temps(dir.path());
     assert_eq!(left.len(), 1, "{left:?}");
-    // The next snapshot to the same target removes it (its process is gone).
+    // The next snapshot to the same target removes it (nobody holds its lock).
     let small_img = synth(dir.path(), "small.image", &small(WordSize::W64));
     json(&["snapshot", s(&small_img), s(&out), "--json"]);
     assert!(temps(dir.path()).is_empty());
@@ -310,6 +312,7 @@ fn bench_reports_medians_against_the_baselines_and_draws_the_plot() {
     let img = synth(dir.path(), "b.image", &small(WordSize::W32));
     let plot = dir.path().join("plot.svg");
     let scratch = dir.path().join("scratch");
+    std::fs::create_dir(&scratch).unwrap();
     let j = json(&[
         "bench",
         s(&img),
@@ -503,6 +506,7 @@ fn bench_takes_a_composed_folder_and_reports_resident_memory() {
         String::from_utf8_lossy(&st.stderr)
     );
     let scratch = dir.path().join("scratch");
+    std::fs::create_dir(&scratch).unwrap();
     let j = json(&[
         "bench",
         s(&folder),

@@ -59,8 +59,8 @@ prop_compose! {
             prefix_bytes: 0,
             header_size: min_header_size(word) + 8 * extra_words,
             data_size,
-            old_base: OldAddr(old_base),
-            special_objects_oop: OldAddr(old_base + special_slot % (data_size / 8) * 8),
+            old_base: OldAddr::new(old_base),
+            special_objects_oop: OldAddr::new(old_base + special_slot % (data_size / 8) * 8),
             last_hash: words[0] & mask,
             saved_window_size: words[1] & mask,
             flags: words[2] & mask,
@@ -90,7 +90,7 @@ fn segments() -> impl Strategy<Value = (WordSize, Vec<(OldAddr, u64)>)> {
             let segs = parts
                 .into_iter()
                 .map(|(slots, gap_slots)| {
-                    let s = (OldAddr(at), slots * 8);
+                    let s = (OldAddr::new(at), slots * 8);
                     at += slots * 8 + gap_slots * 8;
                     s
                 })

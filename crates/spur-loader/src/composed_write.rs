@@ -9,12 +9,15 @@
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use spur_format::write::composed::{header_ston, segment_ston};
 use spur_format::write::header::HeaderOverrides;
 use spur_format::write::segment::FileLayout;
 use spur_format::ImageHeader;
 
+use crate::conv::Micros;
+use crate::files::{self, OutForm};
 use crate::heap::LoadedHeap;
 use crate::snapshot::memory_runs;
 
@@ -24,9 +27,14 @@ pub struct ComposedWritten {
     pub path: PathBuf,
     /// `(start, size)` of each segment written, at its current address.
     pub segments: Vec<(u64, u64)>,
+    /// Bytes of every file written: `.ston` and `.data`.
     pub bytes_written: u64,
     /// The header written to `header.ston`.
     pub header: ImageHeader,
+    /// Writing and syncing each file.
+    pub write_us: u64,
+    /// Swapping the folder in, removing the old one and syncing the parent.
+    pub sync_us: u64,
 }
 
 /// Errors writing a composed folder. The target is untouched after any of them.
@@ -74,8 +82,13 @@ pub fn write_composed(
     let segments: Vec<(u64, &[u8])> = layout
         .segments
         .iter()
-        .map(|p| (runs[p.index].0 .0, runs[p.index].2))
+        .map(|p| (runs[p.index].0.get(), runs[p.index].2))
         .collect();
+    let target = files::check_output(out, OutForm::Composed).map_err(|e| WriteError::Target {
+        path: out.display().to_string(),
+        why: e.to_string(),
+    })?;
+    let out = target.path.as_path();
     let parent = out
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -84,86 +97,139 @@ pub fn write_composed(
         path: out.display().to_string(),
         why: "it has no file name".into(),
     })?;
-    // Named like a single-file snapshot's temporary, so that the folder a
-    // killed writer leaves behind is removed by the next snapshot to `out`.
+    let data: u64 = segments.iter().map(|s| s.1.len() as u64).sum::<u64>()
+        + heap.perm_bytes().map_or(0, |b| b.len() as u64);
+    files::check_free_space(parent, data, "the image").map_err(|e| WriteError::Target {
+        path: out.display().to_string(),
+        why: e.to_string(),
+    })?;
+    // Named and locked like a single-file snapshot's temporary, so that the
+    // folder a killed writer leaves behind is removed by the next snapshot
+    // to `out`, and a live writer's never.
     let _ = crate::snapshot::remove_stale_temps(out);
-    let tmp = parent.join(format!(
-        "{}{}-composed.tmp",
-        crate::snapshot::temp_prefix(name),
-        std::process::id()
-    ));
-    if tmp.exists() {
-        fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
-    }
-    let result = build(heap, &header, &segments, &tmp).and_then(|written| {
-        swap_in(&tmp, out, parent)?;
-        Ok(written)
-    });
+    let (tmp, lock) = files::create_temp(parent, name, true).map_err(io_err(parent))?;
+    // The folder being replaced lends its mode and owner to the new one,
+    // and each of its files to the file of the same name.
+    let old = target
+        .existing
+        .as_ref()
+        .filter(|m| m.is_dir())
+        .map(|m| (out, m));
+    let t0 = Instant::now();
+    let result = build(heap, &header, &segments, &tmp, old.map(|o| o.0))
+        .and_then(|written| {
+            if let Some((_, m)) = old {
+                files::copy_owner_and_mode(m, &lock).map_err(io_err(&tmp))?;
+            }
+            Ok(written)
+        })
+        .and_then(|written| {
+            let write_us = t0.elapsed().micros();
+            swap_in(&tmp, out, parent)?;
+            Ok((written, write_us))
+        });
+    drop(lock);
     if result.is_err() {
         let _ = fs::remove_dir_all(&tmp);
     }
-    let bytes_written = result?;
+    let (bytes_written, write_us) = result?;
     Ok(ComposedWritten {
         path: out.to_path_buf(),
         segments: segments.iter().map(|s| (s.0, s.1.len() as u64)).collect(),
         bytes_written,
         header,
+        write_us,
+        sync_us: t0.elapsed().micros().saturating_sub(write_us),
     })
 }
 
-fn write_file(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+/// Writes `bytes` to the new file `path` and syncs it; the file takes the
+/// mode and owner of `like`'s file of the same name, or else of its
+/// `header.ston`, when there is an old folder `like`. Returns the bytes.
+fn write_file(path: &Path, bytes: &[u8], like: Option<&Path>) -> Result<u64, WriteError> {
     let mut f = File::options()
         .write(true)
         .create_new(true)
         .open(path)
         .map_err(io_err(path))?;
+    if let Some(old) = like {
+        let name = path.file_name().unwrap_or_default();
+        let meta = fs::metadata(old.join(name)).or_else(|_| fs::metadata(old.join("header.ston")));
+        if let Some(m) = meta.ok().filter(|m| m.is_file()) {
+            files::copy_owner_and_mode(&m, &f).map_err(io_err(path))?;
+        }
+    }
     f.write_all(bytes).map_err(io_err(path))?;
-    f.sync_all().map_err(io_err(path))
+    f.sync_all().map_err(io_err(path))?;
+    Ok(bytes.len() as u64)
 }
 
+/// Writes the files of the image into the new, empty folder `dir`;
+/// returns the bytes written, `.ston` files included.
 fn build(
     heap: &LoadedHeap,
     header: &ImageHeader,
     segments: &[(u64, &[u8])],
     dir: &Path,
+    like: Option<&Path>,
 ) -> Result<u64, WriteError> {
-    fs::create_dir(dir).map_err(io_err(dir))?;
     let perm = heap.perm_space().zip(heap.perm_bytes());
     let perm_bytes = perm.map_or(0, |(p, _)| p.size);
-    write_file(
+    let mut total = write_file(
         &dir.join("header.ston"),
         header_ston(header, perm_bytes).as_bytes(),
+        like,
     )?;
     if let Some((p, bytes)) = perm {
-        write_file(
+        total += write_file(
             &dir.join("permSpace.ston"),
             segment_ston(p.start, p.size).as_bytes(),
+            like,
         )?;
-        write_file(&dir.join("permSpace.data"), bytes)?;
+        total += write_file(&dir.join("permSpace.data"), bytes, like)?;
     }
-    let mut total = 0;
+    let mut data = 0;
     for (i, &(start, bytes)) in segments.iter().enumerate() {
         let size = bytes.len() as u64;
-        write_file(
+        total += write_file(
             &dir.join(format!("seg{i}.ston")),
             segment_ston(start, size).as_bytes(),
+            like,
         )?;
-        write_file(&dir.join(format!("seg{i}.data")), bytes)?;
-        total += size;
+        total += write_file(&dir.join(format!("seg{i}.data")), bytes, like)?;
+        data += size;
     }
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_err(dir))?;
-    debug_assert_eq!(total, header.data_size);
+    debug_assert_eq!(data, header.data_size);
     Ok(total)
 }
 
 /// Moves the finished folder `tmp` to `out`: a plain rename when `out` does
 /// not exist, else an atomic exchange followed by removal of the old image.
+///
+/// Two writers creating the same folder at once both find no `out`; the
+/// second rename then fails (`ENOTEMPTY`) and that writer exchanges instead,
+/// as if `out` had been there from the start.
 fn swap_in(tmp: &Path, out: &Path, parent: &Path) -> Result<(), WriteError> {
-    if fs::symlink_metadata(out).is_err() {
-        fs::rename(tmp, out).map_err(io_err(out))?;
+    let renamed = if fs::symlink_metadata(out).is_err() {
+        match fs::rename(tmp, out) {
+            Ok(()) => true,
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(nix::libc::ENOTEMPTY | nix::libc::EEXIST)
+                ) =>
+            {
+                false
+            }
+            Err(e) => return Err(io_err(out)(e)),
+        }
     } else {
+        false
+    };
+    if !renamed {
         nix::fcntl::renameat2(
             nix::fcntl::AT_FDCWD,
             tmp,

@@ -1,6 +1,7 @@
 //! A loaded heap: the segments in this process's memory, and read access to
 //! them by address.
 
+use crate::conv::usize_of;
 use spur_format::raw::BRIDGE_BYTES;
 use spur_format::{
     ImageHeader, Layout, NewAddr, ObjHeader, OldAddr, Swizzle, Walk, WordSize, L32, L64,
@@ -66,11 +67,11 @@ impl HeapSegment {
     }
     /// Address where the segment's bridge starts: its objects end there.
     pub const fn objects_end(&self) -> NewAddr {
-        NewAddr(self.new_start.0 + self.size - BRIDGE_BYTES)
+        self.new_start.plus(self.size - BRIDGE_BYTES)
     }
     /// Does `a` fall among the segment's objects?
     pub const fn holds(&self, a: NewAddr) -> bool {
-        a.0 >= self.new_start.0 && a.0 < self.objects_end().0
+        a.get() >= self.new_start.get() && a.get() < self.objects_end().get()
     }
 }
 
@@ -161,13 +162,13 @@ impl LoadedHeap {
     /// The bytes of perm space.
     pub fn perm_bytes(&self) -> Option<&[u8]> {
         let p = self.perm.as_ref()?;
-        Some(&self.regions[p.region].bytes()[p.offset..p.offset + p.size as usize])
+        Some(&self.regions[p.region].bytes()[p.offset..p.offset + usize_of(p.size)])
     }
 
     /// The bytes of perm space, writable.
     pub fn perm_bytes_mut(&mut self) -> Option<&mut [u8]> {
         let p = *self.perm.as_ref()?;
-        Some(&mut self.regions[p.region].bytes_mut()[p.offset..p.offset + p.size as usize])
+        Some(&mut self.regions[p.region].bytes_mut()[p.offset..p.offset + usize_of(p.size)])
     }
 
     /// The first object: nil.
@@ -188,7 +189,7 @@ impl LoadedHeap {
     #[inline]
     pub fn segment_bytes(&self, i: usize) -> &[u8] {
         let s = &self.segments[i];
-        &self.regions[s.region].bytes()[s.offset..s.offset + s.size as usize]
+        &self.regions[s.region].bytes()[s.offset..s.offset + usize_of(s.size)]
     }
 
     /// The bytes of segment `i`, writable: the raw memory a runtime's object
@@ -201,7 +202,7 @@ impl LoadedHeap {
     #[inline]
     pub fn segment_bytes_mut(&mut self, i: usize) -> &mut [u8] {
         let s = self.segments[i];
-        &mut self.regions[s.region].bytes_mut()[s.offset..s.offset + s.size as usize]
+        &mut self.regions[s.region].bytes_mut()[s.offset..s.offset + usize_of(s.size)]
     }
 
     /// The segment holding `a..a+len` (its bridge included) and the offset of `a` in it.
@@ -211,8 +212,8 @@ impl LoadedHeap {
             .partition_point(|s| s.new_start <= a)
             .checked_sub(1)?;
         let s = &self.segments[i];
-        let off = a.0 - s.new_start.0;
-        (off.checked_add(len)? <= s.size).then_some((i, off as usize))
+        let off = a.get() - s.new_start.get();
+        (off.checked_add(len)? <= s.size).then_some((i, usize_of(off)))
     }
 
     /// The u64 at `a` anywhere in a segment, its bridge included.
@@ -224,9 +225,10 @@ impl LoadedHeap {
 
     /// Writes the u64 at `a`, which must lie inside one segment (its bridge included).
     pub fn write_u64(&mut self, a: NewAddr, value: u64) -> Result<(), HeapAccessError> {
-        let (i, off) = self
-            .segment_range(a, 8)
-            .ok_or(HeapAccessError::OutOfHeap { addr: a.0, len: 8 })?;
+        let (i, off) = self.segment_range(a, 8).ok_or(HeapAccessError::OutOfHeap {
+            addr: a.get(),
+            len: 8,
+        })?;
         self.segment_bytes_mut(i)[off..off + 8].copy_from_slice(&value.to_le_bytes());
         Ok(())
     }
@@ -258,7 +260,7 @@ impl LoadedHeap {
         self.segments[last].size += bytes;
         // The cached count no longer holds: the caller adds objects.
         self.objects_seen = None;
-        Ok(NewAddr(s.new_start.0 + s.size))
+        Ok(s.new_start.plus(s.size))
     }
 
     /// The segment whose objects contain `a`.
@@ -272,15 +274,15 @@ impl LoadedHeap {
     /// The object bytes holding `a` (a segment's objects, or perm space) and
     /// the offset of `a` in them.
     fn objects_holding(&self, a: NewAddr) -> Option<(&[u8], usize)> {
-        if let Some(p) = self.perm.as_ref().filter(|p| p.holds(a.0)) {
-            return Some((self.perm_bytes()?, (a.0 - p.start) as usize));
+        if let Some(p) = self.perm.as_ref().filter(|p| p.holds(a.get())) {
+            return Some((self.perm_bytes()?, usize_of(a.get() - p.start)));
         }
         let i = self.segment_of(a)?;
         let s = &self.segments[i];
         let bytes = self.segment_bytes(i);
         Some((
-            &bytes[..bytes.len() - BRIDGE_BYTES as usize],
-            (a.0 - s.new_start.0) as usize,
+            &bytes[..bytes.len() - usize_of(BRIDGE_BYTES)],
+            usize_of(a.get() - s.new_start.get()),
         ))
     }
 
@@ -302,7 +304,7 @@ impl LoadedHeap {
     pub fn num_slots(&self, obj: NewAddr) -> Option<u64> {
         let h = self.header_at(obj)?;
         if h.raw_num_slots() == 255 {
-            let w = self.u64_at(NewAddr(obj.0.checked_sub(8)?))?;
+            let w = self.u64_at(NewAddr::from_heap_word(obj.get().checked_sub(8)?))?;
             Some(self.word().overflow_slots(w))
         } else {
             Some(h.raw_num_slots())
@@ -315,12 +317,12 @@ impl LoadedHeap {
             return None;
         }
         let wb = self.word().bytes();
-        let (bytes, off) = self.objects_holding(NewAddr(obj.0 + 8 + i * wb))?;
+        let (bytes, off) = self.objects_holding(obj.plus(8 + i * wb))?;
         Some(match self.word() {
             WordSize::W64 => u64::from_le_bytes(bytes.get(off..off + 8)?.try_into().unwrap()),
-            WordSize::W32 => {
-                u32::from_le_bytes(bytes.get(off..off + 4)?.try_into().unwrap()) as u64
-            }
+            WordSize::W32 => u64::from(u32::from_le_bytes(
+                bytes.get(off..off + 4)?.try_into().unwrap(),
+            )),
         })
     }
 
@@ -329,12 +331,16 @@ impl LoadedHeap {
     pub fn object_after(&self, obj: NewAddr) -> Option<NewAddr> {
         let seg = self.segment_of(obj)?;
         let n = self.num_slots(obj)?;
-        let next = obj.0 + self.word().body_bytes(n)?;
-        if next >= self.segments[seg].objects_end().0 {
+        let next = obj.get() + self.word().body_bytes(n)?;
+        if next >= self.segments[seg].objects_end().get() {
             return None;
         }
-        let w = self.u64_at(NewAddr(next))?;
-        Some(NewAddr(if w >> 56 == 0xFF { next + 8 } else { next }))
+        let w = self.u64_at(NewAddr::from_heap_word(next))?;
+        Some(NewAddr::from_heap_word(if w >> 56 == 0xFF {
+            next + 8
+        } else {
+            next
+        }))
     }
 
     /// Counts the objects of every segment (free chunks and hidden objects
@@ -352,7 +358,7 @@ impl LoadedHeap {
     fn count_with<L: Layout>(&self) -> Result<u64, spur_format::FormatError> {
         let mut n = 0;
         for (i, s) in self.segments.iter().enumerate() {
-            let mut w = Walk::<L>::new(self.segment_bytes(i), s.new_start.0, i);
+            let mut w = Walk::<L>::new(self.segment_bytes(i), s.new_start.get(), i);
             n += w.by_ref().count() as u64;
             w.finish()?;
         }

@@ -1,7 +1,7 @@
 //! Loads Spur images into live memory and proves the heap intact.
 //!
 //! The pipeline ([`load`]): parse the header and follow the bridges
-//! ([`read_layout`]); reserve address space at the image's old addresses,
+//! ([`read_layout`]); reserve address space ([`placement`]) at the image's old addresses,
 //! each segment at its own old start ([`PlacementRequest::OldBase`]), and
 //! only when a range is taken, or the caller asks, reserve elsewhere and
 //! coalesce; stream each segment from the file straight into its final place
@@ -21,8 +21,21 @@
 //! replaces the target only once it is complete and synced, or from a forked
 //! child while the caller goes on.
 //!
-//! What it leaves to its caller: new space, stack pages and everything else a
-//! running VM needs beyond old space; and, when it asks for a composed
+//! [`files`] says what an input or output path is before anything is read
+//! or written: inputs are opened without blocking and must be regular
+//! files; an output is replaced only when it is a regular file (or, for a
+//! composed image, a folder holding one), a symbolic link being written
+//! through; temporaries are locked while their writer lives.
+//!
+//! A loaded heap offers its caller raw, bounds-checked access only: the
+//! bytes of each segment and of perm space, u64 reads and writes at a
+//! [`NewAddr`](spur_format::NewAddr), and growing the last segment into the
+//! reserved headroom ([`LoadedHeap::grow_last_segment`]).
+//!
+//! What it leaves to its caller: what objects mean to a running VM (slot
+//! stores, allocation, free lists, the write barrier: `spur-runtime`'s
+//! object memory), new space, stack pages and everything else a running VM
+//! needs beyond old space; and, when it asks for a composed
 //! image's segment files to be mapped instead of read
 //! ([`LoadOptions::map_files`]), the promise that nobody writes to or
 //! truncates them while the heap lives.
@@ -30,9 +43,12 @@
 #![forbid(unsafe_code)]
 
 pub mod composed_write;
+pub mod conv;
 pub mod error;
+pub mod files;
 pub mod heap;
 pub mod load;
+pub mod placement;
 pub mod relocate;
 pub mod snapshot;
 pub mod source;
@@ -41,14 +57,12 @@ pub mod verify;
 pub use composed_write::{write_composed, ComposedWritten};
 pub use error::LoadError;
 pub use heap::{HeapAccessError, HeapSegment, LoadedHeap, Placement, Timings};
-pub use load::{
-    initial_headroom, load, load_composed, load_path, read_layout, read_layout_path, LoadOptions,
-    PlacementRequest,
-};
+pub use load::{load, load_composed, load_path, read_layout, read_layout_path, LoadOptions};
+pub use placement::{initial_headroom, reserve_below_4g, PlacementRequest};
 pub use snapshot::{
-    read_prefix, remove_stale_temps, snapshot_in_background, snapshot_to_path, write_atomically,
-    BackgroundReport, BackgroundSnapshot, SnapshotError, SnapshotOptions, SnapshotPlan,
-    SnapshotReport,
+    read_prefix, read_trailer, remove_stale_temps, snapshot_in_background, snapshot_to_path,
+    trailing_len, write_atomically, BackgroundReport, BackgroundSnapshot, SnapshotError,
+    SnapshotOptions, SnapshotPlan, SnapshotReport,
 };
 pub use source::{ComposedSource, FileSource, ImageSource, SegmentReader};
 pub use spur_mem::{Backing, FilesUnchanged};

@@ -5,9 +5,10 @@
 //! rewritten while they are still in cache, so relocation costs little more
 //! than the read itself.
 
+use crate::conv::usize_of;
 use spur_format::raw::*;
 use spur_format::read::walk::{step, Obj};
-use spur_format::{FormatError, Layout, WordSize};
+use spur_format::{FormatError, Layout, NewAddr, OldAddr, WordSize};
 
 /// The per-segment deltas, looked up by old address as the VMs do: a pointer
 /// belongs to the highest segment whose old start it reaches, else segment 0.
@@ -22,10 +23,10 @@ pub struct Relocation {
 
 impl Relocation {
     /// From `(old_start, new_start)` per segment, in address order.
-    pub fn new(word: WordSize, segments: impl IntoIterator<Item = (u64, u64)>) -> Self {
+    pub fn new(word: WordSize, segments: impl IntoIterator<Item = (OldAddr, NewAddr)>) -> Self {
         let (old_starts, deltas): (Vec<u64>, Vec<u64>) = segments
             .into_iter()
-            .map(|(old, new)| (old, new.wrapping_sub(old)))
+            .map(|(old, new)| (old.get(), new.get().wrapping_sub(old.get())))
             .unzip();
         debug_assert!(old_starts.is_sorted(), "segments in address order");
         Relocation {
@@ -42,9 +43,16 @@ impl Relocation {
         self
     }
 
-    /// Where the pointer `p` (an old address) points now.
+    /// Where the old address `old` lies now: the relocation's one crossing
+    /// from the file's address space into this process's.
+    #[inline]
+    pub fn map(&self, old: OldAddr) -> NewAddr {
+        NewAddr::from_heap_word(self.apply(old.get()))
+    }
+
+    /// Where the pointer `p` (an old address) points now, as a word.
     #[inline(always)]
-    pub fn apply(&self, p: u64) -> u64 {
+    fn apply(&self, p: u64) -> u64 {
         if let Some((s, e)) = self.perm {
             if p >= s && p < e {
                 return p;
@@ -103,7 +111,7 @@ impl Relocation {
     fn object<L: Layout>(&self, bytes: &mut [u8], obj: &Obj, end: usize) {
         let h = obj.header;
         let ci = h.class_index();
-        let n = obj.num_slots as usize;
+        let n = usize_of(obj.num_slots);
         if ci >= CLASS_FORWARDER {
             let fmt = h.format();
             let count = if fmt <= FMT_LAST_POINTER {
@@ -111,7 +119,9 @@ impl Relocation {
             } else if fmt >= FMT_COMPILED_METHOD && n > 0 {
                 // Slot 0 is the method header, a SmallInteger; then the literals.
                 match L::WORD.small_integer(L::slot(bytes, obj.offset, 0)) {
-                    Some(hdr) => ((hdr & METHOD_NUM_LITERALS_MASK) as usize + 1).min(n),
+                    Some(hdr) => {
+                        (usize_of((hdr & METHOD_NUM_LITERALS_MASK).cast_unsigned()) + 1).min(n)
+                    }
                     None => 0,
                 }
             } else {
@@ -126,12 +136,12 @@ impl Relocation {
             }
         } else if ci == CLASS_FREE_CHUNK {
             if n > 0 {
-                self.nonzero_field::<L>(bytes, obj.offset, FREE_CHUNK_NEXT as usize);
+                self.nonzero_field::<L>(bytes, obj.offset, usize_of(FREE_CHUNK_NEXT));
             }
             let chunk_bytes = (end - obj.start()) as u64;
-            if chunk_bytes >= L::WORD.num_free_lists() * 8 && n > FREE_CHUNK_LARGER as usize {
+            if chunk_bytes >= L::WORD.num_free_lists() * 8 && n > usize_of(FREE_CHUNK_LARGER) {
                 for i in FREE_CHUNK_PARENT..=FREE_CHUNK_LARGER {
-                    self.nonzero_field::<L>(bytes, obj.offset, i as usize);
+                    self.nonzero_field::<L>(bytes, obj.offset, usize_of(i));
                 }
             }
         }
@@ -172,9 +182,10 @@ mod tests {
     #[test]
     fn pointers_take_the_delta_of_their_segment() {
         // Two segments: old 0x1000.. and 0x9000.., coalesced to 0x50000 and 0x50000+0x1000-16.
+        let seg = |old, new| (OldAddr::new(old), NewAddr::in_reservation(new, 0));
         let r = Relocation::new(
             WordSize::W64,
-            [(0x1000, 0x50000), (0x9000, 0x50000 + 0x1000 - 16)],
+            [seg(0x1000, 0x50000), seg(0x9000, 0x50000 + 0x1000 - 16)],
         );
         assert_eq!(r.apply(0x1010), 0x50010);
         assert_eq!(r.apply(0x9000), 0x50ff0);
@@ -185,7 +196,13 @@ mod tests {
 
     #[test]
     fn thirty_two_bit_pointers_stay_thirty_two_bit() {
-        let r = Relocation::new(WordSize::W32, [(0x3204000, 0x1000_0000)]);
-        assert_eq!(r.apply(0x3204010), 0x1000_0010);
+        let r = Relocation::new(
+            WordSize::W32,
+            [(
+                OldAddr::new(0x3204000),
+                NewAddr::in_reservation(0x1000_0000, 0),
+            )],
+        );
+        assert_eq!(r.map(OldAddr::new(0x3204010)).get(), 0x1000_0010);
     }
 }

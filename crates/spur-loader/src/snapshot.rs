@@ -26,14 +26,23 @@
 //!   asked to start writing the whole pages written so far to disk
 //!   (`sync_file_range`), so the `fsync` at the end overlaps the writing
 //!   instead of following it, and dirty pages stay few.
-//! * **Safety of the target.** [`write_atomically`]: a new file with a
-//!   unique, recognisable name is created (`O_EXCL`) beside the target,
-//!   written, `fsync`ed, renamed over the target, and the directory is
-//!   `fsync`ed. Any error removes the temporary file and leaves the target
-//!   as it was. A process killed while writing leaves its temporary file
+//! * **Safety of the target.** [`write_atomically`]: the target is
+//!   checked first (only a regular file is replaced; a FIFO, a device or a
+//!   folder is refused before anything is written; a symbolic link is
+//!   written through to its file, see [`crate::files`]); a new file with a
+//!   unique, recognisable name is created (`O_EXCL`) beside the target and
+//!   locked (`flock`), given the old file's mode, owner and group, written,
+//!   `fsync`ed, renamed over the target, and the directory is `fsync`ed.
+//!   Any error removes the temporary file and leaves the target as it was.
+//!   A process killed while writing leaves its temporary file
 //!   (`.NAME.snapshot-PID-N.tmp`) and never a changed target; the next
-//!   snapshot to the same target removes such files whose process is gone.
-//!   The target may be the image the heap was loaded from.
+//!   snapshot to the same target removes such files that no live writer
+//!   holds locked. The target may be the image the heap was loaded from.
+//! * **Bytes after the data.** A file longer than its header and data says
+//!   (some real images carry a few hundred bytes more) is written back with
+//!   them when the caller passes them ([`SnapshotOptions::trailer`], read
+//!   with [`read_trailer`]), so that an image written in place is
+//!   byte-identical.
 //! * **Background.** [`snapshot_in_background`] forks: the child writes the
 //!   copy-on-write view of the heap through the same steps (a fixed routine
 //!   of the memory crate that makes only async-signal-safe calls), while the
@@ -45,7 +54,6 @@ use std::io::{self, Write};
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use spur_format::raw::{BRIDGE_BYTES, PREFIX_BYTES};
@@ -54,6 +62,8 @@ use spur_mem::process::{self, ChildOutcome, WriteJob, WriterChild};
 
 pub use spur_mem::process::ignore_file_size_signal;
 
+use crate::conv::{usize_of, Micros};
+use crate::files::{self, LockedFile, OutForm};
 use crate::heap::LoadedHeap;
 use crate::source::ImageSource;
 use crate::LoadError;
@@ -70,6 +80,33 @@ pub struct SnapshotOptions {
     pub overrides: HeaderOverrides,
     /// The 512 bytes to write before the header, or `None` for no prefix.
     pub prefix: Option<Vec<u8>>,
+    /// Bytes to write after the data: those the source file carried past
+    /// its header and data ([`read_trailer`]), or none.
+    pub trailer: Vec<u8>,
+}
+
+/// The most bytes after the data that [`read_trailer`] keeps.
+pub const MAX_TRAILER_BYTES: u64 = 64 << 20;
+
+/// Bytes of `src` past the end of its data (prefix, header, `dataSize`).
+pub fn trailing_len<S: ImageSource + ?Sized>(src: &S, header: &ImageHeader) -> u64 {
+    src.len()
+        .saturating_sub(header.prefix_bytes + header.header_size + header.data_size)
+}
+
+/// The bytes of `src` after its data, to be written back after the data of
+/// a snapshot; `None` when there are more than [`MAX_TRAILER_BYTES`].
+pub fn read_trailer<S: ImageSource + ?Sized>(
+    src: &S,
+    header: &ImageHeader,
+) -> Result<Option<Vec<u8>>, LoadError> {
+    let n = trailing_len(src, header);
+    if n > MAX_TRAILER_BYTES {
+        return Ok(None);
+    }
+    let mut t = vec![0u8; usize_of(n)];
+    src.read_exact_at(&mut t, src.len() - n)?;
+    Ok(Some(t))
 }
 
 /// Why a snapshot could not be written. The target is unchanged in every
@@ -96,6 +133,8 @@ pub enum SnapshotError {
         path: String,
         source: io::Error,
     },
+    #[error("{path}: {source}")]
+    Target { path: String, source: io::Error },
     #[error("{0} names no file to write")]
     NoFileName(String),
     #[error("background snapshot: the writer process failed: {0}")]
@@ -121,7 +160,7 @@ pub fn read_prefix<S: ImageSource + ?Sized>(
     if header.prefix_bytes == 0 {
         return Ok(None);
     }
-    let mut p = vec![0u8; header.prefix_bytes as usize];
+    let mut p = vec![0u8; usize_of(header.prefix_bytes)];
     src.read_exact_at(&mut p, 0)?;
     Ok(Some(p))
 }
@@ -142,7 +181,7 @@ pub(crate) fn memory_runs(heap: &LoadedHeap) -> Result<Vec<MemoryRun<'_>>, Snaps
     for (i, s) in segs.iter().enumerate() {
         if !s.own_bridge && i + 1 < segs.len() {
             let next = &segs[i + 1];
-            if next.region != s.region || next.offset != s.offset + (s.size - BRIDGE_BYTES) as usize
+            if next.region != s.region || next.offset != s.offset + usize_of(s.size - BRIDGE_BYTES)
             {
                 return Err(SnapshotError::NotContiguous {
                     first: i,
@@ -152,12 +191,12 @@ pub(crate) fn memory_runs(heap: &LoadedHeap) -> Result<Vec<MemoryRun<'_>>, Snaps
             continue;
         }
         let f = &segs[first];
-        let size = s.new_start.0 + s.size - f.new_start.0;
+        let size = s.new_start.get() + s.size - f.new_start.get();
         let region = heap.regions[f.region].bytes();
         ranges.push((
             f.new_start.as_saved(),
             size,
-            &region[f.offset..f.offset + size as usize],
+            &region[f.offset..f.offset + usize_of(size)],
         ));
         first = i + 1;
     }
@@ -174,6 +213,7 @@ pub struct SnapshotPlan<'h> {
     pub layout: FileLayout,
     head: Vec<u8>,
     bodies: Vec<&'h [u8]>,
+    tail: Vec<u8>,
 }
 
 impl<'h> SnapshotPlan<'h> {
@@ -196,7 +236,7 @@ impl<'h> SnapshotPlan<'h> {
             .iter()
             .map(|p| {
                 let b = ranges[p.index].2;
-                &b[..b.len() - BRIDGE_BYTES as usize]
+                &b[..b.len() - usize_of(BRIDGE_BYTES)]
             })
             .collect();
         let prefix_bytes = opts.prefix.as_ref().map_or(0, |p| p.len() as u64);
@@ -213,22 +253,27 @@ impl<'h> SnapshotPlan<'h> {
             layout,
             head,
             bodies,
+            tail: opts.trailer.clone(),
         })
     }
 
     /// Length of the file this plan writes.
     pub fn file_len(&self) -> u64 {
-        self.head.len() as u64 + self.layout.data_size
+        self.head.len() as u64 + self.layout.data_size + self.tail.len() as u64
     }
 
     /// The bytes of the file, in order: the prefix and header, then each
-    /// segment's body (borrowed from the heap) and bridge.
+    /// segment's body (borrowed from the heap) and bridge, then the bytes
+    /// after the data.
     pub fn pieces(&self) -> Vec<&[u8]> {
         let mut v = Vec::with_capacity(1 + 2 * self.bodies.len());
         v.push(self.head.as_slice());
         for (body, seg) in self.bodies.iter().zip(&self.layout.segments) {
             v.push(body);
             v.push(&seg.bridge);
+        }
+        if !self.tail.is_empty() {
+            v.push(self.tail.as_slice());
         }
         v
     }
@@ -257,7 +302,7 @@ impl<'h> SnapshotPlan<'h> {
         for piece in self.pieces() {
             let mut rest = piece;
             while !rest.is_empty() {
-                let room = (chunk - offset % chunk) as usize;
+                let room = usize_of(chunk - offset % chunk);
                 let (now, later) = rest.split_at(room.min(rest.len()));
                 out.write_all(now).map_err(|source| SnapshotError::Write {
                     offset,
@@ -303,6 +348,7 @@ pub fn snapshot_to_path(
 ) -> Result<SnapshotReport, SnapshotError> {
     let t0 = Instant::now();
     let plan = SnapshotPlan::new(heap, opts)?;
+    check_room(target, plan.file_len())?;
     let mut write_time = Duration::ZERO;
     let bytes = write_atomically(target, |f| {
         // Whole pages only: a page still being filled must not be under
@@ -324,9 +370,9 @@ pub fn snapshot_to_path(
         header: plan.header.clone(),
         segments: plan.layout.segments.len(),
         bytes_written: bytes,
-        write_us: write_time.as_micros() as u64,
-        sync_us: total.saturating_sub(write_time).as_micros() as u64,
-        total_us: total.as_micros() as u64,
+        write_us: write_time.micros(),
+        sync_us: total.saturating_sub(write_time).micros(),
+        total_us: total.micros(),
     })
 }
 
@@ -342,91 +388,71 @@ fn split_target(target: &Path) -> Result<(PathBuf, &std::ffi::OsStr), SnapshotEr
     Ok((dir, name))
 }
 
-/// The start of every temporary file (or composed folder) name for `name`:
-/// `.NAME.snapshot-`.
-pub(crate) fn temp_prefix(name: &std::ffi::OsStr) -> String {
-    format!(".{}.snapshot-", name.to_string_lossy())
-}
-
-/// Creates a new, empty temporary file beside the target, `O_EXCL`.
-fn create_temp(dir: &Path, name: &std::ffi::OsStr) -> Result<(PathBuf, File), SnapshotError> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let pid = std::process::id();
-    loop {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = dir.join(format!("{}{pid}-{n}.tmp", temp_prefix(name)));
-        match File::options().write(true).create_new(true).open(&path) {
-            Ok(f) => return Ok((path, f)),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(file_err("creating", &path)(e)),
-        }
-    }
-}
-
-/// Removes temporary files left beside the target by snapshot writers that
-/// were killed: those named `.NAME.snapshot-PID-N.tmp` whose process `PID`
-/// no longer exists. Files of live processes (another snapshot under way)
-/// are left alone. Returns the files removed.
+/// Removes temporary files (and composed folders) left beside the target
+/// by writers that were killed: those named `.NAME.snapshot-*.tmp` that no
+/// live writer holds locked ([`files::is_stale`]), whatever PID namespace
+/// that writer ran in. Another snapshot under way keeps its lock, and its
+/// file. Returns the files removed.
 pub fn remove_stale_temps(target: &Path) -> Result<Vec<PathBuf>, SnapshotError> {
     let (dir, name) = split_target(target)?;
-    let prefix = temp_prefix(name);
+    let prefix = files::temp_prefix(name);
     let mut removed = Vec::new();
     let Ok(entries) = fs::read_dir(&dir) else {
         return Ok(removed);
     };
     for e in entries.flatten() {
         let file = e.file_name();
-        let Some(rest) = file
+        let ours = file
             .to_str()
             .and_then(|f| f.strip_prefix(&prefix))
-            .and_then(|r| r.strip_suffix(".tmp"))
-        else {
+            .is_some_and(|r| r.ends_with(".tmp"));
+        if !ours {
+            continue;
+        }
+        let p = e.path();
+        let Some(_lock) = files::is_stale(&p) else {
             continue;
         };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
-            continue;
+        // A composed snapshot's temporary is a folder.
+        let gone = if p.is_dir() {
+            fs::remove_dir_all(&p).is_ok()
+        } else {
+            fs::remove_file(&p).is_ok()
         };
-        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-            let p = e.path();
-            // A composed snapshot's temporary is a folder.
-            let gone = if p.is_dir() {
-                fs::remove_dir_all(&p).is_ok()
-            } else {
-                fs::remove_file(&p).is_ok()
-            };
-            if gone {
-                tracing::info!(path = %p.display(), "removed a stale snapshot temporary file");
-                removed.push(p);
-            }
+        if gone {
+            tracing::info!(path = %p.display(), "removed a stale snapshot temporary file");
+            removed.push(p);
         }
     }
     Ok(removed)
 }
 
 /// Replaces `target` with what `write` puts into a new file, or leaves it
-/// untouched: the file is created beside the target with a unique name
-/// (`O_EXCL`), written by `write`, `fsync`ed, renamed over the target, and
-/// the directory is `fsync`ed. On any error the new file is removed.
-/// Stale temporary files of killed writers are removed first
-/// ([`remove_stale_temps`]).
+/// untouched: the target is checked first ([`files::check_output`]: only a
+/// regular file is replaced, a symbolic link is written through), the file
+/// is created beside it with a unique, locked name (`O_EXCL`), given the
+/// old file's mode, owner and group, written by `write`, `fsync`ed, renamed
+/// over the target, and the directory is `fsync`ed. On any error the new
+/// file is removed. Stale temporary files of killed writers are removed
+/// first ([`remove_stale_temps`]).
 pub fn write_atomically<T>(
     target: &Path,
     write: impl FnOnce(&mut File) -> Result<T, SnapshotError>,
 ) -> Result<T, SnapshotError> {
-    let (dir, name) = split_target(target)?;
-    remove_stale_temps(target)?;
-    let (tmp, mut file) = create_temp(&dir, name)?;
+    let (tmp, mut file, out) = prepare_temp(target)?;
+    let target = out.path.as_path();
     let result = (|| {
         let value = write(&mut file)?;
         let _s = tracing::debug_span!("snapshot-sync").entered();
         file.sync_all().map_err(file_err("syncing", &tmp))?;
+        fs::rename(&tmp, target).map_err(file_err("renaming the new file over", target))?;
         drop(file);
-        fs::rename(&tmp, target).map_err(file_err("renaming over the target", &tmp))?;
         Ok(value)
     })();
     match result {
         Ok(value) => {
             // The rename is done; syncing the folder makes it survive a crash.
+            let (dir, _) = split_target(target)?;
             File::open(&dir)
                 .and_then(|d| d.sync_all())
                 .map_err(file_err("syncing the folder", &dir))?;
@@ -439,10 +465,44 @@ pub fn write_atomically<T>(
     }
 }
 
+/// Checks `target`, removes stale temporaries beside it and creates the
+/// locked temporary file that will replace it, with the old file's mode
+/// and owner.
+fn prepare_temp(target: &Path) -> Result<(PathBuf, LockedFile, files::Target), SnapshotError> {
+    let out =
+        files::check_output(target, OutForm::Single).map_err(|source| SnapshotError::Target {
+            path: target.display().to_string(),
+            source,
+        })?;
+    let (dir, name) = split_target(&out.path)?;
+    remove_stale_temps(&out.path)?;
+    let (tmp, file) = files::create_temp(&dir, name, false)
+        .map_err(file_err("creating a temporary file in", &dir))?;
+    if let Some(old) = &out.existing {
+        if let Err(e) = files::copy_owner_and_mode(old, &file) {
+            let _ = fs::remove_file(&tmp);
+            return Err(file_err("giving the old mode to", &tmp)(e));
+        }
+    }
+    Ok((tmp, file, out))
+}
+
+/// Fails unless the file system of `target` has room for `len` bytes.
+fn check_room(target: &Path, len: u64) -> Result<(), SnapshotError> {
+    let (dir, _) = split_target(target)?;
+    files::check_free_space(&dir, len, "the image").map_err(|source| SnapshotError::Target {
+        path: target.display().to_string(),
+        source,
+    })
+}
+
 /// A snapshot being written by a forked child.
 #[derive(Debug)]
 pub struct BackgroundSnapshot {
     child: Option<WriterChild>,
+    /// Dropped after the child has been waited for (fields drop after
+    /// `Drop::drop`), so the temporary is locked for as long as it lives.
+    _lock: LockedFile,
     temp: PathBuf,
     pause: Duration,
     bytes: u64,
@@ -475,9 +535,9 @@ pub fn snapshot_in_background(
     let t0 = Instant::now();
     let plan = SnapshotPlan::new(heap, opts)?;
     let pieces = plan.pieces();
-    let (dir, name) = split_target(target)?;
-    remove_stale_temps(target)?;
-    let (tmp, file) = create_temp(&dir, name)?;
+    check_room(target, plan.file_len())?;
+    let (tmp, file, out) = prepare_temp(target)?;
+    let (dir, name) = split_target(&out.path)?;
     let spawned = (|| {
         let dir_file = File::open(&dir).map_err(file_err("opening the folder", &dir))?;
         let c = |s: &std::ffi::OsStr| {
@@ -499,6 +559,8 @@ pub fn snapshot_in_background(
         let _s = tracing::debug_span!("snapshot-fork").entered();
         process::spawn_writer(&job).map_err(file_err("forking a writer for", target))
     })();
+    // The child holds the lock too (the same open file) until it exits;
+    // this process keeps its copy until it has waited for the child.
     let child = match spawned {
         Ok(c) => c,
         Err(e) => {
@@ -508,6 +570,7 @@ pub fn snapshot_in_background(
     };
     Ok(BackgroundSnapshot {
         child: Some(child),
+        _lock: file,
         temp: tmp,
         pause: t0.elapsed(),
         bytes: plan.file_len(),
@@ -583,8 +646,8 @@ impl BackgroundSnapshot {
                 header: self.header.clone(),
                 segments: self.segments,
                 bytes_written: self.bytes,
-                pause_us: self.pause.as_micros() as u64,
-                child_us: took.as_micros() as u64,
+                pause_us: self.pause.micros(),
+                child_us: took.micros(),
             }),
             ChildOutcome::Failed(e) => {
                 let _ = fs::remove_file(&self.temp);

@@ -33,14 +33,9 @@ impl FileSource {
             path: path.display().to_string(),
             source,
         };
-        let file = File::open(path).map_err(open_err)?;
+        // Never blocks (a FIFO), and refuses what is not a regular file.
+        let file = crate::files::open_regular(path, "an image file").map_err(open_err)?;
         let meta = file.metadata().map_err(open_err)?;
-        if meta.is_dir() {
-            return Err(open_err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "is a directory, not an image file",
-            )));
-        }
         Ok(FileSource {
             file,
             len: meta.len(),
@@ -158,7 +153,7 @@ impl ComposedSource {
             // A .ston file is a few hundred bytes: read no more than the
             // parser accepts, whatever the file's size.
             let mut text = String::new();
-            File::open(&p)
+            crate::files::open_regular(&p, "a .ston file")
                 .and_then(|f| f.take(ston::MAX_STON_BYTES + 1).read_to_string(&mut text))
                 .map_err(|e| io(&p, e))?;
             let parsed = ston::parse(&text, name)?;
@@ -176,7 +171,7 @@ impl ComposedSource {
         };
         let open_data = |name: &str, ston_name: &str, want: u64| -> Result<File, FolderError> {
             let p = dir.join(name);
-            let f = File::open(&p).map_err(|e| io(&p, e))?;
+            let f = crate::files::open_regular(&p, "a .data file").map_err(|e| io(&p, e))?;
             let len = f.metadata().map_err(|e| io(&p, e))?.len();
             if len < want {
                 return Err(FolderError::Content {
@@ -191,7 +186,10 @@ impl ComposedSource {
             }
             Ok(f)
         };
-        if !dir.join("header.ston").is_file() {
+        // Anything by a file's name counts as there: a FIFO called
+        // header.ston is then refused as what it is, not called missing.
+        let there = |name: &str| crate::files::exists(&dir.join(name));
+        if !there("header.ston") {
             return Err(FolderError::Io {
                 path: folder.clone(),
                 source: std::io::Error::new(
@@ -201,7 +199,7 @@ impl ComposedSource {
             }
             .into());
         }
-        let perm = if dir.join("permSpace.ston").is_file() {
+        let perm = if there("permSpace.ston") {
             let meta = SegmentMeta::from_ston(&read_ston("permSpace.ston")?, "permSpace.ston")
                 .map_err(content)?;
             let f = open_data("permSpace.data", "permSpace.ston", meta.size)?;
@@ -219,7 +217,7 @@ impl ComposedSource {
         let mut files = Vec::new();
         for i in 0.. {
             let data = format!("seg{i}.data");
-            if !dir.join(&data).is_file() {
+            if !there(&data) {
                 if i == 0 {
                     return Err(content(ComposedError::NoSegments).into());
                 }

@@ -4,6 +4,7 @@
 use spur_format::raw::*;
 use spur_format::{Layout, NewAddr, ObjHeader, Walk, WordSize, L32, L64};
 
+use crate::conv::{u64_of, usize_of};
 use crate::heap::LoadedHeap;
 
 /// What kind of problem a finding is.
@@ -166,7 +167,7 @@ impl<'h, L: Layout> Verifier<'h, L> {
             forwarders: (0, 0),
             odd_bits: (0, 0),
             classes: Vec::new(),
-            nil: heap.nil().0,
+            nil: heap.nil().get(),
             report: Report::default(),
             _l: std::marker::PhantomData,
         }
@@ -205,9 +206,9 @@ impl<'h, L: Layout> Verifier<'h, L> {
         if let Some(p) = self.heap.perm_space().filter(|p| p.holds(a)) {
             return Some(self.bit_base[self.heap.segments().len()] + ((a - p.start) >> 3) as usize);
         }
-        let i = self.heap.segment_of(NewAddr(a))?;
+        let i = self.heap.segment_of(NewAddr::from_heap_word(a))?;
         let s = &self.heap.segments()[i];
-        Some(self.bit_base[i] + ((a - s.new_start.0) >> 3) as usize)
+        Some(self.bit_base[i] + ((a - s.new_start.get()) >> 3) as usize)
     }
 
     fn is_live(&self, a: u64) -> bool {
@@ -257,18 +258,22 @@ impl<'h, L: Layout> Verifier<'h, L> {
         let heap = self.heap;
         let nil = heap.nil();
         for (i, name) in ["nil", "false", "true"].into_iter().enumerate() {
-            let a = NewAddr(nil.0 + 16 * i as u64);
+            let a = NewAddr::from_heap_word(nil.get() + 16 * i as u64);
             match heap.header_at(a) {
                 Some(h) if h.format() == FMT_ZERO_SIZED && h.raw_num_slots() == 0 => {}
                 Some(h) => self.error(
                     FindingKind::FirstObjects,
-                    a.0,
+                    a.get(),
                     format!("{name} must be a 0-slot format-0 object, found {h:?}"),
                 ),
-                None => self.error(FindingKind::FirstObjects, a.0, format!("no {name} object")),
+                None => self.error(
+                    FindingKind::FirstObjects,
+                    a.get(),
+                    format!("no {name} object"),
+                ),
             }
         }
-        let fl = NewAddr(nil.0 + 48);
+        let fl = NewAddr::from_heap_word(nil.get() + 48);
         let want = (
             self.word.word_array_pun(),
             self.word.word_indexable_format(),
@@ -278,7 +283,7 @@ impl<'h, L: Layout> Verifier<'h, L> {
             Some(h) if (h.class_index(), h.format(), heap.num_slots(fl).unwrap_or(0)) == want => {}
             other => self.error(
                 FindingKind::FirstObjects,
-                fl.0,
+                fl.get(),
                 format!(
                     "the 4th object must be the free lists (class {}, format {}, {} slots), found {other:?}",
                     want.0, want.1, want.2
@@ -288,7 +293,7 @@ impl<'h, L: Layout> Verifier<'h, L> {
         let Some(hidden) = heap.object_after(fl) else {
             self.error(
                 FindingKind::FirstObjects,
-                fl.0,
+                fl.get(),
                 "no 5th object (hidden roots)",
             );
             return;
@@ -301,7 +306,7 @@ impl<'h, L: Layout> Verifier<'h, L> {
         {
             self.error(
                 FindingKind::FirstObjects,
-                hidden.0,
+                hidden.get(),
                 format!(
                     "the 5th object must be the hidden roots (class 16, format 2, {HIDDEN_ROOTS_SLOTS} slots), found {h:?} with {n} slots"
                 ),
@@ -317,10 +322,10 @@ impl<'h, L: Layout> Verifier<'h, L> {
                 ended = true;
                 continue;
             }
-            let ph = heap.header_at(NewAddr(page));
+            let ph = heap.header_at(NewAddr::from_heap_word(page));
             let ok = ph
                 .is_some_and(|h| h.class_index() == CLASS_ARRAY_PUN && h.format() == FMT_INDEXABLE)
-                && heap.num_slots(NewAddr(page)) == Some(CLASS_TABLE_PAGE_SLOTS);
+                && heap.num_slots(NewAddr::from_heap_word(page)) == Some(CLASS_TABLE_PAGE_SLOTS);
             if ended || !ok {
                 self.error(
                     FindingKind::ClassTable,
@@ -333,17 +338,18 @@ impl<'h, L: Layout> Verifier<'h, L> {
             }
             pages += 1;
             self.classes
-                .resize(((p + 1) * CLASS_TABLE_PAGE_SLOTS) as usize, self.nil);
+                .resize(usize_of((p + 1) * CLASS_TABLE_PAGE_SLOTS), self.nil);
             for j in 0..CLASS_TABLE_PAGE_SLOTS {
-                self.classes[(p * CLASS_TABLE_PAGE_SLOTS + j) as usize] =
-                    heap.slot(NewAddr(page), j).unwrap_or(self.nil);
+                self.classes[usize_of(p * CLASS_TABLE_PAGE_SLOTS + j)] = heap
+                    .slot(NewAddr::from_heap_word(page), j)
+                    .unwrap_or(self.nil);
             }
         }
         self.report.class_table_pages = pages;
         if pages == 0 {
             self.error(
                 FindingKind::ClassTable,
-                hidden.0,
+                hidden.get(),
                 "the class table has no pages",
             );
         }
@@ -357,11 +363,11 @@ impl<'h, L: Layout> Verifier<'h, L> {
         for (i, s) in segs.iter().enumerate() {
             let bytes = heap.segment_bytes(i);
             let base = self.bit_base[i];
-            let mut w = Walk::<L>::new(bytes, s.new_start.0, i);
+            let mut w = Walk::<L>::new(bytes, s.new_start.get(), i);
             for obj in w.by_ref() {
                 self.report.objects += 1;
                 let h = obj.header;
-                let addr = s.new_start.0 + obj.offset as u64;
+                let addr = s.new_start.get() + obj.offset as u64;
                 let bit = base + (obj.offset >> 3);
                 if h.is_free_chunk() {
                     self.free.set(bit);
@@ -387,7 +393,7 @@ impl<'h, L: Layout> Verifier<'h, L> {
             if let Err(e) = w.finish() {
                 self.error(
                     FindingKind::Segment,
-                    s.new_start.0 + end as u64,
+                    s.new_start.get() + end as u64,
                     e.to_string(),
                 );
             }
@@ -450,7 +456,7 @@ impl<'h, L: Layout> Verifier<'h, L> {
             };
             match self.word.small_integer(hdr) {
                 Some(v) if n > 0 => {
-                    let lits = (v & METHOD_NUM_LITERALS_MASK) as u64;
+                    let lits = (v & METHOD_NUM_LITERALS_MASK).cast_unsigned();
                     if lits + 1 > n {
                         self.error(
                             FindingKind::Method,
@@ -500,21 +506,21 @@ impl<'h, L: Layout> Verifier<'h, L> {
         }
         let at = s.objects_end();
         let bytes = heap.segment_bytes(i);
-        let o = bytes.len() - BRIDGE_BYTES as usize;
+        let o = bytes.len() - usize_of(BRIDGE_BYTES);
         let w0 = spur_format::layout::u64_at(bytes, o);
         let w1 = spur_format::layout::u64_at(bytes, o + 8);
         let short = ObjHeader(w0);
         let (ok, spans_to) = if short.is_bridge() && short.raw_num_slots() == 0 {
             (
                 short.format() == self.word.word_indexable_format(),
-                at.0 + 16,
+                at.get() + 16,
             )
         } else if spur_format::objheader::is_overflow_word(w0) {
             let long = ObjHeader(w1);
             let n = self.word.overflow_slots(w0);
             (
                 long.is_bridge() && long.raw_num_slots() == 255,
-                at.0 + 8 + self.word.body_bytes(n).unwrap_or(0),
+                at.get() + 8 + self.word.body_bytes(n).unwrap_or(0),
             )
         } else {
             (false, 0)
@@ -522,7 +528,7 @@ impl<'h, L: Layout> Verifier<'h, L> {
         if !ok {
             self.error(
                 FindingKind::Segment,
-                at.0,
+                at.get(),
                 format!(
                     "segment {i} does not end with a valid bridge (words {w0:#018x} {w1:#018x})"
                 ),
@@ -531,11 +537,11 @@ impl<'h, L: Layout> Verifier<'h, L> {
         }
         let want = segs
             .get(i + 1)
-            .map_or(s.new_start.0 + s.size, |n| n.new_start.0);
+            .map_or(s.new_start.get() + s.size, |n| n.new_start.get());
         if spans_to != want {
             self.error(
                 FindingKind::Segment,
-                at.0,
+                at.get(),
                 format!(
                     "segment {i}'s bridge spans to {spans_to:#x}, but the next segment starts at {want:#x}"
                 ),
@@ -552,7 +558,7 @@ impl<'h, L: Layout> Verifier<'h, L> {
                 continue;
             }
             // Entries at pun indices are left alone by the VMs' checks.
-            if (i as u32) < FIRST_VALID_CLASS_INDEX && !matches!(i, 1..=4) {
+            if u64_of(i) < u64::from(FIRST_VALID_CLASS_INDEX) && !matches!(i, 1..=4) {
                 continue;
             }
             count += 1;
@@ -564,7 +570,10 @@ impl<'h, L: Layout> Verifier<'h, L> {
                 );
                 continue;
             }
-            let hash = self.heap.header_at(NewAddr(c)).map_or(0, |h| h.hash()) as usize;
+            let hash = self
+                .heap
+                .header_at(NewAddr::from_heap_word(c))
+                .map_or(0, |h| h.hash()) as usize;
             if hash == 0 || self.classes.get(hash) != Some(&c) {
                 self.error(
                     FindingKind::ClassTable,
@@ -591,9 +600,9 @@ impl<'h, L: Layout> Verifier<'h, L> {
                 let bytes = heap.segment_bytes(i);
                 (
                     bytes,
-                    s.new_start.0,
+                    s.new_start.get(),
                     self.bit_base[i],
-                    Walk::<L>::new(bytes, s.new_start.0, i),
+                    Walk::<L>::new(bytes, s.new_start.get(), i),
                 )
             })
             .collect();
@@ -611,12 +620,14 @@ impl<'h, L: Layout> Verifier<'h, L> {
                 if h.class_index() < CLASS_FORWARDER || !self.live.get(base + (obj.offset >> 3)) {
                     continue;
                 }
-                let n = obj.num_slots as usize;
+                let n = usize_of(obj.num_slots);
                 let count = if h.format() <= FMT_LAST_POINTER {
                     n
                 } else if h.is_compiled_method() && n > 0 {
                     match self.word.small_integer(L::slot(bytes, obj.offset, 0)) {
-                        Some(v) => ((v & METHOD_NUM_LITERALS_MASK) as usize + 1).min(n),
+                        Some(v) => {
+                            (usize_of((v & METHOD_NUM_LITERALS_MASK).cast_unsigned()) + 1).min(n)
+                        }
                         None => 0,
                     }
                 } else {
@@ -651,22 +662,22 @@ impl<'h, L: Layout> Verifier<'h, L> {
     /// Why `v` is not a valid pointer.
     fn diagnose(&self, v: u64) -> &'static str {
         let segs = self.heap.segments();
-        let i = segs.partition_point(|s| s.new_start.0 <= v);
+        let i = segs.partition_point(|s| s.new_start.get() <= v);
         if let Some(s) = i.checked_sub(1).map(|i| &segs[i]) {
-            if s.own_bridge && v == s.objects_end().0 {
+            if s.own_bridge && v == s.objects_end().get() {
                 return "points to a segment bridge";
             }
         }
         if self.heap.perm_space().is_some_and(|p| p.holds(v)) {
             return "points into the middle of a perm-space object";
         }
-        match self.heap.segment_of(NewAddr(v)) {
+        match self.heap.segment_of(NewAddr::from_heap_word(v)) {
             None => "lies outside every segment of the heap",
             Some(_) if self.is_free(v) => "points to a free chunk",
             Some(_)
                 if self
                     .heap
-                    .header_at(NewAddr(v))
+                    .header_at(NewAddr::from_heap_word(v))
                     .is_some_and(|h| h.is_forwarder()) =>
             {
                 "points to a forwarder"
@@ -679,10 +690,10 @@ impl<'h, L: Layout> Verifier<'h, L> {
     fn special_objects(&mut self) {
         let heap = self.heap;
         let so = heap.special_objects();
-        if !self.is_live(so.0) {
+        if !self.is_live(so.get()) {
             self.error(
                 FindingKind::SpecialObjects,
-                so.0,
+                so.get(),
                 "the special objects oop is not an object",
             );
             return;
@@ -699,7 +710,7 @@ impl<'h, L: Layout> Verifier<'h, L> {
             if got != Some(want) {
                 self.error(
                     FindingKind::SpecialObjects,
-                    so.0,
+                    so.get(),
                     format!(
                         "special object {i} must be {name} at {want:#x}, found {:#x}",
                         got.unwrap_or(0)
@@ -724,7 +735,7 @@ impl<'h, L: Layout> Verifier<'h, L> {
             if got != want {
                 self.error(
                     FindingKind::SpecialObjects,
-                    so.0,
+                    so.get(),
                     format!(
                         "special object {slot} ({name}) is {got:#x}, but class index {index} holds {want:#x}"
                     ),
@@ -736,16 +747,16 @@ impl<'h, L: Layout> Verifier<'h, L> {
     /// §3.5.1: list heads, chains and the tree of large chunks.
     fn free_lists(&mut self) {
         let heap = self.heap;
-        let fl = NewAddr(self.nil + 48);
+        let fl = NewAddr::from_heap_word(self.nil + 48);
         let lists = self.word.num_free_lists();
         if heap.num_slots(fl) != Some(lists) {
             return;
         }
         let word = self.word;
         let chunk_bytes = |a: u64| -> u64 {
-            let n = heap.num_slots(NewAddr(a)).unwrap_or(0);
+            let n = heap.num_slots(NewAddr::from_heap_word(a)).unwrap_or(0);
             let over = heap
-                .header_at(NewAddr(a))
+                .header_at(NewAddr::from_heap_word(a))
                 .is_some_and(|h| h.raw_num_slots() == 255);
             word.body_bytes(n).unwrap_or(0) + if over { 8 } else { 0 }
         };
@@ -780,7 +791,9 @@ impl<'h, L: Layout> Verifier<'h, L> {
                     self.error(FindingKind::FreeSpace, p, format!("free list {i} loops"));
                     break;
                 }
-                p = heap.slot(NewAddr(p), FREE_CHUNK_NEXT).unwrap_or(0);
+                p = heap
+                    .slot(NewAddr::from_heap_word(p), FREE_CHUNK_NEXT)
+                    .unwrap_or(0);
             }
         }
         // Head 0: a binary tree by size; equal sizes chained through `next`.
@@ -815,7 +828,9 @@ impl<'h, L: Layout> Verifier<'h, L> {
                     ),
                 );
             }
-            let got_parent = heap.slot(NewAddr(node), FREE_CHUNK_PARENT).unwrap_or(0);
+            let got_parent = heap
+                .slot(NewAddr::from_heap_word(node), FREE_CHUNK_PARENT)
+                .unwrap_or(0);
             if got_parent != parent {
                 self.error(
                     FindingKind::FreeSpace,
@@ -824,7 +839,9 @@ impl<'h, L: Layout> Verifier<'h, L> {
                 );
             }
             reached += 1;
-            let mut p = heap.slot(NewAddr(node), FREE_CHUNK_NEXT).unwrap_or(0);
+            let mut p = heap
+                .slot(NewAddr::from_heap_word(node), FREE_CHUNK_NEXT)
+                .unwrap_or(0);
             while p != 0 && steps <= budget {
                 steps += 1;
                 if !self.is_free(p) || chunk_bytes(p) != size {
@@ -832,10 +849,12 @@ impl<'h, L: Layout> Verifier<'h, L> {
                     break;
                 }
                 reached += 1;
-                p = heap.slot(NewAddr(p), FREE_CHUNK_NEXT).unwrap_or(0);
+                p = heap
+                    .slot(NewAddr::from_heap_word(p), FREE_CHUNK_NEXT)
+                    .unwrap_or(0);
             }
             for (slot, smaller) in [(FREE_CHUNK_SMALLER, true), (FREE_CHUNK_LARGER, false)] {
-                let child = heap.slot(NewAddr(node), slot).unwrap_or(0);
+                let child = heap.slot(NewAddr::from_heap_word(node), slot).unwrap_or(0);
                 if child != 0 && self.is_free(child) {
                     let cs = chunk_bytes(child);
                     if (smaller && cs >= size) || (!smaller && cs <= size) {
@@ -852,7 +871,7 @@ impl<'h, L: Layout> Verifier<'h, L> {
         if reached != self.report.free_chunks {
             self.error(
                 FindingKind::FreeSpace,
-                fl.0,
+                fl.get(),
                 format!(
                     "the free lists reach {reached} chunks, but the heap holds {}",
                     self.report.free_chunks
@@ -863,7 +882,7 @@ impl<'h, L: Layout> Verifier<'h, L> {
         if declared != self.report.free_bytes {
             self.warning(
                 FindingKind::FreeSpace,
-                fl.0,
+                fl.get(),
                 format!(
                     "header field freeOldSpaceInImage says {declared} bytes, the free chunks hold {}",
                     self.report.free_bytes
@@ -875,7 +894,7 @@ impl<'h, L: Layout> Verifier<'h, L> {
     /// §4.2: the mark and weakling stacks are empty; stack pages are well formed.
     fn obj_stacks(&mut self) {
         let heap = self.heap;
-        let fl = NewAddr(self.nil + 48);
+        let fl = NewAddr::from_heap_word(self.nil + 48);
         let Some(hidden) = heap.object_after(fl) else {
             return;
         };
@@ -892,11 +911,13 @@ impl<'h, L: Layout> Verifier<'h, L> {
                 continue;
             }
             let ok = self.is_live(page)
-                && heap.header_at(NewAddr(page)).is_some_and(|h| {
-                    h.class_index() == self.word.word_array_pun()
-                        && h.format() == self.word.word_indexable_format()
-                })
-                && heap.num_slots(NewAddr(page)) == Some(OBJ_STACK_PAGE_SLOTS);
+                && heap
+                    .header_at(NewAddr::from_heap_word(page))
+                    .is_some_and(|h| {
+                        h.class_index() == self.word.word_array_pun()
+                            && h.format() == self.word.word_indexable_format()
+                    })
+                && heap.num_slots(NewAddr::from_heap_word(page)) == Some(OBJ_STACK_PAGE_SLOTS);
             if !ok {
                 self.error(
                     FindingKind::ObjStack,
@@ -905,7 +926,9 @@ impl<'h, L: Layout> Verifier<'h, L> {
                 );
                 continue;
             }
-            let my = heap.slot(NewAddr(page), OBJ_STACK_MY).unwrap_or(0);
+            let my = heap
+                .slot(NewAddr::from_heap_word(page), OBJ_STACK_MY)
+                .unwrap_or(0);
             if my != root {
                 self.error(
                     FindingKind::ObjStack,
@@ -913,7 +936,9 @@ impl<'h, L: Layout> Verifier<'h, L> {
                     format!("object-stack page of root {root} says it belongs to {my}"),
                 );
             }
-            let top = heap.slot(NewAddr(page), OBJ_STACK_TOP).unwrap_or(0);
+            let top = heap
+                .slot(NewAddr::from_heap_word(page), OBJ_STACK_TOP)
+                .unwrap_or(0);
             if must_be_empty && top != 0 {
                 self.error(
                     FindingKind::ObjStack,

@@ -17,6 +17,8 @@ use spur_format::raw::{
     CLASS_TABLE_ROOT_SLOTS, FIRST_VALID_CLASS_INDEX, FMT_INDEXABLE, HIDDEN_ROOTS_SLOTS,
 };
 
+use spur_loader::conv::u64_of;
+
 use crate::error::RuntimeError;
 use crate::memory::{Oop, ReadView};
 use crate::special_objects::SpecialObjects;
@@ -106,7 +108,10 @@ impl ClassTable {
                 if c == nil {
                     continue;
                 }
-                let i = (p as u64 * CLASS_TABLE_PAGE_SLOTS) as u32 + j as u32;
+                // At most 4096 pages of 1024 entries: 22 bits, the width of a class index.
+                let Ok(i) = u32::try_from(u64_of(p) * CLASS_TABLE_PAGE_SLOTS + u64_of(j)) else {
+                    continue;
+                };
                 // Counted as the verifier counts: immediate classes and real indices.
                 if i >= FIRST_VALID_CLASS_INDEX || matches!(i, 1..=4) {
                     classes += 1;

@@ -150,7 +150,8 @@ impl Evidence {
             return true;
         }
         r.scores.iter().any(|&(d, p)| {
-            let markers = MARKERS.iter().filter(|m| m.1 == d).count() as u32;
+            let markers =
+                u32::try_from(MARKERS.iter().filter(|m| m.1 == d).count()).unwrap_or(u32::MAX);
             d != leader && points < p + MARKER_POINTS * markers + MIN_LEAD
         })
     }

@@ -41,11 +41,11 @@ impl MethodHeader {
         let v = word.small_integer(oop.bits())?;
         Some(MethodHeader {
             value: v,
-            num_literals: (v & METHOD_NUM_LITERALS_MASK) as u64,
+            num_literals: (v & METHOD_NUM_LITERALS_MASK).cast_unsigned(),
             has_primitive: v >> 16 & 1 == 1,
             large_frame: v >> 17 & 1 == 1,
-            num_temps: (v >> 18 & 0x3F) as u8,
-            num_args: (v >> 24 & 0xF) as u8,
+            num_temps: u8::try_from(v >> 18 & 0x3F).unwrap_or(0),
+            num_args: u8::try_from(v >> 24 & 0xF).unwrap_or(0),
             set: if v < 0 {
                 BytecodeSet::SistaV1
             } else {

@@ -19,6 +19,8 @@ use spur_format::raw::{DEFAULT_EDEN_BYTES_32, DEFAULT_EDEN_BYTES_64};
 use spur_format::{NewAddr, WordSize};
 use spur_mem::{page_ceil, Backing, Reservation};
 
+use spur_loader::conv::usize_of;
+
 use crate::error::RuntimeError;
 use crate::place::{reserve_for, Placed};
 use crate::stack::StackLayout;
@@ -77,7 +79,7 @@ impl NewSpaceLayout {
     ) -> Result<Self, RuntimeError> {
         let (total, from) = match requested {
             Some(n) => (n, EdenFrom::CommandLine),
-            None if header_eden != 0 => (header_eden as u64, EdenFrom::Header),
+            None if header_eden != 0 => (u64::from(header_eden), EdenFrom::Header),
             None => (
                 match word {
                     WordSize::W64 => DEFAULT_EDEN_BYTES_64,
@@ -94,9 +96,11 @@ impl NewSpaceLayout {
             return Err(RuntimeError::TooLarge {
                 what: "new space",
                 bytes: total,
-                bits: word.bytes() as u32 * 8,
+                bits: if word == WordSize::W64 { 64 } else { 32 },
             });
         }
+        // Errors give the size asked for, not the one rounded down to words.
+        let requested = total;
         let total = total & !7;
         let reserve = stack.allocation_reserve_bytes();
         match Self::split(total, reserve) {
@@ -118,7 +122,7 @@ impl NewSpaceLayout {
                 }
                 let eden = Self::split_unchecked(total, reserve).1;
                 Err(RuntimeError::EdenTooSmall {
-                    new_space_bytes: total,
+                    new_space_bytes: requested,
                     eden_bytes: eden,
                     reserve,
                     stack_pages: stack.count,
@@ -182,11 +186,11 @@ impl NewSpace {
     }
     /// First byte of new space (of past space).
     pub fn start(&self) -> NewAddr {
-        NewAddr(self.start)
+        NewAddr::in_reservation(self.start, 0)
     }
     /// Just past the end of new space (of eden).
     pub fn end(&self) -> NewAddr {
-        NewAddr(self.start + self.layout.total_bytes)
+        NewAddr::in_reservation(self.start, self.layout.total_bytes)
     }
     /// How new space was placed.
     pub fn placed(&self) -> Placed {
@@ -203,22 +207,22 @@ impl NewSpace {
     }
     /// Eden: where new objects are allocated.
     pub fn eden(&self) -> std::ops::Range<u64> {
-        self.start + 2 * self.layout.survivor_bytes..self.end().0
+        self.start + 2 * self.layout.survivor_bytes..self.end().get()
     }
     /// Allocation past this address triggers a scavenge.
     pub fn scavenge_threshold(&self) -> NewAddr {
-        NewAddr(self.start + self.layout.threshold_offset)
+        NewAddr::in_reservation(self.start, self.layout.threshold_offset)
     }
     /// New space's memory: `start()..end()`.
     #[inline]
     pub fn bytes(&self) -> &[u8] {
-        let off = (self.start - self.memory.base()) as usize;
+        let off = usize_of(self.start - self.memory.base());
         &self.memory.bytes()[off..]
     }
     /// New space's memory, writable (the object memory writes through it).
     #[inline]
     pub fn bytes_mut(&mut self) -> &mut [u8] {
-        let off = (self.start - self.memory.base()) as usize;
+        let off = usize_of(self.start - self.memory.base());
         &mut self.memory.bytes_mut()[off..]
     }
 }
@@ -316,11 +320,11 @@ mod tests {
         drop(probe);
         let mut ns = NewSpace::allocate(WordSize::W64, l, old).unwrap();
         assert_eq!(ns.placed(), Placed::BelowOldSpace);
-        assert_eq!(ns.end().0, old);
+        assert_eq!(ns.end().get(), old);
         assert_eq!(ns.eden().end, old);
         assert_eq!(ns.past_space().end, ns.future_space().start);
         assert_eq!(ns.future_space().end, ns.eden().start);
-        assert!(ns.scavenge_threshold().0 < ns.end().0);
+        assert!(ns.scavenge_threshold().get() < ns.end().get());
         assert_eq!(ns.bytes_mut().len() as u64, 1 << 20);
     }
 }

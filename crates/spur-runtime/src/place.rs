@@ -4,7 +4,8 @@
 //! lies below 4 GiB, since its oops are 32-bit.
 
 use spur_format::WordSize;
-use spur_mem::{page_floor, MemError, Reservation};
+use spur_loader::placement::reserve_below_4g;
+use spur_mem::{page_floor, Reservation};
 
 use crate::error::RuntimeError;
 
@@ -30,9 +31,6 @@ impl Placed {
 /// Lowest address tried for memory placed below old space: keep clear of
 /// the first pages, which the kernel refuses (`mmap_min_addr`).
 const LOWEST: u64 = 1 << 20;
-/// Where the search below 4 GiB starts, and its step.
-const LOW_SEARCH_FROM: u64 = 0x1000_0000;
-const LOW_SEARCH_STEP: u64 = 16 << 20;
 
 /// Reserves `len` bytes (a multiple of the page size): ending at the page
 /// of `below` if given and free, else elsewhere.
@@ -51,26 +49,15 @@ pub(crate) fn reserve_for(
     }
     let r = match word {
         WordSize::W64 => Reservation::anywhere(len, 0)?,
-        WordSize::W32 => {
-            let mut at = LOW_SEARCH_FROM;
-            loop {
-                if at + len > word.address_limit() {
-                    return Err(RuntimeError::NoRoomBelow4G {
-                        what: if below.is_some() {
-                            "new space"
-                        } else {
-                            "stack zone"
-                        },
-                        bytes: len,
-                    });
-                }
-                match Reservation::at(at, len) {
-                    Ok(r) => break r,
-                    Err(MemError::Occupied { .. }) => at += LOW_SEARCH_STEP,
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        }
+        // The loader's one search below 4 GiB, which placed the heap itself.
+        WordSize::W32 => reserve_below_4g(len, None)?.ok_or(RuntimeError::NoRoomBelow4G {
+            what: if below.is_some() {
+                "new space"
+            } else {
+                "stack zone"
+            },
+            bytes: len,
+        })?,
     };
     Ok((r, Placed::Elsewhere))
 }

@@ -183,15 +183,18 @@ impl ResumePoint {
         let initial_pc = method.initial_pc(word);
         let decoded = decode_method(method.header.set, method.bytes, initial_pc, is_block_code);
         let end_pc = decoded.end_pc;
-        if pc < 0 || (pc as u64) < initial_pc || pc as u64 >= end_pc {
-            return Err(RuntimeError::PcOutsideMethod {
-                context: ctx.bits(),
-                pc: pc as u64,
-                initial_pc,
-                end_pc,
-            });
-        }
-        let pc = pc as u64;
+        let pc = match u64::try_from(pc) {
+            Ok(pc) if pc >= initial_pc && pc < end_pc => pc,
+            _ => {
+                return Err(RuntimeError::PcOutsideMethod {
+                    context: ctx.bits(),
+                    // A negative pc is shown as its two's complement, as the heap holds it.
+                    pc: pc.cast_unsigned(),
+                    initial_pc,
+                    end_pc,
+                });
+            }
+        };
         let at = decoded
             .instructions
             .iter()
@@ -234,7 +237,7 @@ impl ResumePoint {
                 .and_then(|s| view.string(s))
                 .unwrap_or_else(|| "?".into()),
             pc,
-            stack_pointer: sp.max(0) as u64,
+            stack_pointer: u64::try_from(sp).unwrap_or(0),
             header: method.header,
             initial_pc,
             end_pc,
@@ -253,9 +256,11 @@ pub fn special_selector(
     i: u8,
 ) -> Option<(String, u32)> {
     let from_image = specials.common().special_selectors().and_then(|a| {
-        let sel = view.string(view.slot(a, 2 * i as u64)?)?;
-        let n = view.memory().small_int(view.slot(a, 2 * i as u64 + 1)?)?;
-        Some((sel, n as u32))
+        let sel = view.string(view.slot(a, 2 * u64::from(i))?)?;
+        let n = view
+            .memory()
+            .small_int(view.slot(a, 2 * u64::from(i) + 1)?)?;
+        Some((sel, u32::try_from(n).ok()?))
     });
     from_image.or_else(|| {
         SPECIAL_SELECTORS

@@ -5,6 +5,8 @@ use std::time::Instant;
 use spur_format::NewAddr;
 use spur_loader::LoadedHeap;
 
+use spur_loader::conv::Micros;
+
 use crate::class_table::ClassTable;
 use crate::dialect::{judge, DialectReport, Evidence};
 use crate::error::RuntimeError;
@@ -198,10 +200,10 @@ impl Runtime {
             free_bytes: header.free_old_space + claimed.map_or(0, |c| c.bytes),
         };
         let timings = WireTimings {
-            floats_us: t_floats.as_micros() as u64,
-            tables_us: t_tables.as_micros() as u64,
-            memory_us: t_memory.as_micros() as u64,
-            total_us: t0.elapsed().as_micros() as u64,
+            floats_us: t_floats.micros(),
+            tables_us: t_tables.micros(),
+            memory_us: t_memory.micros(),
+            total_us: t0.elapsed().micros(),
         };
         tracing::debug!(?timings, dialect = dialect.dialect.name(), "wired");
         Ok(Runtime {

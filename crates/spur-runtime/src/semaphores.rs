@@ -75,8 +75,8 @@ impl ExternalSemaphoreTable {
     ) -> Result<Self, RuntimeError> {
         let mut size = INITIAL_EXT_SEM_TABLE_SIZE;
         let mut from = SizeFrom::Default;
-        if header_size != 0 && grow_to(size, header_size as u64) > size {
-            size = grow_to(size, header_size as u64);
+        if header_size != 0 && grow_to(size, u64::from(header_size)) > size {
+            size = grow_to(size, u64::from(header_size));
             from = SizeFrom::Header;
         }
         if let Some(n) = requested {

@@ -93,7 +93,7 @@ impl HashSeed {
         }
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.subsec_nanos() as u64 ^ d.as_secs());
+            .map_or(1, |d| u64::from(d.subsec_nanos()) ^ d.as_secs());
         HashSeed {
             seed: ((nanos & HASH_SEED_MASK) as u32).max(1),
             last_hash: header.last_hash,

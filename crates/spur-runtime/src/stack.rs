@@ -21,6 +21,8 @@
 use spur_format::WordSize;
 use spur_mem::{page_ceil, Backing, Reservation};
 
+use spur_loader::conv::usize_of;
+
 use crate::error::RuntimeError;
 use crate::place::{reserve_for, Placed};
 
@@ -110,7 +112,7 @@ impl StackLayout {
                 })
             }
             Some(n) => (n, PagesFrom::CommandLine),
-            None if header_pages != 0 => (header_pages as u64, PagesFrom::Header),
+            None if header_pages != 0 => (u64::from(header_pages), PagesFrom::Header),
             None => (DEFAULT_STACK_PAGES, PagesFrom::Default),
         };
         let w = word.bytes();
@@ -181,7 +183,7 @@ impl StackZone {
     }
     /// The zone's memory, for the interpreter that owns it.
     pub fn bytes_mut(&mut self) -> &mut [u8] {
-        let n = self.layout.zone_bytes as usize;
+        let n = usize_of(self.layout.zone_bytes);
         &mut self.memory.bytes_mut()[..n]
     }
 }

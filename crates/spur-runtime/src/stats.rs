@@ -5,6 +5,8 @@ use spur_format::raw::{CLASS_TABLE_PAGE_SLOTS, LAST_CLASS_INDEX_PUN};
 use spur_format::{Layout, Walk, WordSize, L32, L64};
 use spur_loader::LoadedHeap;
 
+use spur_loader::conv::usize_of;
+
 use crate::class_table::ClassTable;
 use crate::error::RuntimeError;
 use crate::memory::{ObjectMemory, Oop, ReadView};
@@ -70,7 +72,7 @@ pub fn histogram_with(
 ) -> Result<Histogram, RuntimeError> {
     let _span = tracing::debug_span!("histogram").entered();
     let slots = classes.pages() as u64 * CLASS_TABLE_PAGE_SLOTS;
-    let mut counts = vec![(0u64, 0u64); slots as usize];
+    let mut counts = vec![(0u64, 0u64); usize_of(slots)];
     let mut h = Histogram::default();
     let mut beyond = std::collections::BTreeMap::new();
     match heap.word() {
@@ -82,7 +84,7 @@ pub fn histogram_with(
         .iter()
         .enumerate()
         .filter(|(_, c)| c.0 > 0)
-        .map(|(i, &c)| (i as u32, c))
+        .filter_map(|(i, &c)| Some((u32::try_from(i).ok()?, c)))
         .chain(beyond);
     for (index, (instances, bytes)) in all {
         let class = classes.class_at(view, index);
@@ -119,7 +121,7 @@ fn walk<L: Layout>(
     beyond: &mut std::collections::BTreeMap<u32, (u64, u64)>,
 ) -> Result<(), RuntimeError> {
     for (i, s) in heap.segments().iter().enumerate() {
-        let mut w = Walk::<L>::new(heap.segment_bytes(i), s.new_start.0, i);
+        let mut w = Walk::<L>::new(heap.segment_bytes(i), s.new_start.get(), i);
         for obj in w.by_ref() {
             h.objects += 1;
             let bytes = L::WORD.body_bytes(obj.num_slots).unwrap_or(0)
@@ -141,7 +143,7 @@ fn walk<L: Layout>(
             }
         }
         w.finish().map_err(|e| RuntimeError::ClassTable {
-            addr: s.new_start.0,
+            addr: s.new_start.get(),
             why: format!("the heap walk failed: {e}"),
         })?;
     }

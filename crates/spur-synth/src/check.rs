@@ -89,14 +89,14 @@ impl<'a> Image<'a> {
         let mut objs = BTreeMap::new();
         for s in &table.segments {
             let seg = &bytes[s.file_offset as usize..(s.file_offset + s.size) as usize];
-            let (list, pos, end) = walk(word, seg, s.old_start.0, s.index);
+            let (list, pos, end) = walk(word, seg, s.old_start.get(), s.index);
             end.unwrap_or_else(|e| panic!("segment {} walk: {e}", s.index));
             assert_eq!(pos as u64, s.size - BRIDGE_BYTES, "walk ends at the bridge");
             for o in list {
                 let bytes_total =
                     word.body_bytes(o.num_slots).unwrap() + if o.has_overflow() { 8 } else { 0 };
                 objs.insert(
-                    s.old_start.0 + o.offset as u64,
+                    s.old_start.get() + o.offset as u64,
                     Info {
                         file_off: s.file_offset as usize + o.offset,
                         header: o.header,
@@ -160,7 +160,7 @@ impl<'a> Image<'a> {
     }
 
     fn nil(&self) -> u64 {
-        self.header.old_base.0
+        self.header.old_base.get()
     }
 
     fn hidden_roots(&self) -> u64 {
@@ -208,9 +208,9 @@ pub(crate) fn check(bytes: &[u8], spec: &SynthSpec, report: &SynthReport) -> Sum
     );
     assert_eq!(h.flags, FLAG_FLOATS_LITTLE_ENDIAN);
     assert!(h.last_hash != 0 && h.last_hash <= 0x3F_FFFF);
-    assert_eq!(h.old_base.0, spec.old_base);
-    assert_eq!(h.old_base.0, report.nil);
-    assert_eq!(h.special_objects_oop.0, report.special_objects_oop);
+    assert_eq!(h.old_base.get(), spec.old_base);
+    assert_eq!(h.old_base.get(), report.nil);
+    assert_eq!(h.special_objects_oop.get(), report.special_objects_oop);
     assert_eq!(h.free_old_space, report.free_bytes);
     assert!(h.data_size >= spec.heap_bytes.div_ceil(8) * 8);
 
@@ -220,7 +220,7 @@ pub(crate) fn check(bytes: &[u8], spec: &SynthSpec, report: &SynthReport) -> Sum
     assert_eq!(segs.len(), report.segments.len());
     for (s, r) in segs.iter().zip(&report.segments) {
         assert_eq!(
-            (s.index, s.old_start.0, s.size, s.file_offset),
+            (s.index, s.old_start.get(), s.size, s.file_offset),
             (r.index, r.old_start, r.size, r.file_offset)
         );
         if s.index + 1 < segs.len() {
@@ -436,7 +436,7 @@ pub(crate) fn check(bytes: &[u8], spec: &SynthSpec, report: &SynthReport) -> Sum
                 "slot {i} of {a:#x} points at a free chunk"
             );
             assert!(!t.header.is_bridge());
-            assert!(img.table.segment_of(OldAddr(v)).is_some());
+            assert!(img.table.segment_of(OldAddr::new(v)).is_some());
             if t.segment < o.segment {
                 sum.backward_cross += 1;
             }
@@ -523,7 +523,7 @@ pub(crate) fn check(bytes: &[u8], spec: &SynthSpec, report: &SynthReport) -> Sum
     }
 
     // Special objects (§4.3) and the load-time compact-class checks.
-    let so = h.special_objects_oop.0;
+    let so = h.special_objects_oop.get();
     let soo = img.obj(so);
     assert_eq!(
         (soo.header.class_index(), soo.header.format(), soo.num_slots),

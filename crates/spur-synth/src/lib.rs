@@ -350,8 +350,8 @@ pub fn write_image<W: Write + Seek>(spec: &SynthSpec, out: &mut W) -> io::Result
         prefix_bytes,
         header_size,
         data_size,
-        old_base: OldAddr(spec.old_base),
-        special_objects_oop: OldAddr(kernel.special_objects),
+        old_base: OldAddr::new(spec.old_base),
+        special_objects_oop: OldAddr::new(kernel.special_objects),
         // Non-zero, within the 22 bits the VM keeps.
         last_hash: 1 + (spec.seed.wrapping_mul(0x9E37_79B9) & 0x3F_FFFE),
         // 1024x768, as a VM would have saved its window.
@@ -385,6 +385,12 @@ pub fn write_image<W: Write + Seek>(spec: &SynthSpec, out: &mut W) -> io::Result
 
 /// Writes the image to `path` atomically: into a temporary file beside it,
 /// synced, then renamed over `path`. On error the temporary file is removed.
+///
+/// A small helper for tests and examples: it checks nothing about `path`,
+/// and a process killed while writing leaves `.NAME.PID.synth-tmp` behind.
+/// `vm-loader synth` writes through `spur_loader::write_atomically` instead
+/// (checked target, locked temporary cleaned up by the next write, the old
+/// file's mode and owner).
 pub fn write_image_file(spec: &SynthSpec, path: &Path) -> io::Result<SynthReport> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),

@@ -217,8 +217,8 @@ pub fn header_from_ston(s: &StonStruct, perm_bytes: u64) -> Result<ImageHeader, 
         prefix_bytes: 0,
         header_size,
         data_size: old_space,
-        old_base: OldAddr(non_negative(s, file, "oldBaseAddr")?),
-        special_objects_oop: OldAddr(non_negative(s, file, "initialSpecialObjectsOop")?),
+        old_base: OldAddr::new(non_negative(s, file, "oldBaseAddr")?),
+        special_objects_oop: OldAddr::new(non_negative(s, file, "initialSpecialObjectsOop")?),
         last_hash: non_negative(s, file, "hdrLastHash")?,
         saved_window_size: non_negative(s, file, SAVED_WINDOW_SIZE_FIELD)?,
         flags: non_negative(s, file, "headerFlags")?,
@@ -261,7 +261,7 @@ pub fn check_perm_space(
     let overlaps = table
         .segments
         .iter()
-        .any(|s| s.old_start.0 < end && perm.start < s.old_end().0);
+        .any(|s| s.old_start.get() < end && perm.start < s.old_end().get());
     if overlaps {
         return Err(bad("which overlaps an old-space segment"));
     }
@@ -314,16 +314,16 @@ pub fn segment_table(
             .map_or(0, |n| n.start.saturating_sub(m.start + m.size));
         segments.push(FileSegment {
             index: i,
-            old_start: OldAddr(m.start),
+            old_start: OldAddr::new(m.start),
             size: m.size,
             file_offset: 0,
             gap_after,
         });
     }
-    if metas[0].start != header.old_base.0 {
+    if metas[0].start != header.old_base.get() {
         return Err(ComposedError::BaseMismatch {
             start: metas[0].start,
-            base: header.old_base.0,
+            base: header.old_base.get(),
         });
     }
     let total: u64 = metas.iter().map(|m| m.size).sum();
@@ -335,8 +335,8 @@ pub fn segment_table(
     }
     let table = SegmentTable { segments };
     let so = header.special_objects_oop;
-    if table.segment_of(so).is_none() || !so.0.is_multiple_of(8) {
-        return Err(FormatError::SpecialObjectsOutside { oop: so.0 }.into());
+    if table.segment_of(so).is_none() || !so.get().is_multiple_of(8) {
+        return Err(FormatError::SpecialObjectsOutside { oop: so.get() }.into());
     }
     Ok(table)
 }
@@ -359,8 +359,8 @@ mod tests {
             prefix_bytes: 0,
             header_size: word.standard_header_size() as u64,
             data_size: 42256,
-            old_base: OldAddr(0x3204000),
-            special_objects_oop: OldAddr(0x3204800),
+            old_base: OldAddr::new(0x3204000),
+            special_objects_oop: OldAddr::new(0x3204800),
             last_hash: 283663,
             saved_window_size: 0,
             flags: 2,

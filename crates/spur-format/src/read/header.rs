@@ -133,8 +133,8 @@ impl ImageHeader {
             prefix_bytes: start,
             header_size,
             data_size: w(0),
-            old_base: OldAddr(w(1)),
-            special_objects_oop: OldAddr(w(2)),
+            old_base: OldAddr::new(w(1)),
+            special_objects_oop: OldAddr::new(w(2)),
             last_hash: w(3),
             saved_window_size: w(4),
             flags: w(5),
@@ -188,7 +188,7 @@ impl ImageHeader {
                 data_size: self.data_size,
             });
         }
-        let base = self.old_base.0;
+        let base = self.old_base.get();
         if !base.is_multiple_of(8) {
             return Err(FormatError::BadBaseAddress {
                 base,
@@ -253,7 +253,7 @@ mod tests {
         let h = ImageHeader::parse(&b, b.len() as u64).unwrap();
         assert_eq!(h.format, 68021);
         assert_eq!(h.word, WordSize::W64);
-        assert_eq!(h.old_base, OldAddr(0x804000));
+        assert_eq!(h.old_base, OldAddr::new(0x804000));
         assert_eq!(h.num_stack_pages, 7);
         assert_eq!(h.first_segment_size, 64);
         assert_eq!(h.data_offset(), 128);

@@ -26,11 +26,11 @@ pub struct FileSegment {
 impl FileSegment {
     /// One past the segment's last byte, at its old address.
     pub const fn old_end(&self) -> OldAddr {
-        OldAddr(self.old_start.0 + self.size)
+        OldAddr::new(self.old_start.get() + self.size)
     }
     /// Does the old address `a` fall in the segment's objects (bridge excluded)?
     pub const fn holds(&self, a: OldAddr) -> bool {
-        a.0 >= self.old_start.0 && a.0 < self.old_start.0 + self.size - BRIDGE_BYTES
+        a.get() >= self.old_start.get() && a.get() < self.old_start.get() + self.size - BRIDGE_BYTES
     }
 }
 
@@ -117,7 +117,7 @@ impl SegmentTable {
         let mut segments = Vec::new();
         let mut consumed = 0u64;
         let mut size = header.first_segment_size;
-        let mut start = header.old_base.0;
+        let mut start = header.old_base.get();
         loop {
             let index = segments.len();
             let file_offset = data_offset + consumed;
@@ -156,7 +156,7 @@ impl SegmentTable {
             let last = bridge.next_size == 0;
             segments.push(FileSegment {
                 index,
-                old_start: OldAddr(start),
+                old_start: OldAddr::new(start),
                 size,
                 file_offset,
                 gap_after: if last { 0 } else { bridge.gap },
@@ -176,8 +176,8 @@ impl SegmentTable {
         }
         let table = SegmentTable { segments };
         let so = header.special_objects_oop;
-        if table.segment_of(so).is_none() || !so.0.is_multiple_of(8) {
-            return Err(FormatError::SpecialObjectsOutside { oop: so.0 }.into());
+        if table.segment_of(so).is_none() || !so.get().is_multiple_of(8) {
+            return Err(FormatError::SpecialObjectsOutside { oop: so.get() }.into());
         }
         Ok(table)
     }

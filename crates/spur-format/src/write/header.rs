@@ -93,8 +93,8 @@ impl ImageHeader {
         b[4..8].copy_from_slice(&(self.header_size as u32).to_le_bytes());
         let words = [
             self.data_size,
-            self.old_base.0,
-            self.special_objects_oop.0,
+            self.old_base.get(),
+            self.special_objects_oop.get(),
             self.last_hash,
             self.saved_window_size,
             self.flags,
@@ -135,8 +135,8 @@ mod tests {
                 prefix_bytes: 0,
                 header_size: word.standard_header_size() as u64,
                 data_size: 4096,
-                old_base: OldAddr(0x3204000),
-                special_objects_oop: OldAddr(0x3204800),
+                old_base: OldAddr::new(0x3204000),
+                special_objects_oop: OldAddr::new(0x3204800),
                 last_hash: 0x1234,
                 saved_window_size: 0x0400_0300,
                 flags: 0x12,
@@ -155,15 +155,15 @@ mod tests {
             assert_eq!(ImageHeader::parse(&bytes, bytes.len() as u64).unwrap(), h);
 
             // A snapshot of the same heap, moved and coalesced into one segment.
-            let layout = FileLayout::plan(word, [(OldAddr(0x1000_0000), 4096)]).unwrap();
+            let layout = FileLayout::plan(word, [(OldAddr::new(0x1000_0000), 4096)]).unwrap();
             let kept = h.for_snapshot(
                 &layout,
-                OldAddr(0x1000_0800),
+                OldAddr::new(0x1000_0800),
                 0,
                 &HeaderOverrides::default(),
             );
-            assert_eq!(kept.old_base, OldAddr(0x1000_0000));
-            assert_eq!(kept.special_objects_oop, OldAddr(0x1000_0800));
+            assert_eq!(kept.old_base, OldAddr::new(0x1000_0000));
+            assert_eq!(kept.special_objects_oop, OldAddr::new(0x1000_0800));
             assert_eq!((kept.data_size, kept.first_segment_size), (4096, 4096));
             assert_eq!(kept.format, format, "the format number is kept as read");
             assert_eq!(
@@ -173,7 +173,7 @@ mod tests {
             assert_eq!(kept.max_ext_sem_table, h.max_ext_sem_table);
             let asked = h.for_snapshot(
                 &layout,
-                OldAddr(0x1000_0800),
+                OldAddr::new(0x1000_0800),
                 512,
                 &HeaderOverrides {
                     eden_bytes: Some(16 << 20),
@@ -199,7 +199,7 @@ mod tests {
             };
             let fixed = odd.for_snapshot(
                 &layout,
-                OldAddr(0x1000_0800),
+                OldAddr::new(0x1000_0800),
                 0,
                 &HeaderOverrides::default(),
             );

@@ -94,7 +94,7 @@ impl FileLayout {
         };
         let mut kept: Vec<(usize, u64, u64)> = Vec::new();
         for (index, (start, size)) in segments.into_iter().enumerate() {
-            let start = start.0;
+            let start = start.get();
             if size <= BRIDGE_BYTES {
                 continue;
             }
@@ -149,7 +149,7 @@ impl FileLayout {
             };
             planned.push(PlannedSegment {
                 index,
-                start: OldAddr(start),
+                start: OldAddr::new(start),
                 size,
                 data_offset: offset,
                 gap_after: gap,
@@ -180,9 +180,9 @@ mod tests {
             let l = FileLayout::plan(
                 word,
                 [
-                    (OldAddr(0x10_0000), 4096),
-                    (OldAddr(0x10_1000), 8192),
-                    (OldAddr(0x20_0000), 64),
+                    (OldAddr::new(0x10_0000), 4096),
+                    (OldAddr::new(0x10_1000), 8192),
+                    (OldAddr::new(0x20_0000), 64),
                 ],
             )
             .unwrap();
@@ -213,9 +213,9 @@ mod tests {
         let l = FileLayout::plan(
             WordSize::W64,
             [
-                (OldAddr(0x1000), 64),
-                (OldAddr(0x2000), 16),
-                (OldAddr(0x3000), 64),
+                (OldAddr::new(0x1000), 64),
+                (OldAddr::new(0x2000), 16),
+                (OldAddr::new(0x3000), 64),
             ],
         )
         .unwrap();
@@ -225,7 +225,11 @@ mod tests {
         );
         assert_eq!(l.segments[0].gap_after, 0x3000 - 0x1040);
         let e = |segs: &[(u64, u64)]| {
-            FileLayout::plan(WordSize::W64, segs.iter().map(|&(a, s)| (OldAddr(a), s))).unwrap_err()
+            FileLayout::plan(
+                WordSize::W64,
+                segs.iter().map(|&(a, s)| (OldAddr::new(a), s)),
+            )
+            .unwrap_err()
         };
         assert!(matches!(
             e(&[(0x1000, 64), (0x1020, 64)]),
@@ -240,7 +244,7 @@ mod tests {
             FormatError::BadSnapshotSegment { .. }
         ));
         assert!(matches!(
-            FileLayout::plan(WordSize::W32, [(OldAddr(0xFFFF_FFF0), 64)]).unwrap_err(),
+            FileLayout::plan(WordSize::W32, [(OldAddr::new(0xFFFF_FFF0), 64)]).unwrap_err(),
             FormatError::BadSnapshotSegment { .. }
         ));
         assert_eq!(e(&[(0x1000, 16)]), FormatError::NothingToWrite);
@@ -250,9 +254,9 @@ mod tests {
     fn a_planned_file_reads_back_as_the_same_segments() {
         let word = WordSize::W64;
         let segs = [
-            (OldAddr(0x4000_0000), 1 << 16),
-            (OldAddr(0x4100_0000), 4096),
-            (OldAddr(0x4100_1000), 4096),
+            (OldAddr::new(0x4000_0000), 1 << 16),
+            (OldAddr::new(0x4100_0000), 4096),
+            (OldAddr::new(0x4100_1000), 4096),
         ];
         let l = FileLayout::plan(word, segs).unwrap();
         let header = ImageHeader {
@@ -263,8 +267,8 @@ mod tests {
             prefix_bytes: 0,
             header_size: 128,
             data_size: l.data_size,
-            old_base: OldAddr(0x4000_0000),
-            special_objects_oop: OldAddr(0x4000_0040),
+            old_base: OldAddr::new(0x4000_0000),
+            special_objects_oop: OldAddr::new(0x4000_0040),
             last_hash: 0,
             saved_window_size: 0,
             flags: 2,

@@ -53,7 +53,9 @@ impl ObjectMemory {
         let w = self.word.bytes();
         let slots = byte_len.div_ceil(w);
         let unused = slots * w - byte_len;
-        self.allocate_raw(class_index, FMT_BYTES + unused as u8, slots, 0)
+        // Fewer than a word's bytes are unused: 0..=7 fits the format's low bits.
+        let unused = u8::try_from(unused).unwrap_or(0);
+        self.allocate_raw(class_index, FMT_BYTES + unused, slots, 0)
     }
 
     /// Allocates a zeroed object of `units` 64-, 32- or 16-bit units: format
@@ -86,7 +88,8 @@ impl ObjectMemory {
         let w = self.word.bytes();
         let slots = bytes.div_ceil(w);
         let unused_units = (slots * w - bytes) / unit;
-        self.allocate_raw(class_index, base + unused_units as u8, slots, 0)
+        let unused_units = u8::try_from(unused_units).unwrap_or(0);
+        self.allocate_raw(class_index, base + unused_units, slots, 0)
     }
 
     /// Bytes of eden in use.
@@ -152,13 +155,12 @@ impl ObjectMemory {
             .get_mut(off..off + ix(needed))
             .ok_or_else(|| MemoryError::NotAnObject { addr: start })?;
         let mut at = 0;
-        let raw = if overflow {
+        // Below 255 slots the count is the header's byte; from 255 on the byte says 255.
+        let raw = u8::try_from(num_slots).unwrap_or(u8::MAX);
+        if overflow {
             b[..8].copy_from_slice(&overflow_word(num_slots).to_le_bytes());
             at = 8;
-            OVERFLOW_SLOTS as u8
-        } else {
-            num_slots as u8
-        };
+        }
         b[at..at + 8].copy_from_slice(&ObjHeader::new(class_index, format, raw, 0).0.to_le_bytes());
         let body = &mut b[at + 8..];
         body.fill(0);
@@ -167,7 +169,8 @@ impl ObjectMemory {
             for chunk in body.chunks_exact_mut(w).take(ix(num_slots)) {
                 match w {
                     8 => chunk.copy_from_slice(&fill.to_le_bytes()),
-                    _ => chunk.copy_from_slice(&(fill as u32).to_le_bytes()),
+                    // A 32-bit heap's nil is below 4 GiB.
+                    _ => chunk.copy_from_slice(&u32::try_from(fill).unwrap_or(0).to_le_bytes()),
                 }
             }
         }

@@ -21,6 +21,9 @@ pub enum MemoryError {
         index: u64,
         num_slots: u64,
     },
+    /// A value wider than a 32-bit heap's words.
+    #[error("{value:#x} does not fit a slot of a 32-bit heap")]
+    TooWide { value: u64 },
     /// A store into an object whose immutable bit is set.
     #[error("object {obj:#x} is immutable; slot {index} cannot be stored into")]
     Immutable { obj: u64, index: u64 },

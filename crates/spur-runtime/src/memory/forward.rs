@@ -147,7 +147,7 @@ impl ObjectMemory {
         } else if h.is_compiled_method() && n > 0 {
             // Slot 0 is the method header (a SmallInteger); the literals follow.
             match self.small_int(self.fetch(obj, 0)?) {
-                Some(hdr) => ((hdr & METHOD_NUM_LITERALS_MASK) as u64 + 1).min(n),
+                Some(hdr) => ((hdr & METHOD_NUM_LITERALS_MASK).cast_unsigned() + 1).min(n),
                 None => 0,
             }
         } else {

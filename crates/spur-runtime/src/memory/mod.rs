@@ -415,7 +415,9 @@ impl ObjectMemory {
         match self.word {
             WordSize::W64 => match v & 7 {
                 0 => self.header(oop).map(|h| h.class_index()),
-                t @ (1 | 2 | 4) => Ok(t as u32),
+                1 => Ok(1),
+                2 => Ok(2),
+                4 => Ok(4),
                 _ => Err(MemoryError::NotAnObject { addr: v }),
             },
             WordSize::W32 => match v & 3 {
@@ -589,7 +591,9 @@ impl ObjectMemory {
                 });
             }
             if word == WordSize::W32 && value.bits() > u64::from(u32::MAX) {
-                return Err(MemoryError::NotAnObject { addr: value.bits() });
+                return Err(MemoryError::TooWide {
+                    value: value.bits(),
+                });
             }
             let at = off
                 .checked_add(8)
@@ -653,8 +657,11 @@ impl ObjectMemory {
     /// The identity hash of `obj`, assigned on first request: 22 bits, never
     /// 0, written into its header. A class's hash is its class-table index,
     /// already set. New hashes come from a Park–Miller generator seeded from
-    /// the image's `lastHash` (§1.3; OpenSmalltalk's `newObjectHash` uses the
-    /// same kind of generator, masked to the 22 bits of the hash field).
+    /// the image's `lastHash` as the VMs seed theirs (§1.3: masked to 22
+    /// bits, re-seeded from the clock when 0), masked to the 22 bits of the
+    /// hash field. Whether the sequence is the VMs' own is not checked (the
+    /// format reference does not give their generator); no image depends on
+    /// it, only on hashes being stable and nonzero.
     pub fn identity_hash(&mut self, obj: Oop) -> Result<u32, MemoryError> {
         let h = self.header(obj)?;
         if h.hash() != 0 {

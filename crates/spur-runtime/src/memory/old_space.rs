@@ -131,15 +131,19 @@ impl ObjectMemory {
         // that can fail for want of memory), then write.
         self.heap.grow_last_segment(avail)?;
         self.refresh_spans();
-        let raw = if chunk.bits() != chunk_start {
+        // With an overflow word the header's byte says 255; without one it is the count.
+        let overflow = chunk.bits() != chunk_start;
+        let raw = if overflow {
+            u8::MAX
+        } else {
+            u8::try_from(num_slots).unwrap_or(u8::MAX)
+        };
+        if overflow {
             self.heap.write_u64(
                 NewAddr::from_heap_word(chunk_start),
                 overflow_word(num_slots),
             )?;
-            OVERFLOW_SLOTS as u8
-        } else {
-            num_slots as u8
-        };
+        }
         self.heap.write_u64(
             NewAddr::from_heap_word(chunk.bits()),
             ObjHeader::new(CLASS_FREE_CHUNK, 0, raw, 0).0,

@@ -85,17 +85,10 @@ pub const fn from_small_int(word: WordSize, v: i64) -> Option<Oop> {
 
 /// The code of a Character, or `None` when `oop` is not one.
 #[inline]
-pub const fn character(word: WordSize, oop: Oop) -> Option<u32> {
+pub fn character(word: WordSize, oop: Oop) -> Option<u32> {
     match word {
-        WordSize::W64 if oop.0 & 7 == 2 => {
-            let c = oop.0 >> 3;
-            if c <= u32::MAX as u64 {
-                Some(c as u32)
-            } else {
-                None
-            }
-        }
-        WordSize::W32 if oop.0 & 3 == 2 => Some(((oop.0 & 0xFFFF_FFFF) >> 2) as u32),
+        WordSize::W64 if oop.0 & 7 == 2 => u32::try_from(oop.0 >> 3).ok(),
+        WordSize::W32 if oop.0 & 3 == 2 => u32::try_from((oop.0 & 0xFFFF_FFFF) >> 2).ok(),
         _ => None,
     }
 }

@@ -103,8 +103,15 @@ fn immediates_and_missing_slots_are_errors_naming_the_object() {
         "{text}"
     );
     assert_eq!(mem.fetch(so, n - 1).unwrap(), before);
-    // On 32-bit a pointer 4 bytes into an object is no object (objects are 8-aligned).
-    let mem32 = ObjectMemory::new(heap(WordSize::W32));
+    // On 32-bit a pointer 4 bytes into an object is no object (objects are
+    // 8-aligned), and a value of more than 32 bits fits no slot.
+    let mut mem32 = ObjectMemory::new(heap(WordSize::W32));
+    let so = mem32.special_objects();
+    assert!(matches!(
+        mem32.store(so, 0, Oop::from_bits(1 << 32)),
+        Err(MemoryError::TooWide { value }) if value == 1 << 32
+    ));
+    assert_eq!(mem32.fetch(so, 0).unwrap(), mem32.nil());
     let so = mem32.special_objects();
     let inside = Oop::from_bits(so.bits() + 4);
     assert!(!inside.is_immediate(WordSize::W32));
@@ -179,6 +186,16 @@ fn allocation_writes_headers_the_decoder_reads() {
         assert!(decoded[1].1.has_overflow());
         assert_eq!(mem.allocated().objects, 7);
         assert_eq!(mem.allocated().bytes, mem.eden_used());
+        // Allocation wrote nothing outside eden: old space still verifies.
+        let report = spur_loader::verify(mem.heap());
+        assert!(report.ok(), "{:?}", report.errors);
+        // Slots written and read back, whatever the word size.
+        let seven = mem.from_small_int(-7).unwrap();
+        mem.store(big, 299, seven).unwrap();
+        mem.store(a, 0, big).unwrap();
+        assert_eq!(mem.fetch(big, 299).unwrap(), seven);
+        assert_eq!(mem.fetch(a, 0).unwrap(), big);
+        assert_eq!(mem.fetch(big, 298).unwrap(), nil);
     }
 }
 
@@ -205,7 +222,13 @@ fn bad_allocations_are_refused_and_a_full_eden_says_so() {
 
 #[test]
 fn a_young_object_stored_into_an_old_one_is_remembered_once() {
-    let mut rt = wired(WordSize::W64);
+    for word in [WordSize::W64, WordSize::W32] {
+        remembered_once(word);
+    }
+}
+
+fn remembered_once(word: WordSize) {
+    let mut rt = wired(word);
     let mem = rt.memory_mut();
     let young = mem.allocate_slots(CLASS_ARRAY, FMT_INDEXABLE, 2).unwrap();
     let so = mem.special_objects();
