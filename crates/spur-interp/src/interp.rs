@@ -228,6 +228,7 @@ pub(crate) struct Vm<'r> {
     pub current_prim: Option<String>,
     traced: u64,
     deadline: Option<Instant>,
+    preemption_yields: bool,
 }
 
 impl std::fmt::Debug for Vm<'_> {
@@ -243,6 +244,7 @@ impl std::fmt::Debug for Vm<'_> {
 impl<'r> Vm<'r> {
     pub fn new(rt: &'r mut Runtime, opts: &Options) -> Result<Self, InterpError> {
         let context = rt.resume_point().context.bits();
+        let preemption_yields = rt.settings().preemption_yields;
         let m = rt.memory_mut();
         let word = m.word();
         let ci = |m: &ObjectMemory, i: usize, default: u32| {
@@ -332,6 +334,7 @@ impl<'r> Vm<'r> {
             current_prim: None,
             traced: 0,
             deadline: opts.timeout.and_then(|t| Instant::now().checked_add(t)),
+            preemption_yields,
         };
         vm.fetch_registers().map_err(|e| InterpError::BadResume {
             context,
@@ -1669,6 +1672,20 @@ impl<'r> Vm<'r> {
         self.add_last(list, p)
     }
 
+    fn put_first(&mut self, p: Oop) -> R<()> {
+        let pri = self.priority(p)?;
+        let lists = self.m.fetch(self.scheduler()?, SCHED_LISTS)?;
+        let list = self.m.fetch(lists, (pri - 1).max(0) as u64)?;
+        let first = self.m.fetch(list, LIST_FIRST)?;
+        if first == self.nil {
+            return self.add_last(list, p);
+        }
+        self.m.store(p, PROC_NEXT, first)?;
+        self.m.store(list, LIST_FIRST, p)?;
+        self.m.store(p, PROC_LIST, list)?;
+        Ok(())
+    }
+
     fn wake_highest_priority(&mut self) -> R<Oop> {
         let lists = self.m.fetch(self.scheduler()?, SCHED_LISTS)?;
         let n = self.m.num_slots(lists)?;
@@ -1701,7 +1718,13 @@ impl<'r> Vm<'r> {
     pub fn resume(&mut self, p: Oop) -> R<()> {
         let active = self.active_process()?;
         if self.priority(p)? > self.priority(active)? {
-            self.put_to_sleep(active)?;
+            // A preempted process goes back to the front of its run queue
+            // unless the image asks preemption to yield (header flag 4, §1.4).
+            if self.preemption_yields {
+                self.put_to_sleep(active)?;
+            } else {
+                self.put_first(active)?;
+            }
             self.transfer_to(p)
         } else {
             self.put_to_sleep(p)
