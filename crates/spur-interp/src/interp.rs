@@ -225,7 +225,9 @@ pub(crate) struct Vm<'r> {
     pub missing: Vec<(String, u64, u64)>,
     pub missing_index: HashMap<String, usize>,
     /// The primitive running, for the stop line.
-    pub current_prim: Option<String>,
+    pub current_prim: u16,
+    /// The named primitive running (`Module>>name`), for the stop line.
+    pub current_named: Option<String>,
     traced: u64,
     deadline: Option<Instant>,
     preemption_yields: bool,
@@ -331,7 +333,8 @@ impl<'r> Vm<'r> {
             timer: None,
             missing: Vec::new(),
             missing_index: HashMap::new(),
-            current_prim: None,
+            current_prim: 0,
+            current_named: None,
             traced: 0,
             deadline: opts.timeout.and_then(|t| Instant::now().checked_add(t)),
             preemption_yields,
@@ -589,10 +592,11 @@ impl<'r> Vm<'r> {
     }
 
     fn stop_line(&self, kind: StopKind, why: &str) -> String {
-        let prim = self
-            .current_prim
-            .as_ref()
-            .map_or(String::new(), |p| format!(", primitive {p}"));
+        let prim = match (&self.current_named, self.current_prim) {
+            (Some(n), _) => format!(", primitive {n}"),
+            (None, 0) => String::new(),
+            (None, p) => format!(", primitive {p}"),
+        };
         let mut line = format!(
             "stopped ({}) in {}{prim} after {} bytecodes: {why}",
             kind.name(),
@@ -1272,12 +1276,16 @@ impl<'r> Vm<'r> {
                 return self.pop_n_push(argc as u64 + 1, v);
             }
             self.stats.primitive_calls += 1;
-            self.current_prim = Some(prim.to_string());
+            self.current_prim = prim;
+            // The image may look at the active context from a primitive.
+            self.store_registers()?;
             let sp = self.sp;
             let ctx = self.ctx;
-            let r = self.primitive(prim, argc, method);
-            self.current_prim = None;
-            match r? {
+            // On a stop the primitive stays named for the stop line.
+            let r = self.primitive(prim, argc, method)?;
+            self.current_prim = 0;
+            self.current_named = None;
+            match r {
                 Prim::Done => return Ok(()),
                 Prim::Fail(code) => {
                     self.stats.primitive_failures += 1;

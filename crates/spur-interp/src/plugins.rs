@@ -45,7 +45,7 @@ impl Vm<'_> {
         let Some(name) = self.m.fetch(spec, 1).ok().and_then(|m| self.m.string(m)) else {
             return FAIL;
         };
-        self.current_prim = Some(format!("{module}>>{name}"));
+        self.current_named = Some(format!("{module}>>{name}"));
         match (module.as_str(), name.as_str()) {
             ("ConsolePlugin", "primitiveLog:level:") => self.console_log(argc),
             ("FilePlugin", _) => {
