@@ -168,6 +168,72 @@ enum Inline {
     NotIdentical,
 }
 
+/// The result of SmallInteger arithmetic, before it is an oop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arith {
+    Int(i64),
+    Bool(bool),
+}
+
+/// SmallInteger arithmetic as the special selectors and primitives 1..17
+/// define it: `/` only when exact, `\\` and `//` floored (the result of
+/// `\\` has the divisor's sign), `bitShift:` failing when bits would be
+/// lost. `None`: the primitive fails (zero divisor, inexact, overflow); the
+/// caller still checks the SmallInteger range.
+fn arith(op: Inline, x: i64, y: i64) -> Option<Arith> {
+    use Arith::{Bool, Int};
+    Some(match op {
+        Inline::Add => Int(x.checked_add(y)?),
+        Inline::Sub => Int(x.checked_sub(y)?),
+        Inline::Mul => Int(x.checked_mul(y)?),
+        Inline::Lt => Bool(x < y),
+        Inline::Gt => Bool(x > y),
+        Inline::Le => Bool(x <= y),
+        Inline::Ge => Bool(x >= y),
+        Inline::Eq => Bool(x == y),
+        Inline::Ne => Bool(x != y),
+        Inline::Div => {
+            if y == 0 || x.checked_rem(y)? != 0 {
+                return None;
+            }
+            Int(x.checked_div(y)?)
+        }
+        Inline::Mod => {
+            let r = x.checked_rem(y)?;
+            Int(if r != 0 && (r < 0) != (y < 0) {
+                r + y
+            } else {
+                r
+            })
+        }
+        Inline::IntDiv => {
+            let q = x.checked_div(y)?;
+            Int(if x % y != 0 && (x < 0) != (y < 0) {
+                q - 1
+            } else {
+                q
+            })
+        }
+        Inline::BitAnd => Int(x & y),
+        Inline::BitOr => Int(x | y),
+        Inline::BitShift => {
+            if y >= 0 {
+                if y > 62 {
+                    return (x == 0).then_some(Int(0));
+                }
+                let r = x.checked_shl(y as u32)?;
+                if r >> y != x {
+                    return None;
+                }
+                Int(r)
+            } else {
+                Int(x >> (-y).min(63))
+            }
+        }
+        Inline::Identical | Inline::NotIdentical => return None,
+    })
+}
+
 /// A pending timer: signal `semaphore` at `at`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timer {
@@ -225,7 +291,9 @@ pub(crate) struct Vm<'r> {
     pub missing: Vec<(String, u64, u64)>,
     pub missing_index: HashMap<String, usize>,
     /// The primitive running, for the stop line.
-    pub current_prim: Option<String>,
+    pub current_prim: u16,
+    /// The named primitive running (`Module>>name`), for the stop line.
+    pub current_named: Option<String>,
     traced: u64,
     deadline: Option<Instant>,
     preemption_yields: bool,
@@ -331,7 +399,8 @@ impl<'r> Vm<'r> {
             timer: None,
             missing: Vec::new(),
             missing_index: HashMap::new(),
-            current_prim: None,
+            current_prim: 0,
+            current_named: None,
             traced: 0,
             deadline: opts.timeout.and_then(|t| Instant::now().checked_add(t)),
             preemption_yields,
@@ -589,10 +658,11 @@ impl<'r> Vm<'r> {
     }
 
     fn stop_line(&self, kind: StopKind, why: &str) -> String {
-        let prim = self
-            .current_prim
-            .as_ref()
-            .map_or(String::new(), |p| format!(", primitive {p}"));
+        let prim = match (&self.current_named, self.current_prim) {
+            (Some(n), _) => format!(", primitive {n}"),
+            (None, 0) => String::new(),
+            (None, p) => format!(", primitive {p}"),
+        };
         let mut line = format!(
             "stopped ({}) in {}{prim} after {} bytecodes: {why}",
             kind.name(),
@@ -969,62 +1039,9 @@ impl<'r> Vm<'r> {
     /// SmallInteger arithmetic of the special selectors and primitives
     /// 1..17: `None` when the result is not a SmallInteger (or undefined).
     fn int_op(&self, op: Inline, x: i64, y: i64) -> Option<Oop> {
-        let i = |v: Option<i64>| v.and_then(|v| self.m.from_small_int(v));
-        match op {
-            Inline::Add => i(x.checked_add(y)),
-            Inline::Sub => i(x.checked_sub(y)),
-            Inline::Mul => i(x.checked_mul(y)),
-            Inline::Lt => Some(self.boolean(x < y)),
-            Inline::Gt => Some(self.boolean(x > y)),
-            Inline::Le => Some(self.boolean(x <= y)),
-            Inline::Ge => Some(self.boolean(x >= y)),
-            Inline::Eq => Some(self.boolean(x == y)),
-            Inline::Ne => Some(self.boolean(x != y)),
-            Inline::Div => {
-                if y != 0 && x % y == 0 {
-                    i(x.checked_div(y))
-                } else {
-                    None
-                }
-            }
-            Inline::Mod => {
-                if y == 0 {
-                    return None;
-                }
-                // Floored: the result has the sign of y.
-                let r = x % y;
-                i(Some(if r != 0 && (r < 0) != (y < 0) {
-                    r + y
-                } else {
-                    r
-                }))
-            }
-            Inline::IntDiv => {
-                if y == 0 {
-                    return None;
-                }
-                let q = x / y;
-                i(Some(if x % y != 0 && (x < 0) != (y < 0) {
-                    q - 1
-                } else {
-                    q
-                }))
-            }
-            Inline::BitAnd => i(Some(x & y)),
-            Inline::BitOr => i(Some(x | y)),
-            Inline::BitShift => {
-                if y >= 0 {
-                    if y > 62 {
-                        return if x == 0 { i(Some(0)) } else { None };
-                    }
-                    let r = x.checked_shl(y as u32)?;
-                    (r >> y == x).then_some(())?;
-                    i(Some(r))
-                } else {
-                    i(Some(x >> (-y).min(63)))
-                }
-            }
-            Inline::Identical | Inline::NotIdentical => None,
+        match arith(op, x, y)? {
+            Arith::Int(v) => self.m.from_small_int(v),
+            Arith::Bool(b) => Some(self.boolean(b)),
         }
     }
 
@@ -1272,12 +1289,16 @@ impl<'r> Vm<'r> {
                 return self.pop_n_push(argc as u64 + 1, v);
             }
             self.stats.primitive_calls += 1;
-            self.current_prim = Some(prim.to_string());
+            self.current_prim = prim;
+            // The image may look at the active context from a primitive.
+            self.store_registers()?;
             let sp = self.sp;
             let ctx = self.ctx;
-            let r = self.primitive(prim, argc, method);
-            self.current_prim = None;
-            match r? {
+            // On a stop the primitive stays named for the stop line.
+            let r = self.primitive(prim, argc, method)?;
+            self.current_prim = 0;
+            self.current_named = None;
+            match r {
                 Prim::Done => return Ok(()),
                 Prim::Fail(code) => {
                     self.stats.primitive_failures += 1;
@@ -1845,5 +1866,56 @@ impl<'r> Vm<'r> {
             let _ = o.write_all(bytes);
             let _ = o.flush();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn int(op: Inline, x: i64, y: i64) -> Option<i64> {
+        match arith(op, x, y)? {
+            Arith::Int(v) => Some(v),
+            Arith::Bool(_) => panic!("a boolean from {op:?}"),
+        }
+    }
+
+    #[test]
+    fn division_and_modulo_floor_as_smalltalk_says() {
+        // 7 // -2 = -4 and 7 \\ -2 = -1; -7 // 2 = -4 and -7 \\ 2 = 1.
+        assert_eq!(int(Inline::IntDiv, 7, -2), Some(-4));
+        assert_eq!(int(Inline::Mod, 7, -2), Some(-1));
+        assert_eq!(int(Inline::IntDiv, -7, 2), Some(-4));
+        assert_eq!(int(Inline::Mod, -7, 2), Some(1));
+        assert_eq!(int(Inline::IntDiv, -8, 2), Some(-4));
+        assert_eq!(int(Inline::Mod, -8, 2), Some(0));
+        assert_eq!(int(Inline::IntDiv, 7, 2), Some(3));
+        // / answers only exact quotients (a Fraction is the image's business).
+        assert_eq!(int(Inline::Div, 8, -2), Some(-4));
+        assert_eq!(int(Inline::Div, 7, 2), None);
+        for op in [Inline::Div, Inline::Mod, Inline::IntDiv] {
+            assert_eq!(arith(op, 5, 0), None, "{op:?}");
+        }
+    }
+
+    #[test]
+    fn shifts_fail_when_bits_would_be_lost() {
+        assert_eq!(int(Inline::BitShift, 3, 4), Some(48));
+        assert_eq!(int(Inline::BitShift, -3, 2), Some(-12));
+        assert_eq!(int(Inline::BitShift, 48, -4), Some(3));
+        assert_eq!(int(Inline::BitShift, -1, -70), Some(-1));
+        assert_eq!(int(Inline::BitShift, 1, 62), Some(1 << 62));
+        assert_eq!(int(Inline::BitShift, 1, 63), None);
+        assert_eq!(int(Inline::BitShift, 0, 100), Some(0));
+        assert_eq!(int(Inline::BitShift, 3, 62), None);
+    }
+
+    #[test]
+    fn overflow_and_comparisons() {
+        assert_eq!(int(Inline::Add, i64::MAX, 1), None);
+        assert_eq!(int(Inline::Mul, 1 << 40, 1 << 30), None);
+        assert_eq!(arith(Inline::Le, 3, 3), Some(Arith::Bool(true)));
+        assert_eq!(arith(Inline::Ne, 3, 3), Some(Arith::Bool(false)));
+        assert_eq!(arith(Inline::Identical, 3, 3), None);
     }
 }

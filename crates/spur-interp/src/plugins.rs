@@ -1,5 +1,5 @@
 //! Named primitives (primitive 117), dispatched by module and name: the
-//! console plugin and the file plugin. A named primitive of any other
+//! console plugin, the file plugin and MiscPrimitivePlugin's string hash. A named primitive of any other
 //! module fails (the image's fallback runs) and is noted, so that a run
 //! that then stops can say what was missing.
 
@@ -45,7 +45,7 @@ impl Vm<'_> {
         let Some(name) = self.m.fetch(spec, 1).ok().and_then(|m| self.m.string(m)) else {
             return FAIL;
         };
-        self.current_prim = Some(format!("{module}>>{name}"));
+        self.current_named = Some(format!("{module}>>{name}"));
         match (module.as_str(), name.as_str()) {
             ("ConsolePlugin", "primitiveLog:level:") => self.console_log(argc),
             ("FilePlugin", _) => {
@@ -55,6 +55,7 @@ impl Vm<'_> {
                 }
                 Ok(r)
             }
+            ("MiscPrimitivePlugin", "primitiveStringHash") => self.string_hash(argc),
             ("", _) => FAIL,
             // Modules whose primitives all have Smalltalk fallbacks.
             ("LargeIntegers" | "MiscPrimitivePlugin" | "SecurityPlugin" | "LocalePlugin", _) => {
@@ -79,6 +80,32 @@ impl Vm<'_> {
         line.push(b'\n');
         self.write_output(&line);
         self.pop_n(2)?;
+        Ok(Prim::Done)
+    }
+
+    /// `stringHash: aString initialHash: speciesHash` of a byte string: the
+    /// same arithmetic as the image's own fallback code (hot in Pharo: every
+    /// Symbol and String hash).
+    fn string_hash(&mut self, argc: u32) -> R<Prim> {
+        if argc != 2 {
+            return FAIL;
+        }
+        let (s, seed) = (self.stack_value(1)?, self.stack_value(0)?);
+        let Some(seed) = self.m.small_int(seed) else {
+            return FAIL;
+        };
+        let Some(bytes) = self.bytes_of(s) else {
+            return FAIL;
+        };
+        let mut hash = seed & 0x0FFF_FFFF;
+        for b in bytes {
+            hash += i64::from(b);
+            let low = hash & 16383;
+            hash = (0x260D * low + ((0x260D * (hash >> 14) + 0x0065 * low) & 16383) * 16384)
+                & 0x0FFF_FFFF;
+        }
+        let v = self.int(hash);
+        self.pop_n_push(3, v)?;
         Ok(Prim::Done)
     }
 
