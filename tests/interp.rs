@@ -202,22 +202,71 @@ fn codeparadise_stops_naming_its_missing_plugin() {
 
 #[test]
 #[ignore = "needs SPUR_CORPUS"]
-fn the_pharo8_kernel_initialises_itself_and_quits() {
-    let dir = corpus_dir();
-    let path = dir.join("pharo8-kernel-empharo-64.image");
-    // Its first start initialises the bootstrapped kernel and asks for a
-    // snapshot (primitive 97, which fails here: no snapshot primitive
-    // yet), then quits. Mutexes (Semaphore>>critical: and ensure:) must
-    // balance all the way, or it deadlocks; reused contexts must start
-    // with nil temps, or ensure: blocks are skipped.
-    let r = run_file(&path, PlacementRequest::OldBase, bounded(40_000_000));
+fn the_pharo8_kernel_initialises_itself_saves_itself_and_quits() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("Pharo.image");
+    std::fs::copy(corpus_dir().join("pharo8-kernel-empharo-64.image"), &path).unwrap();
+    let original = FileSource::open(&path).unwrap();
+    let before = boot(
+        &original,
+        &LoadOptions::default(),
+        &RuntimeOptions::default(),
+    )
+    .unwrap()
+    .memory()
+    .objects()
+    .count();
+    drop(original);
+    // Its first start initialises the bootstrapped kernel, saves itself
+    // (primitive 97: new space tenured, the image replaced) and quits.
+    // Mutexes (Semaphore>>critical: and ensure:) must balance all the way,
+    // or it deadlocks; reused contexts must start with nil temps, or
+    // ensure: blocks are skipped.
+    let r = run_file(
+        &path,
+        PlacementRequest::OldBase,
+        Options {
+            image_path: path.clone(),
+            ..bounded(40_000_000)
+        },
+    );
     assert_eq!(r.outcome, Outcome::Quit(0), "{}", r.outcome.line());
     assert!(r.output.is_empty(), "{}", r.output_text());
     assert!(r.stats.contexts_reused > 100_000);
+    assert_eq!(r.stats.snapshots, 1);
+    assert!(r.stats.tenured_objects > 0);
     // primitiveStringHash answers what the image's fallback computes (a
     // wrong hash loses Symbols and globals), and saves most of the work:
     // with the fallback the run takes 17.6 M bytecodes.
     assert!(r.stats.bytecodes < 6_000_000, "{}", r.stats.bytecodes);
+    // The saved image holds what new space held, and resumes in the
+    // method that called the primitive: it handles its command line.
+    let saved = FileSource::open(&path).unwrap();
+    let after = boot(&saved, &LoadOptions::default(), &RuntimeOptions::default())
+        .unwrap()
+        .memory()
+        .objects()
+        .count();
+    assert!(after > before, "{after} objects saved, {before} loaded");
+    for placement in PLACEMENTS {
+        let r = run_file(
+            &path,
+            placement,
+            Options {
+                image_path: path.clone(),
+                args: vec!["printVersion".into()],
+                vm_options: vec!["--headless".into()],
+                ..bounded(40_000_000)
+            },
+        );
+        assert_eq!(r.outcome, Outcome::Quit(0), "{}", r.outcome.line());
+        let text = r.output_text();
+        assert!(
+            text.starts_with("[version] 'Pharo8.0.0' 'Pharo-8.0.0+build.1080.sha.9f5ce2e9"),
+            "{text}"
+        );
+        assert_eq!(text.lines().count(), 1, "{text}");
+    }
 }
 
 /// A small deterministic generator for the corruption test.

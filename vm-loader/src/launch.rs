@@ -35,6 +35,7 @@ pub fn run(args: &LaunchArgs, json: bool) -> Result<Outcome> {
     let load = args.place.load_options();
     let heap = image.load(&load)?;
     let mut rt = Runtime::wire(heap, &opts)?;
+    let load_us = rt.heap().timings().total_us + rt.timings().total_us;
     if args.dry_run {
         let report = match launch(&mut rt, &mut DryRun) {
             Ok(r) => r,
@@ -55,11 +56,17 @@ pub fn run(args: &LaunchArgs, json: bool) -> Result<Outcome> {
         recycle_contexts: !args.no_context_reuse,
         image_path,
         args: args.args.clone(),
+        vm_options: if args.headless {
+            vec!["--headless".to_string()]
+        } else {
+            Vec::new()
+        },
         echo: !json,
         ..Default::default()
     });
     let report = launch(&mut rt, &mut engine)?;
-    let j = run_json(&report);
+    let mut j = run_json(&report);
+    j.load_us = load_us;
     if json {
         emit(true, &j, String::new)?;
     } else {
@@ -105,6 +112,15 @@ pub struct RunJson {
     pub contexts_reused: u64,
     pub run_us: u64,
     pub bytecodes_per_second: u64,
+    /// Snapshots the image wrote (primitive 97).
+    pub snapshots: u64,
+    /// Their time inside the run: tenuring new space, writing, syncing.
+    pub snapshot_us: u64,
+    /// Objects and bytes moved from new space into old space.
+    pub tenured_objects: u64,
+    pub tenured_bytes: u64,
+    /// Loading the heap and wiring the runtime, before the run.
+    pub load_us: u64,
 }
 
 pub fn run_json(r: &RunReport) -> RunJson {
@@ -131,6 +147,11 @@ pub fn run_json(r: &RunReport) -> RunJson {
             u128::from(s.bytecodes) * 1_000_000 / u128::from(s.run_us.max(1)),
         )
         .unwrap_or(u64::MAX),
+        snapshots: s.snapshots,
+        snapshot_us: s.snapshot_us,
+        tenured_objects: s.tenured_objects,
+        tenured_bytes: s.tenured_bytes,
+        load_us: 0,
     }
 }
 
@@ -138,7 +159,8 @@ fn run_text(j: &RunJson) -> String {
     format!(
         "run: {}\n  {} bytecodes, {} sends, {} primitive calls ({} failed)\n  \
          {} objects ({}) allocated, {} contexts reused, method cache {} hits / {} misses\n  \
-         {:.3} s, {} bytecodes/s\n",
+         {:.3} s, {} bytecodes/s\n  \
+         loaded in {:.3} s; {} snapshots in {:.3} s, {} objects ({}) tenured\n",
         j.line,
         j.bytecodes,
         j.sends,
@@ -150,7 +172,12 @@ fn run_text(j: &RunJson) -> String {
         j.method_cache_hits,
         j.method_cache_misses,
         j.run_us as f64 / 1e6,
-        j.bytecodes_per_second
+        j.bytecodes_per_second,
+        j.load_us as f64 / 1e6,
+        j.snapshots,
+        j.snapshot_us as f64 / 1e6,
+        j.tenured_objects,
+        human_bytes(j.tenured_bytes)
     )
 }
 

@@ -36,7 +36,7 @@ pub(crate) const FULL_RECEIVER: u64 = 3;
 
 /// Process, scheduler and linked-list slots.
 const PROC_NEXT: u64 = 0;
-const PROC_CONTEXT: u64 = 1;
+pub(crate) const PROC_CONTEXT: u64 = 1;
 const PROC_PRIORITY: u64 = 2;
 const PROC_LIST: u64 = 3;
 const SCHED_LISTS: u64 = 0;
@@ -558,7 +558,7 @@ impl<'r> Vm<'r> {
         self.pop_n(n)?;
         self.push(v)
     }
-    fn top_put(&mut self, v: Oop) -> R<()> {
+    pub(crate) fn top_put(&mut self, v: Oop) -> R<()> {
         if self.sp == 0 {
             return halt("stack underflow");
         }
@@ -1545,7 +1545,7 @@ impl<'r> Vm<'r> {
     /// The active context (and so every context under it) may now be
     /// referenced from the image: none of them is reused.
     #[inline]
-    fn expose(&mut self) {
+    pub(crate) fn expose(&mut self) {
         self.reclaimable = 0;
     }
 

@@ -20,7 +20,7 @@
 //! vm-test image (its benchmark line in `log1.txt`), the Pharo 8 kernel's
 //! first start (to its quit), and codeparadise until it stops for lack of
 //! its own plugin. What it leaves to later work: a scavenger (a run stops
-//! when eden is full), the snapshot primitive (97 fails), and process
+//! when eden is full; the snapshot primitive tenures all of new space), and process
 //! scheduling beyond a synchronous switch on wait/signal/resume/suspend/
 //! yield and one timer.
 
@@ -38,6 +38,7 @@ mod interp;
 pub mod mem;
 mod plugins;
 mod prims;
+mod snapshot;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -68,6 +69,10 @@ pub struct Options {
     pub vm_path: PathBuf,
     /// Arguments passed to the image (attributes 2, 3, ...).
     pub args: Vec<String>,
+    /// The VM's options as its command line had them (attributes -1, -2,
+    /// ...): `--headless` tells Pharo it runs without a display, so that a
+    /// command-line handler quits when it is done.
+    pub vm_options: Vec<String>,
     /// Write what the image prints to this process's stdout as it happens.
     pub echo: bool,
     /// Let the file plugin open and delete real files (off: those
@@ -89,6 +94,7 @@ impl Default for Options {
             image_path: PathBuf::from("image.image"),
             vm_path: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("vm-loader")),
             args: Vec::new(),
+            vm_options: Vec::new(),
             echo: false,
             allow_files: true,
             real_time_waits: true,
@@ -110,6 +116,13 @@ pub struct Stats {
     /// Contexts reused instead of allocated.
     pub contexts_reused: u64,
     pub run_us: u64,
+    /// Snapshots written (primitive 97).
+    pub snapshots: u64,
+    /// Their time inside the run: tenuring, writing, syncing.
+    pub snapshot_us: u64,
+    /// Objects and bytes moved from new space into old space.
+    pub tenured_objects: u64,
+    pub tenured_bytes: u64,
 }
 
 /// The result of a run.

@@ -308,6 +308,7 @@ impl Vm<'_> {
                 self.pop_n(n)?;
                 Ok(Prim::Done)
             }
+            97 => self.primitive_snapshot(argc),
             105 => self.replace(),
             110 => {
                 let (a, b) = (self.stack_value(1)?, self.stack_value(0)?);
@@ -1085,6 +1086,12 @@ impl Vm<'_> {
             1008 => "none".into(),
             1009 => format!("spur-interp {}", env!("CARGO_PKG_VERSION")),
             a if a >= 2 => self.opts.args.get(a as usize - 2)?.clone(),
+            // -1, -2, ...: the VM's own options, as a VM's command line has them.
+            a if a < 0 => self
+                .opts
+                .vm_options
+                .get(a.unsigned_abs() as usize - 1)?
+                .clone(),
             _ => return None,
         })
     }

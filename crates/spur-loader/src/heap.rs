@@ -179,6 +179,11 @@ impl LoadedHeap {
     pub fn special_objects(&self) -> NewAddr {
         self.special_objects
     }
+    /// Makes `a` the special objects array a snapshot names (after a
+    /// running image replaced its array by another, with a become).
+    pub fn set_special_objects(&mut self, a: NewAddr) {
+        self.special_objects = a;
+    }
     /// Bytes of heap (segments, bridges included).
     pub fn heap_bytes(&self) -> u64 {
         self.segments.iter().map(|s| s.size).sum()

@@ -64,6 +64,9 @@ pub enum MemoryError {
     /// The last segment does not end in a bridge of its own.
     #[error("the last segment has no bridge of its own at {addr:#x}")]
     NoFinalBridge { addr: u64 },
+    /// Old space has no free chunk large enough for what new space holds.
+    #[error("old space has no free chunk of {needed} bytes to tenure new space into (the largest holds {largest})")]
+    OldSpaceFull { needed: u64, largest: u64 },
     /// A walk over a segment found a malformed object.
     #[error(transparent)]
     Walk(#[from] FormatError),

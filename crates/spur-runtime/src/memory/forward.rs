@@ -9,7 +9,7 @@ use spur_format::raw::{
     FMT_LAST_POINTER, FORMAT_MASK, FORMAT_SHIFT, HASH_MASK, HASH_SHIFT, LAST_CLASS_INDEX_PUN,
     METHOD_NUM_LITERALS_MASK, REMEMBERED_SHIFT,
 };
-use spur_format::ObjHeader;
+use spur_format::{NewAddr, ObjHeader};
 
 use super::{MemoryError, ObjectMemory, Oop};
 
@@ -128,6 +128,8 @@ impl ObjectMemory {
         }
         if let Some(&to) = map.get(&self.special_objects) {
             self.special_objects = to;
+            self.heap
+                .set_special_objects(NewAddr::from_heap_word(to.bits()));
         }
         for r in roots.iter_mut() {
             if let Some(&to) = map.get(r) {

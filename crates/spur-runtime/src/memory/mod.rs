@@ -29,6 +29,7 @@ mod error;
 mod forward;
 mod old_space;
 mod oop;
+mod tenure;
 mod view;
 mod walk;
 
@@ -49,6 +50,7 @@ pub use oop::{
     character, from_character, from_small_float, from_small_int, small_float, small_int,
     small_int_range, Oop,
 };
+pub use tenure::Tenured;
 pub use view::ReadView;
 pub use walk::Objects;
 

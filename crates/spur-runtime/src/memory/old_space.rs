@@ -31,10 +31,10 @@ pub struct ClaimedHeadroom {
 
 /// A slot write planned while nothing has changed yet.
 #[derive(Debug, Clone, Copy)]
-struct SlotWrite {
-    obj: Oop,
-    index: u64,
-    value: u64,
+pub(super) struct SlotWrite {
+    pub(super) obj: Oop,
+    pub(super) index: u64,
+    pub(super) value: u64,
 }
 
 impl ObjectMemory {
@@ -175,7 +175,7 @@ impl ObjectMemory {
     }
 
     /// The free-lists object (the 4th object, §4.1), checked.
-    fn free_lists_checked(&self) -> Result<Oop, MemoryError> {
+    pub(super) fn free_lists_checked(&self) -> Result<Oop, MemoryError> {
         let word = self.word;
         let fl = self.free_lists();
         let h = self.header(fl)?;
@@ -195,7 +195,7 @@ impl ObjectMemory {
     }
 
     /// Bytes of the free chunk at `a` (its overflow word included).
-    fn free_chunk_bytes(&self, a: Oop) -> Result<u64, MemoryError> {
+    pub(super) fn free_chunk_bytes(&self, a: Oop) -> Result<u64, MemoryError> {
         let bad = MemoryError::BadFreeTree { addr: a.bits() };
         let h = self
             .header(a)
@@ -215,7 +215,7 @@ impl ObjectMemory {
     }
 
     /// A raw slot (a free-list link, not an oop), 0 when absent.
-    fn link(&self, obj: Oop, i: u64) -> u64 {
+    pub(super) fn link(&self, obj: Oop, i: u64) -> u64 {
         self.fetch(obj, i).map_or(0, Oop::bits)
     }
 
@@ -224,7 +224,7 @@ impl ObjectMemory {
     /// binary tree by size, equal sizes chained through `next` off the tree
     /// node). Reads only; answers the list and the slot writes to make
     /// once the chunk exists.
-    fn plan_link(
+    pub(super) fn plan_link(
         &self,
         free_lists: Oop,
         chunk: Oop,
