@@ -1,0 +1,114 @@
+//! The whole life of a real image under `vm-loader launch`: the Pharo 8
+//! kernel of the corpus, copied into a temporary folder, starts, saves
+//! itself through the project's snapshot writer (primitive 97) and quits;
+//! the image it wrote verifies intact and handles its command line
+//! (`printVersion`, `--version`) on the next starts. In place, relocated on
+//! every start, and as a composed folder. Needs `SPUR_CORPUS`.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+mod common;
+use common::*;
+
+const VERSION_LINE: &str = "[version] 'Pharo8.0.0' 'Pharo-8.0.0+build.1080.sha.9f5ce2e9";
+
+fn u(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("{v} is not a number"))
+}
+
+/// `launch --headless` of `image` with `extra` options and the image's
+/// `args`; answers its stdout, after checking it exited 0.
+fn launch(image: &Path, extra: &[&str], args: &[&str]) -> String {
+    let image = image.to_str().unwrap();
+    let mut a = vec!["launch", image, "--headless"];
+    a.extend_from_slice(extra);
+    if !args.is_empty() {
+        a.push("--");
+        a.extend_from_slice(args);
+    }
+    let out = vm_loader(&a);
+    assert_eq!(code(&out), 0, "{a:?}: {}", stderr(&out));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn objects(image: &Path) -> u64 {
+    let j = json(&["verify", "--json", image.to_str().unwrap()]);
+    assert_eq!(j["ok"], true, "{j}");
+    u(&j["objects"])
+}
+
+/// First start, check of what it wrote, then two more starts.
+fn life(image: &Path, extra: &[&str]) {
+    let before = objects(image);
+    let header_before = json(&["info", "--json", image.to_str().unwrap()]);
+    // The first start ignores its arguments, saves itself and quits.
+    let mut a = vec!["launch", image.to_str().unwrap(), "--headless", "--json"];
+    a.extend_from_slice(extra);
+    let run = json(&a);
+    assert_eq!(run["ended"], "quit", "{run}");
+    assert_eq!(run["exit_code"], 0, "{run}");
+    assert_eq!(u(&run["snapshots"]), 1, "{run}");
+    assert!(u(&run["tenured_objects"]) > 0, "{run}");
+    assert!(u(&run["tenured_bytes"]) > 0, "{run}");
+    assert!(u(&run["snapshot_us"]) > 0, "{run}");
+    assert!(run.get("load_us").is_some(), "{run}");
+    // The file written is a whole image with what new space held.
+    let after = objects(image);
+    assert!(after > before, "{after} objects saved, {before} before");
+    let header = json(&["info", "--json", image.to_str().unwrap()]);
+    assert_ne!(header["data_size"], header_before["data_size"], "{header}");
+    assert_ne!(header["last_hash"], header_before["last_hash"], "{header}");
+    assert!(u(&header["free_old_space"]) > 0, "{header}");
+    // Started again, it handles its command line and quits, every time.
+    for _ in 0..2 {
+        let out = launch(image, extra, &["printVersion"]);
+        assert!(out.starts_with(VERSION_LINE), "{out}");
+        assert_eq!(out.lines().count(), 1, "{out}");
+    }
+    let out = launch(image, extra, &["--version"]);
+    assert!(out.contains("Pharo-8.0.0+build.1080.sha.9f5ce2e9"), "{out}");
+}
+
+fn kernel_copy(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("Pharo.image");
+    std::fs::copy(
+        spur_tests::corpus_dir().join("pharo8-kernel-empharo-64.image"),
+        &path,
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+#[ignore = "needs SPUR_CORPUS"]
+fn the_pharo8_kernel_saves_itself_and_starts_again_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    life(&kernel_copy(dir.path()), &[]);
+}
+
+#[test]
+#[ignore = "needs SPUR_CORPUS"]
+fn the_pharo8_kernel_saves_itself_and_starts_again_relocated() {
+    let dir = tempfile::tempdir().unwrap();
+    life(&kernel_copy(dir.path()), &["--relocate"]);
+}
+
+#[test]
+#[ignore = "needs SPUR_CORPUS"]
+fn the_pharo8_kernel_as_a_composed_folder_saves_a_composed_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = kernel_copy(dir.path());
+    let folder = dir.path().join("Pharo");
+    json(&[
+        "convert",
+        "--json",
+        "--to",
+        "composed",
+        file.to_str().unwrap(),
+        folder.to_str().unwrap(),
+    ]);
+    life(&folder, &[]);
+    assert!(folder.join("header.ston").is_file());
+}
