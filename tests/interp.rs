@@ -364,3 +364,26 @@ fn corrupted_corpus_heaps_end_in_an_outcome_not_a_panic() {
     .collect();
     corrupted_runs_end_in_outcomes(&images);
 }
+
+#[test]
+#[ignore = "needs SPUR_CORPUS"]
+fn a_snapshot_that_cannot_be_written_fails_primitive_97_and_leaves_the_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("Pharo.image");
+    std::fs::copy(corpus_dir().join("pharo8-kernel-empharo-64.image"), &path).unwrap();
+    let original = std::fs::read(&path).unwrap();
+    // The folder the image names is gone: no temporary file can be made there.
+    let r = run_file(
+        &path,
+        PlacementRequest::OldBase,
+        Options {
+            image_path: dir.path().join("gone").join("Pharo.image"),
+            ..bounded(40_000_000)
+        },
+    );
+    // The image's own handling of the failure goes on to its quit.
+    assert_eq!(r.outcome, Outcome::Quit(0), "{}", r.outcome.line());
+    assert_eq!(r.stats.snapshots, 1);
+    assert_eq!(std::fs::read(&path).unwrap(), original);
+    assert!(!dir.path().join("gone").exists());
+}

@@ -112,3 +112,35 @@ fn the_pharo8_kernel_as_a_composed_folder_saves_a_composed_folder() {
     life(&folder, &[]);
     assert!(folder.join("header.ston").is_file());
 }
+
+#[test]
+#[ignore = "needs SPUR_CORPUS"]
+fn a_snapshot_the_disk_cannot_hold_leaves_the_image_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = kernel_copy(dir.path());
+    let original = std::fs::read(&image).unwrap();
+    // A file-size limit of a few MiB (more than the image read, less than
+    // the one written) makes the write fail as a full disk does.
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -f 8192 && exec '{BIN}' launch '{}' --headless",
+            image.display()
+        ))
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(code(&out), 0, "{err}");
+    assert!(
+        err.contains("snapshot to ") && err.contains("nothing was replaced"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(std::fs::read(&image).unwrap(), original);
+    // No temporary file is left beside it.
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+}

@@ -1302,7 +1302,8 @@ impl<'r> Vm<'r> {
                 Prim::Done => return Ok(()),
                 Prim::Fail(code) => {
                     self.stats.primitive_failures += 1;
-                    if self.ctx != ctx {
+                    // A snapshot that failed may have moved the context to old space.
+                    if self.ctx != ctx && self.m.forwarded(ctx) != self.ctx {
                         return halt(format!("primitive {prim} failed after switching context"));
                     }
                     self.sp = sp;

@@ -78,7 +78,7 @@ impl Vm<'_> {
             }
             Err(why) => {
                 eprintln!(
-                    "vm-loader: snapshot to {} failed, the image there is unchanged: {why}",
+                    "vm-loader: snapshot to {} failed, nothing was replaced: {why}",
                     self.opts.image_path.display()
                 );
                 self.pop()?;
