@@ -58,9 +58,13 @@ fn life(image: &Path, extra: &[&str]) {
     let after = objects(image);
     assert!(after > before, "{after} objects saved, {before} before");
     let header = json(&["info", "--json", image.to_str().unwrap()]);
-    assert_ne!(header["data_size"], header_before["data_size"], "{header}");
+    assert!(
+        u(&header["data_size"]) > u(&header_before["data_size"]),
+        "{header}"
+    );
     assert_ne!(header["last_hash"], header_before["last_hash"], "{header}");
-    assert!(u(&header["free_old_space"]) > 0, "{header}");
+    // The headroom's free chunk, what the copies left of it, is not written.
+    assert_eq!(u(&header["free_old_space"]), 0, "{header}");
     // Started again, it handles its command line and quits, every time.
     for _ in 0..2 {
         let out = launch(image, extra, &["printVersion"]);
@@ -119,12 +123,12 @@ fn a_snapshot_the_disk_cannot_hold_leaves_the_image_as_it_was() {
     let dir = tempfile::tempdir().unwrap();
     let image = kernel_copy(dir.path());
     let original = std::fs::read(&image).unwrap();
-    // A file-size limit of a few MiB (more than the image read, less than
-    // the one written) makes the write fail as a full disk does.
+    // A file-size limit of 1 or 2 MiB (less than the 2.4 MiB the image
+    // writes; reading is not limited) makes the write fail as a full disk does.
     let out = std::process::Command::new("sh")
         .arg("-c")
         .arg(format!(
-            "ulimit -f 8192 && exec '{BIN}' launch '{}' --headless",
+            "ulimit -f 2048 && exec '{BIN}' launch '{}' --headless",
             image.display()
         ))
         .output()

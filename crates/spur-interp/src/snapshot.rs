@@ -69,6 +69,10 @@ impl Vm<'_> {
         self.m.store(process, PROC_CONTEXT, self.ctx)?;
         let written = self.write_image();
         self.m.store(process, PROC_CONTEXT, suspended)?;
+        // The session goes on with the space the tenuring gave back.
+        if let Err(e) = self.m.claim_headroom() {
+            return halt(format!("old space after the snapshot: {e}"));
+        }
         self.stats.snapshots += 1;
         self.stats.snapshot_us += t0.elapsed().as_micros() as u64;
         match written {

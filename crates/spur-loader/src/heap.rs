@@ -268,6 +268,25 @@ impl LoadedHeap {
         Ok(s.new_start.plus(s.size))
     }
 
+    /// Gives the last `bytes` of the last segment back to the headroom
+    /// after it (the reverse of [`grow_last_segment`](Self::grow_last_segment);
+    /// the memory stays reserved and accessible). The caller has written the
+    /// bridge that ends the shorter segment. Returns where it now ends.
+    /// Nothing changes when it fails (more bytes than the segment's objects).
+    pub fn shrink_last_segment(&mut self, bytes: u64) -> Result<NewAddr, HeapAccessError> {
+        let last = self.segments.len() - 1;
+        let s = self.segments[last];
+        if !bytes.is_multiple_of(8) || bytes > s.size.saturating_sub(BRIDGE_BYTES) {
+            return Err(HeapAccessError::NoHeadroom {
+                bytes,
+                available: s.size.saturating_sub(BRIDGE_BYTES),
+            });
+        }
+        self.segments[last].size -= bytes;
+        self.objects_seen = None;
+        Ok(s.new_start.plus(s.size - bytes))
+    }
+
     /// The segment whose objects contain `a`.
     #[inline]
     pub fn segment_of(&self, a: NewAddr) -> Option<usize> {

@@ -51,6 +51,11 @@ impl ObjectMemory {
     /// The copies go into the largest free chunk of old space, which must
     /// hold all of new space's used bytes and 16 more
     /// ([`MemoryError::OldSpaceFull`] otherwise, before anything changes).
+    /// What the copies leave of it becomes a free chunk again; when the
+    /// chunk was the last thing in old space (the claimed headroom), the last
+    /// segment ends after the copies instead and the rest is headroom again,
+    /// which [`claim_headroom`](Self::claim_headroom) turns back into free
+    /// space: a snapshot written in between holds no empty tail.
     pub fn tenure_all(&mut self, roots: &mut [Oop]) -> Result<Tenured, MemoryError> {
         let young_bytes = (self.eden_top - self.eden_start) + (self.past_used().1 - self.past.0);
         if young_bytes == 0 {
@@ -123,9 +128,26 @@ impl ObjectMemory {
         // The heap names the array a snapshot writes into its header.
         self.heap
             .set_special_objects(NewAddr::from_heap_word(self.special_objects.bits()));
-        // What the chunk did not take goes back to the free lists.
+        // What the chunk did not take goes back to the headroom when the
+        // chunk ended the last segment (so that a snapshot does not write
+        // it; claim_headroom makes it free space again), else to the free lists.
         let rest = dest.start + dest.bytes - dest.top;
-        self.make_free_chunk(dest.top, rest)?;
+        let ends_old_space = self
+            .spans
+            .last()
+            .is_some_and(|s| s.end == dest.start + dest.bytes);
+        if ends_old_space {
+            self.heap.write_u64(
+                NewAddr::from_heap_word(dest.top),
+                ObjHeader::short_bridge(self.word).0,
+            )?;
+            self.heap
+                .write_u64(NewAddr::from_heap_word(dest.top + 8), 0)?;
+            self.heap.shrink_last_segment(rest)?;
+            self.refresh_spans();
+        } else {
+            self.make_free_chunk(dest.top, rest)?;
+        }
         self.forget_remembered();
         self.eden_top = self.eden_start;
         Ok(moved)
@@ -394,5 +416,130 @@ impl ObjectMemory {
             }
         }
         free
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use spur_format::raw::{CLASS_ARRAY, CLASS_BYTE_STRING, FMT_INDEXABLE};
+    use spur_format::WordSize;
+    use spur_loader::{LoadOptions, PlacementRequest};
+    use spur_synth::SynthSpec;
+
+    use super::*;
+    use crate::runtime::{Runtime, RuntimeOptions};
+
+    fn wired(word: WordSize) -> Runtime {
+        let (bytes, _) = spur_synth::image_bytes(&SynthSpec::new(word, 256 << 10)).unwrap();
+        let heap = spur_loader::load(
+            bytes.as_slice(),
+            &LoadOptions {
+                placement: PlacementRequest::Relocate,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        Runtime::wire(
+            heap,
+            &RuntimeOptions {
+                eden_bytes: Some(4 << 20),
+                stack_pages: Some(4),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn tenuring_moves_what_old_space_and_the_roots_reach_and_nothing_else() {
+        for word in [WordSize::W32, WordSize::W64] {
+            let mut rt = wired(word);
+            let m = rt.memory_mut();
+            let objects_before = m.objects().count();
+            let old = m
+                .instances_of(CLASS_ARRAY)
+                .find(|&o| !m.is_young(o) && m.num_slots(o).is_ok_and(|n| n > 0))
+                .unwrap();
+            let old_value = m.fetch(old, 0).unwrap();
+            // a: an array (reached from old space) holding a string b, an
+            // empty array z twice and a SmallInteger; d: reached from a root
+            // only; c: reached from nothing.
+            let a = m.allocate_slots(CLASS_ARRAY, FMT_INDEXABLE, 4).unwrap();
+            let b = m.allocate_bytes(CLASS_BYTE_STRING, 5).unwrap();
+            m.bytes_mut(b).unwrap().copy_from_slice(b"hello");
+            let z = m.allocate_slots(CLASS_ARRAY, FMT_INDEXABLE, 0).unwrap();
+            let c = m.allocate_slots(CLASS_ARRAY, FMT_INDEXABLE, 1).unwrap();
+            let d = m.allocate_slots(CLASS_ARRAY, FMT_INDEXABLE, 1).unwrap();
+            let seven = m.from_small_int(7).unwrap();
+            m.store(a, 0, b).unwrap();
+            m.store(a, 1, z).unwrap();
+            m.store(a, 2, z).unwrap();
+            m.store(a, 3, seven).unwrap();
+            m.store(d, 0, a).unwrap();
+            m.store(c, 0, b).unwrap();
+            m.store(old, 0, a).unwrap();
+            assert_eq!(m.remembered_set(), &[old]);
+
+            let mut roots = [d, m.nil()];
+            let moved = m.tenure_all(&mut roots).unwrap();
+            assert_eq!(moved.objects, 4, "{word:?}: a, b, z and d, not c");
+            assert_eq!(m.eden_used(), 0);
+            assert!(m.remembered_set().is_empty());
+            assert!(!m.header(old).unwrap().is_remembered());
+            let (d2, a2) = (roots[0], m.fetch(old, 0).unwrap());
+            assert_eq!(roots[1], m.nil());
+            for o in [d2, a2] {
+                assert_eq!(m.space_of(o), Some(crate::memory::Space::Old), "{word:?}");
+            }
+            assert_eq!(m.fetch(d2, 0).unwrap(), a2);
+            let b2 = m.fetch(a2, 0).unwrap();
+            assert_eq!(m.string(b2).as_deref(), Some("hello"));
+            let z2 = m.fetch(a2, 1).unwrap();
+            assert_eq!(m.fetch(a2, 2).unwrap(), z2);
+            assert_eq!(m.num_slots(z2).unwrap(), 0);
+            assert_eq!(m.fetch(a2, 3).unwrap(), seven);
+            assert_eq!(m.objects().count(), objects_before + 4);
+            // The heap is whole: what the copies left went back to the
+            // headroom, and claiming it makes it free space again.
+            let report = spur_loader::verify(m.heap());
+            assert!(report.ok(), "{word:?}: {:?}", report.errors);
+            assert!(m.claim_headroom().unwrap().is_some());
+            let report = spur_loader::verify(m.heap());
+            assert!(report.ok(), "{word:?}: {:?}", report.errors);
+            m.store(old, 0, old_value).unwrap();
+        }
+    }
+
+    #[test]
+    fn tenuring_an_empty_new_space_moves_nothing() {
+        let mut rt = wired(WordSize::W64);
+        let m = rt.memory_mut();
+        assert_eq!(m.tenure_all(&mut []).unwrap(), Tenured::default());
+    }
+
+    #[test]
+    fn without_a_free_chunk_large_enough_nothing_moves() {
+        let (bytes, _) =
+            spur_synth::image_bytes(&SynthSpec::new(WordSize::W64, 256 << 10)).unwrap();
+        let heap = spur_loader::load(bytes.as_slice(), &LoadOptions::default()).unwrap();
+        let mut rt = Runtime::wire(
+            heap,
+            &RuntimeOptions {
+                claim_headroom: false,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let m = rt.memory_mut();
+        // More than the builder's whole heap of 256 KiB, so more than any free chunk.
+        let a = m
+            .allocate_slots(CLASS_ARRAY, FMT_INDEXABLE, 64 << 10)
+            .unwrap();
+        let mut roots = [a];
+        let err = m.tenure_all(&mut roots).unwrap_err();
+        assert!(matches!(err, MemoryError::OldSpaceFull { .. }), "{err}");
+        assert_eq!(roots[0], a);
+        assert!(m.is_young(a));
+        assert_eq!(m.header(a).unwrap().class_index(), CLASS_ARRAY);
     }
 }
