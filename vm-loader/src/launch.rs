@@ -119,6 +119,14 @@ pub struct RunJson {
     /// Objects and bytes moved from new space into old space.
     pub tenured_objects: u64,
     pub tenured_bytes: u64,
+    /// Scavenges of new space: none yet (eden holds what these runs
+    /// allocate; a snapshot tenures all of it, counted above).
+    pub scavenges: u64,
+    /// Bytes old space's segments grew by during the run, beyond the
+    /// headroom wiring claimed.
+    pub old_space_growth: u64,
+    /// Transfers from one process to another.
+    pub process_switches: u64,
     /// Loading the heap and wiring the runtime, before the run.
     pub load_us: u64,
 }
@@ -151,6 +159,9 @@ pub fn run_json(r: &RunReport) -> RunJson {
         snapshot_us: s.snapshot_us,
         tenured_objects: s.tenured_objects,
         tenured_bytes: s.tenured_bytes,
+        scavenges: 0,
+        old_space_growth: s.old_space_growth,
+        process_switches: s.process_switches,
         load_us: 0,
     }
 }
@@ -160,7 +171,8 @@ fn run_text(j: &RunJson) -> String {
         "run: {}\n  {} bytecodes, {} sends, {} primitive calls ({} failed)\n  \
          {} objects ({}) allocated, {} contexts reused, method cache {} hits / {} misses\n  \
          {:.3} s, {} bytecodes/s\n  \
-         loaded in {:.3} s; {} snapshots in {:.3} s, {} objects ({}) tenured\n",
+         loaded in {:.3} s; {} snapshots in {:.3} s, {} objects ({}) tenured, old space grew {}\n  \
+         {} process switches\n",
         j.line,
         j.bytecodes,
         j.sends,
@@ -177,7 +189,9 @@ fn run_text(j: &RunJson) -> String {
         j.snapshots,
         j.snapshot_us as f64 / 1e6,
         j.tenured_objects,
-        human_bytes(j.tenured_bytes)
+        human_bytes(j.tenured_bytes),
+        human_bytes(j.old_space_growth),
+        j.process_switches
     )
 }
 

@@ -54,6 +54,12 @@ fn life(image: &Path, extra: &[&str]) {
     assert!(u(&run["tenured_bytes"]) > 0, "{run}");
     assert!(u(&run["snapshot_us"]) > 0, "{run}");
     assert!(run.get("load_us").is_some(), "{run}");
+    assert_eq!(run["scavenges"], 0, "{run}");
+    // The headroom claimed at wiring holds what was tenured: old space
+    // needs no new segment.
+    assert_eq!(u(&run["old_space_growth"]), 0, "{run}");
+    // The kernel starts its timer and idle processes and waits on them.
+    assert!(u(&run["process_switches"]) > 0, "{run}");
     // The file written is a whole image with what new space held.
     let after = objects(image);
     assert!(after > before, "{after} objects saved, {before} before");

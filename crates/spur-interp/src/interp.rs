@@ -1725,6 +1725,7 @@ impl<'r> Vm<'r> {
 
     /// Saves the active process and makes `p` active.
     pub fn transfer_to(&mut self, p: Oop) -> R<()> {
+        self.stats.process_switches += 1;
         self.expose();
         self.store_registers()?;
         let sched = self.scheduler()?;

@@ -123,6 +123,11 @@ pub struct Stats {
     /// Objects and bytes moved from new space into old space.
     pub tenured_objects: u64,
     pub tenured_bytes: u64,
+    /// Process switches (a transfer from one process to another).
+    pub process_switches: u64,
+    /// Bytes old space's segments grew by during the run, beyond what
+    /// wiring claimed: 0 while the headroom holds what is tenured.
+    pub old_space_growth: u64,
 }
 
 /// The result of a run.
@@ -157,6 +162,11 @@ pub enum InterpError {
     BadResume { context: u64, why: String },
 }
 
+/// Bytes of old space's segments.
+fn old_space_bytes(runtime: &Runtime) -> u64 {
+    runtime.heap().segments().iter().map(|s| s.size).sum()
+}
+
 /// The reference interpreter as an [`Engine`].
 #[derive(Debug, Clone, Default)]
 pub struct Interpreter {
@@ -179,6 +189,7 @@ impl Engine for Interpreter {
 
     fn run(&mut self, runtime: &mut Runtime) -> Result<RunReport, InterpError> {
         let t0 = std::time::Instant::now();
+        let old_before = old_space_bytes(runtime);
         let mut vm = interp::Vm::new(runtime, &self.options)?;
         let outcome = vm.run();
         let _ = std::io::stdout().flush();
@@ -187,10 +198,13 @@ impl Engine for Interpreter {
         stats.objects_allocated = a.objects;
         stats.bytes_allocated = a.bytes;
         stats.run_us = t0.elapsed().as_micros() as u64;
+        let output = std::mem::take(&mut vm.output);
+        drop(vm);
+        stats.old_space_growth = old_space_bytes(runtime).saturating_sub(old_before);
         Ok(RunReport {
             outcome,
             stats,
-            output: std::mem::take(&mut vm.output),
+            output,
         })
     }
 }
