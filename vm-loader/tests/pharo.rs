@@ -154,3 +154,46 @@ fn a_snapshot_the_disk_cannot_hold_leaves_the_image_as_it_was() {
         .collect();
     assert_eq!(names.len(), 1, "{names:?}");
 }
+
+#[test]
+#[ignore = "needs SPUR_CORPUS"]
+fn a_start_killed_at_any_moment_leaves_an_image_that_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = kernel_copy(dir.path());
+    let original = std::fs::read(&image).unwrap();
+    // Killed before, during or after its snapshot: the image there is the
+    // original or the new one, whole, never a mix; a later start works.
+    for ms in [20, 80, 150, 250, 400, 700] {
+        std::fs::write(&image, &original).unwrap();
+        let mut child = std::process::Command::new(BIN)
+            .args(["launch", image.to_str().unwrap(), "--headless"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        let now = std::fs::read(&image).unwrap();
+        if now != original {
+            let j = json(&["verify", "--json", image.to_str().unwrap()]);
+            assert_eq!(j["ok"], true, "killed after {ms} ms: {j}");
+        }
+        let out = launch(&image, &[], &["printVersion"]);
+        if now == original {
+            // The original ignores its arguments: it saves itself and quits.
+            assert!(out.is_empty(), "{out}");
+        } else {
+            assert!(out.starts_with(VERSION_LINE), "killed after {ms} ms: {out}");
+        }
+    }
+    // What killed writers left behind is gone after the next snapshot.
+    std::fs::write(&image, &original).unwrap();
+    launch(&image, &[], &[]);
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != "Pharo.image")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
