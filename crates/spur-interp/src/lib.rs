@@ -34,6 +34,7 @@
     missing_docs
 )]
 
+mod instances;
 mod interp;
 pub mod mem;
 mod plugins;

@@ -308,6 +308,9 @@ impl Vm<'_> {
                 self.pop_n(n)?;
                 Ok(Prim::Done)
             }
+            77 if argc == 0 => self.primitive_some_instance(),
+            78 if argc == 0 => self.primitive_next_instance(),
+            177 if argc == 0 => self.primitive_all_instances(),
             97 => self.primitive_snapshot(argc),
             105 => self.replace(),
             110 => {
