@@ -64,6 +64,10 @@ impl Vm<'_> {
             t.semaphore = sem;
         }
         self.after_become()?;
+        // What becomes left is garbage now: the snapshot holds none of it.
+        if let Err(e) = self.m.free_forwarders() {
+            return halt(format!("freeing forwarders for a snapshot: {e}"));
+        }
         self.stats.tenured_objects += tenured.objects;
         self.stats.tenured_bytes += tenured.bytes;
         self.m.store(process, PROC_CONTEXT, self.ctx)?;

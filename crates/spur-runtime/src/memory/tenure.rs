@@ -395,6 +395,30 @@ impl ObjectMemory {
         Ok(())
     }
 
+    /// Turns every forwarder of old space (what a one-way become leaves,
+    /// once every reference to it was rewritten) into a free chunk linked
+    /// into the free lists, as a full collection would, so that a snapshot
+    /// holds none. The caller must keep no oop of a forwarder (the
+    /// interpreter re-reads its registers after a become). Returns how many
+    /// were freed.
+    pub fn free_forwarders(&mut self) -> Result<u64, MemoryError> {
+        let mut found = Vec::new();
+        for s in &self.spans {
+            let mut cursor = s.start;
+            while let Some((obj, next, class_index)) = self.step(cursor, s.end) {
+                if class_index == CLASS_FORWARDER {
+                    let start = self.chunk_start(obj)?;
+                    found.push((start, next - start));
+                }
+                cursor = next;
+            }
+        }
+        for &(start, bytes) in &found {
+            self.make_free_chunk(start, bytes)?;
+        }
+        Ok(found.len() as u64)
+    }
+
     /// Bytes held by the free chunks of old space (overflow words included):
     /// the header's `freeOldSpaceInImage` of a snapshot.
     pub fn free_old_bytes(&self) -> u64 {
@@ -507,6 +531,30 @@ mod tests {
             let report = spur_loader::verify(m.heap());
             assert!(report.ok(), "{word:?}: {:?}", report.errors);
             m.store(old, 0, old_value).unwrap();
+        }
+    }
+
+    #[test]
+    fn forwarders_a_become_left_in_old_space_become_free_chunks() {
+        for word in [WordSize::W32, WordSize::W64] {
+            let mut rt = wired(word);
+            let m = rt.memory_mut();
+            let arrays: Vec<Oop> = m
+                .instances_of(CLASS_ARRAY)
+                .filter(|&o| !m.is_young(o) && m.num_slots(o).is_ok_and(|n| n > 0))
+                .take(2)
+                .collect();
+            let report = spur_loader::verify(m.heap());
+            let (chunks, bytes) = (report.free_chunks, report.free_bytes);
+            m.become_forward(&[(arrays[0], arrays[1])], false, &mut [])
+                .unwrap();
+            assert_eq!(m.free_forwarders().unwrap(), 1, "{word:?}");
+            assert!(m.header(arrays[0]).unwrap().is_free_chunk());
+            let report = spur_loader::verify(m.heap());
+            assert!(report.ok(), "{word:?}: {:?}", report.errors);
+            assert_eq!(report.free_chunks, chunks + 1);
+            assert!(report.free_bytes > bytes);
+            assert_eq!(m.free_forwarders().unwrap(), 0);
         }
     }
 
