@@ -10,7 +10,7 @@ use spur_format::WordSize;
 use spur_runtime::bytecodes::{decode_op, BytecodeSet, Op};
 use spur_runtime::method::MethodHeader;
 use spur_runtime::special_objects::index as so;
-use spur_runtime::Runtime;
+use spur_runtime::{Runtime, Signaller};
 
 use crate::mem::{MemoryError, ObjectMemory, Oop};
 use crate::plugins::Files;
@@ -295,8 +295,11 @@ pub(crate) struct Vm<'r> {
     /// The named primitive running (`Module>>name`), for the stop line.
     pub current_named: Option<String>,
     traced: u64,
-    deadline: Option<Instant>,
+    pub(crate) deadline: Option<Instant>,
     preemption_yields: bool,
+    /// The runtime's external semaphore table, as a handle other threads
+    /// may hold too; its signals unpark this thread.
+    pub signals: Signaller,
 }
 
 impl std::fmt::Debug for Vm<'_> {
@@ -313,6 +316,8 @@ impl<'r> Vm<'r> {
     pub fn new(rt: &'r mut Runtime, opts: &Options) -> Result<Self, InterpError> {
         let context = rt.resume_point().context.bits();
         let preemption_yields = rt.settings().preemption_yields;
+        let signals = rt.semaphores().signaller();
+        signals.wake_on_signal(Some(std::thread::current()));
         let m = rt.memory_mut();
         let word = m.word();
         let ci = |m: &ObjectMemory, i: usize, default: u32| {
@@ -404,6 +409,7 @@ impl<'r> Vm<'r> {
             traced: 0,
             deadline: opts.timeout.and_then(|t| Instant::now().checked_add(t)),
             preemption_yields,
+            signals,
         };
         vm.fetch_registers().map_err(|e| InterpError::BadResume {
             context,
@@ -743,6 +749,9 @@ impl<'r> Vm<'r> {
                 self.timer = None;
                 self.signal(t.semaphore)?;
             }
+        }
+        for sem in self.external_signals() {
+            self.signal(sem)?;
         }
         Ok(())
     }
@@ -1791,17 +1800,29 @@ impl<'r> Vm<'r> {
             match self.wake_highest_priority() {
                 Ok(p) => return Ok(p),
                 Err(e) => {
-                    let Some(t) = self.timer.take() else {
-                        return Err(e);
+                    let fired = match self.timer.take() {
+                        Some(t) => {
+                            self.sleep_until(t.at)?;
+                            let mut fired = vec![t.semaphore];
+                            if self.signals.any_pending() && Instant::now() < t.at {
+                                // Woken early by an external signal: the timer waits on.
+                                self.timer = Some(t);
+                                fired.clear();
+                            }
+                            fired.extend(self.external_signals());
+                            fired
+                        }
+                        None if self.wait_for_signal()? => self.external_signals(),
+                        None => return Err(e),
                     };
-                    self.sleep_until(t.at)?;
                     // Signal: the waiting process goes to its run queue.
-                    let sem = t.semaphore;
-                    if !self.list_empty(sem)? {
-                        let p = self.remove_first(sem)?;
-                        self.put_to_sleep(p)?;
-                    } else {
-                        self.signal(sem)?;
+                    for sem in fired {
+                        if !self.list_empty(sem)? {
+                            let p = self.remove_first(sem)?;
+                            self.put_to_sleep(p)?;
+                        } else {
+                            self.signal(sem)?;
+                        }
                     }
                 }
             }
@@ -1827,8 +1848,15 @@ impl<'r> Vm<'r> {
                 ));
             }
         }
-        std::thread::sleep(at.saturating_duration_since(now));
-        Ok(())
+        // Parked rather than asleep: an external signal ends the wait early.
+        let _ = now;
+        loop {
+            let now = Instant::now();
+            if now >= at || self.signals.any_pending() {
+                return Ok(());
+            }
+            std::thread::park_timeout(at - now);
+        }
     }
 
     pub fn suspend_active(&mut self) -> R<()> {

@@ -34,6 +34,7 @@
     missing_docs
 )]
 
+mod external;
 mod instances;
 mod interp;
 pub mod mem;
@@ -200,6 +201,7 @@ impl Engine for Interpreter {
         stats.bytes_allocated = a.bytes;
         stats.run_us = t0.elapsed().as_micros() as u64;
         let output = std::mem::take(&mut vm.output);
+        vm.signals.wake_on_signal(None);
         drop(vm);
         stats.old_space_growth = old_space_bytes(runtime).saturating_sub(old_before);
         Ok(RunReport {

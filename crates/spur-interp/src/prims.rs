@@ -557,9 +557,18 @@ impl Vm<'_> {
                 // with no timer pending, nothing ever will (no input, no
                 // other threads signal here).
                 let Some(t) = self.timer else {
+                    // Another thread holding the semaphore table's signaller may still wake it.
+                    if self.wait_for_signal()? {
+                        for sem in self.external_signals() {
+                            self.signal(sem)?;
+                        }
+                        self.pop_n(1)?;
+                        return Ok(Prim::Done);
+                    }
                     return Err(Stop::Halt(
                         StopKind::Idle,
-                        "only the idle process can run, and no timer is pending".into(),
+                        "only the idle process can run, no timer is pending and nothing else can signal"
+                            .into(),
                     ));
                 };
                 let at = t.at.min(Instant::now() + Duration::from_micros(us));

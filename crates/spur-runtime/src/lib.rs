@@ -78,7 +78,7 @@ pub use memory::{
 pub use new_space::{NewSpace, NewSpaceLayout};
 pub use resume::ResumePoint;
 pub use runtime::{OldSpace, Runtime, RuntimeOptions, WireTimings};
-pub use semaphores::ExternalSemaphoreTable;
+pub use semaphores::{ExternalSemaphoreTable, Signaller};
 pub use settings::{HashSeed, ImageSettings};
 pub use special_objects::SpecialObjects;
 pub use stack::{StackLayout, StackZone};

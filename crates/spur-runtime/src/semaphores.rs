@@ -9,8 +9,14 @@
 //! (`ioSetMaxExtSemTableSize`). The table also grows to cover the
 //! ExternalObjectsArray the image already holds, so that every registered
 //! semaphore can be signalled.
+//!
+//! A [`Signaller`] is a handle on the table's pending counts that can be
+//! sent to another thread (an embedder's I/O thread): its signals wake the
+//! interpreter's thread when it sleeps waiting for one.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::Thread;
 
 use spur_format::raw::FMT_INDEXABLE;
 
@@ -44,10 +50,77 @@ impl SizeFrom {
     }
 }
 
+/// The counts signallers add to and the interpreter drains, and the thread
+/// to wake when one is added.
+#[derive(Debug, Default)]
+struct Pending {
+    counts: Vec<AtomicU32>,
+    /// Set by every signal, cleared by a drain: one load tells the
+    /// interpreter whether to look.
+    any: AtomicBool,
+    waker: Mutex<Option<Thread>>,
+}
+
+/// A handle that signals the table's semaphores from any thread (it is
+/// `Send` and `Sync`; clone it for each).
+#[derive(Debug, Clone)]
+pub struct Signaller(Arc<Pending>);
+
+impl Signaller {
+    /// Records a signal for the semaphore at 1-based `index` and wakes the
+    /// interpreter's thread if it registered one. `false` when the index is
+    /// outside the table.
+    pub fn signal(&self, index: usize) -> bool {
+        let Some(p) = index.checked_sub(1).and_then(|i| self.0.counts.get(i)) else {
+            return false;
+        };
+        p.fetch_add(1, Ordering::AcqRel);
+        self.0.any.store(true, Ordering::Release);
+        if let Ok(w) = self.0.waker.lock() {
+            if let Some(t) = w.as_ref() {
+                t.unpark();
+            }
+        }
+        true
+    }
+
+    /// Takes the pending signals: calls `f(index, count)` for each 1-based
+    /// index signalled since the last call.
+    pub fn drain(&self, mut f: impl FnMut(usize, u32)) {
+        if !self.0.any.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        for (i, p) in self.0.counts.iter().enumerate() {
+            let n = p.swap(0, Ordering::AcqRel);
+            if n > 0 {
+                f(i + 1, n);
+            }
+        }
+    }
+
+    /// Is a signal waiting to be drained?
+    pub fn any_pending(&self) -> bool {
+        self.0.any.load(Ordering::Acquire)
+    }
+
+    /// Makes `thread` the one each signal unparks (`None`: no thread).
+    pub fn wake_on_signal(&self, thread: Option<Thread>) {
+        if let Ok(mut w) = self.0.waker.lock() {
+            *w = thread;
+        }
+    }
+
+    /// Handles on this table besides the table's own and `self`: someone
+    /// else (another thread) may still signal.
+    pub fn others(&self) -> usize {
+        Arc::strong_count(&self.0).saturating_sub(2)
+    }
+}
+
 /// Pending signals, by semaphore index.
 #[derive(Debug)]
 pub struct ExternalSemaphoreTable {
-    pending: Vec<AtomicU32>,
+    pending: Signaller,
     from: SizeFrom,
     objects_array: Option<Oop>,
     objects_len: u64,
@@ -101,7 +174,11 @@ impl ExternalSemaphoreTable {
             from = SizeFrom::ObjectsArray;
         }
         Ok(ExternalSemaphoreTable {
-            pending: (0..size).map(|_| AtomicU32::new(0)).collect(),
+            pending: Signaller(Arc::new(Pending {
+                counts: (0..size).map(|_| AtomicU32::new(0)).collect(),
+                any: AtomicBool::new(false),
+                waker: Mutex::new(None),
+            })),
             from,
             objects_array,
             objects_len,
@@ -110,7 +187,11 @@ impl ExternalSemaphoreTable {
 
     /// Entries in the table.
     pub fn size(&self) -> usize {
-        self.pending.len()
+        self.pending.0.counts.len()
+    }
+    /// A handle that signals this table from any thread.
+    pub fn signaller(&self) -> Signaller {
+        self.pending.clone()
     }
     /// Where the size came from.
     pub fn size_from(&self) -> SizeFrom {
@@ -128,24 +209,13 @@ impl ExternalSemaphoreTable {
     /// Records a signal for the semaphore at 1-based `index`, from any
     /// thread. `false` when the index is outside the table.
     pub fn signal(&self, index: usize) -> bool {
-        match index.checked_sub(1).and_then(|i| self.pending.get(i)) {
-            Some(p) => {
-                p.fetch_add(1, Ordering::AcqRel);
-                true
-            }
-            None => false,
-        }
+        self.pending.signal(index)
     }
 
     /// Takes the pending signals: calls `f(index, count)` for each 1-based
     /// index signalled since the last call.
-    pub fn drain(&self, mut f: impl FnMut(usize, u32)) {
-        for (i, p) in self.pending.iter().enumerate() {
-            let n = p.swap(0, Ordering::AcqRel);
-            if n > 0 {
-                f(i + 1, n);
-            }
-        }
+    pub fn drain(&self, f: impl FnMut(usize, u32)) {
+        self.pending.drain(f);
     }
 
     /// The Semaphore registered at 1-based `index`, if any.
@@ -171,7 +241,11 @@ mod tests {
     #[test]
     fn signals_are_counted_and_drained() {
         let t = ExternalSemaphoreTable {
-            pending: (0..4).map(|_| AtomicU32::new(0)).collect(),
+            pending: Signaller(Arc::new(Pending {
+                counts: (0..4).map(|_| AtomicU32::new(0)).collect(),
+                any: AtomicBool::new(false),
+                waker: Mutex::new(None),
+            })),
             from: SizeFrom::Default,
             objects_array: None,
             objects_len: 0,
@@ -184,5 +258,33 @@ mod tests {
         got.clear();
         t.drain(|i, n| got.push((i, n)));
         assert!(got.is_empty());
+    }
+
+    #[test]
+    fn another_thread_signals_and_wakes_the_parked_one() {
+        let t = ExternalSemaphoreTable {
+            pending: Signaller(Arc::new(Pending {
+                counts: (0..4).map(|_| AtomicU32::new(0)).collect(),
+                any: AtomicBool::new(false),
+                waker: Mutex::new(None),
+            })),
+            from: SizeFrom::Default,
+            objects_array: None,
+            objects_len: 0,
+        };
+        let mine = t.signaller();
+        mine.wake_on_signal(Some(std::thread::current()));
+        let theirs = t.signaller();
+        assert_eq!(mine.others(), 1);
+        let h = std::thread::spawn(move || assert!(theirs.signal(3)));
+        // Parked until the signal (a spurious wake-up just loops).
+        while !mine.any_pending() {
+            std::thread::park();
+        }
+        h.join().unwrap();
+        assert_eq!(mine.others(), 0);
+        let mut got = vec![];
+        mine.drain(|i, n| got.push((i, n)));
+        assert_eq!(got, vec![(3, 1)]);
     }
 }

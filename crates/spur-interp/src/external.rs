@@ -1,0 +1,105 @@
+//! The external semaphore table as the interpreter sees it: signals
+//! recorded by other threads (through the runtime's [`Signaller`]) become
+//! signals of the Semaphores the ExternalObjectsArray holds, at the next
+//! check of the clock, or at once when the interpreter is waiting.
+//!
+//! [`Signaller`]: spur_runtime::Signaller
+
+use std::time::Instant;
+
+use spur_runtime::special_objects::index as so;
+
+use crate::interp::{Stop, StopKind, Vm, R};
+use crate::mem::Oop;
+
+impl Vm<'_> {
+    /// The Semaphores the external semaphore table was signalled for since
+    /// the last look, once per signal (from the ExternalObjectsArray as the
+    /// image holds it now; indices it does not hold are dropped).
+    pub fn external_signals(&mut self) -> Vec<Oop> {
+        let mut fired = Vec::new();
+        if !self.signals.any_pending() {
+            return fired;
+        }
+        let array = self.m.special(so::EXTERNAL_OBJECTS_ARRAY);
+        let (m, nil) = (&*self.m, self.nil);
+        self.signals.drain(|i, n| {
+            if let Ok(sem) = m.fetch(array, i as u64 - 1) {
+                if sem != nil && !sem.is_immediate(m.word()) {
+                    fired.extend(std::iter::repeat_n(sem, n as usize));
+                }
+            }
+        });
+        fired
+    }
+
+    /// Waits for an external signal when another thread may still send
+    /// one (bounded by the run's deadline); `false` at once when none can.
+    pub fn wait_for_signal(&mut self) -> R<bool> {
+        if self.signals.others() == 0 {
+            return Ok(false);
+        }
+        while !self.signals.any_pending() {
+            let now = Instant::now();
+            match self.deadline {
+                Some(d) if now >= d => {
+                    return Err(Stop::Halt(
+                        StopKind::Timeout,
+                        format!(
+                            "the timeout of {:.1} s, waiting for an external signal",
+                            self.opts.timeout.unwrap_or_default().as_secs_f64()
+                        ),
+                    ))
+                }
+                Some(d) => std::thread::park_timeout(d - now),
+                None => std::thread::park(),
+            }
+        }
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use spur_format::raw::FMT_INDEXABLE;
+    use spur_format::WordSize;
+    use spur_loader::LoadOptions;
+    use spur_runtime::special_objects::index as so;
+    use spur_runtime::{boot, RuntimeOptions};
+    use spur_synth::SynthSpec;
+
+    use crate::interp::Vm;
+    use crate::Options;
+
+    #[test]
+    fn a_signal_from_another_thread_wakes_the_waiting_interpreter() {
+        let (bytes, _) =
+            spur_synth::image_bytes(&SynthSpec::new(WordSize::W64, 256 << 10)).unwrap();
+        let mut rt = boot(
+            bytes.as_slice(),
+            &LoadOptions::default(),
+            &RuntimeOptions::default(),
+        )
+        .unwrap();
+        let mut vm = Vm::new(&mut rt, &Options::default()).unwrap();
+        // Nobody else holds the table: waiting would never end, so it does not wait.
+        assert!(!vm.wait_for_signal().unwrap());
+        // An ExternalObjectsArray whose entry 2 is an object to signal.
+        let array = vm.m.allocate_slots(vm.ci_array, FMT_INDEXABLE, 4).unwrap();
+        let target = vm.new_array(1).unwrap();
+        vm.m.store(array, 1, target).unwrap();
+        let so_array = vm.m.special_objects();
+        vm.m.store(so_array, so::EXTERNAL_OBJECTS_ARRAY as u64, array)
+            .unwrap();
+        let theirs = vm.signals.clone();
+        let io = std::thread::spawn(move || {
+            assert!(theirs.signal(2) && theirs.signal(2));
+            // An index the array does not hold is dropped, not an error.
+            assert!(theirs.signal(4));
+        });
+        assert!(vm.wait_for_signal().unwrap());
+        io.join().unwrap();
+        assert_eq!(vm.external_signals(), vec![target, target]);
+        assert!(vm.external_signals().is_empty());
+    }
+}
