@@ -18,11 +18,15 @@
 //!
 //! What it runs: the candle image (its three lines, 284 bytecodes), the
 //! vm-test image (its benchmark line in `log1.txt`), the Pharo 8 kernel's
-//! first start (to its quit), and codeparadise until it stops for lack of
-//! its own plugin. What it leaves to later work: a scavenger (a run stops
-//! when eden is full; the snapshot primitive tenures all of new space), and process
-//! scheduling beyond a synchronous switch on wait/signal/resume/suspend/
-//! yield and one timer.
+//! first start (it saves itself through primitive 97 and quits) and the
+//! image that start wrote (`printVersion`, `--version`, `--help`), and
+//! codeparadise until it stops for lack of its own plugin. Timers wait
+//! parked, and signals of the runtime's external semaphore table from other
+//! threads wake them. What it leaves to later work: a scavenger (a run stops
+//! when eden is full; the snapshot primitive tenures all of new space into
+//! old space's largest free chunk, and fails when none holds it: old space
+//! does not grow by new segments yet), and process scheduling beyond a
+//! synchronous switch on wait/signal/resume/suspend/yield and one timer.
 
 #![forbid(unsafe_code)]
 // The interpreter predates the workspace's cast and docs lints; its casts
@@ -77,8 +81,9 @@ pub struct Options {
     pub vm_options: Vec<String>,
     /// Write what the image prints to this process's stdout as it happens.
     pub echo: bool,
-    /// Let the file plugin open and delete real files (off: those
-    /// primitives fail, for runs of untrusted images such as the sweeps').
+    /// Let the file plugin open and delete real files, and the snapshot
+    /// primitive write the image at `image_path` (off: those primitives
+    /// fail, for runs of untrusted images such as the sweeps').
     pub allow_files: bool,
     /// Wait in real time for timers (Delays) when nothing else can run; off:
     /// a pending timer fires at once (for bounded runs of untrusted images).
