@@ -345,12 +345,26 @@ impl Vm<'_> {
             117 => self.named_primitive(method, argc),
             121 => {
                 if argc == 0 {
-                    let path = self.opts.image_path.to_string_lossy().into_owned();
-                    let s = self.new_string(path.as_bytes())?;
+                    let path =
+                        std::os::unix::ffi::OsStrExt::as_bytes(self.opts.image_path.as_os_str())
+                            .to_vec();
+                    let s = self.new_string(&path)?;
                     self.done(n + 1, s)
-                } else {
+                } else if argc == 1 {
+                    // imageName: the path the next snapshot writes to.
+                    // The string's bytes are the path's (UTF-8 as Pharo encodes it).
+                    let name = self.stack_value(0)?;
+                    if self.m.string(name).is_none_or(|p| p.is_empty()) {
+                        return Ok(Prim::Fail(BAD_ARGUMENT));
+                    }
+                    let bytes = self.m.bytes(name)?;
+                    self.opts.image_path = std::path::PathBuf::from(
+                        <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(bytes),
+                    );
                     self.pop_n(n)?;
                     Ok(Prim::Done)
+                } else {
+                    FAIL
                 }
             }
             124 | 125 | 133 | 134 => {

@@ -122,3 +122,54 @@ impl Vm<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use spur_format::WordSize;
+    use spur_loader::LoadOptions;
+    use spur_runtime::{boot, RuntimeOptions};
+    use spur_synth::SynthSpec;
+
+    use crate::interp::{Prim, Vm};
+    use crate::Options;
+
+    #[test]
+    fn image_name_is_read_and_set_through_primitive_121() {
+        let (bytes, _) =
+            spur_synth::image_bytes(&SynthSpec::new(WordSize::W64, 256 << 10)).unwrap();
+        let mut rt = boot(
+            bytes.as_slice(),
+            &LoadOptions::default(),
+            &RuntimeOptions::default(),
+        )
+        .unwrap();
+        let opts = Options {
+            image_path: "/a/b/first.image".into(),
+            ..Options::default()
+        };
+        let mut vm = Vm::new(&mut rt, &opts).unwrap();
+        let (nil, rcvr) = (vm.nil, vm.nil);
+        let name = |vm: &mut Vm<'_>| {
+            vm.push(rcvr).unwrap();
+            assert!(matches!(vm.primitive(121, 0, nil).unwrap(), Prim::Done));
+            let s = vm.pop().unwrap();
+            vm.m.string(s).unwrap()
+        };
+        assert_eq!(name(&mut vm), "/a/b/first.image");
+        // imageName: names where the next snapshot goes, bytes as given (UTF-8).
+        let path = vm.new_string("/tmp/gr\u{fc}n.image".as_bytes()).unwrap();
+        vm.push(rcvr).unwrap();
+        vm.push(path).unwrap();
+        assert!(matches!(vm.primitive(121, 1, nil).unwrap(), Prim::Done));
+        vm.pop().unwrap();
+        assert_eq!(vm.opts.image_path.to_str(), Some("/tmp/gr\u{fc}n.image"));
+        // Not a string, or empty: refused, the name kept.
+        for bad in [vm.int(3), vm.new_string(b"").unwrap()] {
+            vm.push(rcvr).unwrap();
+            vm.push(bad).unwrap();
+            assert!(matches!(vm.primitive(121, 1, nil).unwrap(), Prim::Fail(_)));
+            vm.pop_n(2).unwrap();
+        }
+        assert_eq!(vm.opts.image_path.to_str(), Some("/tmp/gr\u{fc}n.image"));
+    }
+}
