@@ -2,19 +2,21 @@
 //! goes: [`crate::placement`]), streaming read, bridge repair or relocation.
 
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use spur_format::raw::*;
 use spur_format::read::header::HEADER_PROBE_BYTES;
 use spur_format::read::segment::repair_bridge_in_memory;
 use spur_format::{
-    FormatError, ImageHeader, Layout, NewAddr, OldAddr, SegmentTable, Swizzle, WordSize, L32, L64,
+    FileSegment, FormatError, ImageHeader, Layout, NewAddr, OldAddr, SegmentTable, Swizzle,
+    WordSize, L32, L64,
 };
 use spur_mem::{Backing, FilesUnchanged};
 
 use crate::conv::{u64_of, usize_of, Micros};
 use crate::error::LoadError;
 use crate::heap::{LoadedHeap, Placement, Timings};
+use crate::parallel::Threads;
 use crate::placement::{self, PlacementRequest};
 pub use crate::placement::{MIN_BASE, RELOCATION_BASE_64};
 use crate::relocate::Relocation;
@@ -37,6 +39,10 @@ pub struct LoadOptions {
     /// may change the heap's bytes under it, and touching a page past a
     /// truncated file's new end kills the process with `SIGBUS`.
     pub map_files: Option<FilesUnchanged>,
+    /// Threads for relocation: with two or more (the default, when the
+    /// machine has them) the file is read on the calling thread while a
+    /// second rewrites the part already read. The heap is the same either way.
+    pub threads: Threads,
 }
 
 impl Default for LoadOptions {
@@ -45,6 +51,7 @@ impl Default for LoadOptions {
             placement: PlacementRequest::OldBase,
             backing: Backing::HugePages,
             map_files: None,
+            threads: Threads::default(),
         }
     }
 }
@@ -156,13 +163,10 @@ fn load_segments<R: SegmentReader + ?Sized>(
     let t1 = Instant::now();
     let swizzle_time = {
         let _s = tracing::debug_span!("read").entered();
+        let r = relocation.as_ref();
         match heap.word() {
-            WordSize::W64 => {
-                read_segments::<L64, R>(reader, &table, &mut heap, relocation.as_ref())?
-            }
-            WordSize::W32 => {
-                read_segments::<L32, R>(reader, &table, &mut heap, relocation.as_ref())?
-            }
+            WordSize::W64 => read_segments::<L64, R>(reader, &table, &mut heap, r, opts.threads)?,
+            WordSize::W32 => read_segments::<L32, R>(reader, &table, &mut heap, r, opts.threads)?,
         }
     };
     let t_read = t1.elapsed();
@@ -178,7 +182,7 @@ fn load_segments<R: SegmentReader + ?Sized>(
         }
         heap.placement = Placement::Relocated;
         heap.swizzled = true;
-        heap.timings.swizzle_us = (swizzle_time + t2.elapsed()).micros();
+        heap.timings.swizzle_us = (swizzle_time.busy + t2.elapsed()).micros();
     } else if !coalesced {
         for (i, s) in table.segments.iter().enumerate() {
             let seg = heap.segments[i];
@@ -195,7 +199,7 @@ fn load_segments<R: SegmentReader + ?Sized>(
         }
     }
     heap.timings.reserve_us = t_reserve.micros();
-    heap.timings.read_us = t_read.saturating_sub(swizzle_time).micros();
+    heap.timings.read_us = t_read.saturating_sub(swizzle_time.exposed).micros();
     heap.timings.total_us = t0.elapsed().micros();
     tracing::debug!(?heap.timings, placement = heap.placement.name(), "loaded");
     Ok(heap)
@@ -213,15 +217,27 @@ fn relocate_perm_space<L: Layout>(heap: &mut LoadedHeap, r: &Relocation) -> Resu
     Ok(())
 }
 
+/// Time spent rewriting pointers while the segments were read.
+#[derive(Debug, Clone, Copy, Default)]
+struct SwizzleTime {
+    /// The rewriting itself, on whichever thread did it.
+    busy: Duration,
+    /// The part of it the read had to wait for: all of it on one thread,
+    /// only the tail after the last read when a second thread rewrites.
+    exposed: Duration,
+}
+
 /// Streams each segment from the source into its place, rewriting pointers
-/// chunk by chunk when relocating. Returns the time spent rewriting.
+/// chunk by chunk when relocating: on the calling thread between reads
+/// ([`Threads::One`]), or on a second thread that follows the read.
 fn read_segments<L: Layout, R: SegmentReader + ?Sized>(
     reader: &R,
     table: &SegmentTable,
     heap: &mut LoadedHeap,
     relocation: Option<&Relocation>,
-) -> Result<std::time::Duration, LoadError> {
-    let mut swizzle = std::time::Duration::ZERO;
+    threads: Threads,
+) -> Result<SwizzleTime, LoadError> {
+    let mut time = SwizzleTime::default();
     let mut objects = 0u64;
     for (i, fs) in table.segments.iter().enumerate() {
         let seg = heap.segments[i];
@@ -229,40 +245,29 @@ fn read_segments<L: Layout, R: SegmentReader + ?Sized>(
             continue;
         }
         let region = &mut heap.regions[seg.region];
-        let bytes = region.bytes_mut();
-        let start = seg.offset;
-        let end = start + usize_of(seg.size);
-        let limit = end - usize_of(BRIDGE_BYTES);
-        let mut frontier = start;
-        let mut cursor = start;
-        while frontier < end {
-            let n = CHUNK.min(end - frontier);
-            reader.read_segment(
-                fs,
-                (frontier - start) as u64,
-                &mut bytes[frontier..frontier + n],
-            )?;
-            frontier += n;
-            if let Some(r) = relocation {
-                let t = Instant::now();
-                objects += r
-                    .advance::<L>(
-                        bytes,
-                        &mut cursor,
-                        frontier,
-                        limit,
-                        i,
-                        (start, seg.new_start.get()),
-                    )
-                    .map_err(LoadError::Relocate)?;
-                swizzle += t.elapsed();
+        let bytes = &mut region.bytes_mut()[seg.offset..seg.offset + usize_of(seg.size)];
+        let job = Segment {
+            index: i,
+            new_start: seg.new_start.get(),
+            limit: bytes.len() - usize_of(BRIDGE_BYTES),
+        };
+        let cursor = match relocation {
+            None => {
+                read_plain(reader, fs, bytes)?;
+                continue;
             }
-        }
-        if relocation.is_some() && cursor != limit {
+            Some(r) if threads.count() > 1 => {
+                read_overlapped::<L, R>(reader, fs, bytes, r, &job, &mut time, &mut objects)?
+            }
+            Some(r) => {
+                read_interleaved::<L, R>(reader, fs, bytes, r, &job, &mut time, &mut objects)?
+            }
+        };
+        if cursor != job.limit {
             return Err(LoadError::Relocate(FormatError::BadObject {
                 segment: i,
-                offset: (cursor - start) as u64,
-                addr: seg.new_start.get() + (cursor - start) as u64,
+                offset: u64_of(cursor),
+                addr: job.new_start + u64_of(cursor),
                 what: "does not end where the segment's bridge begins".into(),
             }));
         }
@@ -270,7 +275,124 @@ fn read_segments<L: Layout, R: SegmentReader + ?Sized>(
     if relocation.is_some() {
         heap.objects_seen = Some(objects);
     }
-    Ok(swizzle)
+    Ok(time)
+}
+
+/// The segment being read: its index, new address and where its bridge
+/// starts (offsets are from the segment's start).
+struct Segment {
+    index: usize,
+    new_start: u64,
+    limit: usize,
+}
+
+/// Reads a segment that needs no rewriting, chunk by chunk.
+fn read_plain<R: SegmentReader + ?Sized>(
+    reader: &R,
+    fs: &FileSegment,
+    bytes: &mut [u8],
+) -> Result<(), LoadError> {
+    for (k, piece) in bytes.chunks_mut(CHUNK).enumerate() {
+        reader.read_segment(fs, u64_of(k * CHUNK), piece)?;
+    }
+    Ok(())
+}
+
+/// One thread: read a chunk, rewrite the objects it completes, repeat.
+/// Returns where the rewriting stopped.
+fn read_interleaved<L: Layout, R: SegmentReader + ?Sized>(
+    reader: &R,
+    fs: &FileSegment,
+    bytes: &mut [u8],
+    r: &Relocation,
+    job: &Segment,
+    time: &mut SwizzleTime,
+    objects: &mut u64,
+) -> Result<usize, LoadError> {
+    let end = bytes.len();
+    let mut frontier = 0;
+    let mut cursor = 0;
+    while frontier < end {
+        let n = CHUNK.min(end - frontier);
+        reader.read_segment(fs, u64_of(frontier), &mut bytes[frontier..frontier + n])?;
+        frontier += n;
+        let t = Instant::now();
+        *objects += r
+            .advance::<L>(
+                bytes,
+                &mut cursor,
+                frontier,
+                job.limit,
+                job.index,
+                (0, job.new_start),
+            )
+            .map_err(LoadError::Relocate)?;
+        let d = t.elapsed();
+        time.busy += d;
+        time.exposed += d;
+    }
+    Ok(cursor)
+}
+
+/// Two threads: this one reads chunk after chunk into the segment while a
+/// second rewrites the objects of the part already read. The result, and
+/// the first error, are those of [`read_interleaved`]: the rewriting sees
+/// the same bytes in the same order, and an error it finds comes from
+/// bytes read before any later read failed.
+fn read_overlapped<L: Layout, R: SegmentReader + ?Sized>(
+    reader: &R,
+    fs: &FileSegment,
+    bytes: &mut [u8],
+    r: &Relocation,
+    job: &Segment,
+    time: &mut SwizzleTime,
+    objects: &mut u64,
+) -> Result<usize, LoadError> {
+    let (mut filler, mut filled) = spur_mem::handoff::handoff(bytes);
+    let (swizzled, read, tail) = std::thread::scope(|s| {
+        let swizzler = s.spawn(move || -> Result<(u64, Duration, usize), FormatError> {
+            let (mut n, mut busy, mut cursor) = (0, Duration::ZERO, 0);
+            while let Some(view) = filled.wait() {
+                let t = Instant::now();
+                let frontier = view.len();
+                n += r.advance::<L>(
+                    view,
+                    &mut cursor,
+                    frontier,
+                    job.limit,
+                    job.index,
+                    (0, job.new_start),
+                )?;
+                busy += t.elapsed();
+            }
+            Ok((n, busy, cursor))
+        });
+        let mut read = Ok(());
+        while filler.remaining() > 0 {
+            let at = u64_of(filler.frontier());
+            match filler.fill(CHUNK, |piece| reader.read_segment(fs, at, piece)) {
+                Ok(true) => {}
+                // The rewriting stopped: its error says why.
+                Ok(false) => break,
+                Err(e) => {
+                    read = Err(e);
+                    break;
+                }
+            }
+        }
+        drop(filler);
+        let t = Instant::now();
+        let swizzled = swizzler
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (swizzled, read, t.elapsed())
+    });
+    let (n, busy, cursor) = swizzled.map_err(LoadError::Relocate)?;
+    read?;
+    *objects += n;
+    time.busy += busy;
+    time.exposed += tail;
+    Ok(cursor)
 }
 
 /// Writes slot `i` of the object at `obj` during relocation: a rewritten
