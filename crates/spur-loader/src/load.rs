@@ -252,6 +252,10 @@ fn read_segments<L: Layout, R: SegmentReader + ?Sized>(
             limit: bytes.len() - usize_of(BRIDGE_BYTES),
         };
         let cursor = match relocation {
+            None if threads.count() > 1 && bytes.len() > 4 * CHUNK => {
+                read_prefaulted(reader, fs, bytes)?;
+                continue;
+            }
             None => {
                 read_plain(reader, fs, bytes)?;
                 continue;
@@ -298,6 +302,44 @@ fn read_plain<R: SegmentReader + ?Sized>(
     Ok(())
 }
 
+/// Reads a segment that needs no rewriting while a second thread faults in
+/// its pages from the end backwards ([`prefault_from_the_end`]), so that the
+/// page clearing is shared between the two cores.
+fn read_prefaulted<R: SegmentReader + ?Sized>(
+    reader: &R,
+    fs: &FileSegment,
+    bytes: &mut [u8],
+) -> Result<(), LoadError> {
+    let (mut filler, mut filled) = spur_mem::handoff::handoff(bytes);
+    std::thread::scope(|s| {
+        s.spawn(move || prefault_from_the_end(&mut filled));
+        while filler.remaining() > 0 {
+            let at = u64_of(filler.frontier());
+            filler.fill(CHUNK, |piece| reader.read_segment(fs, at, piece))?;
+        }
+        Ok(())
+    })
+}
+
+/// Faults in the pages the filler has not reached, a chunk at a time from
+/// the end of the buffer backwards, until the two meet. Fresh memory costs
+/// its first write a page clear (and, on a virtual machine that hands free
+/// memory back to its host, a fault in the host): done here, it overlaps
+/// the other thread's reading instead of adding to it.
+fn prefault_from_the_end(filled: &mut spur_mem::handoff::Filled<'_>) {
+    let mut back = filled.len();
+    while back > 0 {
+        let lo = back.saturating_sub(CHUNK);
+        if filled.published() + CHUNK >= lo {
+            break;
+        }
+        if !filled.prefault(lo, back) {
+            break;
+        }
+        back = lo;
+    }
+}
+
 /// One thread: read a chunk, rewrite the objects it completes, repeat.
 /// Returns where the rewriting stopped.
 fn read_interleaved<L: Layout, R: SegmentReader + ?Sized>(
@@ -335,7 +377,8 @@ fn read_interleaved<L: Layout, R: SegmentReader + ?Sized>(
 }
 
 /// Two threads: this one reads chunk after chunk into the segment while a
-/// second rewrites the objects of the part already read. The result, and
+/// second rewrites the objects of the part already read and, whenever it has
+/// caught up, faults in pages from the end that the read has not reached. The result, and
 /// the first error, are those of [`read_interleaved`]: the rewriting sees
 /// the same bytes in the same order, and an error it finds comes from
 /// bytes read before any later read failed.
@@ -352,7 +395,19 @@ fn read_overlapped<L: Layout, R: SegmentReader + ?Sized>(
     let (swizzled, read, tail) = std::thread::scope(|s| {
         let swizzler = s.spawn(move || -> Result<(u64, Duration, usize), FormatError> {
             let (mut n, mut busy, mut cursor) = (0, Duration::ZERO, 0);
-            while let Some(view) = filled.wait() {
+            let mut back = filled.len();
+            loop {
+                // While nothing new is read, fault in pages from the end
+                // that the read has not reached.
+                while back > 0 && filled.published() == filled.visible() {
+                    let lo = back.saturating_sub(CHUNK);
+                    if filled.published() + 2 * CHUNK >= lo || !filled.prefault(lo, back) {
+                        back = 0;
+                    } else {
+                        back = lo;
+                    }
+                }
+                let Some(view) = filled.wait() else { break };
                 let t = Instant::now();
                 let frontier = view.len();
                 n += r.advance::<L>(

@@ -32,6 +32,7 @@ pub fn handoff(bytes: &mut [u8]) -> (Filler<'_>, Filled<'_>) {
             ptr,
             len,
             visible: 0,
+            published: 0,
             rx,
             _bytes: PhantomData,
         },
@@ -93,6 +94,8 @@ pub struct Filled<'a> {
     ptr: NonNull<u8>,
     len: usize,
     visible: usize,
+    /// The latest frontier received (at least `visible`).
+    published: usize,
     rx: mpsc::Receiver<usize>,
     _bytes: PhantomData<&'a mut [u8]>,
 }
@@ -117,22 +120,66 @@ impl Filled<'_> {
         self.visible
     }
 
+    /// Faults in, writable, the pages of `from..to` (offsets in the buffer)
+    /// that the filler has not reached yet, without changing a byte
+    /// (`MADV_POPULATE_WRITE`): the kernel's page clearing, and on a virtual
+    /// machine the host's faults, then happen on this thread instead of in
+    /// the filler's copy. Only whole pages inside the buffer are touched;
+    /// returns whether the kernel did it (it may not offer the advice).
+    pub fn prefault(&self, from: usize, to: usize) -> bool {
+        let page = usize::try_from(crate::page_size()).unwrap_or(4096);
+        let base = self.ptr.as_ptr() as usize;
+        let start = (base + from.min(self.len)).next_multiple_of(page);
+        let end = (base + to.min(self.len)) / page * page;
+        if end <= start {
+            return true;
+        }
+        let Some(at) = NonNull::new(start as *mut std::ffi::c_void) else {
+            return false;
+        };
+        // SAFETY: `start..end` is whole pages inside the buffer, which is
+        // borrowed mutably for 'a and so mapped; the advice only faults
+        // pages in and never changes their contents, so it cannot disturb
+        // the filler's writes or bytes already published.
+        unsafe {
+            nix::sys::mman::madvise(
+                at,
+                end - start,
+                nix::sys::mman::MmapAdvise::MADV_POPULATE_WRITE,
+            )
+        }
+        .is_ok()
+    }
+
     /// Waits until more bytes are published and returns the whole published
     /// prefix. `None` once the filler is gone and nothing new was published
     /// (the buffer is full, or the filler stopped early: compare
     /// [`visible`](Self::visible) with [`len`](Self::len)).
     pub fn wait(&mut self) -> Option<&mut [u8]> {
-        let mut got = self.rx.recv().ok()?;
-        // Take whatever else is already waiting: one longer prefix.
-        while let Ok(more) = self.rx.try_recv() {
-            got = more;
+        self.drain();
+        if self.published == self.visible {
+            self.published = self.rx.recv().ok()?;
+            self.drain();
         }
-        self.visible = got;
+        self.visible = self.published;
         // SAFETY: `0..visible` lies inside the buffer borrowed mutably for
         // 'a; the filler published it (the channel orders its writes before
         // this) and never touches it again. The slice borrows `self`, so
         // no two views live at once.
         Some(unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.visible) })
+    }
+
+    /// How far the filler has published, without waiting (nothing of it is
+    /// lent until [`wait`](Self::wait)).
+    pub fn published(&mut self) -> usize {
+        self.drain();
+        self.published
+    }
+
+    fn drain(&mut self) {
+        while let Ok(more) = self.rx.try_recv() {
+            self.published = more;
+        }
     }
 }
 
@@ -163,7 +210,7 @@ mod tests {
             let mut last = 0;
             while let Some(view) = filled.wait() {
                 assert!(view.len() > last && view.len() <= 1000);
-                for (i, b) in view.iter().enumerate() {
+                for (i, b) in view.iter().enumerate().skip(last) {
                     assert_eq!(*b, i as u8);
                 }
                 // The other side may write what it sees.
@@ -174,6 +221,18 @@ mod tests {
         });
         assert_eq!(seen, (1000, 1000));
         assert!(buf.contains(&0xEE));
+    }
+
+    #[test]
+    fn prefaulting_changes_no_byte() {
+        let mut buf: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+        let want = buf.clone();
+        let (mut filler, filled) = handoff(&mut buf);
+        filler.fill(10_000, |_| Ok::<_, ()>(())).unwrap();
+        filled.prefault(0, 100_000);
+        filled.prefault(90_000, 5);
+        drop((filler, filled));
+        assert_eq!(buf, want);
     }
 
     #[test]
