@@ -9,6 +9,7 @@
 //! This test has its binary to itself: its loads at fixed addresses could
 //! otherwise take the ranges of tests that check placement.
 
+use spur_format::layout::to_usize;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -38,17 +39,32 @@ const STEPS: &[Step] = &[
 ];
 
 /// The last stage, which takes the heap: `launch` (wire the runtime, find
-/// and decode the resume point, run the dry-run engine).
+/// and decode the resume point, run the dry-run engine), then the
+/// interpreter for at most [`RUN_BYTECODES`] bytecodes, with no real files.
 fn launch(heap: LoadedHeap) {
     match spur_runtime::Runtime::wire(heap, &Default::default()) {
         Ok(mut rt) => {
             if let Err(e) = spur_runtime::launch(&mut rt, &mut spur_runtime::DryRun) {
                 assert!(!e.to_string().is_empty(), "an error without a message");
             }
+            let mut engine = spur_interp::Interpreter::new(spur_interp::Options {
+                max_bytecodes: Some(RUN_BYTECODES),
+                timeout: Some(Duration::from_secs(2)),
+                allow_files: false,
+                real_time_waits: false,
+                ..Default::default()
+            });
+            match spur_runtime::launch(&mut rt, &mut engine) {
+                Ok(r) => assert!(!r.outcome.line().is_empty()),
+                Err(e) => assert!(!e.to_string().is_empty(), "an error without a message"),
+            }
         }
         Err(e) => assert!(!e.to_string().is_empty(), "an error without a message"),
     }
 }
+
+/// Bytecodes the interpreter runs on each damaged image.
+const RUN_BYTECODES: u64 = 20_000;
 
 /// Slowest a single damaged image may be (both loads, verification, steps):
 /// 5 s, or `SPUR_SWEEP_SLOW` seconds (valgrind runs everything some thirty
@@ -246,41 +262,10 @@ fn sweep(name: &str, image: &[u8], budget: Budget) -> Tally {
     tally
 }
 
-/// The builder's images of every kind, as small as it makes them.
-fn builder_kinds() -> Vec<(&'static str, SynthSpec)> {
-    let small = |word| SynthSpec::new(word, 0);
-    let mut v = vec![("w64", small(WordSize::W64)), ("w32", small(WordSize::W32))];
-    let mut s = small(WordSize::W64);
-    s.segments = 3;
-    s.gap_bytes = 64 << 10;
-    v.push(("w64-3seg-gaps", s));
-    let mut s = small(WordSize::W32);
-    s.segments = 2;
-    s.gap_bytes = 8;
-    v.push(("w32-2seg-gap8", s));
-    let mut s = small(WordSize::W64);
-    s.segments = 2;
-    v.push(("w64-2seg-adjacent", s));
-    let mut s = small(WordSize::W64);
-    s.prefix = true;
-    s.multiple_bytecode_sets = true;
-    v.push(("w64-68533-prefix", s));
-    let mut s = small(WordSize::W32);
-    s.prefix = true;
-    s.multiple_bytecode_sets = true;
-    s.old_base = 0x3204000;
-    v.push(("w32-7033-prefix", s));
-    let mut s = small(WordSize::W64);
-    s.free_chunks = false;
-    s.old_base = 0x804008;
-    v.push(("w64-no-free-unaligned-base", s));
-    v
-}
-
 #[test]
 fn builder_images_survive_every_mutation() {
     let mut all = Tally::default();
-    for (name, spec) in builder_kinds() {
+    for (name, spec) in spur_synth::small_kinds() {
         let (image, _) = spur_synth::image_bytes(&spec).unwrap();
         all.add(sweep(name, &image, Budget::FULL));
     }
@@ -288,8 +273,9 @@ fn builder_images_survive_every_mutation() {
 }
 
 #[test]
+#[ignore = "needs SPUR_CORPUS"]
 fn corpus_images_survive_every_mutation() {
-    let Some(dir) = corpus_dir() else { return };
+    let dir = corpus_dir();
     for img in CORPUS {
         let image = std::fs::read(dir.join(img.file)).unwrap();
         let budget = if image.len() > 1 << 20 {
@@ -466,7 +452,7 @@ fn damage_folder(dir: &std::path::Path, d: &FolderDamage) {
         FolderDamage::Flip { file, offset, bit } => {
             let p = dir.join(file);
             let mut bytes = std::fs::read(&p).unwrap();
-            bytes[*offset as usize] ^= 1 << bit;
+            bytes[to_usize(*offset)] ^= 1 << bit;
             std::fs::write(&p, bytes).unwrap();
         }
         FolderDamage::Perm { start, size } => {
@@ -475,7 +461,7 @@ fn damage_folder(dir: &std::path::Path, d: &FolderDamage) {
                 format!("ComposedMetadataStruct {{\n\t#startAddress : {start},\n\t#dataSize : {size}\n}}"),
             )
             .unwrap();
-            std::fs::write(dir.join("permSpace.data"), vec![0u8; *size as usize]).unwrap();
+            std::fs::write(dir.join("permSpace.data"), vec![0u8; to_usize(*size)]).unwrap();
         }
     }
 }

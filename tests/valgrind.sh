@@ -38,7 +38,7 @@ for t in "${tests[@]}"; do
   set +e
   (cd tests && valgrind --tool=memcheck --aspace-minaddr=0x100000000 \
     --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
-    "../$bin" --test-threads=1) > "$log" 2>&1
+    "../$bin" --test-threads=1 --include-ignored) > "$log" 2>&1
   rc=$?
   set -e
   result="$(grep -E '^test result' "$log" | tail -1)"

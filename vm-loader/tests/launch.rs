@@ -1,67 +1,14 @@
-//! `vm-loader launch --headless` and `vm-loader stats` end to end: builder
+//! `vm-loader launch --headless --dry-run` and `vm-loader stats` end to end: builder
 //! images in a temporary folder, the builder's default image, bad
 //! overrides, and the real corpus when `SPUR_CORPUS` names it.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
 use serde_json::Value;
+use spur_format::layout::to_usize;
 use spur_format::WordSize;
-use spur_synth::{SynthReport, SynthSpec};
+use spur_synth::SynthSpec;
 
-fn vm_loader(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vm-loader"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("running vm-loader")
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().expect("vm-loader died by a signal")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn json(args: &[&str]) -> Value {
-    let out = vm_loader(args);
-    assert_eq!(code(&out), 0, "{args:?}: {}", stderr(&out));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{args:?}: not JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
-}
-
-/// Exit code 2, nothing on stdout, one line on stderr naming `needle`.
-fn assert_refused(args: &[&str], needle: &str) {
-    let out = vm_loader(args);
-    let err = stderr(&out);
-    assert_eq!(code(&out), 2, "{args:?}: {err}");
-    assert!(out.stdout.is_empty(), "{args:?} printed to stdout");
-    assert_eq!(err.lines().count(), 1, "{args:?}: not one line: {err:?}");
-    assert!(err.starts_with("vm-loader: "), "{args:?}: {err}");
-    assert!(err.contains(needle), "{args:?}: {err:?} lacks {needle:?}");
-}
-
-fn write(dir: &Path, name: &str, spec: &SynthSpec) -> (PathBuf, SynthReport) {
-    let path = dir.join(name);
-    let r = spur_synth::write_image_file(spec, &path).unwrap();
-    (path, r)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn keys(v: &Value) -> Vec<String> {
-    let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
-    k.sort();
-    k
-}
+mod common;
+use common::*;
 
 fn u(v: &Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("{v} is not a number"))
@@ -130,7 +77,7 @@ fn check_launch(j: &Value, what: &str) {
     );
     let bytecodes = r["bytecodes"].as_array().unwrap();
     assert!(!bytecodes.is_empty());
-    let current = bytecodes[u(&r["current"]) as usize].as_str().unwrap();
+    let current = bytecodes[to_usize(u(&r["current"]))].as_str().unwrap();
     assert!(current.starts_with(&format!("{pc} <")), "{what}: {current}");
     for b in bytecodes {
         let b = b.as_str().unwrap();
@@ -142,7 +89,7 @@ fn check_launch(j: &Value, what: &str) {
 
 #[test]
 fn launch_without_an_image_resumes_the_builders_default() {
-    let j = json(&["launch", "--headless", "--json"]);
+    let j = json(&["launch", "--headless", "--dry-run", "--json"]);
     check_launch(&j, "default");
     assert_eq!(
         keys(&j["resume"]),
@@ -188,7 +135,7 @@ fn launch_without_an_image_resumes_the_builders_default() {
         u(&j["special_objects"]["nil"]) & !4095
     );
     // And the text form names the method and marks the pc.
-    let out = vm_loader(&["launch", "--headless"]);
+    let out = vm_loader(&["launch", "--headless", "--dry-run"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
@@ -215,6 +162,7 @@ fn launch_applies_overrides_relocated_and_in_32_bits() {
         "launch",
         s(&path),
         "--headless",
+        "--dry-run",
         "--relocate",
         "--stack-pages",
         "12",
@@ -344,37 +292,14 @@ fn stats_counts_every_object_but_free_chunks_and_hidden_ones() {
     check_stats(&rows, objects, free, hidden, "three segments");
 }
 
-fn corpus() -> Option<PathBuf> {
-    let dir = PathBuf::from(std::env::var_os("SPUR_CORPUS")?);
-    let dir = if dir.is_relative() && !dir.join("SOURCES.md").is_file() {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(dir)
-    } else {
-        dir
-    };
-    assert!(
-        dir.join("SOURCES.md").is_file(),
-        "SPUR_CORPUS has no corpus"
-    );
-    Some(dir)
-}
-
-const CORPUS_FILES: [&str; 4] = [
-    "pharo-vm-test-img-64.image",
-    "pharo8-kernel-empharo-64.image",
-    "pharo-candle-squeakjs-headless-2020-32.image",
-    "pharo-tiny-codeparadise-client-32.image",
-];
-
 #[test]
+#[ignore = "needs SPUR_CORPUS"]
 fn corpus_images_launch_in_place_and_relocated_and_tally() {
-    let Some(dir) = corpus() else {
-        eprintln!("note: SPUR_CORPUS is not set; corpus launch tests skipped");
-        return;
-    };
-    for file in CORPUS_FILES {
+    let dir = spur_tests::corpus_dir();
+    for file in spur_tests::CORPUS.iter().map(|c| c.file) {
         let path = dir.join(file);
         for extra in [&[][..], &["--relocate"][..]] {
-            let mut args = vec!["launch", s(&path), "--headless", "--json"];
+            let mut args = vec!["launch", s(&path), "--headless", "--dry-run", "--json"];
             args.extend_from_slice(extra);
             let j = json(&args);
             let what = format!("{file} {extra:?}");
@@ -383,5 +308,100 @@ fn corpus_images_launch_in_place_and_relocated_and_tally() {
         }
         let (rows, objects, free, hidden) = stats_of(&[s(&path)]);
         check_stats(&rows, objects, free, hidden, file);
+    }
+}
+
+#[test]
+fn launch_runs_the_builders_image_to_its_quit_code_and_stops_at_limits() {
+    // The default image's kernel answers (Σ i² mod 42 for i ≤ 100) + 101, mod 256.
+    let expected = i32::try_from(spur_synth::KernelWork::default().expected()).expect("a byte");
+    // With no IMAGE the run checks itself: exit 0 when the kernel quits with
+    // the answer the builder computed on its own.
+    let out = vm_loader(&["launch", "--headless", "--stats"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("run: quit with exit code {expected}")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "the builder's kernel quit with {expected}, the answer"
+        )),
+        "{err}"
+    );
+    let out = vm_loader(&[
+        "launch",
+        "--headless",
+        "--max-bytecodes",
+        "1000000",
+        "--json",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["ended"], "quit");
+    assert_eq!(j["exit_code"], expected);
+    // The first sends, traced: synthStep is resumed, so synthWork: comes first.
+    let out = vm_loader(&["launch", "--headless", "--trace-sends", "3"]);
+    assert_eq!(code(&out), 0);
+    let err = stderr(&out);
+    let sends: Vec<&str> = err.lines().filter(|l| l.starts_with("send ")).collect();
+    assert_eq!(sends.len(), 3, "{err}");
+    assert!(
+        sends[0].starts_with("send 1: #synthWork: to SmallInteger"),
+        "{err}"
+    );
+    // A builder image given as a file is an image like any other: the
+    // process exits with the image's quit code.
+    let dir = tempfile::tempdir().unwrap();
+    let (kernel, _) = write(
+        dir.path(),
+        "kernel.image",
+        &spur_synth::SynthSpec::new(WordSize::W64, 256 << 10),
+    );
+    let out = vm_loader(&["launch", s(&kernel), "--headless"]);
+    assert_eq!(code(&out), expected, "{}", stderr(&out));
+    assert!(u(&j["sends"]) > 100 && u(&j["bytecodes"]) > 1000);
+    let (path, _) = write(
+        dir.path(),
+        "w64.image",
+        &SynthSpec::new(WordSize::W64, 256 << 10),
+    );
+    let out = vm_loader(&[
+        "launch",
+        s(&path),
+        "--headless",
+        "--max-bytecodes",
+        "50",
+        "an-arg",
+        "--",
+        "--another",
+    ]);
+    assert_eq!(code(&out), 3);
+    let err = stderr(&out);
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("vm-loader: stopped (bytecode-limit)")
+                && l.contains("after 50 bytecodes")),
+        "{err}"
+    );
+}
+
+#[test]
+#[ignore = "needs SPUR_CORPUS"]
+fn launch_runs_the_candle_image() {
+    let dir = spur_tests::corpus_dir();
+    let path = dir.join("pharo-candle-squeakjs-headless-2020-32.image");
+    for extra in [&[][..], &["--relocate"][..]] {
+        let mut args = vec!["launch", s(&path), "--headless"];
+        args.extend_from_slice(extra);
+        let out = vm_loader(&args);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "Smalltalk image fired up!\nFixing the world\n3 + 4 = 7\n"
+        );
+        assert!(out.stderr.is_empty(), "{}", stderr(&out));
     }
 }

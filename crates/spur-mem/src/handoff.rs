@@ -211,7 +211,7 @@ mod tests {
             while let Some(view) = filled.wait() {
                 assert!(view.len() > last && view.len() <= 1000);
                 for (i, b) in view.iter().enumerate().skip(last) {
-                    assert_eq!(*b, i as u8);
+                    assert_eq!(*b, i.to_le_bytes()[0]);
                 }
                 // The other side may write what it sees.
                 view[last] = 0xEE;
@@ -225,7 +225,7 @@ mod tests {
 
     #[test]
     fn prefaulting_changes_no_byte() {
-        let mut buf: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+        let mut buf: Vec<u8> = (0..100_000u32).map(|i| i.to_le_bytes()[0]).collect();
         let want = buf.clone();
         let (mut filler, filled) = handoff(&mut buf);
         filler.fill(10_000, |_| Ok::<_, ()>(())).unwrap();

@@ -8,6 +8,7 @@
 //! object gets its address when it is allocated, slots are filled in once
 //! all addresses are known, and the whole is then streamed in address order.
 
+use spur_format::layout::to_usize;
 use std::collections::BTreeMap;
 use std::io::{self, Seek, Write};
 
@@ -24,6 +25,7 @@ use crate::encode::{
     byte_shape, bytecodes, class_format, method_header, object_bytes, BytecodeSet,
 };
 use crate::rng::Rng;
+use crate::KernelWork;
 
 /// Index of an object allocated in the kernel.
 pub(crate) type Ref = usize;
@@ -41,35 +43,13 @@ struct Proto {
     bytes: Vec<u8>,
 }
 
-/// Numbers of the special objects array (Squeak numbering, §4.3).
+/// Indices of the special objects array (§4.3), and the length of the one
+/// the builder writes.
 pub(crate) mod spl {
-    pub(crate) const NIL: usize = 0;
-    pub(crate) const FALSE: usize = 1;
-    pub(crate) const TRUE: usize = 2;
-    pub(crate) const SCHEDULER_ASSOCIATION: usize = 3;
-    pub(crate) const CLASS_BITMAP: usize = 4;
-    pub(crate) const CLASS_SMALL_INTEGER: usize = 5;
-    pub(crate) const CLASS_BYTE_STRING: usize = 6;
-    pub(crate) const CLASS_ARRAY: usize = 7;
-    pub(crate) const SMALLTALK_DICTIONARY: usize = 8;
-    pub(crate) const CLASS_FLOAT: usize = 9;
-    pub(crate) const CLASS_METHOD_CONTEXT: usize = 10;
-    pub(crate) const CLASS_POINT: usize = 12;
-    pub(crate) const CLASS_LARGE_POSITIVE_INTEGER: usize = 13;
-    pub(crate) const CLASS_MESSAGE: usize = 15;
-    pub(crate) const CLASS_COMPILED_METHOD: usize = 16;
-    pub(crate) const CLASS_SEMAPHORE: usize = 18;
-    pub(crate) const CLASS_CHARACTER: usize = 19;
-    pub(crate) const SELECTOR_DOES_NOT_UNDERSTAND: usize = 20;
-    pub(crate) const SELECTOR_CANNOT_RETURN: usize = 21;
-    pub(crate) const SPECIAL_SELECTORS: usize = 23;
-    pub(crate) const SELECTOR_MUST_BE_BOOLEAN: usize = 25;
-    pub(crate) const CLASS_BYTE_ARRAY: usize = 26;
-    pub(crate) const CLASS_PROCESS: usize = 27;
-    pub(crate) const CLASS_BLOCK_CLOSURE: usize = 36;
-    pub(crate) const CLASS_FULL_BLOCK_CLOSURE: usize = 37;
-    pub(crate) const EXTERNAL_OBJECTS_ARRAY: usize = 38;
-    pub(crate) const CLASS_LARGE_NEGATIVE_INTEGER: usize = 42;
+    pub(crate) use spur_format::raw::special::squeak::{
+        CLASS_BLOCK_CLOSURE, CLASS_FULL_BLOCK_CLOSURE,
+    };
+    pub(crate) use spur_format::raw::special::*;
     /// Length of the array.
     pub(crate) const SIZE: u64 = 60;
 }
@@ -115,6 +95,7 @@ impl Kernel {
         base: u64,
         multiple_bytecode_sets: bool,
         seed: u64,
+        work: KernelWork,
     ) -> Self {
         let mut k = Kernel {
             word,
@@ -132,7 +113,7 @@ impl Kernel {
             targets: Vec::new(),
             free_lists_slot0: 0,
         };
-        k.layout(multiple_bytecode_sets);
+        k.layout(multiple_bytecode_sets, work);
         k
     }
 
@@ -169,7 +150,7 @@ impl Kernel {
     }
 
     fn nonzero_hash(&mut self) -> u32 {
-        1 + self.rng.below(0x3F_FFFF) as u32
+        1 + u32::try_from(self.rng.below(0x3F_FFFF)).expect("the builder makes small values")
     }
 
     fn alloc(
@@ -200,7 +181,7 @@ impl Kernel {
     fn pointers(&mut self, class: u32, format: u8, n: u64) -> Ref {
         let h = self.hash();
         let nil = self.nil;
-        self.alloc(class, format, h, vec![nil; n as usize], Vec::new(), n)
+        self.alloc(class, format, h, vec![nil; to_usize(n)], Vec::new(), n)
     }
 
     /// A byte object (format 16..23) holding `data`.
@@ -241,9 +222,23 @@ impl Kernel {
 
     /// A CompiledMethod: `literals` then `code` and a one-byte trailer (0).
     fn method(&mut self, set: BytecodeSet, literals: &[u64], code: &[u8]) -> u64 {
+        self.method_with(set, literals, code, 0, 0, false)
+    }
+
+    /// A CompiledMethod with arguments and temps; `primitive`: its code
+    /// starts with a call-primitive bytecode (header bit 16).
+    fn method_with(
+        &mut self,
+        set: BytecodeSet,
+        literals: &[u64],
+        code: &[u8],
+        args: u64,
+        temps: u64,
+        primitive: bool,
+    ) -> u64 {
         let w = self.word.bytes();
         let n_lit = literals.len() as u64;
-        let header = method_header(self.word, set, n_lit, 0, 0);
+        let header = method_header(self.word, set, n_lit, args, temps) | i64::from(primitive) << 16;
         let mut slots = vec![self.int(header)];
         slots.extend_from_slice(literals);
         let mut bytes = code.to_vec();
@@ -260,7 +255,7 @@ impl Kernel {
 
     /// The first pc of a method with `num_literals` literals (1-based byte index).
     fn initial_pc(&self, num_literals: u64) -> i64 {
-        ((num_literals + 1) * self.word.bytes() + 1) as i64
+        ((num_literals + 1) * self.word.bytes() + 1).cast_signed()
     }
 
     /// A Context: `stack` values pushed, the remaining stack slots nil.
@@ -272,7 +267,7 @@ impl Kernel {
             CONTEXT_FIXED_SLOTS + CONTEXT_STACK_SLOTS,
         );
         let pc = self.int(pc);
-        let sp = self.int(stack.len() as i64);
+        let sp = self.int(i64::try_from(stack.len()).expect("the builder makes small values"));
         self.set(r, 0, sender);
         self.set(r, 1, pc);
         self.set(r, 2, sp);
@@ -280,7 +275,7 @@ impl Kernel {
         // slot 4, closureOrNil, stays nil
         self.set(r, 5, receiver);
         for (i, &v) in stack.iter().enumerate() {
-            self.set(r, CONTEXT_FIXED_SLOTS as usize + i, v);
+            self.set(r, to_usize(CONTEXT_FIXED_SLOTS) + i, v);
         }
         self.addr(r)
     }
@@ -318,7 +313,7 @@ impl Kernel {
             FMT_INDEXABLE_WITH_FIXED,
             2 + capacity as u64,
         );
-        let tally = self.int(methods.len() as i64);
+        let tally = self.int(i64::try_from(methods.len()).expect("the builder makes small values"));
         self.set(dict, 0, tally);
         self.set(dict, 1, array);
         for (at, e) in table.iter().enumerate() {
@@ -344,7 +339,7 @@ impl Kernel {
             .expect("kernel object")
     }
 
-    fn layout(&mut self, mbs: bool) {
+    fn layout(&mut self, mbs: bool, work: KernelWork) {
         let word = self.word;
         let nil_ref = self.alloc(UNDEFINED_OBJECT, FMT_ZERO_SIZED, 0, vec![], vec![], 0);
         let h = self.hash();
@@ -361,7 +356,7 @@ impl Kernel {
             word.word_array_pun(),
             word.word_indexable_format(),
             0,
-            vec![0; heads as usize],
+            vec![0; to_usize(heads)],
             vec![],
             heads,
         );
@@ -369,7 +364,7 @@ impl Kernel {
             CLASS_ARRAY_PUN,
             FMT_INDEXABLE,
             0,
-            vec![nil; HIDDEN_ROOTS_SLOTS as usize],
+            vec![nil; to_usize(HIDDEN_ROOTS_SLOTS)],
             vec![],
             HIDDEN_ROOTS_SLOTS,
         );
@@ -383,7 +378,7 @@ impl Kernel {
                 CLASS_ARRAY_PUN,
                 FMT_INDEXABLE,
                 0,
-                vec![nil; CLASS_TABLE_PAGE_SLOTS as usize],
+                vec![nil; to_usize(CLASS_TABLE_PAGE_SLOTS)],
                 vec![],
                 CLASS_TABLE_PAGE_SLOTS,
             );
@@ -402,7 +397,7 @@ impl Kernel {
                 meta_index,
                 FMT_FIXED,
                 c.index,
-                vec![nil; CLASS_SLOTS as usize],
+                vec![nil; to_usize(CLASS_SLOTS)],
                 vec![],
                 CLASS_SLOTS,
             );
@@ -410,7 +405,7 @@ impl Kernel {
                 METACLASS,
                 FMT_FIXED,
                 meta_index,
-                vec![nil; METACLASS_SLOTS as usize],
+                vec![nil; to_usize(METACLASS_SLOTS)],
                 vec![],
                 METACLASS_SLOTS,
             );
@@ -446,12 +441,88 @@ impl Kernel {
             )
         };
         let forty_one = self.int(41);
-        let m_run = {
+        // The work (see `KernelWork`).
+        let sel_square = self.symbol("synthSquare");
+        let sel_work = self.symbol("synthWork:");
+        let sel_loop = self.symbol("synthLoop:");
+        let sel_quit = self.symbol("synthQuit:");
+        let sel_at = self.symbol("at:");
+        let bind_square = self.association(nil, object_class);
+        let bind_work = self.association(nil, small_int_class);
+        let bind_loop = self.association(nil, small_int_class);
+        let bind_quit = self.association(nil, undefined_class);
+        let bind_at = self.association(nil, object_class);
+        let m_square = {
             use bytecodes::v3::*;
             self.method(
                 BytecodeSet::V3,
-                &[forty_one, sel_step, sel_run, bind_run],
-                &[PUSH_LITERAL, SEND_LITERAL_0 + 1, POP, RETURN_SELF],
+                &[sel_square, bind_square],
+                &[PUSH_SELF, PUSH_SELF, SEND_TIMES, RETURN_TOP],
+            )
+        };
+        let two_five_six = self.int(256);
+        let m_work = self.method_with(
+            BytecodeSet::V3,
+            &[sel_square, two_five_six, sel_work, bind_work],
+            &work_code(true),
+            1,
+            4,
+            false,
+        );
+        let m_loop = self.method_with(
+            BytecodeSet::V3,
+            &[sel_square, two_five_six, sel_loop, bind_loop],
+            &work_code(false),
+            1,
+            4,
+            false,
+        );
+        let m_quit = {
+            use bytecodes::v3::*;
+            self.method_with(
+                BytecodeSet::V3,
+                &[sel_quit, bind_quit],
+                &[CALL_PRIMITIVE, 113, 0, RETURN_SELF],
+                1,
+                1,
+                true,
+            )
+        };
+        let m_at = {
+            use bytecodes::v3::*;
+            self.method_with(
+                BytecodeSet::V3,
+                &[sel_at, bind_at],
+                &[CALL_PRIMITIVE, 60, 0, RETURN_NIL],
+                1,
+                1,
+                true,
+            )
+        };
+        let iterations = self.int(i64::from(work.iterations));
+        let sel_job = if work.sends { sel_work } else { sel_loop };
+        let m_run = {
+            use bytecodes::v3::*;
+            self.method_with(
+                BytecodeSet::V3,
+                &[
+                    forty_one, sel_step, iterations, sel_job, sel_quit, sel_run, bind_run,
+                ],
+                &[
+                    PUSH_LITERAL,
+                    SEND_LITERAL_0 + 1,
+                    POP_INTO_TEMP,
+                    PUSH_SELF,
+                    PUSH_TEMP,
+                    PUSH_LITERAL + 2,
+                    SEND_LITERAL_1 + 3,
+                    SEND_LITERAL_1 + 4,
+                    POP,
+                    RETURN_SELF,
+                ],
+                0,
+                1,
+                false,
             )
         };
         let m_idle = if mbs {
@@ -499,10 +570,20 @@ impl Kernel {
             match c.index {
                 SMALL_INTEGER => {
                     methods.push((sel_step, m_step));
+                    methods.push((sel_work, m_work));
+                    methods.push((sel_loop, m_loop));
                     methods.extend(extra);
                 }
-                UNDEFINED_OBJECT => methods.push((sel_run, m_run)),
-                OBJECT => methods.push((sel_idle, m_idle)),
+                UNDEFINED_OBJECT => {
+                    methods.push((sel_run, m_run));
+                    methods.push((sel_quit, m_quit));
+                }
+                OBJECT => {
+                    methods.push((sel_idle, m_idle));
+                    methods.push((sel_at, m_at));
+                    // Inherited, so that a send looks through the chain.
+                    methods.push((sel_square, m_square));
+                }
                 _ => {}
             }
             let dict = self.method_dictionary(&methods);
@@ -530,8 +611,8 @@ impl Kernel {
         }
 
         // The resumable process: SmallInteger>>synthStep, suspended after
-        // `push self`, called from UndefinedObject>>synthRun.
-        let caller = self.context(nil, self.initial_pc(4) + 2, m_run, nil, &[]);
+        // `push self`, called from UndefinedObject>>synthRun (its temp nil).
+        let caller = self.context(nil, self.initial_pc(7) + 2, m_run, nil, &[nil]);
         let top = self.context(
             caller,
             self.initial_pc(2) + 1,
@@ -556,7 +637,8 @@ impl Kernel {
         self.set(active, 1, top);
         self.set(active, 2, p);
         self.set(active, 4, main_name);
-        let idle_list = lists[(IDLE_PRIORITY - 1) as usize];
+        let idle_list =
+            lists[usize::try_from(IDLE_PRIORITY - 1).expect("the builder makes small values")];
         let p = self.int(IDLE_PRIORITY);
         self.set(idle, 1, idle_ctx);
         self.set(idle, 2, p);
@@ -588,7 +670,7 @@ impl Kernel {
             .map(|e| e.map_or(nil, |i| globals[i].1))
             .collect();
         let globals_array = self.array(&slots);
-        let tally = self.int(globals.len() as i64);
+        let tally = self.int(i64::try_from(globals.len()).expect("the builder makes small values"));
         self.set(smalltalk, 0, tally);
         self.set(smalltalk, 1, globals_array);
 
@@ -614,9 +696,9 @@ impl Kernel {
         let sp = self.pointers(ARRAY, FMT_INDEXABLE, spl::SIZE);
         let ca = |k: &Kernel, i: u32| k.class_addrs[&i];
         let entries: Vec<(usize, u64)> = vec![
-            (spl::NIL, nil),
-            (spl::FALSE, fals),
-            (spl::TRUE, tru),
+            (spl::NIL_OBJECT, nil),
+            (spl::FALSE_OBJECT, fals),
+            (spl::TRUE_OBJECT, tru),
             (spl::SCHEDULER_ASSOCIATION, scheduler_assoc),
             (spl::CLASS_BITMAP, ca(self, BITMAP)),
             (spl::CLASS_SMALL_INTEGER, ca(self, SMALL_INTEGER)),
@@ -696,6 +778,63 @@ impl Kernel {
     }
 }
 
+/// The bytecodes of `synthWork:` (`sends`) and `synthLoop:` (see
+/// `KernelWork`): temps 0 n, 1 sum, 2 i, 3 arr; literals 0 #synthSquare,
+/// 1 256.
+fn work_code(sends: bool) -> Vec<u8> {
+    use bytecodes::v3::*;
+    let mut c = vec![PUSH_ZERO, POP_INTO_TEMP + 1, PUSH_ONE, POP_INTO_TEMP + 2];
+    let top = c.len();
+    c.extend_from_slice(&[PUSH_TEMP + 2, PUSH_TEMP, SEND_LE]);
+    let exit_jump = c.len();
+    c.extend_from_slice(&[LONG_JUMP_IF_FALSE, 0]);
+    c.extend_from_slice(&[PUSH_TEMP + 1, PUSH_TEMP + 2]);
+    if sends {
+        c.push(SEND_LITERAL_0);
+    } else {
+        c.extend_from_slice(&[PUSH_TEMP + 2, SEND_TIMES]);
+    }
+    c.extend_from_slice(&[
+        PUSH_SELF,
+        SEND_MOD,
+        SEND_PLUS,
+        POP_INTO_TEMP + 1,
+        PUSH_TEMP + 2,
+        PUSH_ONE,
+        SEND_PLUS,
+        POP_INTO_TEMP + 2,
+    ]);
+    // A long jump back: offset (b & 7 - 4) * 256 + d from the pc after it.
+    // The loop body is a few dozen bytes the builder wrote itself, so every
+    // offset fits the jump encodings (checked: a change that breaks that panics
+    // in the builder's tests, never on file input).
+    let back = i64::try_from(top).expect("small offset")
+        - (i64::try_from(c.len()).expect("small offset") + 2);
+    c.extend_from_slice(&[
+        LONG_JUMP + u8::try_from(4 + back.div_euclid(256)).expect("a jump within 1 KiB"),
+        u8::try_from(back.rem_euclid(256)).expect("a remainder of 256"),
+    ]);
+    c[exit_jump + 1] = u8::try_from(c.len() - (exit_jump + 2)).expect("a short forward jump");
+    c.extend_from_slice(&[
+        PUSH_TEMP + 1,
+        PUSH_TEMP + 2,
+        PUSH_NEW_ARRAY,
+        0x82,
+        POP_INTO_TEMP + 3,
+        PUSH_TEMP + 3,
+        PUSH_ONE,
+        SEND_AT,
+        PUSH_TEMP + 3,
+        PUSH_TWO,
+        SEND_AT,
+        SEND_PLUS,
+        PUSH_LITERAL + 1,
+        SEND_MOD,
+        RETURN_TOP,
+    ]);
+    c
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -704,7 +843,7 @@ mod tests {
     fn the_kernel_is_small_and_hidden_roots_land_where_the_reference_says() {
         for (word, at) in [(WordSize::W64, 576), (WordSize::W32, 192)] {
             for mbs in [false, true] {
-                let k = Kernel::build(word, 0x10_0000, mbs, 1);
+                let k = Kernel::build(word, 0x10_0000, mbs, 1, KernelWork::default());
                 assert!(k.bytes() < 80 * 1024, "{word:?}: {} bytes", k.bytes());
                 assert_eq!(k.protos[4].addr, 0x10_0000 + at);
                 assert_eq!(k.protos[4].num_slots, HIDDEN_ROOTS_SLOTS);

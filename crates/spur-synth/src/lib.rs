@@ -8,8 +8,8 @@
 //!
 //! # What an image guarantees
 //!
-//! Every image passes the checks of §8 of the format reference
-//! (`docs/spur-format.md`), as far as a file without a running VM can:
+//! Every image passes the checks of §8 of the format notes
+//! (`docs/format.md`), as far as a file without a running VM can:
 //!
 //! * header: format 68021/6521 (68533/7033 with multiple bytecode sets),
 //!   header size 128/64, flags 2 (floats little-endian), a non-zero
@@ -60,23 +60,26 @@ mod encode;
 mod fill;
 mod free;
 mod kernel;
+mod kinds;
 mod plan;
 mod rng;
+
+pub use kinds::small_kinds;
 
 #[cfg(test)]
 mod check;
 #[cfg(test)]
 mod tests;
 
+use spur_format::layout::to_usize;
 use std::fs;
 use std::io::{self, Cursor, Seek, Write};
 use std::path::Path;
 
 use spur_format::raw::{
-    FLAG_FLOATS_LITTLE_ENDIAN, FORMAT_SPUR32, FORMAT_SPUR32_SISTA, FORMAT_SPUR64,
-    FORMAT_SPUR64_SISTA, PREFIX_BYTES,
+    FORMAT_SPUR32, FORMAT_SPUR32_SISTA, FORMAT_SPUR64, FORMAT_SPUR64_SISTA, PREFIX_BYTES,
 };
-use spur_format::{ByteOrder, ImageHeader, OldAddr, WordSize};
+use spur_format::{ImageHeader, OldAddr, WordSize};
 
 use emit::Emitter;
 use fill::Filler;
@@ -115,6 +118,49 @@ pub struct SynthSpec {
     pub old_base: u64,
     /// Seed of the generator: the same spec gives the same bytes.
     pub seed: u64,
+    /// What the resumable process computes when an interpreter runs it.
+    pub work: KernelWork,
+}
+
+/// The work of the builder's resumable process. `SmallInteger>>synthStep`
+/// answers `41 + 1`; its caller `UndefinedObject>>synthRun` then sends
+/// `42 synthWork: n` (or `synthLoop: n`) and quits (primitive 113) with the
+/// answer as the exit code:
+///
+/// ```text
+/// sum := 0. i := 1.
+/// [i <= n] whileTrue: [sum := sum + (i synthSquare \\ self). i := i + 1].
+/// arr := {sum. i}.
+/// ^(arr at: 1) + (arr at: 2) \\ 256
+/// ```
+///
+/// `synthLoop:` computes `i * i` inline instead of sending `synthSquare`
+/// (`Object>>synthSquare`, `^self * self`, found through SmallInteger and
+/// Integer). Both answer [`KernelWork::expected`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelWork {
+    /// `n`, the loop's iterations.
+    pub iterations: u32,
+    /// Send `synthSquare` in the loop (`synthWork:`) or not (`synthLoop:`).
+    pub sends: bool,
+}
+
+impl Default for KernelWork {
+    fn default() -> Self {
+        KernelWork {
+            iterations: 100,
+            sends: true,
+        }
+    }
+}
+
+impl KernelWork {
+    /// The exit code the run ends with, computed here independently.
+    pub fn expected(&self) -> i64 {
+        let n = self.iterations as i64;
+        let sum: i64 = (1..=n).map(|i| i * i % 42).sum();
+        (sum + n + 1) % 256
+    }
 }
 
 impl SynthSpec {
@@ -134,6 +180,7 @@ impl SynthSpec {
                 WordSize::W32 => DEFAULT_BASE_32,
             },
             seed: 1,
+            work: KernelWork::default(),
         }
     }
 
@@ -246,7 +293,13 @@ pub struct SynthReport {
 pub fn write_image<W: Write + Seek>(spec: &SynthSpec, out: &mut W) -> io::Result<SynthReport> {
     spec.validate()?;
     let word = spec.word;
-    let mut kernel = Kernel::build(word, spec.old_base, spec.multiple_bytecode_sets, spec.seed);
+    let mut kernel = Kernel::build(
+        word,
+        spec.old_base,
+        spec.multiple_bytecode_sets,
+        spec.seed,
+        spec.work,
+    );
     let plan = plan::plan(spec, kernel.bytes())?;
     let prefix_bytes = if spec.prefix { PREFIX_BYTES } else { 0 };
     let header_size = word.standard_header_size() as u64;
@@ -254,11 +307,11 @@ pub fn write_image<W: Write + Seek>(spec: &SynthSpec, out: &mut W) -> io::Result
 
     let mut em = Emitter::new(out, word)?;
     if spec.prefix {
-        let mut prefix = vec![0u8; PREFIX_BYTES as usize];
+        let mut prefix = vec![0u8; to_usize(PREFIX_BYTES)];
         prefix[..PREFIX_TEXT.len()].copy_from_slice(PREFIX_TEXT);
         em.raw(&prefix)?;
     }
-    em.raw(&vec![0u8; header_size as usize])?;
+    em.raw(&vec![0u8; to_usize(header_size)])?;
 
     let mut filler = Filler::new(
         word,
@@ -294,27 +347,17 @@ pub fn write_image<W: Write + Seek>(spec: &SynthSpec, out: &mut W) -> io::Result
     debug_assert_eq!(file_len, data_offset + data_size);
     let header = ImageHeader {
         format: spec.format(),
-        word,
         multiple_bytecode_sets: spec.multiple_bytecode_sets,
-        byte_order: ByteOrder::Little,
         prefix_bytes,
         header_size,
-        data_size,
-        old_base: OldAddr::new(spec.old_base),
         special_objects_oop: OldAddr::new(kernel.special_objects),
         // Non-zero, within the 22 bits the VM keeps.
         last_hash: 1 + (spec.seed.wrapping_mul(0x9E37_79B9) & 0x3F_FFFE),
         // 1024x768, as a VM would have saved its window.
         saved_window_size: (1024 << 16) | 768,
-        flags: FLAG_FLOATS_LITTLE_ENDIAN,
-        extra_vm_memory: 0,
-        num_stack_pages: 0,
-        cog_code_size_kib: 0,
-        eden_bytes: 0,
-        max_ext_sem_table: 0,
-        image_version: 0,
         first_segment_size: plan[0].size,
         free_old_space: filler.free.bytes,
+        ..ImageHeader::new(word, OldAddr::new(spec.old_base), data_size)
     };
     em.patch(prefix_bytes, header.encode());
     let objects = em.objects();
@@ -383,7 +426,7 @@ pub fn write_image_file(spec: &SynthSpec, path: &Path) -> io::Result<SynthReport
 /// Builds the image in memory: for small test images.
 pub fn image_bytes(spec: &SynthSpec) -> io::Result<(Vec<u8>, SynthReport)> {
     let mut cur = Cursor::new(Vec::with_capacity(
-        (spec.heap_bytes as usize)
+        to_usize(spec.heap_bytes)
             .saturating_add(1 << 20)
             .min(1 << 30),
     ));
