@@ -243,6 +243,8 @@ fn read_segments<L: Layout, R: SegmentReader + ?Sized>(
 ) -> Result<SwizzleTime, LoadError> {
     let mut time = SwizzleTime::default();
     let mut objects = 0u64;
+    // Asked once: on Linux the answer reads the process's cgroup files.
+    let two = threads.count() > 1;
     for (i, fs) in table.segments.iter().enumerate() {
         let seg = heap.segments[i];
         if seg.mapped {
@@ -256,7 +258,7 @@ fn read_segments<L: Layout, R: SegmentReader + ?Sized>(
             limit: bytes.len() - usize_of(BRIDGE_BYTES),
         };
         let cursor = match relocation {
-            None if threads.count() > 1 && bytes.len() > 4 * CHUNK => {
+            None if two && bytes.len() > 4 * CHUNK => {
                 read_prefaulted(reader, fs, bytes)?;
                 continue;
             }
@@ -264,7 +266,8 @@ fn read_segments<L: Layout, R: SegmentReader + ?Sized>(
                 read_plain(reader, fs, bytes)?;
                 continue;
             }
-            Some(r) if threads.count() > 1 => {
+            // A second thread pays only over several chunks.
+            Some(r) if two && bytes.len() > 2 * CHUNK => {
                 read_overlapped::<L, R>(reader, fs, bytes, r, &job, &mut time, &mut objects)?
             }
             Some(r) => {
