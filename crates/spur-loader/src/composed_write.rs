@@ -241,12 +241,18 @@ fn swap_in(tmp: &Path, out: &Path, parent: &Path) -> Result<(), WriteError> {
             path: out.display().to_string(),
             why: format!("atomic exchange failed: {e}"),
         })?;
-        // `tmp` now holds the previous image.
-        let old = fs::symlink_metadata(tmp).map_err(io_err(tmp))?;
-        if old.is_dir() {
-            fs::remove_dir_all(tmp).map_err(io_err(tmp))?;
-        } else {
-            fs::remove_file(tmp).map_err(io_err(tmp))?;
+        // `tmp` now holds the previous image, unlocked under a temporary's
+        // name: another writer's stale-temporary cleanup may remove it (or
+        // part of it) first, which is the same outcome.
+        let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+        let removed = match fs::symlink_metadata(tmp) {
+            Ok(old) if old.is_dir() => fs::remove_dir_all(tmp),
+            Ok(_) => fs::remove_file(tmp),
+            Err(e) => Err(e),
+        };
+        match removed {
+            Err(e) if !gone(&e) => return Err(io_err(tmp)(e)),
+            _ => {}
         }
     }
     File::open(parent)
