@@ -42,13 +42,7 @@
 //!
 //! Section numbers (§) refer to the format notes, `docs/format.md`.
 
-// Casts are being audited in the layering refactor (issue 9.8).
-#![allow(
-    clippy::cast_possible_truncation,
-    clippy::cast_sign_loss,
-    clippy::cast_possible_wrap
-)]
-// Casts are being audited in the layering refactor (issue 9.8).
+// Documentation is being completed in the layering refactor (issue 9.8).
 #![allow(missing_docs)]
 #![forbid(unsafe_code)]
 

@@ -10,6 +10,7 @@
 pub mod sista;
 pub mod v3;
 
+use spur_format::layout::to_usize;
 use std::fmt::Write as _;
 
 /// Which bytecode set a method is written in.
@@ -135,7 +136,8 @@ pub enum Op {
     Trap,
     /// A byte the set leaves unassigned (or an illegal operand).
     Unknown(u8),
-    /// An extension prefix before a bytecode that takes none.
+    /// An extension prefix before a bytecode that takes none, or prefixes
+    /// that widen an operand beyond its field (a u32 index or count).
     BadExtension(u8),
     /// The instruction runs past the end of the method.
     Truncated(u8),
@@ -358,8 +360,8 @@ pub fn decode_method(set: BytecodeSet, code: &[u8], initial_pc: u64, block: bool
     let mut instructions = Vec::new();
     let mut pc = initial_pc.max(1);
     let mut furthest = pc;
-    while ((pc - 1) as usize) < code.len() {
-        let ins = decode_at(set, code, (pc - 1) as usize);
+    while to_usize(pc - 1) < code.len() {
+        let ins = decode_at(set, code, to_usize(pc - 1));
         let next = ins.next_pc();
         let valid = ins.is_valid();
         if let Some(t) = ins.jump_target() {

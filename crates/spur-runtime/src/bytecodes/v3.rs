@@ -24,6 +24,7 @@
 //! | 208-255 | send literal selector 0..15 with 0, 1, 2 args |
 
 use super::{mk, operand, Decode, Instruction, Op};
+use spur_loader::conv::u64_of;
 
 /// Decodes the instruction at `code[at]`.
 pub fn decode(code: &[u8], at: usize) -> Instruction {
@@ -44,7 +45,13 @@ pub fn decode_op(code: &[u8], at: usize) -> (Op, usize) {
 fn try_decode(code: &[u8], at: usize) -> Decode {
     let b = code[at];
     let one = |op| Ok((op, 1));
-    let next = |len: usize, off: i64| (at + len) as i64 + 1 + off;
+    // A slice index is at most `isize::MAX`, so `at + len` fits an i64;
+    // a jump before the method's first byte is clamped to pc 0.
+    let next = |len: usize, off: i64| {
+        (u64_of(at + len).cast_signed() + 1 + off)
+            .max(0)
+            .cast_unsigned()
+    };
     match b {
         0..=15 => one(Op::PushReceiverVariable((b & 15) as u32)),
         16..=31 => one(Op::PushTemp((b & 15) as u32)),
@@ -191,24 +198,24 @@ fn try_decode(code: &[u8], at: usize) -> Decode {
             ))
         }
         144..=151 => one(Op::Jump {
-            target: next(1, (b & 7) as i64 + 1) as u64,
+            target: next(1, i64::from(b & 7) + 1),
         }),
         152..=159 => one(Op::JumpIfFalse {
-            target: next(1, (b & 7) as i64 + 1) as u64,
+            target: next(1, i64::from(b & 7) + 1),
         }),
         160..=167 => {
-            let d = operand(code, at, 1)? as i64;
-            let off = ((b & 7) as i64 - 4) * 256 + d;
+            let d = i64::from(operand(code, at, 1)?);
+            let off = (i64::from(b & 7) - 4) * 256 + d;
             Ok(mk(
                 2,
                 Op::Jump {
-                    target: next(2, off).max(0) as u64,
+                    target: next(2, off),
                 },
             ))
         }
         168..=175 => {
-            let d = operand(code, at, 1)? as i64;
-            let target = next(2, (b & 3) as i64 * 256 + d) as u64;
+            let d = i64::from(operand(code, at, 1)?);
+            let target = next(2, i64::from(b & 3) * 256 + d);
             let op = if b < 172 {
                 Op::JumpIfTrue { target }
             } else {
