@@ -24,6 +24,7 @@ use crate::snapshot::memory_runs;
 /// What was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ComposedWritten {
+    /// The folder written: the target, its symbolic link resolved.
     pub path: PathBuf,
     /// `(start, size)` of each segment written, at its current address.
     pub segments: Vec<(u64, u64)>,
@@ -40,13 +41,23 @@ pub struct ComposedWritten {
 /// Errors writing a composed folder. The target is untouched after any of them.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
+    /// A file or folder of the image could not be created, written, synced or removed.
     #[error("{path}")]
     Io {
+        /// The file or folder concerned.
         path: String,
+        /// The failure the system reported.
         source: std::io::Error,
     },
+    /// The target cannot be replaced (not a folder of an image, no space left)
+    /// or the heap cannot be laid out as segments.
     #[error("cannot replace {path}: {why}")]
-    Target { path: String, why: String },
+    Target {
+        /// The target folder.
+        path: String,
+        /// Why, in words.
+        why: String,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {

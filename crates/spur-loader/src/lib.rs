@@ -42,8 +42,6 @@
 //!
 //! Section numbers (§) refer to the format notes, `docs/format.md`.
 
-// Documentation is being completed in the layering refactor (issue 9.8).
-#![allow(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod composed_write;
