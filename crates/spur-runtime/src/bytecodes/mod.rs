@@ -11,6 +11,7 @@ pub mod sista;
 pub mod v3;
 
 use spur_format::layout::to_usize;
+use spur_loader::conv::u64_of;
 use std::fmt::Write as _;
 
 /// Which bytecode set a method is written in.
@@ -224,7 +225,7 @@ pub struct Instruction {
 impl Instruction {
     /// The pc after it.
     pub fn next_pc(&self) -> u64 {
-        self.pc + self.bytes.len() as u64
+        self.pc + u64_of(self.bytes.len())
     }
     /// Is it a real instruction of its set?
     pub fn is_valid(&self) -> bool {
@@ -251,7 +252,7 @@ impl Instruction {
             | Op::JumpIfTrue { target }
             | Op::JumpIfFalse { target }
             | Op::BranchIfInstanceOf { target, .. } => Some(target),
-            Op::PushClosure { size, .. } => Some(self.next_pc() + size as u64),
+            Op::PushClosure { size, .. } => Some(self.next_pc() + u64::from(size)),
             _ => None,
         }
     }
@@ -347,7 +348,7 @@ impl Instruction {
             Op::BlockReturnNil => "blockReturnNil".into(),
             Op::PushClosure { copied, args, size } => format!(
                 "closure(copied: {copied}, args: {args}) to: {}",
-                self.next_pc() + size as u64
+                self.next_pc() + u64::from(size)
             ),
             Op::PushFullClosure {
                 literal,
@@ -473,7 +474,7 @@ pub(crate) fn mk(len: usize, op: Op) -> (Op, usize) {
 /// The instruction of `len` bytes at `at`.
 pub(crate) fn instruction(code: &[u8], at: usize, op: Op, len: usize) -> Instruction {
     Instruction {
-        pc: at as u64 + 1,
+        pc: u64_of(at) + 1,
         bytes: code[at..(at + len).min(code.len())].to_vec(),
         op,
     }
@@ -487,7 +488,7 @@ mod tests {
         None
     }
     fn special(i: u8) -> Option<(String, u32)> {
-        let (s, n) = SPECIAL_SELECTORS[i as usize];
+        let (s, n) = SPECIAL_SELECTORS[usize::from(i)];
         Some((s.to_string(), n))
     }
 

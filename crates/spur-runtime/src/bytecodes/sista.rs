@@ -96,11 +96,11 @@ fn try_decode(code: &[u8], start: usize) -> Decode {
     let fit =
         |v: i64, len: usize| u32::try_from(v).map_err(|_| (Op::BadExtension(b), at - start + len));
     match b {
-        0..=15 => one(Op::PushReceiverVariable((b & 15) as u32)),
-        16..=31 => one(Op::PushLiteralVariable((b & 15) as u32)),
-        32..=63 => one(Op::PushLiteralConstant((b & 31) as u32)),
-        64..=71 => one(Op::PushTemp((b & 7) as u32)),
-        72..=75 => one(Op::PushTemp((b & 3) as u32 + 8)),
+        0..=15 => one(Op::PushReceiverVariable(u32::from(b & 15))),
+        16..=31 => one(Op::PushLiteralVariable(u32::from(b & 15))),
+        32..=63 => one(Op::PushLiteralConstant(u32::from(b & 31))),
+        64..=71 => one(Op::PushTemp(u32::from(b & 7))),
+        72..=75 => one(Op::PushTemp(u32::from(b & 3) + 8)),
         76 => one(Op::PushReceiver),
         77 => one(Op::PushTrue),
         78 => one(Op::PushFalse),
@@ -121,8 +121,8 @@ fn try_decode(code: &[u8], start: usize) -> Decode {
         95 => one(Op::Nop),
         96..=127 => one(Op::SpecialSend { index: b - 96 }),
         128..=175 => one(Op::Send {
-            literal: (b & 15) as u32,
-            args: ((b - 128) / 16) as u32,
+            literal: u32::from(b & 15),
+            args: u32::from((b - 128) / 16),
         }),
         176..=183 => one(Op::Jump {
             target: target(1, i64::from(b & 7) + 1),
@@ -134,11 +134,11 @@ fn try_decode(code: &[u8], start: usize) -> Decode {
             target: target(1, i64::from(b & 7) + 1),
         }),
         200..=207 => one(Op::StoreReceiverVariable {
-            index: (b & 7) as u32,
+            index: u32::from(b & 7),
             pop: true,
         }),
         208..=215 => one(Op::StoreTemp {
-            index: (b & 7) as u32,
+            index: u32::from(b & 7),
             pop: true,
         }),
         216 => one(Op::Pop),
