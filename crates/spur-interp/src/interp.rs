@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Instant;
 
-use spur_format::raw::{FMT_COMPILED_METHOD, FMT_INDEXABLE, FMT_INDEXABLE_WITH_FIXED};
+use spur_format::raw::{FMT_BYTES, FMT_COMPILED_METHOD, FMT_INDEXABLE, FMT_INDEXABLE_WITH_FIXED};
 use spur_format::WordSize;
 use spur_runtime::bytecodes::{decode_op, BytecodeSet, Op};
 use spur_runtime::method::MethodHeader;
@@ -1081,6 +1081,13 @@ impl<'r> Vm<'r> {
     /// looking up from `start` (a super send) or the receiver's class.
     pub fn send(&mut self, sel: Oop, argc: u32, start: Option<Oop>) -> R<()> {
         let rcvr = self.stack_value(argc as u64)?;
+        if start.is_none() && self.opts.method_cache {
+            // A hit needs only the class index; the class is read on a miss.
+            let ci = self.m.class_index_of(rcvr)?;
+            if let Some((method, prim)) = self.cached(sel, ci) {
+                return self.execute_method(rcvr, method, argc, prim, sel);
+            }
+        }
         let (ci, class) = match start {
             Some(c) => (self.m.class_index_of_class(c), c),
             None => {
@@ -1148,16 +1155,30 @@ impl<'r> Vm<'r> {
         Ok(msg)
     }
 
+    /// The method cache's slot for `sel` sent to instances of class index `ci`.
+    #[inline]
+    fn cache_slot(sel: Oop, ci: u32) -> usize {
+        ((sel.bits() >> 3) as usize ^ (ci as usize).wrapping_mul(0x9E37)) & (CACHE_SIZE - 1)
+    }
+
+    /// The cached method and primitive for `sel` and class index `ci`
+    /// (counted as a hit), when the cache holds them.
+    #[inline]
+    fn cached(&mut self, sel: Oop, ci: u32) -> Option<(Oop, u16)> {
+        let e = self.cache[Self::cache_slot(sel, ci)];
+        if e.selector == sel && e.class_index == ci && e.method != Oop::default() {
+            self.stats.method_cache_hits += 1;
+            return Some((e.method, e.primitive));
+        }
+        None
+    }
+
     /// Looks `sel` up from `class`, through the cache when `ci` is known.
     fn lookup(&mut self, sel: Oop, ci: Option<u32>, class: Oop) -> R<Option<(Oop, u16)>> {
-        let slot = ci.map(|ci| {
-            ((sel.bits() >> 3) as usize ^ (ci as usize).wrapping_mul(0x9E37)) & (CACHE_SIZE - 1)
-        });
-        if let (Some(ci), Some(slot), true) = (ci, slot, self.opts.method_cache) {
-            let e = self.cache[slot];
-            if e.selector == sel && e.class_index == ci && e.method != Oop::default() {
-                self.stats.method_cache_hits += 1;
-                return Ok(Some((e.method, e.primitive)));
+        let slot = ci.map(|ci| Self::cache_slot(sel, ci));
+        if let (Some(ci), true) = (ci, self.opts.method_cache) {
+            if let Some(e) = self.cached(sel, ci) {
+                return Ok(Some(e));
             }
         }
         self.stats.method_cache_misses += 1;
@@ -1288,6 +1309,10 @@ impl<'r> Vm<'r> {
                 self.stats.primitive_calls += 1;
                 return self.pop_n_push(argc as u64 + 1, v);
             }
+            if let Some(v) = self.quick_prim(prim, argc)? {
+                self.stats.primitive_calls += 1;
+                return self.pop_n_push(argc as u64 + 1, v);
+            }
             self.stats.primitive_calls += 1;
             self.current_prim = prim;
             // The image may look at the active context from a primitive.
@@ -1311,6 +1336,84 @@ impl<'r> Vm<'r> {
             }
         }
         self.activate(rcvr, method, argc)
+    }
+
+    /// Primitives 60 (`at:`), 61 (`at:put:`) and 62 (`size`) on an object
+    /// of only indexable pointers (format 2, as an Array) or of bytes
+    /// (formats 16..23, as a ByteArray), which need neither the registers
+    /// saved nor the class's fixed-field count: the result to push in place
+    /// of the receiver and arguments. `None` when the general primitive
+    /// must decide (another format, a bad index or value, an immutable
+    /// receiver), with nothing changed.
+    #[inline]
+    fn quick_prim(&mut self, prim: u16, argc: u32) -> R<Option<Oop>> {
+        let want = match prim {
+            60 => 1,
+            61 => 2,
+            62 => 0,
+            _ => return Ok(None),
+        };
+        if argc != want {
+            return Ok(None);
+        }
+        let o = self.stack_value(argc as u64)?;
+        if o.is_immediate(self.word) {
+            return Ok(None);
+        }
+        let Ok(h) = self.m.header(o) else {
+            return Ok(None);
+        };
+        let bytes = match h.format() {
+            FMT_INDEXABLE => false,
+            f if (FMT_BYTES..FMT_COMPILED_METHOD).contains(&f) => true,
+            _ => return Ok(None),
+        };
+        let size = if bytes {
+            self.m.bytes(o)?.len() as u64
+        } else {
+            self.m.num_slots(o)?
+        };
+        if prim == 62 {
+            return Ok(i64::try_from(size)
+                .ok()
+                .and_then(|s| self.m.from_small_int(s)));
+        }
+        let index = self.stack_value(argc as u64 - 1)?;
+        let Some(k) = self
+            .m
+            .small_int(index)
+            .filter(|&i| i >= 1 && i as u64 <= size)
+            .map(|i| i as u64 - 1)
+        else {
+            return Ok(None);
+        };
+        if prim == 60 {
+            return Ok(Some(if bytes {
+                let b = self.m.bytes(o)?.get(k as usize).copied();
+                match b {
+                    Some(b) => self.int(i64::from(b)),
+                    None => return Ok(None),
+                }
+            } else {
+                self.m.fetch(o, k)?
+            }));
+        }
+        if h.is_immutable() {
+            return Ok(None);
+        }
+        let v = self.stack_value(0)?;
+        if bytes {
+            let Some(x) = self.m.small_int(v).and_then(|x| u8::try_from(x).ok()) else {
+                return Ok(None);
+            };
+            match self.m.bytes_mut(o)?.get_mut(k as usize) {
+                Some(b) => *b = x,
+                None => return Ok(None),
+            }
+        } else {
+            self.m.store(o, k, v)?;
+        }
+        Ok(Some(v))
     }
 
     /// An object that is not a method in a method dictionary: send it
