@@ -445,6 +445,36 @@ impl ObjectMemory {
     /// format (slot 0 and the literals of a CompiledMethod are oops).
     #[inline]
     pub fn fetch(&self, obj: Oop, i: u64) -> Result<Oop, MemoryError> {
+        match self.fetch_fast(obj, i) {
+            Some(v) => Ok(v),
+            None => self.fetch_checked(obj, i),
+        }
+    }
+
+    /// [`fetch`](Self::fetch) of an object with no overflow word, small
+    /// enough to inline into the interpreter's loop: `None` whenever
+    /// [`fetch_checked`](Self::fetch_checked) must answer (an immediate, an
+    /// address outside the spaces, a slot out of range, a large object).
+    #[inline(always)]
+    fn fetch_fast(&self, obj: Oop, i: u64) -> Option<Oop> {
+        let a = obj.bits();
+        // Objects are 8-aligned: this also rules out the immediates of both widths.
+        if a & 7 != 0 {
+            return None;
+        }
+        let (b, off) = self.locate(a)?;
+        let raw = ObjHeader(le_u64(b, off)?).raw_num_slots();
+        if raw == OVERFLOW_SLOTS || i >= raw {
+            return None;
+        }
+        // `i` is below 255, so the offset cannot overflow.
+        let at = off + 8 + ix(i) * ix(self.word.bytes());
+        self.read_word(b, at).map(Oop::from_bits)
+    }
+
+    /// [`fetch`](Self::fetch) with every check and its error.
+    #[inline(never)]
+    fn fetch_checked(&self, obj: Oop, i: u64) -> Result<Oop, MemoryError> {
         let (b, off, h) = self.object(obj)?;
         let n = self.slots_of(b, off, h, obj.bits())?;
         if i >= n {
@@ -561,6 +591,43 @@ impl ObjectMemory {
     /// heap a value wider than 32 bits. Nothing changes when it fails.
     #[inline]
     pub fn store(&mut self, obj: Oop, i: u64, value: Oop) -> Result<(), MemoryError> {
+        if self.store_fast(obj, i, value) {
+            return Ok(());
+        }
+        self.store_checked(obj, i, value)
+    }
+
+    /// [`store`](Self::store) into a young, mutable object with no overflow
+    /// word (no barrier is needed: only old objects are remembered), small
+    /// enough to inline into the interpreter's loop. False, with nothing
+    /// written, whenever [`store_checked`](Self::store_checked) must do it.
+    #[inline(always)]
+    fn store_fast(&mut self, obj: Oop, i: u64, value: Oop) -> bool {
+        let a = obj.bits();
+        if a & 7 != 0 || !self.in_young(a) {
+            return false;
+        }
+        let word = self.word;
+        let off = ix(a - self.young_start);
+        let Some(ns) = self.new_space.as_mut() else {
+            return false;
+        };
+        let b = ns.bytes_mut();
+        let Some(h) = le_u64(b, off).map(ObjHeader) else {
+            return false;
+        };
+        let raw = h.raw_num_slots();
+        if h.is_immutable() || raw == OVERFLOW_SLOTS || i >= raw {
+            return false;
+        }
+        // `i` is below 255, so the offset cannot overflow; a value too wide
+        // for a 32-bit heap is refused before anything is written.
+        Self::put_word(word, b, off + 8 + ix(i) * ix(word.bytes()), value.bits()).is_some()
+    }
+
+    /// [`store`](Self::store) with every check, its error and the barrier.
+    #[inline(never)]
+    fn store_checked(&mut self, obj: Oop, i: u64, value: Oop) -> Result<(), MemoryError> {
         let word = self.word;
         let a = self.pointer(obj)?;
         let young_value = !value.is_immediate(word) && self.in_young(value.bits());
