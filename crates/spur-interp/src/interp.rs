@@ -115,6 +115,9 @@ pub(crate) enum Stop {
 }
 
 impl From<MemoryError> for Stop {
+    // Out of line: every `?` on a memory call in the loop converts through here.
+    #[cold]
+    #[inline(never)]
     fn from(e: MemoryError) -> Self {
         match e {
             MemoryError::EdenFull { .. } => {
@@ -234,6 +237,37 @@ fn arith(op: Inline, x: i64, y: i64) -> Option<Arith> {
     })
 }
 
+/// A method's bytes (from its header on: byte `pc - 1` is the one at `pc`)
+/// and the instruction that starts at each of them, decoded once when the
+/// method enters the code cache rather than at every step.
+#[derive(Debug)]
+struct Code {
+    set: BytecodeSet,
+    bytes: Box<[u8]>,
+    /// `ops[pc - 1]`: the operation at `pc` and its length. Every offset is
+    /// decoded (the header and literal bytes too), so a pc anywhere in the
+    /// method runs what decoding its byte answers, as before the cache.
+    ops: Box<[(Op, usize)]>,
+}
+
+impl Default for Code {
+    fn default() -> Self {
+        Code::new(BytecodeSet::V3PlusClosures, &[])
+    }
+}
+
+impl Code {
+    fn new(set: BytecodeSet, bytes: &[u8]) -> Self {
+        Code {
+            set,
+            bytes: bytes.into(),
+            ops: (0..bytes.len())
+                .map(|at| decode_op(set, bytes, at))
+                .collect(),
+        }
+    }
+}
+
 /// A pending timer: signal `semaphore` at `at`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timer {
@@ -255,11 +289,10 @@ pub(crate) struct Vm<'r> {
     pub sp: u64,
     pub receiver: Oop,
     set: BytecodeSet,
-    /// The active method's bytes (from its header on: byte `pc - 1` is the
-    /// one at `pc`), from the code cache.
-    code: Rc<[u8]>,
-    /// Method bytes by method oop, direct-mapped.
-    code_cache: Vec<(Oop, Rc<[u8]>)>,
+    /// The active method's bytes and decoded instructions, from the code cache.
+    code: Rc<Code>,
+    /// Methods' code by method oop, direct-mapped.
+    code_cache: Vec<(Oop, Rc<Code>)>,
     ctx_slots: u64,
     /// The error code of the primitive that just failed.
     pub prim_fail: Option<u32>,
@@ -375,8 +408,8 @@ impl<'r> Vm<'r> {
             sp: 0,
             receiver: Oop::default(),
             set: BytecodeSet::V3PlusClosures,
-            code: Rc::from(&[][..]),
-            code_cache: vec![(Oop::default(), Rc::from(&[][..])); CODE_CACHE_SIZE],
+            code: Rc::default(),
+            code_cache: vec![(Oop::default(), Rc::default()); CODE_CACHE_SIZE],
             ctx_slots: 0,
             prim_fail: None,
             reclaimable: 0,
@@ -453,12 +486,14 @@ impl<'r> Vm<'r> {
         Ok(())
     }
 
-    /// Makes `method`'s bytes the ones the loop decodes.
+    /// Makes `method`'s code (decoded in the bytecode set in `self.set`)
+    /// the one the loop runs.
     fn load_code(&mut self, method: Oop) -> R<()> {
         let slot = (method.bits() >> 3) as usize & (CODE_CACHE_SIZE - 1);
-        if self.code_cache[slot].0 != method {
-            let bytes: Rc<[u8]> = Rc::from(self.m.bytes(method)?);
-            self.code_cache[slot] = (method, bytes);
+        let (m, code) = &self.code_cache[slot];
+        if *m != method || code.set != self.set {
+            let code = Code::new(self.set, self.m.bytes(method)?);
+            self.code_cache[slot] = (method, Rc::new(code));
         }
         self.code = self.code_cache[slot].1.clone();
         Ok(())
@@ -482,8 +517,7 @@ impl<'r> Vm<'r> {
 
     /// Forgets every method's cached bytes (after a method's bytes change).
     pub fn flush_code_cache(&mut self) {
-        let empty: Rc<[u8]> = Rc::from(&[][..]);
-        self.code_cache.fill((Oop::default(), empty));
+        self.code_cache.fill((Oop::default(), Rc::default()));
         let m = self.method;
         let _ = self.load_code(m);
     }
@@ -521,35 +555,54 @@ impl<'r> Vm<'r> {
         }
     }
 
-    #[inline]
+    // The stack and temp accessors are inlined into the loop; their error
+    // paths are out of line so that each use stays a few instructions.
+
+    #[inline(always)]
     pub fn push(&mut self, v: Oop) -> R<()> {
         self.sp += 1;
         if TEMP0 + self.sp > self.ctx_slots {
-            return halt(format!("stack overflow in context {}", self.ctx));
+            return self.stack_overflow();
         }
-        self.m.store(self.ctx, TEMP0 + self.sp - 1, v)?;
-        Ok(())
+        self.m
+            .store(self.ctx, TEMP0 + self.sp - 1, v)
+            .map_err(Stop::from)
     }
-    #[inline]
+    #[cold]
+    #[inline(never)]
+    fn stack_overflow(&self) -> R<()> {
+        halt(format!("stack overflow in context {}", self.ctx))
+    }
+    #[cold]
+    #[inline(never)]
+    fn stack_underflow<T>(&self, n: u64) -> R<T> {
+        halt(format!("stack underflow (item {n} of {})", self.sp))
+    }
+    #[inline(always)]
     pub fn pop(&mut self) -> R<Oop> {
         if self.sp == 0 {
-            return halt("stack underflow");
+            return self.stack_underflow(0);
         }
-        let v = self.m.fetch(self.ctx, TEMP0 + self.sp - 1)?;
+        let v = self
+            .m
+            .fetch(self.ctx, TEMP0 + self.sp - 1)
+            .map_err(Stop::from)?;
         self.sp -= 1;
         Ok(v)
     }
-    #[inline]
+    #[inline(always)]
     pub fn stack_value(&self, n: u64) -> R<Oop> {
         if n >= self.sp {
-            return halt(format!("stack underflow (item {n} of {})", self.sp));
+            return self.stack_underflow(n);
         }
-        Ok(self.m.fetch(self.ctx, TEMP0 + self.sp - 1 - n)?)
+        self.m
+            .fetch(self.ctx, TEMP0 + self.sp - 1 - n)
+            .map_err(Stop::from)
     }
-    #[inline]
+    #[inline(always)]
     pub fn pop_n(&mut self, n: u64) -> R<()> {
         if n > self.sp {
-            return halt("stack underflow");
+            return self.stack_underflow(n);
         }
         self.sp -= n;
         Ok(())
@@ -565,11 +618,13 @@ impl<'r> Vm<'r> {
         self.m.store(self.ctx, TEMP0 + self.sp - 1, v)?;
         Ok(())
     }
+    #[inline(always)]
     fn temp(&self, i: u64) -> R<Oop> {
-        Ok(self.m.fetch(self.ctx, TEMP0 + i)?)
+        self.m.fetch(self.ctx, TEMP0 + i).map_err(Stop::from)
     }
+    #[inline(always)]
     fn literal(&self, i: u32) -> R<Oop> {
-        Ok(self.m.fetch(self.method, 1 + i as u64)?)
+        self.m.fetch(self.method, 1 + i as u64).map_err(Stop::from)
     }
 
     /// The class index of instances of `class`.
@@ -750,21 +805,23 @@ impl<'r> Vm<'r> {
     /// Executes one instruction.
     #[inline]
     fn step(&mut self) -> R<()> {
-        let (op, len) = {
-            let code = &self.code;
-            let at = self.pc.wrapping_sub(1) as usize;
-            if at >= code.len() {
-                return halt(format!(
-                    "pc {} is past the end of the method ({} bytes)",
-                    self.pc,
-                    code.len()
-                ));
-            }
-            decode_op(self.set, code, at)
+        let at = self.pc.wrapping_sub(1) as usize;
+        let Some(&(op, len)) = self.code.ops.get(at) else {
+            return self.past_the_end();
         };
         self.pc += len as u64;
         self.stats.bytecodes += 1;
         self.execute(op)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn past_the_end(&self) -> R<()> {
+        halt(format!(
+            "pc {} is past the end of the method ({} bytes)",
+            self.pc,
+            self.code.bytes.len()
+        ))
     }
 
     fn execute(&mut self, op: Op) -> R<()> {
@@ -965,7 +1022,7 @@ impl<'r> Vm<'r> {
                 // activated without it): store the error code when a
                 // store into a temp follows.
                 if let Some(code) = self.prim_fail.take() {
-                    let next = self.code.get(self.pc as usize - 1).copied();
+                    let next = self.code.bytes.get(self.pc as usize - 1).copied();
                     let long_store = match self.set {
                         BytecodeSet::V3PlusClosures => 0x81,
                         BytecodeSet::SistaV1 => 0xF5,
