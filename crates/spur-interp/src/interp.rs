@@ -1577,6 +1577,9 @@ impl<'r> Vm<'r> {
         }
         .max(TEMP0 + sp + 1);
         let c = self.new_context(size, argc as u64 + copied, sp)?;
+        // Like a method's context, a block's is the newest on the chain and
+        // referenced by nothing but its callees until it is exposed.
+        self.reclaimable += 1;
         self.m.store(c, SENDER, self.ctx)?;
         self.m.store(c, METHOD, method)?;
         self.m.store(c, CLOSURE, closure)?;
