@@ -451,10 +451,10 @@ impl ObjectMemory {
         }
     }
 
-    /// [`fetch`](Self::fetch) of an object with no overflow word, small
-    /// enough to inline into the interpreter's loop: `None` whenever
-    /// [`fetch_checked`](Self::fetch_checked) must answer (an immediate, an
-    /// address outside the spaces, a slot out of range, a large object).
+    /// [`fetch`](Self::fetch) small enough to inline into the interpreter's
+    /// loop: `None` whenever [`fetch_checked`](Self::fetch_checked) must
+    /// answer (an immediate, an address outside the spaces, a slot out of
+    /// range).
     #[inline(always)]
     fn fetch_fast(&self, obj: Oop, i: u64) -> Option<Oop> {
         let a = obj.bits();
@@ -463,13 +463,31 @@ impl ObjectMemory {
             return None;
         }
         let (b, off) = self.locate(a)?;
-        let raw = ObjHeader(le_u64(b, off)?).raw_num_slots();
-        if raw == OVERFLOW_SLOTS || i >= raw {
+        let n = Self::fast_slots(self.word, b, off)?;
+        if i >= n {
             return None;
         }
-        // `i` is below 255, so the offset cannot overflow.
-        let at = off + 8 + ix(i) * ix(self.word.bytes());
+        let at = ix(i)
+            .checked_mul(ix(self.word.bytes()))?
+            .checked_add(off + 8)?;
         self.read_word(b, at).map(Oop::from_bits)
+    }
+
+    /// The header and slot count of the object whose header is at `off`
+    /// of `b` (the overflow word before it read when it has one).
+    #[inline(always)]
+    fn fast_header(word: WordSize, b: &[u8], off: usize) -> Option<(ObjHeader, u64)> {
+        let h = ObjHeader(le_u64(b, off)?);
+        let raw = h.raw_num_slots();
+        if raw != OVERFLOW_SLOTS {
+            return Some((h, raw));
+        }
+        Some((h, word.overflow_slots(le_u64(b, off.checked_sub(8)?)?)))
+    }
+
+    #[inline(always)]
+    fn fast_slots(word: WordSize, b: &[u8], off: usize) -> Option<u64> {
+        Self::fast_header(word, b, off).map(|(_, n)| n)
     }
 
     /// [`fetch`](Self::fetch) with every check and its error.
@@ -597,9 +615,9 @@ impl ObjectMemory {
         self.store_checked(obj, i, value)
     }
 
-    /// [`store`](Self::store) into a young, mutable object with no overflow
-    /// word (no barrier is needed: only old objects are remembered), small
-    /// enough to inline into the interpreter's loop. False, with nothing
+    /// [`store`](Self::store) into a young, mutable object (no barrier is
+    /// needed: only old objects are remembered), small enough to inline
+    /// into the interpreter's loop. False, with nothing
     /// written, whenever [`store_checked`](Self::store_checked) must do it.
     #[inline(always)]
     fn store_fast(&mut self, obj: Oop, i: u64, value: Oop) -> bool {
@@ -613,16 +631,20 @@ impl ObjectMemory {
             return false;
         };
         let b = ns.bytes_mut();
-        let Some(h) = le_u64(b, off).map(ObjHeader) else {
+        let Some((h, n)) = Self::fast_header(word, b, off) else {
             return false;
         };
-        let raw = h.raw_num_slots();
-        if h.is_immutable() || raw == OVERFLOW_SLOTS || i >= raw {
+        if h.is_immutable() || i >= n {
             return false;
         }
-        // `i` is below 255, so the offset cannot overflow; a value too wide
-        // for a 32-bit heap is refused before anything is written.
-        Self::put_word(word, b, off + 8 + ix(i) * ix(word.bytes()), value.bits()).is_some()
+        let Some(at) = ix(i)
+            .checked_mul(ix(word.bytes()))
+            .and_then(|d| d.checked_add(off + 8))
+        else {
+            return false;
+        };
+        // A value too wide for a 32-bit heap is refused before anything is written.
+        Self::put_word(word, b, at, value.bits()).is_some()
     }
 
     /// [`store`](Self::store) with every check, its error and the barrier.
