@@ -607,6 +607,7 @@ impl<'r> Vm<'r> {
         self.sp -= n;
         Ok(())
     }
+    #[inline(always)]
     pub fn pop_n_push(&mut self, n: u64, v: Oop) -> R<()> {
         self.pop_n(n)?;
         self.push(v)
@@ -1346,6 +1347,13 @@ impl<'r> Vm<'r> {
                 self.method_name(method)
             );
         }
+        // A primitive index comes only from compiled code (`primitive_index`).
+        if prim != 0 {
+            if let Some(v) = self.quick_prim(prim, argc)? {
+                self.stats.primitive_calls += 1;
+                return self.pop_n_push(argc as u64 + 1, v);
+            }
+        }
         if self
             .m
             .format(method)
@@ -1363,10 +1371,6 @@ impl<'r> Vm<'r> {
                     260..=263 => self.int(prim as i64 - 261),
                     _ => self.m.fetch(rcvr, prim as u64 - 264)?,
                 };
-                self.stats.primitive_calls += 1;
-                return self.pop_n_push(argc as u64 + 1, v);
-            }
-            if let Some(v) = self.quick_prim(prim, argc)? {
                 self.stats.primitive_calls += 1;
                 return self.pop_n_push(argc as u64 + 1, v);
             }
