@@ -315,12 +315,20 @@ fn corpus_images_launch_in_place_and_relocated_and_tally() {
 fn launch_runs_the_builders_image_to_its_quit_code_and_stops_at_limits() {
     // The default image's kernel answers (Σ i² mod 42 for i ≤ 100) + 101, mod 256.
     let expected = i32::try_from(spur_synth::KernelWork::default().expected()).expect("a byte");
+    // With no IMAGE the run checks itself: exit 0 when the kernel quits with
+    // the answer the builder computed on its own.
     let out = vm_loader(&["launch", "--headless", "--stats"]);
-    assert_eq!(code(&out), expected, "{}", stderr(&out));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(out.stdout.is_empty());
     let err = stderr(&out);
     assert!(
         err.contains(&format!("run: quit with exit code {expected}")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "the builder's kernel quit with {expected}, the answer"
+        )),
         "{err}"
     );
     let out = vm_loader(&[
@@ -330,13 +338,13 @@ fn launch_runs_the_builders_image_to_its_quit_code_and_stops_at_limits() {
         "1000000",
         "--json",
     ]);
-    assert_eq!(code(&out), expected, "{}", stderr(&out));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
     let j: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["ended"], "quit");
     assert_eq!(j["exit_code"], expected);
     // The first sends, traced: synthStep is resumed, so synthWork: comes first.
     let out = vm_loader(&["launch", "--headless", "--trace-sends", "3"]);
-    assert_eq!(code(&out), expected);
+    assert_eq!(code(&out), 0);
     let err = stderr(&out);
     let sends: Vec<&str> = err.lines().filter(|l| l.starts_with("send ")).collect();
     assert_eq!(sends.len(), 3, "{err}");
@@ -344,8 +352,17 @@ fn launch_runs_the_builders_image_to_its_quit_code_and_stops_at_limits() {
         sends[0].starts_with("send 1: #synthWork: to SmallInteger"),
         "{err}"
     );
-    assert!(u(&j["sends"]) > 100 && u(&j["bytecodes"]) > 1000);
+    // A builder image given as a file is an image like any other: the
+    // process exits with the image's quit code.
     let dir = tempfile::tempdir().unwrap();
+    let (kernel, _) = write(
+        dir.path(),
+        "kernel.image",
+        &spur_synth::SynthSpec::new(WordSize::W64, 256 << 10),
+    );
+    let out = vm_loader(&["launch", s(&kernel), "--headless"]);
+    assert_eq!(code(&out), expected, "{}", stderr(&out));
+    assert!(u(&j["sends"]) > 100 && u(&j["bytecodes"]) > 1000);
     let (path, _) = write(
         dir.path(),
         "w64.image",

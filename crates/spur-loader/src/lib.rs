@@ -42,14 +42,6 @@
 //!
 //! Section numbers (§) refer to the format notes, `docs/format.md`.
 
-// Casts are being audited in the layering refactor (issue 9.8).
-#![allow(
-    clippy::cast_possible_truncation,
-    clippy::cast_sign_loss,
-    clippy::cast_possible_wrap
-)]
-// Casts are being audited in the layering refactor (issue 9.8).
-#![allow(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod composed_write;
@@ -58,6 +50,7 @@ pub mod error;
 pub mod files;
 pub mod heap;
 pub mod load;
+pub mod parallel;
 pub mod placement;
 pub mod relocate;
 pub mod snapshot;
@@ -68,6 +61,7 @@ pub use composed_write::{write_composed, ComposedWritten};
 pub use error::LoadError;
 pub use heap::{HeapAccessError, HeapSegment, LoadedHeap, Placement, Timings};
 pub use load::{load, load_composed, load_path, read_layout, read_layout_path, LoadOptions};
+pub use parallel::Threads;
 pub use placement::{initial_headroom, reserve_below_4g, PlacementRequest};
 pub use snapshot::{
     read_prefix, read_trailer, remove_stale_temps, snapshot_in_background, snapshot_to_path,
@@ -76,4 +70,4 @@ pub use snapshot::{
 };
 pub use source::{ComposedSource, FileSource, ImageSource, SegmentReader};
 pub use spur_mem::{Backing, FilesUnchanged};
-pub use verify::{verify, Finding, FindingKind, Report};
+pub use verify::{verify, verify_with, Finding, FindingKind, Report};
