@@ -384,6 +384,32 @@ fn the_c_example_matches_vm_loader_on_builder_images() {
     assert!(text(&o.stdout).contains(" mapped\n"), "{}", text(&o.stdout));
 }
 
+/// The header is C++ too: a C++ program includes it and links.
+#[test]
+fn the_header_compiles_and_links_as_cpp() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("t.cpp");
+    std::fs::write(
+        &src,
+        "#include \"spur_loader.h\"\n\
+         int main() { SpurImage none{}; return spur_release(none) == SPUR_E_HANDLE ? 0 : 1; }\n",
+    )
+    .unwrap();
+    let exe = dir.path().join("t");
+    let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".to_string());
+    let o = Command::new(&cxx)
+        .args(["-std=c++11", "-Wall", "-Wextra", "-Werror", "-I"])
+        .arg(workspace().join("include"))
+        .arg(&src)
+        .arg(lib_dir().join("libspur_capi.a"))
+        .args(["-lpthread", "-ldl", "-lm", "-lrt", "-lutil", "-o"])
+        .arg(&exe)
+        .output()
+        .unwrap_or_else(|e| panic!("running {cxx} (install a C++ compiler): {e}"));
+    assert!(o.status.success(), "{cxx}: {}", text(&o.stderr));
+    assert!(run(&exe, &[]).status.success());
+}
+
 #[test]
 fn the_c_example_matches_vm_loader_on_the_corpus() {
     let Some(corpus) = spur_tests::corpus_dir() else {

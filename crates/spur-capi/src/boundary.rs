@@ -238,3 +238,46 @@ impl BufOut {
 pub fn static_c(s: &'static CStr) -> *const c_char {
     s.as_ptr()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn last() -> String {
+        // SAFETY: `last_error` points to this thread's message, a live CString.
+        unsafe { CStr::from_ptr(last_error()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[test]
+    fn a_panic_is_caught_and_reported() {
+        let s = guard("spur_test", || panic!("boom at {}", 7));
+        assert_eq!(s, SPUR_E_INTERNAL);
+        assert_eq!(last(), "spur_test: internal error (caught): boom at 7");
+        assert_eq!(guard("spur_test", || Ok(())), SPUR_OK);
+        assert_eq!(last(), "");
+    }
+
+    #[test]
+    fn a_failure_keeps_its_line_and_a_nul_cannot_cut_it() {
+        let s = guard("spur_test", || Err(Failure::new(SPUR_E_RANGE, "a\0b")));
+        assert_eq!(s, SPUR_E_RANGE);
+        assert_eq!(last(), "a b");
+    }
+
+    #[test]
+    fn text_is_cut_and_terminated_like_snprintf() {
+        let mut buf = [0xffu8; 4];
+        let mut len = 0usize;
+        // SAFETY: `buf` is writable for 4 bytes and `len` for one usize.
+        let out = unsafe { BufOut::new(buf.as_mut_ptr(), buf.len(), &mut len, "t") }.unwrap();
+        out.text("hello");
+        assert_eq!(&buf, b"hel\0");
+        assert_eq!(len, 5);
+        // SAFETY: NULL with cap 0 is allowed; `len` is writable.
+        let out = unsafe { BufOut::new(std::ptr::null_mut(), 0, &mut len, "t") }.unwrap();
+        out.text("hi");
+        assert_eq!(len, 2);
+    }
+}
