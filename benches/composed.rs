@@ -5,11 +5,10 @@
 //!
 //! `cargo bench -p spur-benches --bench composed`
 
-use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::Criterion;
-use spur_benches::{bench_composed, bench_image, median_ns, resident_bytes};
+use spur_benches::{bench_composed, bench_image, iter_untimed_drop, median_ns};
 use spur_loader::{load_path, verify, FilesUnchanged, LoadOptions};
 
 const GROUP: &str = "composed";
@@ -33,17 +32,17 @@ fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group(GROUP);
     g.sample_size(20).measurement_time(Duration::from_secs(5));
     g.bench_function("composed_64MiB", |b| {
-        b.iter(|| black_box(load_path(&c64, &opts).unwrap()))
+        iter_untimed_drop(b, || load_path(&c64, &opts).unwrap())
     });
     g.bench_function("composed_1GiB", |b| {
-        b.iter(|| black_box(load_path(&c1g, &opts).unwrap()))
+        iter_untimed_drop(b, || load_path(&c1g, &opts).unwrap())
     });
     g.sample_size(10).measurement_time(Duration::from_secs(10));
     g.bench_function("single_file_1GiB", |b| {
-        b.iter(|| black_box(load_path(&s1g, &opts).unwrap()))
+        iter_untimed_drop(b, || load_path(&s1g, &opts).unwrap())
     });
     g.bench_function("composed_1GiB_read", |b| {
-        b.iter(|| black_box(load_path(&c1g, &LoadOptions::default()).unwrap()))
+        iter_untimed_drop(b, || load_path(&c1g, &LoadOptions::default()).unwrap())
     });
     g.finish();
 }
@@ -55,11 +54,11 @@ fn main() {
 
     // Resident memory: after a mapped load, and after verification has
     // touched every page.
-    let before = resident_bytes();
+    let before = spur_mem::resident_bytes().unwrap_or(0);
     let heap = load_path(&bench_composed(1024), &mapped()).unwrap();
-    let after_load = resident_bytes();
+    let after_load = spur_mem::resident_bytes().unwrap_or(0);
     assert!(verify(&heap).ok());
-    let after_verify = resident_bytes();
+    let after_verify = spur_mem::resident_bytes().unwrap_or(0);
     drop(heap);
 
     let m = |n| median_ns(GROUP, n);

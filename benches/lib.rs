@@ -47,10 +47,10 @@ pub fn bench_composed(mib: u64) -> PathBuf {
     dir
 }
 
-/// Resident memory of this process, in bytes (Linux `/proc/self/statm`).
-pub fn resident_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |pages| pages * 4096)
+/// Times `routine` alone, once per sample: what it returns is dropped after
+/// the clock stops, so unmapping a loaded heap (or freeing a read buffer) is
+/// not counted, and only one result is alive at a time, so a heap loaded at
+/// its old addresses finds them free again in the next iteration.
+pub fn iter_untimed_drop<O>(b: &mut criterion::Bencher<'_>, mut routine: impl FnMut() -> O) {
+    b.iter_batched(|| (), |()| routine(), criterion::BatchSize::PerIteration);
 }

@@ -8,7 +8,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput};
-use spur_benches::{bench_image, median_ns};
+use spur_benches::{bench_image, iter_untimed_drop, median_ns};
 use spur_loader::{load_path, verify, LoadOptions, PlacementRequest};
 
 const GROUP: &str = "load-256MiB";
@@ -21,17 +21,17 @@ fn benches(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(8))
         .throughput(Throughput::Bytes(bytes));
     g.bench_function("fs_read", |b| {
-        b.iter(|| black_box(std::fs::read(&path).unwrap()))
+        iter_untimed_drop(b, || std::fs::read(&path).unwrap())
     });
     g.bench_function("load_in_place", |b| {
-        b.iter(|| black_box(load_path(&path, &LoadOptions::default()).unwrap()))
+        iter_untimed_drop(b, || load_path(&path, &LoadOptions::default()).unwrap())
     });
     let relocate = LoadOptions {
         placement: PlacementRequest::Relocate,
         ..Default::default()
     };
     g.bench_function("load_relocated", |b| {
-        b.iter(|| black_box(load_path(&path, &relocate).unwrap()))
+        iter_untimed_drop(b, || load_path(&path, &relocate).unwrap())
     });
     // The same with ordinary 4 KiB pages, to show what huge pages buy.
     let small = LoadOptions {
@@ -39,7 +39,7 @@ fn benches(c: &mut Criterion) {
         ..Default::default()
     };
     g.bench_function("load_in_place_4k", |b| {
-        b.iter(|| black_box(load_path(&path, &small).unwrap()))
+        iter_untimed_drop(b, || load_path(&path, &small).unwrap())
     });
     let small_reloc = LoadOptions {
         placement: PlacementRequest::Relocate,
@@ -47,7 +47,7 @@ fn benches(c: &mut Criterion) {
         ..Default::default()
     };
     g.bench_function("load_relocated_4k", |b| {
-        b.iter(|| black_box(load_path(&path, &small_reloc).unwrap()))
+        iter_untimed_drop(b, || load_path(&path, &small_reloc).unwrap())
     });
     let heap = load_path(&path, &LoadOptions::default()).unwrap();
     assert!(verify(&heap).ok());

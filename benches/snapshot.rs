@@ -6,12 +6,11 @@
 //! removed outside the timed part. `vm-loader bench` measures the same things
 //! across heap sizes (see `docs/benchmarks.md`).
 
-use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
-use spur_benches::{bench_image, median_ns};
+use spur_benches::{bench_image, iter_untimed_drop, median_ns};
 use spur_loader::{
     load_path, snapshot_in_background, snapshot_to_path, LoadOptions, PlacementRequest,
     SnapshotOptions,
@@ -53,7 +52,7 @@ fn benches(c: &mut Criterion, group: &str) {
         .measurement_time(Duration::from_secs(10))
         .throughput(Throughput::Bytes(bytes.len() as u64));
     g.bench_function("fs_read", |b| {
-        b.iter(|| black_box(std::fs::read(&path).unwrap()))
+        iter_untimed_drop(b, || std::fs::read(&path).unwrap())
     });
     g.bench_function("fs_write", |b| {
         b.iter_custom(|n| {
@@ -82,7 +81,7 @@ fn benches(c: &mut Criterion, group: &str) {
     // their copy to the background pause.
     drop(bytes);
     g.bench_function("load_in_place", |b| {
-        b.iter(|| black_box(load_path(&path, &LoadOptions::default()).unwrap()))
+        iter_untimed_drop(b, || load_path(&path, &LoadOptions::default()).unwrap())
     });
     let opts = SnapshotOptions::default();
     let heap = load_path(&path, &LoadOptions::default()).unwrap();

@@ -19,8 +19,7 @@ const GROUP: &str = "wire-pharo8";
 const IMAGE: &str = "pharo8-kernel-empharo-64.image";
 
 fn image() -> Option<PathBuf> {
-    let dir = PathBuf::from(std::env::var_os("SPUR_CORPUS")?);
-    let path = dir.join(IMAGE);
+    let path = spur_tests::corpus_path()?.join(IMAGE);
     path.is_file().then_some(path)
 }
 

@@ -27,8 +27,10 @@
 // when the path is one, else the input's format.
 #define SPUR_WRITE_AUTO 0
 
+// Write a single file.
 #define SPUR_WRITE_SINGLE 1
 
+// Write a composed folder.
 #define SPUR_WRITE_COMPOSED 2
 
 // What every call returns: `SPUR_OK` (0) or one of the `SPUR_E_*` codes;
@@ -55,36 +57,55 @@ typedef struct SpurLoadOptions {
 // An opaque number; 0 is never a valid handle, and a released handle is
 // never given out again.
 typedef struct SpurImage {
+  // The handle's number in the library's registry.
   uint64_t id;
 } SpurImage;
 
-// The header fields (§1 of the format reference).
+// The header fields (docs/format.md §1).
 typedef struct SpurHeader {
+  // The image format number (68021, 68533, 6521, 7033).
   uint32_t format;
   // 4 or 8.
   uint32_t word_size;
   // 1 when the file is big-endian.
   uint8_t big_endian;
+  // 1 when the format says the image uses two bytecode sets.
   uint8_t multiple_bytecode_sets;
   // 1 when the image was a composed folder.
   uint8_t composed;
+  // Bytes before the header (0, or 512 for a file with a prefix).
   uint64_t prefix_bytes;
+  // `headerSize`: bytes of the header.
   uint64_t header_size;
+  // `dataSize`: bytes of heap the file holds.
   uint64_t data_size;
+  // `oldBaseAddr`: where old space (nil) was when the image was saved.
   uint64_t old_base;
+  // `specialObjectsOop`, at its saved address.
   uint64_t special_objects_oop;
+  // `lastHash`: the identity-hash seed.
   uint64_t last_hash;
+  // The header flags (docs/format.md §1.4).
   uint64_t flags;
+  // `firstSegSize`: bytes of the first segment, bridge included.
   uint64_t first_segment_size;
+  // `freeOldSpaceInImage`: free bytes the image carries.
   uint64_t free_old_space;
+  // Desired new-space bytes (0: the VM's default).
   uint32_t eden_bytes;
+  // Desired stack pages (0: the VM's default).
   uint16_t stack_pages;
+  // External semaphore table size (0: the VM's default).
   uint16_t max_ext_sem_table;
   // Bytes (the header holds KiB).
   uint64_t cog_code_size;
+  // The image version field.
   uint16_t image_version;
+  // Bytes the VM is asked to reserve beyond the heap (0: its default).
   uint32_t extra_vm_memory;
+  // The saved window's width in pixels.
   uint32_t saved_window_width;
+  // The saved window's height in pixels.
   uint32_t saved_window_height;
 } SpurHeader;
 
@@ -92,19 +113,27 @@ typedef struct SpurHeader {
 typedef struct SpurPlacement {
   // 1 when the segments were moved (coalesced) instead of loaded at their old addresses.
   uint8_t relocated;
+  // 1 when pointers were rewritten for the new addresses.
   uint8_t swizzled;
   // 1 when old addresses were asked for but taken (`spur_fallback_reason` says by what).
   uint8_t fell_back;
+  // Segments of the loaded heap (1 when relocated: coalesced).
   uint64_t segments;
+  // Bytes of heap loaded.
   uint64_t heap_bytes;
+  // Bytes reserved after the last segment for old space to grow into.
   uint64_t headroom;
 } SpurPlacement;
 
 // One segment of the loaded heap.
 typedef struct SpurSegment {
+  // The segment's index in the file.
   uint64_t index;
+  // Its start when the image was saved.
   uint64_t old_start;
+  // Its start in this process.
   uint64_t new_start;
+  // Its bytes, bridge included.
   uint64_t size;
   // 1 when mapped from a composed image's segment file.
   uint8_t mapped;
@@ -114,12 +143,19 @@ typedef struct SpurSegment {
 typedef struct SpurVerifyReport {
   // 1 when no error was found (warnings allowed).
   uint8_t ok;
+  // Objects, free chunks and hidden objects walked (bridges excluded).
   uint64_t objects;
+  // Free chunks walked.
   uint64_t free_chunks;
+  // Classes in the class table.
   uint64_t classes;
+  // Errors kept (read each with `spur_finding`).
   uint64_t errors;
+  // Warnings kept, after the errors in `spur_finding`'s numbering.
   uint64_t warnings;
+  // Errors beyond those kept, counted only.
   uint64_t errors_dropped;
+  // Warnings beyond those kept, counted only.
   uint64_t warnings_dropped;
 } SpurVerifyReport;
 
@@ -137,6 +173,7 @@ typedef struct SpurFinding {
 typedef struct SpurRuntimeOptions {
   // Bytes of new space (eden and survivors).
   uint64_t eden_bytes;
+  // Stack pages (1..65535).
   uint64_t stack_pages;
   // Size request for the external semaphore table.
   uint64_t ext_sem_table;
@@ -146,53 +183,84 @@ typedef struct SpurRuntimeOptions {
 
 // The special objects array and the objects a VM needs first.
 typedef struct SpurSpecialObjects {
+  // The special objects array.
   uint64_t array;
+  // Its number of slots.
   uint64_t length;
+  // nil.
   uint64_t nil;
+  // false.
   uint64_t false_object;
+  // true.
   uint64_t true_object;
+  // Special object 3: the association holding the ProcessorScheduler.
   uint64_t scheduler_association;
+  // Special object 38: the external objects (semaphores) array.
   uint64_t external_objects_array;
 } SpurSpecialObjects;
 
 // The class table's shape.
 typedef struct SpurClassTable {
+  // Pages of the class table in use.
   uint64_t pages;
+  // Classes in it.
   uint64_t classes;
+  // The slot of a class that holds its name.
   uint64_t name_slot;
+  // The slot of a metaclass that holds its class.
   uint64_t this_class_slot;
 } SpurClassTable;
 
 // Where the image resumes (names through `spur_resume_selector` and `spur_resume_method_name`).
 typedef struct SpurResumePoint {
+  // The ProcessorScheduler.
   uint64_t scheduler;
+  // The active process.
   uint64_t process;
+  // Its suspended context.
   uint64_t context;
   // The method or block being run.
   uint64_t method;
+  // The method a block belongs to (the method itself otherwise).
   uint64_t home_method;
+  // The context's receiver.
   uint64_t receiver;
+  // 1 when the context runs a block.
   uint8_t in_block;
   // 1 when the method uses the Sista V1 bytecode set.
   uint8_t sista;
+  // The pc, a byte index into the method, as the context holds it.
   uint64_t pc;
+  // The method's first bytecode.
   uint64_t initial_pc;
+  // The method's last bytecode.
   uint64_t end_pc;
+  // The context's stack pointer.
   uint64_t stack_pointer;
 } SpurResumePoint;
 
 // New space: past and future survivor spaces, then eden. Addresses are
 // in this process; `[start, end)` is the whole range.
 typedef struct SpurNewSpace {
+  // First byte of new space (of past space).
   uint64_t start;
+  // Just past its end (of eden).
   uint64_t end;
+  // All of it: survivors and eden.
   uint64_t bytes;
+  // Bytes of each survivor space.
   uint64_t survivor_bytes;
+  // Past space: the survivors of the last scavenge.
   uint64_t past_start;
+  // Future space: where the next scavenge copies survivors.
   uint64_t future_start;
+  // Eden: where new objects are allocated.
   uint64_t eden_start;
+  // Bytes of eden.
   uint64_t eden_bytes;
+  // Allocation past this address should trigger a scavenge.
   uint64_t scavenge_threshold;
+  // Bytes kept for the scavenger's own needs.
   uint64_t reserve_bytes;
   // 1 when it ends where old space begins.
   uint8_t below_old_space;
@@ -200,31 +268,47 @@ typedef struct SpurNewSpace {
 
 // The stack zone: `pages` pages of `page_bytes` from `start`.
 typedef struct SpurStackZone {
+  // First byte of the zone.
   uint64_t start;
+  // Bytes of the zone, page records included.
   uint64_t bytes;
+  // Number of stack pages.
   uint64_t pages;
+  // Bytes of each page.
   uint64_t page_bytes;
 } SpurStackZone;
 
 // Old space after wiring.
 typedef struct SpurOldSpace {
+  // First byte of old space (nil).
   uint64_t start;
+  // Just past the last object of the last segment.
   uint64_t end;
+  // Bytes reserved after it.
   uint64_t headroom;
   // The free chunk made of the headroom, or 0.
   uint64_t free_chunk;
+  // Bytes of that chunk.
   uint64_t free_chunk_bytes;
+  // Free bytes in old space: the image's and that chunk's.
   uint64_t free_bytes;
 } SpurOldSpace;
 
 // The class histogram's totals (`spur_histogram`).
 typedef struct SpurHistogram {
+  // Classes counted (rows for `spur_histogram_row`).
   uint64_t rows;
+  // Instances counted in the rows.
   uint64_t instances;
+  // Bytes counted in the rows.
   uint64_t bytes;
+  // Free chunks, not counted.
   uint64_t free_chunks;
+  // Their bytes.
   uint64_t free_bytes;
+  // Hidden objects (class-table pages, free lists, object stacks), not counted.
   uint64_t hidden_objects;
+  // Their bytes.
   uint64_t hidden_bytes;
 } SpurHistogram;
 
@@ -232,7 +316,9 @@ typedef struct SpurHistogram {
 typedef struct SpurClassStats {
   // The class, or 0 when its index names none.
   uint64_t class_oop;
+  // Instances of the class.
   uint64_t instances;
+  // Their bytes: headers, overflow words and slots.
   uint64_t bytes;
 } SpurClassStats;
 
@@ -240,20 +326,29 @@ typedef struct SpurClassStats {
 typedef struct SpurSnapshotOptions {
   // `SPUR_WRITE_AUTO`, `SPUR_WRITE_SINGLE` or `SPUR_WRITE_COMPOSED`.
   uint32_t format;
+  // Desired new-space bytes to record in the header.
   uint32_t eden_bytes;
+  // Desired stack pages to record.
   uint16_t stack_pages;
+  // External semaphore table size to record.
   uint16_t ext_sem_table;
 } SpurSnapshotOptions;
 
 // What a snapshot wrote.
 typedef struct SpurSnapshotResult {
+  // Bytes written (every file of a composed folder).
   uint64_t bytes_written;
+  // Segments written (a relocated heap is written as one).
   uint64_t segments;
   // 1 for a composed folder.
   uint8_t composed;
+  // The written image's format number.
   uint32_t format;
+  // The written header's `oldBaseAddr`.
   uint64_t old_base;
+  // The written header's `specialObjectsOop`.
   uint64_t special_objects_oop;
+  // The written header's `dataSize`.
   uint64_t data_size;
   // Foreground: the whole write. Background: how long the caller was held.
   uint64_t pause_us;
@@ -263,6 +358,7 @@ typedef struct SpurSnapshotResult {
 
 // A snapshot being written by a forked child (`spur_snapshot_background`).
 typedef struct SpurJob {
+  // The handle's number in the library's registry.
   uint64_t id;
 } SpurJob;
 
@@ -370,7 +466,7 @@ SpurStatus spur_segment_count(struct SpurImage image, uint64_t *out);
 // `out` is NULL or writable for one `SpurSegment`.
 SpurStatus spur_segment(struct SpurImage image, uint64_t index, struct SpurSegment *out);
 
-// Checks the heap as the VMs do (§8), keeping the findings for
+// Checks the heap as the VMs do (docs/format.md §8), keeping the findings for
 // `spur_finding`. A corrupt heap is still `SPUR_OK`: see `out->ok`.
 //
 // # Safety

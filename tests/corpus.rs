@@ -4,8 +4,9 @@ use spur_loader::{load_path, LoadOptions, Placement, PlacementRequest};
 use spur_tests::{address_space, assert_same_objects, corpus_dir, CORPUS, NON_SPUR};
 
 #[test]
+#[ignore = "needs SPUR_CORPUS"]
 fn every_corpus_image_loads_at_its_old_base_without_swizzling() {
-    let Some(dir) = corpus_dir() else { return };
+    let dir = corpus_dir();
     let _lock = address_space();
     for img in CORPUS {
         let heap = load_path(&dir.join(img.file), &LoadOptions::default())
@@ -27,8 +28,9 @@ fn every_corpus_image_loads_at_its_old_base_without_swizzling() {
 }
 
 #[test]
+#[ignore = "needs SPUR_CORPUS"]
 fn every_corpus_image_loads_relocated_with_the_same_objects() {
-    let Some(dir) = corpus_dir() else { return };
+    let dir = corpus_dir();
     let _lock = address_space();
     for img in CORPUS {
         for req in [
@@ -55,8 +57,9 @@ fn every_corpus_image_loads_relocated_with_the_same_objects() {
 }
 
 #[test]
+#[ignore = "needs SPUR_CORPUS"]
 fn non_spur_images_are_refused_by_format_number() {
-    let Some(dir) = corpus_dir() else { return };
+    let dir = corpus_dir();
     let _lock = address_space();
     for (file, number) in NON_SPUR {
         let e = load_path(&dir.join(file), &LoadOptions::default()).unwrap_err();
@@ -69,8 +72,9 @@ fn non_spur_images_are_refused_by_format_number() {
 }
 
 #[test]
+#[ignore = "needs SPUR_CORPUS"]
 fn every_corpus_image_verifies_intact_in_place_and_relocated() {
-    let Some(dir) = corpus_dir() else { return };
+    let dir = corpus_dir();
     let _lock = address_space();
     for img in CORPUS {
         for req in [

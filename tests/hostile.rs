@@ -5,34 +5,17 @@
 
 use std::time::{Duration, Instant};
 
+use spur_format::error::Chain;
 use spur_format::objheader::ObjHeader;
-use spur_format::read::version::ByteOrder;
 use spur_format::{FileBridge, ImageHeader, OldAddr, WordSize};
 use spur_loader::{load, verify, Backing, LoadOptions, PlacementRequest};
 
 /// A 64-bit header for `data_size` bytes of heap at `old_base`.
 fn header64(data_size: u64, old_base: u64, first_segment_size: u64) -> ImageHeader {
     ImageHeader {
-        format: 68021,
-        word: WordSize::W64,
-        multiple_bytecode_sets: false,
-        byte_order: ByteOrder::Little,
-        prefix_bytes: 0,
-        header_size: 128,
-        data_size,
-        old_base: OldAddr::new(old_base),
-        special_objects_oop: OldAddr::new(old_base),
         last_hash: 1,
-        saved_window_size: 0,
-        flags: 2,
-        extra_vm_memory: 0,
-        num_stack_pages: 0,
-        cog_code_size_kib: 0,
-        eden_bytes: 0,
-        max_ext_sem_table: 0,
-        image_version: 0,
         first_segment_size,
-        free_old_space: 0,
+        ..ImageHeader::new(WordSize::W64, OldAddr::new(old_base), data_size)
     }
 }
 
@@ -107,8 +90,14 @@ fn a_huge_ston_file_is_refused_without_reading_it() {
         let e = spur_loader::load_path(&folder, &LoadOptions::default()).unwrap_err();
         assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
         assert!(e.is_bad_input(), "{e}");
-        assert!(e.to_string().contains(&format!("{name} line 1")), "{e}");
-        assert!(e.to_string().contains("longer than any struct"), "{e}");
+        assert!(
+            Chain(&e).to_string().contains(&format!("{name} line 1")),
+            "{e}"
+        );
+        assert!(
+            Chain(&e).to_string().contains("longer than any struct"),
+            "{e}"
+        );
         std::fs::write(&p, good).unwrap();
     }
     assert!(verify(&spur_loader::load_path(&folder, &LoadOptions::default()).unwrap()).ok());
@@ -156,7 +145,10 @@ fn a_perm_space_past_the_address_limit_or_over_old_space_is_refused() {
     )
     .unwrap();
     let e = spur_loader::load_path(&folder, &LoadOptions::default()).unwrap_err();
-    assert!(e.to_string().contains("past the address limit"), "{e}");
+    assert!(
+        Chain(&e).to_string().contains("past the address limit"),
+        "{e}"
+    );
 
     // Old space moved onto perm space.
     std::fs::write(
@@ -191,7 +183,9 @@ fn a_perm_space_past_the_address_limit_or_over_old_space_is_refused() {
     let e = spur_loader::load_path(&folder, &LoadOptions::default()).unwrap_err();
     assert!(e.is_bad_input(), "{e}");
     assert!(
-        e.to_string().contains("overlaps an old-space segment"),
+        Chain(&e)
+            .to_string()
+            .contains("overlaps an old-space segment"),
         "{e}"
     );
 }
@@ -270,6 +264,6 @@ fn a_bad_object_stack_root_is_reported_at_its_real_address() {
     };
     assert_eq!((*segment, *offset), (0, 16), "{e}");
     assert_ne!(*addr, 0, "{e}");
-    assert!(e.to_string().contains(&format!("{addr:#x}")), "{e}");
-    assert!(e.to_string().contains("hidden root 4096"), "{e}");
+    assert!(Chain(&e).to_string().contains(&format!("{addr:#x}")), "{e}");
+    assert!(Chain(&e).to_string().contains("hidden root 4096"), "{e}");
 }

@@ -3,6 +3,8 @@
 //! fields carried over (§7), injected write failures that leave the target as
 //! it was, background snapshots from a forked child, stale temporary files.
 
+use spur_format::error::Chain;
+use spur_format::layout::to_usize;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -33,7 +35,7 @@ fn write_synth(dir: &Path, name: &str, spec: &SynthSpec) -> PathBuf {
 fn parse(bytes: &[u8]) -> (ImageHeader, SegmentTable) {
     let h = ImageHeader::parse(bytes, bytes.len() as u64).unwrap();
     let t = SegmentTable::read(&h, |off| {
-        let o = off as usize;
+        let o = to_usize(off);
         Ok::<_, spur_format::FormatError>(bytes[o..o + 16].try_into().unwrap())
     })
     .unwrap();
@@ -70,8 +72,9 @@ fn others(dir: &Path, keep: &[&Path]) -> Vec<String> {
 // ---- round trips ----
 
 #[test]
+#[ignore = "needs SPUR_CORPUS"]
 fn corpus_images_round_trip_in_place_byte_for_byte() {
-    let Some(dir) = corpus_dir() else { return };
+    let dir = corpus_dir();
     let _lock = address_space();
     let out_dir = tempfile::tempdir().unwrap();
     for img in CORPUS {
@@ -86,7 +89,7 @@ fn corpus_images_round_trip_in_place_byte_for_byte() {
         let end = heap.header().data_offset() + heap.header().data_size;
         assert_eq!(written.len() as u64, end, "{}", img.file);
         assert!(
-            written[..] == original[..end as usize],
+            written[..] == original[..to_usize(end)],
             "{}: the snapshot differs from the original at byte {:?}",
             img.file,
             written.iter().zip(&original).position(|(a, b)| a != b)
@@ -128,7 +131,7 @@ fn builder_images_round_trip_in_place_byte_for_byte_with_gaps_and_bridges() {
             let bare = dir.path().join(format!("{name}.bare.image"));
             snapshot(&heap, &bare, &SnapshotOptions::default());
             let b = std::fs::read(&bare).unwrap();
-            assert!(b[..] == original[ho.prefix_bytes as usize..], "{name}");
+            assert!(b[..] == original[to_usize(ho.prefix_bytes)..], "{name}");
         }
     }
 }
@@ -196,7 +199,7 @@ fn assert_same_objects_across(
             let bytes = heap.segment_bytes(i);
             let mut w = Walk::<L>::new(bytes, s.new_start.get(), i);
             for o in w.by_ref() {
-                let n = o.num_slots.max(1) as usize;
+                let n = to_usize(o.num_slots.max(1));
                 let at = o.offset + 8;
                 let slots = (0..n)
                     .map(|k| L::get(&bytes[at + k * L::W..at + (k + 1) * L::W]))
@@ -327,8 +330,9 @@ fn relocated_builder_snapshots_load_again_at_the_new_base_without_swizzling() {
 }
 
 #[test]
+#[ignore = "needs SPUR_CORPUS"]
 fn relocated_corpus_snapshots_load_again_at_the_new_base_without_swizzling() {
-    let Some(dir) = corpus_dir() else { return };
+    let dir = corpus_dir();
     let _lock = address_space();
     let out_dir = tempfile::tempdir().unwrap();
     for img in CORPUS {
@@ -355,7 +359,7 @@ impl<W: Write> Write for FailAfter<W> {
         if self.left == 0 {
             return Err(io::Error::from_raw_os_error(28)); // ENOSPC
         }
-        let n = (buf.len() as u64).min(self.left) as usize;
+        let n = to_usize((buf.len() as u64).min(self.left));
         let n = self.inner.write(&buf[..n])?;
         self.left -= n as u64;
         Ok(n)
@@ -465,7 +469,8 @@ fn a_failed_rename_leaves_no_temporary_file() {
     std::fs::create_dir_all(target.join("inside")).unwrap();
     let e = snapshot_to_path(&heap, &target, &SnapshotOptions::default(), &mut |_| {}).unwrap_err();
     assert!(
-        e.to_string()
+        Chain(&e)
+            .to_string()
             .starts_with(&format!("{}: a directory", target.display())),
         "{e}"
     );
@@ -642,7 +647,7 @@ fn a_composed_folder_is_written_back_as_the_single_file_it_came_from() {
         let (ho, to) = parse(&original);
         let (hw, tw) = parse(&written);
         assert_eq!(tw, to, "{word:?}: the same segments, gaps and bridges");
-        let hs = ho.header_size as usize;
+        let hs = to_usize(ho.header_size);
         assert!(written[hs..] == original[hs..], "{word:?}: the same data");
         // The window size travels in header.ston as an extra field: the
         // whole header, and so the whole file, is the same.

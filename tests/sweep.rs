@@ -9,6 +9,7 @@
 //! This test has its binary to itself: its loads at fixed addresses could
 //! otherwise take the ranges of tests that check placement.
 
+use spur_format::layout::to_usize;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -245,41 +246,10 @@ fn sweep(name: &str, image: &[u8], budget: Budget) -> Tally {
     tally
 }
 
-/// The builder's images of every kind, as small as it makes them.
-fn builder_kinds() -> Vec<(&'static str, SynthSpec)> {
-    let small = |word| SynthSpec::new(word, 0);
-    let mut v = vec![("w64", small(WordSize::W64)), ("w32", small(WordSize::W32))];
-    let mut s = small(WordSize::W64);
-    s.segments = 3;
-    s.gap_bytes = 64 << 10;
-    v.push(("w64-3seg-gaps", s));
-    let mut s = small(WordSize::W32);
-    s.segments = 2;
-    s.gap_bytes = 8;
-    v.push(("w32-2seg-gap8", s));
-    let mut s = small(WordSize::W64);
-    s.segments = 2;
-    v.push(("w64-2seg-adjacent", s));
-    let mut s = small(WordSize::W64);
-    s.prefix = true;
-    s.multiple_bytecode_sets = true;
-    v.push(("w64-68533-prefix", s));
-    let mut s = small(WordSize::W32);
-    s.prefix = true;
-    s.multiple_bytecode_sets = true;
-    s.old_base = 0x3204000;
-    v.push(("w32-7033-prefix", s));
-    let mut s = small(WordSize::W64);
-    s.free_chunks = false;
-    s.old_base = 0x804008;
-    v.push(("w64-no-free-unaligned-base", s));
-    v
-}
-
 #[test]
 fn builder_images_survive_every_mutation() {
     let mut all = Tally::default();
-    for (name, spec) in builder_kinds() {
+    for (name, spec) in spur_synth::small_kinds() {
         let (image, _) = spur_synth::image_bytes(&spec).unwrap();
         all.add(sweep(name, &image, Budget::FULL));
     }
@@ -287,8 +257,9 @@ fn builder_images_survive_every_mutation() {
 }
 
 #[test]
+#[ignore = "needs SPUR_CORPUS"]
 fn corpus_images_survive_every_mutation() {
-    let Some(dir) = corpus_dir() else { return };
+    let dir = corpus_dir();
     for img in CORPUS {
         let image = std::fs::read(dir.join(img.file)).unwrap();
         let budget = if image.len() > 1 << 20 {
@@ -465,7 +436,7 @@ fn damage_folder(dir: &std::path::Path, d: &FolderDamage) {
         FolderDamage::Flip { file, offset, bit } => {
             let p = dir.join(file);
             let mut bytes = std::fs::read(&p).unwrap();
-            bytes[*offset as usize] ^= 1 << bit;
+            bytes[to_usize(*offset)] ^= 1 << bit;
             std::fs::write(&p, bytes).unwrap();
         }
         FolderDamage::Perm { start, size } => {
@@ -474,7 +445,7 @@ fn damage_folder(dir: &std::path::Path, d: &FolderDamage) {
                 format!("ComposedMetadataStruct {{\n\t#startAddress : {start},\n\t#dataSize : {size}\n}}"),
             )
             .unwrap();
-            std::fs::write(dir.join("permSpace.data"), vec![0u8; *size as usize]).unwrap();
+            std::fs::write(dir.join("permSpace.data"), vec![0u8; to_usize(*size)]).unwrap();
         }
     }
 }

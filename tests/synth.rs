@@ -1,6 +1,7 @@
 //! The loader over images the builder makes: every kind of image, placement
 //! at old addresses, relocation, occupied ranges, and deliberate corruption.
 
+use spur_format::layout::to_usize;
 use std::path::{Path, PathBuf};
 
 use spur_format::{ImageHeader, SegmentTable, Walk, WordSize, L32, L64};
@@ -131,7 +132,7 @@ fn asking_for_a_taken_base_is_an_error_that_names_the_occupant() {
 fn parse(bytes: &[u8]) -> (ImageHeader, SegmentTable) {
     let h = ImageHeader::parse(bytes, bytes.len() as u64).unwrap();
     let t = SegmentTable::read(&h, |off| {
-        let o = off as usize;
+        let o = to_usize(off);
         Ok::<_, spur_format::FormatError>(bytes[o..o + 16].try_into().unwrap())
     })
     .unwrap();
@@ -147,14 +148,14 @@ fn find(
 ) -> (usize, u64) {
     let (_, t) = parse(bytes);
     let s = &t.segments[0];
-    let seg = &bytes[s.file_offset as usize..(s.file_offset + s.size) as usize];
+    let seg = &bytes[to_usize(s.file_offset)..to_usize(s.file_offset + s.size)];
     let found = match word {
         WordSize::W64 => Walk::<L64>::new(seg, s.old_start.get(), 0).find(|o| pred(o, seg)),
         WordSize::W32 => Walk::<L32>::new(seg, s.old_start.get(), 0).find(|o| pred(o, seg)),
     }
     .expect("an object to corrupt");
     (
-        s.file_offset as usize + found.offset,
+        to_usize(s.file_offset) + found.offset,
         s.old_start.get() + found.offset as u64,
     )
 }
@@ -172,7 +173,7 @@ fn the_verifier_finds_a_pointer_into_the_middle_of_an_object() {
     let dir = tempfile::tempdir().unwrap();
     for word in [WordSize::W64, WordSize::W32] {
         let (mut bytes, _) = spur_synth::image_bytes(&spec(word, 512)).unwrap();
-        let wb = word.bytes() as usize;
+        let wb = to_usize(word.bytes());
         // An Array (class index 51) past the first objects, with a pointer in slot 0.
         let (off, addr) = find(&bytes, word, |o, seg| {
             o.header.class_index() == 51 && o.num_slots >= 2 && o.offset > 40_000 && {
@@ -242,7 +243,7 @@ fn a_broken_bridge_is_refused_with_its_segment_and_offset() {
     let (mut bytes, _) = spur_synth::image_bytes(&s).unwrap();
     let (_, t) = parse(&bytes);
     let seg = &t.segments[1];
-    let at = (seg.file_offset + seg.size - 16) as usize;
+    let at = to_usize(seg.file_offset + seg.size - 16);
     // A word that is neither a short bridge header nor an overflow word.
     bytes[at..at + 8].copy_from_slice(&0x0300_0000_1000_0034u64.to_le_bytes());
     let path = dir.path().join("bridge.image");
@@ -277,12 +278,12 @@ fn a_truncated_segment_is_refused_or_found() {
             WordSize::W64 => (8, 72),
             WordSize::W32 => (4, 48),
         };
-        let hs = h.prefix_bytes as usize;
+        let hs = to_usize(h.prefix_bytes);
         let fs = h.first_segment_size - 8;
         cut[hs + first_seg_field..hs + first_seg_field + wb]
             .copy_from_slice(&fs.to_le_bytes()[..wb]);
         cut[hs + 8..hs + 8 + wb].copy_from_slice(&(h.data_size - 8).to_le_bytes()[..wb]);
-        let at = (h.data_offset() + fs - 16) as usize;
+        let at = to_usize(h.data_offset() + fs - 16);
         cut[at..at + 16].copy_from_slice(&spur_format::FileBridge::encode(word, 0, 0));
         let r = verify_bytes(dir.path(), "cut.image", &cut);
         assert!(!r.ok());

@@ -35,10 +35,13 @@ capi_runs() {
   cc -std=c99 -Wall -Wextra -Werror -g -Iinclude crates/spur-capi/tests/c/abuse.c \
     target/release/libspur_capi.a -lpthread -ldl -lm -lrt -lutil -o "$scratch/abuse"
   target/release/vm-loader synth "$scratch/w64.image" --heap-kib 1024 --segments 2 >/dev/null
-  local images=("$scratch/w64.image")
-  if [ -f "$SPUR_CORPUS/pharo-tiny-codeparadise-client-32.image" ]; then
-    images+=("$SPUR_CORPUS/pharo-tiny-codeparadise-client-32.image")
+  local corpus32="$SPUR_CORPUS/pharo-tiny-codeparadise-client-32.image"
+  if [ ! -f "$corpus32" ]; then
+    echo "capi: $corpus32 is missing (SPUR_CORPUS=$SPUR_CORPUS does not hold the corpus)" >&2
+    rm -rf "$scratch"
+    return 1
   fi
+  local images=("$scratch/w64.image" "$corpus32")
   local failed=0 image
   for image in "${images[@]}"; do
     local work log rc start=$SECONDS
@@ -81,7 +84,7 @@ for t in "${tests[@]}"; do
   set +e
   (cd tests && valgrind --tool=memcheck --aspace-minaddr=0x100000000 \
     --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
-    "../$bin" --test-threads=1) > "$log" 2>&1
+    "../$bin" --test-threads=1 --include-ignored) > "$log" 2>&1
   rc=$?
   set -e
   result="$(grep -E '^test result' "$log" | tail -1)"

@@ -3,18 +3,25 @@
 
 #![forbid(unsafe_code)]
 
-use std::path::PathBuf;
+use spur_format::layout::to_usize;
+use std::path::{Path, PathBuf};
 
 pub mod mutate;
 
 /// A real image of the corpus and the facts `SOURCES.md` lists for it.
 #[derive(Debug, Clone, Copy)]
 pub struct CorpusImage {
+    /// File name inside the corpus folder.
     pub file: &'static str,
+    /// Its format number.
     pub format: u32,
+    /// Bytes per word.
     pub word_bytes: u64,
+    /// The header's oldBaseAddr.
     pub old_base: u64,
+    /// The header's specialObjectsOop.
     pub special_objects_oop: u64,
+    /// Objects the loader counts in it, as `SOURCES.md` lists them.
     pub objects: u64,
 }
 
@@ -63,32 +70,40 @@ pub const NON_SPUR: &[(&str, u32)] = &[
     ("non-spur/squeak-v3-mini-bigendian-6502-32.image", 6502),
 ];
 
-/// The corpus folder from `SPUR_CORPUS`, or `None` (with a note printed) when
-/// the variable is unset, as on a fresh clone. When it is set, the folder
-/// must exist: a missing corpus fails the test run instead of passing silently.
-pub fn corpus_dir() -> Option<PathBuf> {
-    match std::env::var_os("SPUR_CORPUS") {
-        None => {
-            eprintln!("note: SPUR_CORPUS is not set; tests over the real image corpus are skipped");
-            None
-        }
-        Some(dir) => {
-            let mut dir = PathBuf::from(dir);
-            // Cargo runs tests in the package folder; a relative path given
-            // from the workspace root is resolved from there.
-            if dir.is_relative() && !dir.join("SOURCES.md").is_file() {
-                dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                    .join("..")
-                    .join(dir);
-            }
-            assert!(
-                dir.join("SOURCES.md").is_file(),
-                "SPUR_CORPUS={} does not hold the image corpus (no SOURCES.md)",
-                dir.display()
-            );
-            Some(dir)
-        }
-    }
+/// The corpus folder `SPUR_CORPUS` names, if it is set. A relative path is
+/// taken from the workspace root, where `cargo test` runs (cargo runs each
+/// test binary in its own package folder, so the current folder will not do).
+pub fn corpus_path() -> Option<PathBuf> {
+    let dir = PathBuf::from(std::env::var_os("SPUR_CORPUS")?);
+    Some(if dir.is_relative() {
+        workspace_root().join(dir)
+    } else {
+        dir
+    })
+}
+
+/// The workspace root: the folder above this package's.
+pub fn workspace_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests package lives inside the workspace")
+}
+
+/// The corpus folder, for the tests over the real images.
+///
+/// Those tests are `#[ignore = "needs SPUR_CORPUS"]`, so a fresh clone's
+/// `cargo test` lists them as ignored; CI sets `SPUR_CORPUS` and runs them
+/// with `-- --include-ignored`. Once run, a test needs the corpus: an unset
+/// variable or a folder without the corpus fails it instead of passing it.
+pub fn corpus_dir() -> PathBuf {
+    let dir = corpus_path()
+        .unwrap_or_else(|| panic!("SPUR_CORPUS is not set; this test reads the real image corpus"));
+    assert!(
+        dir.join("SOURCES.md").is_file(),
+        "SPUR_CORPUS={} does not hold the image corpus (no SOURCES.md)",
+        dir.display()
+    );
+    dir
 }
 
 use spur_format::{Walk, WordSize, L32, L64};
@@ -136,7 +151,7 @@ fn compare<L: spur_format::Layout>(a: &LoadedHeap, b: &LoadedHeap) -> u64 {
                 "header at segment {i} offset {}",
                 oa.offset
             );
-            let end = oa.offset + 8 + oa.num_slots.max(1) as usize * w;
+            let end = oa.offset + 8 + to_usize(oa.num_slots.max(1)) * w;
             let mut at = oa.offset + 8;
             while at < end {
                 let read = |bytes: &[u8]| -> u64 {

@@ -8,6 +8,7 @@
 //! pointers bent in chosen ways, and random words. The same image and seed
 //! always give the same list.
 
+use spur_format::layout::to_usize;
 use spur_format::layout::u64_at;
 use spur_format::raw::BRIDGE_BYTES;
 use spur_format::read::header::{min_header_size, HEADER_PROBE_BYTES};
@@ -18,9 +19,11 @@ use spur_format::{FormatError, ImageHeader, Layout, SegmentTable, Walk, WordSize
 pub struct Rng(u64);
 
 impl Rng {
+    /// A generator seeded with `seed`.
     pub fn new(seed: u64) -> Rng {
         Rng(seed ^ 0x5EED_0FDA_3A6E)
     }
+    /// The next value (splitmix64).
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
@@ -38,18 +41,30 @@ impl Rng {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Damage {
     /// Keep only the first `len` bytes.
-    Truncate { len: usize, why: &'static str },
+    Truncate {
+        /// Bytes kept.
+        len: usize,
+        /// Which boundary the cut is at.
+        why: &'static str,
+    },
     /// Flip bit `bit` of the byte at `offset`.
     Flip {
+        /// File offset of the byte.
         offset: usize,
+        /// The bit, 0 to 7.
         bit: u8,
+        /// What the byte is.
         why: &'static str,
     },
     /// Overwrite `width` bytes (4 or 8) at `offset` with `value`, little-endian.
     Set {
+        /// File offset.
         offset: usize,
+        /// Bytes written, 4 or 8.
         width: u8,
+        /// The value written.
         value: u64,
+        /// What the bytes are.
         why: &'static str,
     },
 }
@@ -173,7 +188,7 @@ fn shape(image: &[u8]) -> Result<Shape, FormatError> {
     let probe = &image[..image.len().min(HEADER_PROBE_BYTES)];
     let header = ImageHeader::parse(probe, image.len() as u64)?;
     let table = SegmentTable::read(&header, |off| {
-        let at = off as usize;
+        let at = to_usize(off);
         Ok::<_, FormatError>(image[at..at + 16].try_into().unwrap())
     })?;
     let mut s = Shape {
@@ -191,13 +206,13 @@ fn shape(image: &[u8]) -> Result<Shape, FormatError> {
 
 fn objects<L: Layout>(image: &[u8], s: &mut Shape) {
     for seg in &s.table.segments {
-        let at = seg.file_offset as usize;
-        let bytes = &image[at..at + seg.size as usize];
+        let at = to_usize(seg.file_offset);
+        let bytes = &image[at..at + to_usize(seg.size)];
         for o in Walk::<L>::new(bytes, seg.old_start.get(), seg.index) {
             s.objects.push((at + o.start(), at + o.offset));
             let h = o.header;
             if h.class_index() >= 8 && h.is_pointers() {
-                for i in 0..o.num_slots as usize {
+                for i in 0..to_usize(o.num_slots) {
                     let v = L::slot(bytes, o.offset, i);
                     if v != 0 && !L::WORD.is_immediate(v) {
                         s.pointers.push(at + o.offset + 8 + i * L::W);
@@ -220,24 +235,24 @@ fn spread<T: Copy>(items: &[T], n: usize) -> Vec<T> {
 pub fn plan(image: &[u8], budget: Budget, seed: u64) -> Result<Vec<Damage>, FormatError> {
     let s = shape(image)?;
     let h = &s.header;
-    let w = h.word.bytes() as usize;
+    let w = to_usize(h.word.bytes());
     let len = image.len();
-    let start = h.prefix_bytes as usize;
-    let data = h.data_offset() as usize;
+    let start = to_usize(h.prefix_bytes);
+    let data = to_usize(h.data_offset());
     let mut rng = Rng::new(seed);
     let mut out = Vec::new();
 
     // Truncation at every structural boundary, a little either side.
     let mut cuts = vec![(0, "empty"), (3, "inside the format word")];
     cuts.push((start + 4, "after the format word"));
-    for i in 0..(h.header_size as usize / w) {
+    for i in 0..(to_usize(h.header_size) / w) {
         cuts.push((start + 8 + i * w, "at a header field"));
     }
     cuts.push((data, "at the end of the header"));
     for seg in &s.table.segments {
-        let (a, n) = (seg.file_offset as usize, seg.size as usize);
+        let (a, n) = (to_usize(seg.file_offset), to_usize(seg.size));
         cuts.push((a, "at a segment start"));
-        cuts.push((a + n - BRIDGE_BYTES as usize, "at a bridge"));
+        cuts.push((a + n - to_usize(BRIDGE_BYTES), "at a bridge"));
         cuts.push((a + n - 8, "inside a bridge"));
         cuts.push((a + n, "at a segment end"));
     }
@@ -246,10 +261,10 @@ pub fn plan(image: &[u8], budget: Budget, seed: u64) -> Result<Vec<Damage>, Form
     }
     for (at, why) in cuts {
         for d in [0isize, -8, -1, 1, 8] {
-            let cut = at as isize + d;
-            if cut >= 0 && (cut as usize) < len {
+            let cut = isize::try_from(at).expect("a test image offset") + d;
+            if usize::try_from(cut).is_ok_and(|c| c < len) {
                 out.push(Damage::Truncate {
-                    len: cut as usize,
+                    len: usize::try_from(cut).expect("a test image offset"),
                     why,
                 });
             }
@@ -257,7 +272,7 @@ pub fn plan(image: &[u8], budget: Budget, seed: u64) -> Result<Vec<Damage>, Form
     }
     for _ in 0..budget.random_cuts {
         out.push(Damage::Truncate {
-            len: rng.below(len as u64) as usize,
+            len: to_usize(rng.below(len as u64)),
             why: "at a random point",
         });
     }
@@ -282,9 +297,9 @@ pub fn plan(image: &[u8], budget: Budget, seed: u64) -> Result<Vec<Damage>, Form
         }
     }
     // Header words set to values that stress the arithmetic.
-    let width = w as u8;
+    let width = u8::try_from(w).expect("a word is 4 or 8 bytes");
     let max = if w == 8 { u64::MAX } else { u32::MAX as u64 };
-    let fields = (min_header_size(h.word) as usize - 8) / w;
+    let fields = (to_usize(min_header_size(h.word)) - 8) / w;
     for i in 0..fields {
         let offset = start + 8 + i * w;
         let values = [
@@ -320,7 +335,7 @@ pub fn plan(image: &[u8], budget: Budget, seed: u64) -> Result<Vec<Damage>, Form
 
     // Every bit of every bridge, and next sizes and gaps that lie.
     for seg in &s.table.segments {
-        let b = (seg.file_offset + seg.size - BRIDGE_BYTES) as usize;
+        let b = to_usize(seg.file_offset + seg.size - BRIDGE_BYTES);
         for offset in b..b + 16 {
             for bit in 0..8 {
                 out.push(Damage::Flip {
@@ -415,9 +430,9 @@ pub fn plan(image: &[u8], budget: Budget, seed: u64) -> Result<Vec<Damage>, Form
     }
 
     // Random words at random places in the data.
-    let data_end = (h.data_offset() + h.data_size) as usize;
+    let data_end = to_usize(h.data_offset() + h.data_size);
     for _ in 0..budget.random_words {
-        let offset = data + (rng.below(((data_end - data) / w) as u64) as usize) * w;
+        let offset = data + to_usize(rng.below(((data_end - data) / w) as u64)) * w;
         out.push(Damage::Set {
             offset,
             width,

@@ -136,7 +136,7 @@ fn ratio(a: u64, b: u64) -> f64 {
 }
 
 fn us(t: Instant) -> u64 {
-    t.elapsed().as_micros() as u64
+    u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Removes a file written by a measurement and commits the removal (the
@@ -171,14 +171,6 @@ fn read_image_bytes(path: &Path) -> std::io::Result<Vec<u8>> {
     Ok(all)
 }
 
-/// Resident memory of this process, in bytes.
-fn resident_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |pages| pages * 4096)
-}
-
 /// Measures one image `runs` times.
 fn measure(path: &Path, scratch: &Path, runs: usize, load: &LoadOptions) -> Result<ImageJson> {
     let out = scratch.join("bench-out.image");
@@ -205,11 +197,12 @@ fn measure(path: &Path, scratch: &Path, runs: usize, load: &LoadOptions) -> Resu
         drop(bytes);
         remove(&raw);
 
-        let rss = resident_bytes();
+        let rss = spur_mem::resident_bytes().unwrap_or(0);
         let t = Instant::now();
         let heap = spur_loader::load_path(path, load)?;
         s.load.push(us(t));
-        s.rss.push(resident_bytes().saturating_sub(rss));
+        s.rss
+            .push(spur_mem::resident_bytes().unwrap_or(0).saturating_sub(rss));
         heap_bytes = heap.heap_bytes();
 
         // The two snapshots take turns at coming first after the load.
@@ -230,7 +223,8 @@ fn measure(path: &Path, scratch: &Path, runs: usize, load: &LoadOptions) -> Resu
             } else {
                 let job = snapshot_in_background(&heap, &out, &SnapshotOptions::default())
                     .with_context(|| format!("background snapshot to {}", out.display()))?;
-                s.pause.push(job.pause().as_micros() as u64);
+                s.pause
+                    .push(u64::try_from(job.pause().as_micros()).unwrap_or(u64::MAX));
                 let r = job
                     .wait()
                     .with_context(|| format!("background snapshot to {}", out.display()))?;

@@ -92,48 +92,54 @@ fn init_logging() {
         .init();
 }
 
-/// The error and its causes on one line (`outer: inner: ...`).
+/// The error and its causes on one line (`outer: inner: ...`, anyhow's
+/// alternate form; each error of the libraries says only its own part and
+/// leaves its cause to `source()`).
 ///
-/// The library's errors often print their cause in their own message and
-/// also report it as their source; a cause already said is not repeated.
+/// Control characters, such as a newline in a file name, are written
+/// escaped (`\n`), so the message stays one line and a name cannot move
+/// the terminal's cursor.
 fn one_line(e: &anyhow::Error) -> String {
     let mut line = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if line.contains(&text) {
-            continue;
+    for c in format!("{e:#}").chars() {
+        if c.is_control() {
+            line.extend(c.escape_default());
+        } else {
+            line.push(c);
         }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
     }
-    line.split_whitespace().collect::<Vec<_>>().join(" ")
+    line
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// An error that prints its cause and also reports it as its source.
-    #[derive(Debug)]
-    struct Repeats(std::io::Error);
-    impl std::fmt::Display for Repeats {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "outer says {}", self.0)
-        }
-    }
-    impl std::error::Error for Repeats {
-        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-            Some(&self.0)
-        }
-    }
-
     #[test]
-    fn causes_are_said_once_on_one_line() {
+    fn the_chain_is_said_once_on_one_line() {
+        /// An error that says its own part and reports its cause as its source.
+        #[derive(Debug)]
+        struct Open {
+            path: String,
+            source: std::io::Error,
+        }
+        impl std::fmt::Display for Open {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "opening {}", self.path)
+            }
+        }
+        impl std::error::Error for Open {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.source)
+            }
+        }
         let io = std::io::Error::other("disk\non fire");
-        let e = anyhow::Error::new(Repeats(io)).context("reading x");
-        assert_eq!(one_line(&e), "reading x: outer says disk on fire");
+        let e = anyhow::Error::new(Open {
+            path: "a\nb".into(),
+            source: io,
+        })
+        .context("reading x");
+        assert_eq!(one_line(&e), "reading x: opening a\\nb: disk\\non fire");
         let plain = anyhow::anyhow!("inner").context("outer");
         assert_eq!(one_line(&plain), "outer: inner");
     }

@@ -92,6 +92,8 @@ pub fn svg(title: &str, series: &[Series]) -> String {
         escape(title)
     );
     // Grid and ticks: every power of two of heap size, 1-2-5 steps of time.
+    // A decade exponent of a plotted time: a small whole number.
+    #[allow(clippy::cast_possible_truncation)]
     let mut k = lx0.ceil() as i32;
     while (k as f64) <= lx1 {
         let x = px(2f64.powi(k));
@@ -108,6 +110,8 @@ pub fn svg(title: &str, series: &[Series]) -> String {
         );
         k += 1;
     }
+    // A decade exponent of a plotted time: a small whole number.
+    #[allow(clippy::cast_possible_truncation)]
     let mut dec = ly0.floor() as i32;
     while (dec as f64) <= ly1 {
         for m in [1.0, 2.0, 5.0] {

@@ -115,7 +115,7 @@ fn run_as(args: &SnapshotArgs, json: bool, verb: &str) -> Result<Outcome> {
     let image = Image::open(Some(&args.image))?;
     let t0 = Instant::now();
     let heap = image.load(&args.place.load_options())?;
-    let load_us = t0.elapsed().as_micros() as u64;
+    let load_us = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
     let opts = options(args, &image, &heap)?;
     let out = &args.out;
     let input_format = match image {
@@ -134,7 +134,7 @@ fn run_as(args: &SnapshotArgs, json: bool, verb: &str) -> Result<Outcome> {
         }
         let t = Instant::now();
         let w = spur_loader::write_composed(&heap, out, &opts.overrides).with_context(context)?;
-        let total_us = t.elapsed().as_micros() as u64;
+        let total_us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
         (
             w.header,
             w.segments.len(),
@@ -147,7 +147,7 @@ fn run_as(args: &SnapshotArgs, json: bool, verb: &str) -> Result<Outcome> {
         )
     } else if args.background {
         let job = snapshot_in_background(&heap, out, &opts).with_context(context)?;
-        let pause_us = job.pause().as_micros() as u64;
+        let pause_us = u64::try_from(job.pause().as_micros()).unwrap_or(u64::MAX);
         let bar = progress::bar(job.file_len(), json, "writing (child)");
         let r = if bar.is_hidden() {
             job.wait().with_context(context)?

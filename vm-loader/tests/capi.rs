@@ -2,8 +2,8 @@
 //! and the C test (`crates/spur-capi/tests/c/abuse.c`) are built with the
 //! system C compiler against the static library, run, and compared with
 //! `vm-loader info`, `load`, `launch --headless`, `stats` and `snapshot` on
-//! the builder's images and (with `SPUR_CORPUS`) every corpus image, in
-//! place and relocated.
+//! the builder's images and every corpus image (the tests marked
+//! `needs SPUR_CORPUS`), in place and relocated.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,7 +11,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_vm-loader");
+mod common;
+use common::BIN;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -411,10 +412,9 @@ fn the_header_compiles_and_links_as_cpp() {
 }
 
 #[test]
+#[ignore = "needs SPUR_CORPUS"]
 fn the_c_example_matches_vm_loader_on_the_corpus() {
-    let Some(corpus) = spur_tests::corpus_dir() else {
-        return;
-    };
+    let corpus = spur_tests::corpus_dir();
     let dir = tempfile::tempdir().unwrap();
     let example = dir.path().join("spur_info");
     build_c("examples/c/spur_info.c", &example);
@@ -508,7 +508,16 @@ fn the_c_test_of_bad_input_passes_with_vm_loaders_messages() {
     );
     abuse(&program, &w64);
     abuse(&program, &w32);
-    if let Some(corpus) = spur_tests::corpus_dir() {
-        abuse(&program, &corpus.join("pharo8-kernel-empharo-64.image"));
+}
+
+#[test]
+#[ignore = "needs SPUR_CORPUS"]
+fn the_c_test_of_bad_input_passes_over_corpus_images() {
+    let corpus = spur_tests::corpus_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let program = dir.path().join("abuse");
+    build_c("crates/spur-capi/tests/c/abuse.c", &program);
+    for image in spur_tests::CORPUS {
+        abuse(&program, &corpus.join(image.file));
     }
 }

@@ -2,47 +2,16 @@
 //! folder, over bad input of every kind, and over the real corpus when
 //! `SPUR_CORPUS` names it.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use spur_format::layout::to_usize;
+use std::path::Path;
 
 use serde_json::Value;
 use spur_format::raw::{CLASS_ARRAY, FIRST_VALID_CLASS_INDEX, FMT_FIXED, FMT_INDEXABLE};
 use spur_format::{Walk, WordSize, L32, L64};
-use spur_synth::{SynthReport, SynthSpec};
+use spur_synth::SynthSpec;
 
-fn vm_loader(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vm-loader"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("running vm-loader")
-}
-
-fn code(out: &Output) -> i32 {
-    out.status
-        .code()
-        .unwrap_or_else(|| panic!("vm-loader died by a signal: {}", stderr(out)))
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Runs a command that must succeed with exit code `expect` and print one JSON object.
-fn json_with(args: &[&str], expect: i32) -> Value {
-    let out = vm_loader(args);
-    assert_eq!(code(&out), expect, "{args:?}: {}", stderr(&out));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{args:?}: stdout is not JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
-}
-
-fn json(args: &[&str]) -> Value {
-    json_with(args, 0)
-}
+mod common;
+use common::*;
 
 /// Bad input under --json: exit code 2, the one line on stderr, and the
 /// same message as one JSON object on stdout.
@@ -59,43 +28,6 @@ fn assert_refused_in_json(args: &[&str], needle: &str) {
         msg.contains(needle),
         "{args:?}: {msg:?} does not name {needle:?}"
     );
-}
-
-/// Bad input: exit code 2, nothing on stdout, and one line on stderr that
-/// starts `vm-loader: ` and contains `needle`.
-fn assert_refused(args: &[&str], needle: &str) {
-    let out = vm_loader(args);
-    let err = stderr(&out);
-    assert_ne!(code(&out), 101, "{args:?} panicked: {err}");
-    assert_eq!(code(&out), 2, "{args:?}: {err}");
-    assert!(out.stdout.is_empty(), "{args:?} printed to stdout");
-    assert_eq!(err.lines().count(), 1, "{args:?}: not one line: {err:?}");
-    assert!(err.starts_with("vm-loader: "), "{args:?}: {err}");
-    assert!(
-        err.contains(needle),
-        "{args:?}: {err:?} does not name {needle:?}"
-    );
-}
-
-fn write(dir: &Path, name: &str, spec: &SynthSpec) -> (PathBuf, SynthReport) {
-    let path = dir.join(name);
-    let report = spur_synth::write_image_file(spec, &path).expect("writing a synth image");
-    (path, report)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("temporary paths are UTF-8")
-}
-
-fn keys(v: &Value) -> Vec<&str> {
-    let mut k: Vec<_> = v
-        .as_object()
-        .expect("a JSON object")
-        .keys()
-        .map(String::as_str)
-        .collect();
-    k.sort_unstable();
-    k
 }
 
 fn sorted(mut k: Vec<&str>) -> Vec<&str> {
@@ -292,7 +224,7 @@ fn load_with_base_puts_nil_exactly_there() {
         assert_eq!(j["segments"][0]["new_start"], addr);
         assert_eq!(
             j["segments"][0]["delta"].as_i64().unwrap(),
-            addr as i64 - r.nil as i64
+            addr.cast_signed() - r.nil.cast_signed()
         );
         assert_eq!(j["objects"], r.objects);
     }
@@ -392,7 +324,7 @@ fn bad_input_exits_2_with_one_line_and_never_panics() {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            x as u8
+            x.to_le_bytes()[0]
         })
         .collect();
     std::fs::write(&random, noise).unwrap();
@@ -418,6 +350,12 @@ fn bad_input_exits_2_with_one_line_and_never_panics() {
         }
         assert_refused(&["load", s(path), "--relocate"], needle);
     }
+
+    // The cause is said once, and a newline in a file name is shown escaped.
+    let odd = dir.path().join("two\nlines.image");
+    assert_refused(&["info", s(&odd)], "two\\nlines.image: No such file");
+    let err = stderr(&vm_loader(&["info", s(&missing)]));
+    assert_eq!(err.matches("No such file").count(), 1, "{err}");
 }
 
 #[test]
@@ -569,12 +507,12 @@ fn synth_needs_exactly_one_heap_size_and_sane_values() {
 /// the middle of an object.
 fn find_corruption(bytes: &[u8]) -> (usize, u64) {
     let (header, table) = spur_loader::read_layout(bytes).unwrap();
-    let wb = header.word.bytes() as usize;
+    let wb = to_usize(header.word.bytes());
     let mut slot = None;
     let mut target = None;
     for seg in &table.segments {
-        let start = seg.file_offset as usize;
-        let seg_bytes = &bytes[start..start + seg.size as usize];
+        let start = to_usize(seg.file_offset);
+        let seg_bytes = &bytes[start..start + to_usize(seg.size)];
         let objs: Vec<_> = match header.word {
             WordSize::W64 => Walk::<L64>::new(seg_bytes, seg.old_start.get(), seg.index).collect(),
             WordSize::W32 => Walk::<L32>::new(seg_bytes, seg.old_start.get(), seg.index).collect(),
@@ -610,7 +548,8 @@ fn find_corruption(bytes: &[u8]) -> (usize, u64) {
 fn put_word(bytes: &mut [u8], at: usize, word: WordSize, value: u64) {
     match word {
         WordSize::W64 => bytes[at..at + 8].copy_from_slice(&value.to_le_bytes()),
-        WordSize::W32 => bytes[at..at + 4].copy_from_slice(&(value as u32).to_le_bytes()),
+        WordSize::W32 => bytes[at..at + 4]
+            .copy_from_slice(&u32::try_from(value).expect("a 32-bit word").to_le_bytes()),
     }
 }
 
@@ -658,34 +597,24 @@ fn verify_exits_1_on_a_pointer_into_the_middle_of_an_object() {
     }
 }
 
-/// The real corpus, when `SPUR_CORPUS` names it.
-fn corpus() -> Option<PathBuf> {
-    match std::env::var_os("SPUR_CORPUS") {
-        Some(dir) => Some(PathBuf::from(dir)),
-        None => {
-            eprintln!("note: SPUR_CORPUS is not set; the checks over the real images are skipped");
-            None
-        }
-    }
-}
-
 #[test]
+#[ignore = "needs SPUR_CORPUS"]
 fn corpus_info_and_non_spur_refusals() {
-    let Some(dir) = corpus() else { return };
-    let img = dir.join("pharo8-kernel-empharo-64.image");
-    let j = json(&["info", s(&img), "--json"]);
-    assert_eq!(j["format"], 68021);
-    assert_eq!(j["old_base"], 0x804000);
-    assert_eq!(j["special_objects_oop"], 0x870c40);
-    let l = json(&["load", s(&img), "--json"]);
-    assert_eq!(l["objects"], 29904);
-    for (file, number) in [
-        (
-            "non-spur/squeak-v3-closure-rsqueak-bootstrapped-6505-32.image",
-            6505,
-        ),
-        ("non-spur/squeak-v3-mini-bigendian-6502-32.image", 6502),
-    ] {
+    let dir = spur_tests::corpus_dir();
+    for c in spur_tests::CORPUS {
+        let img = dir.join(c.file);
+        let j = json(&["info", s(&img), "--json"]);
+        assert_eq!(j["format"], c.format, "{}", c.file);
+        assert_eq!(j["old_base"], c.old_base, "{}", c.file);
+        assert_eq!(
+            j["special_objects_oop"], c.special_objects_oop,
+            "{}",
+            c.file
+        );
+        let l = json(&["load", s(&img), "--json"]);
+        assert_eq!(l["objects"], c.objects, "{}", c.file);
+    }
+    for (file, number) in spur_tests::NON_SPUR {
         let path = dir.join(file);
         for cmd in ["info", "load", "verify"] {
             assert_refused(&[cmd, s(&path)], &format!("format {number} "));

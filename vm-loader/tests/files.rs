@@ -3,6 +3,7 @@
 //! replaced image, the format chosen from OUT, synth's temporaries and
 //! limits, and bytes after the data.
 
+use spur_format::layout::to_usize;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -410,7 +411,7 @@ fn bytes_after_the_data_are_kept() {
     let dir = tempfile::tempdir().unwrap();
     let img = synth(dir.path(), "t.image");
     let mut bytes = std::fs::read(&img).unwrap();
-    bytes.extend((0..320u32).map(|i| (i * 7) as u8));
+    bytes.extend((0..320u32).map(|i| (i * 7).to_le_bytes()[0]));
     std::fs::write(&img, &bytes).unwrap();
     let info = json(&["info", s(&img)]);
     assert_eq!(info["trailing_bytes"], 320);
@@ -581,7 +582,7 @@ fn launch_json_gives_each_instruction_as_bytes_and_fields() {
     let r = &j["resume"];
     let ins = r["instructions"].as_array().unwrap();
     assert_eq!(ins.len(), r["bytecodes"].as_array().unwrap().len());
-    let cur = &ins[r["current"].as_u64().unwrap() as usize];
+    let cur = &ins[to_usize(r["current"].as_u64().unwrap())];
     assert_eq!(cur["pc"], r["pc"]);
     let bytes = cur["bytes"].as_array().unwrap();
     assert!(!bytes.is_empty());

@@ -2,66 +2,13 @@
 //! images in a temporary folder, the builder's default image, bad
 //! overrides, and the real corpus when `SPUR_CORPUS` names it.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
 use serde_json::Value;
+use spur_format::layout::to_usize;
 use spur_format::WordSize;
-use spur_synth::{SynthReport, SynthSpec};
+use spur_synth::SynthSpec;
 
-fn vm_loader(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vm-loader"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("running vm-loader")
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().expect("vm-loader died by a signal")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn json(args: &[&str]) -> Value {
-    let out = vm_loader(args);
-    assert_eq!(code(&out), 0, "{args:?}: {}", stderr(&out));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{args:?}: not JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
-}
-
-/// Exit code 2, nothing on stdout, one line on stderr naming `needle`.
-fn assert_refused(args: &[&str], needle: &str) {
-    let out = vm_loader(args);
-    let err = stderr(&out);
-    assert_eq!(code(&out), 2, "{args:?}: {err}");
-    assert!(out.stdout.is_empty(), "{args:?} printed to stdout");
-    assert_eq!(err.lines().count(), 1, "{args:?}: not one line: {err:?}");
-    assert!(err.starts_with("vm-loader: "), "{args:?}: {err}");
-    assert!(err.contains(needle), "{args:?}: {err:?} lacks {needle:?}");
-}
-
-fn write(dir: &Path, name: &str, spec: &SynthSpec) -> (PathBuf, SynthReport) {
-    let path = dir.join(name);
-    let r = spur_synth::write_image_file(spec, &path).unwrap();
-    (path, r)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn keys(v: &Value) -> Vec<String> {
-    let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
-    k.sort();
-    k
-}
+mod common;
+use common::*;
 
 fn u(v: &Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("{v} is not a number"))
@@ -130,7 +77,7 @@ fn check_launch(j: &Value, what: &str) {
     );
     let bytecodes = r["bytecodes"].as_array().unwrap();
     assert!(!bytecodes.is_empty());
-    let current = bytecodes[u(&r["current"]) as usize].as_str().unwrap();
+    let current = bytecodes[to_usize(u(&r["current"]))].as_str().unwrap();
     assert!(current.starts_with(&format!("{pc} <")), "{what}: {current}");
     for b in bytecodes {
         let b = b.as_str().unwrap();
@@ -344,34 +291,11 @@ fn stats_counts_every_object_but_free_chunks_and_hidden_ones() {
     check_stats(&rows, objects, free, hidden, "three segments");
 }
 
-fn corpus() -> Option<PathBuf> {
-    let dir = PathBuf::from(std::env::var_os("SPUR_CORPUS")?);
-    let dir = if dir.is_relative() && !dir.join("SOURCES.md").is_file() {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(dir)
-    } else {
-        dir
-    };
-    assert!(
-        dir.join("SOURCES.md").is_file(),
-        "SPUR_CORPUS has no corpus"
-    );
-    Some(dir)
-}
-
-const CORPUS_FILES: [&str; 4] = [
-    "pharo-vm-test-img-64.image",
-    "pharo8-kernel-empharo-64.image",
-    "pharo-candle-squeakjs-headless-2020-32.image",
-    "pharo-tiny-codeparadise-client-32.image",
-];
-
 #[test]
+#[ignore = "needs SPUR_CORPUS"]
 fn corpus_images_launch_in_place_and_relocated_and_tally() {
-    let Some(dir) = corpus() else {
-        eprintln!("note: SPUR_CORPUS is not set; corpus launch tests skipped");
-        return;
-    };
-    for file in CORPUS_FILES {
+    let dir = spur_tests::corpus_dir();
+    for file in spur_tests::CORPUS.iter().map(|c| c.file) {
         let path = dir.join(file);
         for extra in [&[][..], &["--relocate"][..]] {
             let mut args = vec!["launch", s(&path), "--headless", "--json"];

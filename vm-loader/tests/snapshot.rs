@@ -7,50 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use spur_format::WordSize;
 use spur_synth::SynthSpec;
 
-const BIN: &str = env!("CARGO_BIN_EXE_vm-loader");
-
-fn vm_loader(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("running vm-loader")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn json(args: &[&str]) -> Value {
-    let out = vm_loader(args);
-    assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
-    assert!(
-        out.stderr.is_empty(),
-        "{args:?}: stderr not empty: {}",
-        stderr(&out)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: not JSON: {e}"))
-}
-
-fn keys(v: &Value) -> Vec<&str> {
-    let mut k: Vec<_> = v.as_object().unwrap().keys().map(String::as_str).collect();
-    k.sort_unstable();
-    k
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn synth(dir: &Path, name: &str, spec: &SynthSpec) -> PathBuf {
-    let p = dir.join(name);
-    spur_synth::write_image_file(spec, &p).unwrap();
-    p
-}
+mod common;
+use common::*;
 
 fn small(word: WordSize) -> SynthSpec {
     let mut sp = SynthSpec::new(word, 2 << 20);
@@ -74,23 +35,13 @@ fn temps(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// One line on stderr starting `vm-loader: `, exit code 2, nothing on stdout.
-fn assert_clean_failure(out: &Output, needle: &str) {
-    let err = stderr(out);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(out.stdout.is_empty());
-    assert_eq!(err.lines().count(), 1, "not one line: {err:?}");
-    assert!(err.starts_with("vm-loader: "), "{err}");
-    assert!(err.contains(needle), "{err:?} does not say {needle:?}");
-}
-
 #[test]
 fn snapshot_writes_the_image_back_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();
     for word in [WordSize::W64, WordSize::W32] {
-        let img = synth(dir.path(), "in.image", &small(word));
+        let img = write(dir.path(), "in.image", &small(word)).0;
         let out = dir.path().join("out.image");
-        let j = json(&["--json", "snapshot", s(&img), s(&out)]);
+        let j = json_quiet(&["--json", "snapshot", s(&img), s(&out)]);
         assert_eq!(
             keys(&j),
             [
@@ -133,9 +84,9 @@ fn snapshot_writes_the_image_back_byte_for_byte() {
 #[test]
 fn a_relocated_snapshot_loads_at_its_new_base_without_swizzling() {
     let dir = tempfile::tempdir().unwrap();
-    let img = synth(dir.path(), "in.image", &small(WordSize::W64));
+    let img = write(dir.path(), "in.image", &small(WordSize::W64)).0;
     let out = dir.path().join("moved.image");
-    let j = json(&[
+    let j = json_quiet(&[
         "snapshot",
         s(&img),
         s(&out),
@@ -147,9 +98,9 @@ fn a_relocated_snapshot_loads_at_its_new_base_without_swizzling() {
     assert_eq!(j["swizzled"], true);
     assert_eq!(j["old_base"], 0x2345_0008u64);
     assert_eq!(j["segments_written"], 1);
-    let info = json(&["info", s(&out), "--json"]);
+    let info = json_quiet(&["info", s(&out), "--json"]);
     assert_eq!(info["old_base"], 0x2345_0008u64);
-    let v = json(&["verify", s(&out), "--json"]);
+    let v = json_quiet(&["verify", s(&out), "--json"]);
     assert_eq!(v["ok"], true);
     assert_eq!(v["placement"], "old-base");
     assert_eq!(v["swizzled"], false);
@@ -158,9 +109,9 @@ fn a_relocated_snapshot_loads_at_its_new_base_without_swizzling() {
 #[test]
 fn a_background_snapshot_reports_the_pause_and_writes_the_same_bytes() {
     let dir = tempfile::tempdir().unwrap();
-    let img = synth(dir.path(), "in.image", &small(WordSize::W32));
+    let img = write(dir.path(), "in.image", &small(WordSize::W32)).0;
     let out = dir.path().join("bg.image");
-    let j = json(&["snapshot", s(&img), s(&out), "--background", "--json"]);
+    let j = json_quiet(&["snapshot", s(&img), s(&out), "--background", "--json"]);
     let k = keys(&j);
     assert!(k.contains(&"pause_us") && !k.contains(&"write_us"), "{k:?}");
     assert!(j["pause_us"].as_u64().unwrap() < 1_000_000);
@@ -172,12 +123,12 @@ fn a_background_snapshot_reports_the_pause_and_writes_the_same_bytes() {
 #[test]
 fn the_output_may_be_the_image_itself() {
     let dir = tempfile::tempdir().unwrap();
-    let img = synth(dir.path(), "self.image", &small(WordSize::W64));
+    let img = write(dir.path(), "self.image", &small(WordSize::W64)).0;
     let original = std::fs::read(&img).unwrap();
-    json(&["snapshot", s(&img), s(&img), "--json"]);
+    json_quiet(&["snapshot", s(&img), s(&img), "--json"]);
     assert!(std::fs::read(&img).unwrap() == original);
-    json(&["snapshot", s(&img), s(&img), "--relocate", "--json"]);
-    let v = json(&["verify", s(&img), "--json"]);
+    json_quiet(&["snapshot", s(&img), s(&img), "--relocate", "--json"]);
+    let v = json_quiet(&["verify", s(&img), "--json"]);
     assert_eq!(v["ok"], true);
     assert_ne!(std::fs::read(&img).unwrap(), original);
     assert!(temps(dir.path()).is_empty());
@@ -186,14 +137,14 @@ fn the_output_may_be_the_image_itself() {
 #[test]
 fn bad_input_and_unwritable_targets_are_one_line_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let img = synth(dir.path(), "in.image", &small(WordSize::W64));
+    let img = write(dir.path(), "in.image", &small(WordSize::W64)).0;
     let missing = dir.path().join("missing.image");
-    assert_clean_failure(
-        &vm_loader(&["snapshot", s(&missing), s(&dir.path().join("o"))]),
+    assert_refused(
+        &["snapshot", s(&missing), s(&dir.path().join("o"))],
         "No such file",
     );
     let nowhere = dir.path().join("no/such/folder/out.image");
-    assert_clean_failure(&vm_loader(&["snapshot", s(&img), s(&nowhere)]), "creating");
+    assert_refused(&["snapshot", s(&img), s(&nowhere)], "creating");
     let taken = dir.path().join("taken");
     std::fs::create_dir_all(taken.join("inside")).unwrap();
     for bg in [false, true] {
@@ -201,7 +152,7 @@ fn bad_input_and_unwritable_targets_are_one_line_errors() {
         if bg {
             args.push("--background");
         }
-        assert_clean_failure(&vm_loader(&args), "directory");
+        assert_refused(&args, "directory");
         assert!(temps(dir.path()).is_empty());
     }
 }
@@ -221,14 +172,15 @@ fn under_file_size_limit(blocks: u64, args: &[&str]) -> Output {
 #[test]
 fn a_file_size_limit_fails_cleanly_and_leaves_the_previous_image() {
     let dir = tempfile::tempdir().unwrap();
-    let img = synth(dir.path(), "in.image", &small(WordSize::W64));
+    let img = write(dir.path(), "in.image", &small(WordSize::W64)).0;
     let before_img = std::fs::read(&img).unwrap();
     // A previous image at the target: another builder image.
-    let out = synth(
+    let out = write(
         dir.path(),
         "out.image",
         &SynthSpec::new(WordSize::W32, 256 << 10),
-    );
+    )
+    .0;
     let before_out = std::fs::read(&out).unwrap();
     // 1 MiB allowed, the image is 2 MiB: the limit strikes inside a segment;
     // 1 block strikes inside the header.
@@ -240,7 +192,7 @@ fn a_file_size_limit_fails_cleanly_and_leaves_the_previous_image() {
                     args.push("--background");
                 }
                 let o = under_file_size_limit(blocks, &args);
-                assert_clean_failure(&o, "File too large");
+                assert_one_line_failure(&o, "snapshot under ulimit -f", "File too large");
                 assert!(
                     std::fs::read(target).unwrap() == *before,
                     "{args:?} under ulimit -f {blocks} changed the target"
@@ -259,16 +211,18 @@ fn a_file_size_limit_fails_cleanly_and_leaves_the_previous_image() {
 fn a_writer_killed_mid_write_leaves_the_previous_image_and_its_file_is_removed_next_time() {
     let dir = tempfile::tempdir().unwrap();
     // Big enough that a write takes a while: 64 MiB.
-    let img = synth(
+    let img = write(
         dir.path(),
         "big.image",
         &SynthSpec::new(WordSize::W64, 64 << 20),
-    );
-    let out = synth(
+    )
+    .0;
+    let out = write(
         dir.path(),
         "out.image",
         &SynthSpec::new(WordSize::W64, 256 << 10),
-    );
+    )
+    .0;
     let before = std::fs::read(&out).unwrap();
     let mut killed_mid_write = false;
     for _attempt in 0..10 {
@@ -300,8 +254,8 @@ fn a_writer_killed_mid_write_leaves_the_previous_image_and_its_file_is_removed_n
     let left = temps(dir.path());
     assert_eq!(left.len(), 1, "{left:?}");
     // The next snapshot to the same target removes it (nobody holds its lock).
-    let small_img = synth(dir.path(), "small.image", &small(WordSize::W64));
-    json(&["snapshot", s(&small_img), s(&out), "--json"]);
+    let small_img = write(dir.path(), "small.image", &small(WordSize::W64)).0;
+    json_quiet(&["snapshot", s(&small_img), s(&out), "--json"]);
     assert!(temps(dir.path()).is_empty());
     assert!(std::fs::read(&out).unwrap() == std::fs::read(&small_img).unwrap());
 }
@@ -309,11 +263,11 @@ fn a_writer_killed_mid_write_leaves_the_previous_image_and_its_file_is_removed_n
 #[test]
 fn bench_reports_medians_against_the_baselines_and_draws_the_plot() {
     let dir = tempfile::tempdir().unwrap();
-    let img = synth(dir.path(), "b.image", &small(WordSize::W32));
+    let img = write(dir.path(), "b.image", &small(WordSize::W32)).0;
     let plot = dir.path().join("plot.svg");
     let scratch = dir.path().join("scratch");
     std::fs::create_dir(&scratch).unwrap();
-    let j = json(&[
+    let j = json_quiet(&[
         "bench",
         s(&img),
         "--synth",
@@ -377,10 +331,10 @@ fn a_composed_folder_is_written_as_a_single_file() {
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let single = dir.path().join("single.image");
-    let j = json(&["snapshot", s(&folder), s(&single), "--json"]);
+    let j = json_quiet(&["snapshot", s(&folder), s(&single), "--json"]);
     assert_eq!(j["segments_written"], 2);
     assert_eq!(j["prefix"], false);
-    let v = json(&["verify", s(&single), "--json"]);
+    let v = json_quiet(&["verify", s(&single), "--json"]);
     assert_eq!(v["ok"], true);
     assert_eq!(v["placement"], "old-base");
 }
@@ -507,7 +461,7 @@ fn bench_takes_a_composed_folder_and_reports_resident_memory() {
     );
     let scratch = dir.path().join("scratch");
     std::fs::create_dir(&scratch).unwrap();
-    let j = json(&[
+    let j = json_quiet(&[
         "bench",
         s(&folder),
         "--runs",
@@ -583,19 +537,21 @@ fn folder_contents(dir: &Path) -> Vec<(String, Vec<u8>)> {
 #[test]
 fn a_composed_snapshot_that_fails_leaves_the_previous_folder_whole() {
     let dir = tempfile::tempdir().unwrap();
-    let img = synth(
+    let img = write(
         dir.path(),
         "in.image",
         &SynthSpec::new(WordSize::W64, 2 << 20),
-    );
+    )
+    .0;
     let out = dir.path().join("out");
-    json(&[
+    json_quiet(&[
         "convert",
-        s(&synth(
+        s(&write(
             dir.path(),
             "old.image",
             &SynthSpec::new(WordSize::W32, 256 << 10),
-        )),
+        )
+        .0),
         s(&out),
         "--to",
         "composed",
@@ -609,7 +565,7 @@ fn a_composed_snapshot_that_fails_leaves_the_previous_folder_whole() {
             blocks,
             &["snapshot", s(&img), s(&out), "--format", "composed"],
         );
-        assert_clean_failure(&o, "File too large");
+        assert_one_line_failure(&o, "snapshot under ulimit -f", "File too large");
         assert!(
             folder_contents(&out) == before,
             "ulimit -f {blocks} changed the folder"
@@ -628,18 +584,20 @@ fn a_composed_snapshot_that_fails_leaves_the_previous_folder_whole() {
 fn a_composed_writer_killed_midway_leaves_the_previous_folder_and_its_temporary_is_removed_next_time(
 ) {
     let dir = tempfile::tempdir().unwrap();
-    let img = synth(
+    let img = write(
         dir.path(),
         "big.image",
         &SynthSpec::new(WordSize::W64, 64 << 20),
-    );
+    )
+    .0;
     let out = dir.path().join("out");
-    let old = synth(
+    let old = write(
         dir.path(),
         "old.image",
         &SynthSpec::new(WordSize::W64, 256 << 10),
-    );
-    json(&["convert", s(&old), s(&out), "--to", "composed", "--json"]);
+    )
+    .0;
+    json_quiet(&["convert", s(&old), s(&out), "--to", "composed", "--json"]);
     let before = folder_contents(&out);
     let mut killed = false;
     for _attempt in 0..10 {
@@ -652,7 +610,7 @@ fn a_composed_writer_killed_midway_leaves_the_previous_folder_and_its_temporary_
         if folder_contents(&out) != before {
             // Finished before the kill: put the old folder back and retry.
             std::fs::remove_dir_all(&out).unwrap();
-            json(&["convert", s(&old), s(&out), "--to", "composed", "--json"]);
+            json_quiet(&["convert", s(&old), s(&out), "--to", "composed", "--json"]);
             continue;
         }
         if mid && status.code().is_none() {
@@ -666,7 +624,7 @@ fn a_composed_writer_killed_midway_leaves_the_previous_folder_and_its_temporary_
     assert!(killed, "never caught the writer in the middle of a write");
     assert!(folder_contents(&out) == before);
     assert_eq!(temps(dir.path()).len(), 1);
-    json(&[
+    json_quiet(&[
         "snapshot",
         s(&old),
         s(&out),

@@ -8,6 +8,7 @@
 
 use std::ffi::{c_char, CStr};
 
+use spur_format::WordSize;
 use spur_loader::{Backing, FilesUnchanged, FindingKind, LoadOptions, PlacementRequest};
 use spur_runtime::{class_histogram, BytecodeSet, Oop, RuntimeOptions};
 
@@ -170,7 +171,10 @@ pub unsafe extern "C" fn spur_header(image: SpurImage, out: *mut SpurHeader) -> 
             let h = &im.header;
             out.put(SpurHeader {
                 format: h.format,
-                word_size: h.word.bytes() as u32,
+                word_size: match h.word {
+                    WordSize::W32 => 4,
+                    WordSize::W64 => 8,
+                },
                 big_endian: (h.byte_order.name() == "big").into(),
                 multiple_bytecode_sets: h.multiple_bytecode_sets.into(),
                 composed: im.composed.into(),
@@ -296,7 +300,7 @@ pub unsafe extern "C" fn spur_segment(
     })
 }
 
-/// Checks the heap as the VMs do (§8), keeping the findings for
+/// Checks the heap as the VMs do (docs/format.md §8), keeping the findings for
 /// `spur_finding`. A corrupt heap is still `SPUR_OK`: see `out->ok`.
 ///
 /// # Safety

@@ -2,7 +2,7 @@
 //! safe Rust over the loader's and the runtime's own APIs.
 
 use std::error::Error;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use spur_format::{HeaderOverrides, ImageHeader};
 use spur_loader::{
@@ -18,7 +18,6 @@ use crate::types::*;
 /// A loaded image, wired or not.
 #[derive(Debug)]
 pub struct Image {
-    pub path: PathBuf,
     pub composed: bool,
     pub header: ImageHeader,
     /// The single file's prefix and the bytes after its data, written back
@@ -42,32 +41,21 @@ enum Stage {
 }
 
 /// The error and its causes on one line (`context: outer: inner`), each
-/// cause said once, whitespace collapsed: the line `vm-loader` prints
-/// after `vm-loader: `.
+/// error saying its own part, control characters escaped: the line
+/// `vm-loader` prints after `vm-loader: ` (anyhow's `{:#}`).
 pub fn one_line(context: Option<&str>, e: &dyn Error) -> String {
-    let mut line = String::new();
     let mut texts: Vec<String> = context.map(str::to_owned).into_iter().collect();
     let mut cause: Option<&dyn Error> = Some(e);
     while let Some(c) = cause {
         texts.push(c.to_string());
         cause = c.source();
     }
-    for text in texts {
-        if line.contains(&text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-    }
-    line.split_whitespace().collect::<Vec<_>>().join(" ")
+    escaped(&texts.join(": "))
 }
 
-/// A path as `vm-loader` shows it in a line: control characters escaped.
-pub fn shown(p: &Path) -> String {
-    p.to_string_lossy()
-        .chars()
+/// `text` with its control characters (a newline) escaped as Rust writes them.
+fn escaped(text: &str) -> String {
+    text.chars()
         .map(|c| {
             if c.is_control() {
                 c.escape_default().to_string()
@@ -76,6 +64,11 @@ pub fn shown(p: &Path) -> String {
             }
         })
         .collect()
+}
+
+/// A path as `vm-loader` shows it in a line: control characters escaped.
+pub fn shown(p: &Path) -> String {
+    escaped(&p.to_string_lossy())
 }
 
 fn fail(status: SpurStatus, context: Option<&str>, e: &dyn Error) -> Failure {
@@ -95,7 +88,7 @@ impl Image {
         if path.is_dir() {
             let src = ComposedSource::open(path).map_err(|e| bad(&e))?;
             let heap = load_composed(&src, opts).map_err(|e| bad(&e))?;
-            return Ok(Image::new(path, true, heap, None, Vec::new()));
+            return Ok(Image::new(true, heap, None, Vec::new()));
         }
         let src = FileSource::open(path).map_err(|e| bad(&e))?;
         // A message that does not name the file is prefixed with it.
@@ -109,18 +102,11 @@ impl Image {
         let trailer = read_trailer(&src, heap.header())
             .map_err(|e| named(&e))?
             .unwrap_or_default();
-        Ok(Image::new(path, false, heap, prefix, trailer))
+        Ok(Image::new(false, heap, prefix, trailer))
     }
 
-    fn new(
-        path: &Path,
-        composed: bool,
-        heap: LoadedHeap,
-        prefix: Option<Vec<u8>>,
-        trailer: Vec<u8>,
-    ) -> Image {
+    fn new(composed: bool, heap: LoadedHeap, prefix: Option<Vec<u8>>, trailer: Vec<u8>) -> Image {
         Image {
-            path: path.to_path_buf(),
             composed,
             header: heap.header().clone(),
             prefix,
@@ -274,7 +260,7 @@ impl Image {
             old_base: header.old_base.get(),
             special_objects_oop: header.special_objects_oop.get(),
             data_size: header.data_size,
-            pause_us: t0.elapsed().as_micros() as u64,
+            pause_us: u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX),
             child_us: 0,
         })
     }
@@ -323,25 +309,26 @@ pub fn job_failure(e: &dyn Error) -> Failure {
 mod tests {
     use super::*;
 
+    /// An error that says its own part and reports its cause as its source.
     #[derive(Debug)]
-    struct Repeats(std::io::Error);
-    impl std::fmt::Display for Repeats {
+    struct Open(std::io::Error);
+    impl std::fmt::Display for Open {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "outer says {}", self.0)
+            write!(f, "opening x")
         }
     }
-    impl Error for Repeats {
+    impl Error for Open {
         fn source(&self) -> Option<&(dyn Error + 'static)> {
             Some(&self.0)
         }
     }
 
     #[test]
-    fn causes_are_said_once_on_one_line() {
-        let e = Repeats(std::io::Error::other("disk\non fire"));
+    fn the_chain_is_said_on_one_line() {
+        let e = Open(std::io::Error::other("disk\non fire"));
         assert_eq!(
-            one_line(Some("reading x"), &e),
-            "reading x: outer says disk on fire"
+            one_line(Some("loading"), &e),
+            "loading: opening x: disk\\non fire"
         );
         assert_eq!(one_line(None, &std::io::Error::other("inner")), "inner");
     }

@@ -22,7 +22,7 @@
 //!
 //! `unsafe` in this crate: the workspace keeps `unsafe` in `spur-mem`, but
 //! a C ABI must dereference the pointers C hands it. That happens only at
-//! the boundary, [`boundary`] (checked pointer wrappers) and the `unsafe`
+//! the boundary, the private module `boundary` (checked pointer wrappers) and the `unsafe`
 //! blocks of [`api`] that build them from the arguments, each with a
 //! `// SAFETY:` comment; plus one pass-through of the caller's
 //! `map_files_unchanged` promise to `FilesUnchanged::assume`. Everything
@@ -34,9 +34,9 @@
 //! image, and the promise behind `map_files_unchanged`.
 
 pub mod api;
-pub mod boundary;
-pub mod handles;
-pub mod image;
+mod boundary;
+mod handles;
+mod image;
 pub mod types;
 
 pub use types::*;

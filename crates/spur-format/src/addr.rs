@@ -102,6 +102,7 @@ impl NewAddr {
 /// The distance a segment moved: `new = old + delta` (wrapping, as the VMs do).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct Swizzle {
+    /// New address minus old, as a two's-complement distance.
     pub delta: i64,
 }
 
@@ -113,7 +114,7 @@ impl Swizzle {
     /// The swizzle that moves `old` to `new`.
     pub const fn between(old: OldAddr, new: NewAddr) -> Self {
         Swizzle {
-            delta: new.0.wrapping_sub(old.0) as i64,
+            delta: new.0.wrapping_sub(old.0).cast_signed(),
         }
     }
     /// Is this the identity (the segment did not move)?
@@ -123,11 +124,11 @@ impl Swizzle {
     /// Where an old address lies now.
     #[inline(always)]
     pub const fn apply(self, old: OldAddr) -> NewAddr {
-        NewAddr(old.0.wrapping_add(self.delta as u64))
+        NewAddr(old.0.wrapping_add(self.delta.cast_unsigned()))
     }
     /// Where a new address lay in the file.
     #[inline(always)]
     pub const fn undo(self, new: NewAddr) -> OldAddr {
-        OldAddr(new.0.wrapping_sub(self.delta as u64))
+        OldAddr(new.0.wrapping_sub(self.delta.cast_unsigned()))
     }
 }

@@ -72,14 +72,17 @@ impl WordSize {
         match self {
             WordSize::W32 => {
                 if oop & 1 == 1 {
-                    Some(((oop as u32) as i32 >> 1) as i64)
+                    // A 32-bit oop is the low 32 bits, a signed word.
+                    #[allow(clippy::cast_possible_truncation)]
+                    let word = oop as u32;
+                    Some((word.cast_signed() >> 1) as i64)
                 } else {
                     None
                 }
             }
             WordSize::W64 => {
                 if oop & 7 == 1 {
-                    Some((oop as i64) >> 3)
+                    Some(oop.cast_signed() >> 3)
                 } else {
                     None
                 }
@@ -89,8 +92,13 @@ impl WordSize {
     /// Encodes `value` as a SmallInteger oop. The caller keeps it in range.
     pub const fn encode_small_integer(self, value: i64) -> u64 {
         match self {
-            WordSize::W32 => (((value as i32) << 1) as u32 | 1) as u64,
-            WordSize::W64 => ((value << 3) | 1) as u64,
+            WordSize::W32 => {
+                // In range by the caller's promise: a 31-bit value fits an i32.
+                #[allow(clippy::cast_possible_truncation)]
+                let v = value as i32;
+                ((v << 1).cast_unsigned() | 1) as u64
+            }
+            WordSize::W64 => ((value << 3) | 1).cast_unsigned(),
         }
     }
     /// Number of slots encoded by an overflow word (§3.1).
@@ -144,7 +152,11 @@ impl Layout for L32 {
     #[inline(always)]
     fn set_slot(bytes: &mut [u8], obj: usize, i: usize, value: u64) {
         let at = obj + 8 + 4 * i;
-        bytes[at..at + 4].copy_from_slice(&(value as u32).to_le_bytes());
+        // A 32-bit heap's slots hold 32-bit words (its oops lie below the
+        // 4 GiB address limit): the high half of `value` is zero.
+        #[allow(clippy::cast_possible_truncation)]
+        let v = value as u32;
+        bytes[at..at + 4].copy_from_slice(&v.to_le_bytes());
     }
     #[inline(always)]
     fn get(chunk: &[u8]) -> u64 {
@@ -152,7 +164,10 @@ impl Layout for L32 {
     }
     #[inline(always)]
     fn put(chunk: &mut [u8], value: u64) {
-        chunk.copy_from_slice(&(value as u32).to_le_bytes());
+        // As `set_slot`: a 32-bit heap's words fit 32 bits.
+        #[allow(clippy::cast_possible_truncation)]
+        let v = value as u32;
+        chunk.copy_from_slice(&v.to_le_bytes());
     }
 }
 
@@ -177,6 +192,20 @@ impl Layout for L64 {
     fn put(chunk: &mut [u8], value: u64) {
         chunk.copy_from_slice(&value.to_le_bytes());
     }
+}
+
+/// `x` as a `usize`, for offsets and lengths that index a slice.
+///
+/// The workspace builds for 64-bit targets only (`spur-format` and
+/// `spur-mem` refuse others with `compile_error!`), where `usize` is 64 bits
+/// wide, so this never truncates. Values read from a file are checked
+/// against the slice they index, as before.
+#[inline(always)]
+pub const fn to_usize(x: u64) -> usize {
+    // 64-bit targets only (see above): a u64 always fits a usize.
+    #[allow(clippy::cast_possible_truncation)]
+    let n = x as usize;
+    n
 }
 
 /// Reads the little-endian u64 at `at`.

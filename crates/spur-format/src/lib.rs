@@ -11,11 +11,16 @@
 //! segment or the offset. What it leaves to the caller: where the heap lives,
 //! and the meaning of objects beyond their headers (classes, methods).
 //!
-//! Layout follows the reference `docs/spur-format.md` (section numbers in
-//! comments): [`raw`] holds every constant, [`read`] the readers and
+//! Section numbers (§) refer to the project's format notes, `docs/format.md`.
+//! Layout follows them: [`raw`] holds every constant, [`read`] the readers and
 //! [`write`] the writers.
 
 #![forbid(unsafe_code)]
+
+// Offsets and lengths read as u64 index slices through `layout::to_usize`,
+// which is exact only where usize is 64 bits wide.
+#[cfg(not(target_pointer_width = "64"))]
+compile_error!("spur-format needs a 64-bit target (usize of 64 bits)");
 
 pub mod addr;
 pub mod error;

@@ -50,18 +50,23 @@ impl ObjHeader {
     pub const fn hash(self) -> u32 {
         ((self.0 >> HASH_SHIFT) & HASH_MASK) as u32
     }
+    /// The immutable bit.
     pub const fn is_immutable(self) -> bool {
         self.0 >> IMMUTABLE_SHIFT & 1 == 1
     }
+    /// The remembered bit (in the remembered set).
     pub const fn is_remembered(self) -> bool {
         self.0 >> REMEMBERED_SHIFT & 1 == 1
     }
+    /// The pinned bit (the object never moves).
     pub const fn is_pinned(self) -> bool {
         self.0 >> PINNED_SHIFT & 1 == 1
     }
+    /// The grey bit of incremental marking.
     pub const fn is_grey(self) -> bool {
         self.0 >> GREY_SHIFT & 1 == 1
     }
+    /// The mark bit.
     pub const fn is_marked(self) -> bool {
         self.0 >> MARKED_SHIFT & 1 == 1
     }
@@ -115,7 +120,7 @@ impl ObjHeader {
         ObjHeader::new(
             CLASS_SEGMENT_BRIDGE,
             word.word_indexable_format(),
-            OVERFLOW_SLOTS as u8,
+            OVERFLOW_SLOTS_BYTE,
             0,
         )
         .pinned()

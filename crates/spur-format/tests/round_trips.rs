@@ -4,6 +4,7 @@
 
 use proptest::prelude::*;
 
+use spur_format::layout::to_usize;
 use spur_format::read::composed::{header_from_ston, SegmentMeta};
 use spur_format::read::header::{min_header_size, HEADER_PROBE_BYTES};
 use spur_format::read::ston;
@@ -119,7 +120,7 @@ proptest! {
         let encoded = h.encode();
         prop_assert_eq!(encoded.len() as u64, h.header_size);
         file.extend_from_slice(&encoded);
-        file.resize(prefix + (h.header_size + h.data_size) as usize, 0);
+        file.resize(prefix + to_usize(h.header_size + h.data_size), 0);
         let probe = &file[..file.len().min(HEADER_PROBE_BYTES)];
         let back = ImageHeader::parse(probe, file.len() as u64).unwrap();
         prop_assert_eq!(back, ImageHeader { prefix_bytes: prefix as u64, ..h });
@@ -194,26 +195,8 @@ proptest! {
         prop_assert_eq!(layout.data_size, segs.iter().map(|s| s.1).sum::<u64>());
         prop_assert_eq!(layout.first_segment_size, segs[0].1);
         let header = ImageHeader {
-            format: if word == WordSize::W64 { 68021 } else { 6521 },
-            word,
-            multiple_bytecode_sets: false,
-            byte_order: ByteOrder::Little,
-            prefix_bytes: 0,
-            header_size: word.standard_header_size() as u64,
-            data_size: layout.data_size,
-            old_base: segs[0].0,
-            special_objects_oop: segs[0].0,
-            last_hash: 0,
-            saved_window_size: 0,
-            flags: 0,
-            extra_vm_memory: 0,
-            num_stack_pages: 0,
-            cog_code_size_kib: 0,
-            eden_bytes: 0,
-            max_ext_sem_table: 0,
-            image_version: 0,
             first_segment_size: layout.first_segment_size,
-            free_old_space: 0,
+            ..ImageHeader::new(word, segs[0].0, layout.data_size)
         };
         let data_offset = header.data_offset();
         let table = SegmentTable::read(&header, |off| {

@@ -40,7 +40,7 @@ pub struct ComposedWritten {
 /// Errors writing a composed folder. The target is untouched after any of them.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: String,
         source: std::io::Error,
@@ -67,12 +67,12 @@ pub fn write_composed(
 ) -> Result<ComposedWritten, WriteError> {
     let runs = memory_runs(heap).map_err(|e| WriteError::Target {
         path: out.display().to_string(),
-        why: e.to_string(),
+        why: spur_format::error::Chain(&e).to_string(),
     })?;
     let layout = FileLayout::plan(heap.word(), runs.iter().map(|r| (r.0, r.1))).map_err(|e| {
         WriteError::Target {
             path: out.display().to_string(),
-            why: e.to_string(),
+            why: spur_format::error::Chain(&e).to_string(),
         }
     })?;
     let header =

@@ -6,12 +6,12 @@ use spur_mem::MemError;
 /// Why an image could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Open {
         path: String,
         source: std::io::Error,
     },
-    #[error("reading {len} bytes at file offset {offset}: {source}")]
+    #[error("reading {len} bytes at file offset {offset}")]
     Read {
         offset: u64,
         len: u64,
@@ -25,8 +25,8 @@ pub enum LoadError {
     BadBase { addr: u64, why: &'static str },
     #[error("the heap needs {need:#x} bytes of address space, more than this machine can reserve")]
     TooLarge { need: u64 },
-    #[error("relocating: {0}")]
-    Relocate(FormatError),
+    #[error("relocating")]
+    Relocate(#[source] FormatError),
     #[error(transparent)]
     Folder(#[from] crate::source::FolderError),
 }

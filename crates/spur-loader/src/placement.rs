@@ -118,7 +118,7 @@ pub(crate) fn place<R: SegmentReader + ?Sized>(
             match place_at_old_addresses(header, table, headroom, opts, reader) {
                 Ok(plan) => (plan, None),
                 Err(e) => {
-                    let why = e.to_string();
+                    let why = spur_format::error::Chain(&e).to_string();
                     tracing::warn!("old addresses unavailable, relocating: {why}");
                     (
                         coalesce(header, table, headroom, None, opts.backing)?,

@@ -121,27 +121,27 @@ pub enum SnapshotError {
     BadPrefix(usize),
     #[error("the heap's segments {first}..={last} share no contiguous memory, so they cannot be written as one coalesced segment")]
     NotContiguous { first: usize, last: usize },
-    #[error("writing {len} bytes at file offset {offset}: {source}")]
+    #[error("writing {len} bytes at file offset {offset}")]
     Write {
         offset: u64,
         len: u64,
         source: io::Error,
     },
-    #[error("{what} {path}: {source}")]
+    #[error("{what} {path}")]
     File {
         what: &'static str,
         path: String,
         source: io::Error,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Target { path: String, source: io::Error },
     #[error("{0} names no file to write")]
     NoFileName(String),
-    #[error("background snapshot: the writer process failed: {0}")]
-    ChildFailed(io::Error),
+    #[error("background snapshot: the writer process failed")]
+    ChildFailed(#[source] io::Error),
     #[error("background snapshot: the writer process was killed by signal {0}")]
     ChildKilled(i32),
-    #[error("reading the prefix of the source image: {0}")]
+    #[error("reading the prefix of the source image")]
     Prefix(#[from] LoadError),
     #[error("the heap has a perm space of {bytes} bytes (a Pharo composed image), which a single-file image cannot hold; the Pharo VM refuses this too (§6)")]
     PermSpace { bytes: u64 },

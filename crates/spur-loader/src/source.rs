@@ -110,14 +110,14 @@ impl<S: ImageSource + ?Sized> SegmentReader for InOneFile<'_, S> {
 /// Errors of a composed folder: a file that cannot be read, or bad content.
 #[derive(Debug, thiserror::Error)]
 pub enum FolderError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: String,
         source: std::io::Error,
     },
     #[error(transparent)]
     Ston(#[from] ston::StonError),
-    #[error("{}: {source}", .folder)]
+    #[error("{}", .folder)]
     Content {
         folder: String,
         source: ComposedError,

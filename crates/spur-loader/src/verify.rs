@@ -1,4 +1,4 @@
-//! The heap verifier: the checks of §8 of the format reference, run over a
+//! The heap verifier: the checks of §8 of the format notes (`docs/format.md`), run over a
 //! loaded heap, reporting every finding rather than stopping at the first.
 
 use spur_format::raw::*;
@@ -721,14 +721,8 @@ impl<'h, L: Layout> Verifier<'h, L> {
         if self.classes.is_empty() {
             return;
         }
-        for (slot, index, name) in [
-            (7u64, CLASS_ARRAY, "Array"),
-            (42, CLASS_LARGE_NEGATIVE_INTEGER, "LargeNegativeInteger"),
-            (13, CLASS_LARGE_POSITIVE_INTEGER, "LargePositiveInteger"),
-            (9, CLASS_FLOAT, "Float"),
-            (10, CLASS_METHOD_CONTEXT, "MethodContext"),
-        ] {
-            let Some(got) = heap.slot(so, slot) else {
+        for (slot, index, name) in special::COMPACT_CLASS_CHECKS {
+            let Some(got) = heap.slot(so, slot as u64) else {
                 continue;
             };
             let want = self.classes.get(index as usize).copied().unwrap_or(0);

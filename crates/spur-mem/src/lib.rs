@@ -34,6 +34,13 @@
 //! that only makes async-signal-safe calls), waits for it, starts early
 //! writeback of a file and ignores `SIGXFSZ`.
 
+// The crate uses Linux-only mmap flags (MAP_FIXED_NOREPLACE, MAP_NORESERVE)
+// and /proc/self/maps, and its sizes are u64s that index memory as usize.
+#[cfg(not(target_os = "linux"))]
+compile_error!("spur-mem (and so the whole workspace) builds on Linux only");
+#[cfg(not(target_pointer_width = "64"))]
+compile_error!("spur-mem needs a 64-bit target (usize of 64 bits)");
+
 use std::fmt;
 use std::fs::File;
 use std::num::NonZeroUsize;
@@ -47,31 +54,56 @@ pub mod process;
 /// Errors of the memory crate, with the addresses and sizes involved.
 #[derive(Debug, thiserror::Error)]
 pub enum MemError {
+    /// The range asked for is taken; the occupants say by what.
     #[error("address range {addr:#x}..{end:#x} is already in use by {}", describe(.occupants))]
     Occupied {
+        /// Start of the range.
         addr: u64,
+        /// End of the range.
         end: u64,
+        /// The mappings found there.
         occupants: Vec<Occupant>,
     },
+    /// An address or length that is not a multiple of the page size.
     #[error("address {addr:#x} or length {len:#x} is not page-aligned (page size {page:#x})")]
-    Unaligned { addr: u64, len: u64, page: u64 },
-    #[error("cannot reserve {len} bytes of address space at {addr:#x}: {source}")]
+    Unaligned {
+        /// The address asked for.
+        addr: u64,
+        /// The length asked for.
+        len: u64,
+        /// The page size.
+        page: u64,
+    },
+    /// The kernel refused to reserve the range.
+    #[error("cannot reserve {len} bytes of address space at {addr:#x}")]
     Reserve {
+        /// The address asked for (0: anywhere).
         addr: u64,
+        /// Bytes asked for.
         len: u64,
+        /// The system's error.
         source: std::io::Error,
     },
-    #[error("cannot make {len} bytes at {addr:#x} accessible: {source}")]
+    /// The kernel refused to make reserved pages accessible.
+    #[error("cannot make {len} bytes at {addr:#x} accessible")]
     Commit {
+        /// Start of the pages.
         addr: u64,
+        /// Bytes asked for.
         len: u64,
+        /// The system's error.
         source: std::io::Error,
     },
+    /// A range that does not lie inside the reservation.
     #[error("range {offset:#x}+{len:#x} lies outside the {size:#x}-byte reservation at {base:#x}")]
     OutOfRange {
+        /// The reservation's start.
         base: u64,
+        /// The reservation's size.
         size: u64,
+        /// Offset of the range asked for.
         offset: u64,
+        /// Its length.
         len: u64,
     },
     #[error(
@@ -79,15 +111,23 @@ pub enum MemError {
          the file ends {} bytes short",
         shortfall(.file_offset, .len, .file_len)
     )]
+    /// A file mapping that would reach past the end of the file.
     FileTooShort {
+        /// Offset in the file.
         file_offset: u64,
+        /// Bytes to map.
         len: u64,
+        /// The file's length.
         file_len: u64,
     },
-    #[error("cannot map {len} bytes of a file at {addr:#x}: {source}")]
+    /// The kernel refused to map the file.
+    #[error("cannot map {len} bytes of a file at {addr:#x}")]
     MapFile {
+        /// Where it was to go.
         addr: u64,
+        /// Bytes to map.
         len: u64,
+        /// The system's error.
         source: std::io::Error,
     },
 }
@@ -95,7 +135,9 @@ pub enum MemError {
 /// A mapping found in a range that was asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Occupant {
+    /// Start of the mapping.
     pub start: u64,
+    /// End of the mapping.
     pub end: u64,
     /// Protection and sharing as `/proc/self/maps` writes them (`r-xp`), from the `region` crate.
     pub protection: String,
@@ -131,9 +173,26 @@ fn describe(occupants: &[Occupant]) -> String {
         .join(", ")
 }
 
+/// `x` as a `usize`: exact, since this crate builds for 64-bit targets only
+/// (see the `compile_error!` at the top).
+const fn to_usize(x: u64) -> usize {
+    // 64-bit targets only: a u64 always fits a usize.
+    #[allow(clippy::cast_possible_truncation)]
+    let n = x as usize;
+    n
+}
+
 /// The system page size.
 pub fn page_size() -> u64 {
     region::page::size() as u64
+}
+
+/// Resident memory of this process in bytes: the resident page count of
+/// `/proc/self/statm` times the page size, or `None` when it cannot be read.
+pub fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    pages.checked_mul(page_size())
 }
 
 /// Rounds `x` down to a page boundary.
@@ -153,7 +212,7 @@ pub fn page_ceil(x: u64) -> u64 {
 /// tell what is mapped (a file's path, `[heap]`, `[stack]`), so the names are
 /// looked up in `/proc/self/maps` where the system has it.
 pub fn who_maps(addr: u64, len: u64) -> Vec<Occupant> {
-    let mut found: Vec<Occupant> = match region::query_range(addr as *const u8, len as usize) {
+    let mut found: Vec<Occupant> = match region::query_range(addr as *const u8, to_usize(len)) {
         Ok(iter) => iter
             .filter_map(Result::ok)
             .map(|r| {
@@ -368,8 +427,8 @@ impl Reservation {
         })?;
         let start = p.as_ptr() as u64;
         let aligned = (start + align - 1) & !(align - 1);
-        let head = (aligned - start) as usize;
-        let tail = total.get() - head - len as usize;
+        let head = to_usize(aligned - start);
+        let tail = total.get() - head - to_usize(len);
         // SAFETY: `head < total`, so the aligned start lies inside the mapping just made.
         let base = unsafe { p.cast::<u8>().add(head) };
         // SAFETY: the head and tail trimmed here lie inside the mapping just made
@@ -379,12 +438,12 @@ impl Reservation {
                 let _ = mman::munmap(p, head);
             }
             if tail > 0 {
-                let _ = mman::munmap(base.add(len as usize).cast(), tail);
+                let _ = mman::munmap(base.add(to_usize(len)).cast(), tail);
             }
         }
         Ok(Reservation {
             base,
-            len: len as usize,
+            len: to_usize(len),
             committed: 0,
         })
     }
@@ -421,7 +480,7 @@ impl Reservation {
                 len,
             });
         }
-        let want = want as usize;
+        let want = to_usize(want);
         if want <= self.committed {
             return Ok(());
         }
@@ -523,7 +582,7 @@ impl Reservation {
             });
         }
         // `file_offset < file_len`, which fits an off_t.
-        let at_file = file_offset as libc::off_t;
+        let at_file = file_offset.cast_signed();
         // SAFETY: MAP_FIXED is used only inside this reservation, which this value
         // owns exclusively (checked just above): it replaces nothing but our own
         // pages, and `&mut self` proves no slice of them is alive. That the file
@@ -548,8 +607,8 @@ impl Reservation {
             addr,
             "MAP_FIXED inside a reservation moved the mapping"
         );
-        let new_committed = page_ceil(end) as usize;
-        if offset as usize <= self.committed && new_committed > self.committed {
+        let new_committed = to_usize(page_ceil(end));
+        if to_usize(offset) <= self.committed && new_committed > self.committed {
             self.committed = new_committed;
         }
         Ok(())
@@ -658,7 +717,7 @@ mod tests {
         let original = std::fs::read(&path).unwrap();
         let mut r = Reservation::anywhere(8 * p, 0).unwrap();
         r.commit(2 * p, Backing::Pages).unwrap();
-        r.bytes_mut()[p as usize] = 0xAB;
+        r.bytes_mut()[to_usize(p)] = 0xAB;
         let len = 2 * p + 100;
         // SAFETY: the file is this test's own scratch file; nothing writes to
         // or truncates it while `r` lives.
@@ -666,16 +725,16 @@ mod tests {
         // The committed prefix now runs to the end of the mapping, and what
         // was committed before it is as it was.
         assert_eq!(r.committed() as u64, page_ceil(2 * p + len));
-        assert_eq!(r.bytes()[p as usize], 0xAB);
-        let at = 2 * p as usize;
+        assert_eq!(r.bytes()[to_usize(p)], 0xAB);
+        let at = 2 * to_usize(p);
         assert_eq!(
-            &r.bytes()[at..at + len as usize],
-            &original[p as usize..(p + len) as usize]
+            &r.bytes()[at..at + to_usize(len)],
+            &original[to_usize(p)..to_usize(p + len)]
         );
         // Past the end of the file, the last page reads as zero.
-        assert!(r.bytes()[at + len as usize..].iter().all(|&b| b == 0));
+        assert!(r.bytes()[at + to_usize(len)..].iter().all(|&b| b == 0));
         r.bytes_mut()[at..at + 8].copy_from_slice(b"changed!");
-        r.bytes_mut()[at + len as usize - 1] ^= 0xFF;
+        r.bytes_mut()[at + to_usize(len) - 1] ^= 0xFF;
         assert_eq!(&r.bytes()[at..at + 8], b"changed!");
         drop(r);
         assert_eq!(std::fs::read(&path).unwrap(), original);
@@ -775,7 +834,7 @@ mod tests {
             "the private copy predates the file's change"
         );
         assert_eq!(
-            &b[p as usize..p as usize + 3],
+            &b[to_usize(p)..to_usize(p) + 3],
             b"new",
             "the untouched page shows the file"
         );

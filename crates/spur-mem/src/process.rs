@@ -108,7 +108,8 @@ pub fn spawn_writer(job: &WriteJob<'_>) -> io::Result<WriterChild> {
 impl WriterChild {
     /// The child's process id.
     pub fn pid(&self) -> u32 {
-        self.pid.as_raw() as u32
+        // Process ids are positive.
+        self.pid.as_raw().cast_unsigned()
     }
 
     /// Waits for the child to end; returns how it ended and how long after
@@ -170,7 +171,7 @@ fn child_main(job: &WriteJob<'_>) -> ! {
         let mut rest: &[u8] = piece;
         while !rest.is_empty() {
             // Up to the next chunk boundary of the file.
-            let room = (WRITEBACK_CHUNK - written % WRITEBACK_CHUNK) as usize;
+            let room = crate::to_usize(WRITEBACK_CHUNK - written % WRITEBACK_CHUNK);
             let want = rest.len().min(room);
             let n = match unistd::write(job.file, &rest[..want]) {
                 Ok(n) => n.min(want),
@@ -222,8 +223,9 @@ fn start_writeback_raw(fd: libc::c_int, offset: u64, len: u64) {
     unsafe {
         libc::sync_file_range(
             fd,
-            offset as libc::off64_t,
-            len as libc::off64_t,
+            // Offsets and lengths within a file, far below i64::MAX.
+            offset.cast_signed(),
+            len.cast_signed(),
             libc::SYNC_FILE_RANGE_WRITE,
         );
     }
@@ -283,7 +285,7 @@ mod tests {
         let dir = scratch("ok");
         std::fs::write(dir.join("out"), b"old").unwrap();
         let (f, d, tmp, target) = job_in(&dir, "out");
-        let big = vec![7u8; (WRITEBACK_CHUNK + 5) as usize];
+        let big = vec![7u8; crate::to_usize(WRITEBACK_CHUNK + 5)];
         let pieces: [&[u8]; 3] = [b"head", &big, b"tail"];
         let job = WriteJob {
             file: f.as_fd(),

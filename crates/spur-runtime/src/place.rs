@@ -43,7 +43,10 @@ pub(crate) fn reserve_for(
         if let Some(start) = end.checked_sub(len).filter(|&s| s >= LOWEST) {
             match Reservation::at(start, len) {
                 Ok(r) => return Ok((r, Placed::BelowOldSpace)),
-                Err(e) => tracing::debug!("{len} bytes below {end:#x} unavailable: {e}"),
+                Err(e) => tracing::debug!(
+                    "{len} bytes below {end:#x} unavailable: {}",
+                    spur_format::error::Chain(&e)
+                ),
             }
         }
     }

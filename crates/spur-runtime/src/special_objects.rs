@@ -7,102 +7,16 @@
 //! there: the array's length is the image's business (§4.3), and the VMs do
 //! not check it at load.
 
-use spur_format::raw::{
-    CLASS_ARRAY, CLASS_BLOCK_CLOSURE, CLASS_FLOAT, CLASS_LARGE_NEGATIVE_INTEGER,
-    CLASS_LARGE_POSITIVE_INTEGER, CLASS_METHOD_CONTEXT, FMT_INDEXABLE,
-};
+use spur_format::raw::{CLASS_BLOCK_CLOSURE, FMT_INDEXABLE};
 use spur_format::NewAddr;
 
 use crate::class_table::ClassTable;
 use crate::error::RuntimeError;
 use crate::memory::{Oop, ReadView};
 
-/// Indices of the special objects array (§4.3). Those here mean the same in
-/// the Pharo and the Squeak/Cuis numbering.
-pub mod index {
-    pub const NIL_OBJECT: usize = 0;
-    pub const FALSE_OBJECT: usize = 1;
-    pub const TRUE_OBJECT: usize = 2;
-    pub const SCHEDULER_ASSOCIATION: usize = 3;
-    pub const CLASS_BITMAP: usize = 4;
-    pub const CLASS_SMALL_INTEGER: usize = 5;
-    /// Pharo: ClassByteString; Squeak: ClassString.
-    pub const CLASS_BYTE_STRING: usize = 6;
-    pub const CLASS_ARRAY: usize = 7;
-    /// Commented out in PVM, used by Squeak.
-    pub const SMALLTALK_DICTIONARY: usize = 8;
-    pub const CLASS_FLOAT: usize = 9;
-    pub const CLASS_METHOD_CONTEXT: usize = 10;
-    pub const CLASS_POINT: usize = 12;
-    pub const CLASS_LARGE_POSITIVE_INTEGER: usize = 13;
-    pub const CLASS_MESSAGE: usize = 15;
-    /// Unused by PVM, named by both.
-    pub const CLASS_COMPILED_METHOD: usize = 16;
-    pub const THE_LOW_SPACE_SEMAPHORE: usize = 17;
-    pub const CLASS_SEMAPHORE: usize = 18;
-    pub const CLASS_CHARACTER: usize = 19;
-    pub const SELECTOR_DOES_NOT_UNDERSTAND: usize = 20;
-    pub const SELECTOR_CANNOT_RETURN: usize = 21;
-    pub const PROCESS_SIGNALING_LOW_SPACE: usize = 22;
-    pub const SPECIAL_SELECTORS: usize = 23;
-    pub const SELECTOR_MUST_BE_BOOLEAN: usize = 25;
-    pub const CLASS_BYTE_ARRAY: usize = 26;
-    pub const CLASS_PROCESS: usize = 27;
-    pub const COMPACT_CLASSES: usize = 28;
-    pub const THE_TIMER_SEMAPHORE: usize = 29;
-    pub const THE_INTERRUPT_SEMAPHORE: usize = 30;
-    pub const SELECTOR_CANNOT_INTERPRET: usize = 34;
-    /// The external semaphore table, Smalltalk side.
-    pub const EXTERNAL_OBJECTS_ARRAY: usize = 38;
-    pub const THE_FINALIZATION_SEMAPHORE: usize = 41;
-    pub const CLASS_LARGE_NEGATIVE_INTEGER: usize = 42;
-    pub const CLASS_EXTERNAL_ADDRESS: usize = 43;
-    pub const SELECTOR_ABOUT_TO_RETURN: usize = 48;
-    pub const SELECTOR_RUN_WITH_IN: usize = 49;
-    pub const SELECTOR_ATTEMPT_TO_ASSIGN: usize = 50;
-    pub const PRIM_ERR_TABLE: usize = 51;
-    pub const CLASS_WEAK_FINALIZER: usize = 55;
-    /// PVM; the same in OSVM is unverified (§4.3).
-    pub const FOREIGN_CALLBACK_PROCESS: usize = 56;
-    /// PVM; unverified for OSVM (§4.3).
-    pub const SELECTOR_UNKNOWN_BYTECODE: usize = 57;
-    /// PVM; unverified for OSVM (§4.3).
-    pub const SELECTOR_COUNTER_TRIPPED: usize = 58;
-    /// PVM; unverified for OSVM (§4.3).
-    pub const SELECTOR_SISTA_TRAP: usize = 59;
-
-    /// Indices only the Pharo VM gives a meaning.
-    pub mod pharo {
-        pub const SUSPENDED_PROCESS_IN_CALLOUT: usize = 11;
-        pub const CLASS_FLOAT32_REGISTER: usize = 31;
-        pub const CLASS_FLOAT64_REGISTER: usize = 32;
-        pub const CLASS_MUTEX: usize = 39;
-        pub const PROCESS_IN_EXTERNAL_CODE_TAG: usize = 40;
-    }
-
-    /// Indices only Squeak, Cuis and OpenSmalltalk give a meaning.
-    pub mod squeak {
-        /// Unused in Spur images.
-        pub const CLASS_BLOCK_CONTEXT: usize = 11;
-        pub const THE_DISPLAY: usize = 14;
-        pub const CHARACTER_TABLE: usize = 24;
-        pub const FLOAT_PROTO: usize = 31;
-        pub const METHOD_CONTEXT_PROTO: usize = 35;
-        /// Checked against class index 37 by OpenSmalltalk at load (Pharo images fill it too).
-        pub const CLASS_BLOCK_CLOSURE: usize = 36;
-        pub const CLASS_FULL_BLOCK_CLOSURE: usize = 37;
-        /// ClassPseudoContext, or a Mutex class in some images.
-        pub const CLASS_PSEUDO_CONTEXT: usize = 39;
-        pub const CLASS_TRANSLATED_METHOD: usize = 40;
-        pub const CLASS_EXTERNAL_STRUCTURE: usize = 44;
-        pub const CLASS_EXTERNAL_DATA: usize = 45;
-        pub const CLASS_EXTERNAL_FUNCTION: usize = 46;
-        pub const CLASS_EXTERNAL_LIBRARY: usize = 47;
-        pub const CLASS_ALIEN: usize = 52;
-        pub const INVOKE_CALLBACK_SELECTOR: usize = 53;
-        pub const CLASS_UNSAFE_ALIEN: usize = 54;
-    }
-}
+/// Indices of the special objects array (§4.3), in both numberings; one
+/// definition, in the format crate.
+pub use spur_format::raw::special as index;
 
 /// Slots the runtime itself needs: up to the external objects array and the
 /// large negative integers.
@@ -219,25 +133,7 @@ impl SpecialObjects {
         view: &ReadView<'_>,
         classes: &ClassTable,
     ) -> Result<CompactClasses, RuntimeError> {
-        for (slot, index, name) in [
-            (index::CLASS_ARRAY, CLASS_ARRAY, "Array"),
-            (
-                index::CLASS_LARGE_NEGATIVE_INTEGER,
-                CLASS_LARGE_NEGATIVE_INTEGER,
-                "LargeNegativeInteger",
-            ),
-            (
-                index::CLASS_LARGE_POSITIVE_INTEGER,
-                CLASS_LARGE_POSITIVE_INTEGER,
-                "LargePositiveInteger",
-            ),
-            (index::CLASS_FLOAT, CLASS_FLOAT, "Float"),
-            (
-                index::CLASS_METHOD_CONTEXT,
-                CLASS_METHOD_CONTEXT,
-                "MethodContext",
-            ),
-        ] {
+        for (slot, index, name) in index::COMPACT_CLASS_CHECKS {
             let found = self.at(slot).map_or(0, Oop::bits);
             let expected = classes.class_at(view, index).map_or(0, Oop::bits);
             if found != expected {

@@ -10,7 +10,7 @@
 //! * [`FRAME_SLOTS`] = 7: the StackInterpreter's interpreter frame (caller's
 //!   saved ip, saved fp, method, frame flags, thisContext, saved ip,
 //!   receiver; `FrameSlots` in `initializeFrameIndices`, as we read it).
-//!   It also stands for the reference's `MFrameSlots` in the reserve, as
+//!   It also stands for the VMs' `MFrameSlots` in the reserve, as
 //!   no machine-code frames exist.
 //! * [`STACK_PAGE_HEADROOM_BYTES`] = 0: the headroom is for machine code
 //!   running on the page (signal delivery); an interpreter needs none.

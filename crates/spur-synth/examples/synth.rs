@@ -2,6 +2,7 @@
 //!
 //! `cargo run --release -p spur-synth --example synth -- OUT HEAP_MIB [SEGMENTS] [GAP_MIB] [WORD]`
 
+use spur_format::layout::to_usize;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -29,7 +30,7 @@ fn main() {
         WordSize::W64
     };
     let mut spec = SynthSpec::new(word, arg(1, 64) << 20);
-    spec.segments = arg(2, 1) as usize;
+    spec.segments = to_usize(arg(2, 1));
     spec.gap_bytes = arg(3, 0) << 20;
     let t = Instant::now();
     match write_image_file(&spec, &out) {

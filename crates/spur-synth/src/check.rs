@@ -1,6 +1,7 @@
 //! A test-only reader that checks a written image against §8 of the
 //! reference, using only the format crate's readers.
 
+use spur_format::layout::to_usize;
 use std::collections::{BTreeMap, BTreeSet};
 
 use spur_format::raw::*;
@@ -81,14 +82,14 @@ impl<'a> Image<'a> {
     pub(crate) fn parse(bytes: &'a [u8]) -> Image<'a> {
         let header = ImageHeader::parse(bytes, bytes.len() as u64).expect("header parses");
         let table = SegmentTable::read(&header, |off| {
-            let o = off as usize;
+            let o = to_usize(off);
             Ok::<_, FormatError>(bytes[o..o + 16].try_into().unwrap())
         })
         .expect("segment table reads");
         let word = header.word;
         let mut objs = BTreeMap::new();
         for s in &table.segments {
-            let seg = &bytes[s.file_offset as usize..(s.file_offset + s.size) as usize];
+            let seg = &bytes[to_usize(s.file_offset)..to_usize(s.file_offset + s.size)];
             let (list, pos, end) = walk(word, seg, s.old_start.get(), s.index);
             end.unwrap_or_else(|e| panic!("segment {} walk: {e}", s.index));
             assert_eq!(pos as u64, s.size - BRIDGE_BYTES, "walk ends at the bridge");
@@ -98,7 +99,7 @@ impl<'a> Image<'a> {
                 objs.insert(
                     s.old_start.get() + o.offset as u64,
                     Info {
-                        file_off: s.file_offset as usize + o.offset,
+                        file_off: to_usize(s.file_offset) + o.offset,
                         header: o.header,
                         num_slots: o.num_slots,
                         segment: s.index,
@@ -128,7 +129,7 @@ impl<'a> Image<'a> {
             i < o.num_slots || (i == 0 && o.num_slots == 0),
             "slot {i} of {addr:#x}"
         );
-        let at = o.file_off + 8 + (i * self.word.bytes()) as usize;
+        let at = o.file_off + 8 + to_usize(i * self.word.bytes());
         match self.word {
             WordSize::W64 => u64::from_le_bytes(self.bytes[at..at + 8].try_into().unwrap()),
             WordSize::W32 => u32::from_le_bytes(self.bytes[at..at + 4].try_into().unwrap()) as u64,
@@ -140,7 +141,7 @@ impl<'a> Image<'a> {
         let o = self.obj(addr);
         let f = o.header.format();
         assert!((16..24).contains(&f), "{addr:#x} has format {f}");
-        let n = (o.num_slots * self.word.bytes()) as usize - (f & 7) as usize;
+        let n = to_usize(o.num_slots * self.word.bytes()) - (f & 7) as usize;
         &self.bytes[o.file_off + 8..o.file_off + 8 + n]
     }
 
@@ -319,7 +320,7 @@ pub(crate) fn check(bytes: &[u8], spec: &SynthSpec, report: &SynthReport) -> Sum
             if c == nil {
                 continue;
             }
-            let index = (p * 1024 + j) as u32;
+            let index = u32::try_from(p * 1024 + j).expect("the builder makes small values");
             let co = img.obj(c);
             assert_eq!(
                 co.header.hash(),
@@ -349,7 +350,7 @@ pub(crate) fn check(bytes: &[u8], spec: &SynthSpec, report: &SynthReport) -> Sum
                 let fmt = img.int(img.slot(c, FORMAT_INDEX as u64));
                 assert_eq!(
                     fmt,
-                    (def.inst_spec as i64) << 16 | inst_size(def) as i64,
+                    (def.inst_spec as i64) << 16 | (inst_size(def)).cast_signed(),
                     "{name} format"
                 );
             }
@@ -396,7 +397,7 @@ pub(crate) fn check(bytes: &[u8], spec: &SynthSpec, report: &SynthReport) -> Sum
             o.num_slots
         } else if hd.is_compiled_method() {
             let mh = img.int(img.slot(a, 0));
-            let nl = (mh & METHOD_NUM_LITERALS_MASK) as u64;
+            let nl = (mh & METHOD_NUM_LITERALS_MASK).cast_unsigned();
             assert!(nl < o.num_slots, "numLiterals + 1 <= numSlots");
             if mh < 0 {
                 sum.sista_methods += 1;
@@ -531,13 +532,17 @@ pub(crate) fn check(bytes: &[u8], spec: &SynthSpec, report: &SynthReport) -> Sum
     );
     let splo = |i: usize| img.slot(so, i as u64);
     assert_eq!([splo(0), splo(1), splo(2)], [nil, nil + 16, nil + 32]);
-    assert_eq!(splo(spl::CLASS_ARRAY), img.class_at(51));
-    assert_eq!(splo(spl::CLASS_LARGE_NEGATIVE_INTEGER), img.class_at(32));
-    assert_eq!(splo(spl::CLASS_LARGE_POSITIVE_INTEGER), img.class_at(33));
-    assert_eq!(splo(spl::CLASS_FLOAT), img.class_at(34));
-    assert_eq!(splo(spl::CLASS_METHOD_CONTEXT), img.class_at(36));
-    assert_eq!(splo(spl::CLASS_BLOCK_CLOSURE), img.class_at(37));
-    assert_eq!(splo(spl::CLASS_FULL_BLOCK_CLOSURE), img.class_at(38));
+    for (slot, index, name) in spl::COMPACT_CLASS_CHECKS {
+        assert_eq!(splo(slot), img.class_at(index), "{name}");
+    }
+    assert_eq!(
+        splo(spl::CLASS_BLOCK_CLOSURE),
+        img.class_at(CLASS_BLOCK_CLOSURE)
+    );
+    assert_eq!(
+        splo(spl::CLASS_FULL_BLOCK_CLOSURE),
+        img.class_at(CLASS_FULL_BLOCK_CLOSURE)
+    );
     assert_eq!(splo(spl::CLASS_BYTE_ARRAY), img.class_at(BYTE_ARRAY));
     assert_eq!(splo(spl::CLASS_BYTE_STRING), img.class_at(BYTE_STRING));
     assert_eq!(splo(spl::CLASS_SMALL_INTEGER), img.class_at(SMALL_INTEGER));
@@ -570,7 +575,7 @@ pub(crate) fn check(bytes: &[u8], spec: &SynthSpec, report: &SynthReport) -> Sum
     assert_eq!(img.int(img.slot(ss, 35)), 2, "at:put: takes 2 arguments");
     assert!(img.is_class(splo(spl::EXTERNAL_OBJECTS_ARRAY), ARRAY));
     assert!(img.is_class(splo(spl::SMALLTALK_DICTIONARY), SYSTEM_DICTIONARY));
-    for i in 1..spl::SIZE as usize {
+    for i in 1..to_usize(spl::SIZE) {
         let known = [
             0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 13, 15, 16, 18, 19, 20, 21, 23, 25, 26, 27, 36,
             37, 38, 42,
@@ -610,7 +615,7 @@ pub(crate) fn check(bytes: &[u8], spec: &SynthSpec, report: &SynthReport) -> Sum
         while proc_ != nil {
             assert!(img.is_class(proc_, PROCESS));
             assert_eq!(img.slot(proc_, 3), list);
-            assert_eq!(img.int(img.slot(proc_, 2)), p as i64 + 1);
+            assert_eq!(img.int(img.slot(proc_, 2)), p.cast_signed() + 1);
             check_context(&img, img.slot(proc_, 1));
             waiting += 1;
             proc_ = img.slot(proc_, 0);
@@ -632,16 +637,16 @@ fn check_context(img: &Image<'_>, ctx: u64) {
     let method = img.slot(ctx, 3);
     let mo = img.obj(method);
     assert!(mo.header.is_compiled_method() && mo.header.class_index() == COMPILED_METHOD);
-    let nl = (img.int(img.slot(method, 0)) & METHOD_NUM_LITERALS_MASK) as u64;
+    let nl = (img.int(img.slot(method, 0)) & METHOD_NUM_LITERALS_MASK).cast_unsigned();
     let method_bytes = mo.num_slots * w - (mo.header.format() & 7) as u64;
-    let pc = img.int(img.slot(ctx, 1)) as u64;
+    let pc = (img.int(img.slot(ctx, 1))).cast_unsigned();
     let initial = (nl + 1) * w + 1;
     // Before the trailer byte.
     assert!(
         pc >= initial && pc < method_bytes,
         "pc {pc} outside {initial}..{method_bytes}"
     );
-    let sp = img.int(img.slot(ctx, 2)) as u64;
+    let sp = (img.int(img.slot(ctx, 2))).cast_unsigned();
     assert!(CONTEXT_FIXED_SLOTS + sp <= o.num_slots);
     for i in CONTEXT_FIXED_SLOTS + sp..o.num_slots {
         assert_eq!(img.slot(ctx, i), img.nil());

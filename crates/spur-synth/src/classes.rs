@@ -349,7 +349,7 @@ pub fn metaclass_index(word: WordSize, c: &ClassDef) -> u32 {
         .filter(|d| d.index != SYNTH_RECORD)
         .position(|d| d.index == c.index)
         .expect("class is present in this word size");
-    FIRST_METACLASS_INDEX + pos as u32
+    FIRST_METACLASS_INDEX + u32::try_from(pos).expect("the builder makes small values")
 }
 
 #[cfg(test)]

@@ -3,10 +3,11 @@
 //! free-list heads, the free tree's links, forward pointers out of segment
 //! 0) are recorded as patches and written by seeking back.
 
+use spur_format::layout::to_usize;
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 
 use spur_format::objheader::overflow_word;
-use spur_format::raw::{BRIDGE_BYTES, OVERFLOW_SLOTS};
+use spur_format::raw::{BRIDGE_BYTES, OVERFLOW_SLOTS, OVERFLOW_SLOTS_BYTE};
 use spur_format::{FileBridge, ObjHeader, WordSize};
 
 use crate::encode::{free_chunk_shape, object_bytes};
@@ -110,9 +111,9 @@ impl<'w, W: Write + Seek> Emitter<'w, W> {
         let raw_slots = if num_slots >= OVERFLOW_SLOTS {
             self.scratch
                 .extend_from_slice(&overflow_word(num_slots).to_le_bytes());
-            OVERFLOW_SLOTS as u8
+            OVERFLOW_SLOTS_BYTE
         } else {
-            num_slots as u8
+            u8::try_from(num_slots).expect("the builder makes small values")
         };
         let header = ObjHeader::new(class, format, raw_slots, hash);
         self.scratch.extend_from_slice(&header.0.to_le_bytes());
@@ -126,7 +127,7 @@ impl<'w, W: Write + Seek> Emitter<'w, W> {
             WordSize::W64 => self.scratch.extend_from_slice(&value.to_le_bytes()),
             WordSize::W32 => self
                 .scratch
-                .extend_from_slice(&(value as u32).to_le_bytes()),
+                .extend_from_slice(&u32::try_from(value).expect("a 32-bit word").to_le_bytes()),
         }
     }
 
@@ -149,7 +150,7 @@ impl<'w, W: Write + Seek> Emitter<'w, W> {
             self.scratch.len(),
             self.target
         );
-        self.scratch.resize(self.target as usize, 0);
+        self.scratch.resize(to_usize(self.target), 0);
         self.out.write_all(&self.scratch)?;
         self.pos += self.target;
         self.addr += self.target;
@@ -168,9 +169,9 @@ impl<'w, W: Write + Seek> Emitter<'w, W> {
         let raw_slots = if overflow {
             self.scratch
                 .extend_from_slice(&overflow_word(num_slots).to_le_bytes());
-            OVERFLOW_SLOTS as u8
+            OVERFLOW_SLOTS_BYTE
         } else {
-            num_slots as u8
+            u8::try_from(num_slots).expect("the builder makes small values")
         };
         self.scratch
             .extend_from_slice(&ObjHeader::new(0, 0, raw_slots, 0).0.to_le_bytes());
@@ -198,11 +199,13 @@ impl<'w, W: Write + Seek> Emitter<'w, W> {
 
     /// Records one word (slot-sized) to be written at `offset` at the end.
     pub(crate) fn patch_words(&mut self, offset: u64, words: &[u64]) {
-        let mut b = Vec::with_capacity(words.len() * self.word.bytes() as usize);
+        let mut b = Vec::with_capacity(words.len() * to_usize(self.word.bytes()));
         for &w in words {
             match self.word {
                 WordSize::W64 => b.extend_from_slice(&w.to_le_bytes()),
-                WordSize::W32 => b.extend_from_slice(&(w as u32).to_le_bytes()),
+                WordSize::W32 => {
+                    b.extend_from_slice(&u32::try_from(w).expect("a 32-bit word").to_le_bytes())
+                }
             }
         }
         self.patch(offset, b);

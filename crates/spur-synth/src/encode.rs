@@ -16,14 +16,21 @@ pub(crate) fn object_bytes(word: WordSize, num_slots: u64) -> u64 {
 pub(crate) fn byte_shape(word: WordSize, base: u8, n: u64) -> (u64, u8) {
     let w = word.bytes();
     let slots = n.div_ceil(w);
-    (slots, base + (slots * w - n) as u8)
+    (
+        slots,
+        base + u8::try_from(slots * w - n).expect("the builder makes small values"),
+    )
 }
 
 /// Slots and format (10/11) for `n` 32-bit units (§3.2).
 pub(crate) fn word32_shape(word: WordSize, n: u64) -> (u64, u8) {
     let per = word.bytes() / 4;
     let slots = n.div_ceil(per);
-    (slots, spur_format::raw::FMT_32BIT + (slots * per - n) as u8)
+    (
+        slots,
+        spur_format::raw::FMT_32BIT
+            + u8::try_from(slots * per - n).expect("the builder makes small values"),
+    )
 }
 
 /// The shape of an object that occupies exactly `bytes` bytes, if one exists.
@@ -112,7 +119,7 @@ pub(crate) fn small_integer_range(word: WordSize) -> (i64, i64) {
 
 /// A class's format word: `instSpec << 16 | instSize` (Spur class format).
 pub(crate) const fn class_format(inst_spec: u8, inst_size: u64) -> i64 {
-    ((inst_spec as i64) << 16) | inst_size as i64
+    ((inst_spec as i64) << 16) | inst_size.cast_signed()
 }
 
 /// Which bytecode set a method is written in.
@@ -134,8 +141,9 @@ pub(crate) fn method_header(
     num_args: u64,
     num_temps: u64,
 ) -> i64 {
-    debug_assert!(num_literals as i64 <= METHOD_NUM_LITERALS_MASK);
-    let v = num_literals as i64 | (num_temps as i64) << 18 | (num_args as i64) << 24;
+    debug_assert!(num_literals.cast_signed() <= METHOD_NUM_LITERALS_MASK);
+    let v =
+        num_literals.cast_signed() | num_temps.cast_signed() << 18 | num_args.cast_signed() << 24;
     match set {
         BytecodeSet::V3 => v,
         BytecodeSet::Sista => small_integer_range(word).0 + v,
@@ -229,10 +237,10 @@ mod tests {
         assert!(h < 0);
         assert_eq!(h & 0x7FFF, 3);
         let oop = WordSize::W64.encode_small_integer(h);
-        assert_eq!((oop as i64) >> 3 & 0x7FFF, 3);
+        assert_eq!(oop.cast_signed() >> 3 & 0x7FFF, 3);
         let h32 = method_header(WordSize::W32, BytecodeSet::Sista, 5, 0, 0);
         let oop = WordSize::W32.encode_small_integer(h32);
-        assert!((oop as u32 as i32) < 0);
+        assert!(u32::try_from(oop).expect("a 32-bit oop").cast_signed() < 0);
         assert_eq!(WordSize::W32.small_integer(oop), Some(h32));
         assert_eq!(
             method_header(WordSize::W32, BytecodeSet::V3, 5, 1, 0),

@@ -8,6 +8,7 @@
 //! that are written nil and patched at the end to point into later
 //! segments, so relocation is exercised in both directions.
 
+use spur_format::layout::to_usize;
 use std::io::{self, Seek, Write};
 
 use spur_format::raw::{FMT_BYTES, FMT_FIXED, FMT_INDEXABLE, OVERFLOW_SLOTS};
@@ -177,12 +178,12 @@ impl Filler {
                 if s.is_empty() {
                     self.nil
                 } else {
-                    s[self.rng.below(s.len() as u64) as usize]
+                    s[to_usize(self.rng.below(s.len() as u64))]
                 }
             } else {
                 let seg = later[i % later.len()];
                 let s = &self.seg_samples[seg];
-                s[self.rng.below(s.len() as u64) as usize]
+                s[to_usize(self.rng.below(s.len() as u64))]
             };
             em.patch_words(off, &[target]);
         }
@@ -199,7 +200,7 @@ impl Filler {
         if self.rng.chance(1, 16) {
             0
         } else {
-            1 + self.rng.below(0x3F_FFFF) as u32
+            1 + u32::try_from(self.rng.below(0x3F_FFFF)).expect("the builder makes small values")
         }
     }
 
@@ -209,8 +210,8 @@ impl Filler {
             self.reservoir.push(addr);
         } else {
             let j = self.rng.below(self.seen);
-            if (j as usize) < RESERVOIR {
-                self.reservoir[j as usize] = addr;
+            if to_usize(j) < RESERVOIR {
+                self.reservoir[to_usize(j)] = addr;
             }
         }
         if self.recent.len() < RECENT {
@@ -228,18 +229,18 @@ impl Filler {
 
     fn pointer(&mut self) -> u64 {
         if !self.recent.is_empty() && self.rng.chance(1, 2) {
-            self.recent[self.rng.below(self.recent.len() as u64) as usize]
+            self.recent[to_usize(self.rng.below(self.recent.len() as u64))]
         } else {
-            self.reservoir[self.rng.below(self.reservoir.len() as u64) as usize]
+            self.reservoir[to_usize(self.rng.below(self.reservoir.len() as u64))]
         }
     }
 
     fn small_int(&mut self) -> u64 {
         let v = if self.rng.chance(7, 10) {
-            self.rng.range(0, 2000) as i64 - 1000
+            (self.rng.range(0, 2000)).cast_signed() - 1000
         } else {
             let (lo, hi) = small_integer_range(self.word);
-            lo + self.rng.below((hi - lo) as u64 + 1) as i64
+            lo + (self.rng.below((hi - lo).cast_unsigned() + 1)).cast_signed()
         };
         self.word.encode_small_integer(v)
     }
@@ -248,7 +249,7 @@ impl Filler {
         if self.word == WordSize::W32 {
             return self.small_int();
         }
-        let scale = self.pow10[self.rng.below(self.pow10.len() as u64) as usize];
+        let scale = self.pow10[to_usize(self.rng.below(self.pow10.len() as u64))];
         let v = (self.rng.unit() * 2.0 - 1.0) * scale;
         small_float(v).unwrap_or(4)
     }
@@ -272,20 +273,23 @@ impl Filler {
             44..=46 => self.tru,
             47..=49 => self.fals,
             50..=66 => {
-                let v = pick(2001, p) as i64 - 1000;
+                let v =
+                    i64::try_from(pick(2001, p)).expect("the builder makes small values") - 1000;
                 self.word.encode_small_integer(v)
             }
             67..=71 => self.small_int(),
             72..=81 => {
                 let code = if p >> 40 < 205 {
-                    32 + pick(95, p) as u32
+                    32 + u32::try_from(pick(95, p)).expect("the builder makes small values")
                 } else {
-                    pick(0x11_0000, p) as u32
+                    u32::try_from(pick(0x11_0000, p)).expect("the builder makes small values")
                 };
                 character(self.word, code)
             }
             82..=91 => match self.word {
-                WordSize::W32 => self.word.encode_small_integer(pick(1 << 20, p) as i64),
+                WordSize::W32 => self.word.encode_small_integer(
+                    i64::try_from(pick(1 << 20, p)).expect("the builder makes small values"),
+                ),
                 WordSize::W64 => {
                     let mantissa = (p & 0xFFFF_FFFF) as f64 / (1u64 << 31) as f64 - 1.0;
                     let scale = self.pow10[(((p >> 32) * self.pow10.len() as u64) >> 16) as usize];
@@ -297,11 +301,11 @@ impl Filler {
     }
 
     fn class_pointer(&mut self) -> u64 {
-        self.classes[self.rng.below(self.classes.len() as u64) as usize]
+        self.classes[to_usize(self.rng.below(self.classes.len() as u64))]
     }
 
     fn symbol_pointer(&mut self) -> u64 {
-        self.symbols[self.rng.below(self.symbols.len() as u64) as usize]
+        self.symbols[to_usize(self.rng.below(self.symbols.len() as u64))]
     }
 
     // ----- objects -------------------------------------------------------
@@ -372,7 +376,7 @@ impl Filler {
             return Ok(None);
         }
         let h = if class == BYTE_SYMBOL {
-            1 + self.rng.below(0x3F_FFFF) as u32
+            1 + u32::try_from(self.rng.below(0x3F_FFFF)).expect("the builder makes small values")
         } else {
             self.hash()
         };
@@ -398,7 +402,7 @@ impl Filler {
             let c = if !symbol && self.rng.chance(1, 6) && i > 0 {
                 b' '
             } else {
-                b'a' + self.rng.below(26) as u8
+                b'a' + u8::try_from(self.rng.below(26)).expect("the builder makes small values")
             };
             self.buf.push(c);
         }
@@ -420,7 +424,7 @@ impl Filler {
         } else {
             self.rng.range(0, 48)
         };
-        self.fill_text(n as usize, symbol);
+        self.fill_text(to_usize(n), symbol);
         let class = if symbol { BYTE_SYMBOL } else { BYTE_STRING };
         self.byte_object(em, class, cap)
     }
@@ -431,7 +435,7 @@ impl Filler {
         n: u64,
         cap: u64,
     ) -> io::Result<Option<u64>> {
-        self.fill_random_bytes(n as usize);
+        self.fill_random_bytes(to_usize(n));
         self.byte_object(em, BYTE_ARRAY, cap)
     }
 
@@ -450,7 +454,7 @@ impl Filler {
         } else {
             BITMAP
         };
-        self.fill_random_bytes(units as usize * 4);
+        self.fill_random_bytes(to_usize(units) * 4);
         let h = self.hash();
         let a = em.begin(class, fmt, h, n);
         em.bytes(&self.buf);
@@ -464,7 +468,11 @@ impl Filler {
         let v = match self.word {
             WordSize::W64 => {
                 let e = if self.rng.chance(1, 2) { 200 } else { -200 };
-                (self.rng.unit() + 0.5) * 10f64.powi(e + self.rng.below(50) as i32)
+                (self.rng.unit() + 0.5)
+                    * 10f64.powi(
+                        e + i32::try_from(self.rng.below(50))
+                            .expect("the builder makes small values"),
+                    )
             }
             WordSize::W32 => (self.rng.unit() - 0.5) * 1e6,
         };
@@ -481,7 +489,7 @@ impl Filler {
     /// A normalised large integer: no high zero byte, magnitude beyond SmallInteger.
     fn large_int<W: Write + Seek>(&mut self, em: &mut Emitter<'_, W>) -> io::Result<u64> {
         let min = self.word.bytes();
-        let len = self.rng.range(min, 3 * min) as usize;
+        let len = to_usize(self.rng.range(min, 3 * min));
         self.fill_random_bytes(len);
         let top = self.buf[len - 1];
         self.buf[len - 1] = if len as u64 == min {
@@ -500,7 +508,7 @@ impl Filler {
     /// A CompiledMethod preceded by its selector and its class binding.
     fn method<W: Write + Seek>(&mut self, em: &mut Emitter<'_, W>) -> io::Result<u64> {
         let n = self.rng.range(3, 18);
-        self.fill_text(n as usize, true);
+        self.fill_text(to_usize(n), true);
         let sel = self
             .byte_object(em, BYTE_SYMBOL, u64::MAX)?
             .expect("uncapped");
@@ -516,7 +524,7 @@ impl Filler {
             BytecodeSet::V3
         };
         self.buf.clear();
-        for i in 0..extra as u8 {
+        for i in 0..u8::try_from(extra).expect("the builder makes small values") {
             match set {
                 BytecodeSet::V3 => self
                     .buf
@@ -583,7 +591,7 @@ impl Filler {
         let gap = gap.div_ceil(8) * 8;
         let common = [tree_min, tree_min + 8, 1024, gap, 4096, 8192, 65536];
         if self.rng.chance(3, 4) {
-            common[self.rng.below(common.len() as u64) as usize]
+            common[to_usize(self.rng.below(common.len() as u64))]
         } else {
             8 * self.rng.range(tree_min / 8, 4 * 1024)
         }
@@ -684,7 +692,9 @@ impl Filler {
                 true
             }
             Kind::Semaphore => {
-                let signals = self.word.encode_small_integer(self.rng.below(4) as i64);
+                let signals = self
+                    .word
+                    .encode_small_integer((self.rng.below(4)).cast_signed());
                 self.fixed(em, SEMAPHORE, &[self.nil, self.nil, signals])?;
                 true
             }
@@ -738,7 +748,7 @@ impl Filler {
                 for _ in 0..2 {
                     let samples = &self.seg_samples[s];
                     if !samples.is_empty() {
-                        slots.push(samples[self.rng.below(samples.len() as u64) as usize]);
+                        slots.push(samples[to_usize(self.rng.below(samples.len() as u64))]);
                     }
                 }
             }

@@ -7,6 +7,7 @@
 //! through `next` off the tree node), whose links are written by seeking
 //! back.
 
+use spur_format::layout::to_usize;
 use std::collections::BTreeMap;
 
 use spur_format::WordSize;
@@ -38,7 +39,7 @@ impl FreeSpace {
     pub(crate) fn new(word: WordSize) -> Self {
         FreeSpace {
             word,
-            heads: vec![0; word.num_free_lists() as usize],
+            heads: vec![0; to_usize(word.num_free_lists())],
             large: Vec::new(),
             count: 0,
             bytes: 0,

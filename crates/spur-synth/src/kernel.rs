@@ -8,6 +8,7 @@
 //! object gets its address when it is allocated, slots are filled in once
 //! all addresses are known, and the whole is then streamed in address order.
 
+use spur_format::layout::to_usize;
 use std::collections::BTreeMap;
 use std::io::{self, Seek, Write};
 
@@ -41,35 +42,13 @@ struct Proto {
     bytes: Vec<u8>,
 }
 
-/// Numbers of the special objects array (Squeak numbering, §4.3).
+/// Indices of the special objects array (§4.3), and the length of the one
+/// the builder writes.
 pub(crate) mod spl {
-    pub(crate) const NIL: usize = 0;
-    pub(crate) const FALSE: usize = 1;
-    pub(crate) const TRUE: usize = 2;
-    pub(crate) const SCHEDULER_ASSOCIATION: usize = 3;
-    pub(crate) const CLASS_BITMAP: usize = 4;
-    pub(crate) const CLASS_SMALL_INTEGER: usize = 5;
-    pub(crate) const CLASS_BYTE_STRING: usize = 6;
-    pub(crate) const CLASS_ARRAY: usize = 7;
-    pub(crate) const SMALLTALK_DICTIONARY: usize = 8;
-    pub(crate) const CLASS_FLOAT: usize = 9;
-    pub(crate) const CLASS_METHOD_CONTEXT: usize = 10;
-    pub(crate) const CLASS_POINT: usize = 12;
-    pub(crate) const CLASS_LARGE_POSITIVE_INTEGER: usize = 13;
-    pub(crate) const CLASS_MESSAGE: usize = 15;
-    pub(crate) const CLASS_COMPILED_METHOD: usize = 16;
-    pub(crate) const CLASS_SEMAPHORE: usize = 18;
-    pub(crate) const CLASS_CHARACTER: usize = 19;
-    pub(crate) const SELECTOR_DOES_NOT_UNDERSTAND: usize = 20;
-    pub(crate) const SELECTOR_CANNOT_RETURN: usize = 21;
-    pub(crate) const SPECIAL_SELECTORS: usize = 23;
-    pub(crate) const SELECTOR_MUST_BE_BOOLEAN: usize = 25;
-    pub(crate) const CLASS_BYTE_ARRAY: usize = 26;
-    pub(crate) const CLASS_PROCESS: usize = 27;
-    pub(crate) const CLASS_BLOCK_CLOSURE: usize = 36;
-    pub(crate) const CLASS_FULL_BLOCK_CLOSURE: usize = 37;
-    pub(crate) const EXTERNAL_OBJECTS_ARRAY: usize = 38;
-    pub(crate) const CLASS_LARGE_NEGATIVE_INTEGER: usize = 42;
+    pub(crate) use spur_format::raw::special::squeak::{
+        CLASS_BLOCK_CLOSURE, CLASS_FULL_BLOCK_CLOSURE,
+    };
+    pub(crate) use spur_format::raw::special::*;
     /// Length of the array.
     pub(crate) const SIZE: u64 = 60;
 }
@@ -169,7 +148,7 @@ impl Kernel {
     }
 
     fn nonzero_hash(&mut self) -> u32 {
-        1 + self.rng.below(0x3F_FFFF) as u32
+        1 + u32::try_from(self.rng.below(0x3F_FFFF)).expect("the builder makes small values")
     }
 
     fn alloc(
@@ -200,7 +179,7 @@ impl Kernel {
     fn pointers(&mut self, class: u32, format: u8, n: u64) -> Ref {
         let h = self.hash();
         let nil = self.nil;
-        self.alloc(class, format, h, vec![nil; n as usize], Vec::new(), n)
+        self.alloc(class, format, h, vec![nil; to_usize(n)], Vec::new(), n)
     }
 
     /// A byte object (format 16..23) holding `data`.
@@ -260,7 +239,7 @@ impl Kernel {
 
     /// The first pc of a method with `num_literals` literals (1-based byte index).
     fn initial_pc(&self, num_literals: u64) -> i64 {
-        ((num_literals + 1) * self.word.bytes() + 1) as i64
+        ((num_literals + 1) * self.word.bytes() + 1).cast_signed()
     }
 
     /// A Context: `stack` values pushed, the remaining stack slots nil.
@@ -272,7 +251,7 @@ impl Kernel {
             CONTEXT_FIXED_SLOTS + CONTEXT_STACK_SLOTS,
         );
         let pc = self.int(pc);
-        let sp = self.int(stack.len() as i64);
+        let sp = self.int(i64::try_from(stack.len()).expect("the builder makes small values"));
         self.set(r, 0, sender);
         self.set(r, 1, pc);
         self.set(r, 2, sp);
@@ -280,7 +259,7 @@ impl Kernel {
         // slot 4, closureOrNil, stays nil
         self.set(r, 5, receiver);
         for (i, &v) in stack.iter().enumerate() {
-            self.set(r, CONTEXT_FIXED_SLOTS as usize + i, v);
+            self.set(r, to_usize(CONTEXT_FIXED_SLOTS) + i, v);
         }
         self.addr(r)
     }
@@ -318,7 +297,7 @@ impl Kernel {
             FMT_INDEXABLE_WITH_FIXED,
             2 + capacity as u64,
         );
-        let tally = self.int(methods.len() as i64);
+        let tally = self.int(i64::try_from(methods.len()).expect("the builder makes small values"));
         self.set(dict, 0, tally);
         self.set(dict, 1, array);
         for (at, e) in table.iter().enumerate() {
@@ -361,7 +340,7 @@ impl Kernel {
             word.word_array_pun(),
             word.word_indexable_format(),
             0,
-            vec![0; heads as usize],
+            vec![0; to_usize(heads)],
             vec![],
             heads,
         );
@@ -369,7 +348,7 @@ impl Kernel {
             CLASS_ARRAY_PUN,
             FMT_INDEXABLE,
             0,
-            vec![nil; HIDDEN_ROOTS_SLOTS as usize],
+            vec![nil; to_usize(HIDDEN_ROOTS_SLOTS)],
             vec![],
             HIDDEN_ROOTS_SLOTS,
         );
@@ -383,7 +362,7 @@ impl Kernel {
                 CLASS_ARRAY_PUN,
                 FMT_INDEXABLE,
                 0,
-                vec![nil; CLASS_TABLE_PAGE_SLOTS as usize],
+                vec![nil; to_usize(CLASS_TABLE_PAGE_SLOTS)],
                 vec![],
                 CLASS_TABLE_PAGE_SLOTS,
             );
@@ -402,7 +381,7 @@ impl Kernel {
                 meta_index,
                 FMT_FIXED,
                 c.index,
-                vec![nil; CLASS_SLOTS as usize],
+                vec![nil; to_usize(CLASS_SLOTS)],
                 vec![],
                 CLASS_SLOTS,
             );
@@ -410,7 +389,7 @@ impl Kernel {
                 METACLASS,
                 FMT_FIXED,
                 meta_index,
-                vec![nil; METACLASS_SLOTS as usize],
+                vec![nil; to_usize(METACLASS_SLOTS)],
                 vec![],
                 METACLASS_SLOTS,
             );
@@ -556,7 +535,8 @@ impl Kernel {
         self.set(active, 1, top);
         self.set(active, 2, p);
         self.set(active, 4, main_name);
-        let idle_list = lists[(IDLE_PRIORITY - 1) as usize];
+        let idle_list =
+            lists[usize::try_from(IDLE_PRIORITY - 1).expect("the builder makes small values")];
         let p = self.int(IDLE_PRIORITY);
         self.set(idle, 1, idle_ctx);
         self.set(idle, 2, p);
@@ -588,7 +568,7 @@ impl Kernel {
             .map(|e| e.map_or(nil, |i| globals[i].1))
             .collect();
         let globals_array = self.array(&slots);
-        let tally = self.int(globals.len() as i64);
+        let tally = self.int(i64::try_from(globals.len()).expect("the builder makes small values"));
         self.set(smalltalk, 0, tally);
         self.set(smalltalk, 1, globals_array);
 
@@ -614,9 +594,9 @@ impl Kernel {
         let sp = self.pointers(ARRAY, FMT_INDEXABLE, spl::SIZE);
         let ca = |k: &Kernel, i: u32| k.class_addrs[&i];
         let entries: Vec<(usize, u64)> = vec![
-            (spl::NIL, nil),
-            (spl::FALSE, fals),
-            (spl::TRUE, tru),
+            (spl::NIL_OBJECT, nil),
+            (spl::FALSE_OBJECT, fals),
+            (spl::TRUE_OBJECT, tru),
             (spl::SCHEDULER_ASSOCIATION, scheduler_assoc),
             (spl::CLASS_BITMAP, ca(self, BITMAP)),
             (spl::CLASS_SMALL_INTEGER, ca(self, SMALL_INTEGER)),

@@ -8,8 +8,8 @@
 //!
 //! # What an image guarantees
 //!
-//! Every image passes the checks of §8 of the format reference
-//! (`docs/spur-format.md`), as far as a file without a running VM can:
+//! Every image passes the checks of §8 of the format notes
+//! (`docs/format.md`), as far as a file without a running VM can:
 //!
 //! * header: format 68021/6521 (68533/7033 with multiple bytecode sets),
 //!   header size 128/64, flags 2 (floats little-endian), a non-zero
@@ -60,23 +60,26 @@ mod encode;
 mod fill;
 mod free;
 mod kernel;
+mod kinds;
 mod plan;
 mod rng;
+
+pub use kinds::small_kinds;
 
 #[cfg(test)]
 mod check;
 #[cfg(test)]
 mod tests;
 
+use spur_format::layout::to_usize;
 use std::fs;
 use std::io::{self, Cursor, Seek, Write};
 use std::path::Path;
 
 use spur_format::raw::{
-    FLAG_FLOATS_LITTLE_ENDIAN, FORMAT_SPUR32, FORMAT_SPUR32_SISTA, FORMAT_SPUR64,
-    FORMAT_SPUR64_SISTA, PREFIX_BYTES,
+    FORMAT_SPUR32, FORMAT_SPUR32_SISTA, FORMAT_SPUR64, FORMAT_SPUR64_SISTA, PREFIX_BYTES,
 };
-use spur_format::{ByteOrder, ImageHeader, OldAddr, WordSize};
+use spur_format::{ImageHeader, OldAddr, WordSize};
 
 use emit::Emitter;
 use fill::Filler;
@@ -254,11 +257,11 @@ pub fn write_image<W: Write + Seek>(spec: &SynthSpec, out: &mut W) -> io::Result
 
     let mut em = Emitter::new(out, word)?;
     if spec.prefix {
-        let mut prefix = vec![0u8; PREFIX_BYTES as usize];
+        let mut prefix = vec![0u8; to_usize(PREFIX_BYTES)];
         prefix[..PREFIX_TEXT.len()].copy_from_slice(PREFIX_TEXT);
         em.raw(&prefix)?;
     }
-    em.raw(&vec![0u8; header_size as usize])?;
+    em.raw(&vec![0u8; to_usize(header_size)])?;
 
     let mut filler = Filler::new(
         word,
@@ -294,27 +297,17 @@ pub fn write_image<W: Write + Seek>(spec: &SynthSpec, out: &mut W) -> io::Result
     debug_assert_eq!(file_len, data_offset + data_size);
     let header = ImageHeader {
         format: spec.format(),
-        word,
         multiple_bytecode_sets: spec.multiple_bytecode_sets,
-        byte_order: ByteOrder::Little,
         prefix_bytes,
         header_size,
-        data_size,
-        old_base: OldAddr::new(spec.old_base),
         special_objects_oop: OldAddr::new(kernel.special_objects),
         // Non-zero, within the 22 bits the VM keeps.
         last_hash: 1 + (spec.seed.wrapping_mul(0x9E37_79B9) & 0x3F_FFFE),
         // 1024x768, as a VM would have saved its window.
         saved_window_size: (1024 << 16) | 768,
-        flags: FLAG_FLOATS_LITTLE_ENDIAN,
-        extra_vm_memory: 0,
-        num_stack_pages: 0,
-        cog_code_size_kib: 0,
-        eden_bytes: 0,
-        max_ext_sem_table: 0,
-        image_version: 0,
         first_segment_size: plan[0].size,
         free_old_space: filler.free.bytes,
+        ..ImageHeader::new(word, OldAddr::new(spec.old_base), data_size)
     };
     em.patch(prefix_bytes, header.encode());
     let objects = em.objects();
@@ -383,7 +376,7 @@ pub fn write_image_file(spec: &SynthSpec, path: &Path) -> io::Result<SynthReport
 /// Builds the image in memory: for small test images.
 pub fn image_bytes(spec: &SynthSpec) -> io::Result<(Vec<u8>, SynthReport)> {
     let mut cur = Cursor::new(Vec::with_capacity(
-        (spec.heap_bytes as usize)
+        to_usize(spec.heap_bytes)
             .saturating_add(1 << 20)
             .min(1 << 30),
     ));

@@ -16,48 +16,11 @@ use std::path::{Path, PathBuf};
 use spur_format::raw::PREFIX_BYTES;
 use spur_format::read::header::HEADER_PROBE_BYTES;
 use spur_format::write::composed::{header_ston, segment_ston};
-use spur_format::{ImageHeader, SegmentTable, WordSize};
-use spur_synth::SynthSpec;
+use spur_format::{ImageHeader, SegmentTable};
 
 /// Real images larger than this are not used as seeds: libFuzzer mutates
 /// large inputs slowly.
 const MAX_REAL_SEED: u64 = 300 << 10;
-
-/// The builder's images: each word size, several segments with and without
-/// gaps, the prefix, the multiple-bytecode-set formats, no free chunks, an
-/// unaligned base. All as small as the builder makes them.
-fn kinds() -> Vec<(&'static str, SynthSpec)> {
-    let small = |word| SynthSpec::new(word, 0);
-    let mut v = vec![("w64", small(WordSize::W64)), ("w32", small(WordSize::W32))];
-    let mut s = small(WordSize::W64);
-    s.segments = 3;
-    s.gap_bytes = 64 << 10;
-    v.push(("w64-3seg-gaps", s));
-    let mut s = small(WordSize::W32);
-    s.segments = 2;
-    s.gap_bytes = 8;
-    v.push(("w32-2seg-gap8", s));
-    let mut s = small(WordSize::W64);
-    s.segments = 2;
-    v.push(("w64-2seg-adjacent", s));
-    let mut s = small(WordSize::W64);
-    s.prefix = true;
-    s.multiple_bytecode_sets = true;
-    v.push(("w64-68533-prefix", s));
-    let mut s = small(WordSize::W32);
-    s.prefix = true;
-    s.multiple_bytecode_sets = true;
-    v.push(("w32-7033-prefix", s));
-    let mut s = small(WordSize::W64);
-    s.free_chunks = false;
-    s.old_base = 0x804008;
-    v.push(("w64-no-free-unaligned-base", s));
-    let mut s = small(WordSize::W32);
-    s.old_base = 0x3204000;
-    s.seed = 7;
-    v.push(("w32-squeak-base", s));
-    v
-}
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     fs::create_dir_all(dir)?;
@@ -122,7 +85,7 @@ fn main() -> io::Result<()> {
         .map(PathBuf::from)
         .filter(|p| !p.as_os_str().is_empty());
     let mut images: Vec<(String, Vec<u8>)> = Vec::new();
-    for (name, spec) in kinds() {
+    for (name, spec) in spur_synth::small_kinds() {
         let (bytes, _) = spur_synth::image_bytes(&spec)?;
         images.push((name.to_string(), bytes));
     }

@@ -8,6 +8,7 @@
 //! bridges and object headers, bent pointers, random words), applied in
 //! turn; the same arguments always write the same copies.
 
+use spur_format::layout::to_usize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -48,8 +49,8 @@ fn main() -> ExitCode {
             let mut copy = bytes.clone();
             let mut said = Vec::new();
             for _ in 0..=rng.below(4) {
-                let (_, of_kind) = &kinds[rng.below(kinds.len() as u64) as usize];
-                let d = of_kind[rng.below(of_kind.len() as u64) as usize];
+                let (_, of_kind) = &kinds[to_usize(rng.below(kinds.len() as u64))];
+                let d = of_kind[to_usize(rng.below(of_kind.len() as u64))];
                 copy = d.apply(&copy);
                 said.push(d.to_string());
                 if copy.is_empty() {

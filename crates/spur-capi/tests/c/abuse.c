@@ -184,7 +184,7 @@ int main(int argc, char **argv) {
       if (damage[i].flip) copy[damage[i].flip] ^= 0xff;
       if (strcmp(damage[i].name, "bad-segment-size") == 0) {
         /* firstSegSize: offset 72 of a 64-bit header, 48 of a 32-bit
-         * one (spur-format.md, section 1); 0xb5 starts 68021 and 68533. */
+         * one (docs/format.md §1.3); 0xb5 starts 68021 and 68533. */
         size_t off = copy[0] == 0xb5 ? 72 : 48;
         for (int b = 0; b < 4; b++) copy[off + b] = 0x7f;
       }

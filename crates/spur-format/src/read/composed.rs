@@ -54,51 +54,95 @@ pub const fn perm_space_base(word: WordSize) -> u64 {
 /// Errors specific to composed folders, naming the file concerned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ComposedError {
+    /// A `.ston` file holds another struct than the one expected.
     #[error("{file}: struct is {found}, expected {expected}")]
     WrongStruct {
+        /// The file.
         file: String,
+        /// The struct name it holds.
         found: String,
+        /// The struct name it must hold.
         expected: &'static str,
     },
+    /// A field's value cannot be what it stands for.
     #[error("{file}: field {field} is {value}, {why}")]
     BadField {
+        /// The file.
         file: String,
+        /// The field.
         field: &'static str,
+        /// Its value, as the file says it.
         value: i64,
+        /// What is wrong with it.
         why: &'static str,
     },
+    /// A `.data` file is shorter than its `.ston` says.
     #[error("{file} holds {found} bytes, but {ston} says dataSize {expected}")]
     ShortData {
+        /// The `.data` file.
         file: String,
+        /// The `.ston` file that gives its size.
         ston: String,
+        /// Bytes the `.data` file holds.
         found: u64,
+        /// Bytes the `.ston` file says.
         expected: u64,
     },
+    /// Segments out of order or overlapping.
     #[error("segment {segment} starts at {start:#x}, inside segment {prev} ({prev_start:#x}..{prev_end:#x})")]
     Overlap {
+        /// The segment that starts too low.
         segment: usize,
+        /// Its start.
         start: u64,
+        /// The segment before it.
         prev: usize,
+        /// That segment's start.
         prev_start: u64,
+        /// That segment's end.
         prev_end: u64,
     },
+    /// The segments do not add up to the header's old-space size.
     #[error("header.ston says {expected} bytes of old space, but the segments hold {found}")]
-    SizeMismatch { expected: u64, found: u64 },
+    SizeMismatch {
+        /// Bytes the header gives.
+        expected: u64,
+        /// Bytes the segments hold.
+        found: u64,
+    },
+    /// Segment 0 does not start at the header's oldBaseAddr.
     #[error("segment 0 starts at {start:#x}, but header.ston says oldBaseAddr {base:#x}")]
-    BaseMismatch { start: u64, base: u64 },
+    BaseMismatch {
+        /// Segment 0's start.
+        start: u64,
+        /// The header's oldBaseAddr.
+        base: u64,
+    },
+    /// The perm space is not at the Pharo VM's perm base (§4.5).
     #[error("permSpace.ston says the perm space starts at {found:#x}; it can only live at {expected:#x}")]
-    PermBase { found: u64, expected: u64 },
+    PermBase {
+        /// Where `permSpace.ston` puts it.
+        found: u64,
+        /// The perm base of this word size.
+        expected: u64,
+    },
+    /// The perm space's extent is impossible.
     #[error("permSpace.ston says {size} bytes from {start:#x}, {why}")]
     PermRange {
+        /// Its start.
         start: u64,
+        /// Its size.
         size: u64,
+        /// What is wrong with it.
         why: &'static str,
     },
     #[error(
         "the folder has no seg0.ston and seg0.data: a composed image needs at least one segment"
     )]
+    /// The folder has no segment 0.
     NoSegments,
-    #[error("{0}")]
+    /// The header, once read, fails a check of a single file's header.
+    #[error(transparent)]
     Format(#[from] FormatError),
 }
 
@@ -123,6 +167,11 @@ fn non_negative(s: &StonStruct, file: &str, field: &'static str) -> Result<u64, 
     })
 }
 
+/// A value `non_negative` accepted, back as the signed number the file held.
+fn field_value(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
 fn narrow<T: TryFrom<u64>>(
     s: &StonStruct,
     file: &str,
@@ -132,7 +181,7 @@ fn narrow<T: TryFrom<u64>>(
     T::try_from(v).map_err(|_| ComposedError::BadField {
         file: file.to_string(),
         field,
-        value: v as i64,
+        value: field_value(v),
         why: "too large for its binary-header field",
     })
 }
@@ -140,7 +189,9 @@ fn narrow<T: TryFrom<u64>>(
 /// One segment as `segN.ston` (or `permSpace.ston`) describes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmentMeta {
+    /// The segment's address when it was saved (`startAddress`).
     pub start: u64,
+    /// Its bytes, bridge included (`dataSize`).
     pub size: u64,
 }
 
@@ -154,7 +205,7 @@ impl SegmentMeta {
             return Err(ComposedError::BadField {
                 file: file.into(),
                 field: "startAddress",
-                value: start as i64,
+                value: field_value(start),
                 why: "not 8-byte aligned",
             });
         }
@@ -162,7 +213,7 @@ impl SegmentMeta {
             return Err(ComposedError::BadField {
                 file: file.into(),
                 field: "dataSize",
-                value: size as i64,
+                value: field_value(size),
                 why: "not a multiple of 8",
             });
         }
@@ -204,7 +255,7 @@ pub fn header_from_ston(s: &StonStruct, perm_bytes: u64) -> Result<ImageHeader, 
             return Err(ComposedError::BadField {
                 file: file.into(),
                 field: "imageHeaderSize",
-                value: n as i64,
+                value: field_value(n),
                 why: "not a header size (a multiple of 8 that holds every field, at most 64 KiB)",
             })
         }
@@ -285,7 +336,7 @@ pub fn segment_table(
             return Err(ComposedError::BadField {
                 file,
                 field: "dataSize",
-                value: m.size as i64,
+                value: field_value(m.size),
                 why: "too small to hold an object and its bridge",
             });
         }
@@ -349,29 +400,9 @@ mod tests {
 
     fn header(word: WordSize) -> ImageHeader {
         ImageHeader {
-            format: match word {
-                WordSize::W64 => 68021,
-                WordSize::W32 => 6521,
-            },
-            word,
-            multiple_bytecode_sets: false,
-            byte_order: ByteOrder::Little,
-            prefix_bytes: 0,
-            header_size: word.standard_header_size() as u64,
-            data_size: 42256,
-            old_base: OldAddr::new(0x3204000),
             special_objects_oop: OldAddr::new(0x3204800),
             last_hash: 283663,
-            saved_window_size: 0,
-            flags: 2,
-            extra_vm_memory: 0,
-            num_stack_pages: 0,
-            cog_code_size_kib: 0,
-            eden_bytes: 0,
-            max_ext_sem_table: 0,
-            image_version: 0,
-            first_segment_size: 42256,
-            free_old_space: 0,
+            ..ImageHeader::new(word, OldAddr::new(0x3204000), 42256)
         }
     }
 

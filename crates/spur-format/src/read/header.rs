@@ -2,13 +2,13 @@
 
 use crate::addr::OldAddr;
 use crate::error::{FormatError, Result};
-use crate::layout::WordSize;
+use crate::layout::{to_usize, WordSize};
 use crate::raw::*;
 use crate::read::version::{ByteOrder, Version};
 
 /// How many bytes of a file [`ImageHeader::parse`] wants to see: the prefix plus
 /// the largest standard header.
-pub const HEADER_PROBE_BYTES: usize = (PREFIX_BYTES as usize) + HEADER_SIZE_64 as usize;
+pub const HEADER_PROBE_BYTES: usize = to_usize(PREFIX_BYTES + HEADER_SIZE_64 as u64);
 
 /// Largest `imageHeaderSize` accepted: well above the 64 and 128 the VMs write.
 pub const MAX_HEADER_SIZE: u64 = 64 * 1024;
@@ -27,30 +27,48 @@ pub const fn valid_header_size(word: WordSize, size: u64) -> bool {
     size >= min_header_size(word) && size <= MAX_HEADER_SIZE && size.is_multiple_of(8)
 }
 
-/// A parsed single-file image header. Field names follow the reference (§1.3).
+/// A parsed single-file image header. Field names follow the VMs' (§1.3 of `docs/format.md`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageHeader {
     /// The format number (e.g. 68021).
     pub format: u32,
+    /// The word size the format number gives.
     pub word: WordSize,
+    /// The format number's multiple-bytecode-sets bit.
     pub multiple_bytecode_sets: bool,
+    /// The file's byte order (always little once parsed).
     pub byte_order: ByteOrder,
     /// 0, or 512 when the image follows a prefix.
     pub prefix_bytes: u64,
+    /// `imageHeaderSize`: bytes from the format word to the heap data.
     pub header_size: u64,
+    /// `dataSize`: bytes of segment data, bridges included.
     pub data_size: u64,
+    /// `oldBaseAddr`: where segment 0 (and nil) was when saved.
     pub old_base: OldAddr,
+    /// The special objects array's old address.
     pub special_objects_oop: OldAddr,
+    /// The identity-hash seed.
     pub last_hash: u64,
+    /// The saved window size (0 from Pharo).
     pub saved_window_size: u64,
+    /// The header flags (§1.4).
     pub flags: u64,
+    /// `extraVMMemory`: requested headroom, 0 for the default.
     pub extra_vm_memory: u32,
+    /// Requested stack pages, 0 for the default.
     pub num_stack_pages: u16,
+    /// The JIT code zone, in KiB.
     pub cog_code_size_kib: u16,
+    /// Requested new-space bytes, 0 for the default.
     pub eden_bytes: u32,
+    /// The external semaphore table size, 0 when unset.
     pub max_ext_sem_table: u16,
+    /// An opaque 16-bit value Pharo images may set.
     pub image_version: u16,
+    /// `firstSegSize`: bytes of segment 0, bridge included.
     pub first_segment_size: u64,
+    /// Free bytes inside the written segments (§5.3).
     pub free_old_space: u64,
 }
 
@@ -62,6 +80,40 @@ fn u16_at(b: &[u8], at: usize) -> u16 {
 }
 
 impl ImageHeader {
+    /// The header a writer starts from: a little-endian Spur image of `word`
+    /// (format 68021 or 6521, one bytecode set, no prefix, the standard
+    /// header size) holding `data_size` bytes of heap from `old_base` in one
+    /// segment, floats little-endian, every VM setting left at 0 (the VM's
+    /// default). The special objects oop is `old_base` until the caller says
+    /// where the array is; callers set the rest with struct update syntax.
+    pub fn new(word: WordSize, old_base: OldAddr, data_size: u64) -> ImageHeader {
+        ImageHeader {
+            format: match word {
+                WordSize::W64 => FORMAT_SPUR64,
+                WordSize::W32 => FORMAT_SPUR32,
+            },
+            word,
+            multiple_bytecode_sets: false,
+            byte_order: ByteOrder::Little,
+            prefix_bytes: 0,
+            header_size: u64::from(word.standard_header_size()),
+            data_size,
+            old_base,
+            special_objects_oop: old_base,
+            last_hash: 0,
+            saved_window_size: 0,
+            flags: FLAG_FLOATS_LITTLE_ENDIAN,
+            extra_vm_memory: 0,
+            num_stack_pages: 0,
+            cog_code_size_kib: 0,
+            eden_bytes: 0,
+            max_ext_sem_table: 0,
+            image_version: 0,
+            first_segment_size: data_size,
+            free_old_space: 0,
+        }
+    }
+
     /// Parses the header from the start of a file.
     ///
     /// `bytes` holds the first bytes of the file (at least [`HEADER_PROBE_BYTES`]
@@ -79,17 +131,17 @@ impl ImageHeader {
         let at0 = u32_at(bytes, 0);
         let found = match probe(at0, 0)? {
             Some(v) => Some((v, 0u64)),
-            None if bytes.len() >= PREFIX_BYTES as usize + 4 => {
-                let at512 = u32_at(bytes, PREFIX_BYTES as usize);
+            None if bytes.len() >= to_usize(PREFIX_BYTES) + 4 => {
+                let at512 = u32_at(bytes, to_usize(PREFIX_BYTES));
                 probe(at512, PREFIX_BYTES)?.map(|v| (v, PREFIX_BYTES))
             }
             None => None,
         };
         let Some(((number, word, sista), start)) = found else {
-            let at512 = if bytes.len() >= PREFIX_BYTES as usize + 4 {
+            let at512 = if bytes.len() >= to_usize(PREFIX_BYTES) + 4 {
                 format!(
                     " nor {:#010x} at offset 512",
-                    u32_at(bytes, PREFIX_BYTES as usize)
+                    u32_at(bytes, to_usize(PREFIX_BYTES))
                 )
             } else {
                 String::new()
@@ -97,14 +149,14 @@ impl ImageHeader {
             return Err(FormatError::UnknownFormat { at0, at512 });
         };
         let std_size = word.standard_header_size() as u64;
-        let s = start as usize;
+        let s = to_usize(start);
         if (bytes.len() as u64) < start + std_size {
             return Err(FormatError::TooShort {
                 needed: start + std_size,
                 found: file_len,
             });
         }
-        let b = &bytes[s..s + std_size as usize];
+        let b = &bytes[s..s + to_usize(std_size)];
         let header_size = u32_at(b, 4) as u64;
         if !valid_header_size(word, header_size) {
             return Err(FormatError::BadHeaderSize {
@@ -114,7 +166,7 @@ impl ImageHeader {
                 offset: start + 4,
             });
         }
-        let wb = word.bytes() as usize;
+        let wb = to_usize(word.bytes());
         // The word-sized fields follow the two u32s; field `i` is at 8 + i*W.
         let word_at = |at: usize| -> u64 {
             match word {

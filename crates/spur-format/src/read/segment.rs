@@ -4,7 +4,7 @@
 
 use crate::addr::OldAddr;
 use crate::error::{FormatError, Result};
-use crate::layout::{set_u64_at, u64_at, WordSize};
+use crate::layout::{set_u64_at, to_usize, u64_at, WordSize};
 use crate::objheader::{is_overflow_word, ObjHeader};
 use crate::raw::*;
 use crate::read::header::ImageHeader;
@@ -12,6 +12,7 @@ use crate::read::header::ImageHeader;
 /// One segment of a single-file image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileSegment {
+    /// Index of the segment, from 0.
     pub index: usize,
     /// Where the segment started when the image was saved.
     pub old_start: OldAddr,
@@ -81,7 +82,7 @@ impl FileBridge {
 /// for a segment placed at its own old start with `gap` bytes to the next one
 /// (§2.5). `segment` is the whole segment, bridge included.
 pub fn repair_bridge_in_memory(word: WordSize, segment: &mut [u8], gap: u64) {
-    let at = segment.len() - BRIDGE_BYTES as usize;
+    let at = segment.len() - to_usize(BRIDGE_BYTES);
     if gap == 0 {
         set_u64_at(segment, at, ObjHeader::short_bridge(word).0);
         set_u64_at(segment, at + 8, 0);
@@ -98,6 +99,7 @@ pub fn repair_bridge_in_memory(word: WordSize, segment: &mut [u8], gap: u64) {
 /// The segments of a single-file image, found by following the bridges.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentTable {
+    /// The segments, in file (and address) order.
     pub segments: Vec<FileSegment>,
 }
 

@@ -5,7 +5,9 @@
 /// A parsed STON struct: its name and its fields in file order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StonStruct {
+    /// The struct name before `{`.
     pub name: String,
+    /// The fields, name and value, in file order.
     pub fields: Vec<(String, i64)>,
 }
 
@@ -24,8 +26,11 @@ impl StonStruct {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{file} line {line}: {what}")]
 pub struct StonError {
+    /// The file, for the message.
     pub file: String,
+    /// The line, from 1.
     pub line: usize,
+    /// What is wrong there.
     pub what: String,
 }
 

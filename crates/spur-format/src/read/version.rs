@@ -6,11 +6,14 @@ use crate::raw::*;
 /// Byte order of an image file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ByteOrder {
+    /// Least significant byte first: every image in use.
     Little,
+    /// Most significant byte first.
     Big,
 }
 
 impl ByteOrder {
+    /// `little` or `big`, for messages.
     pub const fn name(self) -> &'static str {
         match self {
             ByteOrder::Little => "little",
@@ -24,16 +27,25 @@ impl ByteOrder {
 pub enum Version {
     /// A Spur image this crate reads.
     Spur {
+        /// The format number.
         number: u32,
+        /// The word size.
         word: WordSize,
+        /// The multiple-bytecode-sets bit (68533, 7033).
         multiple_bytecode_sets: bool,
     },
     /// The first 64-bit Spur format (68019), with the obsolete SmallFloat tag.
-    ObsoleteSpur { number: u32 },
+    ObsoleteSpur {
+        /// The format number.
+        number: u32,
+    },
     /// A pre-Spur (V3) image: another object format altogether.
     PreSpur {
+        /// The format number.
         number: u32,
+        /// The word size.
         word: WordSize,
+        /// The format has closures.
         closures: bool,
     },
 }

@@ -3,7 +3,7 @@
 use std::marker::PhantomData;
 
 use crate::error::FormatError;
-use crate::layout::{u64_at, Layout};
+use crate::layout::{to_usize, u64_at, Layout};
 use crate::objheader::{is_overflow_word, ObjHeader};
 use crate::raw::BRIDGE_BYTES;
 
@@ -12,6 +12,7 @@ use crate::raw::BRIDGE_BYTES;
 pub struct Obj {
     /// Offset of the base header in the segment.
     pub offset: usize,
+    /// The object's header.
     pub header: ObjHeader,
     /// Slot count, from the overflow word when the header says 255.
     pub num_slots: u64,
@@ -52,7 +53,7 @@ pub struct Walk<'a, L: Layout> {
 impl<'a, L: Layout> Walk<'a, L> {
     /// Walks `bytes`, a segment that lives at address `base` (used in errors).
     pub fn new(bytes: &'a [u8], base: u64, segment: usize) -> Self {
-        let limit = bytes.len().saturating_sub(BRIDGE_BYTES as usize);
+        let limit = bytes.len().saturating_sub(to_usize(BRIDGE_BYTES));
         Walk {
             bytes,
             pos: 0,
@@ -145,7 +146,7 @@ pub fn step<L: Layout>(
                 header,
                 num_slots,
             },
-            n as usize,
+            to_usize(n),
         )),
         _ => Err((
             offset,

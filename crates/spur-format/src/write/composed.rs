@@ -12,22 +12,22 @@ use crate::read::ston;
 /// `hdrOldSpaceSize` does not.
 pub fn header_ston(header: &ImageHeader, perm_bytes: u64) -> String {
     let values: [i64; 17] = [
-        (header.data_size + perm_bytes) as i64,
-        header.data_size as i64,
-        header.old_base.get() as i64,
-        header.special_objects_oop.get() as i64,
-        header.flags as i64,
+        (header.data_size + perm_bytes).cast_signed(),
+        header.data_size.cast_signed(),
+        header.old_base.get().cast_signed(),
+        header.special_objects_oop.get().cast_signed(),
+        header.flags.cast_signed(),
         header.extra_vm_memory as i64,
         header.num_stack_pages as i64,
         header.cog_code_size_kib as i64,
         header.eden_bytes as i64,
         header.max_ext_sem_table as i64,
-        header.first_segment_size as i64,
-        header.free_old_space as i64,
+        header.first_segment_size.cast_signed(),
+        header.free_old_space.cast_signed(),
         0, // swapBytes: written by the Pharo VM, meaningless on load
-        header.last_hash as i64,
+        header.last_hash.cast_signed(),
         header.format as i64,
-        header.header_size as i64,
+        header.header_size.cast_signed(),
         header.image_version as i64,
     ];
     let mut fields: Vec<(&str, i64)> = HEADER_FIELDS.iter().copied().zip(values).collect();
@@ -36,7 +36,10 @@ pub fn header_ston(header: &ImageHeader, perm_bytes: u64) -> String {
     // image carries one, so that a single file converted to a folder and
     // back is the same file; readers skip fields they do not know.
     if header.saved_window_size != 0 {
-        fields.push((SAVED_WINDOW_SIZE_FIELD, header.saved_window_size as i64));
+        fields.push((
+            SAVED_WINDOW_SIZE_FIELD,
+            header.saved_window_size.cast_signed(),
+        ));
     }
     ston::write(HEADER_STRUCT, &fields)
 }
@@ -46,8 +49,8 @@ pub fn segment_ston(start: u64, size: u64) -> String {
     ston::write(
         SEGMENT_STRUCT,
         &[
-            (SEGMENT_FIELDS[0], start as i64),
-            (SEGMENT_FIELDS[1], size as i64),
+            (SEGMENT_FIELDS[0], start.cast_signed()),
+            (SEGMENT_FIELDS[1], size.cast_signed()),
         ],
     )
 }
@@ -61,26 +64,9 @@ mod tests {
     #[test]
     fn header_round_trips_through_ston() {
         let h = ImageHeader {
-            format: 68021,
-            word: WordSize::W64,
-            multiple_bytecode_sets: false,
-            byte_order: crate::ByteOrder::Little,
-            prefix_bytes: 0,
-            header_size: 128,
-            data_size: 4096,
-            old_base: OldAddr::new(0x100_0000_0000),
             special_objects_oop: OldAddr::new(0x100_0000_0400),
             last_hash: 77,
-            saved_window_size: 0,
-            flags: 2,
-            extra_vm_memory: 0,
-            num_stack_pages: 0,
-            cog_code_size_kib: 0,
-            eden_bytes: 0,
-            max_ext_sem_table: 0,
-            image_version: 0,
-            first_segment_size: 4096,
-            free_old_space: 0,
+            ..ImageHeader::new(WordSize::W64, OldAddr::new(0x100_0000_0000), 4096)
         };
         let text = header_ston(&h, 0);
         assert!(text.starts_with(

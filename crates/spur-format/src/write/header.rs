@@ -1,7 +1,7 @@
 //! Writing the image header (§1.3): the exact inverse of `read::header`.
 
 use crate::addr::OldAddr;
-use crate::layout::WordSize;
+use crate::layout::{to_usize, WordSize};
 use crate::read::header::ImageHeader;
 use crate::write::segment::FileLayout;
 
@@ -82,15 +82,28 @@ impl ImageHeader {
 
     /// Encodes the header as `header_size` bytes (the prefix, if any, is not
     /// part of it). Padding after the fields is zero, as the VMs write it.
+    ///
+    /// `header_size` must be one [`valid_header_size`] accepts, as the size
+    /// of every parsed header is; a 32-bit header's words must fit 32 bits,
+    /// as its addresses and sizes below the 4 GiB address limit do.
+    ///
+    /// [`valid_header_size`]: crate::read::header::valid_header_size
     pub fn encode(&self) -> Vec<u8> {
-        let mut b = vec![0u8; self.header_size as usize];
-        let wb = self.word.bytes() as usize;
+        let header_size = u32::try_from(self.header_size)
+            .expect("a header size is at most 64 KiB (checked when it is read)");
+        let mut b = vec![0u8; to_usize(self.header_size)];
+        let wb = to_usize(self.word.bytes());
         let put_word = |b: &mut Vec<u8>, at: usize, v: u64| match self.word {
             WordSize::W64 => b[at..at + 8].copy_from_slice(&v.to_le_bytes()),
-            WordSize::W32 => b[at..at + 4].copy_from_slice(&(v as u32).to_le_bytes()),
+            WordSize::W32 => {
+                // A 32-bit header's words are below its 4 GiB address limit.
+                #[allow(clippy::cast_possible_truncation)]
+                let v = v as u32;
+                b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+            }
         };
         b[0..4].copy_from_slice(&self.format.to_le_bytes());
-        b[4..8].copy_from_slice(&(self.header_size as u32).to_le_bytes());
+        b[4..8].copy_from_slice(&header_size.to_le_bytes());
         let words = [
             self.data_size,
             self.old_base.get(),
@@ -150,7 +163,7 @@ mod tests {
                 free_old_space: 640,
             };
             let mut bytes = h.encode();
-            assert_eq!(bytes.len(), h.header_size as usize);
+            assert_eq!(bytes.len() as u64, h.header_size);
             bytes.resize(bytes.len() + 4096, 0);
             assert_eq!(ImageHeader::parse(&bytes, bytes.len() as u64).unwrap(), h);
 
@@ -204,7 +217,7 @@ mod tests {
                 &HeaderOverrides::default(),
             );
             assert_eq!(fixed.header_size, word.standard_header_size() as u64);
-            assert_eq!(fixed.encode().len(), fixed.header_size as usize);
+            assert_eq!(fixed.encode().len() as u64, fixed.header_size);
         }
     }
 }

@@ -62,6 +62,7 @@ impl PlannedSegment {
 /// `dataSize` and `firstSegSize` must say (§1.3, §2.2, §7).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileLayout {
+    /// The heap's word size.
     pub word: WordSize,
     /// The non-empty segments, in address order.
     pub segments: Vec<PlannedSegment>,
@@ -172,7 +173,6 @@ mod tests {
     use crate::layout::u64_at;
     use crate::read::header::ImageHeader;
     use crate::read::segment::SegmentTable;
-    use crate::read::version::ByteOrder;
 
     #[test]
     fn bridges_say_the_gap_and_the_next_size() {
@@ -260,26 +260,9 @@ mod tests {
         ];
         let l = FileLayout::plan(word, segs).unwrap();
         let header = ImageHeader {
-            format: 68021,
-            word,
-            multiple_bytecode_sets: false,
-            byte_order: ByteOrder::Little,
-            prefix_bytes: 0,
-            header_size: 128,
-            data_size: l.data_size,
-            old_base: OldAddr::new(0x4000_0000),
             special_objects_oop: OldAddr::new(0x4000_0040),
-            last_hash: 0,
-            saved_window_size: 0,
-            flags: 2,
-            extra_vm_memory: 0,
-            num_stack_pages: 0,
-            cog_code_size_kib: 0,
-            eden_bytes: 0,
-            max_ext_sem_table: 0,
-            image_version: 0,
             first_segment_size: l.first_segment_size,
-            free_old_space: 0,
+            ..ImageHeader::new(word, OldAddr::new(0x4000_0000), l.data_size)
         };
         let t = SegmentTable::read(&header, |off| {
             let d = off - 128;
