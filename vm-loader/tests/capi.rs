@@ -1,7 +1,7 @@
 //! The C interface from C: the example front end (`examples/c/spur_info.c`)
 //! and the C test (`crates/spur-capi/tests/c/abuse.c`) are built with the
 //! system C compiler against the static library, run, and compared with
-//! `vm-loader info`, `load`, `launch --headless`, `stats` and `snapshot` on
+//! `vm-loader info`, `load`, `launch` (its dry run), `stats` and `snapshot` on
 //! the builder's images and every corpus image (the tests marked
 //! `needs SPUR_CORPUS`), in place and relocated.
 
@@ -240,7 +240,7 @@ fn compare(example: &Path, image: &Path, place: &[&str], scratch: &Path) {
     assert_eq!(c.all("class"), top.as_slice(), "{what}");
 
     // launch: the resume point, the tables, new space and the stack zone.
-    let l = with(&["launch", "--headless"]);
+    let l = with(&launch_dry_run());
     let r = &l["resume"];
     assert_eq!(c.one("dialect"), l["dialect"], "{what}");
     for key in [
@@ -337,6 +337,17 @@ fn compare(example: &Path, image: &Path, place: &[&str], scratch: &Path) {
             .starts_with(&format!("{} bytes", cb.len())),
         "{what}"
     );
+}
+
+/// `launch --headless`, and `--dry-run` where the command line has an
+/// interpreter to run otherwise: the resume point without running it.
+fn launch_dry_run() -> Vec<&'static str> {
+    let help = run(Path::new(BIN), &["launch", "--help"]);
+    let mut args = vec!["launch", "--headless"];
+    if text(&help.stdout).contains("--dry-run") {
+        args.push("--dry-run");
+    }
+    args
 }
 
 fn synth(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
