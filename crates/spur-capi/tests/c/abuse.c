@@ -284,6 +284,63 @@ int main(int argc, char **argv) {
   expect("selector into a short buffer", spur_resume_selector(img, text, 2, &tlen), SPUR_OK);
   check("a short buffer is cut and terminated", strlen(text) <= 1 && tlen >= 1);
 
+  /* Every result pointer NULL, on a wired image: each call says which. */
+  {
+    struct {
+      const char *name;
+      SpurStatus got;
+    } nulls[] = {
+        {"spur_header", spur_header(img, NULL)},
+        {"spur_placement", spur_placement(img, NULL)},
+        {"spur_segment_count", spur_segment_count(img, NULL)},
+        {"spur_segment", spur_segment(img, 0, NULL)},
+        {"spur_verify", spur_verify(img, NULL)},
+        {"spur_finding", spur_finding(img, 0, NULL, NULL, 0, NULL)},
+        {"spur_is_wired", spur_is_wired(img, NULL)},
+        {"spur_special_objects", spur_special_objects(img, NULL)},
+        {"spur_special_object", spur_special_object(img, 0, NULL)},
+        {"spur_class_table", spur_class_table(img, NULL)},
+        {"spur_class_at", spur_class_at(img, 1, NULL)},
+        {"spur_class_of", spur_class_of(img, nil, NULL)},
+        {"spur_class_index_of", spur_class_index_of(img, nil, NULL)},
+        {"spur_resume_point", spur_resume_point(img, NULL)},
+        {"spur_new_space", spur_new_space(img, NULL)},
+        {"spur_stack_zone", spur_stack_zone(img, NULL)},
+        {"spur_old_space", spur_old_space(img, NULL)},
+        {"spur_num_slots", spur_num_slots(img, nil, NULL)},
+        {"spur_format_of", spur_format_of(img, nil, NULL)},
+        {"spur_fetch", spur_fetch(img, nil, 0, NULL)},
+        {"spur_allocate_slots", spur_allocate_slots(img, 52, 2, 1, NULL)},
+        {"spur_allocate_bytes", spur_allocate_bytes(img, 52, 1, NULL)},
+        {"spur_allocate_words", spur_allocate_words(img, 52, 10, 1, NULL)},
+        {"spur_identity_hash", spur_identity_hash(img, nil, NULL)},
+        {"spur_eden_free", spur_eden_free(img, NULL)},
+        {"spur_small_int", spur_small_int(img, 3, NULL)},
+        {"spur_from_small_int", spur_from_small_int(img, 1, NULL)},
+        {"spur_histogram", spur_histogram(img, NULL)},
+        {"spur_histogram_row", spur_histogram_row(img, 0, NULL, NULL, 0, NULL)},
+        {"spur_dialect", spur_dialect(img, NULL, 4, NULL)},
+        {"spur_class_name", spur_class_name(img, nil, NULL, 4, NULL)},
+        {"spur_resume_selector", spur_resume_selector(img, NULL, 4, NULL)},
+        {"spur_resume_method_name", spur_resume_method_name(img, NULL, 4, NULL)},
+        {"spur_fallback_reason", spur_fallback_reason(img, NULL, 4, NULL)},
+        {"spur_bytes", spur_bytes(img, nil, NULL, 4, NULL)},
+        {"spur_snapshot", spur_snapshot(img, NULL, NULL, NULL)},
+        {"spur_snapshot_background", spur_snapshot_background(img, NULL, NULL, NULL)},
+    };
+    for (size_t i = 0; i < sizeof nulls / sizeof nulls[0]; i++) {
+      /* The message is that of the last call; check the code of each. */
+      if (nulls[i].got == SPUR_E_NULL) {
+        passed++;
+      } else {
+        failed++;
+        printf("FAILED %s with a NULL result pointer: got %s\n", nulls[i].name, spur_status_name(nulls[i].got));
+      }
+    }
+    expect_msg("the last NULL call names itself", spur_snapshot_background(img, NULL, NULL, NULL), SPUR_E_NULL,
+               "spur_snapshot_background: path is NULL");
+  }
+
   /* Allocation and slots through the object memory. */
   SpurSpecialObjects so;
   expect("special objects", spur_special_objects(img, &so), SPUR_OK);
