@@ -492,6 +492,12 @@ fn abuse(program: &Path, good: &Path) {
             "stack-pages",
             vm_error(&["launch", "--headless", "--stack-pages", "70000", g]),
         ),
+        ("wire-refused", {
+            let image = p("specials-nil.image");
+            let mut a = launch_dry_run();
+            a.push(&image);
+            vm_error(&a)
+        }),
         (
             "snapshot-missing-folder",
             vm_error(&["snapshot", g, &p("no-such-folder/out.image")]),

@@ -205,6 +205,7 @@ int main(int argc, char **argv) {
     for (size_t i = header + 8; i < header + 40; i++) bytes[i] ^= 0x5a;
     snprintf(path, sizeof path, "%s/damaged-heap.image", dir);
     check("write a damaged heap", spit(path, bytes, len) == 0);
+    for (size_t i = header + 8; i < header + 40; i++) bytes[i] ^= 0x5a; /* undone */
     s = spur_load(path, NULL, &img);
     if (s == SPUR_OK) {
       SpurVerifyReport vr;
@@ -219,6 +220,29 @@ int main(int argc, char **argv) {
       expect("release the damaged heap", spur_release(img), SPUR_OK);
     } else {
       expect("load a damaged heap", s, SPUR_E_IMAGE);
+    }
+  }
+  /* specialObjectsOop naming nil (docs/format.md §1.3): the heap loads,
+   * wiring refuses it and takes it along; the handle then only answers
+   * SPUR_E_STATE, and is still released. */
+  if (bytes != NULL && len > 4096) {
+    int w64 = bytes[0] == 0xb5;
+    size_t word = w64 ? 8 : 4, old_base = w64 ? 16 : 12, specials = w64 ? 24 : 16;
+    memcpy(bytes + specials, bytes + old_base, word);
+    snprintf(path, sizeof path, "%s/specials-nil.image", dir);
+    check("write an image whose special objects are nil", spit(path, bytes, len) == 0);
+    s = spur_load(path, NULL, &img);
+    expect("load an image whose special objects are nil", s, SPUR_OK);
+    if (s == SPUR_OK) {
+      expect("wire it", spur_wire(img, NULL), SPUR_E_RUNTIME);
+      show("wire-refused");
+      uint64_t slot = 0;
+      expect_msg("fetch after a failed wire", spur_fetch(img, 0x10, 0, &slot), SPUR_E_STATE,
+                 "released when wiring failed");
+      expect("wire again after a failed wire", spur_wire(img, NULL), SPUR_E_STATE);
+      SpurHeader kept;
+      expect("the header is kept after a failed wire", spur_header(img, &kept), SPUR_OK);
+      expect("release after a failed wire", spur_release(img), SPUR_OK);
     }
   }
   free(bytes);
