@@ -1,6 +1,6 @@
-//! The calls. Each one runs in [`guard`] (a panic becomes
+//! The calls. Each one runs in the boundary's `guard` (a panic becomes
 //! `SPUR_E_INTERNAL`), turns its pointer arguments into checked values
-//! through [`boundary`](crate::boundary) first, and writes its results only
+//! through the private `boundary` module first, and writes its results only
 //! when it succeeds.
 //!
 //! Every pointer argument is NULL or valid as its call's `# Safety`
