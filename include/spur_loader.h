@@ -548,7 +548,8 @@ SpurStatus spur_class_of(struct SpurImage image, uint64_t oop, uint64_t *out);
 SpurStatus spur_class_index_of(struct SpurImage image, uint64_t oop, uint32_t *out);
 
 // The name of `class` (`Foo`, or `Foo class` for a metaclass), into
-// `buf` as in `spur_fallback_reason`.
+// `buf` as in `spur_fallback_reason`. Wired images only (wiring finds the
+// class layout).
 //
 // # Safety
 // As for `spur_fallback_reason`.

@@ -18,11 +18,13 @@ fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// `target/<profile>`, where cargo put `libspur_capi.a` for this test (a
-/// dev-dependency, built with all its crate types).
+/// `target/<profile>/deps`, where cargo builds `libspur_capi.a` for this
+/// test (a dev-dependency, built with all its crate types). Only a
+/// `cargo build` of spur-capi itself copies it up to `target/<profile>`,
+/// so the copy there may be stale; this one is rebuilt with the test.
 fn lib_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    exe.parent().and_then(Path::parent).unwrap().to_path_buf()
+    exe.parent().unwrap().to_path_buf()
 }
 
 /// Builds `source` into `out` with `cc`, warnings as errors, against the

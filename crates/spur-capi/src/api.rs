@@ -631,7 +631,8 @@ pub unsafe extern "C" fn spur_class_index_of(
 }
 
 /// The name of `class` (`Foo`, or `Foo class` for a metaclass), into
-/// `buf` as in `spur_fallback_reason`.
+/// `buf` as in `spur_fallback_reason`. Wired images only (wiring finds the
+/// class layout).
 ///
 /// # Safety
 /// As for `spur_fallback_reason`.
@@ -649,7 +650,8 @@ pub unsafe extern "C" fn spur_class_name(
         let out = unsafe { BufOut::new(buf.cast(), cap, len, CALL) }?;
         handles::with_image(CALL, image, |im| {
             let name = im
-                .memory(CALL)?
+                .runtime(CALL)?
+                .memory()
                 .class_name(Oop::from_bits(class))
                 .ok_or_else(|| {
                     Failure::new(

@@ -286,7 +286,7 @@ int main(int argc, char **argv) {
   expect("fetch from an address outside the heap", spur_fetch(img, 0x10, 0, &v), SPUR_E_MEMORY);
   expect("store into nil", spur_store(img, nil, 0, nil), SPUR_E_MEMORY);
   expect("class at a huge index", spur_class_at(img, 0x3fffff, &v), SPUR_E_RANGE);
-  expect("class name of nil", spur_class_name(img, nil, text, sizeof text, &tlen), SPUR_E_RANGE);
+  expect("class name before wiring", spur_class_name(img, nil, text, sizeof text, &tlen), SPUR_E_STATE);
   expect("allocate before wiring", spur_allocate_slots(img, 52, 2, 3, &v), SPUR_E_MEMORY);
   expect("bytes into NULL with cap", spur_bytes(img, nil, NULL, 8, NULL), SPUR_E_NULL);
   expect("write bytes from NULL", spur_write_bytes(img, nil, 0, NULL, 4), SPUR_E_NULL);
@@ -305,6 +305,12 @@ int main(int argc, char **argv) {
   expect("wire", spur_wire(img, NULL), SPUR_OK);
   expect("wire twice", spur_wire(img, NULL), SPUR_E_STATE);
   expect("resume point", spur_resume_point(img, &rp), SPUR_OK);
+  expect("class name of nil", spur_class_name(img, nil, text, sizeof text, &tlen), SPUR_E_RANGE);
+  uint64_t nil_class = 0;
+  expect("class of nil", spur_class_of(img, nil, &nil_class), SPUR_OK);
+  expect("class name of nil's class", spur_class_name(img, nil_class, text, sizeof text, &tlen), SPUR_OK);
+  /* UndefinedObject; PCUndefinedObject in pharo-vm-test-img-64. */
+  check("nil's class is an UndefinedObject", strstr(text, "UndefinedObject") != NULL && tlen == strlen(text));
   expect("selector into a short buffer", spur_resume_selector(img, text, 2, &tlen), SPUR_OK);
   check("a short buffer is cut and terminated", strlen(text) <= 1 && tlen >= 1);
 
