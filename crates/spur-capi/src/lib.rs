@@ -22,9 +22,9 @@
 //!
 //! `unsafe` in this crate: the workspace keeps `unsafe` in `spur-mem`, but
 //! a C ABI must dereference the pointers C hands it. That happens only at
-//! the boundary, the private module `boundary` (checked pointer wrappers) and the `unsafe`
-//! blocks of [`api`] that build them from the arguments, each with a
-//! `// SAFETY:` comment; plus one pass-through of the caller's
+//! the boundary: the private module `boundary` (checked pointer wrappers)
+//! and the `unsafe` blocks of [`api`] that build them from the arguments,
+//! each with a `// SAFETY:` comment; plus one pass-through of the caller's
 //! `map_files_unchanged` promise to `FilesUnchanged::assume`. Everything
 //! behind the boundary is the safe APIs of `spur-loader` and
 //! `spur-runtime`.
