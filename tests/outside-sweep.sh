@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The outside sweep: randomly damaged copies of real images, run against the
-# release binary. Every run of `vm-loader verify` (in place), `launch --headless --relocate`, `stats`,
-# `vm-loader load --relocate` and `vm-loader info` must end with exit code
-# 0, 1 or 2 and a message, within the time limit: a panic (101), an abort or a signal, a
-# hang, or silence fails the sweep.
+# release binary. Every run of `vm-loader verify` (in place), `launch
+# --headless --relocate` (a dry run, and a run of the interpreter for at most
+# 20000 bytecodes or 5 seconds: a damaged image may wait for a far timer),
+# `stats`, `vm-loader load --relocate` and `vm-loader info` must end with exit
+# code 0, 1, 2 or 3 (a run that stopped) and a message, within the time limit:
+# a panic (101), an abort or a signal, a hang, or silence fails the sweep.
 #
 #   tests/outside-sweep.sh [COPIES_PER_IMAGE [SEED [IMAGE...]]]
 #
@@ -49,7 +51,8 @@ for image in "${images[@]}"; do
   dir="$work/$name"
   target/release/spur-damage "$image" "$dir" "$copies" "$seed" > "$work/$name.manifest"
   while IFS=$'\t' read -r copy damage; do
-    for cmd in "verify" "load --relocate" "info" "launch --headless --relocate" "stats"; do
+    for cmd in "verify" "load --relocate" "info" "launch --headless --relocate --dry-run" \
+      "launch --headless --relocate --max-bytecodes 20000 --timeout 5" "stats"; do
       set +e
       # shellcheck disable=SC2086 # $cmd is a subcommand and its flag
       timeout -k 2 "$limit" "$bin" $cmd "$dir/$copy" > "$work/out" 2> "$work/err"
@@ -59,7 +62,7 @@ for image in "${images[@]}"; do
       codes[$rc]=$(( ${codes[$rc]:-0} + 1 ))
       why=""
       case $rc in
-        0 | 1 | 2)
+        0 | 1 | 2 | 3)
           if [ ! -s "$work/out" ] && [ ! -s "$work/err" ]; then
             why="exit $rc without a message"
           elif grep -q "panicked" "$work/err"; then

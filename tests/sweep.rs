@@ -39,17 +39,32 @@ const STEPS: &[Step] = &[
 ];
 
 /// The last stage, which takes the heap: `launch` (wire the runtime, find
-/// and decode the resume point, run the dry-run engine).
+/// and decode the resume point, run the dry-run engine), then the
+/// interpreter for at most [`RUN_BYTECODES`] bytecodes, with no real files.
 fn launch(heap: LoadedHeap) {
     match spur_runtime::Runtime::wire(heap, &Default::default()) {
         Ok(mut rt) => {
             if let Err(e) = spur_runtime::launch(&mut rt, &mut spur_runtime::DryRun) {
                 assert!(!e.to_string().is_empty(), "an error without a message");
             }
+            let mut engine = spur_interp::Interpreter::new(spur_interp::Options {
+                max_bytecodes: Some(RUN_BYTECODES),
+                timeout: Some(Duration::from_secs(2)),
+                allow_files: false,
+                real_time_waits: false,
+                ..Default::default()
+            });
+            match spur_runtime::launch(&mut rt, &mut engine) {
+                Ok(r) => assert!(!r.outcome.line().is_empty()),
+                Err(e) => assert!(!e.to_string().is_empty(), "an error without a message"),
+            }
         }
         Err(e) => assert!(!e.to_string().is_empty(), "an error without a message"),
     }
 }
+
+/// Bytecodes the interpreter runs on each damaged image.
+const RUN_BYTECODES: u64 = 20_000;
 
 /// Slowest a single damaged image may be (both loads, verification, steps):
 /// 5 s, or `SPUR_SWEEP_SLOW` seconds (valgrind runs everything some thirty

@@ -1,7 +1,8 @@
 //! The runtime over an image held in a byte buffer: load it (relocated),
 //! wire it, follow the scheduler to the resume point and decode the
-//! bytecodes around the pc, as `vm-loader launch` does. Every step must end
-//! in a value or a typed error.
+//! bytecodes around the pc, as `vm-loader launch --dry-run` does, then run
+//! the interpreter for at most 20 000 bytecodes (no real files). Every step
+//! must end in a value or a typed error.
 
 #![no_main]
 
@@ -24,6 +25,21 @@ fuzz_target!(|data: &[u8]| {
             let _ = (r.pc, r.window.len(), r.selector_name.len());
             if let Err(e) = launch(&mut rt, &mut DryRun) {
                 let _ = e.to_string();
+            }
+            let mut engine = spur_interp::Interpreter::new(spur_interp::Options {
+                max_bytecodes: Some(20_000),
+                timeout: Some(std::time::Duration::from_secs(2)),
+                allow_files: false,
+                real_time_waits: false,
+                ..Default::default()
+            });
+            match launch(&mut rt, &mut engine) {
+                Ok(r) => {
+                    let _ = r.outcome.line();
+                }
+                Err(e) => {
+                    let _ = e.to_string();
+                }
             }
         }
         Err(e) => {

@@ -151,6 +151,31 @@ pub struct LaunchArgs {
     pub ext_sem_table: Option<u64>,
     #[command(flatten)]
     pub place: PlaceArgs,
+    /// Report where the image would resume and run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Stop after N bytecodes (a report, exit code 3).
+    #[arg(long, value_name = "N", value_parser = parse_size)]
+    pub max_bytecodes: Option<u64>,
+    /// Stop after SECONDS of running (a report, exit code 3).
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<f64>,
+    /// Run without the method cache (for measurements).
+    #[arg(long)]
+    pub no_method_cache: bool,
+    /// Allocate every context afresh instead of reusing returned ones.
+    #[arg(long)]
+    pub no_context_reuse: bool,
+    /// Print the first N sends to stderr.
+    #[arg(long, value_name = "N", value_parser = parse_size, default_value = "0")]
+    pub trace_sends: u64,
+    /// Print the run's counts to stderr when it ends (with --json, they are
+    /// in the JSON report).
+    #[arg(long)]
+    pub stats: bool,
+    /// Arguments for the image (those that start with - after --).
+    #[arg(trailing_var_arg = true, value_name = "ARGS")]
+    pub args: Vec<String>,
 }
 
 /// Where to put the heap.

@@ -3,8 +3,12 @@
 //! uses, with the dry-run engine.
 
 use std::fmt::Write;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Result;
+use serde::Serialize;
+use spur_interp::{Interpreter, Options, Outcome as InterpOutcome, RunReport};
 use spur_runtime::{launch, DryRun, LaunchReport, Runtime, RuntimeOptions};
 
 use crate::cli::LaunchArgs;
@@ -22,16 +26,148 @@ pub fn run(args: &LaunchArgs, json: bool) -> Result<Outcome> {
     };
     // Refuse what can be refused before any image is opened.
     opts.check()?;
+    if let Some(t) = args.timeout {
+        if !(t.is_finite() && t > 0.0) {
+            anyhow::bail!("--timeout {t}: give a positive number of seconds");
+        }
+    }
     let image = Image::open(args.image.as_deref())?;
     let load = args.place.load_options();
     let heap = image.load(&load)?;
     let mut rt = Runtime::wire(heap, &opts)?;
-    let report = match launch(&mut rt, &mut DryRun) {
-        Ok(r) => r,
-        Err(never) => match never {},
+    if args.dry_run {
+        let report = match launch(&mut rt, &mut DryRun) {
+            Ok(r) => r,
+            Err(never) => match never {},
+        };
+        emit(json, &report, || text(&report))?;
+        return Ok(Outcome::Ok);
+    }
+    let image_path = match &args.image {
+        Some(p) => std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()),
+        None => PathBuf::from("builder.image"),
     };
-    emit(json, &report, || text(&report))?;
-    Ok(Outcome::Ok)
+    let mut engine = Interpreter::new(Options {
+        max_bytecodes: args.max_bytecodes,
+        timeout: args.timeout.map(Duration::from_secs_f64),
+        trace_sends: args.trace_sends,
+        method_cache: !args.no_method_cache,
+        recycle_contexts: !args.no_context_reuse,
+        image_path,
+        args: args.args.clone(),
+        echo: !json,
+        ..Default::default()
+    });
+    let report = launch(&mut rt, &mut engine)?;
+    let j = run_json(&report);
+    if json {
+        emit(true, &j, String::new)?;
+    } else {
+        if args.stats {
+            eprint!("{}", run_text(&j));
+        }
+        if let InterpOutcome::Stopped { line, .. } = &report.outcome {
+            eprintln!("vm-loader: {line}");
+        }
+    }
+    Ok(match report.outcome {
+        // With no IMAGE the run is a self-check: the builder's kernel quits
+        // with its answer, which the builder computed on its own.
+        InterpOutcome::Quit(c) if args.image.is_none() => {
+            let expected = crate::image::default_spec().work.expected();
+            if i64::from(c) == expected {
+                eprintln!(
+                    "note: the builder's kernel quit with {c}, the answer the builder computed"
+                );
+                Outcome::Ok
+            } else {
+                eprintln!(
+                    "vm-loader: the builder's kernel quit with {c}, but its answer is {expected}"
+                );
+                Outcome::Exit(1)
+            }
+        }
+        // The low byte, as exit(3) passes a status to the parent.
+        InterpOutcome::Quit(c) => Outcome::Exit(u8::try_from(c & 0xff).unwrap_or(u8::MAX)),
+        InterpOutcome::Stopped { .. } => Outcome::Exit(EXIT_STOPPED),
+    })
+}
+
+/// The exit code of a run that stopped (a limit, a timeout, an error the
+/// image could not handle).
+pub const EXIT_STOPPED: u8 = 3;
+
+/// The JSON of a run.
+#[derive(Debug, Serialize)]
+pub struct RunJson {
+    /// `quit`, `bytecode-limit`, `timeout`, `eden-full`, `idle`,
+    /// `missing-primitive` or `error`.
+    pub ended: &'static str,
+    /// The quit code, when the image quit.
+    pub exit_code: Option<i32>,
+    /// One line saying how the run ended.
+    pub line: String,
+    /// What the image printed.
+    pub output: String,
+    pub bytecodes: u64,
+    pub sends: u64,
+    pub primitive_calls: u64,
+    pub primitive_failures: u64,
+    pub objects_allocated: u64,
+    pub bytes_allocated: u64,
+    pub method_cache_hits: u64,
+    pub method_cache_misses: u64,
+    /// Contexts reused instead of allocated.
+    pub contexts_reused: u64,
+    pub run_us: u64,
+    pub bytecodes_per_second: u64,
+}
+
+pub fn run_json(r: &RunReport) -> RunJson {
+    let s = &r.stats;
+    RunJson {
+        ended: r.outcome.name(),
+        exit_code: match r.outcome {
+            InterpOutcome::Quit(c) => Some(c),
+            _ => None,
+        },
+        line: r.outcome.line(),
+        output: r.output_text(),
+        bytecodes: s.bytecodes,
+        sends: s.sends,
+        primitive_calls: s.primitive_calls,
+        primitive_failures: s.primitive_failures,
+        objects_allocated: s.objects_allocated,
+        bytes_allocated: s.bytes_allocated,
+        method_cache_hits: s.method_cache_hits,
+        method_cache_misses: s.method_cache_misses,
+        contexts_reused: s.contexts_reused,
+        run_us: s.run_us,
+        bytecodes_per_second: u64::try_from(
+            u128::from(s.bytecodes) * 1_000_000 / u128::from(s.run_us.max(1)),
+        )
+        .unwrap_or(u64::MAX),
+    }
+}
+
+fn run_text(j: &RunJson) -> String {
+    format!(
+        "run: {}\n  {} bytecodes, {} sends, {} primitive calls ({} failed)\n  \
+         {} objects ({}) allocated, {} contexts reused, method cache {} hits / {} misses\n  \
+         {:.3} s, {} bytecodes/s\n",
+        j.line,
+        j.bytecodes,
+        j.sends,
+        j.primitive_calls,
+        j.primitive_failures,
+        j.objects_allocated,
+        human_bytes(j.bytes_allocated),
+        j.contexts_reused,
+        j.method_cache_hits,
+        j.method_cache_misses,
+        j.run_us as f64 / 1e6,
+        j.bytecodes_per_second
+    )
 }
 
 fn text(j: &LaunchReport) -> String {

@@ -42,6 +42,8 @@ pub enum Outcome {
     Ok,
     /// The image loaded, but the verifier found corruption.
     Corrupt,
+    /// An image ran and ended with this exit code.
+    Exit(u8),
 }
 
 /// The exit code when the input cannot be used at all.
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::Corrupt) => ExitCode::from(EXIT_CORRUPT),
+        Ok(Outcome::Exit(c)) => ExitCode::from(c),
         Err(e) => {
             let line = one_line(&e);
             if cli.json {

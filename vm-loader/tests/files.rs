@@ -514,7 +514,7 @@ fn info_says_more_and_launch_and_verify_say_why_a_heap_moved() {
     let dir = tempfile::tempdir().unwrap();
     let img = synth(dir.path(), "in.image");
     let info = json(&["info", s(&img), "--dialect"]);
-    let l = json(&["launch", s(&img), "--headless"]);
+    let l = json(&["launch", s(&img), "--headless", "--dry-run"]);
     assert_eq!(info["dialect"], l["dialect"]);
     assert_eq!(info["dialect_evidence"], l["dialect_evidence"]);
     assert_eq!(info["input"], "file");
@@ -578,7 +578,7 @@ fn help_names_every_command() {
 fn launch_json_gives_each_instruction_as_bytes_and_fields() {
     let dir = tempfile::tempdir().unwrap();
     let img = synth(dir.path(), "in.image");
-    let j = json(&["launch", s(&img), "--headless"]);
+    let j = json(&["launch", s(&img), "--headless", "--dry-run"]);
     let r = &j["resume"];
     let ins = r["instructions"].as_array().unwrap();
     assert_eq!(ins.len(), r["bytecodes"].as_array().unwrap().len());

@@ -1,4 +1,4 @@
-//! `vm-loader launch --headless` and `vm-loader stats` end to end: builder
+//! `vm-loader launch --headless --dry-run` and `vm-loader stats` end to end: builder
 //! images in a temporary folder, the builder's default image, bad
 //! overrides, and the real corpus when `SPUR_CORPUS` names it.
 
@@ -89,7 +89,7 @@ fn check_launch(j: &Value, what: &str) {
 
 #[test]
 fn launch_without_an_image_resumes_the_builders_default() {
-    let j = json(&["launch", "--headless", "--json"]);
+    let j = json(&["launch", "--headless", "--dry-run", "--json"]);
     check_launch(&j, "default");
     assert_eq!(
         keys(&j["resume"]),
@@ -135,7 +135,7 @@ fn launch_without_an_image_resumes_the_builders_default() {
         u(&j["special_objects"]["nil"]) & !4095
     );
     // And the text form names the method and marks the pc.
-    let out = vm_loader(&["launch", "--headless"]);
+    let out = vm_loader(&["launch", "--headless", "--dry-run"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
@@ -162,6 +162,7 @@ fn launch_applies_overrides_relocated_and_in_32_bits() {
         "launch",
         s(&path),
         "--headless",
+        "--dry-run",
         "--relocate",
         "--stack-pages",
         "12",
@@ -298,7 +299,7 @@ fn corpus_images_launch_in_place_and_relocated_and_tally() {
     for file in spur_tests::CORPUS.iter().map(|c| c.file) {
         let path = dir.join(file);
         for extra in [&[][..], &["--relocate"][..]] {
-            let mut args = vec!["launch", s(&path), "--headless", "--json"];
+            let mut args = vec!["launch", s(&path), "--headless", "--dry-run", "--json"];
             args.extend_from_slice(extra);
             let j = json(&args);
             let what = format!("{file} {extra:?}");
@@ -307,5 +308,100 @@ fn corpus_images_launch_in_place_and_relocated_and_tally() {
         }
         let (rows, objects, free, hidden) = stats_of(&[s(&path)]);
         check_stats(&rows, objects, free, hidden, file);
+    }
+}
+
+#[test]
+fn launch_runs_the_builders_image_to_its_quit_code_and_stops_at_limits() {
+    // The default image's kernel answers (Σ i² mod 42 for i ≤ 100) + 101, mod 256.
+    let expected = i32::try_from(spur_synth::KernelWork::default().expected()).expect("a byte");
+    // With no IMAGE the run checks itself: exit 0 when the kernel quits with
+    // the answer the builder computed on its own.
+    let out = vm_loader(&["launch", "--headless", "--stats"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("run: quit with exit code {expected}")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "the builder's kernel quit with {expected}, the answer"
+        )),
+        "{err}"
+    );
+    let out = vm_loader(&[
+        "launch",
+        "--headless",
+        "--max-bytecodes",
+        "1000000",
+        "--json",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["ended"], "quit");
+    assert_eq!(j["exit_code"], expected);
+    // The first sends, traced: synthStep is resumed, so synthWork: comes first.
+    let out = vm_loader(&["launch", "--headless", "--trace-sends", "3"]);
+    assert_eq!(code(&out), 0);
+    let err = stderr(&out);
+    let sends: Vec<&str> = err.lines().filter(|l| l.starts_with("send ")).collect();
+    assert_eq!(sends.len(), 3, "{err}");
+    assert!(
+        sends[0].starts_with("send 1: #synthWork: to SmallInteger"),
+        "{err}"
+    );
+    // A builder image given as a file is an image like any other: the
+    // process exits with the image's quit code.
+    let dir = tempfile::tempdir().unwrap();
+    let (kernel, _) = write(
+        dir.path(),
+        "kernel.image",
+        &spur_synth::SynthSpec::new(WordSize::W64, 256 << 10),
+    );
+    let out = vm_loader(&["launch", s(&kernel), "--headless"]);
+    assert_eq!(code(&out), expected, "{}", stderr(&out));
+    assert!(u(&j["sends"]) > 100 && u(&j["bytecodes"]) > 1000);
+    let (path, _) = write(
+        dir.path(),
+        "w64.image",
+        &SynthSpec::new(WordSize::W64, 256 << 10),
+    );
+    let out = vm_loader(&[
+        "launch",
+        s(&path),
+        "--headless",
+        "--max-bytecodes",
+        "50",
+        "an-arg",
+        "--",
+        "--another",
+    ]);
+    assert_eq!(code(&out), 3);
+    let err = stderr(&out);
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("vm-loader: stopped (bytecode-limit)")
+                && l.contains("after 50 bytecodes")),
+        "{err}"
+    );
+}
+
+#[test]
+#[ignore = "needs SPUR_CORPUS"]
+fn launch_runs_the_candle_image() {
+    let dir = spur_tests::corpus_dir();
+    let path = dir.join("pharo-candle-squeakjs-headless-2020-32.image");
+    for extra in [&[][..], &["--relocate"][..]] {
+        let mut args = vec!["launch", s(&path), "--headless"];
+        args.extend_from_slice(extra);
+        let out = vm_loader(&args);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "Smalltalk image fired up!\nFixing the world\n3 + 4 = 7\n"
+        );
+        assert!(out.stderr.is_empty(), "{}", stderr(&out));
     }
 }

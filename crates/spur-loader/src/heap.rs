@@ -186,6 +186,7 @@ impl LoadedHeap {
 
     /// The bytes of segment `i`, its bridge included. In a coalesced heap the
     /// last 16 bytes of every segment but the last are the next one's start.
+    #[inline]
     pub fn segment_bytes(&self, i: usize) -> &[u8] {
         let s = &self.segments[i];
         &self.regions[s.region].bytes()[s.offset..s.offset + usize_of(s.size)]
@@ -198,6 +199,7 @@ impl LoadedHeap {
     /// # Panics
     ///
     /// When `i` is not the index of a segment (`i >= segments().len()`).
+    #[inline]
     pub fn segment_bytes_mut(&mut self, i: usize) -> &mut [u8] {
         let s = self.segments[i];
         &mut self.regions[s.region].bytes_mut()[s.offset..s.offset + usize_of(s.size)]

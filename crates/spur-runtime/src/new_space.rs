@@ -214,11 +214,13 @@ impl NewSpace {
         NewAddr::in_reservation(self.start, self.layout.threshold_offset)
     }
     /// New space's memory: `start()..end()`.
+    #[inline]
     pub fn bytes(&self) -> &[u8] {
         let off = usize_of(self.start - self.memory.base());
         &self.memory.bytes()[off..]
     }
     /// New space's memory, writable (the object memory writes through it).
+    #[inline]
     pub fn bytes_mut(&mut self) -> &mut [u8] {
         let off = usize_of(self.start - self.memory.base());
         &mut self.memory.bytes_mut()[off..]

@@ -165,6 +165,27 @@ pub(crate) mod bytecodes {
         pub(crate) const PUSH_LITERAL: u8 = 0x20;
         /// Send literal selector 0..15 with no argument.
         pub(crate) const SEND_LITERAL_0: u8 = 0xD0;
+        /// Send literal selector 0..15 with one argument.
+        pub(crate) const SEND_LITERAL_1: u8 = 0xE0;
+        pub(crate) const PUSH_ZERO: u8 = 0x75;
+        pub(crate) const PUSH_TWO: u8 = 0x77;
+        pub(crate) const RETURN_NIL: u8 = 0x7B;
+        /// Push temp 0..15.
+        pub(crate) const PUSH_TEMP: u8 = 0x10;
+        /// Pop into temp 0..7.
+        pub(crate) const POP_INTO_TEMP: u8 = 0x68;
+        /// `Array new: n` from the stack: the next byte is `0x80 | n`.
+        pub(crate) const PUSH_NEW_ARRAY: u8 = 0x8A;
+        /// The primitive's index follows, low byte first.
+        pub(crate) const CALL_PRIMITIVE: u8 = 0x8B;
+        /// Long jump: offset `(b & 7 - 4) * 256 + next byte`.
+        pub(crate) const LONG_JUMP: u8 = 0xA0;
+        /// Long pop and jump if false: offset `(b & 3) * 256 + next byte`.
+        pub(crate) const LONG_JUMP_IF_FALSE: u8 = 0xAC;
+        pub(crate) const SEND_LE: u8 = 0xB4;
+        pub(crate) const SEND_TIMES: u8 = 0xB8;
+        pub(crate) const SEND_MOD: u8 = 0xBA;
+        pub(crate) const SEND_AT: u8 = 0xC0;
     }
     /// SistaV1.
     pub(crate) mod sista {

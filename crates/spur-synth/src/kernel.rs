@@ -25,6 +25,7 @@ use crate::encode::{
     byte_shape, bytecodes, class_format, method_header, object_bytes, BytecodeSet,
 };
 use crate::rng::Rng;
+use crate::KernelWork;
 
 /// Index of an object allocated in the kernel.
 pub(crate) type Ref = usize;
@@ -94,6 +95,7 @@ impl Kernel {
         base: u64,
         multiple_bytecode_sets: bool,
         seed: u64,
+        work: KernelWork,
     ) -> Self {
         let mut k = Kernel {
             word,
@@ -111,7 +113,7 @@ impl Kernel {
             targets: Vec::new(),
             free_lists_slot0: 0,
         };
-        k.layout(multiple_bytecode_sets);
+        k.layout(multiple_bytecode_sets, work);
         k
     }
 
@@ -220,9 +222,23 @@ impl Kernel {
 
     /// A CompiledMethod: `literals` then `code` and a one-byte trailer (0).
     fn method(&mut self, set: BytecodeSet, literals: &[u64], code: &[u8]) -> u64 {
+        self.method_with(set, literals, code, 0, 0, false)
+    }
+
+    /// A CompiledMethod with arguments and temps; `primitive`: its code
+    /// starts with a call-primitive bytecode (header bit 16).
+    fn method_with(
+        &mut self,
+        set: BytecodeSet,
+        literals: &[u64],
+        code: &[u8],
+        args: u64,
+        temps: u64,
+        primitive: bool,
+    ) -> u64 {
         let w = self.word.bytes();
         let n_lit = literals.len() as u64;
-        let header = method_header(self.word, set, n_lit, 0, 0);
+        let header = method_header(self.word, set, n_lit, args, temps) | i64::from(primitive) << 16;
         let mut slots = vec![self.int(header)];
         slots.extend_from_slice(literals);
         let mut bytes = code.to_vec();
@@ -323,7 +339,7 @@ impl Kernel {
             .expect("kernel object")
     }
 
-    fn layout(&mut self, mbs: bool) {
+    fn layout(&mut self, mbs: bool, work: KernelWork) {
         let word = self.word;
         let nil_ref = self.alloc(UNDEFINED_OBJECT, FMT_ZERO_SIZED, 0, vec![], vec![], 0);
         let h = self.hash();
@@ -425,12 +441,88 @@ impl Kernel {
             )
         };
         let forty_one = self.int(41);
-        let m_run = {
+        // The work (see `KernelWork`).
+        let sel_square = self.symbol("synthSquare");
+        let sel_work = self.symbol("synthWork:");
+        let sel_loop = self.symbol("synthLoop:");
+        let sel_quit = self.symbol("synthQuit:");
+        let sel_at = self.symbol("at:");
+        let bind_square = self.association(nil, object_class);
+        let bind_work = self.association(nil, small_int_class);
+        let bind_loop = self.association(nil, small_int_class);
+        let bind_quit = self.association(nil, undefined_class);
+        let bind_at = self.association(nil, object_class);
+        let m_square = {
             use bytecodes::v3::*;
             self.method(
                 BytecodeSet::V3,
-                &[forty_one, sel_step, sel_run, bind_run],
-                &[PUSH_LITERAL, SEND_LITERAL_0 + 1, POP, RETURN_SELF],
+                &[sel_square, bind_square],
+                &[PUSH_SELF, PUSH_SELF, SEND_TIMES, RETURN_TOP],
+            )
+        };
+        let two_five_six = self.int(256);
+        let m_work = self.method_with(
+            BytecodeSet::V3,
+            &[sel_square, two_five_six, sel_work, bind_work],
+            &work_code(true),
+            1,
+            4,
+            false,
+        );
+        let m_loop = self.method_with(
+            BytecodeSet::V3,
+            &[sel_square, two_five_six, sel_loop, bind_loop],
+            &work_code(false),
+            1,
+            4,
+            false,
+        );
+        let m_quit = {
+            use bytecodes::v3::*;
+            self.method_with(
+                BytecodeSet::V3,
+                &[sel_quit, bind_quit],
+                &[CALL_PRIMITIVE, 113, 0, RETURN_SELF],
+                1,
+                1,
+                true,
+            )
+        };
+        let m_at = {
+            use bytecodes::v3::*;
+            self.method_with(
+                BytecodeSet::V3,
+                &[sel_at, bind_at],
+                &[CALL_PRIMITIVE, 60, 0, RETURN_NIL],
+                1,
+                1,
+                true,
+            )
+        };
+        let iterations = self.int(i64::from(work.iterations));
+        let sel_job = if work.sends { sel_work } else { sel_loop };
+        let m_run = {
+            use bytecodes::v3::*;
+            self.method_with(
+                BytecodeSet::V3,
+                &[
+                    forty_one, sel_step, iterations, sel_job, sel_quit, sel_run, bind_run,
+                ],
+                &[
+                    PUSH_LITERAL,
+                    SEND_LITERAL_0 + 1,
+                    POP_INTO_TEMP,
+                    PUSH_SELF,
+                    PUSH_TEMP,
+                    PUSH_LITERAL + 2,
+                    SEND_LITERAL_1 + 3,
+                    SEND_LITERAL_1 + 4,
+                    POP,
+                    RETURN_SELF,
+                ],
+                0,
+                1,
+                false,
             )
         };
         let m_idle = if mbs {
@@ -478,10 +570,20 @@ impl Kernel {
             match c.index {
                 SMALL_INTEGER => {
                     methods.push((sel_step, m_step));
+                    methods.push((sel_work, m_work));
+                    methods.push((sel_loop, m_loop));
                     methods.extend(extra);
                 }
-                UNDEFINED_OBJECT => methods.push((sel_run, m_run)),
-                OBJECT => methods.push((sel_idle, m_idle)),
+                UNDEFINED_OBJECT => {
+                    methods.push((sel_run, m_run));
+                    methods.push((sel_quit, m_quit));
+                }
+                OBJECT => {
+                    methods.push((sel_idle, m_idle));
+                    methods.push((sel_at, m_at));
+                    // Inherited, so that a send looks through the chain.
+                    methods.push((sel_square, m_square));
+                }
                 _ => {}
             }
             let dict = self.method_dictionary(&methods);
@@ -509,8 +611,8 @@ impl Kernel {
         }
 
         // The resumable process: SmallInteger>>synthStep, suspended after
-        // `push self`, called from UndefinedObject>>synthRun.
-        let caller = self.context(nil, self.initial_pc(4) + 2, m_run, nil, &[]);
+        // `push self`, called from UndefinedObject>>synthRun (its temp nil).
+        let caller = self.context(nil, self.initial_pc(7) + 2, m_run, nil, &[nil]);
         let top = self.context(
             caller,
             self.initial_pc(2) + 1,
@@ -676,6 +778,63 @@ impl Kernel {
     }
 }
 
+/// The bytecodes of `synthWork:` (`sends`) and `synthLoop:` (see
+/// `KernelWork`): temps 0 n, 1 sum, 2 i, 3 arr; literals 0 #synthSquare,
+/// 1 256.
+fn work_code(sends: bool) -> Vec<u8> {
+    use bytecodes::v3::*;
+    let mut c = vec![PUSH_ZERO, POP_INTO_TEMP + 1, PUSH_ONE, POP_INTO_TEMP + 2];
+    let top = c.len();
+    c.extend_from_slice(&[PUSH_TEMP + 2, PUSH_TEMP, SEND_LE]);
+    let exit_jump = c.len();
+    c.extend_from_slice(&[LONG_JUMP_IF_FALSE, 0]);
+    c.extend_from_slice(&[PUSH_TEMP + 1, PUSH_TEMP + 2]);
+    if sends {
+        c.push(SEND_LITERAL_0);
+    } else {
+        c.extend_from_slice(&[PUSH_TEMP + 2, SEND_TIMES]);
+    }
+    c.extend_from_slice(&[
+        PUSH_SELF,
+        SEND_MOD,
+        SEND_PLUS,
+        POP_INTO_TEMP + 1,
+        PUSH_TEMP + 2,
+        PUSH_ONE,
+        SEND_PLUS,
+        POP_INTO_TEMP + 2,
+    ]);
+    // A long jump back: offset (b & 7 - 4) * 256 + d from the pc after it.
+    // The loop body is a few dozen bytes the builder wrote itself, so every
+    // offset fits the jump encodings (checked: a change that breaks that panics
+    // in the builder's tests, never on file input).
+    let back = i64::try_from(top).expect("small offset")
+        - (i64::try_from(c.len()).expect("small offset") + 2);
+    c.extend_from_slice(&[
+        LONG_JUMP + u8::try_from(4 + back.div_euclid(256)).expect("a jump within 1 KiB"),
+        u8::try_from(back.rem_euclid(256)).expect("a remainder of 256"),
+    ]);
+    c[exit_jump + 1] = u8::try_from(c.len() - (exit_jump + 2)).expect("a short forward jump");
+    c.extend_from_slice(&[
+        PUSH_TEMP + 1,
+        PUSH_TEMP + 2,
+        PUSH_NEW_ARRAY,
+        0x82,
+        POP_INTO_TEMP + 3,
+        PUSH_TEMP + 3,
+        PUSH_ONE,
+        SEND_AT,
+        PUSH_TEMP + 3,
+        PUSH_TWO,
+        SEND_AT,
+        SEND_PLUS,
+        PUSH_LITERAL + 1,
+        SEND_MOD,
+        RETURN_TOP,
+    ]);
+    c
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -684,7 +843,7 @@ mod tests {
     fn the_kernel_is_small_and_hidden_roots_land_where_the_reference_says() {
         for (word, at) in [(WordSize::W64, 576), (WordSize::W32, 192)] {
             for mbs in [false, true] {
-                let k = Kernel::build(word, 0x10_0000, mbs, 1);
+                let k = Kernel::build(word, 0x10_0000, mbs, 1, KernelWork::default());
                 assert!(k.bytes() < 80 * 1024, "{word:?}: {} bytes", k.bytes());
                 assert_eq!(k.protos[4].addr, 0x10_0000 + at);
                 assert_eq!(k.protos[4].num_slots, HIDDEN_ROOTS_SLOTS);

@@ -118,6 +118,49 @@ pub struct SynthSpec {
     pub old_base: u64,
     /// Seed of the generator: the same spec gives the same bytes.
     pub seed: u64,
+    /// What the resumable process computes when an interpreter runs it.
+    pub work: KernelWork,
+}
+
+/// The work of the builder's resumable process. `SmallInteger>>synthStep`
+/// answers `41 + 1`; its caller `UndefinedObject>>synthRun` then sends
+/// `42 synthWork: n` (or `synthLoop: n`) and quits (primitive 113) with the
+/// answer as the exit code:
+///
+/// ```text
+/// sum := 0. i := 1.
+/// [i <= n] whileTrue: [sum := sum + (i synthSquare \\ self). i := i + 1].
+/// arr := {sum. i}.
+/// ^(arr at: 1) + (arr at: 2) \\ 256
+/// ```
+///
+/// `synthLoop:` computes `i * i` inline instead of sending `synthSquare`
+/// (`Object>>synthSquare`, `^self * self`, found through SmallInteger and
+/// Integer). Both answer [`KernelWork::expected`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelWork {
+    /// `n`, the loop's iterations.
+    pub iterations: u32,
+    /// Send `synthSquare` in the loop (`synthWork:`) or not (`synthLoop:`).
+    pub sends: bool,
+}
+
+impl Default for KernelWork {
+    fn default() -> Self {
+        KernelWork {
+            iterations: 100,
+            sends: true,
+        }
+    }
+}
+
+impl KernelWork {
+    /// The exit code the run ends with, computed here independently.
+    pub fn expected(&self) -> i64 {
+        let n = self.iterations as i64;
+        let sum: i64 = (1..=n).map(|i| i * i % 42).sum();
+        (sum + n + 1) % 256
+    }
 }
 
 impl SynthSpec {
@@ -137,6 +180,7 @@ impl SynthSpec {
                 WordSize::W32 => DEFAULT_BASE_32,
             },
             seed: 1,
+            work: KernelWork::default(),
         }
     }
 
@@ -249,7 +293,13 @@ pub struct SynthReport {
 pub fn write_image<W: Write + Seek>(spec: &SynthSpec, out: &mut W) -> io::Result<SynthReport> {
     spec.validate()?;
     let word = spec.word;
-    let mut kernel = Kernel::build(word, spec.old_base, spec.multiple_bytecode_sets, spec.seed);
+    let mut kernel = Kernel::build(
+        word,
+        spec.old_base,
+        spec.multiple_bytecode_sets,
+        spec.seed,
+        spec.work,
+    );
     let plan = plan::plan(spec, kernel.bytes())?;
     let prefix_bytes = if spec.prefix { PREFIX_BYTES } else { 0 };
     let header_size = word.standard_header_size() as u64;

@@ -323,9 +323,19 @@ impl Instruction {
 /// Decodes the instruction at byte offset `at` of `code` (the method
 /// object's bytes, so that `pc = at + 1`).
 pub fn decode_at(set: BytecodeSet, code: &[u8], at: usize) -> Instruction {
+    let (op, len) = decode_op(set, code, at);
+    instruction(code, at, op, len)
+}
+
+/// The operation at byte offset `at` of `code` and its length in bytes
+/// (extension prefixes included), without allocating. This is the one
+/// table of both sets: [`decode_at`] and the interpreter both use it.
+/// `at` must be inside `code`.
+#[inline]
+pub fn decode_op(set: BytecodeSet, code: &[u8], at: usize) -> (Op, usize) {
     match set {
-        BytecodeSet::V3PlusClosures => v3::decode(code, at),
-        BytecodeSet::SistaV1 => sista::decode(code, at),
+        BytecodeSet::V3PlusClosures => v3::decode_op(code, at),
+        BytecodeSet::SistaV1 => sista::decode_op(code, at),
     }
 }
 
@@ -372,20 +382,29 @@ pub fn decode_method(set: BytecodeSet, code: &[u8], initial_pc: u64, block: bool
 /// object 23); used when the image's own array cannot be read.
 pub use spur_format::raw::SPECIAL_SELECTORS;
 
-/// Byte `i` of `code`, or the `Truncated` instruction of `code[at]`.
-pub(crate) fn operand(code: &[u8], at: usize, i: usize) -> Result<u8, Instruction> {
-    code.get(at + i).copied().ok_or_else(|| Instruction {
-        pc: at as u64 + 1,
-        bytes: code[at..].to_vec(),
-        op: Op::Truncated(code[at]),
-    })
+/// A decoded operation and its length, or the `Truncated` one that ends
+/// `code`.
+pub(crate) type Decode = Result<(Op, usize), (Op, usize)>;
+
+/// Byte `i` of `code`, or the `Truncated` operation of `code[at]`.
+#[inline]
+pub(crate) fn operand(code: &[u8], at: usize, i: usize) -> Result<u8, (Op, usize)> {
+    code.get(at + i)
+        .copied()
+        .ok_or((Op::Truncated(code[at]), code.len() - at))
+}
+
+/// An operation of `len` bytes.
+#[inline]
+pub(crate) fn mk(len: usize, op: Op) -> (Op, usize) {
+    (op, len)
 }
 
 /// The instruction of `len` bytes at `at`.
-pub(crate) fn ins(code: &[u8], at: usize, start: usize, len: usize, op: Op) -> Instruction {
+pub(crate) fn instruction(code: &[u8], at: usize, op: Op, len: usize) -> Instruction {
     Instruction {
-        pc: start as u64 + 1,
-        bytes: code[start..at + len].to_vec(),
+        pc: at as u64 + 1,
+        bytes: code[at..(at + len).min(code.len())].to_vec(),
         op,
     }
 }

@@ -23,7 +23,7 @@
 //! are part of the instruction they extend; an extension before a bytecode
 //! that takes none is reported as such.
 
-use super::{ins, operand, Instruction, Op};
+use super::{operand, Decode, Instruction, Op};
 
 /// Bytecodes an extension may precede.
 fn extensible(b: u8) -> bool {
@@ -32,22 +32,28 @@ fn extensible(b: u8) -> bool {
 
 /// Decodes the instruction at `code[at]`, extension prefixes included.
 pub fn decode(code: &[u8], at: usize) -> Instruction {
+    let (op, len) = decode_op(code, at);
+    super::instruction(code, at, op, len)
+}
+
+/// The operation at `code[at]` (extension prefixes included) and its length
+/// in bytes, without allocating: what the interpreter dispatches on.
+#[inline]
+pub fn decode_op(code: &[u8], at: usize) -> (Op, usize) {
     match try_decode(code, at) {
-        Ok(i) | Err(i) => i,
+        Ok(d) | Err(d) => d,
     }
 }
 
-fn try_decode(code: &[u8], start: usize) -> Result<Instruction, Instruction> {
+#[inline]
+fn try_decode(code: &[u8], start: usize) -> Decode {
     let mut at = start;
     let mut ext_a: i64 = 0;
     let mut ext_b: i64 = 0;
     let mut n_ext = 0;
     while code[at] == 224 || code[at] == 225 {
-        let v = operand(code, at, 1).map_err(|mut e| {
-            e.pc = start as u64 + 1;
-            e.bytes = code[start..].to_vec();
-            e
-        })? as i64;
+        let v = operand(code, at, 1)
+            .map_err(|_| (Op::Truncated(code[start]), code.len() - start))? as i64;
         if code[at] == 224 {
             ext_a = ext_a * 256 + v;
         } else {
@@ -60,25 +66,17 @@ fn try_decode(code: &[u8], start: usize) -> Result<Instruction, Instruction> {
         n_ext += 1;
         at += 2;
         if at >= code.len() {
-            return Err(Instruction {
-                pc: start as u64 + 1,
-                bytes: code[start..].to_vec(),
-                op: Op::Truncated(code[start]),
-            });
+            return Err((Op::Truncated(code[start]), code.len() - start));
         }
     }
     let b = code[at];
     if n_ext > 0 && !extensible(b) {
-        return Ok(ins(code, at, start, 1, Op::BadExtension(b)));
+        return Ok((Op::BadExtension(b), at - start + 1));
     }
-    let fix = |e: Instruction| Instruction {
-        pc: start as u64 + 1,
-        bytes: code[start..].to_vec(),
-        ..e
-    };
-    let one = |op| Ok(ins(code, at, start, 1, op));
-    let two = |op| Ok(ins(code, at, start, 2, op));
-    let three = |op| Ok(ins(code, at, start, 3, op));
+    let fix = |_| (Op::Truncated(code[start]), code.len() - start);
+    let one = |op| Ok((op, at - start + 1));
+    let two = |op| Ok((op, at - start + 2));
+    let three = |op| Ok((op, at - start + 3));
     let target = |len: usize, off: i64| ((at + len) as i64 + 1 + off).max(0) as u64;
     let byte = |i: usize| operand(code, at, i).map_err(fix);
     match b {

@@ -23,18 +23,27 @@
 //! | 176-207 | special selector sends |
 //! | 208-255 | send literal selector 0..15 with 0, 1, 2 args |
 
-use super::{ins, operand, Instruction, Op};
+use super::{mk, operand, Decode, Instruction, Op};
 
 /// Decodes the instruction at `code[at]`.
 pub fn decode(code: &[u8], at: usize) -> Instruction {
+    let (op, len) = decode_op(code, at);
+    super::instruction(code, at, op, len)
+}
+
+/// The operation at `code[at]` and its length in bytes, without allocating:
+/// what the interpreter dispatches on.
+#[inline]
+pub fn decode_op(code: &[u8], at: usize) -> (Op, usize) {
     match try_decode(code, at) {
-        Ok(i) | Err(i) => i,
+        Ok(d) | Err(d) => d,
     }
 }
 
-fn try_decode(code: &[u8], at: usize) -> Result<Instruction, Instruction> {
+#[inline]
+fn try_decode(code: &[u8], at: usize) -> Decode {
     let b = code[at];
-    let one = |op| Ok(ins(code, at, at, 1, op));
+    let one = |op| Ok((op, 1));
     let next = |len: usize, off: i64| (at + len) as i64 + 1 + off;
     match b {
         0..=15 => one(Op::PushReceiverVariable((b & 15) as u32)),
@@ -76,7 +85,7 @@ fn try_decode(code: &[u8], at: usize) -> Result<Instruction, Instruction> {
                 (_, 2) => Op::Unknown(b),
                 (_, _) => Op::StoreLiteralVariable { index, pop },
             };
-            Ok(ins(code, at, at, 2, op))
+            Ok(mk(2, op))
         }
         131 | 133 => {
             let d = operand(code, at, 1)?;
@@ -90,7 +99,7 @@ fn try_decode(code: &[u8], at: usize) -> Result<Instruction, Instruction> {
                     directed: false,
                 }
             };
-            Ok(ins(code, at, at, 2, op))
+            Ok(mk(2, op))
         }
         132 => {
             let d = operand(code, at, 1)?;
@@ -119,14 +128,11 @@ fn try_decode(code: &[u8], at: usize) -> Result<Instruction, Instruction> {
                     pop: false,
                 },
             };
-            Ok(ins(code, at, at, 3, op))
+            Ok(mk(3, op))
         }
         134 => {
             let d = operand(code, at, 1)?;
-            Ok(ins(
-                code,
-                at,
-                at,
+            Ok(mk(
                 2,
                 Op::Send {
                     literal: (d & 63) as u32,
@@ -139,10 +145,7 @@ fn try_decode(code: &[u8], at: usize) -> Result<Instruction, Instruction> {
         137 => one(Op::PushThisContext),
         138 => {
             let d = operand(code, at, 1)?;
-            Ok(ins(
-                code,
-                at,
-                at,
+            Ok(mk(
                 2,
                 Op::PushArray {
                     size: d & 127,
@@ -153,7 +156,7 @@ fn try_decode(code: &[u8], at: usize) -> Result<Instruction, Instruction> {
         139 => {
             let lo = operand(code, at, 1)? as u16;
             let hi = operand(code, at, 2)? as u16;
-            Ok(ins(code, at, at, 3, Op::CallPrimitive(lo | hi << 8)))
+            Ok(mk(3, Op::CallPrimitive(lo | hi << 8)))
         }
         140..=142 => {
             let index = operand(code, at, 1)?;
@@ -172,16 +175,13 @@ fn try_decode(code: &[u8], at: usize) -> Result<Instruction, Instruction> {
                     pop: b == 142,
                 }
             };
-            Ok(ins(code, at, at, 3, op))
+            Ok(mk(3, op))
         }
         143 => {
             let d = operand(code, at, 1)?;
             let hi = operand(code, at, 2)? as u32;
             let lo = operand(code, at, 3)? as u32;
-            Ok(ins(
-                code,
-                at,
-                at,
+            Ok(mk(
                 4,
                 Op::PushClosure {
                     copied: (d >> 4) as u32,
@@ -199,10 +199,7 @@ fn try_decode(code: &[u8], at: usize) -> Result<Instruction, Instruction> {
         160..=167 => {
             let d = operand(code, at, 1)? as i64;
             let off = ((b & 7) as i64 - 4) * 256 + d;
-            Ok(ins(
-                code,
-                at,
-                at,
+            Ok(mk(
                 2,
                 Op::Jump {
                     target: next(2, off).max(0) as u64,
@@ -217,7 +214,7 @@ fn try_decode(code: &[u8], at: usize) -> Result<Instruction, Instruction> {
             } else {
                 Op::JumpIfFalse { target }
             };
-            Ok(ins(code, at, at, 2, op))
+            Ok(mk(2, op))
         }
         176..=207 => one(Op::SpecialSend { index: b - 176 }),
         208..=255 => one(Op::Send {

@@ -149,11 +149,11 @@ impl ObjectMemory {
         let ns = self
             .new_space
             .as_mut()
-            .ok_or(MemoryError::EdenFull { needed, free: 0 })?;
+            .ok_or_else(|| MemoryError::EdenFull { needed, free: 0 })?;
         let b = ns
             .bytes_mut()
             .get_mut(off..off + ix(needed))
-            .ok_or(MemoryError::NotAnObject { addr: start })?;
+            .ok_or_else(|| MemoryError::NotAnObject { addr: start })?;
         let mut at = 0;
         // Below 255 slots the count is the header's byte; from 255 on the byte says 255.
         let raw = u8::try_from(num_slots).unwrap_or(u8::MAX);

@@ -18,6 +18,12 @@
 //! interpreter's own registers, which it must re-read through
 //! [`ObjectMemory::forwarded`] (or pass as roots) after a become.
 
+// Errors are built lazily (`ok_or_else`) even where clippy finds them
+// cheap: an eagerly built `MemoryError` is dropped through its drop glue on
+// every successful fetch and store, which cost the interpreter a quarter of
+// its time (benches/interp.rs, measured under perf).
+#![allow(clippy::unnecessary_lazy_evaluations)]
+
 mod alloc;
 mod error;
 mod forward;
@@ -323,8 +329,10 @@ impl ObjectMemory {
     #[inline(always)]
     fn object(&self, obj: Oop) -> Result<(&[u8], usize, ObjHeader), MemoryError> {
         let a = self.pointer(obj)?;
-        let (b, off) = self.locate(a).ok_or(MemoryError::NotAnObject { addr: a })?;
-        let h = le_u64(b, off).ok_or(MemoryError::NotAnObject { addr: a })?;
+        let (b, off) = self
+            .locate(a)
+            .ok_or_else(|| MemoryError::NotAnObject { addr: a })?;
+        let h = le_u64(b, off).ok_or_else(|| MemoryError::NotAnObject { addr: a })?;
         Ok((b, off, ObjHeader(h)))
     }
 
@@ -338,7 +346,7 @@ impl ObjectMemory {
         let w = off
             .checked_sub(8)
             .and_then(|o| le_u64(b, o))
-            .ok_or(MemoryError::NotAnObject { addr: a })?;
+            .ok_or_else(|| MemoryError::NotAnObject { addr: a })?;
         Ok(self.word.overflow_slots(w))
     }
 
@@ -451,7 +459,7 @@ impl ObjectMemory {
             .and_then(|o| o.checked_add(ix(i).checked_mul(ix(self.word.bytes()))?));
         at.and_then(|at| self.read_word(b, at))
             .map(Oop::from_bits)
-            .ok_or(MemoryError::NotAnObject { addr: obj.bits() })
+            .ok_or_else(|| MemoryError::NotAnObject { addr: obj.bits() })
     }
 
     /// Offset and length of the bytes of `obj` that [`bytes`](Self::bytes) answers.
@@ -466,11 +474,11 @@ impl ObjectMemory {
         let n = self.slots_of(b, off, h, a)?;
         let body = n
             .checked_mul(self.word.bytes())
-            .ok_or(MemoryError::NotAnObject { addr: a })?;
+            .ok_or_else(|| MemoryError::NotAnObject { addr: a })?;
         let fmt = h.format();
         let len = if fmt >= FMT_BYTES {
             body.checked_sub(u64::from(fmt & 7))
-                .ok_or(MemoryError::WrongFormat {
+                .ok_or_else(|| MemoryError::WrongFormat {
                     obj: a,
                     format: fmt,
                     why: "its unused-byte count is larger than its body",
@@ -511,7 +519,7 @@ impl ObjectMemory {
         let a = obj.bits();
         let (b, _) = self
             .locate_mut(a)
-            .ok_or(MemoryError::NotAnObject { addr: a })?;
+            .ok_or_else(|| MemoryError::NotAnObject { addr: a })?;
         Ok(&mut b[start..start + len])
     }
 
@@ -560,8 +568,8 @@ impl ObjectMemory {
         let remember = {
             let (b, off) = self
                 .locate_mut(a)
-                .ok_or(MemoryError::NotAnObject { addr: a })?;
-            let h = ObjHeader(le_u64(b, off).ok_or(MemoryError::NotAnObject { addr: a })?);
+                .ok_or_else(|| MemoryError::NotAnObject { addr: a })?;
+            let h = ObjHeader(le_u64(b, off).ok_or_else(|| MemoryError::NotAnObject { addr: a })?);
             if h.is_immutable() {
                 return Err(MemoryError::Immutable { obj: a, index: i });
             }
@@ -570,7 +578,7 @@ impl ObjectMemory {
                 let w = off
                     .checked_sub(8)
                     .and_then(|o| le_u64(b, o))
-                    .ok_or(MemoryError::NotAnObject { addr: a })?;
+                    .ok_or_else(|| MemoryError::NotAnObject { addr: a })?;
                 word.overflow_slots(w)
             } else {
                 raw
@@ -590,9 +598,9 @@ impl ObjectMemory {
             let at = off
                 .checked_add(8)
                 .and_then(|o| o.checked_add(ix(i).checked_mul(ix(word.bytes()))?))
-                .ok_or(MemoryError::NotAnObject { addr: a })?;
+                .ok_or_else(|| MemoryError::NotAnObject { addr: a })?;
             Self::put_word(word, b, at, value.bits())
-                .ok_or(MemoryError::NotAnObject { addr: a })?;
+                .ok_or_else(|| MemoryError::NotAnObject { addr: a })?;
             let remember = young_value && old_obj && !h.is_remembered();
             if remember {
                 let marked = h.0 | 1 << REMEMBERED_SHIFT;
@@ -621,9 +629,9 @@ impl ObjectMemory {
         }
         let (b, off) = self
             .locate_mut(a)
-            .ok_or(MemoryError::NotAnObject { addr: a })?;
+            .ok_or_else(|| MemoryError::NotAnObject { addr: a })?;
         let at = off + 8 + ix(i) * ix(word.bytes());
-        Self::put_word(word, b, at, value).ok_or(MemoryError::NotAnObject { addr: a })
+        Self::put_word(word, b, at, value).ok_or_else(|| MemoryError::NotAnObject { addr: a })
     }
 
     /// Replaces the header of `obj`.
@@ -631,9 +639,9 @@ impl ObjectMemory {
         let a = self.pointer(obj)?;
         let (b, off) = self
             .locate_mut(a)
-            .ok_or(MemoryError::NotAnObject { addr: a })?;
+            .ok_or_else(|| MemoryError::NotAnObject { addr: a })?;
         b.get_mut(off..off + 8)
-            .ok_or(MemoryError::NotAnObject { addr: a })?
+            .ok_or_else(|| MemoryError::NotAnObject { addr: a })?
             .copy_from_slice(&h.0.to_le_bytes());
         Ok(())
     }

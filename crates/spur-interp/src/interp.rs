@@ -1,0 +1,1921 @@
+//! The interpreter proper: registers, the bytecode loop, sends, returns,
+//! closures and process switches.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Instant;
+
+use spur_format::raw::{FMT_COMPILED_METHOD, FMT_INDEXABLE, FMT_INDEXABLE_WITH_FIXED};
+use spur_format::WordSize;
+use spur_runtime::bytecodes::{decode_op, BytecodeSet, Op};
+use spur_runtime::method::MethodHeader;
+use spur_runtime::special_objects::index as so;
+use spur_runtime::Runtime;
+
+use crate::mem::{MemoryError, ObjectMemory, Oop};
+use crate::plugins::Files;
+use crate::{InterpError, Options, Stats};
+
+/// Context slots (the same in every dialect).
+pub(crate) const SENDER: u64 = 0;
+pub(crate) const PC: u64 = 1;
+pub(crate) const STACKP: u64 = 2;
+pub(crate) const METHOD: u64 = 3;
+pub(crate) const CLOSURE: u64 = 4;
+pub(crate) const RECEIVER: u64 = 5;
+pub(crate) const TEMP0: u64 = 6;
+/// Slots of a small and a large context (fixed slots included).
+const SMALL_CONTEXT: u64 = 6 + 16;
+const LARGE_CONTEXT: u64 = 6 + 56;
+
+/// BlockClosure and FullBlockClosure slots.
+pub(crate) const CLOSURE_OUTER: u64 = 0;
+pub(crate) const CLOSURE_START: u64 = 1;
+pub(crate) const CLOSURE_NUM_ARGS: u64 = 2;
+pub(crate) const FULL_RECEIVER: u64 = 3;
+
+/// Process, scheduler and linked-list slots.
+const PROC_NEXT: u64 = 0;
+const PROC_CONTEXT: u64 = 1;
+const PROC_PRIORITY: u64 = 2;
+const PROC_LIST: u64 = 3;
+const SCHED_LISTS: u64 = 0;
+const SCHED_ACTIVE: u64 = 1;
+const LIST_FIRST: u64 = 0;
+const LIST_LAST: u64 = 1;
+const SEM_EXCESS: u64 = 2;
+
+/// Bytecodes between checks of the clock, the timer and the limits.
+const CHECK_EVERY: u64 = 1024;
+/// Method cache entries (a power of two).
+const CACHE_SIZE: usize = 2048;
+/// Code cache entries (a power of two).
+const CODE_CACHE_SIZE: usize = 1024;
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The image quit (primitive 113) with this exit code.
+    Quit(i32),
+    /// The run stopped; `line` says where and why, in one line.
+    Stopped { kind: StopKind, line: String },
+}
+
+impl Outcome {
+    /// One line for stderr and reports.
+    pub fn line(&self) -> String {
+        match self {
+            Outcome::Quit(c) => format!("quit with exit code {c}"),
+            Outcome::Stopped { line, .. } => line.clone(),
+        }
+    }
+    /// A short word for reports: `quit`, `bytecode-limit`, `timeout`, ...
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Quit(_) => "quit",
+            Outcome::Stopped { kind, .. } => kind.name(),
+        }
+    }
+}
+
+/// Why a run stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopKind {
+    BytecodeLimit,
+    Timeout,
+    /// Eden is full and there is no scavenger yet.
+    EdenFull,
+    /// Nothing is runnable and no timer is pending.
+    Idle,
+    /// A primitive the run cannot do without.
+    MissingPrimitive,
+    /// Anything else the image cannot handle (a broken object, a
+    /// recursive doesNotUnderstand:, an unknown bytecode...).
+    Error,
+}
+
+impl StopKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            StopKind::BytecodeLimit => "bytecode-limit",
+            StopKind::Timeout => "timeout",
+            StopKind::EdenFull => "eden-full",
+            StopKind::Idle => "idle",
+            StopKind::MissingPrimitive => "missing-primitive",
+            StopKind::Error => "error",
+        }
+    }
+}
+
+/// Why the loop must stop.
+#[derive(Debug)]
+pub(crate) enum Stop {
+    Quit(i32),
+    Halt(StopKind, String),
+}
+
+impl From<MemoryError> for Stop {
+    fn from(e: MemoryError) -> Self {
+        match e {
+            MemoryError::EdenFull { .. } => {
+                Stop::Halt(StopKind::EdenFull, format!("{e}, no scavenger yet"))
+            }
+            _ => Stop::Halt(StopKind::Error, e.to_string()),
+        }
+    }
+}
+
+pub(crate) type R<T> = Result<T, Stop>;
+
+pub(crate) fn halt<T>(msg: impl Into<String>) -> R<T> {
+    Err(Stop::Halt(StopKind::Error, msg.into()))
+}
+
+/// A primitive's result: done (the stack holds its result), or failed
+/// with an error code (1 is the generic failure).
+pub(crate) enum Prim {
+    Done,
+    Fail(u32),
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct CacheEntry {
+    selector: Oop,
+    class_index: u32,
+    method: Oop,
+    primitive: u16,
+}
+
+/// Inline arithmetic for a special selector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Inline {
+    Add,
+    Sub,
+    Lt,
+    Gt,
+    Le,
+    Ge,
+    Eq,
+    Ne,
+    Mul,
+    Div,
+    Mod,
+    BitShift,
+    IntDiv,
+    BitAnd,
+    BitOr,
+    Identical,
+    NotIdentical,
+}
+
+/// The result of SmallInteger arithmetic, before it is an oop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arith {
+    Int(i64),
+    Bool(bool),
+}
+
+/// SmallInteger arithmetic as the special selectors and primitives 1..17
+/// define it: `/` only when exact, `\\` and `//` floored (the result of
+/// `\\` has the divisor's sign), `bitShift:` failing when bits would be
+/// lost. `None`: the primitive fails (zero divisor, inexact, overflow); the
+/// caller still checks the SmallInteger range.
+fn arith(op: Inline, x: i64, y: i64) -> Option<Arith> {
+    use Arith::{Bool, Int};
+    Some(match op {
+        Inline::Add => Int(x.checked_add(y)?),
+        Inline::Sub => Int(x.checked_sub(y)?),
+        Inline::Mul => Int(x.checked_mul(y)?),
+        Inline::Lt => Bool(x < y),
+        Inline::Gt => Bool(x > y),
+        Inline::Le => Bool(x <= y),
+        Inline::Ge => Bool(x >= y),
+        Inline::Eq => Bool(x == y),
+        Inline::Ne => Bool(x != y),
+        Inline::Div => {
+            if y == 0 || x.checked_rem(y)? != 0 {
+                return None;
+            }
+            Int(x.checked_div(y)?)
+        }
+        Inline::Mod => {
+            let r = x.checked_rem(y)?;
+            Int(if r != 0 && (r < 0) != (y < 0) {
+                r + y
+            } else {
+                r
+            })
+        }
+        Inline::IntDiv => {
+            let q = x.checked_div(y)?;
+            Int(if x % y != 0 && (x < 0) != (y < 0) {
+                q - 1
+            } else {
+                q
+            })
+        }
+        Inline::BitAnd => Int(x & y),
+        Inline::BitOr => Int(x | y),
+        Inline::BitShift => {
+            if y >= 0 {
+                if y > 62 {
+                    return (x == 0).then_some(Int(0));
+                }
+                let r = x.checked_shl(y as u32)?;
+                if r >> y != x {
+                    return None;
+                }
+                Int(r)
+            } else {
+                Int(x >> (-y).min(63))
+            }
+        }
+        Inline::Identical | Inline::NotIdentical => return None,
+    })
+}
+
+/// A pending timer: signal `semaphore` at `at`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timer {
+    pub semaphore: Oop,
+    pub at: Instant,
+}
+
+pub(crate) struct Vm<'r> {
+    pub m: &'r mut ObjectMemory,
+    pub opts: Options,
+    pub word: WordSize,
+    pub nil: Oop,
+    pub tru: Oop,
+    pub fls: Oop,
+    // Registers of the active context.
+    pub ctx: Oop,
+    pub method: Oop,
+    pub pc: u64,
+    pub sp: u64,
+    pub receiver: Oop,
+    set: BytecodeSet,
+    /// The active method's bytes (from its header on: byte `pc - 1` is the
+    /// one at `pc`), from the code cache.
+    code: Rc<[u8]>,
+    /// Method bytes by method oop, direct-mapped.
+    code_cache: Vec<(Oop, Rc<[u8]>)>,
+    ctx_slots: u64,
+    /// The error code of the primitive that just failed.
+    pub prim_fail: Option<u32>,
+    /// How many of the newest contexts were made by sends since a context
+    /// was last exposed (`thisContext`, a closure, a process switch): those
+    /// nobody else can reference, so they are reused when they return.
+    reclaimable: u64,
+    /// Returned contexts to reuse, small and large, with how many of their
+    /// temp and stack slots may hold values.
+    free_contexts: [Vec<(Oop, u64)>; 2],
+    cache: Vec<CacheEntry>,
+    specials: Vec<(Oop, u32, Option<Inline>)>,
+    pub ci_context: u32,
+    pub ci_closure: u32,
+    pub ci_full_closure: u32,
+    pub ci_array: u32,
+    pub ci_message: u32,
+    pub ci_string: u32,
+    pub ci_float: u32,
+    pub ci_large_pos: u32,
+    pub ci_large_neg: u32,
+    pub stats: Stats,
+    pub output: Vec<u8>,
+    pub files: Files,
+    pub start: Instant,
+    pub timer: Option<Timer>,
+    /// Named primitives of modules this VM does not have, as they failed:
+    /// `(module.name, first bytecode count, calls)`.
+    pub missing: Vec<(String, u64, u64)>,
+    pub missing_index: HashMap<String, usize>,
+    /// The primitive running, for the stop line.
+    pub current_prim: u16,
+    /// The named primitive running (`Module>>name`), for the stop line.
+    pub current_named: Option<String>,
+    traced: u64,
+    deadline: Option<Instant>,
+    preemption_yields: bool,
+}
+
+impl std::fmt::Debug for Vm<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vm")
+            .field("ctx", &self.ctx)
+            .field("pc", &self.pc)
+            .field("sp", &self.sp)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'r> Vm<'r> {
+    pub fn new(rt: &'r mut Runtime, opts: &Options) -> Result<Self, InterpError> {
+        let context = rt.resume_point().context.bits();
+        let preemption_yields = rt.settings().preemption_yields;
+        let m = rt.memory_mut();
+        let word = m.word();
+        let ci = |m: &ObjectMemory, i: usize, default: u32| {
+            m.class_index_of_class(m.special(i)).unwrap_or(default)
+        };
+        let ci_context = ci(m, so::CLASS_METHOD_CONTEXT, 36);
+        let ci_array = ci(m, so::CLASS_ARRAY, 51);
+        let ci_message = ci(m, so::CLASS_MESSAGE, 35);
+        let ci_string = ci(m, so::CLASS_BYTE_STRING, 52);
+        let ci_float = ci(m, so::CLASS_FLOAT, 34);
+        let ci_large_pos = ci(m, so::CLASS_LARGE_POSITIVE_INTEGER, 33);
+        let ci_large_neg = ci(m, so::CLASS_LARGE_NEGATIVE_INTEGER, 32);
+        // BlockClosure and FullBlockClosure are special objects 36 and 37;
+        // the class table's fixed indices 37 and 38 when they are not.
+        let ci_closure = ci(m, 36, 37);
+        let ci_full_closure = ci(m, 37, 38);
+        let mut specials = Vec::new();
+        let sel = m.special(so::SPECIAL_SELECTORS);
+        for i in 0..32u64 {
+            let s = m.fetch(sel, 2 * i).unwrap_or(m.nil());
+            let n = m
+                .fetch(sel, 2 * i + 1)
+                .ok()
+                .and_then(|n| m.small_int(n))
+                .unwrap_or(spur_runtime::bytecodes::SPECIAL_SELECTORS[i as usize].1 as i64);
+            let inline = m.string(s).and_then(|t| {
+                Some(match t.as_str() {
+                    "+" => Inline::Add,
+                    "-" => Inline::Sub,
+                    "<" => Inline::Lt,
+                    ">" => Inline::Gt,
+                    "<=" => Inline::Le,
+                    ">=" => Inline::Ge,
+                    "=" => Inline::Eq,
+                    "~=" => Inline::Ne,
+                    "*" => Inline::Mul,
+                    "/" => Inline::Div,
+                    "\\\\" => Inline::Mod,
+                    "bitShift:" => Inline::BitShift,
+                    "//" => Inline::IntDiv,
+                    "bitAnd:" => Inline::BitAnd,
+                    "bitOr:" => Inline::BitOr,
+                    "==" => Inline::Identical,
+                    "~~" => Inline::NotIdentical,
+                    _ => return None,
+                })
+            });
+            specials.push((s, n.clamp(0, 15) as u32, inline));
+        }
+        let mut vm = Vm {
+            nil: m.nil(),
+            tru: m.true_object(),
+            fls: m.false_object(),
+            word,
+            m,
+            opts: opts.clone(),
+            ctx: Oop::from_bits(context),
+            method: Oop::default(),
+            pc: 0,
+            sp: 0,
+            receiver: Oop::default(),
+            set: BytecodeSet::V3PlusClosures,
+            code: Rc::from(&[][..]),
+            code_cache: vec![(Oop::default(), Rc::from(&[][..])); CODE_CACHE_SIZE],
+            ctx_slots: 0,
+            prim_fail: None,
+            reclaimable: 0,
+            free_contexts: [Vec::new(), Vec::new()],
+            cache: vec![CacheEntry::default(); CACHE_SIZE],
+            specials,
+            ci_context,
+            ci_closure,
+            ci_full_closure,
+            ci_array,
+            ci_message,
+            ci_string,
+            ci_float,
+            ci_large_pos,
+            ci_large_neg,
+            stats: Stats::default(),
+            output: Vec::new(),
+            files: Files::default(),
+            start: Instant::now(),
+            timer: None,
+            missing: Vec::new(),
+            missing_index: HashMap::new(),
+            current_prim: 0,
+            current_named: None,
+            traced: 0,
+            deadline: opts.timeout.and_then(|t| Instant::now().checked_add(t)),
+            preemption_yields,
+        };
+        vm.fetch_registers().map_err(|e| InterpError::BadResume {
+            context,
+            why: match e {
+                Stop::Halt(_, s) => s,
+                Stop::Quit(c) => format!("quit {c}"),
+            },
+        })?;
+        Ok(vm)
+    }
+
+    // ---- registers ----
+
+    /// Loads the registers from the active context object.
+    pub fn fetch_registers(&mut self) -> R<()> {
+        let ctx = self.ctx;
+        let method = self.m.fetch(ctx, METHOD)?;
+        let pc = self.m.fetch(ctx, PC)?;
+        let Some(pc) = self.m.small_int(pc) else {
+            return halt(format!("context {ctx} has no pc (it has returned)"));
+        };
+        let sp = self.m.fetch(ctx, STACKP)?;
+        let sp = self.m.small_int(sp).unwrap_or(0);
+        let h = self.header_of(method)?;
+        self.method = method;
+        self.set = h.set;
+        self.load_code(method)?;
+        self.pc = pc.max(0) as u64;
+        self.sp = sp.max(0) as u64;
+        self.receiver = self.m.fetch(ctx, RECEIVER)?;
+        self.ctx_slots = self.m.num_slots(ctx)?;
+        if TEMP0 + self.sp > self.ctx_slots {
+            return halt(format!(
+                "context {ctx} has stack pointer {} but {} slots",
+                self.sp, self.ctx_slots
+            ));
+        }
+        Ok(())
+    }
+
+    /// Writes pc and stack pointer back into the active context.
+    pub fn store_registers(&mut self) -> R<()> {
+        let pc = self.int(self.pc as i64);
+        let sp = self.int(self.sp as i64);
+        self.m.store(self.ctx, PC, pc)?;
+        self.m.store(self.ctx, STACKP, sp)?;
+        Ok(())
+    }
+
+    /// Makes `method`'s bytes the ones the loop decodes.
+    fn load_code(&mut self, method: Oop) -> R<()> {
+        let slot = (method.bits() >> 3) as usize & (CODE_CACHE_SIZE - 1);
+        if self.code_cache[slot].0 != method {
+            let bytes: Rc<[u8]> = Rc::from(self.m.bytes(method)?);
+            self.code_cache[slot] = (method, bytes);
+        }
+        self.code = self.code_cache[slot].1.clone();
+        Ok(())
+    }
+
+    /// After a become: every oop the interpreter keeps outside the heap is
+    /// re-read (the registers were passed as roots), and the caches go.
+    pub fn after_become(&mut self) -> R<()> {
+        self.flush_cache();
+        self.flush_code_cache();
+        self.free_contexts = [Vec::new(), Vec::new()];
+        self.expose();
+        for e in self.specials.iter_mut() {
+            e.0 = self.m.forwarded(e.0);
+        }
+        if let Some(t) = self.timer.as_mut() {
+            t.semaphore = self.m.forwarded(t.semaphore);
+        }
+        self.load_code(self.method)
+    }
+
+    /// Forgets every method's cached bytes (after a method's bytes change).
+    pub fn flush_code_cache(&mut self) {
+        let empty: Rc<[u8]> = Rc::from(&[][..]);
+        self.code_cache.fill((Oop::default(), empty));
+        let m = self.method;
+        let _ = self.load_code(m);
+    }
+
+    pub fn header_of(&self, method: Oop) -> R<MethodHeader> {
+        let f = self.m.format(method)?;
+        if f < FMT_COMPILED_METHOD {
+            return halt(format!("{method} (format {f}) is not compiled code"));
+        }
+        let h = self.m.fetch(method, 0)?;
+        MethodHeader::decode(self.word, h)
+            .ok_or_else(|| Stop::Halt(StopKind::Error, format!("{method}: bad method header")))
+    }
+
+    pub fn initial_pc(&self, h: &MethodHeader) -> u64 {
+        (h.num_literals + 1) * self.word.bytes() + 1
+    }
+
+    // ---- small helpers ----
+
+    #[inline]
+    pub fn int(&self, v: i64) -> Oop {
+        self.m.from_small_int(v).unwrap_or(self.nil)
+    }
+    /// The Character `c` (nil when the heap cannot hold it).
+    pub fn chr(&self, c: u32) -> Oop {
+        self.m.from_character(c).unwrap_or(self.nil)
+    }
+    #[inline]
+    pub fn boolean(&self, b: bool) -> Oop {
+        if b {
+            self.tru
+        } else {
+            self.fls
+        }
+    }
+
+    #[inline]
+    pub fn push(&mut self, v: Oop) -> R<()> {
+        self.sp += 1;
+        if TEMP0 + self.sp > self.ctx_slots {
+            return halt(format!("stack overflow in context {}", self.ctx));
+        }
+        self.m.store(self.ctx, TEMP0 + self.sp - 1, v)?;
+        Ok(())
+    }
+    #[inline]
+    pub fn pop(&mut self) -> R<Oop> {
+        if self.sp == 0 {
+            return halt("stack underflow");
+        }
+        let v = self.m.fetch(self.ctx, TEMP0 + self.sp - 1)?;
+        self.sp -= 1;
+        Ok(v)
+    }
+    #[inline]
+    pub fn stack_value(&self, n: u64) -> R<Oop> {
+        if n >= self.sp {
+            return halt(format!("stack underflow (item {n} of {})", self.sp));
+        }
+        Ok(self.m.fetch(self.ctx, TEMP0 + self.sp - 1 - n)?)
+    }
+    #[inline]
+    pub fn pop_n(&mut self, n: u64) -> R<()> {
+        if n > self.sp {
+            return halt("stack underflow");
+        }
+        self.sp -= n;
+        Ok(())
+    }
+    pub fn pop_n_push(&mut self, n: u64, v: Oop) -> R<()> {
+        self.pop_n(n)?;
+        self.push(v)
+    }
+    fn top_put(&mut self, v: Oop) -> R<()> {
+        if self.sp == 0 {
+            return halt("stack underflow");
+        }
+        self.m.store(self.ctx, TEMP0 + self.sp - 1, v)?;
+        Ok(())
+    }
+    fn temp(&self, i: u64) -> R<Oop> {
+        Ok(self.m.fetch(self.ctx, TEMP0 + i)?)
+    }
+    fn literal(&self, i: u32) -> R<Oop> {
+        Ok(self.m.fetch(self.method, 1 + i as u64)?)
+    }
+
+    /// The class index of instances of `class`.
+    pub fn class_index(&self, class: Oop) -> R<u32> {
+        self.m.class_index_of_class(class).ok_or_else(|| {
+            Stop::Halt(
+                StopKind::Error,
+                format!("{class} is not in the class table"),
+            )
+        })
+    }
+
+    pub fn new_array(&mut self, n: u64) -> R<Oop> {
+        Ok(self.m.allocate_slots(self.ci_array, FMT_INDEXABLE, n)?)
+    }
+
+    pub fn new_string(&mut self, s: &[u8]) -> R<Oop> {
+        let o = self.m.allocate_bytes(self.ci_string, s.len() as u64)?;
+        self.m.bytes_mut(o)?.copy_from_slice(s);
+        Ok(o)
+    }
+
+    // ---- naming, for traces and stop lines ----
+
+    /// The home method of compiled code (a CompiledBlock's outer chain).
+    pub fn home_method(&self, mut code: Oop) -> Oop {
+        for _ in 0..64 {
+            let Ok(h) = self.header_of(code) else {
+                return code;
+            };
+            let Ok(last) = self.m.fetch(code, h.num_literals) else {
+                return code;
+            };
+            if self.m.format(last).is_ok_and(|f| f >= FMT_COMPILED_METHOD) {
+                code = last;
+            } else {
+                return code;
+            }
+        }
+        code
+    }
+
+    /// The class a method is installed in (the value of its last literal).
+    pub fn method_class(&self, method: Oop) -> Option<Oop> {
+        let home = self.home_method(method);
+        let h = self.header_of(home).ok()?;
+        let binding = self.m.fetch(home, h.num_literals).ok()?;
+        self.m.fetch(binding, 1).ok()
+    }
+
+    pub fn selector_of(&self, method: Oop) -> Option<Oop> {
+        let home = self.home_method(method);
+        let h = self.header_of(home).ok()?;
+        let p = self.m.fetch(home, h.num_literals.checked_sub(1)?).ok()?;
+        if self.m.string(p).is_some() {
+            return Some(p);
+        }
+        self.m
+            .fetch(p, 1)
+            .ok()
+            .filter(|s| self.m.string(*s).is_some())
+    }
+
+    /// `Class>>selector`, or `[] in Class>>selector` for block code.
+    pub fn method_name(&self, method: Oop) -> String {
+        let block = self.home_method(method) != method;
+        let class = self
+            .method_class(method)
+            .and_then(|c| self.m.class_name(c))
+            .unwrap_or_else(|| "?".into());
+        let sel = self
+            .selector_of(method)
+            .and_then(|s| self.m.string(s))
+            .unwrap_or_else(|| "?".into());
+        format!("{}{class}>>{sel}", if block { "[] in " } else { "" })
+    }
+
+    fn context_name(&self) -> String {
+        let closure = self.m.fetch(self.ctx, CLOSURE).unwrap_or(self.nil);
+        let name = self.method_name(self.method);
+        if closure != self.nil && !name.starts_with("[] in ") {
+            format!("[] in {name}")
+        } else {
+            name
+        }
+    }
+
+    fn stop_line(&self, kind: StopKind, why: &str) -> String {
+        let prim = match (&self.current_named, self.current_prim) {
+            (Some(n), _) => format!(", primitive {n}"),
+            (None, 0) => String::new(),
+            (None, p) => format!(", primitive {p}"),
+        };
+        let mut line = format!(
+            "stopped ({}) in {}{prim} after {} bytecodes: {why}",
+            kind.name(),
+            self.context_name(),
+            self.stats.bytecodes
+        );
+        if let Some((name, at, calls)) = self.missing.first() {
+            line.push_str(&format!(
+                "; missing primitive {name} (failed first after {at} bytecodes, {calls} calls)"
+            ));
+            if self.missing.len() > 1 {
+                let rest: Vec<&str> = self.missing[1..].iter().map(|m| m.0.as_str()).collect();
+                line.push_str(&format!("; also missing: {}", rest.join(", ")));
+            }
+        }
+        line
+    }
+
+    // ---- the loop ----
+
+    pub fn run(&mut self) -> Outcome {
+        self.start = Instant::now();
+        let r = self.run_loop();
+        let _ = self.store_registers();
+        match r {
+            Err(Stop::Quit(c)) => Outcome::Quit(c),
+            Err(Stop::Halt(kind, why)) => {
+                let kind = if kind == StopKind::Error && !self.missing.is_empty() {
+                    StopKind::MissingPrimitive
+                } else {
+                    kind
+                };
+                Outcome::Stopped {
+                    kind,
+                    line: self.stop_line(kind, &why),
+                }
+            }
+            Ok(()) => Outcome::Stopped {
+                kind: StopKind::Error,
+                line: self.stop_line(StopKind::Error, "the loop ended"),
+            },
+        }
+    }
+
+    fn run_loop(&mut self) -> R<()> {
+        let limit = self.opts.max_bytecodes.unwrap_or(u64::MAX);
+        let mut next_check = self.stats.bytecodes + CHECK_EVERY;
+        loop {
+            if self.stats.bytecodes >= next_check {
+                next_check = self.stats.bytecodes + CHECK_EVERY;
+                self.check_interrupts()?;
+            }
+            if self.stats.bytecodes >= limit {
+                return Err(Stop::Halt(
+                    StopKind::BytecodeLimit,
+                    format!("the limit of {limit} bytecodes"),
+                ));
+            }
+            self.step()?;
+        }
+    }
+
+    fn check_interrupts(&mut self) -> R<()> {
+        let now = Instant::now();
+        if let Some(d) = self.deadline {
+            if now >= d {
+                return Err(Stop::Halt(
+                    StopKind::Timeout,
+                    format!(
+                        "the timeout of {:.1} s",
+                        self.opts.timeout.unwrap_or_default().as_secs_f64()
+                    ),
+                ));
+            }
+        }
+        if let Some(t) = self.timer {
+            if now >= t.at {
+                self.timer = None;
+                self.signal(t.semaphore)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Executes one instruction.
+    #[inline]
+    fn step(&mut self) -> R<()> {
+        let (op, len) = {
+            let code = &self.code;
+            let at = self.pc.wrapping_sub(1) as usize;
+            if at >= code.len() {
+                return halt(format!(
+                    "pc {} is past the end of the method ({} bytes)",
+                    self.pc,
+                    code.len()
+                ));
+            }
+            decode_op(self.set, code, at)
+        };
+        self.pc += len as u64;
+        self.stats.bytecodes += 1;
+        self.execute(op)
+    }
+
+    fn execute(&mut self, op: Op) -> R<()> {
+        match op {
+            Op::PushReceiverVariable(i) => {
+                let v = self.m.fetch(self.receiver, i as u64)?;
+                self.push(v)
+            }
+            Op::PushLiteralVariable(i) => {
+                let a = self.literal(i)?;
+                let v = self.m.fetch(a, 1)?;
+                self.push(v)
+            }
+            Op::PushLiteralConstant(i) => {
+                let v = self.literal(i)?;
+                self.push(v)
+            }
+            Op::PushTemp(i) => {
+                let v = self.temp(i as u64)?;
+                self.push(v)
+            }
+            Op::PushReceiver => self.push(self.receiver),
+            Op::PushTrue => self.push(self.tru),
+            Op::PushFalse => self.push(self.fls),
+            Op::PushNil => self.push(self.nil),
+            Op::PushInteger(v) => {
+                let o = self.int(v);
+                self.push(o)
+            }
+            Op::PushCharacter(c) => {
+                let o = self.chr(c);
+                self.push(o)
+            }
+            Op::PushThisContext => {
+                self.expose();
+                self.store_registers()?;
+                self.push(self.ctx)
+            }
+            Op::PushThisProcess => {
+                let p = self.active_process()?;
+                self.push(p)
+            }
+            Op::Dup => {
+                let v = self.stack_value(0)?;
+                self.push(v)
+            }
+            Op::Pop => self.pop().map(|_| ()),
+            Op::PushArray { size, pop } => {
+                let a = self.new_array(size as u64)?;
+                if pop {
+                    for i in (0..size as u64).rev() {
+                        let v = self.pop()?;
+                        self.m.store(a, i, v)?;
+                    }
+                }
+                self.push(a)
+            }
+            Op::StoreReceiverVariable { index, pop } => {
+                let v = if pop {
+                    self.pop()?
+                } else {
+                    self.stack_value(0)?
+                };
+                self.m.store(self.receiver, index as u64, v)?;
+                Ok(())
+            }
+            Op::StoreLiteralVariable { index, pop } => {
+                let v = if pop {
+                    self.pop()?
+                } else {
+                    self.stack_value(0)?
+                };
+                let a = self.literal(index)?;
+                self.m.store(a, 1, v)?;
+                Ok(())
+            }
+            Op::StoreTemp { index, pop } => {
+                let v = if pop {
+                    self.pop()?
+                } else {
+                    self.stack_value(0)?
+                };
+                self.m.store(self.ctx, TEMP0 + index as u64, v)?;
+                Ok(())
+            }
+            Op::PushRemoteTemp { index, vector, .. } => {
+                let vec = self.temp(vector as u64)?;
+                let v = self.m.fetch(vec, index as u64)?;
+                self.push(v)
+            }
+            Op::StoreRemoteTemp {
+                index, vector, pop, ..
+            } => {
+                let v = if pop {
+                    self.pop()?
+                } else {
+                    self.stack_value(0)?
+                };
+                let vec = self.temp(vector as u64)?;
+                self.m.store(vec, index as u64, v)?;
+                Ok(())
+            }
+            Op::Send { literal, args } => {
+                let sel = self.literal(literal)?;
+                self.send(sel, args, None)
+            }
+            Op::SuperSend {
+                literal,
+                args,
+                directed,
+            } => {
+                let sel = self.literal(literal)?;
+                let class = if directed {
+                    self.pop()?
+                } else {
+                    self.method_class(self.method).ok_or_else(|| {
+                        Stop::Halt(
+                            StopKind::Error,
+                            "super send from a method with no class".into(),
+                        )
+                    })?
+                };
+                let sup = self.m.fetch(class, 0)?;
+                self.send(sel, args, Some(sup))
+            }
+            Op::SpecialSend { index } => self.special_send(index),
+            Op::Jump { target } => {
+                self.pc = target;
+                Ok(())
+            }
+            Op::JumpIfTrue { target } => self.cond_jump(true, target),
+            Op::JumpIfFalse { target } => self.cond_jump(false, target),
+            Op::ReturnReceiver => self.method_return(self.receiver),
+            Op::ReturnTrue => self.method_return(self.tru),
+            Op::ReturnFalse => self.method_return(self.fls),
+            Op::ReturnNil => self.method_return(self.nil),
+            Op::ReturnTop => {
+                let v = self.pop()?;
+                self.method_return(v)
+            }
+            Op::BlockReturnTop => {
+                let v = self.pop()?;
+                self.block_return(v)
+            }
+            Op::BlockReturnNil => self.block_return(self.nil),
+            Op::PushClosure { copied, args, size } => {
+                self.expose();
+                let c = self.m.allocate_slots(
+                    self.ci_closure,
+                    FMT_INDEXABLE_WITH_FIXED,
+                    3 + copied as u64,
+                )?;
+                self.m.store(c, CLOSURE_OUTER, self.ctx)?;
+                let start = self.int(self.pc as i64);
+                self.m.store(c, CLOSURE_START, start)?;
+                let n = self.int(args as i64);
+                self.m.store(c, CLOSURE_NUM_ARGS, n)?;
+                for i in (0..copied as u64).rev() {
+                    let v = self.pop()?;
+                    self.m.store(c, 3 + i, v)?;
+                }
+                self.pc += size as u64;
+                self.push(c)
+            }
+            Op::PushFullClosure {
+                literal,
+                copied,
+                receiver_on_stack,
+                ignore_outer,
+            } => {
+                self.expose();
+                let block = self.literal(literal)?;
+                let h = self.header_of(block)?;
+                let c = self.m.allocate_slots(
+                    self.ci_full_closure,
+                    FMT_INDEXABLE_WITH_FIXED,
+                    4 + copied as u64,
+                )?;
+                let outer = if ignore_outer { self.nil } else { self.ctx };
+                self.m.store(c, CLOSURE_OUTER, outer)?;
+                self.m.store(c, CLOSURE_START, block)?;
+                let n = self.int(h.num_args as i64);
+                self.m.store(c, CLOSURE_NUM_ARGS, n)?;
+                for i in (0..copied as u64).rev() {
+                    let v = self.pop()?;
+                    self.m.store(c, 4 + i, v)?;
+                }
+                let r = if receiver_on_stack {
+                    self.pop()?
+                } else {
+                    self.receiver
+                };
+                self.m.store(c, FULL_RECEIVER, r)?;
+                self.push(c)
+            }
+            Op::CallPrimitive(_) => {
+                // Runs after the primitive failed (or when the method was
+                // activated without it): store the error code when a
+                // store into a temp follows.
+                if let Some(code) = self.prim_fail.take() {
+                    let next = self.code.get(self.pc as usize - 1).copied();
+                    let long_store = match self.set {
+                        BytecodeSet::V3PlusClosures => 0x81,
+                        BytecodeSet::SistaV1 => 0xF5,
+                    };
+                    if next == Some(long_store) {
+                        let e = self.error_object(code);
+                        self.top_put(e)?;
+                    }
+                }
+                Ok(())
+            }
+            Op::CallInlinePrimitive(p) => halt(format!(
+                "inline primitive {p} (Sista optimized code) is not supported"
+            )),
+            Op::BranchIfInstanceOf { .. } => {
+                halt("branchIfInstanceOf (Sista optimized code) is not supported")
+            }
+            Op::Nop => Ok(()),
+            Op::Trap => halt("trap bytecode"),
+            Op::Unknown(b) => halt(format!("unknown bytecode {b} at pc {}", self.pc - 1)),
+            Op::BadExtension(b) => halt(format!("extension before bytecode {b}, which takes none")),
+            Op::Truncated(b) => halt(format!("bytecode {b} cut off by the end of the method")),
+        }
+    }
+
+    fn error_object(&self, code: u32) -> Oop {
+        let table = self.m.special(so::PRIM_ERR_TABLE);
+        match self.m.fetch(table, code as u64 - 1) {
+            Ok(e) if e != self.nil || code == 1 => e,
+            _ => self.int(code as i64),
+        }
+    }
+
+    fn cond_jump(&mut self, on: bool, target: u64) -> R<()> {
+        let v = self.pop()?;
+        if v == self.boolean(on) {
+            self.pc = target;
+            Ok(())
+        } else if v == self.boolean(!on) {
+            Ok(())
+        } else {
+            self.push(v)?;
+            let sel = self.m.special(so::SELECTOR_MUST_BE_BOOLEAN);
+            self.send(sel, 0, None)
+        }
+    }
+
+    // ---- sends ----
+
+    fn special_send(&mut self, index: u8) -> R<()> {
+        let (sel, n, inline) = self.specials[index as usize & 31];
+        if let Some(op) = inline {
+            if op == Inline::Identical || op == Inline::NotIdentical {
+                let b = self.pop()?;
+                let a = self.pop()?;
+                let r = self.boolean((a == b) == (op == Inline::Identical));
+                return self.push(r);
+            }
+            let b = self.stack_value(0)?;
+            let a = self.stack_value(1)?;
+            if let (Some(x), Some(y)) = (self.m.small_int(a), self.m.small_int(b)) {
+                if let Some(r) = self.int_op(op, x, y) {
+                    self.pop_n(2)?;
+                    return self.push(r);
+                }
+            }
+        }
+        self.send(sel, n, None)
+    }
+
+    /// SmallInteger arithmetic of the special selectors and primitives
+    /// 1..17: `None` when the result is not a SmallInteger (or undefined).
+    fn int_op(&self, op: Inline, x: i64, y: i64) -> Option<Oop> {
+        match arith(op, x, y)? {
+            Arith::Int(v) => self.m.from_small_int(v),
+            Arith::Bool(b) => Some(self.boolean(b)),
+        }
+    }
+
+    /// Arithmetic primitives 1..17 on SmallIntegers.
+    pub fn int_prim(&self, prim: u16, x: i64, y: i64) -> Option<Oop> {
+        let op = match prim {
+            1 => Inline::Add,
+            2 => Inline::Sub,
+            3 => Inline::Lt,
+            4 => Inline::Gt,
+            5 => Inline::Le,
+            6 => Inline::Ge,
+            7 => Inline::Eq,
+            8 => Inline::Ne,
+            9 => Inline::Mul,
+            10 => Inline::Div,
+            11 => Inline::Mod,
+            12 => Inline::IntDiv,
+            13 => {
+                // quo: truncated.
+                return if y == 0 {
+                    None
+                } else {
+                    x.checked_div(y).and_then(|v| self.m.from_small_int(v))
+                };
+            }
+            14 => Inline::BitAnd,
+            15 => Inline::BitOr,
+            16 => return self.m.from_small_int(x ^ y),
+            17 => Inline::BitShift,
+            _ => return None,
+        };
+        self.int_op(op, x, y)
+    }
+
+    /// Sends `sel` with `argc` arguments to the receiver under them,
+    /// looking up from `start` (a super send) or the receiver's class.
+    pub fn send(&mut self, sel: Oop, argc: u32, start: Option<Oop>) -> R<()> {
+        let rcvr = self.stack_value(argc as u64)?;
+        let (ci, class) = match start {
+            Some(c) => (self.m.class_index_of_class(c), c),
+            None => {
+                let ci = self.m.class_index_of(rcvr)?;
+                let c = self.m.class_at(ci).ok_or_else(|| {
+                    Stop::Halt(
+                        StopKind::Error,
+                        format!("{rcvr} has class index {ci}, which is empty"),
+                    )
+                })?;
+                (Some(ci), c)
+            }
+        };
+        let (method, prim) = match self.lookup(sel, ci, class)? {
+            Some(e) => e,
+            None => {
+                // doesNotUnderstand: with a Message.
+                let dnu = self.m.special(so::SELECTOR_DOES_NOT_UNDERSTAND);
+                if sel == dnu {
+                    return halt(format!(
+                        "recursive doesNotUnderstand: ({} does not understand #doesNotUnderstand:)",
+                        self.m.class_name(class).unwrap_or_default()
+                    ));
+                }
+                let msg = self.message(sel, argc, class)?;
+                self.pop_n(argc as u64)?;
+                self.push(msg)?;
+                match self.lookup(dnu, ci, class)? {
+                    Some(e) => {
+                        return self.execute_method(rcvr, e.0, 1, e.1, sel);
+                    }
+                    None => {
+                        return halt(format!(
+                            "{} does not understand #{} nor #doesNotUnderstand:",
+                            self.m.class_name(class).unwrap_or_default(),
+                            self.m.string(sel).unwrap_or_default()
+                        ))
+                    }
+                }
+            }
+        };
+        self.execute_method(rcvr, method, argc, prim, sel)
+    }
+
+    /// A Message for `sel` with the top `argc` stack values.
+    fn message(&mut self, sel: Oop, argc: u32, class: Oop) -> R<Oop> {
+        let args = self.new_array(argc as u64)?;
+        for i in 0..argc as u64 {
+            let v = self.stack_value(argc as u64 - 1 - i)?;
+            self.m.store(args, i, v)?;
+        }
+        let n = self
+            .m
+            .class_at(self.ci_message)
+            .and_then(|c| self.m.fetch(c, 2).ok())
+            .and_then(|f| self.m.small_int(f))
+            .map_or(3, |f| (f & 0xFFFF) as u64)
+            .max(3);
+        let msg = self.m.allocate_slots(self.ci_message, 1, n)?;
+        self.m.store(msg, 0, sel)?;
+        self.m.store(msg, 1, args)?;
+        if n > 2 {
+            self.m.store(msg, 2, class)?;
+        }
+        Ok(msg)
+    }
+
+    /// Looks `sel` up from `class`, through the cache when `ci` is known.
+    fn lookup(&mut self, sel: Oop, ci: Option<u32>, class: Oop) -> R<Option<(Oop, u16)>> {
+        let slot = ci.map(|ci| {
+            ((sel.bits() >> 3) as usize ^ (ci as usize).wrapping_mul(0x9E37)) & (CACHE_SIZE - 1)
+        });
+        if let (Some(ci), Some(slot), true) = (ci, slot, self.opts.method_cache) {
+            let e = self.cache[slot];
+            if e.selector == sel && e.class_index == ci && e.method != Oop::default() {
+                self.stats.method_cache_hits += 1;
+                return Ok(Some((e.method, e.primitive)));
+            }
+        }
+        self.stats.method_cache_misses += 1;
+        let mut c = class;
+        let mut depth = 0;
+        while c != self.nil {
+            depth += 1;
+            if depth > 10_000 {
+                return halt("the superclass chain loops");
+            }
+            let dict = self.m.fetch(c, 1)?;
+            if let Some(m) = self.lookup_in_dict(dict, sel)? {
+                let prim = self.primitive_index(m)?;
+                if let (Some(ci), Some(slot)) = (ci, slot) {
+                    self.cache[slot] = CacheEntry {
+                        selector: sel,
+                        class_index: ci,
+                        method: m,
+                        primitive: prim,
+                    };
+                }
+                return Ok(Some((m, prim)));
+            }
+            c = self.m.fetch(c, 0)?;
+        }
+        Ok(None)
+    }
+
+    pub fn flush_cache(&mut self) {
+        self.cache.fill(CacheEntry::default());
+    }
+
+    /// The method for `sel` in a MethodDictionary (tally, array, keys...).
+    fn lookup_in_dict(&mut self, dict: Oop, sel: Oop) -> R<Option<Oop>> {
+        if dict == self.nil || self.m.header(dict).is_err() {
+            return Ok(None);
+        }
+        let n = self.m.num_slots(dict)?;
+        if n <= 2 {
+            return Ok(None);
+        }
+        let size = n - 2;
+        let start = if sel.is_immediate(self.word) {
+            0
+        } else {
+            let h = self.m.header(sel)?.hash() as u64;
+            if size.is_power_of_two() {
+                h & (size - 1)
+            } else {
+                h % size
+            }
+        };
+        for k in 0..size {
+            let i = (start + k) % size;
+            let key = self.m.fetch(dict, 2 + i)?;
+            if key == sel {
+                let values = self.m.fetch(dict, 1)?;
+                return Ok(Some(self.m.fetch(values, i)?));
+            }
+            if key == self.nil {
+                return Ok(None);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The primitive of a method (0 when none, or when it is not compiled code).
+    pub fn primitive_index(&self, method: Oop) -> R<u16> {
+        let Ok(f) = self.m.format(method) else {
+            return Ok(0);
+        };
+        if f < FMT_COMPILED_METHOD {
+            return Ok(0);
+        }
+        let h = self.header_of(method)?;
+        if !h.has_primitive {
+            return Ok(0);
+        }
+        let at = self.initial_pc(&h) as usize;
+        let code = self.m.bytes(method)?;
+        match (code.get(at), code.get(at + 1)) {
+            (Some(&lo), Some(&hi)) => Ok(lo as u16 | (hi as u16) << 8),
+            _ => halt(format!("{method}: its primitive index lies past its end")),
+        }
+    }
+
+    /// Runs `method` for `rcvr` (with `argc` arguments on the stack): its
+    /// primitive, and when there is none or it fails, a new context.
+    pub fn execute_method(
+        &mut self,
+        rcvr: Oop,
+        method: Oop,
+        argc: u32,
+        prim: u16,
+        sel: Oop,
+    ) -> R<()> {
+        self.stats.sends += 1;
+        if self.traced < self.opts.trace_sends {
+            self.traced += 1;
+            eprintln!(
+                "send {}: #{} to {} -> {}",
+                self.stats.sends,
+                self.m.string(sel).unwrap_or_else(|| "?".into()),
+                self.m
+                    .class_of(rcvr)
+                    .and_then(|c| self.m.class_name(c))
+                    .unwrap_or_else(|| "?".into()),
+                self.method_name(method)
+            );
+        }
+        if self
+            .m
+            .format(method)
+            .map_or(true, |f| f < FMT_COMPILED_METHOD)
+        {
+            return self.run_with_in(method, sel, argc);
+        }
+        if prim > 0 {
+            if (256..520).contains(&prim) {
+                let v = match prim {
+                    256 => rcvr,
+                    257 => self.tru,
+                    258 => self.fls,
+                    259 => self.nil,
+                    260..=263 => self.int(prim as i64 - 261),
+                    _ => self.m.fetch(rcvr, prim as u64 - 264)?,
+                };
+                self.stats.primitive_calls += 1;
+                return self.pop_n_push(argc as u64 + 1, v);
+            }
+            self.stats.primitive_calls += 1;
+            self.current_prim = prim;
+            // The image may look at the active context from a primitive.
+            self.store_registers()?;
+            let sp = self.sp;
+            let ctx = self.ctx;
+            // On a stop the primitive stays named for the stop line.
+            let r = self.primitive(prim, argc, method)?;
+            self.current_prim = 0;
+            self.current_named = None;
+            match r {
+                Prim::Done => return Ok(()),
+                Prim::Fail(code) => {
+                    self.stats.primitive_failures += 1;
+                    if self.ctx != ctx {
+                        return halt(format!("primitive {prim} failed after switching context"));
+                    }
+                    self.sp = sp;
+                    self.prim_fail = Some(code);
+                }
+            }
+        }
+        self.activate(rcvr, method, argc)
+    }
+
+    /// An object that is not a method in a method dictionary: send it
+    /// `run:with:in:`.
+    fn run_with_in(&mut self, obj: Oop, sel: Oop, argc: u32) -> R<()> {
+        let args = self.new_array(argc as u64)?;
+        for i in 0..argc as u64 {
+            let v = self.stack_value(argc as u64 - 1 - i)?;
+            self.m.store(args, i, v)?;
+        }
+        let rcvr = self.stack_value(argc as u64)?;
+        self.pop_n(argc as u64 + 1)?;
+        self.push(obj)?;
+        self.push(sel)?;
+        self.push(args)?;
+        self.push(rcvr)?;
+        let rw = self.m.special(so::SELECTOR_RUN_WITH_IN);
+        if rw == self.nil {
+            return halt("a method dictionary holds a non-method and there is no #run:with:in:");
+        }
+        self.send(rw, 3, None)
+    }
+
+    /// A new context for `method`, its receiver and arguments taken from
+    /// the stack; it becomes the active context.
+    fn activate(&mut self, rcvr: Oop, method: Oop, argc: u32) -> R<()> {
+        let h = self.header_of(method)?;
+        if h.num_args as u32 != argc {
+            return halt(format!(
+                "{} takes {} arguments, sent with {argc}",
+                self.method_name(method),
+                h.num_args
+            ));
+        }
+        let size = if h.large_frame {
+            LARGE_CONTEXT
+        } else {
+            SMALL_CONTEXT
+        };
+        let nt = (h.num_temps as u64).max(argc as u64);
+        let size = size.max(TEMP0 + nt + 1);
+        let c = self.new_context(size, argc as u64, nt)?;
+        self.reclaimable += 1;
+        self.m.store(c, SENDER, self.ctx)?;
+        self.m.store(c, METHOD, method)?;
+        self.m.store(c, RECEIVER, rcvr)?;
+        for i in 0..argc as u64 {
+            let v = self.stack_value(argc as u64 - 1 - i)?;
+            self.m.store(c, TEMP0 + i, v)?;
+        }
+        self.pop_n(argc as u64 + 1)?;
+        self.store_registers()?;
+        self.ctx = c;
+        self.method = method;
+        self.set = h.set;
+        self.load_code(method)?;
+        self.receiver = rcvr;
+        self.pc = self.initial_pc(&h);
+        self.sp = nt;
+        self.ctx_slots = size;
+        if self.prim_fail.is_some() && !h.has_primitive {
+            self.prim_fail = None;
+        }
+        Ok(())
+    }
+
+    /// Activates a BlockClosure or FullBlockClosure with `argc` arguments
+    /// on the stack (the value primitives).
+    pub fn activate_closure(&mut self, closure: Oop, argc: u32) -> R<Prim> {
+        let ci = self.m.class_index_of(closure)?;
+        let full = ci == self.ci_full_closure
+            || (ci != self.ci_closure
+                && self
+                    .m
+                    .fetch(closure, CLOSURE_START)
+                    .is_ok_and(|s| self.m.format(s).is_ok_and(|f| f >= FMT_COMPILED_METHOD)));
+        let n = self.m.fetch(closure, CLOSURE_NUM_ARGS)?;
+        if self.m.small_int(n) != Some(argc as i64) {
+            return Ok(Prim::Fail(1));
+        }
+        let slots = self.m.num_slots(closure)?;
+        let (method, rcvr, pc, first_copied, temps) = if full {
+            let method = self.m.fetch(closure, CLOSURE_START)?;
+            let h = self.header_of(method)?;
+            let rcvr = self.m.fetch(closure, FULL_RECEIVER)?;
+            (method, rcvr, self.initial_pc(&h), 4, h.num_temps as u64)
+        } else {
+            let outer = self.m.fetch(closure, CLOSURE_OUTER)?;
+            let method = self.m.fetch(outer, METHOD)?;
+            let rcvr = self.m.fetch(outer, RECEIVER)?;
+            let start = self.m.fetch(closure, CLOSURE_START)?;
+            let Some(pc) = self.m.small_int(start) else {
+                return Ok(Prim::Fail(1));
+            };
+            (method, rcvr, pc as u64, 3, 0)
+        };
+        let h = self.header_of(method)?;
+        let copied = slots.saturating_sub(first_copied);
+        let sp = (argc as u64 + copied).max(temps);
+        let size = if h.large_frame {
+            LARGE_CONTEXT
+        } else {
+            SMALL_CONTEXT
+        }
+        .max(TEMP0 + sp + 1);
+        let c = self.new_context(size, argc as u64 + copied, sp)?;
+        self.m.store(c, SENDER, self.ctx)?;
+        self.m.store(c, METHOD, method)?;
+        self.m.store(c, CLOSURE, closure)?;
+        self.m.store(c, RECEIVER, rcvr)?;
+        for i in 0..argc as u64 {
+            let v = self.stack_value(argc as u64 - 1 - i)?;
+            self.m.store(c, TEMP0 + i, v)?;
+        }
+        for i in 0..copied {
+            let v = self.m.fetch(closure, first_copied + i)?;
+            self.m.store(c, TEMP0 + argc as u64 + i, v)?;
+        }
+        self.pop_n(argc as u64 + 1)?;
+        self.store_registers()?;
+        self.ctx = c;
+        self.method = method;
+        self.set = h.set;
+        self.load_code(method)?;
+        self.receiver = rcvr;
+        self.pc = pc;
+        self.sp = sp;
+        self.ctx_slots = size;
+        Ok(Prim::Done)
+    }
+
+    // ---- returns ----
+
+    fn is_context(&self, o: Oop) -> bool {
+        !o.is_immediate(self.word) && self.m.class_index_of(o).ok() == Some(self.ci_context)
+    }
+
+    fn is_live(&self, c: Oop) -> bool {
+        self.is_context(c)
+            && self
+                .m
+                .fetch(c, PC)
+                .is_ok_and(|pc| self.m.small_int(pc).is_some())
+    }
+
+    /// `^value` from a method, or from a block (a non-local return to the
+    /// home context's sender).
+    fn method_return(&mut self, value: Oop) -> R<()> {
+        let closure = self.m.fetch(self.ctx, CLOSURE)?;
+        if closure == self.nil {
+            let sender = self.m.fetch(self.ctx, SENDER)?;
+            if !self.is_live(sender) {
+                return self.cannot_return(value);
+            }
+            return self.return_to(sender, value);
+        }
+        // Find the home context.
+        let mut home = self.ctx;
+        for _ in 0..100_000 {
+            let cl = self.m.fetch(home, CLOSURE)?;
+            if cl == self.nil {
+                break;
+            }
+            home = self.m.fetch(cl, CLOSURE_OUTER)?;
+            if !self.is_context(home) {
+                return self.cannot_return(value);
+            }
+        }
+        let target = self.m.fetch(home, SENDER)?;
+        if !self.is_live(home) || !self.is_live(target) {
+            return self.cannot_return(value);
+        }
+        // Walk to the target: unwind-marked contexts in between get
+        // aboutToReturn:through:.
+        let mut c = self.m.fetch(self.ctx, SENDER)?;
+        let mut steps = 0u64;
+        while c != target {
+            if !self.is_context(c) {
+                return self.cannot_return(value);
+            }
+            let m = self.m.fetch(c, METHOD)?;
+            if self.primitive_index(m)? == 198 {
+                return self.about_to_return(value, c);
+            }
+            c = self.m.fetch(c, SENDER)?;
+            steps += 1;
+            if steps > 10_000_000 {
+                return halt("the sender chain loops");
+            }
+        }
+        self.return_to(target, value)
+    }
+
+    fn block_return(&mut self, value: Oop) -> R<()> {
+        let sender = self.m.fetch(self.ctx, SENDER)?;
+        if !self.is_live(sender) {
+            return self.cannot_return(value);
+        }
+        self.return_to(sender, value)
+    }
+
+    /// Makes `target` active, marking every context from the active one up
+    /// to it as returned (nil sender and pc), and pushes `value`.
+    fn return_to(&mut self, target: Oop, value: Oop) -> R<()> {
+        let mut c = self.ctx;
+        let mut steps = 0u64;
+        while c != target && c != self.nil {
+            let next = self.m.fetch(c, SENDER)?;
+            self.m.store(c, SENDER, self.nil)?;
+            self.m.store(c, PC, self.nil)?;
+            if self.reclaimable > 0 {
+                self.reclaimable -= 1;
+                let used = if c == self.ctx {
+                    self.sp
+                } else {
+                    let sp = self.m.fetch(c, STACKP)?;
+                    self.m.small_int(sp).map_or(u64::MAX, |v| v.max(0) as u64)
+                };
+                self.recycle(c, used)?;
+            }
+            c = next;
+            steps += 1;
+            if steps > 10_000_000 {
+                return halt("the sender chain loops");
+            }
+        }
+        self.ctx = target;
+        self.fetch_registers()?;
+        self.push(value)
+    }
+
+    /// The active context (and so every context under it) may now be
+    /// referenced from the image: none of them is reused.
+    #[inline]
+    fn expose(&mut self) {
+        self.reclaimable = 0;
+    }
+
+    /// A context of `size` slots whose temp and stack slots from `keep` on
+    /// are nil (at least up to `need`) and whose closure is nil: a returned
+    /// one, or a new one from eden.
+    fn new_context(&mut self, size: u64, keep: u64, need: u64) -> R<Oop> {
+        let list = match size {
+            SMALL_CONTEXT => 0,
+            LARGE_CONTEXT => 1,
+            _ => 2,
+        };
+        if self.opts.recycle_contexts && list < 2 {
+            if let Some((c, used)) = self.free_contexts[list].pop() {
+                let end = TEMP0.saturating_add(used.max(need)).min(size);
+                for i in TEMP0 + keep..end {
+                    self.m.store(c, i, self.nil)?;
+                }
+                self.m.store(c, CLOSURE, self.nil)?;
+                self.stats.contexts_reused += 1;
+                return Ok(c);
+            }
+        }
+        Ok(self
+            .m
+            .allocate_slots(self.ci_context, FMT_INDEXABLE_WITH_FIXED, size)?)
+    }
+
+    /// Keeps a returned context that nobody references for reuse; `used`:
+    /// how many of its temp and stack slots may hold values.
+    fn recycle(&mut self, c: Oop, used: u64) -> R<()> {
+        if !self.opts.recycle_contexts || !self.m.is_young(c) {
+            return Ok(());
+        }
+        let list = match self.m.num_slots(c)? {
+            SMALL_CONTEXT => 0,
+            LARGE_CONTEXT => 1,
+            _ => return Ok(()),
+        };
+        if self.free_contexts[list].len() < 1024 {
+            self.free_contexts[list].push((c, used));
+        }
+        Ok(())
+    }
+
+    fn cannot_return(&mut self, value: Oop) -> R<()> {
+        self.expose();
+        self.store_registers()?;
+        self.push(self.ctx)?;
+        self.push(value)?;
+        let sel = self.m.special(so::SELECTOR_CANNOT_RETURN);
+        self.send(sel, 1, None)
+    }
+
+    fn about_to_return(&mut self, value: Oop, through: Oop) -> R<()> {
+        self.expose();
+        self.store_registers()?;
+        self.push(self.ctx)?;
+        self.push(value)?;
+        self.push(through)?;
+        let sel = self.m.special(so::SELECTOR_ABOUT_TO_RETURN);
+        self.send(sel, 2, None)
+    }
+
+    // ---- processes ----
+
+    pub fn scheduler(&self) -> R<Oop> {
+        let assoc = self.m.special(so::SCHEDULER_ASSOCIATION);
+        Ok(self.m.fetch(assoc, 1)?)
+    }
+
+    pub fn active_process(&self) -> R<Oop> {
+        let s = self.scheduler()?;
+        Ok(self.m.fetch(s, SCHED_ACTIVE)?)
+    }
+
+    fn priority(&self, p: Oop) -> R<i64> {
+        let v = self.m.fetch(p, PROC_PRIORITY)?;
+        Ok(self.m.small_int(v).unwrap_or(1))
+    }
+
+    fn list_empty(&self, list: Oop) -> R<bool> {
+        Ok(self.m.fetch(list, LIST_FIRST)? == self.nil)
+    }
+
+    fn add_last(&mut self, list: Oop, p: Oop) -> R<()> {
+        if self.list_empty(list)? {
+            self.m.store(list, LIST_FIRST, p)?;
+        } else {
+            let last = self.m.fetch(list, LIST_LAST)?;
+            self.m.store(last, PROC_NEXT, p)?;
+        }
+        self.m.store(list, LIST_LAST, p)?;
+        self.m.store(p, PROC_LIST, list)?;
+        Ok(())
+    }
+
+    fn remove_first(&mut self, list: Oop) -> R<Oop> {
+        let first = self.m.fetch(list, LIST_FIRST)?;
+        let last = self.m.fetch(list, LIST_LAST)?;
+        if first == last {
+            self.m.store(list, LIST_FIRST, self.nil)?;
+            self.m.store(list, LIST_LAST, self.nil)?;
+        } else {
+            let next = self.m.fetch(first, PROC_NEXT)?;
+            self.m.store(list, LIST_FIRST, next)?;
+        }
+        self.m.store(first, PROC_NEXT, self.nil)?;
+        self.m.store(first, PROC_LIST, self.nil)?;
+        Ok(first)
+    }
+
+    /// Removes `p` from `list`; false when it is not there.
+    pub fn remove_process(&mut self, list: Oop, p: Oop) -> R<bool> {
+        let first = self.m.fetch(list, LIST_FIRST)?;
+        if first == p {
+            self.remove_first(list)?;
+            return Ok(true);
+        }
+        let mut prev = first;
+        for _ in 0..1_000_000 {
+            if prev == self.nil {
+                return Ok(false);
+            }
+            let next = self.m.fetch(prev, PROC_NEXT)?;
+            if next == p {
+                let after = self.m.fetch(p, PROC_NEXT)?;
+                self.m.store(prev, PROC_NEXT, after)?;
+                if self.m.fetch(list, LIST_LAST)? == p {
+                    self.m.store(list, LIST_LAST, prev)?;
+                }
+                self.m.store(p, PROC_NEXT, self.nil)?;
+                self.m.store(p, PROC_LIST, self.nil)?;
+                return Ok(true);
+            }
+            prev = next;
+        }
+        Ok(false)
+    }
+
+    fn put_to_sleep(&mut self, p: Oop) -> R<()> {
+        let pri = self.priority(p)?;
+        let lists = self.m.fetch(self.scheduler()?, SCHED_LISTS)?;
+        let list = self.m.fetch(lists, (pri - 1).max(0) as u64)?;
+        self.add_last(list, p)
+    }
+
+    fn put_first(&mut self, p: Oop) -> R<()> {
+        let pri = self.priority(p)?;
+        let lists = self.m.fetch(self.scheduler()?, SCHED_LISTS)?;
+        let list = self.m.fetch(lists, (pri - 1).max(0) as u64)?;
+        let first = self.m.fetch(list, LIST_FIRST)?;
+        if first == self.nil {
+            return self.add_last(list, p);
+        }
+        self.m.store(p, PROC_NEXT, first)?;
+        self.m.store(list, LIST_FIRST, p)?;
+        self.m.store(p, PROC_LIST, list)?;
+        Ok(())
+    }
+
+    fn wake_highest_priority(&mut self) -> R<Oop> {
+        let lists = self.m.fetch(self.scheduler()?, SCHED_LISTS)?;
+        let n = self.m.num_slots(lists)?;
+        for i in (0..n).rev() {
+            let list = self.m.fetch(lists, i)?;
+            if !self.list_empty(list)? {
+                return self.remove_first(list);
+            }
+        }
+        Err(Stop::Halt(
+            StopKind::Idle,
+            "no process is runnable and no timer is pending".into(),
+        ))
+    }
+
+    /// Saves the active process and makes `p` active.
+    pub fn transfer_to(&mut self, p: Oop) -> R<()> {
+        self.expose();
+        self.store_registers()?;
+        let sched = self.scheduler()?;
+        let old = self.m.fetch(sched, SCHED_ACTIVE)?;
+        self.m.store(old, PROC_CONTEXT, self.ctx)?;
+        self.m.store(sched, SCHED_ACTIVE, p)?;
+        let c = self.m.fetch(p, PROC_CONTEXT)?;
+        self.m.store(p, PROC_CONTEXT, self.nil)?;
+        self.ctx = c;
+        self.fetch_registers()
+    }
+
+    pub fn resume(&mut self, p: Oop) -> R<()> {
+        let active = self.active_process()?;
+        if self.priority(p)? > self.priority(active)? {
+            // A preempted process goes back to the front of its run queue
+            // unless the image asks preemption to yield (header flag 4, §1.4).
+            if self.preemption_yields {
+                self.put_to_sleep(active)?;
+            } else {
+                self.put_first(active)?;
+            }
+            self.transfer_to(p)
+        } else {
+            self.put_to_sleep(p)
+        }
+    }
+
+    pub fn signal(&mut self, sem: Oop) -> R<()> {
+        if sem == self.nil || sem.is_immediate(self.word) {
+            return Ok(());
+        }
+        if self.list_empty(sem)? {
+            let e = self.m.fetch(sem, SEM_EXCESS)?;
+            let v = self.int(self.m.small_int(e).unwrap_or(0) + 1);
+            self.m.store(sem, SEM_EXCESS, v)?;
+            Ok(())
+        } else {
+            let p = self.remove_first(sem)?;
+            self.resume(p)
+        }
+    }
+
+    /// Primitive 86: the semaphore is on the stack top (the receiver).
+    pub fn wait(&mut self, sem: Oop) -> R<()> {
+        let e = self.m.fetch(sem, SEM_EXCESS)?;
+        let e = self.m.small_int(e).unwrap_or(0);
+        if e > 0 {
+            let v = self.int(e - 1);
+            self.m.store(sem, SEM_EXCESS, v)?;
+            return Ok(());
+        }
+        let active = self.active_process()?;
+        self.add_last(sem, active)?;
+        let next = self.wake_or_wait_for_timer()?;
+        self.transfer_to(next)
+    }
+
+    /// The highest-priority runnable process; when there is none but a
+    /// timer is pending, waits for the timer and signals it.
+    fn wake_or_wait_for_timer(&mut self) -> R<Oop> {
+        for _ in 0..2 {
+            match self.wake_highest_priority() {
+                Ok(p) => return Ok(p),
+                Err(e) => {
+                    let Some(t) = self.timer.take() else {
+                        return Err(e);
+                    };
+                    self.sleep_until(t.at)?;
+                    // Signal: the waiting process goes to its run queue.
+                    let sem = t.semaphore;
+                    if !self.list_empty(sem)? {
+                        let p = self.remove_first(sem)?;
+                        self.put_to_sleep(p)?;
+                    } else {
+                        self.signal(sem)?;
+                    }
+                }
+            }
+        }
+        self.wake_highest_priority()
+    }
+
+    /// Sleeps until `at`, or stops at the run's deadline if that comes first.
+    pub fn sleep_until(&mut self, at: Instant) -> R<()> {
+        if !self.opts.real_time_waits {
+            return Ok(());
+        }
+        let now = Instant::now();
+        if let Some(d) = self.deadline {
+            if at > d {
+                std::thread::sleep(d.saturating_duration_since(now));
+                return Err(Stop::Halt(
+                    StopKind::Timeout,
+                    format!(
+                        "the timeout of {:.1} s, waiting for a timer",
+                        self.opts.timeout.unwrap_or_default().as_secs_f64()
+                    ),
+                ));
+            }
+        }
+        std::thread::sleep(at.saturating_duration_since(now));
+        Ok(())
+    }
+
+    pub fn suspend_active(&mut self) -> R<()> {
+        let next = self.wake_or_wait_for_timer()?;
+        self.transfer_to(next)
+    }
+
+    pub fn yield_active(&mut self) -> R<()> {
+        let active = self.active_process()?;
+        let pri = self.priority(active)?;
+        let lists = self.m.fetch(self.scheduler()?, SCHED_LISTS)?;
+        let list = self.m.fetch(lists, (pri - 1).max(0) as u64)?;
+        if self.list_empty(list)? {
+            return Ok(());
+        }
+        self.put_to_sleep(active)?;
+        let next = self.wake_highest_priority()?;
+        self.transfer_to(next)
+    }
+
+    /// Records a named primitive of a module this VM lacks.
+    pub fn note_missing(&mut self, name: String) {
+        match self.missing_index.get(&name) {
+            Some(&i) => self.missing[i].2 += 1,
+            None => {
+                self.missing_index.insert(name.clone(), self.missing.len());
+                self.missing.push((name, self.stats.bytecodes, 1));
+            }
+        }
+    }
+
+    pub fn write_output(&mut self, bytes: &[u8]) {
+        self.output.extend_from_slice(bytes);
+        if self.opts.echo {
+            use std::io::Write;
+            let mut o = std::io::stdout().lock();
+            let _ = o.write_all(bytes);
+            let _ = o.flush();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn int(op: Inline, x: i64, y: i64) -> Option<i64> {
+        match arith(op, x, y)? {
+            Arith::Int(v) => Some(v),
+            Arith::Bool(_) => panic!("a boolean from {op:?}"),
+        }
+    }
+
+    #[test]
+    fn division_and_modulo_floor_as_smalltalk_says() {
+        // 7 // -2 = -4 and 7 \\ -2 = -1; -7 // 2 = -4 and -7 \\ 2 = 1.
+        assert_eq!(int(Inline::IntDiv, 7, -2), Some(-4));
+        assert_eq!(int(Inline::Mod, 7, -2), Some(-1));
+        assert_eq!(int(Inline::IntDiv, -7, 2), Some(-4));
+        assert_eq!(int(Inline::Mod, -7, 2), Some(1));
+        assert_eq!(int(Inline::IntDiv, -8, 2), Some(-4));
+        assert_eq!(int(Inline::Mod, -8, 2), Some(0));
+        assert_eq!(int(Inline::IntDiv, 7, 2), Some(3));
+        // / answers only exact quotients (a Fraction is the image's business).
+        assert_eq!(int(Inline::Div, 8, -2), Some(-4));
+        assert_eq!(int(Inline::Div, 7, 2), None);
+        for op in [Inline::Div, Inline::Mod, Inline::IntDiv] {
+            assert_eq!(arith(op, 5, 0), None, "{op:?}");
+        }
+    }
+
+    #[test]
+    fn shifts_fail_when_bits_would_be_lost() {
+        assert_eq!(int(Inline::BitShift, 3, 4), Some(48));
+        assert_eq!(int(Inline::BitShift, -3, 2), Some(-12));
+        assert_eq!(int(Inline::BitShift, 48, -4), Some(3));
+        assert_eq!(int(Inline::BitShift, -1, -70), Some(-1));
+        assert_eq!(int(Inline::BitShift, 1, 62), Some(1 << 62));
+        assert_eq!(int(Inline::BitShift, 1, 63), None);
+        assert_eq!(int(Inline::BitShift, 0, 100), Some(0));
+        assert_eq!(int(Inline::BitShift, 3, 62), None);
+    }
+
+    #[test]
+    fn overflow_and_comparisons() {
+        assert_eq!(int(Inline::Add, i64::MAX, 1), None);
+        assert_eq!(int(Inline::Mul, 1 << 40, 1 << 30), None);
+        assert_eq!(arith(Inline::Le, 3, 3), Some(Arith::Bool(true)));
+        assert_eq!(arith(Inline::Ne, 3, 3), Some(Arith::Bool(false)));
+        assert_eq!(arith(Inline::Identical, 3, 3), None);
+    }
+}
