@@ -24,6 +24,7 @@ use crate::snapshot::memory_runs;
 /// What was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ComposedWritten {
+    /// The folder written: the target, its symbolic link resolved.
     pub path: PathBuf,
     /// `(start, size)` of each segment written, at its current address.
     pub segments: Vec<(u64, u64)>,
@@ -40,13 +41,23 @@ pub struct ComposedWritten {
 /// Errors writing a composed folder. The target is untouched after any of them.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
+    /// A file or folder of the image could not be created, written, synced or removed.
     #[error("{path}")]
     Io {
+        /// The file or folder concerned.
         path: String,
+        /// The failure the system reported.
         source: std::io::Error,
     },
+    /// The target cannot be replaced (not a folder of an image, no space left)
+    /// or the heap cannot be laid out as segments.
     #[error("cannot replace {path}: {why}")]
-    Target { path: String, why: String },
+    Target {
+        /// The target folder.
+        path: String,
+        /// Why, in words.
+        why: String,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {
@@ -241,12 +252,18 @@ fn swap_in(tmp: &Path, out: &Path, parent: &Path) -> Result<(), WriteError> {
             path: out.display().to_string(),
             why: format!("atomic exchange failed: {e}"),
         })?;
-        // `tmp` now holds the previous image.
-        let old = fs::symlink_metadata(tmp).map_err(io_err(tmp))?;
-        if old.is_dir() {
-            fs::remove_dir_all(tmp).map_err(io_err(tmp))?;
-        } else {
-            fs::remove_file(tmp).map_err(io_err(tmp))?;
+        // `tmp` now holds the previous image, unlocked under a temporary's
+        // name: another writer's stale-temporary cleanup may remove it (or
+        // part of it) first, which is the same outcome.
+        let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+        let removed = match fs::symlink_metadata(tmp) {
+            Ok(old) if old.is_dir() => fs::remove_dir_all(tmp),
+            Ok(_) => fs::remove_file(tmp),
+            Err(e) => Err(e),
+        };
+        match removed {
+            Err(e) if !gone(&e) => return Err(io_err(tmp)(e)),
+            _ => {}
         }
     }
     File::open(parent)

@@ -29,6 +29,7 @@ pub const fn u64_of(v: usize) -> u64 {
 
 /// Whole microseconds of a duration, saturating at `u64::MAX` (585 000 years).
 pub trait Micros {
+    /// The whole microseconds in `self`, or `u64::MAX` past that.
     fn micros(self) -> u64;
 }
 

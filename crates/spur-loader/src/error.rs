@@ -6,27 +6,48 @@ use spur_mem::MemError;
 /// Why an image could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// The image file (or folder) could not be opened.
     #[error("{path}")]
     Open {
+        /// The path given.
         path: String,
+        /// The failure the system reported.
         source: std::io::Error,
     },
+    /// Reading the image failed or came up short.
     #[error("reading {len} bytes at file offset {offset}")]
     Read {
+        /// Where the read started, in bytes from the start of the file.
         offset: u64,
+        /// Bytes asked for.
         len: u64,
+        /// The failure the system reported.
         source: std::io::Error,
     },
+    /// The header, a bridge or an object breaks the format (§1, §2).
     #[error(transparent)]
     Format(#[from] FormatError),
+    /// Address space could not be reserved, committed or released.
     #[error(transparent)]
     Memory(#[from] MemError),
+    /// The base address asked for cannot hold the heap.
     #[error("--base {addr:#x}: {why}")]
-    BadBase { addr: u64, why: &'static str },
+    BadBase {
+        /// The address asked for.
+        addr: u64,
+        /// Why it cannot be used.
+        why: &'static str,
+    },
+    /// The heap is larger than the address space that can be reserved.
     #[error("the heap needs {need:#x} bytes of address space, more than this machine can reserve")]
-    TooLarge { need: u64 },
+    TooLarge {
+        /// Bytes of address space the heap and its headroom need.
+        need: u64,
+    },
+    /// Swizzling the heap to its new addresses met a bad object or pointer.
     #[error("relocating")]
     Relocate(#[source] FormatError),
+    /// A composed image folder is unreadable or inconsistent (§6).
     #[error(transparent)]
     Folder(#[from] crate::source::FolderError),
 }

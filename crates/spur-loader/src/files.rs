@@ -234,8 +234,18 @@ pub fn create_temp(
     loop {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let path = dir.join(format!("{}{pid}-{n}.tmp", temp_prefix(name)));
+        // A folder is made and opened in two steps; between them another
+        // writer's stale-temporary cleanup may find it unlocked and remove
+        // it (the open then fails with `ENOENT`): start again under a new
+        // name, the folder never having held anything of ours.
         let made = if folder {
-            fs::create_dir(&path).and_then(|()| File::open(&path))
+            match fs::create_dir(&path) {
+                Ok(()) => match File::open(&path) {
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    opened => opened,
+                },
+                Err(e) => Err(e),
+            }
         } else {
             File::options().write(true).create_new(true).open(&path)
         };
@@ -246,6 +256,8 @@ pub fn create_temp(
         };
         // Between the create and the lock another writer may take the new
         // name for stale and remove it: then start again under a new name.
+        // Nothing is written into a temporary before it is locked, so what
+        // such a cleanup removes is always empty.
         let Ok(locked) = Flock::lock(file, FlockArg::LockExclusiveNonblock) else {
             continue;
         };

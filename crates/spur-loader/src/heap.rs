@@ -13,10 +13,21 @@ use spur_mem::{Backing, MemError, Reservation};
 pub enum HeapAccessError {
     /// The range does not lie inside one segment (bridge included) or perm space.
     #[error("{len} bytes at {addr:#x} do not lie inside one segment of the heap")]
-    OutOfHeap { addr: u64, len: u64 },
+    OutOfHeap {
+        /// Address of the first byte asked for.
+        addr: u64,
+        /// Bytes asked for.
+        len: u64,
+    },
     /// A segment cannot grow by more than the headroom reserved after it.
     #[error("the last segment cannot grow by {bytes} bytes: {available} bytes of headroom are reserved after it")]
-    NoHeadroom { bytes: u64, available: u64 },
+    NoHeadroom {
+        /// Bytes the segment was asked to grow by.
+        bytes: u64,
+        /// Bytes of headroom reserved after the last segment.
+        available: u64,
+    },
+    /// The reserved headroom could not be made accessible.
     #[error(transparent)]
     Memory(#[from] MemError),
 }
@@ -43,6 +54,7 @@ impl Placement {
 /// One segment of a loaded heap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeapSegment {
+    /// Position of the segment in the image, 0 first.
     pub index: usize,
     /// Where the segment lived when the image was saved.
     pub old_start: OldAddr,
@@ -78,7 +90,9 @@ impl HeapSegment {
 /// Pharo's perm space (§6): objects that never move, at a fixed address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PermSpace {
+    /// Address of perm space's first byte; it is loaded there and nowhere else.
     pub start: u64,
+    /// Bytes of perm space.
     pub size: u64,
     /// Mapped from `permSpace.data` rather than read.
     pub mapped: bool,
@@ -96,9 +110,13 @@ impl PermSpace {
 /// Per-phase load times, in microseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Timings {
+    /// Reserving (and placing) the address space.
     pub reserve_us: u64,
+    /// Reading or mapping the segments into place.
     pub read_us: u64,
+    /// Repairing bridges or relocating pointers (0 when nothing moved).
     pub swizzle_us: u64,
+    /// The whole load, from opening the image to the checked heap.
     pub total_us: u64,
 }
 

@@ -23,6 +23,7 @@ use crate::source::{ComposedSource, FileSource, ImageSource, InOneFile, SegmentR
 /// How to load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoadOptions {
+    /// Where to place the heap: at its old addresses (the default) or elsewhere.
     pub placement: PlacementRequest,
     /// Transparent huge pages by default: filling a heap then takes one page
     /// fault per 2 MiB instead of one per 4 KiB, which makes loading several

@@ -115,36 +115,66 @@ pub fn read_trailer<S: ImageSource + ?Sized>(
 /// survive a crash of the machine.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
+    /// The heap cannot be described by a valid header or segment layout.
     #[error(transparent)]
     Format(#[from] FormatError),
+    /// The prefix passed for the file (§1.1) has the wrong length, in bytes.
     #[error("the prefix before the header must be exactly {PREFIX_BYTES} bytes, not {0}")]
     BadPrefix(usize),
+    /// Coalesced writing was asked for, but two segments are apart in memory.
     #[error("the heap's segments {first}..={last} share no contiguous memory, so they cannot be written as one coalesced segment")]
-    NotContiguous { first: usize, last: usize },
+    NotContiguous {
+        /// Index of the first segment of the run.
+        first: usize,
+        /// Index of the last segment of the run.
+        last: usize,
+    },
+    /// Writing the image file failed.
     #[error("writing {len} bytes at file offset {offset}")]
     Write {
+        /// Where the write started, in bytes from the start of the file.
         offset: u64,
+        /// Bytes being written.
         len: u64,
+        /// The failure the system reported.
         source: io::Error,
     },
+    /// Creating, syncing, renaming or removing a file failed.
     #[error("{what} {path}")]
     File {
+        /// The step that failed, e.g. "syncing".
         what: &'static str,
+        /// The file concerned.
         path: String,
+        /// The failure the system reported.
         source: io::Error,
     },
+    /// The target cannot be replaced (not a regular file, or unreadable).
     #[error("{path}")]
-    Target { path: String, source: io::Error },
+    Target {
+        /// The target path.
+        path: String,
+        /// The failure the system reported.
+        source: io::Error,
+    },
+    /// The target path ends in no file name (e.g. `/` or `..`).
     #[error("{0} names no file to write")]
     NoFileName(String),
+    /// The background writer could not be forked or waited for.
     #[error("background snapshot: the writer process failed")]
     ChildFailed(#[source] io::Error),
+    /// The background writer was killed by this signal number.
     #[error("background snapshot: the writer process was killed by signal {0}")]
     ChildKilled(i32),
+    /// The source image, whose prefix is copied, could not be read.
     #[error("reading the prefix of the source image")]
     Prefix(#[from] LoadError),
+    /// A single-file image cannot hold a perm space.
     #[error("the heap has a perm space of {bytes} bytes (a Pharo composed image), which a single-file image cannot hold; the Pharo VM refuses this too (§6)")]
-    PermSpace { bytes: u64 },
+    PermSpace {
+        /// Bytes of perm space in the heap.
+        bytes: u64,
+    },
 }
 
 fn file_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> SnapshotError {
@@ -330,11 +360,13 @@ pub struct SnapshotReport {
     pub header: ImageHeader,
     /// Segments written (1 for a relocated heap).
     pub segments: usize,
+    /// Bytes of the file: prefix, header and segments.
     pub bytes_written: u64,
     /// Planning and writing the bytes (into the page cache).
     pub write_us: u64,
     /// `fsync` of the file, the rename and the directory's `fsync`.
     pub sync_us: u64,
+    /// The whole snapshot, planning to the directory's `fsync`.
     pub total_us: u64,
 }
 
@@ -513,8 +545,11 @@ pub struct BackgroundSnapshot {
 /// How a background snapshot ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackgroundReport {
+    /// The header written.
     pub header: ImageHeader,
+    /// Segments written (1 for a relocated heap).
     pub segments: usize,
+    /// Bytes of the file: prefix, header and segments.
     pub bytes_written: u64,
     /// How long the caller was held: planning, creating the file and the fork.
     pub pause_us: u64,

@@ -110,16 +110,23 @@ impl<S: ImageSource + ?Sized> SegmentReader for InOneFile<'_, S> {
 /// Errors of a composed folder: a file that cannot be read, or bad content.
 #[derive(Debug, thiserror::Error)]
 pub enum FolderError {
+    /// A file of the folder could not be opened or read.
     #[error("{path}")]
     Io {
+        /// The file concerned.
         path: String,
+        /// The failure the system reported.
         source: std::io::Error,
     },
+    /// A `.ston` file is not the STON the Pharo VM writes.
     #[error(transparent)]
     Ston(#[from] ston::StonError),
+    /// The files disagree (sizes, segment order, header fields).
     #[error("{}", .folder)]
     Content {
+        /// The folder concerned.
         folder: String,
+        /// What is wrong with it.
         source: ComposedError,
     },
 }
@@ -128,7 +135,9 @@ pub enum FolderError {
 /// `segN.data` pairs (§6), and optionally `permSpace.ston` / `permSpace.data`.
 #[derive(Debug)]
 pub struct ComposedSource {
+    /// The image header, built from `header.ston`.
     pub header: ImageHeader,
+    /// The segments, from the `segN.ston` files, in file order.
     pub table: SegmentTable,
     files: Vec<File>,
     /// Perm space: where it lives, its size, and its data file.

@@ -56,8 +56,11 @@ impl FindingKind {
 /// One problem found, with the address of the object (or slot) concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
+    /// Which check found it.
     pub kind: FindingKind,
+    /// Address of the object, slot or segment concerned, in this process.
     pub addr: u64,
+    /// What is wrong, in words, with the numbers involved.
     pub what: String,
 }
 
@@ -72,7 +75,9 @@ impl std::fmt::Display for Finding {
 pub struct Report {
     /// Entities walked: objects, free chunks and hidden objects; bridges excluded.
     pub objects: u64,
+    /// Free chunks walked.
     pub free_chunks: u64,
+    /// Bytes of those free chunks, headers included.
     pub free_bytes: u64,
     /// Non-nil class-table entries.
     pub classes: u64,
@@ -84,6 +89,7 @@ pub struct Report {
     pub warnings: Vec<Finding>,
     /// Findings beyond the first [`MAX_FINDINGS`] of each list are counted here only.
     pub errors_dropped: u64,
+    /// Warnings beyond the first [`MAX_FINDINGS`], counted only.
     pub warnings_dropped: u64,
 }
 

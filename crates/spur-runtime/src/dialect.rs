@@ -32,8 +32,11 @@ use crate::special_objects::{index, SpecialObjects};
 /// A Smalltalk dialect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Dialect {
+    /// Pharo (pharo.org).
     Pharo,
+    /// Squeak (squeak.org).
     Squeak,
+    /// Cuis (cuis.st).
     Cuis,
     /// Not enough evidence (e.g. the builder's synthetic images).
     Unknown,
@@ -69,14 +72,18 @@ pub const MARKERS: &[(&str, Dialect)] = &[
 /// One piece of evidence and the points it gives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Clue {
+    /// The evidence, in words (e.g. a class found by name).
     pub what: String,
+    /// Points the evidence gives to each dialect it favours.
     pub points: Vec<(Dialect, u32)>,
 }
 
 /// The verdict and the clues behind it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DialectReport {
+    /// The dialect with the most points, when it leads by enough.
     pub dialect: Dialect,
+    /// Every piece of evidence found, in the order it was looked for.
     pub clues: Vec<Clue>,
     /// Points per dialect: Pharo, Squeak, Cuis.
     pub scores: [(Dialect, u32); 3],
@@ -184,6 +191,7 @@ pub const MARKER_POINTS: u32 = 3;
 
 /// Minimum points for a verdict, and the lead it needs over the runner-up.
 pub const MIN_POINTS: u32 = 3;
+/// Points by which the winner must lead the runner-up (see [`MIN_POINTS`]).
 pub const MIN_LEAD: u32 = 2;
 
 /// Weighs the evidence (see the module documentation for the points).

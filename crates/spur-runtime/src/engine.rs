@@ -35,8 +35,10 @@ pub fn launch<E: Engine>(runtime: &mut Runtime, engine: &mut E) -> Result<E::Out
 /// Why an image could not be booted.
 #[derive(Debug, thiserror::Error)]
 pub enum BootError {
+    /// The image could not be loaded.
     #[error(transparent)]
     Load(#[from] LoadError),
+    /// The loaded heap could not be wired into a runtime.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
 }

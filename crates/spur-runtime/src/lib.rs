@@ -40,14 +40,6 @@
 //!
 //! Section numbers (§) refer to the format notes, `docs/format.md`.
 
-// Casts are being audited in the layering refactor (issue 9.8).
-#![allow(
-    clippy::cast_possible_truncation,
-    clippy::cast_sign_loss,
-    clippy::cast_possible_wrap
-)]
-// Casts are being audited in the layering refactor (issue 9.8).
-#![allow(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod bytecodes;

@@ -58,7 +58,9 @@ impl MethodHeader {
 /// A CompiledMethod or CompiledBlock of the heap.
 #[derive(Debug, Clone)]
 pub struct CompiledCode<'h> {
+    /// Address of the method object, in this process.
     pub addr: NewAddr,
+    /// Its decoded header word (literal count, temps, primitive, set).
     pub header: MethodHeader,
     /// The literals, slots 1..=numLiterals.
     pub literals: Vec<Oop>,

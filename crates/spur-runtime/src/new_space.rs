@@ -31,13 +31,17 @@ pub const SCAVENGER_DENOMINATOR: u64 = 7;
 pub const EDEN_HEADROOM_DIVISOR: u64 = 64;
 /// Largest new space accepted: 1 GiB on 32-bit, 1 TiB on 64-bit.
 pub const MAX_NEW_SPACE_32: u64 = 1 << 30;
+/// Largest new space accepted on a 64-bit heap, in bytes.
 pub const MAX_NEW_SPACE_64: u64 = 1 << 40;
 
 /// Where the new-space size came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EdenFrom {
+    /// Given as an override by the caller (`--eden`).
     CommandLine,
+    /// The image header's `edenBytes` (§1.3), which is all of new space.
     Header,
+    /// The VMs' default, the header asking for none.
     Default,
 }
 
@@ -57,6 +61,7 @@ impl EdenFrom {
 pub struct NewSpaceLayout {
     /// All of new space.
     pub total_bytes: u64,
+    /// Where the size came from.
     pub from: EdenFrom,
     /// The allocation reserve below the threshold.
     pub reserve_bytes: u64,
@@ -181,6 +186,7 @@ impl NewSpace {
             memory,
         })
     }
+    /// The sizes new space was laid out with.
     pub fn layout(&self) -> &NewSpaceLayout {
         &self.layout
     }

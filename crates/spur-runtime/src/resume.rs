@@ -18,11 +18,17 @@ use crate::special_objects::SpecialObjects;
 
 /// Context slots (the same in every dialect).
 pub mod context {
+    /// The context that sent the message (nil at the bottom of a stack).
     pub const SENDER: u64 = 0;
+    /// The pc (a SmallInteger), or nil in a dead context.
     pub const PC: u64 = 1;
+    /// Slots used on the stack above the fixed ones.
     pub const STACKP: u64 = 2;
+    /// The CompiledMethod (or CompiledBlock) running.
     pub const METHOD: u64 = 3;
+    /// The BlockClosure running, or nil in a method context.
     pub const CLOSURE_OR_NIL: u64 = 4;
+    /// The receiver, `self`.
     pub const RECEIVER: u64 = 5;
     /// Fixed slots before the stack.
     pub const FIXED_SLOTS: u64 = 6;
@@ -37,6 +43,7 @@ pub const ASSOCIATION_VALUE: u64 = 1;
 
 /// Instructions shown before and after the one at the pc.
 pub const WINDOW_BEFORE: usize = 4;
+/// Instructions shown after the one at the pc.
 pub const WINDOW_AFTER: usize = 6;
 /// Longest outer-code chain followed from a block to its home method.
 const MAX_BLOCK_NESTING: usize = 256;
@@ -44,8 +51,11 @@ const MAX_BLOCK_NESTING: usize = 256;
 /// The point where an interpreter resumes the image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResumePoint {
+    /// The ProcessorScheduler, from the special objects array.
     pub scheduler: Oop,
+    /// The scheduler's active process, which the image resumes.
     pub process: Oop,
+    /// The process's suspended context.
     pub context: Oop,
     /// The context's method: a CompiledMethod, or a CompiledBlock for a full block.
     pub method: Oop,
@@ -53,21 +63,27 @@ pub struct ResumePoint {
     pub home_method: Oop,
     /// The context runs a block.
     pub in_block: bool,
+    /// The receiver of that context.
     pub receiver: Oop,
+    /// The name of the receiver's class.
     pub receiver_class: String,
     /// The class the home method is installed in, and its name.
     pub method_class: Option<Oop>,
+    /// That class's name, or `?` when it is unknown.
     pub method_class_name: String,
     /// The home method's selector (a Symbol) and its text.
     pub selector: Option<Oop>,
+    /// That selector's text, or `?` when it is unknown.
     pub selector_name: String,
     /// The pc to resume at (1-based byte index in the method object).
     pub pc: u64,
     /// The stack pointer (slots used above the fixed ones).
     pub stack_pointer: u64,
+    /// The running method's decoded header.
     pub header: MethodHeader,
     /// The method's bytecodes span `initial_pc..end_pc`.
     pub initial_pc: u64,
+    /// See `initial_pc`: the pc just past the last bytecode.
     pub end_pc: u64,
     /// Instructions around the pc, decoded in the method's set.
     pub window: Vec<Instruction>,

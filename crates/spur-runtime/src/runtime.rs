@@ -94,6 +94,7 @@ pub struct WireTimings {
     pub tables_us: u64,
     /// Headroom, new space and stack zone.
     pub memory_us: u64,
+    /// The whole wiring, from the heap to the runtime.
     pub total_us: u64,
 }
 
@@ -278,6 +279,7 @@ impl Runtime {
     pub fn stack_zone(&self) -> &StackZone {
         &self.stack
     }
+    /// The stack zone, for an interpreter to lay out its frames in.
     pub fn stack_zone_mut(&mut self) -> &mut StackZone {
         &mut self.stack
     }

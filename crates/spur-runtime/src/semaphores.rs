@@ -26,14 +26,18 @@ pub const MAX_EXT_SEM_TABLE_SIZE: u64 = 1 << 20;
 /// Where the table's size came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SizeFrom {
+    /// The VMs' initial size, [`INITIAL_EXT_SEM_TABLE_SIZE`].
     Default,
+    /// The image header's `maxExtSemTabSize` (§1.3).
     Header,
+    /// Given as an override by the caller (`--ext-sem-table`).
     CommandLine,
     /// Grown to cover the ExternalObjectsArray.
     ObjectsArray,
 }
 
 impl SizeFrom {
+    /// `default`, `header`, `command-line` or `objects-array`.
     pub const fn name(self) -> &'static str {
         match self {
             SizeFrom::Default => "default",

@@ -32,7 +32,14 @@ pub struct SpecialObjects {
 macro_rules! accessors {
     ($ty:ident { $( $(#[$doc:meta])* $name:ident = $idx:path ),* $(,)? }) => {
         impl $ty<'_> {
-            $( $(#[$doc])* pub fn $name(&self) -> Option<Oop> { self.0.get($idx) } )*
+            $(
+                $(#[$doc])*
+                #[doc = concat!(
+                    "The object in special-objects slot `", stringify!($idx),
+                    "` (§4.3), or `None` when that slot is nil or past the array's end."
+                )]
+                pub fn $name(&self) -> Option<Oop> { self.0.get($idx) }
+            )*
         }
     };
 }

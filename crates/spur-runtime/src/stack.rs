@@ -49,8 +49,11 @@ pub const STACK_PAGE_RECORD_WORDS: u64 = 10;
 /// Where the page count came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PagesFrom {
+    /// Given as an override by the caller (`--stack-pages`).
     CommandLine,
+    /// The image header's `numStackPages` (§1.3).
     Header,
+    /// The VMs' default, the header asking for none.
     Default,
 }
 
@@ -68,8 +71,11 @@ impl PagesFrom {
 /// The sizes of the stack zone (§4.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StackLayout {
+    /// The heap's word size, which sets the frame sizes.
     pub word: WordSize,
+    /// Stack pages.
     pub count: u64,
+    /// Where the page count came from.
     pub from: PagesFrom,
     /// `stackPageFrameBytes`.
     pub frame_bytes: u64,
@@ -163,6 +169,7 @@ impl StackZone {
             memory,
         })
     }
+    /// The sizes the stack zone was laid out with.
     pub fn layout(&self) -> &StackLayout {
         &self.layout
     }

@@ -19,6 +19,7 @@ pub struct ClassStats {
     pub class: Option<Oop>,
     /// Its name, or `<class index N>` for an index with no class.
     pub name: String,
+    /// Its instances in the heap.
     pub instances: u64,
     /// Bytes of the instances: headers, overflow words and slots.
     pub bytes: u64,
@@ -33,9 +34,13 @@ pub struct Histogram {
     /// chunks and hidden objects (class index ≤ 31: class-table pages,
     /// free lists, object stacks, forwarders).
     pub objects: u64,
+    /// Free chunks visited.
     pub free_chunks: u64,
+    /// Bytes of those free chunks, headers included.
     pub free_bytes: u64,
+    /// Hidden objects visited (class index ≤ 31).
     pub hidden: u64,
+    /// Bytes of those hidden objects, headers included.
     pub hidden_bytes: u64,
 }
 

@@ -10,6 +10,8 @@
 pub mod sista;
 pub mod v3;
 
+use spur_format::layout::to_usize;
+use spur_loader::conv::u64_of;
 use std::fmt::Write as _;
 
 /// Which bytecode set a method is written in.
@@ -35,107 +37,174 @@ impl BytecodeSet {
 /// (0-based, as the bytecodes count them); jump targets are absolute pcs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
+    /// Push instance variable N of the receiver.
     PushReceiverVariable(u32),
+    /// Push the value of the association in literal N (a global).
     PushLiteralVariable(u32),
+    /// Push literal N itself.
     PushLiteralConstant(u32),
+    /// Push temporary N (arguments first).
     PushTemp(u32),
+    /// Push the receiver, `self`.
     PushReceiver,
+    /// Push `true`.
     PushTrue,
+    /// Push `false`.
     PushFalse,
+    /// Push `nil`.
     PushNil,
+    /// Push this SmallInteger.
     PushInteger(i64),
+    /// Push the Character with this code point.
     PushCharacter(u32),
+    /// Push the active context, `thisContext`.
     PushThisContext,
+    /// Push the active process (SistaV1 82 with extB 1).
     PushThisProcess,
+    /// Push the top of the stack again.
     Dup,
+    /// Drop the top of the stack.
     Pop,
     /// `Array new: n` from the stack (`pop: true`) or empty.
     PushArray {
+        /// Slots of the new Array.
         size: u8,
+        /// Fill it from the top `size` stack values rather than with nils.
         pop: bool,
     },
+    /// Store the top of the stack into instance variable `index` of the receiver.
     StoreReceiverVariable {
+        /// Receiver instance variable, 0-based.
         index: u32,
+        /// Pop the stored value too.
         pop: bool,
     },
+    /// Store the top of the stack into the association in literal `index`.
     StoreLiteralVariable {
+        /// Literal holding the association, 0-based.
         index: u32,
+        /// Pop the stored value too.
         pop: bool,
     },
+    /// Store the top of the stack into temporary `index`.
     StoreTemp {
+        /// Temporary, 0-based, arguments first.
         index: u32,
+        /// Pop the stored value too.
         pop: bool,
     },
     /// Temp `index` of the temp vector in temp `vector` (or, in SistaV1,
     /// inst var `index` of the object in temp `vector` when `inst_var`).
     PushRemoteTemp {
+        /// Slot in the temp vector (or object), 0-based.
         index: u8,
+        /// Temporary holding the temp vector (with `inst_var`, the object).
         vector: u8,
+        /// Access instance variable `index` of that object, not a temp-vector slot.
         inst_var: bool,
     },
+    /// Store the top of the stack into slot `index` of the vector in temporary `vector`.
     StoreRemoteTemp {
+        /// Slot in the temp vector (or object), 0-based.
         index: u8,
+        /// Temporary holding the temp vector (with `inst_var`, the object).
         vector: u8,
+        /// Access instance variable `index` of that object, not a temp-vector slot.
         inst_var: bool,
+        /// Pop the stored value too.
         pop: bool,
     },
+    /// Send the selector in literal `literal` with `args` arguments.
     Send {
+        /// Literal holding the selector, 0-based.
         literal: u32,
+        /// Arguments taken from the stack.
         args: u32,
     },
+    /// Send the selector in literal `literal` to `super`.
     SuperSend {
+        /// Literal holding the selector, 0-based.
         literal: u32,
+        /// Arguments taken from the stack.
         args: u32,
         /// SistaV1 directed super send: the class is on the stack.
         directed: bool,
     },
     /// A special selector (index 0..31 of special object 23).
     SpecialSend {
+        /// Index into the special selectors, 0..31.
         index: u8,
     },
+    /// Jump to `target`.
     Jump {
+        /// The absolute pc jumped to.
         target: u64,
     },
+    /// Pop the top; jump to `target` when it is `true`.
     JumpIfTrue {
+        /// The absolute pc jumped to.
         target: u64,
     },
+    /// Pop the top; jump to `target` when it is `false`.
     JumpIfFalse {
+        /// The absolute pc jumped to.
         target: u64,
     },
+    /// Return the receiver from the home method.
     ReturnReceiver,
+    /// Return `true` from the home method.
     ReturnTrue,
+    /// Return `false` from the home method.
     ReturnFalse,
+    /// Return `nil` from the home method.
     ReturnNil,
+    /// Return the top of the stack from the home method.
     ReturnTop,
+    /// Return the top of the stack from the block to its caller.
     BlockReturnTop,
+    /// Return `nil` from the block to its caller.
     BlockReturnNil,
     /// A block whose body follows inline (V3 143, SistaV1 250).
     PushClosure {
+        /// Values copied from the stack into the closure.
         copied: u32,
+        /// Arguments the block takes.
         args: u32,
+        /// Bytes of the inline body that follows.
         size: u32,
     },
     /// A FullBlockClosure on the CompiledBlock in a literal (SistaV1 249).
     PushFullClosure {
+        /// Literal holding the CompiledBlock, 0-based.
         literal: u32,
+        /// Values copied from the stack into the closure.
         copied: u8,
+        /// The closure's receiver is popped from the stack instead of being `self`.
         receiver_on_stack: bool,
+        /// The closure has no outer context (nil).
         ignore_outer: bool,
     },
+    /// Call the method's primitive of this number (the first bytecode of a method).
     CallPrimitive(u16),
     /// A SistaV1 inlined (unsafe) primitive.
     CallInlinePrimitive(u16),
     /// SistaV1 `branch if (not) instance of` a literal behavior.
     BranchIfInstanceOf {
+        /// Literal holding the behavior tested against, 0-based.
         literal: u32,
+        /// The absolute pc jumped to when the test holds.
         target: u64,
+        /// Jump when the top is *not* an instance of the behavior.
         negated: bool,
     },
+    /// Do nothing (SistaV1 95).
     Nop,
+    /// Trap to the image (SistaV1 217, `selectorSistaTrap`).
     Trap,
     /// A byte the set leaves unassigned (or an illegal operand).
     Unknown(u8),
-    /// An extension prefix before a bytecode that takes none.
+    /// An extension prefix before a bytecode that takes none, or prefixes
+    /// that widen an operand beyond its field (a u32 index or count).
     BadExtension(u8),
     /// The instruction runs past the end of the method.
     Truncated(u8),
@@ -149,13 +218,14 @@ pub struct Instruction {
     pub pc: u64,
     /// Its bytes, extension prefixes included.
     pub bytes: Vec<u8>,
+    /// What it does.
     pub op: Op,
 }
 
 impl Instruction {
     /// The pc after it.
     pub fn next_pc(&self) -> u64 {
-        self.pc + self.bytes.len() as u64
+        self.pc + u64_of(self.bytes.len())
     }
     /// Is it a real instruction of its set?
     pub fn is_valid(&self) -> bool {
@@ -182,7 +252,7 @@ impl Instruction {
             | Op::JumpIfTrue { target }
             | Op::JumpIfFalse { target }
             | Op::BranchIfInstanceOf { target, .. } => Some(target),
-            Op::PushClosure { size, .. } => Some(self.next_pc() + size as u64),
+            Op::PushClosure { size, .. } => Some(self.next_pc() + u64::from(size)),
             _ => None,
         }
     }
@@ -278,7 +348,7 @@ impl Instruction {
             Op::BlockReturnNil => "blockReturnNil".into(),
             Op::PushClosure { copied, args, size } => format!(
                 "closure(copied: {copied}, args: {args}) to: {}",
-                self.next_pc() + size as u64
+                self.next_pc() + u64::from(size)
             ),
             Op::PushFullClosure {
                 literal,
@@ -342,6 +412,7 @@ pub fn decode_op(set: BytecodeSet, code: &[u8], at: usize) -> (Op, usize) {
 /// A method's bytecodes decoded from its first pc to its end.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decoded {
+    /// The instructions, in pc order.
     pub instructions: Vec<Instruction>,
     /// The pc just past the last instruction: the method's bytecodes end
     /// there (its trailer follows).
@@ -358,8 +429,8 @@ pub fn decode_method(set: BytecodeSet, code: &[u8], initial_pc: u64, block: bool
     let mut instructions = Vec::new();
     let mut pc = initial_pc.max(1);
     let mut furthest = pc;
-    while ((pc - 1) as usize) < code.len() {
-        let ins = decode_at(set, code, (pc - 1) as usize);
+    while to_usize(pc - 1) < code.len() {
+        let ins = decode_at(set, code, to_usize(pc - 1));
         let next = ins.next_pc();
         let valid = ins.is_valid();
         if let Some(t) = ins.jump_target() {
@@ -403,7 +474,7 @@ pub(crate) fn mk(len: usize, op: Op) -> (Op, usize) {
 /// The instruction of `len` bytes at `at`.
 pub(crate) fn instruction(code: &[u8], at: usize, op: Op, len: usize) -> Instruction {
     Instruction {
-        pc: at as u64 + 1,
+        pc: u64_of(at) + 1,
         bytes: code[at..(at + len).min(code.len())].to_vec(),
         op,
     }
@@ -417,7 +488,7 @@ mod tests {
         None
     }
     fn special(i: u8) -> Option<(String, u32)> {
-        let (s, n) = SPECIAL_SELECTORS[i as usize];
+        let (s, n) = SPECIAL_SELECTORS[usize::from(i)];
         Some((s.to_string(), n))
     }
 

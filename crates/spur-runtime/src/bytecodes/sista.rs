@@ -24,6 +24,7 @@
 //! that takes none is reported as such.
 
 use super::{operand, Decode, Instruction, Op};
+use spur_loader::conv::u64_of;
 
 /// Bytecodes an extension may precede.
 fn extensible(b: u8) -> bool {
@@ -52,15 +53,18 @@ fn try_decode(code: &[u8], start: usize) -> Decode {
     let mut ext_b: i64 = 0;
     let mut n_ext = 0;
     while code[at] == 224 || code[at] == 225 {
-        let v = operand(code, at, 1)
-            .map_err(|_| (Op::Truncated(code[start]), code.len() - start))? as i64;
+        let v = i64::from(
+            operand(code, at, 1).map_err(|_| (Op::Truncated(code[start]), code.len() - start))?,
+        );
+        // Saturating: a run of prefixes too long for any operand then fails
+        // the operand's range check below instead of overflowing.
         if code[at] == 224 {
-            ext_a = ext_a * 256 + v;
+            ext_a = ext_a.saturating_mul(256).saturating_add(v);
         } else {
             ext_b = if ext_b == 0 && v > 127 {
                 v - 256
             } else {
-                ext_b * 256 + v
+                ext_b.saturating_mul(256).saturating_add(v)
             };
         }
         n_ext += 1;
@@ -77,14 +81,26 @@ fn try_decode(code: &[u8], start: usize) -> Decode {
     let one = |op| Ok((op, at - start + 1));
     let two = |op| Ok((op, at - start + 2));
     let three = |op| Ok((op, at - start + 3));
-    let target = |len: usize, off: i64| ((at + len) as i64 + 1 + off).max(0) as u64;
-    let byte = |i: usize| operand(code, at, i).map_err(fix);
+    // A slice index is at most `isize::MAX`, so `at + len` fits an i64.
+    let target = |len: usize, off: i64| {
+        u64_of(at + len)
+            .cast_signed()
+            .saturating_add(1)
+            .saturating_add(off)
+            .max(0)
+            .cast_unsigned()
+    };
+    let byte = |i: usize| operand(code, at, i).map_err(fix).map(i64::from);
+    // An operand widened by extensions beyond its field (too many prefix
+    // bytes) makes the instruction, `len` bytes long, a bad extension.
+    let fit =
+        |v: i64, len: usize| u32::try_from(v).map_err(|_| (Op::BadExtension(b), at - start + len));
     match b {
-        0..=15 => one(Op::PushReceiverVariable((b & 15) as u32)),
-        16..=31 => one(Op::PushLiteralVariable((b & 15) as u32)),
-        32..=63 => one(Op::PushLiteralConstant((b & 31) as u32)),
-        64..=71 => one(Op::PushTemp((b & 7) as u32)),
-        72..=75 => one(Op::PushTemp((b & 3) as u32 + 8)),
+        0..=15 => one(Op::PushReceiverVariable(u32::from(b & 15))),
+        16..=31 => one(Op::PushLiteralVariable(u32::from(b & 15))),
+        32..=63 => one(Op::PushLiteralConstant(u32::from(b & 31))),
+        64..=71 => one(Op::PushTemp(u32::from(b & 7))),
+        72..=75 => one(Op::PushTemp(u32::from(b & 3) + 8)),
         76 => one(Op::PushReceiver),
         77 => one(Op::PushTrue),
         78 => one(Op::PushFalse),
@@ -105,24 +121,24 @@ fn try_decode(code: &[u8], start: usize) -> Decode {
         95 => one(Op::Nop),
         96..=127 => one(Op::SpecialSend { index: b - 96 }),
         128..=175 => one(Op::Send {
-            literal: (b & 15) as u32,
-            args: ((b - 128) / 16) as u32,
+            literal: u32::from(b & 15),
+            args: u32::from((b - 128) / 16),
         }),
         176..=183 => one(Op::Jump {
-            target: target(1, (b & 7) as i64 + 1),
+            target: target(1, i64::from(b & 7) + 1),
         }),
         184..=191 => one(Op::JumpIfTrue {
-            target: target(1, (b & 7) as i64 + 1),
+            target: target(1, i64::from(b & 7) + 1),
         }),
         192..=199 => one(Op::JumpIfFalse {
-            target: target(1, (b & 7) as i64 + 1),
+            target: target(1, i64::from(b & 7) + 1),
         }),
         200..=207 => one(Op::StoreReceiverVariable {
-            index: (b & 7) as u32,
+            index: u32::from(b & 7),
             pop: true,
         }),
         208..=215 => one(Op::StoreTemp {
-            index: (b & 7) as u32,
+            index: u32::from(b & 7),
             pop: true,
         }),
         216 => one(Op::Pop),
@@ -130,39 +146,40 @@ fn try_decode(code: &[u8], start: usize) -> Decode {
         218..=223 => one(Op::Unknown(b)),
         224 | 225 => unreachable!("extensions are consumed above"),
         226..=247 => {
-            let i = byte(1)? as i64;
-            let wide_a = (i + ext_a * 256) as u32;
+            let i = byte(1)?;
+            let i8 = code[at + 1];
+            let wide_a = fit(i + ext_a.saturating_mul(256), 2)?;
             let op = match b {
                 226 => Op::PushReceiverVariable(wide_a),
                 227 => Op::PushLiteralVariable(wide_a),
                 228 => Op::PushLiteralConstant(wide_a),
-                229 => Op::PushTemp(i as u32),
+                229 => Op::PushTemp(u32::from(i8)),
                 231 => Op::PushArray {
-                    size: (i & 127) as u8,
-                    pop: i >> 7 == 1,
+                    size: i8 & 127,
+                    pop: i8 >> 7 == 1,
                 },
-                232 => Op::PushInteger(i + ext_b * 256),
-                233 => Op::PushCharacter((i + ext_b * 256) as u32),
+                232 => Op::PushInteger(i.saturating_add(ext_b.saturating_mul(256))),
+                233 => Op::PushCharacter(fit(i + ext_b.saturating_mul(256), 2)?),
                 234 => Op::Send {
-                    literal: ((i >> 3) + ext_a * 32) as u32,
-                    args: ((i & 7) + ext_b * 8) as u32,
+                    literal: fit((i >> 3) + ext_a.saturating_mul(32), 2)?,
+                    args: fit((i & 7) + ext_b.saturating_mul(8), 2)?,
                 },
                 235 => {
                     let directed = ext_b >= 64;
                     Op::SuperSend {
-                        literal: ((i >> 3) + ext_a * 32) as u32,
-                        args: ((i & 7) + (ext_b & 63) * 8) as u32,
+                        literal: fit((i >> 3) + ext_a.saturating_mul(32), 2)?,
+                        args: fit((i & 7) + (ext_b & 63) * 8, 2)?,
                         directed,
                     }
                 }
                 237 => Op::Jump {
-                    target: target(2, i + ext_b * 256),
+                    target: target(2, i + ext_b.saturating_mul(256)),
                 },
                 238 => Op::JumpIfTrue {
-                    target: target(2, i + ext_b * 256),
+                    target: target(2, i + ext_b.saturating_mul(256)),
                 },
                 239 => Op::JumpIfFalse {
-                    target: target(2, i + ext_b * 256),
+                    target: target(2, i + ext_b.saturating_mul(256)),
                 },
                 240 => Op::StoreReceiverVariable {
                     index: wide_a,
@@ -173,7 +190,7 @@ fn try_decode(code: &[u8], start: usize) -> Decode {
                     pop: true,
                 },
                 242 => Op::StoreTemp {
-                    index: i as u32,
+                    index: u32::from(i8),
                     pop: true,
                 },
                 243 => Op::StoreReceiverVariable {
@@ -185,7 +202,7 @@ fn try_decode(code: &[u8], start: usize) -> Decode {
                     pop: false,
                 },
                 245 => Op::StoreTemp {
-                    index: i as u32,
+                    index: u32::from(i8),
                     pop: false,
                 },
                 // 230, 236, 246, 247.
@@ -194,41 +211,42 @@ fn try_decode(code: &[u8], start: usize) -> Decode {
             two(op)
         }
         248..=255 => {
-            let i = byte(1)? as i64;
-            let j = byte(2)? as i64;
+            let i = byte(1)?;
+            let j = byte(2)?;
+            let (i8, j8) = (code[at + 1], code[at + 2]);
             let op = match b {
                 248 => {
-                    let index = (i + (j & 31) * 256) as u16;
-                    if j >> 7 == 1 {
+                    let index = u16::from(i8) | u16::from(j8 & 31) << 8;
+                    if j8 >> 7 == 1 {
                         Op::CallInlinePrimitive(index)
                     } else {
                         Op::CallPrimitive(index)
                     }
                 }
                 249 => Op::PushFullClosure {
-                    literal: (i + ext_a * 256) as u32,
-                    copied: (j & 63) as u8,
-                    receiver_on_stack: j >> 7 == 1,
-                    ignore_outer: j >> 6 & 1 == 1,
+                    literal: fit(i + ext_a.saturating_mul(256), 3)?,
+                    copied: j8 & 63,
+                    receiver_on_stack: j8 >> 7 == 1,
+                    ignore_outer: j8 >> 6 & 1 == 1,
                 },
                 250 => Op::PushClosure {
-                    copied: ((i >> 3 & 7) + ext_a / 16 * 8) as u32,
-                    args: ((i & 7) + ext_a % 16 * 8) as u32,
-                    size: (j + ext_b * 256) as u32,
+                    copied: fit((i >> 3 & 7) + ext_a / 16 * 8, 3)?,
+                    args: fit((i & 7) + ext_a % 16 * 8, 3)?,
+                    size: fit(j + ext_b.saturating_mul(256), 3)?,
                 },
                 251 => Op::PushRemoteTemp {
-                    index: i as u8,
-                    vector: (j & 127) as u8,
-                    inst_var: j >> 7 == 1,
+                    index: i8,
+                    vector: j8 & 127,
+                    inst_var: j8 >> 7 == 1,
                 },
                 252 | 253 => Op::StoreRemoteTemp {
-                    index: i as u8,
-                    vector: (j & 127) as u8,
-                    inst_var: j >> 7 == 1,
+                    index: i8,
+                    vector: j8 & 127,
+                    inst_var: j8 >> 7 == 1,
                     pop: b == 253,
                 },
                 254 => Op::BranchIfInstanceOf {
-                    literal: (i + ext_a * 256) as u32,
+                    literal: fit(i + ext_a.saturating_mul(256), 3)?,
                     target: target(3, j + (ext_b & 127) * 256),
                     negated: ext_b < 128,
                 },
@@ -337,5 +355,24 @@ mod tests {
                 pop: true
             }
         );
+    }
+
+    #[test]
+    fn extensions_too_wide_for_the_operand_make_a_bad_extension() {
+        // Two extA prefixes: pushLiteralVariable 0x0102 * 256 + 3.
+        assert_eq!(
+            op(&[0xE0, 1, 0xE0, 2, 0xE3, 3]),
+            Op::PushLiteralVariable(0x01_0203)
+        );
+        // Four extA of 0xFF push the index past u32: refused, all 10 bytes.
+        let mut code = [0xE0, 0xFF].repeat(4);
+        code.extend_from_slice(&[0xE3, 3]);
+        let i = decode(&code, 0);
+        assert_eq!(i.op, Op::BadExtension(0xE3));
+        assert_eq!(i.next_pc(), 11);
+        // Twenty prefixes would overflow an i64: still a bad extension.
+        let mut code = [0xE0, 0xFF].repeat(20);
+        code.extend_from_slice(&[0xE3, 3]);
+        assert_eq!(op(&code), Op::BadExtension(0xE3));
     }
 }

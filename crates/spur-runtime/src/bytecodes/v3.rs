@@ -24,6 +24,7 @@
 //! | 208-255 | send literal selector 0..15 with 0, 1, 2 args |
 
 use super::{mk, operand, Decode, Instruction, Op};
+use spur_loader::conv::u64_of;
 
 /// Decodes the instruction at `code[at]`.
 pub fn decode(code: &[u8], at: usize) -> Instruction {
@@ -44,25 +45,31 @@ pub fn decode_op(code: &[u8], at: usize) -> (Op, usize) {
 fn try_decode(code: &[u8], at: usize) -> Decode {
     let b = code[at];
     let one = |op| Ok((op, 1));
-    let next = |len: usize, off: i64| (at + len) as i64 + 1 + off;
+    // A slice index is at most `isize::MAX`, so `at + len` fits an i64;
+    // a jump before the method's first byte is clamped to pc 0.
+    let next = |len: usize, off: i64| {
+        (u64_of(at + len).cast_signed() + 1 + off)
+            .max(0)
+            .cast_unsigned()
+    };
     match b {
-        0..=15 => one(Op::PushReceiverVariable((b & 15) as u32)),
-        16..=31 => one(Op::PushTemp((b & 15) as u32)),
-        32..=63 => one(Op::PushLiteralConstant((b & 31) as u32)),
-        64..=95 => one(Op::PushLiteralVariable((b & 31) as u32)),
+        0..=15 => one(Op::PushReceiverVariable(u32::from(b & 15))),
+        16..=31 => one(Op::PushTemp(u32::from(b & 15))),
+        32..=63 => one(Op::PushLiteralConstant(u32::from(b & 31))),
+        64..=95 => one(Op::PushLiteralVariable(u32::from(b & 31))),
         96..=103 => one(Op::StoreReceiverVariable {
-            index: (b & 7) as u32,
+            index: u32::from(b & 7),
             pop: true,
         }),
         104..=111 => one(Op::StoreTemp {
-            index: (b & 7) as u32,
+            index: u32::from(b & 7),
             pop: true,
         }),
         112 => one(Op::PushReceiver),
         113 => one(Op::PushTrue),
         114 => one(Op::PushFalse),
         115 => one(Op::PushNil),
-        116..=119 => one(Op::PushInteger(b as i64 - 117)),
+        116..=119 => one(Op::PushInteger(i64::from(b) - 117)),
         120 => one(Op::ReturnReceiver),
         121 => one(Op::ReturnTrue),
         122 => one(Op::ReturnFalse),
@@ -72,7 +79,7 @@ fn try_decode(code: &[u8], at: usize) -> Decode {
         126 | 127 => one(Op::Unknown(b)),
         128..=130 => {
             let d = operand(code, at, 1)?;
-            let index = (d & 63) as u32;
+            let index = u32::from(d & 63);
             let pop = b == 130;
             let op = match (b, d >> 6) {
                 (128, 0) => Op::PushReceiverVariable(index),
@@ -89,7 +96,7 @@ fn try_decode(code: &[u8], at: usize) -> Decode {
         }
         131 | 133 => {
             let d = operand(code, at, 1)?;
-            let (literal, args) = ((d & 31) as u32, (d >> 5) as u32);
+            let (literal, args) = (u32::from(d & 31), u32::from(d >> 5));
             let op = if b == 131 {
                 Op::Send { literal, args }
             } else {
@@ -103,8 +110,8 @@ fn try_decode(code: &[u8], at: usize) -> Decode {
         }
         132 => {
             let d = operand(code, at, 1)?;
-            let i = operand(code, at, 2)? as u32;
-            let args = (d & 31) as u32;
+            let i = u32::from(operand(code, at, 2)?);
+            let args = u32::from(d & 31);
             let op = match d >> 5 {
                 0 => Op::Send { literal: i, args },
                 1 => Op::SuperSend {
@@ -135,8 +142,8 @@ fn try_decode(code: &[u8], at: usize) -> Decode {
             Ok(mk(
                 2,
                 Op::Send {
-                    literal: (d & 63) as u32,
-                    args: (d >> 6) as u32,
+                    literal: u32::from(d & 63),
+                    args: u32::from(d >> 6),
                 },
             ))
         }
@@ -154,8 +161,8 @@ fn try_decode(code: &[u8], at: usize) -> Decode {
             ))
         }
         139 => {
-            let lo = operand(code, at, 1)? as u16;
-            let hi = operand(code, at, 2)? as u16;
+            let lo = u16::from(operand(code, at, 1)?);
+            let hi = u16::from(operand(code, at, 2)?);
             Ok(mk(3, Op::CallPrimitive(lo | hi << 8)))
         }
         140..=142 => {
@@ -179,36 +186,36 @@ fn try_decode(code: &[u8], at: usize) -> Decode {
         }
         143 => {
             let d = operand(code, at, 1)?;
-            let hi = operand(code, at, 2)? as u32;
-            let lo = operand(code, at, 3)? as u32;
+            let hi = u32::from(operand(code, at, 2)?);
+            let lo = u32::from(operand(code, at, 3)?);
             Ok(mk(
                 4,
                 Op::PushClosure {
-                    copied: (d >> 4) as u32,
-                    args: (d & 15) as u32,
+                    copied: u32::from(d >> 4),
+                    args: u32::from(d & 15),
                     size: hi << 8 | lo,
                 },
             ))
         }
         144..=151 => one(Op::Jump {
-            target: next(1, (b & 7) as i64 + 1) as u64,
+            target: next(1, i64::from(b & 7) + 1),
         }),
         152..=159 => one(Op::JumpIfFalse {
-            target: next(1, (b & 7) as i64 + 1) as u64,
+            target: next(1, i64::from(b & 7) + 1),
         }),
         160..=167 => {
-            let d = operand(code, at, 1)? as i64;
-            let off = ((b & 7) as i64 - 4) * 256 + d;
+            let d = i64::from(operand(code, at, 1)?);
+            let off = (i64::from(b & 7) - 4) * 256 + d;
             Ok(mk(
                 2,
                 Op::Jump {
-                    target: next(2, off).max(0) as u64,
+                    target: next(2, off),
                 },
             ))
         }
         168..=175 => {
-            let d = operand(code, at, 1)? as i64;
-            let target = next(2, (b & 3) as i64 * 256 + d) as u64;
+            let d = i64::from(operand(code, at, 1)?);
+            let target = next(2, i64::from(b & 3) * 256 + d);
             let op = if b < 172 {
                 Op::JumpIfTrue { target }
             } else {
@@ -218,8 +225,8 @@ fn try_decode(code: &[u8], at: usize) -> Decode {
         }
         176..=207 => one(Op::SpecialSend { index: b - 176 }),
         208..=255 => one(Op::Send {
-            literal: (b & 15) as u32,
-            args: ((b - 208) / 16) as u32,
+            literal: u32::from(b & 15),
+            args: u32::from((b - 208) / 16),
         }),
     }
 }

@@ -147,7 +147,7 @@ fn allocation_writes_headers_the_decoder_reads() {
         let wb = word.bytes();
         let fmt = |units: u64, unit: u64, base: u8| {
             let slots = (units * unit).div_ceil(wb);
-            base + ((slots * wb - units * unit) / unit) as u8
+            base + u8::try_from((slots * wb - units * unit) / unit).unwrap()
         };
         assert_eq!(mem.format(s).unwrap(), fmt(5, 1, FMT_BYTES));
         assert_eq!(mem.format(w16).unwrap(), fmt(3, 2, FMT_16BIT));
