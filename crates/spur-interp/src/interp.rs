@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Instant;
 
-use spur_format::raw::{FMT_COMPILED_METHOD, FMT_INDEXABLE, FMT_INDEXABLE_WITH_FIXED};
+use spur_format::raw::{FMT_BYTES, FMT_COMPILED_METHOD, FMT_INDEXABLE, FMT_INDEXABLE_WITH_FIXED};
 use spur_format::WordSize;
 use spur_runtime::bytecodes::{decode_op, BytecodeSet, Op};
 use spur_runtime::method::MethodHeader;
@@ -115,6 +115,9 @@ pub(crate) enum Stop {
 }
 
 impl From<MemoryError> for Stop {
+    // Out of line: every `?` on a memory call in the loop converts through here.
+    #[cold]
+    #[inline(never)]
     fn from(e: MemoryError) -> Self {
         match e {
             MemoryError::EdenFull { .. } => {
@@ -234,6 +237,37 @@ fn arith(op: Inline, x: i64, y: i64) -> Option<Arith> {
     })
 }
 
+/// A method's bytes (from its header on: byte `pc - 1` is the one at `pc`)
+/// and the instruction that starts at each of them, decoded once when the
+/// method enters the code cache rather than at every step.
+#[derive(Debug)]
+struct Code {
+    set: BytecodeSet,
+    bytes: Box<[u8]>,
+    /// `ops[pc - 1]`: the operation at `pc` and its length. Every offset is
+    /// decoded (the header and literal bytes too), so a pc anywhere in the
+    /// method runs what decoding its byte answers, as before the cache.
+    ops: Box<[(Op, usize)]>,
+}
+
+impl Default for Code {
+    fn default() -> Self {
+        Code::new(BytecodeSet::V3PlusClosures, &[])
+    }
+}
+
+impl Code {
+    fn new(set: BytecodeSet, bytes: &[u8]) -> Self {
+        Code {
+            set,
+            bytes: bytes.into(),
+            ops: (0..bytes.len())
+                .map(|at| decode_op(set, bytes, at))
+                .collect(),
+        }
+    }
+}
+
 /// A pending timer: signal `semaphore` at `at`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timer {
@@ -255,11 +289,10 @@ pub(crate) struct Vm<'r> {
     pub sp: u64,
     pub receiver: Oop,
     set: BytecodeSet,
-    /// The active method's bytes (from its header on: byte `pc - 1` is the
-    /// one at `pc`), from the code cache.
-    code: Rc<[u8]>,
-    /// Method bytes by method oop, direct-mapped.
-    code_cache: Vec<(Oop, Rc<[u8]>)>,
+    /// The active method's bytes and decoded instructions, from the code cache.
+    code: Rc<Code>,
+    /// Methods' code by method oop, direct-mapped.
+    code_cache: Vec<(Oop, Rc<Code>)>,
     ctx_slots: u64,
     /// The error code of the primitive that just failed.
     pub prim_fail: Option<u32>,
@@ -375,8 +408,8 @@ impl<'r> Vm<'r> {
             sp: 0,
             receiver: Oop::default(),
             set: BytecodeSet::V3PlusClosures,
-            code: Rc::from(&[][..]),
-            code_cache: vec![(Oop::default(), Rc::from(&[][..])); CODE_CACHE_SIZE],
+            code: Rc::default(),
+            code_cache: vec![(Oop::default(), Rc::default()); CODE_CACHE_SIZE],
             ctx_slots: 0,
             prim_fail: None,
             reclaimable: 0,
@@ -453,12 +486,14 @@ impl<'r> Vm<'r> {
         Ok(())
     }
 
-    /// Makes `method`'s bytes the ones the loop decodes.
+    /// Makes `method`'s code (decoded in the bytecode set in `self.set`)
+    /// the one the loop runs.
     fn load_code(&mut self, method: Oop) -> R<()> {
         let slot = (method.bits() >> 3) as usize & (CODE_CACHE_SIZE - 1);
-        if self.code_cache[slot].0 != method {
-            let bytes: Rc<[u8]> = Rc::from(self.m.bytes(method)?);
-            self.code_cache[slot] = (method, bytes);
+        let (m, code) = &self.code_cache[slot];
+        if *m != method || code.set != self.set {
+            let code = Code::new(self.set, self.m.bytes(method)?);
+            self.code_cache[slot] = (method, Rc::new(code));
         }
         self.code = self.code_cache[slot].1.clone();
         Ok(())
@@ -482,8 +517,7 @@ impl<'r> Vm<'r> {
 
     /// Forgets every method's cached bytes (after a method's bytes change).
     pub fn flush_code_cache(&mut self) {
-        let empty: Rc<[u8]> = Rc::from(&[][..]);
-        self.code_cache.fill((Oop::default(), empty));
+        self.code_cache.fill((Oop::default(), Rc::default()));
         let m = self.method;
         let _ = self.load_code(m);
     }
@@ -521,39 +555,59 @@ impl<'r> Vm<'r> {
         }
     }
 
-    #[inline]
+    // The stack and temp accessors are inlined into the loop; their error
+    // paths are out of line so that each use stays a few instructions.
+
+    #[inline(always)]
     pub fn push(&mut self, v: Oop) -> R<()> {
         self.sp += 1;
         if TEMP0 + self.sp > self.ctx_slots {
-            return halt(format!("stack overflow in context {}", self.ctx));
+            return self.stack_overflow();
         }
-        self.m.store(self.ctx, TEMP0 + self.sp - 1, v)?;
-        Ok(())
+        self.m
+            .store(self.ctx, TEMP0 + self.sp - 1, v)
+            .map_err(Stop::from)
     }
-    #[inline]
+    #[cold]
+    #[inline(never)]
+    fn stack_overflow(&self) -> R<()> {
+        halt(format!("stack overflow in context {}", self.ctx))
+    }
+    #[cold]
+    #[inline(never)]
+    fn stack_underflow<T>(&self, n: u64) -> R<T> {
+        halt(format!("stack underflow (item {n} of {})", self.sp))
+    }
+    #[inline(always)]
     pub fn pop(&mut self) -> R<Oop> {
         if self.sp == 0 {
-            return halt("stack underflow");
+            return self.stack_underflow(0);
         }
-        let v = self.m.fetch(self.ctx, TEMP0 + self.sp - 1)?;
+        let v = self
+            .m
+            .fetch(self.ctx, TEMP0 + self.sp - 1)
+            .map_err(Stop::from)?;
         self.sp -= 1;
         Ok(v)
     }
-    #[inline]
+    #[inline(always)]
     pub fn stack_value(&self, n: u64) -> R<Oop> {
         if n >= self.sp {
-            return halt(format!("stack underflow (item {n} of {})", self.sp));
+            return self.stack_underflow(n);
         }
-        Ok(self.m.fetch(self.ctx, TEMP0 + self.sp - 1 - n)?)
+        self.m
+            .fetch(self.ctx, TEMP0 + self.sp - 1 - n)
+            .map_err(Stop::from)
     }
-    #[inline]
+    #[inline(always)]
     pub fn pop_n(&mut self, n: u64) -> R<()> {
         if n > self.sp {
-            return halt("stack underflow");
+            return self.stack_underflow(n);
         }
         self.sp -= n;
         Ok(())
     }
+    #[inline(always)]
     pub fn pop_n_push(&mut self, n: u64, v: Oop) -> R<()> {
         self.pop_n(n)?;
         self.push(v)
@@ -565,11 +619,13 @@ impl<'r> Vm<'r> {
         self.m.store(self.ctx, TEMP0 + self.sp - 1, v)?;
         Ok(())
     }
+    #[inline(always)]
     fn temp(&self, i: u64) -> R<Oop> {
-        Ok(self.m.fetch(self.ctx, TEMP0 + i)?)
+        self.m.fetch(self.ctx, TEMP0 + i).map_err(Stop::from)
     }
+    #[inline(always)]
     fn literal(&self, i: u32) -> R<Oop> {
-        Ok(self.m.fetch(self.method, 1 + i as u64)?)
+        self.m.fetch(self.method, 1 + i as u64).map_err(Stop::from)
     }
 
     /// The class index of instances of `class`.
@@ -750,21 +806,23 @@ impl<'r> Vm<'r> {
     /// Executes one instruction.
     #[inline]
     fn step(&mut self) -> R<()> {
-        let (op, len) = {
-            let code = &self.code;
-            let at = self.pc.wrapping_sub(1) as usize;
-            if at >= code.len() {
-                return halt(format!(
-                    "pc {} is past the end of the method ({} bytes)",
-                    self.pc,
-                    code.len()
-                ));
-            }
-            decode_op(self.set, code, at)
+        let at = self.pc.wrapping_sub(1) as usize;
+        let Some(&(op, len)) = self.code.ops.get(at) else {
+            return self.past_the_end();
         };
         self.pc += len as u64;
         self.stats.bytecodes += 1;
         self.execute(op)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn past_the_end(&self) -> R<()> {
+        halt(format!(
+            "pc {} is past the end of the method ({} bytes)",
+            self.pc,
+            self.code.bytes.len()
+        ))
     }
 
     fn execute(&mut self, op: Op) -> R<()> {
@@ -965,7 +1023,7 @@ impl<'r> Vm<'r> {
                 // activated without it): store the error code when a
                 // store into a temp follows.
                 if let Some(code) = self.prim_fail.take() {
-                    let next = self.code.get(self.pc as usize - 1).copied();
+                    let next = self.code.bytes.get(self.pc as usize - 1).copied();
                     let long_store = match self.set {
                         BytecodeSet::V3PlusClosures => 0x81,
                         BytecodeSet::SistaV1 => 0xF5,
@@ -1081,6 +1139,13 @@ impl<'r> Vm<'r> {
     /// looking up from `start` (a super send) or the receiver's class.
     pub fn send(&mut self, sel: Oop, argc: u32, start: Option<Oop>) -> R<()> {
         let rcvr = self.stack_value(argc as u64)?;
+        if start.is_none() && self.opts.method_cache {
+            // A hit needs only the class index; the class is read on a miss.
+            let ci = self.m.class_index_of(rcvr)?;
+            if let Some((method, prim)) = self.cached(sel, ci) {
+                return self.execute_method(rcvr, method, argc, prim, sel);
+            }
+        }
         let (ci, class) = match start {
             Some(c) => (self.m.class_index_of_class(c), c),
             None => {
@@ -1148,16 +1213,30 @@ impl<'r> Vm<'r> {
         Ok(msg)
     }
 
+    /// The method cache's slot for `sel` sent to instances of class index `ci`.
+    #[inline]
+    fn cache_slot(sel: Oop, ci: u32) -> usize {
+        ((sel.bits() >> 3) as usize ^ (ci as usize).wrapping_mul(0x9E37)) & (CACHE_SIZE - 1)
+    }
+
+    /// The cached method and primitive for `sel` and class index `ci`
+    /// (counted as a hit), when the cache holds them.
+    #[inline]
+    fn cached(&mut self, sel: Oop, ci: u32) -> Option<(Oop, u16)> {
+        let e = self.cache[Self::cache_slot(sel, ci)];
+        if e.selector == sel && e.class_index == ci && e.method != Oop::default() {
+            self.stats.method_cache_hits += 1;
+            return Some((e.method, e.primitive));
+        }
+        None
+    }
+
     /// Looks `sel` up from `class`, through the cache when `ci` is known.
     fn lookup(&mut self, sel: Oop, ci: Option<u32>, class: Oop) -> R<Option<(Oop, u16)>> {
-        let slot = ci.map(|ci| {
-            ((sel.bits() >> 3) as usize ^ (ci as usize).wrapping_mul(0x9E37)) & (CACHE_SIZE - 1)
-        });
-        if let (Some(ci), Some(slot), true) = (ci, slot, self.opts.method_cache) {
-            let e = self.cache[slot];
-            if e.selector == sel && e.class_index == ci && e.method != Oop::default() {
-                self.stats.method_cache_hits += 1;
-                return Ok(Some((e.method, e.primitive)));
+        let slot = ci.map(|ci| Self::cache_slot(sel, ci));
+        if let (Some(ci), true) = (ci, self.opts.method_cache) {
+            if let Some(e) = self.cached(sel, ci) {
+                return Ok(Some(e));
             }
         }
         self.stats.method_cache_misses += 1;
@@ -1268,6 +1347,13 @@ impl<'r> Vm<'r> {
                 self.method_name(method)
             );
         }
+        // A primitive index comes only from compiled code (`primitive_index`).
+        if prim != 0 {
+            if let Some(v) = self.quick_prim(prim, argc)? {
+                self.stats.primitive_calls += 1;
+                return self.pop_n_push(argc as u64 + 1, v);
+            }
+        }
         if self
             .m
             .format(method)
@@ -1311,6 +1397,84 @@ impl<'r> Vm<'r> {
             }
         }
         self.activate(rcvr, method, argc)
+    }
+
+    /// Primitives 60 (`at:`), 61 (`at:put:`) and 62 (`size`) on an object
+    /// of only indexable pointers (format 2, as an Array) or of bytes
+    /// (formats 16..23, as a ByteArray), which need neither the registers
+    /// saved nor the class's fixed-field count: the result to push in place
+    /// of the receiver and arguments. `None` when the general primitive
+    /// must decide (another format, a bad index or value, an immutable
+    /// receiver), with nothing changed.
+    #[inline]
+    fn quick_prim(&mut self, prim: u16, argc: u32) -> R<Option<Oop>> {
+        let want = match prim {
+            60 => 1,
+            61 => 2,
+            62 => 0,
+            _ => return Ok(None),
+        };
+        if argc != want {
+            return Ok(None);
+        }
+        let o = self.stack_value(argc as u64)?;
+        if o.is_immediate(self.word) {
+            return Ok(None);
+        }
+        let Ok(h) = self.m.header(o) else {
+            return Ok(None);
+        };
+        let bytes = match h.format() {
+            FMT_INDEXABLE => false,
+            f if (FMT_BYTES..FMT_COMPILED_METHOD).contains(&f) => true,
+            _ => return Ok(None),
+        };
+        let size = if bytes {
+            self.m.bytes(o)?.len() as u64
+        } else {
+            self.m.num_slots(o)?
+        };
+        if prim == 62 {
+            return Ok(i64::try_from(size)
+                .ok()
+                .and_then(|s| self.m.from_small_int(s)));
+        }
+        let index = self.stack_value(argc as u64 - 1)?;
+        let Some(k) = self
+            .m
+            .small_int(index)
+            .filter(|&i| i >= 1 && i as u64 <= size)
+            .map(|i| i as u64 - 1)
+        else {
+            return Ok(None);
+        };
+        if prim == 60 {
+            return Ok(Some(if bytes {
+                let b = self.m.bytes(o)?.get(k as usize).copied();
+                match b {
+                    Some(b) => self.int(i64::from(b)),
+                    None => return Ok(None),
+                }
+            } else {
+                self.m.fetch(o, k)?
+            }));
+        }
+        if h.is_immutable() {
+            return Ok(None);
+        }
+        let v = self.stack_value(0)?;
+        if bytes {
+            let Some(x) = self.m.small_int(v).and_then(|x| u8::try_from(x).ok()) else {
+                return Ok(None);
+            };
+            match self.m.bytes_mut(o)?.get_mut(k as usize) {
+                Some(b) => *b = x,
+                None => return Ok(None),
+            }
+        } else {
+            self.m.store(o, k, v)?;
+        }
+        Ok(Some(v))
     }
 
     /// An object that is not a method in a method dictionary: send it
@@ -1417,6 +1581,9 @@ impl<'r> Vm<'r> {
         }
         .max(TEMP0 + sp + 1);
         let c = self.new_context(size, argc as u64 + copied, sp)?;
+        // Like a method's context, a block's is the newest on the chain and
+        // referenced by nothing but its callees until it is exposed.
+        self.reclaimable += 1;
         self.m.store(c, SENDER, self.ctx)?;
         self.m.store(c, METHOD, method)?;
         self.m.store(c, CLOSURE, closure)?;

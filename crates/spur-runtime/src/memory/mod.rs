@@ -445,6 +445,54 @@ impl ObjectMemory {
     /// format (slot 0 and the literals of a CompiledMethod are oops).
     #[inline]
     pub fn fetch(&self, obj: Oop, i: u64) -> Result<Oop, MemoryError> {
+        match self.fetch_fast(obj, i) {
+            Some(v) => Ok(v),
+            None => self.fetch_checked(obj, i),
+        }
+    }
+
+    /// [`fetch`](Self::fetch) small enough to inline into the interpreter's
+    /// loop: `None` whenever [`fetch_checked`](Self::fetch_checked) must
+    /// answer (an immediate, an address outside the spaces, a slot out of
+    /// range).
+    #[inline(always)]
+    fn fetch_fast(&self, obj: Oop, i: u64) -> Option<Oop> {
+        let a = obj.bits();
+        // Objects are 8-aligned: this also rules out the immediates of both widths.
+        if a & 7 != 0 {
+            return None;
+        }
+        let (b, off) = self.locate(a)?;
+        let n = Self::fast_slots(self.word, b, off)?;
+        if i >= n {
+            return None;
+        }
+        let at = ix(i)
+            .checked_mul(ix(self.word.bytes()))?
+            .checked_add(off + 8)?;
+        self.read_word(b, at).map(Oop::from_bits)
+    }
+
+    /// The header and slot count of the object whose header is at `off`
+    /// of `b` (the overflow word before it read when it has one).
+    #[inline(always)]
+    fn fast_header(word: WordSize, b: &[u8], off: usize) -> Option<(ObjHeader, u64)> {
+        let h = ObjHeader(le_u64(b, off)?);
+        let raw = h.raw_num_slots();
+        if raw != OVERFLOW_SLOTS {
+            return Some((h, raw));
+        }
+        Some((h, word.overflow_slots(le_u64(b, off.checked_sub(8)?)?)))
+    }
+
+    #[inline(always)]
+    fn fast_slots(word: WordSize, b: &[u8], off: usize) -> Option<u64> {
+        Self::fast_header(word, b, off).map(|(_, n)| n)
+    }
+
+    /// [`fetch`](Self::fetch) with every check and its error.
+    #[inline(never)]
+    fn fetch_checked(&self, obj: Oop, i: u64) -> Result<Oop, MemoryError> {
         let (b, off, h) = self.object(obj)?;
         let n = self.slots_of(b, off, h, obj.bits())?;
         if i >= n {
@@ -561,6 +609,47 @@ impl ObjectMemory {
     /// heap a value wider than 32 bits. Nothing changes when it fails.
     #[inline]
     pub fn store(&mut self, obj: Oop, i: u64, value: Oop) -> Result<(), MemoryError> {
+        if self.store_fast(obj, i, value) {
+            return Ok(());
+        }
+        self.store_checked(obj, i, value)
+    }
+
+    /// [`store`](Self::store) into a young, mutable object (no barrier is
+    /// needed: only old objects are remembered), small enough to inline
+    /// into the interpreter's loop. False, with nothing
+    /// written, whenever [`store_checked`](Self::store_checked) must do it.
+    #[inline(always)]
+    fn store_fast(&mut self, obj: Oop, i: u64, value: Oop) -> bool {
+        let a = obj.bits();
+        if a & 7 != 0 || !self.in_young(a) {
+            return false;
+        }
+        let word = self.word;
+        let off = ix(a - self.young_start);
+        let Some(ns) = self.new_space.as_mut() else {
+            return false;
+        };
+        let b = ns.bytes_mut();
+        let Some((h, n)) = Self::fast_header(word, b, off) else {
+            return false;
+        };
+        if h.is_immutable() || i >= n {
+            return false;
+        }
+        let Some(at) = ix(i)
+            .checked_mul(ix(word.bytes()))
+            .and_then(|d| d.checked_add(off + 8))
+        else {
+            return false;
+        };
+        // A value too wide for a 32-bit heap is refused before anything is written.
+        Self::put_word(word, b, at, value.bits()).is_some()
+    }
+
+    /// [`store`](Self::store) with every check, its error and the barrier.
+    #[inline(never)]
+    fn store_checked(&mut self, obj: Oop, i: u64, value: Oop) -> Result<(), MemoryError> {
         let word = self.word;
         let a = self.pointer(obj)?;
         let young_value = !value.is_immediate(word) && self.in_young(value.bits());
