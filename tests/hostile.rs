@@ -24,6 +24,7 @@ fn opts(placement: PlacementRequest) -> LoadOptions {
         placement,
         backing: Backing::Pages,
         map_files: None,
+        threads: spur_loader::Threads::default(),
     }
 }
 

@@ -121,6 +121,7 @@ fn run(bytes: &[u8]) -> Tally {
             placement,
             backing: Backing::Pages,
             map_files: None,
+            threads: spur_loader::Threads::default(),
         };
         match load(bytes, &opts) {
             Ok(heap) => {

@@ -24,6 +24,8 @@ fuzz_target!(|data: &[u8]| {
         placement,
         backing: Backing::Pages,
         map_files: None,
+        // The default: relocation reads and swizzles on two threads.
+        threads: spur_loader::Threads::default(),
     };
     match spur_loader::load(data, &opts) {
         Ok(heap) => {

@@ -15,6 +15,8 @@ fuzz_target!(|data: &[u8]| {
         placement: PlacementRequest::Relocate,
         backing: Backing::Pages,
         map_files: None,
+        // The default: relocation reads and swizzles on two threads.
+        threads: spur_loader::Threads::default(),
     };
     let Ok(heap) = spur_loader::load(data, &opts) else {
         return;

@@ -5,13 +5,20 @@
 //! 1. `raw_read`: `std::fs::read` of the image file;
 //! 2. `raw_write`: `std::fs::write` of those bytes to a new file; then, not
 //!    timed as part of it, `fsync` of that file (`raw_write_sync` adds the two);
-//! 3. `load`: [`spur_loader::load_path`] at the old base (the default);
-//! 4. `snapshot`: [`spur_loader::snapshot_to_path`] of the loaded heap:
+//! 3. `raw_read_huge`: the same bytes read, in the loader's 2 MiB pieces,
+//!    into fresh memory committed as the loader commits a heap (huge pages
+//!    advised): what a load at the old base cannot beat by much;
+//! 4. `raw_read_warm`: the same read into memory whose pages were all
+//!    faulted in first (not timed): the copy out of the page cache alone;
+//! 5. `load`: [`spur_loader::load_path`] at the old base (the default), and
+//!    `load_relocated`: the same with [`PlacementRequest::Relocate`], the two
+//!    taking turns at coming first;
+//! 6. `snapshot`: [`spur_loader::snapshot_to_path`] of the loaded heap:
 //!    written, `fsync`ed, renamed, directory synced;
-//! 5. `background`: [`spur_loader::snapshot_in_background`]: the pause is what
+//! 7. `background`: [`spur_loader::snapshot_in_background`]: the pause is what
 //!    the call held this process; then the child is waited for.
 //!
-//! Steps 4 and 5 swap places every other run, so that neither is always the
+//! Steps 6 and 7 swap places every other run, so that neither is always the
 //! first write after the load.
 //!
 //! Every file written is removed right after its measurement (not timed)
@@ -64,6 +71,15 @@ pub struct ImageJson {
     /// From the fork until the child had the image synced and in place.
     pub background_child_us: u64,
     pub raw_read_us: u64,
+    /// The read into fresh huge-page memory (step 3).
+    pub raw_read_huge_us: u64,
+    /// The read into memory already faulted in (step 4).
+    pub raw_read_warm_us: u64,
+    /// The relocated load (step 5).
+    pub load_relocated_us: u64,
+    /// 90th percentiles (nearest rank) of the loads and of the read they
+    /// are held against.
+    pub p90_us: P90Json,
     pub raw_write_us: u64,
     /// `std::fs::write` and then `fsync` of the same file.
     pub raw_write_sync_us: u64,
@@ -71,6 +87,10 @@ pub struct ImageJson {
     pub load_vs_snapshot: f64,
     /// `load_us / raw_read_us`.
     pub load_vs_raw_read: f64,
+    /// `load_us / raw_read_huge_us`.
+    pub load_vs_raw_read_huge: f64,
+    /// `load_relocated_us / load_us`.
+    pub relocated_vs_load: f64,
     /// `snapshot_us / raw_write_us`.
     pub snapshot_vs_raw_write: f64,
     /// `snapshot_us / raw_write_sync_us`: the like-for-like comparison, as
@@ -81,6 +101,14 @@ pub struct ImageJson {
     pub best_us: BestJson,
 }
 
+/// 90th percentiles, in microseconds.
+#[derive(Debug, Serialize, Clone)]
+pub struct P90Json {
+    pub load: u64,
+    pub load_relocated: u64,
+    pub raw_read_huge: u64,
+}
+
 /// The fastest run of each measurement, in microseconds.
 #[derive(Debug, Serialize, Clone)]
 pub struct BestJson {
@@ -89,6 +117,9 @@ pub struct BestJson {
     pub background_pause: u64,
     pub background_child: u64,
     pub raw_read: u64,
+    pub raw_read_huge: u64,
+    pub raw_read_warm: u64,
+    pub load_relocated: u64,
     pub raw_write: u64,
     pub raw_write_sync: u64,
 }
@@ -102,6 +133,9 @@ struct Samples {
     pause: Vec<u64>,
     child: Vec<u64>,
     raw_read: Vec<u64>,
+    raw_read_huge: Vec<u64>,
+    raw_read_warm: Vec<u64>,
+    load_relocated: Vec<u64>,
     raw_write: Vec<u64>,
     raw_write_sync: Vec<u64>,
     rss: Vec<u64>,
@@ -120,6 +154,16 @@ pub fn median(v: &[u64]) -> u64 {
     } else {
         (s[n / 2 - 1] + s[n / 2]) / 2
     }
+}
+
+/// The 90th percentile, nearest rank (0 for no samples).
+pub fn p90(v: &[u64]) -> u64 {
+    if v.is_empty() {
+        return 0;
+    }
+    let mut s = v.to_vec();
+    s.sort_unstable();
+    s[(s.len() * 9).div_ceil(10) - 1]
 }
 
 /// The smallest sample.
@@ -171,8 +215,65 @@ fn read_image_bytes(path: &Path) -> std::io::Result<Vec<u8>> {
     Ok(all)
 }
 
+/// The files an image's bytes come from, in the order a reader reads them.
+fn image_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
+    if !path.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut names: Vec<_> = std::fs::read_dir(path)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Bytes per read, as the loader reads.
+const READ_PIECE: usize = 2 << 20;
+
+/// Reads an image's bytes into a new reservation committed with huge pages
+/// advised, as the loader commits a heap; with `warm`, every page is written
+/// once first (not timed), so that only the copy is timed. Returns the time
+/// in microseconds.
+fn read_into_reservation(path: &Path, warm: bool) -> Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let files = image_files(path)?;
+    let len: u64 = files
+        .iter()
+        .map(|f| std::fs::metadata(f).map(|m| m.len()))
+        .sum::<std::io::Result<u64>>()?;
+    let t = Instant::now();
+    let size = spur_mem::page_ceil(len.max(1)).next_multiple_of(2 << 20);
+    let mut r = spur_mem::Reservation::anywhere(size, 2 << 20)?;
+    r.commit(size, spur_mem::Backing::HugePages)?;
+    let t = if warm {
+        for b in r.bytes_mut().iter_mut().step_by(4096) {
+            *b = 1;
+        }
+        Instant::now()
+    } else {
+        t
+    };
+    let bytes = r.bytes_mut();
+    let mut at = 0usize;
+    for f in &files {
+        let file = std::fs::File::open(f).with_context(|| format!("reading {}", f.display()))?;
+        let n = usize::try_from(file.metadata()?.len())?;
+        for (k, piece) in bytes[at..at + n].chunks_mut(READ_PIECE).enumerate() {
+            file.read_exact_at(piece, (k * READ_PIECE) as u64)
+                .with_context(|| format!("reading {}", f.display()))?;
+        }
+        at += n;
+    }
+    Ok(us(t))
+}
+
 /// Measures one image `runs` times.
 fn measure(path: &Path, scratch: &Path, runs: usize, load: &LoadOptions) -> Result<ImageJson> {
+    let relocated = LoadOptions {
+        placement: PlacementRequest::Relocate,
+        ..*load
+    };
     let out = scratch.join("bench-out.image");
     let raw = scratch.join("bench-raw.bin");
     let mut s = Samples::default();
@@ -197,6 +298,16 @@ fn measure(path: &Path, scratch: &Path, runs: usize, load: &LoadOptions) -> Resu
         drop(bytes);
         remove(&raw);
 
+        s.raw_read_huge.push(read_into_reservation(path, false)?);
+        s.raw_read_warm.push(read_into_reservation(path, true)?);
+
+        // The relocated load and the load at the old base take turns at
+        // coming first; the heap kept for the snapshots is the latter.
+        if run % 2 == 0 {
+            let t = Instant::now();
+            drop(spur_loader::load_path(path, &relocated)?);
+            s.load_relocated.push(us(t));
+        }
         let rss = spur_mem::resident_bytes().unwrap_or(0);
         let t = Instant::now();
         let heap = spur_loader::load_path(path, load)?;
@@ -204,6 +315,11 @@ fn measure(path: &Path, scratch: &Path, runs: usize, load: &LoadOptions) -> Resu
         s.rss
             .push(spur_mem::resident_bytes().unwrap_or(0).saturating_sub(rss));
         heap_bytes = heap.heap_bytes();
+        if run % 2 == 1 {
+            let t = Instant::now();
+            drop(spur_loader::load_path(path, &relocated)?);
+            s.load_relocated.push(us(t));
+        }
 
         // The two snapshots take turns at coming first after the load.
         for which in [run % 2, 1 - run % 2] {
@@ -238,6 +354,9 @@ fn measure(path: &Path, scratch: &Path, runs: usize, load: &LoadOptions) -> Resu
             run,
             path = %path.display(),
             raw_read = last(&s.raw_read),
+            raw_read_huge = last(&s.raw_read_huge),
+            raw_read_warm = last(&s.raw_read_warm),
+            load_relocated = last(&s.load_relocated),
             raw_write = last(&s.raw_write),
             raw_write_sync = last(&s.raw_write_sync),
             load = last(&s.load),
@@ -263,10 +382,20 @@ fn measure(path: &Path, scratch: &Path, runs: usize, load: &LoadOptions) -> Resu
         background_pause_us: m(&s.pause),
         background_child_us: m(&s.child),
         raw_read_us: m(&s.raw_read),
+        raw_read_huge_us: m(&s.raw_read_huge),
+        raw_read_warm_us: m(&s.raw_read_warm),
+        load_relocated_us: m(&s.load_relocated),
+        p90_us: P90Json {
+            load: p90(&s.load),
+            load_relocated: p90(&s.load_relocated),
+            raw_read_huge: p90(&s.raw_read_huge),
+        },
         raw_write_us: m(&s.raw_write),
         raw_write_sync_us: m(&s.raw_write_sync),
         load_vs_snapshot: ratio(load, snap),
         load_vs_raw_read: ratio(load, m(&s.raw_read)),
+        load_vs_raw_read_huge: ratio(load, m(&s.raw_read_huge)),
+        relocated_vs_load: ratio(m(&s.load_relocated), load),
         snapshot_vs_raw_write: ratio(snap, m(&s.raw_write)),
         snapshot_vs_raw_write_sync: ratio(snap, m(&s.raw_write_sync)),
         best_us: BestJson {
@@ -275,6 +404,9 @@ fn measure(path: &Path, scratch: &Path, runs: usize, load: &LoadOptions) -> Resu
             background_pause: best(&s.pause),
             background_child: best(&s.child),
             raw_read: best(&s.raw_read),
+            raw_read_huge: best(&s.raw_read_huge),
+            raw_read_warm: best(&s.raw_read_warm),
+            load_relocated: best(&s.load_relocated),
             raw_write: best(&s.raw_write),
             raw_write_sync: best(&s.raw_write_sync),
         },
@@ -452,6 +584,25 @@ fn text(j: &BenchJson) -> String {
                 .map_or_else(|| r.path.clone(), |n| shown(n.as_ref()))
         );
     }
+    let _ = writeln!(
+        s,
+        "loads against the reads they cannot beat (median / p90, ms):\n{:>9} {:>15} {:>15} {:>15} {:>9}  {:>9} {:>9}",
+        "heap", "load", "relocated", "read→huge", "read→warm", "load/huge", "reloc/load"
+    );
+    for r in &j.images {
+        let pair = |a: u64, b: u64| format!("{} / {}", ms(a), ms(b));
+        let _ = writeln!(
+            s,
+            "{:>9} {:>15} {:>15} {:>15} {:>9}  {:>8.2}x {:>8.2}x",
+            human_bytes(r.heap_bytes),
+            pair(r.load_us, r.p90_us.load),
+            pair(r.load_relocated_us, r.p90_us.load_relocated),
+            pair(r.raw_read_huge_us, r.p90_us.raw_read_huge),
+            ms(r.raw_read_warm_us),
+            r.load_vs_raw_read_huge,
+            r.relocated_vs_load,
+        );
+    }
     for r in &j.images {
         let _ = writeln!(
             s,
@@ -476,6 +627,9 @@ mod tests {
         assert_eq!(median(&[5, 1, 3]), 3);
         assert_eq!(median(&[4, 1, 3, 2]), 2);
         assert_eq!(median(&[]), 0);
+        assert_eq!(p90(&[5, 1, 3]), 5);
+        assert_eq!(p90(&(1..=20).collect::<Vec<_>>()), 18);
+        assert_eq!(p90(&[]), 0);
         assert_eq!(ratio(1, 3), 0.333);
         assert_eq!(ratio(1, 0), 0.0);
     }

@@ -190,6 +190,12 @@ pub struct PlaceArgs {
     pub relocate: bool,
     #[arg(long, help = MAP_FILES_HELP)]
     pub map_files: bool,
+    /// Threads for relocation (the file read on one while another rewrites
+    /// what is read) and for verify's pointer walk (default: every core).
+    /// The heap and the report are the same whatever the number.
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=1024).map(|n| n as usize))]
+    pub threads: Option<usize>,
 }
 
 /// The help of `--map-files`.
@@ -217,7 +223,19 @@ pub fn load_options(placement: PlacementRequest, map_files: bool) -> LoadOptions
 impl PlaceArgs {
     /// The load options these arguments ask for.
     pub fn load_options(&self) -> LoadOptions {
-        load_options(self.request(), self.map_files)
+        LoadOptions {
+            threads: self.threads(),
+            ..load_options(self.request(), self.map_files)
+        }
+    }
+
+    /// The threads `--threads` allows.
+    pub fn threads(&self) -> spur_loader::Threads {
+        match self.threads {
+            None => spur_loader::Threads::Available,
+            Some(1) => spur_loader::Threads::One,
+            Some(n) => spur_loader::Threads::AtMost(n),
+        }
     }
 
     pub fn request(&self) -> PlacementRequest {

@@ -49,7 +49,7 @@ impl From<&Finding> for FindingJson {
 
 pub fn run(args: &LoadArgs, json: bool) -> Result<Outcome> {
     let heap = load_image(args)?;
-    let report = spur_loader::verify(&heap);
+    let report = spur_loader::verify_with(&heap, args.place.threads());
     let mut j = to_json(&report, heap.placement().name(), heap.swizzled());
     j.fallback = heap.fallback_reason().map(str::to_owned);
     emit(json, &j, || text(&j))?;

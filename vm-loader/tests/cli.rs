@@ -330,16 +330,19 @@ fn bad_input_exits_2_with_one_line_and_never_panics() {
     std::fs::write(&random, noise).unwrap();
     let empty = dir.path().join("empty.image");
     std::fs::write(&empty, b"").unwrap();
+    let one_byte = dir.path().join("one.image");
+    std::fs::write(&one_byte, b"x").unwrap();
     let missing = dir.path().join("missing.image");
     let folder = dir.path().join("folder.image");
     std::fs::create_dir(&folder).unwrap();
 
     let short = format!("holds only {} bytes", bytes.len() / 2 - 128);
-    let cases: [(&Path, &str); 6] = [
+    let cases: [(&Path, &str); 7] = [
         (&truncated, &short),
         (&header_only, "too short"),
         (&random, "not a Smalltalk image"),
         (&empty, "0 bytes long"),
+        (&one_byte, "is 1 byte long"),
         (&missing, "missing.image"),
         (&folder, "not a composed image"),
     ];

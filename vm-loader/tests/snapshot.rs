@@ -301,6 +301,19 @@ fn bench_reports_medians_against_the_baselines_and_draws_the_plot() {
         let r = im["load_vs_snapshot"].as_f64().unwrap();
         let expect = im["load_us"].as_f64().unwrap() / im["snapshot_us"].as_f64().unwrap();
         assert!((r - expect).abs() < 0.01, "{r} vs {expect}");
+        // The new baselines and the relocated load, with their ratios.
+        for want in ["raw_read_huge_us", "raw_read_warm_us", "load_relocated_us"] {
+            assert!(im[want].as_u64().unwrap() > 0, "{want}: {}", im[want]);
+        }
+        let r = im["relocated_vs_load"].as_f64().unwrap();
+        let expect = im["load_relocated_us"].as_f64().unwrap() / im["load_us"].as_f64().unwrap();
+        assert!((r - expect).abs() < 0.01, "{r} vs {expect}");
+        let p90 = &im["p90_us"];
+        assert!(p90["load"].as_u64().unwrap() >= im["best_us"]["load"].as_u64().unwrap());
+        assert!(
+            p90["load_relocated"].as_u64().unwrap()
+                >= im["best_us"]["load_relocated"].as_u64().unwrap()
+        );
     }
     let svg = std::fs::read_to_string(&plot).unwrap();
     assert!(svg.starts_with("<svg") && svg.matches("<polyline").count() >= 2);

@@ -114,6 +114,9 @@ fn load_options(call: &str, o: &SpurLoadOptions) -> Outcome<LoadOptions> {
             Backing::Pages
         },
         map_files,
+        // Relocation's threads: the loader's default, as the command
+        // line's without --threads.
+        ..LoadOptions::default()
     })
 }
 

@@ -6,7 +6,7 @@ use crate::read::version::ByteOrder;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FormatError {
     /// The file ends before a whole header.
-    #[error("file is {found} bytes long, too short for an image header ({needed} bytes needed)")]
+    #[error("file is {found} byte{} long, too short for an image header ({needed} bytes needed)", if *found == 1 { "" } else { "s" })]
     TooShort {
         /// Bytes a header needs.
         needed: u64,

@@ -50,6 +50,7 @@ pub mod error;
 pub mod files;
 pub mod heap;
 pub mod load;
+pub mod parallel;
 pub mod placement;
 pub mod relocate;
 pub mod snapshot;
@@ -60,6 +61,7 @@ pub use composed_write::{write_composed, ComposedWritten};
 pub use error::LoadError;
 pub use heap::{HeapAccessError, HeapSegment, LoadedHeap, Placement, Timings};
 pub use load::{load, load_composed, load_path, read_layout, read_layout_path, LoadOptions};
+pub use parallel::Threads;
 pub use placement::{initial_headroom, reserve_below_4g, PlacementRequest};
 pub use snapshot::{
     read_prefix, read_trailer, remove_stale_temps, snapshot_in_background, snapshot_to_path,
@@ -68,4 +70,4 @@ pub use snapshot::{
 };
 pub use source::{ComposedSource, FileSource, ImageSource, SegmentReader};
 pub use spur_mem::{Backing, FilesUnchanged};
-pub use verify::{verify, Finding, FindingKind, Report};
+pub use verify::{verify, verify_with, Finding, FindingKind, Report};

@@ -129,8 +129,7 @@ impl Relocation {
             };
             let body = &mut bytes[obj.offset + 8..obj.offset + 8 + count * L::W];
             if self.old_starts.len() == 1 && self.perm.is_none() {
-                let d = self.deltas[0];
-                rewrite::<L>(body, |v| self.narrow(v.wrapping_add(d)));
+                rewrite_by::<L>(body, self.deltas[0]);
             } else {
                 rewrite::<L>(body, |v| self.apply(v));
             }
@@ -164,6 +163,23 @@ impl Relocation {
     }
 }
 
+/// Adds `delta` to every non-immediate word of `body` (a run of pointer
+/// slots), without a branch per word: an immediate adds zero. A 32-bit slot
+/// keeps the low half of the sum, as [`Relocation::narrow`] does.
+#[inline(always)]
+fn rewrite_by<L: Layout>(body: &mut [u8], delta: u64) {
+    let tags = match L::WORD {
+        WordSize::W32 => 3,
+        WordSize::W64 => 7,
+    };
+    for chunk in body.chunks_exact_mut(L::W) {
+        let v = L::get(chunk);
+        // All ones for a pointer (no tag bits), zero for an immediate.
+        let pointer = u64::from(v & tags == 0).wrapping_neg();
+        L::put(chunk, v.wrapping_add(delta & pointer));
+    }
+}
+
 /// Applies `f` to every non-immediate word of `body` (a run of pointer slots).
 #[inline(always)]
 fn rewrite<L: Layout>(body: &mut [u8], f: impl Fn(u64) -> u64) {
@@ -192,6 +208,28 @@ mod tests {
         assert_eq!(r.apply(0x9100), 0x510f0);
         // Below every segment: segment 0's delta, as the VMs do.
         assert_eq!(r.apply(0x800), 0x4f800);
+    }
+
+    #[test]
+    fn the_branch_free_rewrite_moves_pointers_only() {
+        let words: [u64; 4] = [0x1000, 0x1001, 0x2008, 0x0];
+        let mut body: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        rewrite_by::<spur_format::L64>(&mut body, 0x10);
+        let got: Vec<u64> = body
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        assert_eq!(got, [0x1010, 0x1001, 0x2018, 0x10]);
+        let mut body: Vec<u8> = [0xFFFF_FFF0u32, 0x3, 0x2]
+            .iter()
+            .flat_map(|w| w.to_le_bytes())
+            .collect();
+        rewrite_by::<spur_format::L32>(&mut body, 0x20);
+        let got: Vec<u32> = body
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        assert_eq!(got, [0x10, 0x3, 0x2]);
     }
 
     #[test]

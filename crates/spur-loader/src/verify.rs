@@ -6,6 +6,7 @@ use spur_format::{Layout, NewAddr, ObjHeader, Walk, WordSize, L32, L64};
 
 use crate::conv::{u64_of, usize_of};
 use crate::heap::LoadedHeap;
+use crate::parallel::Threads;
 
 /// What kind of problem a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -71,7 +72,7 @@ impl std::fmt::Display for Finding {
 }
 
 /// The verifier's answer.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Report {
     /// Entities walked: objects, free chunks and hidden objects; bridges excluded.
     pub objects: u64,
@@ -103,12 +104,19 @@ impl Report {
 /// How many findings of each list a report keeps.
 pub const MAX_FINDINGS: usize = 200;
 
-/// Verifies a loaded heap.
+/// Verifies a loaded heap, on as many threads as the machine offers.
 pub fn verify(heap: &LoadedHeap) -> Report {
+    verify_with(heap, Threads::Available)
+}
+
+/// Verifies a loaded heap on at most `threads` threads. The report is the
+/// same whatever the number.
+pub fn verify_with(heap: &LoadedHeap, threads: Threads) -> Report {
     let _s = tracing::debug_span!("verify").entered();
+    let n = threads.count();
     match heap.word() {
-        WordSize::W64 => Verifier::<L64>::new(heap).run(),
-        WordSize::W32 => Verifier::<L32>::new(heap).run(),
+        WordSize::W64 => Verifier::<L64>::new(heap, n).run(),
+        WordSize::W32 => Verifier::<L32>::new(heap, n).run(),
     }
 }
 
@@ -150,11 +158,30 @@ struct Verifier<'h, L: Layout> {
     classes: Vec<u64>,
     nil: u64,
     report: Report,
+    /// Per segment (perm space last): object starts about [`SPLIT`] bytes
+    /// apart, where a walk of the pointers may begin.
+    splits: Vec<Vec<usize>>,
+    threads: usize,
     _l: std::marker::PhantomData<L>,
 }
 
+/// Bytes between the places where the pointer walk may be split.
+const SPLIT: usize = 8 << 20;
+
+/// A stretch of one segment (or perm space) for the pointer walk: objects
+/// from offset `from` (an object start) up to `to`, `limit` being where the
+/// segment's objects end.
+struct Piece<'h> {
+    bytes: &'h [u8],
+    start: u64,
+    base: usize,
+    from: usize,
+    to: usize,
+    limit: usize,
+}
+
 impl<'h, L: Layout> Verifier<'h, L> {
-    fn new(heap: &'h LoadedHeap) -> Self {
+    fn new(heap: &'h LoadedHeap, threads: usize) -> Self {
         let mut bit_base = Vec::with_capacity(heap.segments().len() + 1);
         let mut bits = 0usize;
         for s in heap.segments() {
@@ -175,6 +202,8 @@ impl<'h, L: Layout> Verifier<'h, L> {
             classes: Vec::new(),
             nil: heap.nil().get(),
             report: Report::default(),
+            splits: vec![Vec::new(); heap.segments().len() + 1],
+            threads,
             _l: std::marker::PhantomData,
         }
     }
@@ -370,7 +399,12 @@ impl<'h, L: Layout> Verifier<'h, L> {
             let bytes = heap.segment_bytes(i);
             let base = self.bit_base[i];
             let mut w = Walk::<L>::new(bytes, s.new_start.get(), i);
+            let mut next_split = SPLIT;
             for obj in w.by_ref() {
+                if obj.start() >= next_split {
+                    self.splits[i].push(obj.start());
+                    next_split = obj.start() + SPLIT;
+                }
                 self.report.objects += 1;
                 let h = obj.header;
                 let addr = s.new_start.get() + obj.offset as u64;
@@ -408,7 +442,12 @@ impl<'h, L: Layout> Verifier<'h, L> {
         if let (Some(p), Some(bytes)) = (heap.perm_space(), heap.perm_bytes()) {
             let base = self.bit_base[segs.len()];
             let mut w = Walk::<L>::without_bridge(bytes, p.start, segs.len());
+            let mut next_split = SPLIT;
             for obj in w.by_ref() {
+                if obj.start() >= next_split {
+                    self.splits[segs.len()].push(obj.start());
+                    next_split = obj.start() + SPLIT;
+                }
                 self.report.objects += 1;
                 let h = obj.header;
                 let addr = p.start + obj.offset as u64;
@@ -595,74 +634,147 @@ impl<'h, L: Layout> Verifier<'h, L> {
     }
 
     /// Every pointer of every live object lands on a live object's header.
+    ///
+    /// The walk is split at the object starts [`walk`](Self::walk) recorded
+    /// every [`SPLIT`] bytes; the pieces run on up to `threads` threads and
+    /// their findings are merged in heap order, so the report is the one a
+    /// single walk gives.
     fn pointers(&mut self) {
         let heap = self.heap;
         let nsegs = heap.segments().len();
-        let mut runs: Vec<(&[u8], u64, usize, Walk<'_, L>)> = heap
-            .segments()
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                let bytes = heap.segment_bytes(i);
-                (
+        let mut pieces: Vec<Piece<'h>> = Vec::new();
+        let mut add = |bytes: &'h [u8], start: u64, base: usize, limit: usize, splits: &[usize]| {
+            let mut from = 0;
+            // The splits are object starts in increasing order, all below `limit`.
+            for &to in splits.iter().chain(std::iter::once(&limit)) {
+                pieces.push(Piece {
                     bytes,
-                    s.new_start.get(),
-                    self.bit_base[i],
-                    Walk::<L>::new(bytes, s.new_start.get(), i),
-                )
-            })
-            .collect();
+                    start,
+                    base,
+                    from,
+                    to,
+                    limit,
+                });
+                from = to;
+            }
+        };
+        for (i, s) in heap.segments().iter().enumerate() {
+            let bytes = heap.segment_bytes(i);
+            let limit = bytes.len().saturating_sub(usize_of(BRIDGE_BYTES));
+            add(
+                bytes,
+                s.new_start.get(),
+                self.bit_base[i],
+                limit,
+                &self.splits[i],
+            );
+        }
         if let (Some(p), Some(bytes)) = (heap.perm_space(), heap.perm_bytes()) {
-            runs.push((
+            add(
                 bytes,
                 p.start,
                 self.bit_base[nsegs],
-                Walk::<L>::without_bridge(bytes, p.start, nsegs),
-            ));
+                bytes.len(),
+                &self.splits[nsegs],
+            );
         }
-        for (bytes, start, base, walk) in runs {
-            for obj in walk {
-                let h = obj.header;
-                if h.class_index() < CLASS_FORWARDER || !self.live.get(base + (obj.offset >> 3)) {
+        let cap = MAX_FINDINGS.saturating_sub(self.report.errors.len());
+        let threads = self.threads.min(pieces.len()).max(1);
+        let results: Vec<(Vec<Finding>, u64)> = if threads == 1 {
+            pieces.iter().map(|p| self.pointers_in(p, cap)).collect()
+        } else {
+            let next = std::sync::atomic::AtomicUsize::new(0);
+            let this = &*self;
+            let mut done: Vec<(usize, (Vec<Finding>, u64))> = std::thread::scope(|sc| {
+                let workers: Vec<_> = (0..threads)
+                    .map(|_| {
+                        sc.spawn(|| {
+                            let mut out = Vec::new();
+                            loop {
+                                let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                let Some(p) = pieces.get(k) else { break };
+                                out.push((k, this.pointers_in(p, cap)));
+                            }
+                            out
+                        })
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .flat_map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                    .collect()
+            });
+            done.sort_unstable_by_key(|(k, _)| *k);
+            done.into_iter().map(|(_, r)| r).collect()
+        };
+        for (found, dropped) in results {
+            for f in found {
+                if self.report.errors.len() < MAX_FINDINGS {
+                    self.report.errors.push(f);
+                } else {
+                    self.report.errors_dropped += 1;
+                }
+            }
+            self.report.errors_dropped += dropped;
+        }
+    }
+
+    /// The pointer findings of one piece of the heap: at most `cap` of them
+    /// described, the rest counted.
+    fn pointers_in(&self, p: &Piece<'_>, cap: usize) -> (Vec<Finding>, u64) {
+        let mut found = Vec::new();
+        let mut dropped = 0u64;
+        let mut pos = p.from;
+        while pos < p.to {
+            // The first walk reported any error; this one just stops there.
+            let Ok((obj, next)) = spur_format::read::walk::step::<L>(p.bytes, pos, p.limit) else {
+                break;
+            };
+            pos = next;
+            let h = obj.header;
+            if h.class_index() < CLASS_FORWARDER || !self.live.get(p.base + (obj.offset >> 3)) {
+                continue;
+            }
+            let n = usize_of(obj.num_slots);
+            let count = if h.format() <= FMT_LAST_POINTER {
+                n
+            } else if h.is_compiled_method() && n > 0 {
+                match self.word.small_integer(L::slot(p.bytes, obj.offset, 0)) {
+                    Some(v) => {
+                        (usize_of((v & METHOD_NUM_LITERALS_MASK).cast_unsigned()) + 1).min(n)
+                    }
+                    None => 0,
+                }
+            } else {
+                0
+            };
+            for j in 0..count {
+                let v = L::slot(p.bytes, obj.offset, j);
+                if self.word.is_immediate(v) {
                     continue;
                 }
-                let n = usize_of(obj.num_slots);
-                let count = if h.format() <= FMT_LAST_POINTER {
-                    n
-                } else if h.is_compiled_method() && n > 0 {
-                    match self.word.small_integer(L::slot(bytes, obj.offset, 0)) {
-                        Some(v) => {
-                            (usize_of((v & METHOD_NUM_LITERALS_MASK).cast_unsigned()) + 1).min(n)
-                        }
-                        None => 0,
-                    }
-                } else {
-                    0
+                let ok = match self.bit(v) {
+                    Some(b) => self.live.get(b),
+                    None => false,
                 };
-                for j in 0..count {
-                    let v = L::slot(bytes, obj.offset, j);
-                    if self.word.is_immediate(v) {
-                        continue;
-                    }
-                    let ok = match self.bit(v) {
-                        Some(b) => self.live.get(b),
-                        None => false,
-                    };
-                    if !ok && self.report.errors.len() >= MAX_FINDINGS {
-                        // Counted only: no need to say why.
-                        self.report.errors_dropped += 1;
-                    } else if !ok {
-                        let addr = start + obj.offset as u64;
-                        let why = self.diagnose(v);
-                        self.error(
-                            FindingKind::Pointer,
-                            addr,
-                            format!("slot {j} holds {v:#x}, which {why}"),
-                        );
-                    }
+                if ok {
+                    continue;
+                }
+                if found.len() >= cap {
+                    // Counted only: no need to say why.
+                    dropped += 1;
+                } else {
+                    let addr = p.start + obj.offset as u64;
+                    let why = self.diagnose(v);
+                    found.push(Finding {
+                        kind: FindingKind::Pointer,
+                        addr,
+                        what: format!("slot {j} holds {v:#x}, which {why}"),
+                    });
                 }
             }
         }
+        (found, dropped)
     }
 
     /// Why `v` is not a valid pointer.

@@ -32,7 +32,8 @@
 //! the workspace needs live here too, each behind a safe function:
 //! [`process`] forks the background snapshot writer (a fixed child routine
 //! that only makes async-signal-safe calls), waits for it, starts early
-//! writeback of a file and ignores `SIGXFSZ`.
+//! writeback of a file and ignores `SIGXFSZ`; [`handoff`] lets one thread
+//! work on the filled front of a buffer while another fills the rest.
 
 // The crate uses Linux-only mmap flags (MAP_FIXED_NOREPLACE, MAP_NORESERVE)
 // and /proc/self/maps, and its sizes are u64s that index memory as usize.
@@ -49,6 +50,7 @@ use std::ptr::NonNull;
 use nix::errno::Errno;
 use nix::sys::mman::{self, MapFlags, MmapAdvise, ProtFlags};
 
+pub mod handoff;
 pub mod process;
 
 /// Errors of the memory crate, with the addresses and sizes involved.

@@ -1,0 +1,131 @@
+//! The threaded paths give the single-threaded results: relocation with the
+//! read and the swizzle overlapped, and the verifier's split pointer walk,
+//! over every kind of builder image (made large enough to span many read
+//! chunks and several verify pieces), a damaged heap and the corpus.
+
+use std::path::Path;
+
+use spur_format::WordSize;
+use spur_loader::{
+    load_path, verify_with, LoadOptions, LoadedHeap, Placement, PlacementRequest, Threads,
+};
+use spur_tests::{address_space, assert_same_objects, corpus_dir, image_kinds, CORPUS};
+
+fn relocated(threads: Threads) -> LoadOptions {
+    LoadOptions {
+        placement: PlacementRequest::Relocate,
+        threads,
+        ..LoadOptions::default()
+    }
+}
+
+/// Loads `path` relocated on one thread and on two, and checks that both
+/// heaps hold the same objects, count the same objects and verify alike.
+fn same_both_ways(path: &Path, name: &str) -> u64 {
+    let one = load_path(path, &relocated(Threads::One)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let two =
+        load_path(path, &relocated(Threads::AtMost(2))).unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_eq!(one.placement(), Placement::Relocated, "{name}");
+    assert_eq!(two.placement(), Placement::Relocated, "{name}");
+    let n = assert_same_objects(&one, &two);
+    assert_eq!(one.count_objects().unwrap(), n, "{name}");
+    assert_eq!(two.count_objects().unwrap(), n, "{name}");
+    for heap in [&one, &two] {
+        verify_alike(heap, name);
+    }
+    assert!(verify_with(&one, Threads::One).ok(), "{name}");
+    n
+}
+
+/// The verifier's report is the same on one, two and three threads.
+fn verify_alike(heap: &LoadedHeap, name: &str) -> spur_loader::Report {
+    let one = verify_with(heap, Threads::One);
+    for t in [2, 3] {
+        assert_eq!(
+            verify_with(heap, Threads::AtMost(t)),
+            one,
+            "{name}, {t} threads"
+        );
+    }
+    one
+}
+
+#[test]
+fn every_builder_kind_relocates_and_verifies_the_same_on_two_threads() {
+    let _lock = address_space();
+    let dir = tempfile::tempdir().unwrap();
+    for (name, mut spec) in image_kinds() {
+        // Several 2 MiB read chunks and 8 MiB verify pieces per segment.
+        spec.heap_bytes = (20 << 20) * spec.segments as u64;
+        let path = dir.path().join(format!("{name}.image"));
+        spur_synth::write_image_file(&spec, &path).unwrap();
+        let n = same_both_ways(&path, name);
+        assert!(n > 100_000, "{name}: only {n} objects");
+        std::fs::remove_file(&path).unwrap();
+    }
+}
+
+#[test]
+fn a_heap_with_many_bad_pointers_verifies_the_same_on_two_threads() {
+    let _lock = address_space();
+    let dir = tempfile::tempdir().unwrap();
+    for word in [WordSize::W64, WordSize::W32] {
+        let spec = spur_synth::SynthSpec::new(word, 40 << 20);
+        let path = dir.path().join("bad.image");
+        spur_synth::write_image_file(&spec, &path).unwrap();
+        let mut heap = load_path(&path, &LoadOptions::default()).unwrap();
+        // Point a slot of objects spread over the whole heap into the middle
+        // of nil: more findings than a report keeps, in every verify piece.
+        let w = usize::try_from(word.bytes()).unwrap();
+        let target = heap.nil().get() + 8;
+        let start = heap.segments()[0].new_start.get();
+        let victims: Vec<usize> = match word {
+            WordSize::W64 => pointer_objects::<spur_format::L64>(heap.segment_bytes(0), start),
+            WordSize::W32 => pointer_objects::<spur_format::L32>(heap.segment_bytes(0), start),
+        };
+        let step = victims.len() / 500;
+        assert!(step > 0, "{word:?}: {} pointer objects", victims.len());
+        let bytes = heap.segment_bytes_mut(0);
+        let mut hits = 0;
+        for &at in victims.iter().step_by(step).take(500) {
+            bytes[at + 8..at + 8 + w].copy_from_slice(&target.to_le_bytes()[..w]);
+            hits += 1;
+        }
+        assert_eq!(hits, 500, "{word:?}");
+        let report = verify_alike(&heap, "damaged");
+        assert!(!report.ok());
+        assert_eq!(
+            u64::try_from(report.errors.len()).unwrap() + report.errors_dropped,
+            500,
+            "{word:?}: {:?}",
+            report.errors.first()
+        );
+        drop(heap);
+        std::fs::remove_file(&path).unwrap();
+    }
+}
+
+#[test]
+#[ignore = "needs SPUR_CORPUS"]
+fn every_corpus_image_relocates_and_verifies_the_same_on_two_threads() {
+    let dir = corpus_dir();
+    let _lock = address_space();
+    for img in CORPUS {
+        let n = same_both_ways(&dir.join(img.file), img.file);
+        assert_eq!(n, img.objects, "{}", img.file);
+    }
+}
+
+/// Offsets of the pointer objects with at least one slot, past the first
+/// objects (nil, the free lists, the hidden roots and the class table).
+fn pointer_objects<L: spur_format::Layout>(bytes: &[u8], start: u64) -> Vec<usize> {
+    spur_format::Walk::<L>::new(bytes, start, 0)
+        .filter(|o| {
+            o.offset > 1 << 16
+                && o.header.class_index() > 31
+                && o.header.format() <= 5
+                && o.num_slots > 0
+        })
+        .map(|o| o.offset)
+        .collect()
+}
