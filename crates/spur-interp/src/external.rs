@@ -5,7 +5,11 @@
 //!
 //! [`Signaller`]: spur_runtime::Signaller
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How often a wait for an external signal looks whether anybody can still
+/// send one.
+const RECHECK: Duration = Duration::from_millis(100);
 
 use spur_runtime::special_objects::index as so;
 
@@ -36,12 +40,24 @@ impl Vm<'_> {
     /// Waits for an external signal when another thread may still send
     /// one (bounded by the run's deadline); `false` at once when none can.
     pub fn wait_for_signal(&mut self) -> R<bool> {
-        if self.signals.others() == 0 {
-            return Ok(false);
-        }
-        while !self.signals.any_pending() {
+        loop {
+            // Who else holds the table is read first: once nobody does, no
+            // signal can come any more, so what is pending then is all there
+            // will be (a signaller that signalled and let go is not missed).
+            // The fence orders that read before the look at the pending
+            // flag, which the signaller set before letting go.
+            let alone = self.signals.others() == 0;
+            std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+            if self.signals.any_pending() {
+                return Ok(true);
+            }
+            if alone {
+                return Ok(false);
+            }
             let now = Instant::now();
-            match self.deadline {
+            // A signal unparks this thread; a signaller that lets go without
+            // signalling does not, so the wait looks again now and then.
+            let wait = match self.deadline {
                 Some(d) if now >= d => {
                     return Err(Stop::Halt(
                         StopKind::Timeout,
@@ -51,11 +67,11 @@ impl Vm<'_> {
                         ),
                     ))
                 }
-                Some(d) => std::thread::park_timeout(d - now),
-                None => std::thread::park(),
-            }
+                Some(d) => (d - now).min(RECHECK),
+                None => RECHECK,
+            };
+            std::thread::park_timeout(wait);
         }
-        Ok(true)
     }
 }
 
@@ -101,5 +117,20 @@ mod tests {
         io.join().unwrap();
         assert_eq!(vm.external_signals(), vec![target, target]);
         assert!(vm.external_signals().is_empty());
+        // A signaller that signals and lets go before the wait begins is
+        // not missed; one that lets go without a signal ends the wait.
+        let theirs = vm.signals.clone();
+        std::thread::spawn(move || assert!(theirs.signal(2)))
+            .join()
+            .unwrap();
+        assert!(vm.wait_for_signal().unwrap());
+        assert_eq!(vm.external_signals(), vec![target]);
+        let theirs = vm.signals.clone();
+        let quiet = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            drop(theirs);
+        });
+        assert!(!vm.wait_for_signal().unwrap());
+        quiet.join().unwrap();
     }
 }
