@@ -55,7 +55,7 @@ fn ston_seeds(out: &Path, name: &str, image: &[u8]) -> io::Result<()> {
         table
             .segments
             .iter()
-            .map(|s| segment_ston(s.old_start.0, s.size)),
+            .map(|s| segment_ston(s.old_start.get(), s.size)),
     );
     let text = parts.join("\0");
     write(out, name, text.as_bytes())?;
