@@ -10,7 +10,7 @@ use std::ffi::{c_char, CStr};
 
 use spur_format::WordSize;
 use spur_loader::{Backing, FilesUnchanged, FindingKind, LoadOptions, PlacementRequest};
-use spur_runtime::{class_histogram, BytecodeSet, Oop, RuntimeOptions};
+use spur_runtime::{class_histogram, BytecodeSet, LaunchSpecialObjects, Oop, RuntimeOptions};
 
 use crate::boundary::{self, guard, opt_in, path_in, BufOut, Failure, MaybeOut, Out, Outcome};
 use crate::handles::{self, Entry};
@@ -482,22 +482,15 @@ pub unsafe extern "C" fn spur_special_objects(
         // SAFETY: the caller's contract above.
         let out = unsafe { Out::new(out, CALL, "out") }?;
         handles::with_image(CALL, image, |im| {
-            let so = im.runtime(CALL)?.special_objects();
-            use spur_runtime::special_objects::index;
+            let so = LaunchSpecialObjects::of(im.runtime(CALL)?.special_objects());
             out.put(SpurSpecialObjects {
-                array: so.addr().get(),
-                length: so.len() as u64,
-                nil: so.nil().get(),
-                false_object: so.false_object().get(),
-                true_object: so.true_object().get(),
-                scheduler_association: so
-                    .at(index::SCHEDULER_ASSOCIATION)
-                    .unwrap_or(so.nil_oop())
-                    .bits(),
-                external_objects_array: so
-                    .at(index::EXTERNAL_OBJECTS_ARRAY)
-                    .unwrap_or(so.nil_oop())
-                    .bits(),
+                array: so.array,
+                length: so.length as u64,
+                nil: so.nil,
+                false_object: so.false_,
+                true_object: so.true_,
+                scheduler_association: so.scheduler_association,
+                external_objects_array: so.external_objects_array,
             });
             Ok(())
         })

@@ -7,7 +7,7 @@ use spur_loader::{ImageSource, LoadError, LoadOptions};
 use crate::dialect::Dialect;
 use crate::error::RuntimeError;
 use crate::runtime::{Runtime, RuntimeOptions};
-use crate::special_objects::index;
+use crate::special_objects::{index, SpecialObjects};
 
 /// An interpreter (or anything else) that runs a wired image.
 ///
@@ -143,6 +143,22 @@ pub struct LaunchSpecialObjects {
     pub scheduler_association: u64,
     /// Special object 38 as stored (nil's address when nil).
     pub external_objects_array: u64,
+}
+
+impl LaunchSpecialObjects {
+    /// The special objects of a wired runtime, as a report gives them.
+    pub fn of(so: &SpecialObjects) -> Self {
+        let stored = |i| so.at(i).unwrap_or(so.nil_oop()).bits();
+        LaunchSpecialObjects {
+            array: so.addr().get(),
+            length: so.len(),
+            nil: so.nil().get(),
+            false_: so.false_object().get(),
+            true_: so.true_object().get(),
+            scheduler_association: stored(index::SCHEDULER_ASSOCIATION),
+            external_objects_array: stored(index::EXTERNAL_OBJECTS_ARRAY),
+        }
+    }
 }
 
 /// The class table of a [`LaunchReport`] (§4.2).
@@ -340,21 +356,7 @@ impl Engine for DryRun {
                 swizzled: heap.swizzled(),
                 fallback: heap.fallback_reason().map(str::to_owned),
             },
-            special_objects: LaunchSpecialObjects {
-                array: so.addr().get(),
-                length: so.len(),
-                nil: so.nil().get(),
-                false_: so.false_object().get(),
-                true_: so.true_object().get(),
-                scheduler_association: so
-                    .at(index::SCHEDULER_ASSOCIATION)
-                    .unwrap_or(so.nil_oop())
-                    .bits(),
-                external_objects_array: so
-                    .at(index::EXTERNAL_OBJECTS_ARRAY)
-                    .unwrap_or(so.nil_oop())
-                    .bits(),
-            },
+            special_objects: LaunchSpecialObjects::of(so),
             class_table: LaunchClassTable {
                 pages: ct.pages(),
                 classes: ct.classes(),

@@ -62,7 +62,7 @@ pub mod stats;
 pub use bytecodes::{BytecodeSet, Instruction, Op};
 pub use class_table::ClassTable;
 pub use dialect::{Dialect, DialectReport};
-pub use engine::{boot, launch, BootError, DryRun, Engine, LaunchReport};
+pub use engine::{boot, launch, BootError, DryRun, Engine, LaunchReport, LaunchSpecialObjects};
 pub use error::RuntimeError;
 pub use memory::{
     AllocStats, ClaimedHeadroom, MemoryError, ObjectMemory, Objects, Oop, ReadView, Space,
