@@ -33,7 +33,9 @@
 mod external;
 mod instances;
 mod interp;
+mod large_ints;
 pub mod mem;
+mod misc_plugin;
 mod plugins;
 mod prims;
 mod snapshot;

@@ -1,7 +1,9 @@
 //! Named primitives (primitive 117), dispatched by module and name: the
-//! console plugin, the file plugin and MiscPrimitivePlugin's string hash. A named primitive of any other
-//! module fails (the image's fallback runs) and is noted, so that a run
-//! that then stops can say what was missing.
+//! console plugin, the file plugin, MiscPrimitivePlugin's string primitives
+//! ([`crate::misc_plugin`]) and the LargeIntegers plugin
+//! ([`crate::large_ints`]). A named primitive of any other module fails (the
+//! image's fallback runs) and is noted, so that a run that then stops can
+//! say what was missing.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -55,12 +57,12 @@ impl Vm<'_> {
                 }
                 Ok(r)
             }
-            ("MiscPrimitivePlugin", "primitiveStringHash") => self.string_hash(argc),
             ("", _) => FAIL,
-            // Modules whose primitives all have Smalltalk fallbacks.
-            ("LargeIntegers" | "MiscPrimitivePlugin" | "SecurityPlugin" | "LocalePlugin", _) => {
-                FAIL
-            }
+            // Modules whose primitives all have Smalltalk fallbacks: those
+            // not implemented fail without a note.
+            ("MiscPrimitivePlugin", _) => self.misc_primitive(&name, argc),
+            ("LargeIntegers", _) => self.large_integers_primitive(&name, argc),
+            ("SecurityPlugin" | "LocalePlugin", _) => FAIL,
             _ => {
                 self.note_missing(format!("{module}>>{name}"));
                 FAIL
@@ -86,7 +88,7 @@ impl Vm<'_> {
     /// `stringHash: aString initialHash: speciesHash` of a byte string: the
     /// same arithmetic as the image's own fallback code (hot in Pharo: every
     /// Symbol and String hash).
-    fn string_hash(&mut self, argc: u32) -> R<Prim> {
+    pub(crate) fn string_hash(&mut self, argc: u32) -> R<Prim> {
         if argc != 2 {
             return FAIL;
         }

@@ -62,6 +62,7 @@ impl Vm<'_> {
                     None => FAIL,
                 }
             }
+            21..=37 => self.large_int_prim64(p, argc),
             18 => {
                 // x @ y
                 let point = self.m.special(so::CLASS_POINT);
@@ -653,7 +654,6 @@ impl Vm<'_> {
     }
 
     /// `v` as a SmallInteger, a LargePositiveInteger or a LargeNegativeInteger.
-    #[allow(dead_code)]
     pub(crate) fn signed_int(&mut self, v: i64) -> R<Oop> {
         if let Some(o) = self.m.from_small_int(v) {
             return Ok(o);
