@@ -103,8 +103,11 @@ impl Default for Options {
     }
 }
 
-/// What a run did.
+/// What a run did. With the `serde` feature it serialises as an object of
+/// these fields, by these names (`vm-loader launch --json` flattens it into
+/// the run's JSON).
 #[derive(Debug, Clone, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Stats {
     /// Bytecodes executed.
     pub bytecodes: u64,
