@@ -5,10 +5,14 @@
 //! its magnitude little-endian; its class gives the sign. The plugin's
 //! primitives take SmallIntegers wherever Cog's do (as a large integer of
 //! the same value) and answer normalised results: a SmallInteger when the
-//! value fits one, else a large integer with no leading zero bytes. The
-//! numbered primitives work on values of 64 bits (a SmallInteger, or a large
-//! integer of at most 8 bytes) and fail when an operand or the result does
-//! not fit, so the image's Smalltalk code runs instead.
+//! value fits one, else a large integer with no leading zero bytes. (Cog
+//! leaves the answers of primDigitDivNegative and of a left
+//! primDigitBitShiftMagnitude as they come; the image normalises them
+//! itself, so normalising here changes no result.) The numbered primitives
+//! work on a SmallInteger or a large integer of at most 8 bytes, as Cog's
+//! `magnitude64BitValueOf:` reads them, and fail when an operand or the
+//! result does not fit ([`prim64`]), so the image's Smalltalk code runs
+//! instead.
 
 use num_bigint::BigUint;
 
@@ -96,12 +100,48 @@ pub(crate) fn divide(a: &Int, b: &Int, neg: bool) -> Option<(Int, Int)> {
     Some((Int::signed(neg, q), Int::signed(a.neg, r)))
 }
 
-/// -1, 0 or 1 as `|a|` is below, equal to or above `|b|` (primDigitCompare).
+/// -1, 0 or 1 as `|a|` is below, equal to or above `|b|`.
 pub(crate) fn compare_magnitudes(a: &Int, b: &Int) -> i64 {
     match a.mag.cmp(&b.mag) {
         std::cmp::Ordering::Less => -1,
         std::cmp::Ordering::Equal => 0,
         std::cmp::Ordering::Greater => 1,
+    }
+}
+
+/// An operand of the digit primitives: its value, and what Cog looks at
+/// beside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Operand {
+    /// The value.
+    pub v: Int,
+    /// A SmallInteger (else a large integer object).
+    pub small: bool,
+    /// The object's byte length (0 for a SmallInteger).
+    pub bytes: usize,
+    /// A SmallInteger, or a large integer whose last byte is not 0 (Cog's
+    /// `isNormalized:`, which does not ask whether the value fits a
+    /// SmallInteger).
+    pub minimal: bool,
+}
+
+/// primDigitCompare as Cog answers it: magnitudes of two SmallIntegers
+/// compared; a SmallInteger is taken as below any large integer (true of
+/// normalised ones); two large integers compare by their count of 32-bit
+/// digits first, then by magnitude.
+pub(crate) fn digit_compare(a: &Operand, b: &Operand) -> i64 {
+    match (a.small, b.small) {
+        (true, false) => -1,
+        (false, true) => 1,
+        (true, true) => compare_magnitudes(&a.v, &b.v),
+        (false, false) => {
+            let (da, db) = (a.bytes.div_ceil(4), b.bytes.div_ceil(4));
+            match da.cmp(&db) {
+                std::cmp::Ordering::Less => -1,
+                std::cmp::Ordering::Greater => 1,
+                std::cmp::Ordering::Equal => compare_magnitudes(&a.v, &b.v),
+            }
+        }
     }
 }
 
@@ -146,91 +186,108 @@ pub(crate) fn shift_magnitude(a: &Int, shift: i64, max_bits: u64) -> Option<Int>
     Some(Int::signed(a.neg, mag))
 }
 
-/// The result of one of the numbered primitives 21–37 on 64-bit operands.
+/// The result of one of the numbered primitives 21–37.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Answer64 {
-    /// An integer result.
-    Int(i64),
+    /// An integer result (its magnitude below 2^64).
+    Int(i128),
     /// A comparison's result.
     Bool(bool),
 }
 
-/// Primitive `p` (21–37) on `x` and `y`; `None` when it fails: a zero
-/// divisor, an inexact `/`, a result beyond 64 bits, a negative operand of a
-/// bitwise operation, or a left shift that loses bits.
-pub(crate) fn prim64(p: u16, x: i64, y: i64) -> Option<Answer64> {
+/// The largest magnitude of the numbered primitives' operands and results.
+const MAG64: i128 = u64::MAX as i128;
+
+/// Primitive `p` (21–37) on `x` and `y`, as Cog's `primitiveAddLargeIntegers`
+/// and kin compute it: operands and results of the arithmetic are a sign
+/// and a 64-bit magnitude (so `x` and `y` are within ±(2^64 − 1)),
+/// comparisons take signed 64-bit values, bitwise operations unsigned
+/// 64-bit ones, and `bitShift:` (37) a SmallInteger count. `None` when it
+/// fails: an operand out of its range, a zero divisor, an inexact `/`, a
+/// result beyond 64 bits of magnitude, or a left shift that loses bits.
+pub(crate) fn prim64(p: u16, x: i128, y: i128) -> Option<Answer64> {
     use Answer64::{Bool, Int as I};
-    Some(match p {
-        21 => I(x.checked_add(y)?),
-        22 => I(x.checked_sub(y)?),
-        23 => Bool(x < y),
-        24 => Bool(x > y),
-        25 => Bool(x <= y),
-        26 => Bool(x >= y),
-        27 => Bool(x == y),
-        28 => Bool(x != y),
-        29 => I(x.checked_mul(y)?),
-        30 => {
-            if y == 0 || x.checked_rem(y)? != 0 {
+    let mag = |v: i128| (-MAG64..=MAG64).contains(&v);
+    let signed = |v: i128| i64::try_from(v).is_ok();
+    let unsigned = |v: i128| u64::try_from(v).is_ok();
+    if !mag(x) || (p != 37 && !mag(y)) {
+        return None;
+    }
+    let result = match p {
+        21 => x + y,
+        22 => x - y,
+        23..=28 => {
+            if !signed(x) || !signed(y) {
                 return None;
             }
-            I(x.checked_div(y)?)
+            return Some(Bool(match p {
+                23 => x < y,
+                24 => x > y,
+                25 => x <= y,
+                26 => x >= y,
+                27 => x == y,
+                _ => x != y,
+            }));
         }
-        31 => {
-            // \\ : the remainder of flooring division (the divisor's sign).
-            let r = x.checked_rem(y)?;
-            I(if r != 0 && (r < 0) != (y < 0) {
-                r + y
-            } else {
-                r
-            })
+        29 => x.checked_mul(y)?,
+        30 => {
+            if y == 0 || x % y != 0 {
+                return None;
+            }
+            x / y
         }
+        // \\ and //: the remainder and quotient of flooring division.
+        31 => x.checked_rem_euclid(y)? + if y < 0 && x.rem_euclid(y) != 0 { y } else { 0 },
         32 => {
-            // // : the quotient rounded toward negative infinity.
             let q = x.checked_div(y)?;
-            let r = x % y;
-            I(if r != 0 && (r < 0) != (y < 0) {
+            if x % y != 0 && (x < 0) != (y < 0) {
                 q - 1
             } else {
                 q
-            })
+            }
         }
-        33 => I(x.checked_div(y)?),
+        33 => x.checked_div(y)?,
         34..=36 => {
-            if x < 0 || y < 0 {
+            if !unsigned(x) || !unsigned(y) {
                 return None;
             }
-            I(match p {
+            match p {
                 34 => x & y,
                 35 => x | y,
                 _ => x ^ y,
-            })
+            }
         }
         37 => {
+            // The magnitude shifted, the sign kept; a right shift of a
+            // negative value rounds toward negative infinity.
+            let m = x.unsigned_abs();
             if y >= 0 {
                 let s = u32::try_from(y).ok().filter(|&s| s < 64)?;
-                let r = x.checked_shl(s)?;
-                if r >> s != x {
+                if m > u128::from(u64::MAX >> s) {
                     return None;
                 }
-                I(r)
+                x << s
             } else {
-                // An arithmetic shift right; past 63 bits only the sign is left.
-                let s = u32::try_from(y.unsigned_abs()).map_or(63, |s| s.min(63));
-                I(x >> s)
+                let s = u32::try_from(y.unsigned_abs()).map_or(127, |s| s.min(127));
+                x >> s
             }
         }
         _ => return None,
-    })
+    };
+    mag(result).then_some(I(result))
 }
 
 impl Vm<'_> {
-    /// The integer `o` as sign and magnitude, with whether it is
-    /// normalised; `None` when it is neither a SmallInteger nor a large
-    /// integer.
-    fn integer_operand(&self, o: Oop) -> Option<(Int, bool)> {
+    /// The integer `o` as an operand; `None` when it is neither a
+    /// SmallInteger nor a large integer.
+    fn integer_operand(&self, o: Oop) -> Option<Operand> {
         if let Some(v) = self.m.small_int(o) {
-            return Some((Int::from_i128(i128::from(v)), true));
+            return Some(Operand {
+                v: Int::from_i128(i128::from(v)),
+                small: true,
+                bytes: 0,
+                minimal: true,
+            });
         }
         let ci = self.m.class_index_of(o).ok()?;
         if ci != self.ci_large_pos && ci != self.ci_large_neg {
@@ -245,14 +302,20 @@ impl Vm<'_> {
             neg: ci == self.ci_large_neg,
             mag: BigUint::from_bytes_le(b),
         };
-        // Normalised: no leading zero byte, and no SmallInteger of that value.
-        let minimal = b.last().is_some_and(|&x| x != 0);
-        let small = v
-            .to_i128()
+        Some(Operand {
+            v,
+            small: false,
+            bytes: b.len(),
+            minimal: b.last().is_some_and(|&x| x != 0),
+        })
+    }
+
+    /// Whether `v` is the value of a SmallInteger.
+    fn fits_small(&self, v: &Int) -> bool {
+        v.to_i128()
             .and_then(|x| i64::try_from(x).ok())
             .and_then(|x| self.m.from_small_int(x))
-            .is_some();
-        Some((v, minimal && !small))
+            .is_some()
     }
 
     /// `v` normalised: a SmallInteger when it fits one, else a new large
@@ -314,9 +377,10 @@ impl Vm<'_> {
             self.pop_n_push(1, s)?;
             return Ok(Prim::Done);
         }
-        let Some((a, a_normal)) = self.integer_operand(self.stack_value(n)?) else {
+        let Some(a_op) = self.integer_operand(self.stack_value(n)?) else {
             return FAIL;
         };
+        let a = &a_op.v;
         match name {
             "primNormalizePositive" | "primNormalizeNegative" => {
                 let rcvr = self.stack_value(0)?;
@@ -328,40 +392,42 @@ impl Vm<'_> {
                 if self.m.small_int(rcvr).is_some() || self.m.class_index_of(rcvr)? != ci {
                     return FAIL;
                 }
-                // An already normalised receiver is answered itself, as in Cog.
-                if a_normal {
+                // A receiver of the least bytes and beyond SmallInteger's
+                // range is answered itself, as in Cog.
+                if a_op.minimal && !self.fits_small(a) {
                     return Ok(Prim::Done);
                 }
-                self.answer_integer(0, &a)
+                self.answer_integer(0, a)
             }
             "primDigitBitShiftMagnitude" => {
                 let Some(shift) = self.m.small_int(self.stack_value(0)?) else {
                     return FAIL;
                 };
                 let max_bits = self.m.eden_free().saturating_mul(4);
-                match shift_magnitude(&a, shift, max_bits) {
+                match shift_magnitude(a, shift, max_bits) {
                     Some(v) => self.answer_integer(1, &v),
                     None => FAIL,
                 }
             }
             "primDigitMultiplyNegative" | "primDigitDivNegative" => {
                 let (b, neg) = (self.stack_value(1)?, self.stack_value(0)?);
-                let Some((b, b_normal)) = self.integer_operand(b) else {
+                let Some(b_op) = self.integer_operand(b) else {
                     return FAIL;
                 };
+                let b = &b_op.v;
                 let neg = match neg {
                     x if x == self.tru => true,
                     x if x == self.fls => false,
                     _ => return FAIL,
                 };
                 if name == "primDigitMultiplyNegative" {
-                    return self.answer_integer(2, &multiply(&a, &b, neg));
+                    return self.answer_integer(2, &multiply(a, b, neg));
                 }
-                // Cog refuses operands that are not normalised here.
-                if !a_normal || !b_normal {
+                // Cog refuses large operands with a leading zero byte here.
+                if !a_op.minimal || !b_op.minimal {
                     return FAIL;
                 }
-                let Some((q, r)) = divide(&a, &b, neg) else {
+                let Some((q, r)) = divide(a, b, neg) else {
                     return FAIL;
                 };
                 let (Some(q), Some(r)) = (self.integer_result(&q)?, self.integer_result(&r)?)
@@ -375,14 +441,15 @@ impl Vm<'_> {
                 Ok(Prim::Done)
             }
             _ => {
-                let Some((b, _)) = self.integer_operand(self.stack_value(0)?) else {
+                let Some(b_op) = self.integer_operand(self.stack_value(0)?) else {
                     return FAIL;
                 };
+                let b = &b_op.v;
                 let v = match name {
-                    "primDigitAdd" => add(&a, &b),
-                    "primDigitSubtract" => subtract(&a, &b),
+                    "primDigitAdd" => add(a, b),
+                    "primDigitSubtract" => subtract(a, b),
                     "primDigitCompare" => {
-                        let c = self.int(compare_magnitudes(&a, &b));
+                        let c = self.int(digit_compare(&a_op, &b_op));
                         self.pop_n_push(2, c)?;
                         return Ok(Prim::Done);
                     }
@@ -392,7 +459,7 @@ impl Vm<'_> {
                             "primDigitBitOr" => BitOp::Or,
                             _ => BitOp::Xor,
                         };
-                        match bit_op(&a, &b, op) {
+                        match bit_op(a, b, op) {
                             Some(v) => v,
                             None => return FAIL,
                         }
@@ -403,30 +470,45 @@ impl Vm<'_> {
         }
     }
 
+    /// An integer of at most 8 bytes as Cog's `magnitude64BitValueOf:`
+    /// reads it (a SmallInteger, or a large integer of at most 8 bytes,
+    /// signed by its class); `None` for anything else.
+    fn integer64(&self, o: Oop) -> Option<i128> {
+        if let Some(v) = self.m.small_int(o) {
+            return Some(i128::from(v));
+        }
+        let ci = self.m.class_index_of(o).ok()?;
+        if ci != self.ci_large_pos && ci != self.ci_large_neg {
+            return None;
+        }
+        let b = self.m.bytes(o).ok()?;
+        let mut buf = [0u8; 8];
+        buf.get_mut(..b.len())?.copy_from_slice(b);
+        let m = i128::from(u64::from_le_bytes(buf));
+        Some(if ci == self.ci_large_neg { -m } else { m })
+    }
+
     /// Primitives 21–37: LargeInteger arithmetic, comparisons and bit
-    /// operations on operands and results of 64 bits.
+    /// operations on operands and results of 64 bits ([`prim64`]).
     pub(crate) fn large_int_prim64(&mut self, p: u16, argc: u32) -> R<Prim> {
         if argc != 1 {
             return FAIL;
         }
         let (x, y) = (self.stack_value(1)?, self.stack_value(0)?);
-        // The shift count is a SmallInteger; every other operand a 64-bit integer.
+        // The shift count is a SmallInteger.
         let y = if p == 37 {
-            self.m.small_int(y)
+            self.m.small_int(y).map(i128::from)
         } else {
-            self.int_value(y)
+            self.integer64(y)
         };
-        let (Some(x), Some(y)) = (self.int_value(x), y) else {
+        let (Some(x), Some(y)) = (self.integer64(x), y) else {
             return FAIL;
         };
         let v = match prim64(p, x, y) {
-            Some(Answer64::Int(v)) => {
-                if (34..=36).contains(&p) {
-                    self.positive_int(v.unsigned_abs())?
-                } else {
-                    self.signed_int(v)?
-                }
-            }
+            Some(Answer64::Int(v)) => match self.integer_result(&Int::from_i128(v))? {
+                Some(o) => o,
+                None => return FAIL,
+            },
             Some(Answer64::Bool(b)) => self.boolean(b),
             None => return FAIL,
         };
@@ -511,9 +593,10 @@ mod tests {
     }
 
     fn val(vm: &Vm<'_>, o: Oop) -> i128 {
-        let (v, normal) = vm.integer_operand(o).expect("an integer");
-        assert!(normal, "answers are normalised");
-        v.to_i128().unwrap()
+        let op = vm.integer_operand(o).expect("an integer");
+        assert!(op.minimal, "answers have no leading zero byte");
+        assert!(op.small == vm.fits_small(&op.v), "answers are normalised");
+        op.v.to_i128().unwrap()
     }
 
     /// A large integer of class `neg` with the bytes given (maybe not normalised).
@@ -581,6 +664,12 @@ mod tests {
             let five = raw(vm, false, &[5, 0, 0]);
             assert_eq!(run(vm, "primDigitDivNegative", &[x, five, f]), None);
             assert!(run(vm, "primDigitMultiplyNegative", &[x, five, f]).is_some());
+            // A large integer of a SmallInteger's value but no leading zero
+            // byte is accepted, as Cog's isNormalized: has it.
+            let five = raw(vm, false, &[5]);
+            let q = run(vm, "primDigitDivNegative", &[x, five, f]).unwrap();
+            let quo = vm.m.fetch(q, 0).unwrap();
+            assert_eq!(val(vm, quo), BIG / 5);
         });
     }
 
@@ -597,6 +686,15 @@ mod tests {
                 let c = run(vm, "primDigitCompare", &[x, y]).unwrap();
                 assert_eq!(vm.m.small_int(c), Some(want), "{a} vs {b}");
             }
+            // Cog's shortcuts on objects that are not normalised: a
+            // SmallInteger is below any large integer, and a large integer
+            // of more 32-bit digits is above one of fewer.
+            let (nine, five) = (obj(vm, 9), raw(vm, false, &[5, 0]));
+            let c = run(vm, "primDigitCompare", &[nine, five]).unwrap();
+            assert_eq!(vm.m.small_int(c), Some(-1));
+            let (long, short) = (raw(vm, false, &[1, 0, 0, 0, 0]), raw(vm, false, &[2]));
+            let c = run(vm, "primDigitCompare", &[long, short]).unwrap();
+            assert_eq!(vm.m.small_int(c), Some(1));
         });
     }
 
@@ -691,19 +789,42 @@ mod tests {
     #[test]
     fn numbered_primitives_work_on_64_bits_and_fail_beyond() {
         with_vm(WordSize::W64, |vm| {
+            const U64: i128 = u64::MAX as i128;
+            // A sign and a 64-bit magnitude: beyond i64, within u64.
             let (a, b) = (obj(vm, i128::from(i64::MAX)), obj(vm, 1));
-            assert_eq!(run64(vm, 21, a, b), None, "the sum is beyond 64 bits");
-            let r = run64(vm, 22, a, b).unwrap();
-            assert_eq!(val(vm, r), i128::from(i64::MAX) - 1);
+            let r = run64(vm, 21, a, b).unwrap();
+            assert_eq!(val(vm, r), i128::from(i64::MAX) + 1);
+            let (m, neg_m) = (obj(vm, U64), obj(vm, -U64));
+            assert_eq!(
+                run64(vm, 21, m, b),
+                None,
+                "the sum's magnitude is beyond 64 bits"
+            );
+            let r = run64(vm, 22, b, m).unwrap();
+            assert_eq!(val(vm, r), 1 - U64);
+            let r = run64(vm, 29, neg_m, b).unwrap();
+            assert_eq!(val(vm, r), -U64);
+            // Comparisons take signed 64-bit values only.
             let t = run64(vm, 24, a, b).unwrap();
             assert_eq!(t, vm.tru);
+            assert_eq!(run64(vm, 24, m, b), None, "beyond i64");
             let big = obj(vm, BIG);
             assert_eq!(run64(vm, 21, big, b), None, "an operand beyond 64 bits");
+            // A large integer of more than 8 bytes fails even when its value is small.
+            let wide = raw(vm, false, &[1, 0, 0, 0, 0, 0, 0, 0, 0]);
+            assert_eq!(run64(vm, 21, wide, b), None);
             let (x, y) = (obj(vm, -(1 << 62)), obj(vm, 3));
             let r = run64(vm, 32, x, y).unwrap();
             assert_eq!(val(vm, r), (-(1i128 << 62)).div_euclid(3));
             assert_eq!(run64(vm, 30, x, y), None, "inexact /");
             assert_eq!(run64(vm, 34, x, y), None, "bitAnd: of a negative");
+            let r = run64(vm, 35, m, b).unwrap();
+            assert_eq!(val(vm, r), U64, "bitOr: of unsigned 64-bit values");
+            let s = obj(vm, 1);
+            assert_eq!(run64(vm, 37, m, s), None, "a shift that loses a bit");
+            let s = obj(vm, -1);
+            let r = run64(vm, 37, neg_m, s).unwrap();
+            assert_eq!(val(vm, r), (-U64).div_euclid(2), "rounded toward -infinity");
         });
     }
 
@@ -740,30 +861,46 @@ mod tests {
         }
 
         #[test]
-        fn numbered_primitives_agree_with_i128(x: i64, y: i64, s in -70i64..70) {
-            let (a, b) = (i128::from(x), i128::from(y));
-            let fits = |v: i128| i64::try_from(v).ok().map(Answer64::Int);
-            prop_assert_eq!(prim64(21, x, y), fits(a + b));
-            prop_assert_eq!(prim64(22, x, y), fits(a - b));
-            prop_assert_eq!(prim64(29, x, y), fits(a * b));
-            prop_assert_eq!(prim64(23, x, y), Some(Answer64::Bool(a < b)));
-            prop_assert_eq!(prim64(28, x, y), Some(Answer64::Bool(a != b)));
-            if y != 0 {
-                prop_assert_eq!(prim64(32, x, y), fits(a.div_euclid(b) - i128::from(b < 0 && a.rem_euclid(b) != 0)));
-                prop_assert_eq!(prim64(31, x, y), fits(a - b * (a.div_euclid(b) - i128::from(b < 0 && a.rem_euclid(b) != 0))));
-                prop_assert_eq!(prim64(33, x, y), fits(a / b));
-                prop_assert_eq!(prim64(30, x, y), if a % b == 0 { fits(a / b) } else { None });
-            } else {
-                for p in 30..=33 {
-                    prop_assert_eq!(prim64(p, x, y), None);
+        fn numbered_primitives_agree_with_i128(
+            x in -(1i128 << 65)..(1i128 << 65),
+            y in -(1i128 << 65)..(1i128 << 65),
+            s in -140i128..70,
+        ) {
+            const M: i128 = u64::MAX as i128;
+            let fits = |v: i128| (v.abs() <= M).then_some(Answer64::Int(v));
+            let ops = x.abs() <= M && y.abs() <= M;
+            let sixty_four = i64::try_from(x).is_ok() && i64::try_from(y).is_ok();
+            let when = |ok: bool, v: Option<Answer64>| if ok { v } else { None };
+            prop_assert_eq!(prim64(21, x, y), when(ops, fits(x + y)));
+            prop_assert_eq!(prim64(22, x, y), when(ops, fits(x - y)));
+            prop_assert_eq!(prim64(29, x, y), when(ops, x.checked_mul(y).and_then(fits)));
+            prop_assert_eq!(prim64(23, x, y), when(ops && sixty_four, Some(Answer64::Bool(x < y))));
+            prop_assert_eq!(prim64(28, x, y), when(ops && sixty_four, Some(Answer64::Bool(x != y))));
+            match (prim64(32, x, y), prim64(31, x, y)) {
+                (Some(Answer64::Int(q)), Some(Answer64::Int(r))) => {
+                    // Flooring division: x = q*y + r, r of y's sign, |r| < |y|.
+                    prop_assert!(ops && y != 0);
+                    prop_assert_eq!(q * y + r, x);
+                    prop_assert!(r == 0 || ((r < 0) == (y < 0) && r.abs() < y.abs()));
+                }
+                (q, r) => {
+                    prop_assert!(!ops || y == 0, "{:?} {:?}", q, r);
+                    prop_assert_eq!((q, r), (None, None));
                 }
             }
-            let pos = x >= 0 && y >= 0;
-            prop_assert_eq!(prim64(34, x, y), pos.then_some(Answer64::Int(x & y)));
-            prop_assert_eq!(prim64(36, x, y), pos.then_some(Answer64::Int(x ^ y)));
-            // Shifts of 64 bits and more fail, as in Cog.
-            let want = if s >= 64 { None } else { fits(if s >= 0 { a << s } else { a >> (-s) }) };
-            prop_assert_eq!(prim64(37, x, s), want);
+            let exact = ops && y != 0 && x % y == 0;
+            prop_assert_eq!(prim64(30, x, y), when(exact, Some(Answer64::Int(x / y))));
+            prop_assert_eq!(prim64(33, x, y), when(ops && y != 0, Some(Answer64::Int(x / y))));
+            let unsigned = (0..=M).contains(&x) && (0..=M).contains(&y);
+            prop_assert_eq!(prim64(34, x, y), when(unsigned, Some(Answer64::Int(x & y))));
+            prop_assert_eq!(prim64(36, x, y), when(unsigned, Some(Answer64::Int(x ^ y))));
+            // Left shifts of 64 bits and more fail; right shifts floor.
+            let shifted = if s >= 0 {
+                if s < 64 { fits(x << s) } else { None }
+            } else {
+                Some(Answer64::Int(x >> (-s).min(127)))
+            };
+            prop_assert_eq!(prim64(37, x, s), when(x.abs() <= M, shifted));
         }
     }
 }

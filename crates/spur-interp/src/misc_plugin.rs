@@ -5,10 +5,12 @@
 //!
 //! Each is a translation of Smalltalk code the image also has as the
 //! primitive method's fallback, so a primitive fails, and that code runs,
-//! whenever an argument is of the wrong kind or would take the loop out of
-//! the strings (an index below 1, a table of fewer than 256 entries): the
-//! fallback then does exactly what the image would have done without the
-//! plugin, error included. The Bitmap compression primitives are not here.
+//! where Cog's fails: an argument of the wrong kind (not a byte object, not
+//! a SmallInteger), a start index below 1 (findSubstring takes it as 1
+//! instead), a table of fewer than 256 entries, a range beyond the string,
+//! an immutable string to translate. The fallback then does exactly what the
+//! image would have done without the plugin, error included. The Bitmap
+//! compression primitives are not here: they fail.
 
 use crate::interp::{Prim, Vm, R};
 use crate::mem::Oop;
@@ -36,13 +38,12 @@ pub(crate) fn compare_collated(s1: &[u8], s2: &[u8], order: &[u8]) -> Option<i64
 /// `findFirstInString: s inSet: map startingAt: start`: the 1-based index
 /// of the first byte at or after `start` whose entry in `map` is not 0, or
 /// 0 (also when `map` is not of 256 entries, as the fallback says); `None`
-/// when `start` is below 1 and the string is not empty (the fallback's own
-/// index error).
+/// when `start` is below 1.
 pub(crate) fn find_first_in_set(s: &[u8], map: &[u8], start: i64) -> Option<i64> {
+    let from = index_from(start)?;
     if map.len() != 256 {
         return Some(0);
     }
-    let from = index_from(start, s.len())?;
     Some(
         s.iter()
             .enumerate()
@@ -56,7 +57,7 @@ pub(crate) fn find_first_in_set(s: &[u8], map: &[u8], start: i64) -> Option<i64>
 /// the first `byte` at or after `start`, or 0; `None` as for
 /// [`find_first_in_set`].
 pub(crate) fn index_of_ascii(byte: i64, s: &[u8], start: i64) -> Option<i64> {
-    let from = index_from(start, s.len())?;
+    let from = index_from(start)?;
     let Ok(byte) = u8::try_from(byte) else {
         return Some(0);
     };
@@ -70,17 +71,14 @@ pub(crate) fn index_of_ascii(byte: i64, s: &[u8], start: i64) -> Option<i64> {
 
 /// `findSubstring: key in: body startingAt: start matchTable: table`: the
 /// 1-based index in `body` at or after `start` where `key` occurs, bytes
-/// compared through `table`, or 0 (always 0 for an empty key); `None` when
-/// `table` has fewer than 256 entries or `start` is below 1.
+/// compared through `table`, or 0 (always 0 for an empty key); a `start`
+/// below 1 is taken as 1. `None` when `table` has fewer than 256 entries.
 pub(crate) fn find_substring(key: &[u8], body: &[u8], start: i64, table: &[u8]) -> Option<i64> {
     let table: &[u8; 256] = table.get(..256)?.try_into().ok()?;
     if key.is_empty() {
         return Some(0);
     }
-    if start < 1 {
-        return None;
-    }
-    let from = usize::try_from(start - 1).unwrap_or(usize::MAX);
+    let from = usize::try_from(start.max(1) - 1).unwrap_or(usize::MAX);
     let Some(last) = body.len().checked_sub(key.len()) else {
         return Some(0);
     };
@@ -99,15 +97,20 @@ pub(crate) fn find_substring(key: &[u8], body: &[u8], start: i64, table: &[u8]) 
 
 /// `translate: s from: start to: stop table: table` in place: each byte of
 /// `s[start..=stop]` (1-based) replaced by its entry in `table`; `None`
-/// (nothing changed) when the range is not within `s` or `table` has fewer
-/// than 256 entries. An empty range (`start > stop`) changes nothing.
+/// (nothing changed) when `start` is below 1 or `stop` beyond `s` (checked
+/// for an empty range too, as Cog does), or `table` has fewer than 256
+/// entries. An empty range (`start > stop`) changes nothing.
 pub(crate) fn translate(s: &mut [u8], start: i64, stop: i64, table: &[u8]) -> Option<()> {
+    if start < 1 || usize::try_from(stop).is_ok_and(|b| b > s.len()) {
+        return None;
+    }
+    let table: &[u8; 256] = table.get(..256)?.try_into().ok()?;
     if start > stop {
         return Some(());
     }
-    let table: &[u8; 256] = table.get(..256)?.try_into().ok()?;
-    let a = usize::try_from(start).ok().filter(|&a| a >= 1)?;
-    let b = usize::try_from(stop).ok().filter(|&b| b <= s.len())?;
+    let (Ok(a), Ok(b)) = (usize::try_from(start), usize::try_from(stop)) else {
+        return None;
+    };
     for c in &mut s[a - 1..b] {
         *c = table[usize::from(*c)];
     }
@@ -115,13 +118,12 @@ pub(crate) fn translate(s: &mut [u8], start: i64, stop: i64, table: &[u8]) -> Op
 }
 
 /// The 0-based index to start a scan at for a 1-based `start`; `None` when
-/// `start` is below 1 and the string is not empty.
-fn index_from(start: i64, len: usize) -> Option<usize> {
-    match usize::try_from(start) {
-        Ok(s) if s >= 1 => Some(s - 1),
-        _ if len == 0 => Some(0),
-        _ => None,
-    }
+/// `start` is below 1 (Cog fails with a bad index then).
+fn index_from(start: i64) -> Option<usize> {
+    usize::try_from(start)
+        .ok()
+        .filter(|&s| s >= 1)
+        .map(|s| s - 1)
 }
 
 /// The 1-based index of 0-based `i` (an index into a byte object, so below
@@ -278,12 +280,22 @@ mod tests {
             "as the fallback"
         );
         assert_eq!(find_first_in_set(b"a,b", &map, 0), None);
-        assert_eq!(find_first_in_set(b"", &map, 0), Some(0));
+        assert_eq!(
+            find_first_in_set(b"", &map, 0),
+            None,
+            "in an empty string too"
+        );
+        assert_eq!(
+            find_first_in_set(b"a,b", &map[..255], 0),
+            None,
+            "start is checked first"
+        );
         assert_eq!(index_of_ascii(i64::from(b'c'), b"abcabc", 1), Some(3));
         assert_eq!(index_of_ascii(i64::from(b'c'), b"abcabc", 4), Some(6));
         assert_eq!(index_of_ascii(i64::from(b'z'), b"abcabc", 1), Some(0));
         assert_eq!(index_of_ascii(300, b"abc", 1), Some(0));
         assert_eq!(index_of_ascii(97, b"abc", -1), None);
+        assert_eq!(index_of_ascii(97, b"", 0), None);
     }
 
     #[test]
@@ -296,7 +308,12 @@ mod tests {
         assert_eq!(find_substring(b"", b"hello", 1, &id), Some(0));
         assert_eq!(find_substring(b"hello!", b"hello", 1, &id), Some(0));
         assert_eq!(find_substring(b"o", b"hello", 6, &id), Some(0));
-        assert_eq!(find_substring(b"o", b"hello", 0, &id), None);
+        assert_eq!(
+            find_substring(b"o", b"hello", 0, &id),
+            Some(5),
+            "start 0 is 1"
+        );
+        assert_eq!(find_substring(b"h", b"hello", -9, &id), Some(1));
         assert_eq!(find_substring(b"o", b"hello", 1, &id[..10]), None);
     }
 
@@ -311,6 +328,13 @@ mod tests {
         assert_eq!(translate(&mut s, 1, 5, &up[..100]), None);
         assert_eq!(&s, b"hELLo", "a failure changes nothing");
         assert_eq!(translate(&mut s, 3, 2, &up), Some(()));
+        assert_eq!(
+            translate(&mut s, 0, -1, &up),
+            None,
+            "an empty range is checked too"
+        );
+        assert_eq!(translate(&mut s, 7, 6, &up), None);
+        assert_eq!(&s, b"hELLo");
     }
 
     #[test]

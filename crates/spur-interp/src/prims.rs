@@ -654,6 +654,7 @@ impl Vm<'_> {
     }
 
     /// `v` as a SmallInteger, a LargePositiveInteger or a LargeNegativeInteger.
+    #[allow(dead_code)]
     pub(crate) fn signed_int(&mut self, v: i64) -> R<Oop> {
         if let Some(o) = self.m.from_small_int(v) {
             return Ok(o);
