@@ -350,11 +350,9 @@ impl Vm<'_> {
                 } else {
                     0
                 };
-                // An exit code beyond the C `int` the VM passes to exit(3).
-                let Ok(code) = i32::try_from(code) else {
-                    return Ok(Prim::Fail(BAD_ARGUMENT));
-                };
-                Err(Stop::Quit(code))
+                // Cog passes the code to exit(3) as a C `int`: its low 32 bits.
+                let b = code.to_le_bytes();
+                Err(Stop::Quit(i32::from_le_bytes([b[0], b[1], b[2], b[3]])))
             }
             117 => self.named_primitive(method, argc),
             121 => {
@@ -784,16 +782,15 @@ impl Vm<'_> {
                 let v = self.int(e);
                 return self.done(1, v);
             }
-            (54, Some(y)) => {
-                // The exponent is an integer of C's `int` range, as ldexp(3)
-                // takes it; anything else fails and the fallback runs.
-                if y.fract() != 0.0 || !(f64::from(i32::MIN)..=f64::from(i32::MAX)).contains(&y) {
+            (54, Some(_)) => {
+                // As Cog: the exponent is a SmallInteger (anything else
+                // fails and the fallback runs), clipped to ±4096, beyond
+                // which every finite float gives 0 or infinity.
+                let Some(e) = self.m.small_int(self.stack_value(0)?) else {
                     return FAIL;
-                }
-                // Integral and in i32's range (checked above).
-                #[allow(clippy::cast_possible_truncation)]
-                let e = y as i32;
-                f(x * 2f64.powi(e))?
+                };
+                let e = i32::try_from(e.clamp(-4096, 4096)).unwrap_or(0);
+                f(times_two_power(x, e))?
             }
             (55, None) => f(x.sqrt())?,
             (56, None) => f(x.sin())?,
@@ -1254,6 +1251,40 @@ fn utc_micros() -> u64 {
     u64::try_from(us).unwrap_or(u64::MAX)
 }
 
+/// `x * 2^e`, rounded once, as C's ldexp(3) computes it.
+fn times_two_power(x: f64, e: i32) -> f64 {
+    if x == 0.0 || !x.is_finite() {
+        return x;
+    }
+    let (mut x, mut e) = (x, e);
+    // Steps by 2^±1022 are exact while x stays normal (or overflows to
+    // infinity, the answer then).
+    while e > 1022 {
+        x *= pow2(1022);
+        e -= 1022;
+        if x.is_infinite() {
+            return x;
+        }
+    }
+    while e < -1022 && x.abs() >= 1.0 {
+        x *= pow2(-1022);
+        e += 1022;
+    }
+    if e < -1074 {
+        // |x| < 1 here, so the result is below half the least subnormal.
+        return 0f64.copysign(x);
+    }
+    x * pow2(e)
+}
+
+/// 2^k exactly, for -1074 <= k <= 1023 (a subnormal below -1022).
+fn pow2(k: i32) -> f64 {
+    match u32::try_from(k + 1023) {
+        Ok(biased) if biased > 0 => f64::from_bits(u64::from(biased) << 52),
+        _ => f64::from_bits(1u64 << u32::try_from(k + 1074).unwrap_or(0)),
+    }
+}
+
 /// `i` as a 0-based index when it is a 1-based index within `1..=size`.
 fn index0(i: i64, size: u64) -> Option<u64> {
     u64::try_from(i)
@@ -1271,4 +1302,31 @@ fn low16(f: i64) -> u16 {
 /// time-zone database).
 fn local_offset_seconds() -> i64 {
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_two_power_rounds_once_and_clips_as_ldexp_does() {
+        assert_eq!(times_two_power(3.0, 4), 48.0);
+        assert_eq!(times_two_power(1.0, -1074), f64::from_bits(1));
+        assert_eq!(
+            times_two_power(1.0, -1075),
+            0.0,
+            "half the least subnormal: to even"
+        );
+        assert_eq!(times_two_power(1.5, -1075), f64::from_bits(1));
+        assert_eq!(
+            times_two_power(1e300, -1100),
+            1e300 * 2f64.powi(-550) * 2f64.powi(-550)
+        );
+        assert_eq!(times_two_power(f64::MIN_POSITIVE, 2000), 2f64.powi(978));
+        assert_eq!(times_two_power(1.0, 4096), f64::INFINITY);
+        assert_eq!(times_two_power(-1.0, -4096).to_bits(), (-0f64).to_bits());
+        assert_eq!(times_two_power(0.0, 4096), 0.0);
+        assert_eq!(pow2(-1022), f64::MIN_POSITIVE);
+        assert_eq!(pow2(1023), 2f64.powi(1023));
+    }
 }
