@@ -313,7 +313,13 @@ impl Vm<'_> {
                     16..=23 => 1,
                     _ => return FAIL,
                 };
-                let units = self.m.bytes(buf)?.len() / unit;
+                // The format's low bits count the last slot's unused units (§3.2).
+                let unused = match f {
+                    10 | 11 => usize::from(f & 1),
+                    12..=15 => usize::from(f & 3),
+                    _ => 0,
+                };
+                let units = (self.m.bytes(buf)?.len() / unit).saturating_sub(unused);
                 if start < 1 || start - 1 > units || count > units - (start - 1) {
                     return FAIL;
                 }

@@ -860,8 +860,9 @@ impl Vm<'_> {
                 }
             }
             Kind::Words64 => Some(self.m.bytes(o)?.len() as u64 / 8),
-            Kind::Words32 => Some(self.m.bytes(o)?.len() as u64 / 4),
-            Kind::Words16 => Some(self.m.bytes(o)?.len() as u64 / 2),
+            // The format's low bits count the last slot's unused units (§3.2).
+            Kind::Words32 => (self.m.bytes(o)?.len() as u64 / 4).checked_sub(u64::from(f & 1)),
+            Kind::Words16 => (self.m.bytes(o)?.len() as u64 / 2).checked_sub(u64::from(f & 3)),
             Kind::Bytes | Kind::Method => Some(self.m.bytes(o)?.len() as u64),
             Kind::Other => None,
         })
@@ -1306,7 +1307,55 @@ fn local_offset_seconds() -> i64 {
 
 #[cfg(test)]
 mod tests {
+    use spur_format::WordSize;
+
     use super::*;
+    use crate::large_ints::test_vm::with_vm;
+
+    /// The answer of primitive `p` on `operands` (receiver first), or `None`
+    /// when it failed.
+    fn run(vm: &mut Vm<'_>, p: u16, operands: &[Oop]) -> Option<Oop> {
+        for &o in operands {
+            vm.push(o).unwrap();
+        }
+        let argc = u32::try_from(operands.len() - 1).unwrap();
+        let nil = vm.nil;
+        match vm.primitive(p, argc, nil).unwrap() {
+            Prim::Done => {
+                let v = vm.stack_value(0).unwrap();
+                vm.pop_n(1).unwrap();
+                Some(v)
+            }
+            Prim::Fail(_) => {
+                vm.pop_n(operands.len() as u64).unwrap();
+                None
+            }
+        }
+    }
+
+    #[test]
+    fn word_objects_of_odd_unit_counts_have_that_many_elements() {
+        with_vm(WordSize::W64, |vm| {
+            let ci = vm.ci_string;
+            // 3 32-bit units in two 64-bit slots (format 11); 5 16-bit
+            // units in two slots (format 15).
+            for (format, units) in [(10u8, 3u64), (12, 5)] {
+                let o = vm.m.allocate_words(ci, format, units).unwrap();
+                let size = run(vm, 62, &[o]).unwrap();
+                assert_eq!(vm.m.small_int(size), Some(i64::try_from(units).unwrap()));
+                let (last, past, seven) = (
+                    vm.int(i64::try_from(units).unwrap()),
+                    vm.int(i64::try_from(units + 1).unwrap()),
+                    vm.int(7),
+                );
+                assert!(run(vm, 61, &[o, last, seven]).is_some());
+                let v = run(vm, 60, &[o, last]).unwrap();
+                assert_eq!(vm.m.small_int(v), Some(7));
+                assert_eq!(run(vm, 60, &[o, past]), None, "beyond the last unit");
+                assert_eq!(run(vm, 61, &[o, past, seven]), None);
+            }
+        });
+    }
 
     #[test]
     fn times_two_power_rounds_once_and_clips_as_ldexp_does() {
