@@ -213,28 +213,26 @@ fn a_start_killed_at_any_moment_leaves_an_image_that_starts() {
 /// attribute (`chattr +i`: no entry can be created, renamed or removed in
 /// it, whoever asks); as anyone else, mode 0555. The immutable attribute
 /// needs a filesystem that keeps it (ext4, xfs, btrfs, tmpfs since Linux
-/// 6.0) and the CAP_LINUX_IMMUTABLE capability root has; the guard checks
-/// that a file really cannot be created, so the test cannot pass on a
-/// folder that stayed writable.
+/// 6.0) and the CAP_LINUX_IMMUTABLE capability root has. A folder counts as
+/// unwritable only once creating a file in it has failed, so the test
+/// cannot pass on a folder that stayed writable.
 struct ReadOnlyFolder {
     dir: PathBuf,
     immutable: bool,
 }
 
 impl ReadOnlyFolder {
-    fn new(dir: &Path) -> ReadOnlyFolder {
+    /// `None` (and the folder as it was) when it could not be made unwritable.
+    fn new(dir: &Path) -> Option<ReadOnlyFolder> {
         let immutable = nix::unistd::geteuid().is_root();
         if immutable {
             let st = Command::new("chattr").arg("+i").arg(dir).status();
-            assert!(
-                st.as_ref().is_ok_and(|s| s.success()),
-                "chattr +i {}: {st:?} (the temporary folder's filesystem must keep the \
-                 immutable attribute: point TMPDIR at one that does)",
-                dir.display()
-            );
+            if !st.is_ok_and(|s| s.success()) {
+                return None;
+            }
         } else {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).ok()?;
         }
         let guard = ReadOnlyFolder {
             dir: dir.to_path_buf(),
@@ -243,8 +241,7 @@ impl ReadOnlyFolder {
         let probe = dir.join("probe");
         let made = std::fs::File::create(&probe).is_ok();
         let _ = std::fs::remove_file(&probe);
-        assert!(!made, "{} is still writable", dir.display());
-        guard
+        (!made).then_some(guard)
     }
 }
 
@@ -259,23 +256,39 @@ impl Drop for ReadOnlyFolder {
     }
 }
 
+/// A temporary folder holding a copy of the kernel image, and the guard
+/// that keeps it unwritable: in the system's temporary folder, or Cargo's
+/// test scratch folder under `target/` when the former's filesystem keeps
+/// no immutable attribute.
+fn read_only_kernel_copy() -> (tempfile::TempDir, PathBuf, ReadOnlyFolder) {
+    let bases = [
+        std::env::temp_dir(),
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")),
+    ];
+    for base in &bases {
+        let dir = tempfile::tempdir_in(base).unwrap();
+        let image = kernel_copy(dir.path());
+        if let Some(guard) = ReadOnlyFolder::new(dir.path()) {
+            return (dir, image, guard);
+        }
+    }
+    panic!("none of {bases:?} can be made unwritable (as root: chattr +i)");
+}
+
 #[test]
 #[ignore = "needs SPUR_CORPUS"]
 fn a_snapshot_into_a_read_only_folder_fails_and_leaves_the_image_as_it_was() {
-    let dir = tempfile::tempdir().unwrap();
-    let image = kernel_copy(dir.path());
+    let (dir, image, read_only) = read_only_kernel_copy();
     let original = std::fs::read(&image).unwrap();
     let names_before: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    let out = {
-        let _read_only = ReadOnlyFolder::new(dir.path());
-        Command::new(BIN)
-            .args(["launch", image.to_str().unwrap(), "--headless"])
-            .output()
-            .unwrap()
-    };
+    let out = Command::new(BIN)
+        .args(["launch", image.to_str().unwrap(), "--headless"])
+        .output()
+        .unwrap();
+    drop(read_only);
     let err = stderr(&out);
     // Primitive 97 fails: the writer could not create its temporary file
     // beside the image, and says so in one line.
