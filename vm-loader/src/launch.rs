@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use serde::Serialize;
-use spur_interp::{Interpreter, Options, Outcome as InterpOutcome, RunReport};
+use spur_interp::{Interpreter, Options, Outcome as InterpOutcome, RunReport, Stats};
 use spur_runtime::{launch, DryRun, LaunchReport, Runtime, RuntimeOptions};
 
 use crate::cli::LaunchArgs;
@@ -116,33 +116,14 @@ pub struct RunJson {
     pub line: String,
     /// What the image printed.
     pub output: String,
-    pub bytecodes: u64,
-    pub sends: u64,
-    pub primitive_calls: u64,
-    pub primitive_failures: u64,
-    pub objects_allocated: u64,
-    pub bytes_allocated: u64,
-    pub method_cache_hits: u64,
-    pub method_cache_misses: u64,
-    /// Contexts reused instead of allocated.
-    pub contexts_reused: u64,
-    pub run_us: u64,
+    /// The interpreter's counters, as fields of this object.
+    #[serde(flatten)]
+    pub stats: Stats,
+    /// Bytecodes per second of the run's time.
     pub bytecodes_per_second: u64,
-    /// Snapshots the image wrote (primitive 97).
-    pub snapshots: u64,
-    /// Their time inside the run: tenuring new space, writing, syncing.
-    pub snapshot_us: u64,
-    /// Objects and bytes moved from new space into old space.
-    pub tenured_objects: u64,
-    pub tenured_bytes: u64,
     /// Scavenges of new space: none yet (eden holds what these runs
-    /// allocate; a snapshot tenures all of it, counted above).
+    /// allocate; a snapshot tenures all of it, counted in `tenured_*`).
     pub scavenges: u64,
-    /// Bytes old space's segments grew by during the run, beyond the
-    /// headroom wiring claimed.
-    pub old_space_growth: u64,
-    /// Transfers from one process to another.
-    pub process_switches: u64,
     /// Loading the heap and wiring the runtime, before the run.
     pub load_us: u64,
 }
@@ -157,32 +138,18 @@ pub fn run_json(r: &RunReport) -> RunJson {
         },
         line: r.outcome.line(),
         output: r.output_text(),
-        bytecodes: s.bytecodes,
-        sends: s.sends,
-        primitive_calls: s.primitive_calls,
-        primitive_failures: s.primitive_failures,
-        objects_allocated: s.objects_allocated,
-        bytes_allocated: s.bytes_allocated,
-        method_cache_hits: s.method_cache_hits,
-        method_cache_misses: s.method_cache_misses,
-        contexts_reused: s.contexts_reused,
-        run_us: s.run_us,
+        stats: s.clone(),
         bytecodes_per_second: u64::try_from(
             u128::from(s.bytecodes) * 1_000_000 / u128::from(s.run_us.max(1)),
         )
         .unwrap_or(u64::MAX),
-        snapshots: s.snapshots,
-        snapshot_us: s.snapshot_us,
-        tenured_objects: s.tenured_objects,
-        tenured_bytes: s.tenured_bytes,
         scavenges: 0,
-        old_space_growth: s.old_space_growth,
-        process_switches: s.process_switches,
         load_us: 0,
     }
 }
 
 fn run_text(j: &RunJson) -> String {
+    let st = &j.stats;
     format!(
         "run: {}\n  {} bytecodes, {} sends, {} primitive calls ({} failed)\n  \
          {} objects ({}) allocated, {} contexts reused, method cache {} hits / {} misses\n  \
@@ -190,24 +157,24 @@ fn run_text(j: &RunJson) -> String {
          loaded in {:.3} s; {} snapshots in {:.3} s, {} objects ({}) tenured, old space grew {}\n  \
          {} process switches\n",
         j.line,
-        j.bytecodes,
-        j.sends,
-        j.primitive_calls,
-        j.primitive_failures,
-        j.objects_allocated,
-        human_bytes(j.bytes_allocated),
-        j.contexts_reused,
-        j.method_cache_hits,
-        j.method_cache_misses,
-        j.run_us as f64 / 1e6,
+        st.bytecodes,
+        st.sends,
+        st.primitive_calls,
+        st.primitive_failures,
+        st.objects_allocated,
+        human_bytes(st.bytes_allocated),
+        st.contexts_reused,
+        st.method_cache_hits,
+        st.method_cache_misses,
+        st.run_us as f64 / 1e6,
         j.bytecodes_per_second,
         j.load_us as f64 / 1e6,
-        j.snapshots,
-        j.snapshot_us as f64 / 1e6,
-        j.tenured_objects,
-        human_bytes(j.tenured_bytes),
-        human_bytes(j.old_space_growth),
-        j.process_switches
+        st.snapshots,
+        st.snapshot_us as f64 / 1e6,
+        st.tenured_objects,
+        human_bytes(st.tenured_bytes),
+        human_bytes(st.old_space_growth),
+        st.process_switches
     )
 }
 

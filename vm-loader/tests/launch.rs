@@ -342,6 +342,36 @@ fn launch_runs_the_builders_image_to_its_quit_code_and_stops_at_limits() {
     let j: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["ended"], "quit");
     assert_eq!(j["exit_code"], expected);
+    // Every field the README names, and the rest of the run's figures.
+    assert_eq!(
+        keys(&j),
+        [
+            "bytecodes",
+            "bytecodes_per_second",
+            "bytes_allocated",
+            "contexts_reused",
+            "ended",
+            "exit_code",
+            "line",
+            "load_us",
+            "method_cache_hits",
+            "method_cache_misses",
+            "objects_allocated",
+            "old_space_growth",
+            "output",
+            "primitive_calls",
+            "primitive_failures",
+            "process_switches",
+            "run_us",
+            "scavenges",
+            "sends",
+            "snapshot_us",
+            "snapshots",
+            "tenured_bytes",
+            "tenured_objects",
+        ],
+        "{j}"
+    );
     // The first sends, traced: synthStep is resumed, so synthWork: comes first.
     let out = vm_loader(&["launch", "--headless", "--trace-sends", "3"]);
     assert_eq!(code(&out), 0);

@@ -3,9 +3,12 @@
 //! itself through the project's snapshot writer (primitive 97) and quits;
 //! the image it wrote verifies intact and handles its command line
 //! (`printVersion`, `--version`) on the next starts. In place, relocated on
-//! every start, and as a composed folder. Needs `SPUR_CORPUS`.
+//! every start, and as a composed folder. A snapshot that cannot be written
+//! (a full disk, a read-only folder) or a start killed at any moment leaves
+//! the original image whole. Needs `SPUR_CORPUS`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use serde_json::Value;
 
@@ -201,4 +204,115 @@ fn a_start_killed_at_any_moment_leaves_an_image_that_starts() {
         .filter(|n| n != "Pharo.image")
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// Makes a folder unwritable for as long as it lives, for root too, and
+/// writable again when dropped (also when the test fails).
+///
+/// Root ignores permission bits, so as root the folder gets the immutable
+/// attribute (`chattr +i`: no entry can be created, renamed or removed in
+/// it, whoever asks); as anyone else, mode 0555. The immutable attribute
+/// needs a filesystem that keeps it (ext4, xfs, btrfs, tmpfs since Linux
+/// 6.0) and the CAP_LINUX_IMMUTABLE capability root has. A folder counts as
+/// unwritable only once creating a file in it has failed, so the test
+/// cannot pass on a folder that stayed writable.
+struct ReadOnlyFolder {
+    dir: PathBuf,
+    immutable: bool,
+}
+
+impl ReadOnlyFolder {
+    /// `None` (and the folder as it was) when it could not be made unwritable.
+    fn new(dir: &Path) -> Option<ReadOnlyFolder> {
+        let immutable = nix::unistd::geteuid().is_root();
+        if immutable {
+            let st = Command::new("chattr").arg("+i").arg(dir).status();
+            if !st.is_ok_and(|s| s.success()) {
+                return None;
+            }
+        } else {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).ok()?;
+        }
+        let guard = ReadOnlyFolder {
+            dir: dir.to_path_buf(),
+            immutable,
+        };
+        let probe = dir.join("probe");
+        let made = std::fs::File::create(&probe).is_ok();
+        let _ = std::fs::remove_file(&probe);
+        (!made).then_some(guard)
+    }
+}
+
+impl Drop for ReadOnlyFolder {
+    fn drop(&mut self) {
+        if self.immutable {
+            let _ = Command::new("chattr").arg("-i").arg(&self.dir).status();
+        } else {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o755));
+        }
+    }
+}
+
+/// A temporary folder holding a copy of the kernel image, and the guard
+/// that keeps it unwritable: in the system's temporary folder, or Cargo's
+/// test scratch folder under `target/` when the former's filesystem keeps
+/// no immutable attribute.
+fn read_only_kernel_copy() -> (tempfile::TempDir, PathBuf, ReadOnlyFolder) {
+    let bases = [
+        std::env::temp_dir(),
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")),
+    ];
+    for base in &bases {
+        let dir = tempfile::tempdir_in(base).unwrap();
+        let image = kernel_copy(dir.path());
+        if let Some(guard) = ReadOnlyFolder::new(dir.path()) {
+            return (dir, image, guard);
+        }
+    }
+    panic!("none of {bases:?} can be made unwritable (as root: chattr +i)");
+}
+
+#[test]
+#[ignore = "needs SPUR_CORPUS"]
+fn a_snapshot_into_a_read_only_folder_fails_and_leaves_the_image_as_it_was() {
+    let (dir, image, read_only) = read_only_kernel_copy();
+    let original = std::fs::read(&image).unwrap();
+    let names_before: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let out = Command::new(BIN)
+        .args(["launch", image.to_str().unwrap(), "--headless"])
+        .output()
+        .unwrap();
+    drop(read_only);
+    let err = stderr(&out);
+    // Primitive 97 fails: the writer could not create its temporary file
+    // beside the image, and says so in one line.
+    assert!(
+        err.contains("snapshot to ")
+            && err.contains("nothing was replaced")
+            && err.contains("creating a temporary file"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    // The image's own handling: `SessionManager>>snapshot:andQuit:` takes
+    // the failed primitive's nil as "not starting", and since it was asked
+    // to quit, quits through primitive 113 with its default code 0, before
+    // reaching its "Failed to write image file" error. Nothing on stdout.
+    assert_eq!(code(&out), 0, "{err}");
+    assert!(
+        out.stdout.is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(std::fs::read(&image).unwrap(), original);
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, names_before, "no temporary file is left");
 }

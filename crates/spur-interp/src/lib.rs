@@ -29,19 +29,13 @@
 //! synchronous switch on wait/signal/resume/suspend/yield and one timer.
 
 #![forbid(unsafe_code)]
-// The interpreter predates the workspace's cast and docs lints; its casts
-// are audited when it is finished (issue 10).
-#![allow(
-    clippy::cast_possible_truncation,
-    clippy::cast_sign_loss,
-    clippy::cast_possible_wrap,
-    missing_docs
-)]
 
 mod external;
 mod instances;
 mod interp;
+mod large_ints;
 pub mod mem;
+mod misc_plugin;
 mod plugins;
 mod prims;
 mod snapshot;
@@ -109,26 +103,40 @@ impl Default for Options {
     }
 }
 
-/// What a run did.
+/// What a run did. With the `serde` feature it serialises as an object of
+/// these fields, by these names (`vm-loader launch --json` flattens it into
+/// the run's JSON).
 #[derive(Debug, Clone, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Stats {
+    /// Bytecodes executed.
     pub bytecodes: u64,
+    /// Methods run through a send (bytecode sends, `perform:` and
+    /// `executeMethod:`), whether a primitive answered or a context ran.
     pub sends: u64,
+    /// Primitives run (numbered, named and quick).
     pub primitive_calls: u64,
+    /// Primitives that failed, so their method's fallback code ran.
     pub primitive_failures: u64,
+    /// Objects the image allocated during the run.
     pub objects_allocated: u64,
+    /// Bytes of those objects, headers included.
     pub bytes_allocated: u64,
+    /// Sends whose method the method cache held.
     pub method_cache_hits: u64,
+    /// Sends that looked the method up in the class's method dictionaries.
     pub method_cache_misses: u64,
     /// Contexts reused instead of allocated.
     pub contexts_reused: u64,
+    /// Wall-clock time of the run, in microseconds.
     pub run_us: u64,
     /// Snapshots written (primitive 97).
     pub snapshots: u64,
     /// Their time inside the run: tenuring, writing, syncing.
     pub snapshot_us: u64,
-    /// Objects and bytes moved from new space into old space.
+    /// Objects moved from new space into old space.
     pub tenured_objects: u64,
+    /// Bytes of the objects moved from new space into old space.
     pub tenured_bytes: u64,
     /// Process switches (a transfer from one process to another).
     pub process_switches: u64,
@@ -140,7 +148,9 @@ pub struct Stats {
 /// The result of a run.
 #[derive(Debug, Clone)]
 pub struct RunReport {
+    /// How the run ended.
     pub outcome: Outcome,
+    /// What the run did.
     pub stats: Stats,
     /// Everything the image wrote to the console (stdout and stderr
     /// handles, and the console plugin), in order.
@@ -165,8 +175,15 @@ impl RunReport {
 /// Why a run could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum InterpError {
+    /// The image's active context (through its active process) is not a
+    /// context the interpreter can resume.
     #[error("the resume context {context:#x} cannot be run: {why}")]
-    BadResume { context: u64, why: String },
+    BadResume {
+        /// The context's oop (its address in this process).
+        context: u64,
+        /// What is wrong with it.
+        why: String,
+    },
 }
 
 /// Bytes of old space's segments.
@@ -177,10 +194,12 @@ fn old_space_bytes(runtime: &Runtime) -> u64 {
 /// The reference interpreter as an [`Engine`].
 #[derive(Debug, Clone, Default)]
 pub struct Interpreter {
+    /// How runs of this interpreter behave.
     pub options: Options,
 }
 
 impl Interpreter {
+    /// An interpreter that runs with `options`.
     pub fn new(options: Options) -> Self {
         Interpreter { options }
     }
@@ -204,7 +223,7 @@ impl Engine for Interpreter {
         let a = vm.m.allocated();
         stats.objects_allocated = a.objects;
         stats.bytes_allocated = a.bytes;
-        stats.run_us = t0.elapsed().as_micros() as u64;
+        stats.run_us = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
         let output = std::mem::take(&mut vm.output);
         vm.signals.wake_on_signal(None);
         drop(vm);

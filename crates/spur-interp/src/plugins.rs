@@ -1,7 +1,9 @@
 //! Named primitives (primitive 117), dispatched by module and name: the
-//! console plugin, the file plugin and MiscPrimitivePlugin's string hash. A named primitive of any other
-//! module fails (the image's fallback runs) and is noted, so that a run
-//! that then stops can say what was missing.
+//! console plugin, the file plugin, MiscPrimitivePlugin's string primitives
+//! ([`crate::misc_plugin`]) and the LargeIntegers plugin
+//! ([`crate::large_ints`]). A named primitive of any other module fails (the
+//! image's fallback runs) and is noted, so that a run that then stops can
+//! say what was missing.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -28,7 +30,7 @@ pub(crate) enum Handle {
 #[derive(Debug, Default)]
 pub(crate) struct Files {
     open: Vec<Option<Handle>>,
-    stdio: Option<[u32; 3]>,
+    stdio: Option<[usize; 3]>,
 }
 
 impl Vm<'_> {
@@ -55,12 +57,12 @@ impl Vm<'_> {
                 }
                 Ok(r)
             }
-            ("MiscPrimitivePlugin", "primitiveStringHash") => self.string_hash(argc),
             ("", _) => FAIL,
-            // Modules whose primitives all have Smalltalk fallbacks.
-            ("LargeIntegers" | "MiscPrimitivePlugin" | "SecurityPlugin" | "LocalePlugin", _) => {
-                FAIL
-            }
+            // Modules whose primitives all have Smalltalk fallbacks: those
+            // not implemented fail without a note.
+            ("MiscPrimitivePlugin", _) => self.misc_primitive(&name, argc),
+            ("LargeIntegers", _) => self.large_integers_primitive(&name, argc),
+            ("SecurityPlugin" | "LocalePlugin", _) => FAIL,
             _ => {
                 self.note_missing(format!("{module}>>{name}"));
                 FAIL
@@ -86,7 +88,7 @@ impl Vm<'_> {
     /// `stringHash: aString initialHash: speciesHash` of a byte string: the
     /// same arithmetic as the image's own fallback code (hot in Pharo: every
     /// Symbol and String hash).
-    fn string_hash(&mut self, argc: u32) -> R<Prim> {
+    pub(crate) fn string_hash(&mut self, argc: u32) -> R<Prim> {
         if argc != 2 {
             return FAIL;
         }
@@ -118,7 +120,9 @@ impl Vm<'_> {
 
     // ---- FilePlugin ----
 
-    fn new_handle(&mut self, h: Handle) -> R<Oop> {
+    /// A handle object for `h`, kept open; `None` when the handle's index
+    /// does not fit its 32 bits.
+    fn new_handle(&mut self, h: Handle) -> R<Option<Oop>> {
         let i = match self.files.open.iter().position(Option::is_none) {
             Some(i) => {
                 self.files.open[i] = Some(h);
@@ -129,17 +133,22 @@ impl Vm<'_> {
                 self.files.open.len() - 1
             }
         };
-        self.handle_object(i as u32)
+        self.handle_object(i)
     }
 
-    fn handle_object(&mut self, i: u32) -> R<Oop> {
+    /// The handle object of open file `i`; `None` when `i` does not fit
+    /// the handle's 32 bits.
+    fn handle_object(&mut self, i: usize) -> R<Option<Oop>> {
+        let Ok(i) = u32::try_from(i) else {
+            return Ok(None);
+        };
         let ba = self.m.special(so::CLASS_BYTE_ARRAY);
         let ci = self.class_index(ba)?;
         let o = self.m.allocate_bytes(ci, 8)?;
         let b = self.m.bytes_mut(o)?;
         b[..4].copy_from_slice(&HANDLE_MAGIC.to_le_bytes());
         b[4..8].copy_from_slice(&i.to_le_bytes());
-        Ok(o)
+        Ok(Some(o))
     }
 
     fn handle_index(&self, o: Oop) -> Option<usize> {
@@ -158,13 +167,13 @@ impl Vm<'_> {
                 let ids = match self.files.stdio {
                     Some(ids) => ids,
                     None => {
-                        let mut ids = [0u32; 3];
+                        let mut ids = [0usize; 3];
                         for (k, h) in [Handle::Stdin, Handle::Stdout, Handle::Stderr]
                             .into_iter()
                             .enumerate()
                         {
                             self.files.open.push(Some(h));
-                            ids[k] = (self.files.open.len() - 1) as u32;
+                            ids[k] = self.files.open.len() - 1;
                         }
                         self.files.stdio = Some(ids);
                         ids
@@ -172,7 +181,9 @@ impl Vm<'_> {
                 };
                 let a = self.new_array(3)?;
                 for (k, id) in ids.into_iter().enumerate() {
-                    let h = self.handle_object(id)?;
+                    let Some(h) = self.handle_object(id)? else {
+                        return FAIL;
+                    };
                     self.m.store(a, k as u64, h)?;
                 }
                 self.pop_n_push(n + 1, a)?;
@@ -210,7 +221,9 @@ impl Vm<'_> {
                 };
                 match f {
                     Ok(file) => {
-                        let h = self.new_handle(Handle::File { file, writable })?;
+                        let Some(h) = self.new_handle(Handle::File { file, writable })? else {
+                            return FAIL;
+                        };
                         self.pop_n_push(3, h)?;
                         Ok(Prim::Done)
                     }
@@ -258,12 +271,14 @@ impl Vm<'_> {
             }
             "primitiveFileSetPosition" => {
                 let (h, p) = (self.stack_value(1)?, self.stack_value(0)?);
-                let (Some(i), Some(p)) = (self.handle_index(h), self.int_value(p)) else {
+                let (Some(i), Some(Ok(p))) =
+                    (self.handle_index(h), self.int_value(p).map(u64::try_from))
+                else {
                     return FAIL;
                 };
                 match self.files.open[i].as_mut() {
-                    Some(Handle::File { file, .. }) if p >= 0 => {
-                        if file.seek(SeekFrom::Start(p as u64)).is_err() {
+                    Some(Handle::File { file, .. }) => {
+                        if file.seek(SeekFrom::Start(p)).is_err() {
                             return FAIL;
                         }
                     }
@@ -282,29 +297,33 @@ impl Vm<'_> {
                     self.stack_value(1)?,
                     self.stack_value(0)?,
                 );
-                let (Some(i), Some(start), Some(count)) = (
+                // 1-based start and a count, in elements of the buffer.
+                let (Some(i), Some(Ok(start)), Some(Ok(count))) = (
                     self.handle_index(h),
-                    self.m.small_int(start),
-                    self.m.small_int(count),
+                    self.m.small_int(start).map(usize::try_from),
+                    self.m.small_int(count).map(usize::try_from),
                 ) else {
                     return FAIL;
                 };
                 let f = self.m.format(buf).unwrap_or(0);
-                let unit: i64 = match f {
+                let unit: usize = match f {
                     9 => 8,
                     10 | 11 => 4,
                     12..=15 => 2,
                     16..=23 => 1,
                     _ => return FAIL,
                 };
-                let units = self.m.bytes(buf)?.len() as i64 / unit;
-                if start < 1 || count < 0 || start - 1 > units || count > units - (start - 1) {
+                // The format's low bits count the last slot's unused units (§3.2).
+                let unused = match f {
+                    10 | 11 => usize::from(f & 1),
+                    12..=15 => usize::from(f & 3),
+                    _ => 0,
+                };
+                let units = (self.m.bytes(buf)?.len() / unit).saturating_sub(unused);
+                if start < 1 || start - 1 > units || count > units - (start - 1) {
                     return FAIL;
                 }
-                let (a, b) = (
-                    ((start - 1) * unit) as usize,
-                    ((start - 1 + count) * unit) as usize,
-                );
+                let (a, b) = ((start - 1) * unit, (start - 1 + count) * unit);
                 let done = if name == "primitiveFileWrite" {
                     let data = self.m.bytes(buf)?[a..b].to_vec();
                     match self.files.open[i].as_mut() {
@@ -340,7 +359,7 @@ impl Vm<'_> {
                     self.m.bytes_mut(buf)?[a..a + got].copy_from_slice(&data[..got]);
                     got
                 };
-                let v = self.int((done as i64) / unit);
+                let v = self.positive_int((done / unit) as u64)?;
                 self.pop_n_push(5, v)?;
                 Ok(Prim::Done)
             }
@@ -356,15 +375,17 @@ impl Vm<'_> {
             }
             "primitiveFileTruncate" => {
                 let (h, p) = (self.stack_value(1)?, self.stack_value(0)?);
-                let (Some(i), Some(p)) = (self.handle_index(h), self.int_value(p)) else {
+                let (Some(i), Some(Ok(p))) =
+                    (self.handle_index(h), self.int_value(p).map(u64::try_from))
+                else {
                     return FAIL;
                 };
                 match self.files.open[i].as_mut() {
                     Some(Handle::File {
                         file,
                         writable: true,
-                    }) if p >= 0 => {
-                        if file.set_len(p as u64).is_err() {
+                    }) => {
+                        if file.set_len(p).is_err() {
                             return FAIL;
                         }
                     }

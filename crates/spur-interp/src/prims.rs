@@ -62,6 +62,7 @@ impl Vm<'_> {
                     None => FAIL,
                 }
             }
+            21..=37 => self.large_int_prim64(p, argc),
             18 => {
                 // x @ y
                 let point = self.m.special(so::CLASS_POINT);
@@ -102,9 +103,9 @@ impl Vm<'_> {
             }
             62 => {
                 let o = self.stack_value(0)?;
-                match self.indexable_size(o)? {
+                match self.indexable_size(o)?.and_then(|s| i64::try_from(s).ok()) {
                     Some(s) => {
-                        let v = self.int(s as i64);
+                        let v = self.int(s);
                         self.done(n + 1, v)
                     }
                     None => FAIL,
@@ -116,10 +117,10 @@ impl Vm<'_> {
                     return FAIL;
                 };
                 let h = self.header_of(o)?;
-                if i < 1 || i as u64 > h.num_literals + 1 {
+                let Some(k) = index0(i, h.num_literals + 1) else {
                     return Ok(Prim::Fail(BAD_INDEX));
-                }
-                let v = self.m.fetch(o, i as u64 - 1)?;
+                };
+                let v = self.m.fetch(o, k)?;
                 self.done(n + 1, v)
             }
             69 => {
@@ -132,10 +133,10 @@ impl Vm<'_> {
                     return FAIL;
                 };
                 let h = self.header_of(o)?;
-                if i < 1 || i as u64 > h.num_literals + 1 {
+                let Some(k) = index0(i, h.num_literals + 1) else {
                     return Ok(Prim::Fail(BAD_INDEX));
-                }
-                self.m.store(o, i as u64 - 1, v)?;
+                };
+                self.m.store(o, k, v)?;
                 self.flush_cache();
                 self.done(n + 1, v)
             }
@@ -148,10 +149,10 @@ impl Vm<'_> {
             }
             71 => {
                 let (class, size) = (self.stack_value(1)?, self.stack_value(0)?);
-                let Some(size) = self.m.small_int(size).filter(|&s| s >= 0) else {
+                let Some(Ok(size)) = self.m.small_int(size).map(u64::try_from) else {
                     return Ok(Prim::Fail(BAD_ARGUMENT));
                 };
-                match self.instantiate(class, size as u64, true)? {
+                match self.instantiate(class, size, true)? {
                     Some(o) => self.done(n + 1, o),
                     None => FAIL,
                 }
@@ -206,14 +207,17 @@ impl Vm<'_> {
                 let Some(i) = self.m.small_int(i) else {
                     return FAIL;
                 };
-                if o.is_immediate(self.word) || i < 1 {
+                let Some(k) = index0(i, u64::MAX) else {
+                    return FAIL;
+                };
+                if o.is_immediate(self.word) {
                     return FAIL;
                 }
                 match self.kind(o)? {
                     Kind::Pointers => {}
                     _ => return FAIL,
                 }
-                match self.m.fetch(o, i as u64 - 1) {
+                match self.m.fetch(o, k) {
                     Ok(v) => self.done(n + 1, v),
                     Err(_) => Ok(Prim::Fail(BAD_INDEX)),
                 }
@@ -227,13 +231,16 @@ impl Vm<'_> {
                 let Some(i) = self.m.small_int(i) else {
                     return FAIL;
                 };
-                if o.is_immediate(self.word) || i < 1 || self.kind(o)? != Kind::Pointers {
+                let Some(k) = index0(i, u64::MAX) else {
+                    return FAIL;
+                };
+                if o.is_immediate(self.word) || self.kind(o)? != Kind::Pointers {
                     return FAIL;
                 }
                 if self.m.header(o)?.is_immutable() {
                     return Ok(Prim::Fail(NO_MODIFICATION));
                 }
-                match self.m.store(o, i as u64 - 1, v) {
+                match self.m.store(o, k, v) {
                     Ok(()) => self.done(n + 1, v),
                     Err(_) => Ok(Prim::Fail(BAD_INDEX)),
                 }
@@ -244,22 +251,25 @@ impl Vm<'_> {
                     return FAIL;
                 }
                 let h = self.m.identity_hash(o)?;
-                let v = self.int(h as i64);
+                let v = self.int(i64::from(h));
                 self.done(n + 1, v)
             }
             76 => {
                 // storeStackp:
                 let (c, sp) = (self.stack_value(1)?, self.stack_value(0)?);
-                let Some(s) = self.m.small_int(sp).filter(|&s| s >= 0) else {
+                let Some(Ok(s)) = self.m.small_int(sp).map(u64::try_from) else {
                     return FAIL;
                 };
                 let slots = self.m.num_slots(c)?;
-                if TEMP0 + s as u64 > slots {
+                if TEMP0 + s > slots {
                     return FAIL;
                 }
                 let old = self.m.fetch(c, STACKP)?;
-                let old = self.m.small_int(old).unwrap_or(0).max(0) as u64;
-                for i in old..s as u64 {
+                let old = self
+                    .m
+                    .small_int(old)
+                    .map_or(0, |o| u64::try_from(o).unwrap_or(0));
+                for i in old..s {
                     self.m.store(c, TEMP0 + i, self.nil)?;
                 }
                 self.m.store(c, STACKP, sp)?;
@@ -331,7 +341,7 @@ impl Vm<'_> {
                 }
             }
             112 => {
-                let v = self.int(self.m.eden_free() as i64);
+                let v = self.positive_int(self.m.eden_free())?;
                 self.done(n + 1, v)
             }
             113 => {
@@ -340,7 +350,9 @@ impl Vm<'_> {
                 } else {
                     0
                 };
-                Err(Stop::Quit(code as i32))
+                // Cog passes the code to exit(3) as a C `int`: its low 32 bits.
+                let b = code.to_le_bytes();
+                Err(Stop::Quit(i32::from_le_bytes([b[0], b[1], b[2], b[3]])))
             }
             117 => self.named_primitive(method, argc),
             121 => {
@@ -376,12 +388,11 @@ impl Vm<'_> {
                 self.done(n + 1, s)
             }
             130 | 131 => {
-                let v = self.int(self.m.eden_free() as i64);
+                let v = self.positive_int(self.m.eden_free())?;
                 self.done(n + 1, v)
             }
             135 => {
-                let ms = self.start.elapsed().as_millis() as i64 & 0x1FFF_FFFF;
-                let v = self.int(ms);
+                let v = self.int(self.millisecond_clock());
                 self.done(n + 1, v)
             }
             136 | 242 => {
@@ -393,11 +404,12 @@ impl Vm<'_> {
                     self.timer = None;
                 } else {
                     let wait = if p == 136 {
-                        let now = self.start.elapsed().as_millis() as i64 & 0x1FFF_FFFF;
-                        Duration::from_millis(t.saturating_sub(now).max(0) as u64)
+                        let now = self.millisecond_clock();
+                        Duration::from_millis(u64::try_from(t.saturating_sub(now)).unwrap_or(0))
                     } else {
-                        let now = (utc_micros() + EPOCH_1901 * 1_000_000) as i64;
-                        Duration::from_micros(t.saturating_sub(now).max(0) as u64)
+                        let now = i64::try_from(utc_micros() + EPOCH_1901 * 1_000_000)
+                            .unwrap_or(i64::MAX);
+                        Duration::from_micros(u64::try_from(t.saturating_sub(now)).unwrap_or(0))
                     };
                     // At most a day ahead: a timer further off is as good as none.
                     let at = Instant::now() + wait.min(Duration::from_secs(86_400));
@@ -431,13 +443,16 @@ impl Vm<'_> {
                 };
                 match self.kind(o)? {
                     Kind::Bytes => {
-                        if !(0..256).contains(&v) {
+                        let Ok(v) = u8::try_from(v) else {
                             return FAIL;
-                        }
-                        self.m.bytes_mut(o)?.fill(v as u8);
+                        };
+                        self.m.bytes_mut(o)?.fill(v);
                     }
                     Kind::Words32 => {
-                        let b = (v as u32).to_le_bytes();
+                        let Ok(v) = u32::try_from(v) else {
+                            return FAIL;
+                        };
+                        let b = v.to_le_bytes();
                         for c in self.m.bytes_mut(o)?.chunks_exact_mut(4) {
                             c.copy_from_slice(&b);
                         }
@@ -479,9 +494,9 @@ impl Vm<'_> {
             }
             170 => {
                 let v = self.stack_value(0)?;
-                match self.m.small_int(v) {
-                    Some(c) if (0..=0x3FFF_FFFF).contains(&c) => {
-                        let ch = self.chr(c as u32);
+                match self.m.small_int(v).map(u32::try_from) {
+                    Some(Ok(c)) if c <= 0x3FFF_FFFF => {
+                        let ch = self.chr(c);
                         self.done(n + 1, ch)
                     }
                     _ => Ok(Prim::Fail(BAD_ARGUMENT)),
@@ -496,7 +511,11 @@ impl Vm<'_> {
                     let v = self.int(i);
                     self.done(n + 1, v)
                 } else if self.m.small_float(o).is_some() {
-                    let v = self.int((o.bits() >> 3) as i64);
+                    // The float's bits, rotated as the tagged form holds them (61 bits).
+                    let Ok(bits) = i64::try_from(o.bits() >> 3) else {
+                        return FAIL;
+                    };
+                    let v = self.int(bits);
                     self.done(n + 1, v)
                 } else {
                     FAIL
@@ -516,7 +535,7 @@ impl Vm<'_> {
                 }
                 let k = self.m.num_slots(args)?;
                 let h = self.header_of(m)?;
-                if h.num_args as u64 != k {
+                if u64::from(h.num_args) != k {
                     return FAIL;
                 }
                 let rcvr = self.stack_value(2)?;
@@ -527,7 +546,7 @@ impl Vm<'_> {
                 }
                 let prim = self.primitive_index(m)?;
                 let sel = self.nil;
-                self.execute_method(rcvr, m, k as u32, prim, sel)?;
+                self.execute_method(rcvr, m, u32::from(h.num_args), prim, sel)?;
                 Ok(Prim::Done)
             }
             195..=199 => FAIL,
@@ -542,7 +561,10 @@ impl Vm<'_> {
                 }
                 let k = self.m.num_slots(args)?;
                 let na = self.m.fetch(c, crate::interp::CLOSURE_NUM_ARGS)?;
-                if self.m.small_int(na) != Some(k as i64) {
+                let Ok(k32) = u32::try_from(k) else {
+                    return FAIL;
+                };
+                if self.m.small_int(na) != Some(i64::from(k32)) {
                     return FAIL;
                 }
                 self.pop_n(1)?;
@@ -550,7 +572,7 @@ impl Vm<'_> {
                     let v = self.m.fetch(args, i)?;
                     self.push(v)?;
                 }
-                match self.activate_closure(c, k as u32)? {
+                match self.activate_closure(c, k32)? {
                     Prim::Done => Ok(Prim::Done),
                     Prim::Fail(e) => {
                         self.pop_n(k)?;
@@ -562,11 +584,9 @@ impl Vm<'_> {
             230 => {
                 // relinquishProcessor: sleep until the timer, at most the
                 // microseconds asked for.
-                let us = self
-                    .m
-                    .small_int(self.stack_value(0)?)
-                    .unwrap_or(1000)
-                    .clamp(0, 1_000_000) as u64;
+                let us = self.m.small_int(self.stack_value(0)?).map_or(1000, |us| {
+                    u64::try_from(us.clamp(0, 1_000_000)).unwrap_or(0)
+                });
                 // The idle process relinquishes when nothing else can run:
                 // with no timer pending, nothing ever will (no input, no
                 // other threads signal here).
@@ -603,6 +623,13 @@ impl Vm<'_> {
         }
     }
 
+    /// The millisecond clock of primitives 135 and 136: milliseconds since
+    /// the run started, wrapped to 29 bits as the image expects.
+    fn millisecond_clock(&self) -> i64 {
+        let ms = self.start.elapsed().as_millis() & 0x1FFF_FFFF;
+        i64::try_from(ms).unwrap_or(0)
+    }
+
     /// Pops `n` and pushes `v`: the primitive succeeded.
     fn done(&mut self, n: u64, v: Oop) -> R<Prim> {
         self.pop_n_push(n, v)?;
@@ -624,13 +651,14 @@ impl Vm<'_> {
         Ok(o)
     }
 
+    /// `v` as a SmallInteger, a LargePositiveInteger or a LargeNegativeInteger.
     #[allow(dead_code)]
     pub(crate) fn signed_int(&mut self, v: i64) -> R<Oop> {
         if let Some(o) = self.m.from_small_int(v) {
             return Ok(o);
         }
-        if v >= 0 {
-            return self.positive_int(v as u64);
+        if let Ok(v) = u64::try_from(v) {
+            return self.positive_int(v);
         }
         let m = v.unsigned_abs();
         let len = 8 - (m.leading_zeros() / 8) as usize;
@@ -665,6 +693,7 @@ impl Vm<'_> {
         }
     }
 
+    /// A Float's value (boxed or SmallFloat64), or a SmallInteger's as a float.
     pub(crate) fn float_value(&self, o: Oop) -> Option<f64> {
         if let Some(f) = self.m.small_float(o) {
             return Some(f);
@@ -681,6 +710,7 @@ impl Vm<'_> {
         Some(f64::from_le_bytes(b))
     }
 
+    /// `f` as a SmallFloat64 when it has one, else a boxed Float.
     pub(crate) fn make_float(&mut self, f: f64) -> R<Oop> {
         if let Some(o) = self.m.from_small_float(f) {
             return Ok(o);
@@ -734,7 +764,10 @@ impl Vm<'_> {
                 if !(t.is_finite() && t.abs() < 9.0e18) {
                     return FAIL;
                 }
-                return match self.m.from_small_int(t as i64) {
+                // Integral and within ±9e18 (checked above), so in i64's range.
+                #[allow(clippy::cast_possible_truncation)]
+                let t = t as i64;
+                return match self.m.from_small_int(t) {
                     Some(v) => self.done(1, v),
                     None => FAIL,
                 };
@@ -745,11 +778,20 @@ impl Vm<'_> {
                     let v = self.int(0);
                     return self.done(1, v);
                 }
-                let e = ((x.to_bits() >> 52) & 0x7FF) as i64 - 1023;
+                let e = i64::from(u16::try_from((x.to_bits() >> 52) & 0x7FF).unwrap_or(0)) - 1023;
                 let v = self.int(e);
                 return self.done(1, v);
             }
-            (54, Some(y)) => f(x * 2f64.powi(y as i32))?,
+            (54, Some(_)) => {
+                // As Cog: the exponent is a SmallInteger (anything else
+                // fails and the fallback runs), clipped to ±4096, beyond
+                // which every finite float gives 0 or infinity.
+                let Some(e) = self.m.small_int(self.stack_value(0)?) else {
+                    return FAIL;
+                };
+                let e = i32::try_from(e.clamp(-4096, 4096)).unwrap_or(0);
+                f(times_two_power(x, e))?
+            }
             (55, None) => f(x.sqrt())?,
             (56, None) => f(x.sin())?,
             (57, None) => f(x.atan())?,
@@ -774,7 +816,7 @@ impl Vm<'_> {
             return Ok(0);
         };
         let f = self.m.fetch(class, 2)?;
-        Ok(self.m.small_int(f).map_or(0, |f| (f & 0xFFFF) as u64))
+        Ok(self.m.small_int(f).map_or(0, |f| u64::from(low16(f))))
     }
 
     fn kind(&self, o: Oop) -> R<Kind> {
@@ -808,14 +850,19 @@ impl Vm<'_> {
                 // A context's size is its stack pointer.
                 if self.m.class_index_of(o)? == self.ci_context {
                     let sp = self.m.fetch(o, STACKP)?;
-                    Some(self.m.small_int(sp).unwrap_or(0).max(0) as u64)
+                    Some(
+                        self.m
+                            .small_int(sp)
+                            .map_or(0, |sp| u64::try_from(sp).unwrap_or(0)),
+                    )
                 } else {
                     Some(n.saturating_sub(fixed))
                 }
             }
             Kind::Words64 => Some(self.m.bytes(o)?.len() as u64 / 8),
-            Kind::Words32 => Some(self.m.bytes(o)?.len() as u64 / 4),
-            Kind::Words16 => Some(self.m.bytes(o)?.len() as u64 / 2),
+            // The format's low bits count the last slot's unused units (§3.2).
+            Kind::Words32 => (self.m.bytes(o)?.len() as u64 / 4).checked_sub(u64::from(f & 1)),
+            Kind::Words16 => (self.m.bytes(o)?.len() as u64 / 2).checked_sub(u64::from(f & 3)),
             Kind::Bytes | Kind::Method => Some(self.m.bytes(o)?.len() as u64),
             Kind::Other => None,
         })
@@ -829,10 +876,10 @@ impl Vm<'_> {
         let Some(size) = self.indexable_size(o)? else {
             return Ok(Err(BAD_RECEIVER));
         };
-        if i < 1 || i as u64 > size {
+        let Some((k, ku)) = index0(i, size).and_then(|k| Some((k, usize::try_from(k).ok()?)))
+        else {
             return Ok(Err(BAD_INDEX));
-        }
-        let k = i as u64 - 1;
+        };
         Ok(Ok(match self.kind(o)? {
             Kind::Pointers => {
                 if chars {
@@ -842,11 +889,11 @@ impl Vm<'_> {
                 self.m.fetch(o, fixed + k)?
             }
             Kind::Bytes => {
-                let b = self.m.bytes(o)?[k as usize];
+                let b = self.m.bytes(o)?[ku];
                 if chars {
-                    self.chr(b as u32)
+                    self.chr(u32::from(b))
                 } else {
-                    self.int(b as i64)
+                    self.int(i64::from(b))
                 }
             }
             Kind::Method => {
@@ -854,28 +901,28 @@ impl Vm<'_> {
                 if k < (h.num_literals + 1) * self.word.bytes() {
                     return Ok(Err(BAD_INDEX));
                 }
-                let b = self.m.bytes(o)?[k as usize];
-                self.int(b as i64)
+                let b = self.m.bytes(o)?[ku];
+                self.int(i64::from(b))
             }
             Kind::Words16 => {
                 let b = self.m.bytes(o)?;
-                let at = k as usize * 2;
+                let at = ku * 2;
                 let v = u16::from_le_bytes([b[at], b[at + 1]]);
-                self.int(v as i64)
+                self.int(i64::from(v))
             }
             Kind::Words32 => {
                 let b = self.m.bytes(o)?;
-                let at = k as usize * 4;
+                let at = ku * 4;
                 let v = u32::from_le_bytes(b[at..at + 4].try_into().unwrap_or([0; 4]));
                 if chars {
                     self.chr(v)
                 } else {
-                    self.positive_int(v as u64)?
+                    self.positive_int(u64::from(v))?
                 }
             }
             Kind::Words64 => {
                 let b = self.m.bytes(o)?;
-                let at = k as usize * 8;
+                let at = ku * 8;
                 let v = u64::from_le_bytes(b[at..at + 8].try_into().unwrap_or([0; 8]));
                 self.positive_int(v)?
             }
@@ -890,20 +937,21 @@ impl Vm<'_> {
         let Some(size) = self.indexable_size(o)? else {
             return Ok(Err(BAD_RECEIVER));
         };
-        if i < 1 || i as u64 > size {
+        let Some((k, ku)) = index0(i, size).and_then(|k| Some((k, usize::try_from(k).ok()?)))
+        else {
             return Ok(Err(BAD_INDEX));
-        }
+        };
         if self.m.header(o)?.is_immutable() {
             return Ok(Err(NO_MODIFICATION));
         }
-        let k = i as u64 - 1;
+        // The value to store, when it is in 0..=max.
         let unit = |vm: &Self, max: u64| -> Option<u64> {
             let x = if chars {
-                vm.m.character(v).map(|c| c as i64)
+                vm.m.character(v).map(i64::from)
             } else {
                 vm.int_value(v)
             }?;
-            (x >= 0 && x as u64 <= max).then_some(x as u64)
+            u64::try_from(x).ok().filter(|&x| x <= max)
         };
         match self.kind(o)? {
             Kind::Pointers => {
@@ -914,41 +962,41 @@ impl Vm<'_> {
                 self.m.store(o, fixed + k, v)?;
             }
             Kind::Bytes => {
-                let Some(x) = unit(self, 255) else {
+                let Some(Ok(x)) = unit(self, 255).map(u8::try_from) else {
                     return Ok(Err(BAD_ARGUMENT));
                 };
-                self.m.bytes_mut(o)?[k as usize] = x as u8;
+                self.m.bytes_mut(o)?[ku] = x;
             }
             Kind::Method => {
                 let h = self.header_of(o)?;
-                let Some(x) = unit(self, 255) else {
+                let Some(Ok(x)) = unit(self, 255).map(u8::try_from) else {
                     return Ok(Err(BAD_ARGUMENT));
                 };
                 if k < (h.num_literals + 1) * self.word.bytes() {
                     return Ok(Err(BAD_INDEX));
                 }
-                self.m.bytes_mut(o)?[k as usize] = x as u8;
+                self.m.bytes_mut(o)?[ku] = x;
                 self.flush_code_cache();
             }
             Kind::Words16 => {
-                let Some(x) = unit(self, 0xFFFF) else {
+                let Some(Ok(x)) = unit(self, 0xFFFF).map(u16::try_from) else {
                     return Ok(Err(BAD_ARGUMENT));
                 };
-                let at = k as usize * 2;
-                self.m.bytes_mut(o)?[at..at + 2].copy_from_slice(&(x as u16).to_le_bytes());
+                let at = ku * 2;
+                self.m.bytes_mut(o)?[at..at + 2].copy_from_slice(&x.to_le_bytes());
             }
             Kind::Words32 => {
-                let Some(x) = unit(self, 0xFFFF_FFFF) else {
+                let Some(Ok(x)) = unit(self, 0xFFFF_FFFF).map(u32::try_from) else {
                     return Ok(Err(BAD_ARGUMENT));
                 };
-                let at = k as usize * 4;
-                self.m.bytes_mut(o)?[at..at + 4].copy_from_slice(&(x as u32).to_le_bytes());
+                let at = ku * 4;
+                self.m.bytes_mut(o)?[at..at + 4].copy_from_slice(&x.to_le_bytes());
             }
             Kind::Words64 => {
                 let Some(x) = unit(self, u64::MAX >> 1) else {
                     return Ok(Err(BAD_ARGUMENT));
                 };
-                let at = k as usize * 8;
+                let at = ku * 8;
                 self.m.bytes_mut(o)?[at..at + 8].copy_from_slice(&x.to_le_bytes());
             }
             Kind::Other => return Ok(Err(BAD_RECEIVER)),
@@ -965,8 +1013,8 @@ impl Vm<'_> {
         let Some(f) = self.m.small_int(f) else {
             return Ok(None);
         };
-        let spec = ((f >> 16) & 0x1F) as u8;
-        let fixed = (f & 0xFFFF) as u64;
+        let spec = u8::try_from((f >> 16) & 0x1F).unwrap_or(u8::MAX);
+        let fixed = u64::from(low16(f));
         if n > 1 << 28 {
             return Ok(None);
         }
@@ -1006,12 +1054,15 @@ impl Vm<'_> {
         let (Some(dn), Some(sn)) = (self.indexable_size(dst)?, self.indexable_size(src)?) else {
             return FAIL;
         };
-        let count = stop - start + 1;
-        if count < 0
-            || start < 1
-            || src_start < 1
-            || (count > 0 && (stop as u64 > dn || (src_start + count - 1) as u64 > sn))
-        {
+        // 0-based starts and the count (SmallIntegers, so no overflow here).
+        let (Ok(count), Ok(start), Ok(src_start)) = (
+            u64::try_from(stop - start + 1),
+            u64::try_from(start - 1),
+            u64::try_from(src_start - 1),
+        ) else {
+            return FAIL;
+        };
+        if count > 0 && (start + count > dn || src_start + count > sn) {
             return FAIL;
         }
         if count == 0 {
@@ -1021,7 +1072,6 @@ impl Vm<'_> {
         if self.m.header(dst)?.is_immutable() {
             return Ok(Prim::Fail(NO_MODIFICATION));
         }
-        let (count, start, src_start) = (count as u64, start as u64 - 1, src_start as u64 - 1);
         match kd {
             Kind::Pointers => {
                 let (fd, fs) = (self.fixed_slots(dst)?, self.fixed_slots(src)?);
@@ -1033,15 +1083,23 @@ impl Vm<'_> {
                 }
             }
             _ => {
-                let unit = match kd {
+                let unit: usize = match kd {
                     Kind::Words64 => 8,
                     Kind::Words32 => 4,
                     Kind::Words16 => 2,
                     _ => 1,
-                } as usize;
-                let s = src_start as usize * unit;
-                let bytes = self.m.bytes(src)?[s..s + count as usize * unit].to_vec();
-                let d = start as usize * unit;
+                };
+                // All three are within the objects' sizes (checked above).
+                let (Ok(s), Ok(d), Ok(count)) = (
+                    usize::try_from(src_start),
+                    usize::try_from(start),
+                    usize::try_from(count),
+                ) else {
+                    return FAIL;
+                };
+                let s = s * unit;
+                let bytes = self.m.bytes(src)?[s..s + count * unit].to_vec();
+                let d = d * unit;
                 self.m.bytes_mut(dst)?[d..d + bytes.len()].copy_from_slice(&bytes);
             }
         }
@@ -1055,16 +1113,16 @@ impl Vm<'_> {
         if argc == 0 {
             return FAIL;
         }
-        let sel = self.stack_value(argc as u64 - 1)?;
+        let sel = self.stack_value(u64::from(argc) - 1)?;
         // Slide the arguments down over the selector.
-        let k = argc as u64 - 1;
+        let k = u64::from(argc) - 1;
         for i in 0..k {
             let v = self.stack_value(k - 1 - i)?;
             let at = self.sp - k - 1 + i;
             self.m.store(self.ctx, TEMP0 + at, v)?;
         }
         self.pop_n(1)?;
-        self.send(sel, k as u32, None)?;
+        self.send(sel, argc - 1, None)?;
         Ok(Prim::Done)
     }
 
@@ -1084,12 +1142,15 @@ impl Vm<'_> {
             None
         };
         let k = self.m.num_slots(args)?;
-        self.pop_n(argc as u64)?;
+        let Ok(k32) = u32::try_from(k) else {
+            return FAIL;
+        };
+        self.pop_n(u64::from(argc))?;
         for i in 0..k {
             let v = self.m.fetch(args, i)?;
             self.push(v)?;
         }
-        self.send(sel, k as u32, class)?;
+        self.send(sel, k32, class)?;
         Ok(Prim::Done)
     }
 
@@ -1111,12 +1172,12 @@ impl Vm<'_> {
             1007 => "StackInterpreter".into(),
             1008 => "none".into(),
             1009 => format!("spur-interp {}", env!("CARGO_PKG_VERSION")),
-            a if a >= 2 => self.opts.args.get(a as usize - 2)?.clone(),
+            a if a >= 2 => self.opts.args.get(usize::try_from(a - 2).ok()?)?.clone(),
             // -1, -2, ...: the VM's own options, as a VM's command line has them.
             a if a < 0 => self
                 .opts
                 .vm_options
-                .get(a.unsigned_abs() as usize - 1)?
+                .get(usize::try_from(a.unsigned_abs() - 1).ok()?)?
                 .clone(),
             _ => return None,
         })
@@ -1125,21 +1186,24 @@ impl Vm<'_> {
     fn vm_parameter(&mut self, argc: u32) -> R<Prim> {
         let value = |vm: &Self, i: i64| -> i64 {
             match i {
-                40 => vm.word.bytes() as i64,
+                40 => match vm.word {
+                    WordSize::W64 => 8,
+                    WordSize::W32 => 4,
+                },
                 41 => match vm.word {
                     WordSize::W64 => 68021,
                     WordSize::W32 => 6521,
                 },
-                44 => vm.m.eden_free() as i64,
+                44 => i64::try_from(vm.m.eden_free()).unwrap_or(i64::MAX),
                 _ => 0,
             }
         };
         match argc {
             0 => {
                 let a = self.new_array(71)?;
-                for i in 0..71 {
-                    let v = self.int(value(self, i as i64 + 1));
-                    self.m.store(a, i, v)?;
+                for (slot, i) in (0..71).zip(1..) {
+                    let v = self.int(value(self, i));
+                    self.m.store(a, slot, v)?;
                 }
                 self.done(1, a)
             }
@@ -1181,14 +1245,137 @@ fn fixed_argc(p: u16) -> Option<(u32, bool)> {
 }
 
 fn utc_micros() -> u64 {
-    SystemTime::now()
+    let us = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
-        .as_micros() as u64
+        .as_micros();
+    u64::try_from(us).unwrap_or(u64::MAX)
+}
+
+/// `x * 2^e`, rounded once, as C's ldexp(3) computes it.
+fn times_two_power(x: f64, e: i32) -> f64 {
+    if x == 0.0 || !x.is_finite() {
+        return x;
+    }
+    let (mut x, mut e) = (x, e);
+    // Steps by 2^±1022 are exact while x stays normal (or overflows to
+    // infinity, the answer then).
+    while e > 1022 {
+        x *= pow2(1022);
+        e -= 1022;
+        if x.is_infinite() {
+            return x;
+        }
+    }
+    while e < -1022 && x.abs() >= 1.0 {
+        x *= pow2(-1022);
+        e += 1022;
+    }
+    if e < -1074 {
+        // |x| < 1 here, so the result is below half the least subnormal.
+        return 0f64.copysign(x);
+    }
+    x * pow2(e)
+}
+
+/// 2^k exactly, for -1074 <= k <= 1023 (a subnormal below -1022).
+fn pow2(k: i32) -> f64 {
+    match u32::try_from(k + 1023) {
+        Ok(biased) if biased > 0 => f64::from_bits(u64::from(biased) << 52),
+        _ => f64::from_bits(1u64 << u32::try_from(k + 1074).unwrap_or(0)),
+    }
+}
+
+/// `i` as a 0-based index when it is a 1-based index within `1..=size`.
+fn index0(i: i64, size: u64) -> Option<u64> {
+    u64::try_from(i)
+        .ok()
+        .filter(|&i| (1..=size).contains(&i))
+        .map(|i| i - 1)
+}
+
+/// The low 16 bits of a class's format word (the number of fixed fields).
+fn low16(f: i64) -> u16 {
+    u16::try_from(f & 0xFFFF).unwrap_or(0)
 }
 
 /// The local time zone's offset: UTC here (the interpreter reads no
 /// time-zone database).
 fn local_offset_seconds() -> i64 {
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use spur_format::WordSize;
+
+    use super::*;
+    use crate::large_ints::test_vm::with_vm;
+
+    /// The answer of primitive `p` on `operands` (receiver first), or `None`
+    /// when it failed.
+    fn run(vm: &mut Vm<'_>, p: u16, operands: &[Oop]) -> Option<Oop> {
+        for &o in operands {
+            vm.push(o).unwrap();
+        }
+        let argc = u32::try_from(operands.len() - 1).unwrap();
+        let nil = vm.nil;
+        match vm.primitive(p, argc, nil).unwrap() {
+            Prim::Done => {
+                let v = vm.stack_value(0).unwrap();
+                vm.pop_n(1).unwrap();
+                Some(v)
+            }
+            Prim::Fail(_) => {
+                vm.pop_n(operands.len() as u64).unwrap();
+                None
+            }
+        }
+    }
+
+    #[test]
+    fn word_objects_of_odd_unit_counts_have_that_many_elements() {
+        with_vm(WordSize::W64, |vm| {
+            let ci = vm.ci_string;
+            // 3 32-bit units in two 64-bit slots (format 11); 5 16-bit
+            // units in two slots (format 15).
+            for (format, units) in [(10u8, 3u64), (12, 5)] {
+                let o = vm.m.allocate_words(ci, format, units).unwrap();
+                let size = run(vm, 62, &[o]).unwrap();
+                assert_eq!(vm.m.small_int(size), Some(i64::try_from(units).unwrap()));
+                let (last, past, seven) = (
+                    vm.int(i64::try_from(units).unwrap()),
+                    vm.int(i64::try_from(units + 1).unwrap()),
+                    vm.int(7),
+                );
+                assert!(run(vm, 61, &[o, last, seven]).is_some());
+                let v = run(vm, 60, &[o, last]).unwrap();
+                assert_eq!(vm.m.small_int(v), Some(7));
+                assert_eq!(run(vm, 60, &[o, past]), None, "beyond the last unit");
+                assert_eq!(run(vm, 61, &[o, past, seven]), None);
+            }
+        });
+    }
+
+    #[test]
+    fn times_two_power_rounds_once_and_clips_as_ldexp_does() {
+        assert_eq!(times_two_power(3.0, 4), 48.0);
+        assert_eq!(times_two_power(1.0, -1074), f64::from_bits(1));
+        assert_eq!(
+            times_two_power(1.0, -1075),
+            0.0,
+            "half the least subnormal: to even"
+        );
+        assert_eq!(times_two_power(1.5, -1075), f64::from_bits(1));
+        assert_eq!(
+            times_two_power(1e300, -1100),
+            1e300 * 2f64.powi(-550) * 2f64.powi(-550)
+        );
+        assert_eq!(times_two_power(f64::MIN_POSITIVE, 2000), 2f64.powi(978));
+        assert_eq!(times_two_power(1.0, 4096), f64::INFINITY);
+        assert_eq!(times_two_power(-1.0, -4096).to_bits(), (-0f64).to_bits());
+        assert_eq!(times_two_power(0.0, 4096), 0.0);
+        assert_eq!(pow2(-1022), f64::MIN_POSITIVE);
+        assert_eq!(pow2(1023), 2f64.powi(1023));
+    }
 }

@@ -78,7 +78,7 @@ impl Vm<'_> {
             return halt(format!("old space after the snapshot: {e}"));
         }
         self.stats.snapshots += 1;
-        self.stats.snapshot_us += t0.elapsed().as_micros() as u64;
+        self.stats.snapshot_us += u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
         match written {
             Ok(()) => {
                 self.top_put(self.fls)?;
