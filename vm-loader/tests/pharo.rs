@@ -85,8 +85,31 @@ fn life(image: &Path, extra: &[&str]) {
         assert!(out.starts_with(VERSION_LINE), "{out}");
         assert_eq!(out.lines().count(), 1, "{out}");
     }
+    // `--version` ends each of its two lines with the image's own
+    // `VTermOutputDriver>>cr`, Termcap's `cr` sequence (escape, `[`, a
+    // carriage return), which the stdout stream's newline writer turns
+    // into a line feed: a real VM prints the same bytes.
     let out = launch(image, extra, &["--version"]);
-    assert!(out.contains("Pharo-8.0.0+build.1080.sha.9f5ce2e9"), "{out}");
+    let lines: Vec<&str> = out.split_inclusive('\n').collect();
+    // The VM's version (attribute 1009) takes two lines, as Cog's does.
+    assert_eq!(lines.len(), 4, "{out:?}");
+    assert!(
+        lines[0].starts_with("Image: Pharo-8.0.0+build.1080.sha.9f5ce2e9")
+            && lines[0].ends_with(" (64 Bit)\u{1b}[\n"),
+        "{out:?}"
+    );
+    assert!(lines[1].starts_with("VM:    StackInterpreter"), "{out:?}");
+    assert_eq!(lines[3], "\u{1b}[\n", "{out:?}");
+    // `--help` prints the handler's class comment on stderr; the kernel
+    // keeps no class comments, so what it prints is the default one, the
+    // template.
+    let mut a = vec!["launch", image.to_str().unwrap(), "--headless"];
+    a.extend_from_slice(extra);
+    a.extend_from_slice(&["--", "--help"]);
+    let out = vm_loader(&a);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(out.stdout.is_empty(), "{out:?}");
+    assert!(stderr(&out).starts_with("Please comment me"), "{out:?}");
 }
 
 fn kernel_copy(dir: &Path) -> std::path::PathBuf {
