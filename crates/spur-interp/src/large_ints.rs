@@ -170,6 +170,16 @@ pub(crate) fn bit_op(a: &Int, b: &Int, op: BitOp) -> Option<Int> {
     Some(Int::signed(false, mag))
 }
 
+/// Whether any of bits `start..=stop` (counted from 1) of the magnitude is
+/// set (primAnyBitFromTo); `None` when either bound is below 1, where Cog
+/// fails. Bits past the highest set one are all clear.
+pub(crate) fn any_bit(a: &Int, start: i64, stop: i64) -> Option<bool> {
+    let start = u64::try_from(start).ok().filter(|&s| s >= 1)?;
+    let stop = u64::try_from(stop).ok().filter(|&s| s >= 1)?;
+    let stop = stop.min(a.mag.bits());
+    Some((start..=stop).any(|i| a.mag.bit(i - 1)))
+}
+
 /// The magnitude shifted left by `shift` bits (right when negative), the
 /// sign kept (primDigitBitShiftMagnitude); `None` when the result would
 /// have more than `max_bits` bits.
@@ -358,7 +368,7 @@ impl Vm<'_> {
     pub(crate) fn large_integers_primitive(&mut self, name: &str, argc: u32) -> R<Prim> {
         let want = match name {
             "primGetModuleName" | "primNormalizePositive" | "primNormalizeNegative" => 0,
-            "primDigitMultiplyNegative" | "primDigitDivNegative" => 2,
+            "primDigitMultiplyNegative" | "primDigitDivNegative" | "primAnyBitFromTo" => 2,
             "primDigitAdd"
             | "primDigitSubtract"
             | "primDigitCompare"
@@ -406,6 +416,20 @@ impl Vm<'_> {
                 let max_bits = self.m.eden_free().saturating_mul(4);
                 match shift_magnitude(a, shift, max_bits) {
                     Some(v) => self.answer_integer(1, &v),
+                    None => FAIL,
+                }
+            }
+            "primAnyBitFromTo" => {
+                let (from, to) = (self.stack_value(1)?, self.stack_value(0)?);
+                let (Some(from), Some(to)) = (self.m.small_int(from), self.m.small_int(to)) else {
+                    return FAIL;
+                };
+                match any_bit(a, from, to) {
+                    Some(b) => {
+                        let b = self.boolean(b);
+                        self.pop_n_push(3, b)?;
+                        Ok(Prim::Done)
+                    }
                     None => FAIL,
                 }
             }
@@ -637,6 +661,41 @@ mod tests {
             // Not an integer: fails.
             let nil = vm.nil;
             assert_eq!(run(vm, "primDigitAdd", &[x, nil]), None);
+        });
+    }
+
+    #[test]
+    fn any_bit_looks_at_the_magnitude_between_two_bit_numbers() {
+        with_vm(WordSize::W64, |vm| {
+            let int = |vm: &mut Vm<'_>, v: i64| vm.int(v);
+            // 2^100 + 0b1010_0000: bits 6, 8 and 101 are set.
+            let x = obj(vm, BIG + 0xA0);
+            let neg = obj(vm, -(BIG + 0xA0));
+            for rcvr in [x, neg] {
+                for (from, to, want) in [
+                    (1, 5, false),
+                    (1, 6, true),
+                    (7, 7, false),
+                    (8, 8, true),
+                    (9, 100, false),
+                    (9, 101, true),
+                    (102, 5000, false),
+                    (7, 6, false),
+                ] {
+                    let (f, t) = (int(vm, from), int(vm, to));
+                    let got = run(vm, "primAnyBitFromTo", &[rcvr, f, t]);
+                    assert_eq!(got, Some(vm.boolean(want)), "{from}..{to}");
+                }
+            }
+            // A SmallInteger receiver: -12 has magnitude 0b1100.
+            let small = int(vm, -12);
+            let (f, t) = (int(vm, 3), int(vm, 3));
+            assert_eq!(run(vm, "primAnyBitFromTo", &[small, f, t]), Some(vm.tru));
+            // Bounds below 1, or not SmallIntegers, fail.
+            let (zero, one, nil) = (int(vm, 0), int(vm, 1), vm.nil);
+            assert_eq!(run(vm, "primAnyBitFromTo", &[x, zero, one]), None);
+            assert_eq!(run(vm, "primAnyBitFromTo", &[x, one, zero]), None);
+            assert_eq!(run(vm, "primAnyBitFromTo", &[x, nil, one]), None);
         });
     }
 
