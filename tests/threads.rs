@@ -1,5 +1,6 @@
 //! The threaded paths give the single-threaded results: relocation with the
-//! read and the swizzle overlapped, and the verifier's split pointer walk,
+//! read and the swizzle overlapped, the verifier's split pointer walk and
+//! the class histogram's walk from guessed starts,
 //! over every kind of builder image (made large enough to span many read
 //! chunks and several verify pieces), a damaged heap and the corpus.
 
@@ -10,6 +11,7 @@ use spur_loader::{
     load_path, verify_in_windows, verify_with, LoadOptions, LoadedHeap, Placement,
     PlacementRequest, Threads,
 };
+use spur_runtime::{class_histogram_in_parts, class_histogram_with, ObjectMemory, MIN_PART_BYTES};
 use spur_tests::{address_space, assert_same_objects, corpus_dir, image_kinds, CORPUS};
 
 fn relocated(threads: Threads) -> LoadOptions {
@@ -35,7 +37,22 @@ fn same_both_ways(path: &Path, name: &str) -> u64 {
         verify_alike(heap, name);
     }
     assert!(verify_with(&one, Threads::One).ok(), "{name}");
+    let h = histogram_alike(ObjectMemory::new(one), name);
+    assert_eq!(h.objects, n, "{name}");
     n
+}
+
+/// `stats`' histogram is the same on one thread and on two and three, with
+/// the segments split into parts of 256 KiB (many guessed starts) and of the
+/// default size.
+fn histogram_alike(memory: ObjectMemory, name: &str) -> spur_runtime::Histogram {
+    let one = class_histogram_with(&memory, Threads::One).unwrap_or_else(|e| panic!("{name}: {e}"));
+    for (t, part) in [(2, 256 << 10), (3, 256 << 10), (2, MIN_PART_BYTES)] {
+        let got = class_histogram_in_parts(&memory, Threads::AtMost(t), part)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(got, one, "{name}, {t} threads, parts of {part} bytes");
+    }
+    one
 }
 
 /// The verifier's report is the same on one, two and three threads, and
