@@ -77,6 +77,42 @@ fn like_a_builder_image_follows_its_classes() {
     }
 }
 
+/// A source whose mix is far from the builder's own: mostly instances of
+/// two classes the builder lacks, one of pointers and one of 16-bit data,
+/// and compiled methods.
+#[test]
+fn like_an_unusual_mix_follows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let class = |name: &str, inst_spec, fixed_slots, instances, bytes| spur_synth::LikeClass {
+        name: name.to_owned(),
+        inst_spec,
+        fixed_slots,
+        instances,
+        bytes,
+    };
+    let like = spur_synth::Like {
+        classes: vec![
+            class("SynthPair", 1, 2, 6000, 6000 * 24),
+            class("SynthShorts", 12, 0, 2500, 2500 * 40),
+            class("CompiledMethod", 24, 0, 1000, 1000 * 120),
+            class("Array", 2, 0, 500, 500 * 64),
+        ],
+        free_chunks: 0,
+    };
+    let src = dir.path().join("mix.image");
+    let mut f = std::fs::File::create(&src).unwrap();
+    spur_synth::write_image_like(&SynthSpec::new(WordSize::W64, 2 << 20), Some(&like), &mut f)
+        .unwrap();
+    drop(f);
+    let v = json(&["verify", "--json", s(&src)]);
+    assert_eq!(v["ok"], true, "{v}");
+    let want = shares(&src);
+    assert!(want["SynthPair"] > 0.5, "{want:?}");
+    let out = dir.path().join("mix-like.image");
+    let n = follows(&src, &out, "6");
+    assert!(n >= 4, "only {n} classes over 1 %");
+}
+
 #[test]
 fn a_32_bit_like_stays_below_4_gib() {
     let dir = tempfile::tempdir().unwrap();
