@@ -1,5 +1,6 @@
 //! The threaded paths give the single-threaded results: relocation with the
-//! read and the swizzle overlapped, and the verifier's split pointer walk,
+//! read and the swizzle overlapped, the verifier's split pointer walk and
+//! the class histogram's walk from guessed starts,
 //! over every kind of builder image (made large enough to span many read
 //! chunks and several verify pieces), a damaged heap and the corpus.
 
@@ -7,8 +8,10 @@ use std::path::Path;
 
 use spur_format::WordSize;
 use spur_loader::{
-    load_path, verify_with, LoadOptions, LoadedHeap, Placement, PlacementRequest, Threads,
+    load_path, verify_in_windows, verify_with, LoadOptions, LoadedHeap, Placement,
+    PlacementRequest, Threads,
 };
+use spur_runtime::{class_histogram_in_parts, class_histogram_with, ObjectMemory, MIN_PART_BYTES};
 use spur_tests::{address_space, assert_same_objects, corpus_dir, image_kinds, CORPUS};
 
 fn relocated(threads: Threads) -> LoadOptions {
@@ -34,10 +37,27 @@ fn same_both_ways(path: &Path, name: &str) -> u64 {
         verify_alike(heap, name);
     }
     assert!(verify_with(&one, Threads::One).ok(), "{name}");
+    let h = histogram_alike(ObjectMemory::new(one), name);
+    assert_eq!(h.objects, n, "{name}");
     n
 }
 
-/// The verifier's report is the same on one, two and three threads.
+/// `stats`' histogram is the same on one thread and on two and three, with
+/// the segments split into parts of 256 KiB (many guessed starts) and of the
+/// default size.
+fn histogram_alike(memory: ObjectMemory, name: &str) -> spur_runtime::Histogram {
+    let one = class_histogram_with(&memory, Threads::One).unwrap_or_else(|e| panic!("{name}: {e}"));
+    for (t, part) in [(2, 256 << 10), (3, 256 << 10), (2, MIN_PART_BYTES)] {
+        let got = class_histogram_in_parts(&memory, Threads::AtMost(t), part)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(got, one, "{name}, {t} threads, parts of {part} bytes");
+    }
+    one
+}
+
+/// The verifier's report is the same on one, two and three threads, and
+/// with its live bitmap covering a few MiB of the heap at a time (so a
+/// heap of several windows is checked window by window).
 fn verify_alike(heap: &LoadedHeap, name: &str) -> spur_loader::Report {
     let one = verify_with(heap, Threads::One);
     for t in [2, 3] {
@@ -45,6 +65,13 @@ fn verify_alike(heap: &LoadedHeap, name: &str) -> spur_loader::Report {
             verify_with(heap, Threads::AtMost(t)),
             one,
             "{name}, {t} threads"
+        );
+    }
+    for (window, t) in [(3 << 20, 1), (3 << 20, 2), ((16 << 20) + 512, 2)] {
+        assert_eq!(
+            verify_in_windows(heap, Threads::AtMost(t), window),
+            one,
+            "{name}, windows of {window} bytes, {t} threads"
         );
     }
     one
@@ -75,25 +102,40 @@ fn a_heap_with_many_bad_pointers_verifies_the_same_on_two_threads() {
         spur_synth::write_image_file(&spec, &path).unwrap();
         let mut heap = load_path(&path, &LoadOptions::default()).unwrap();
         // Point a slot of objects spread over the whole heap into the middle
-        // of nil: more findings than a report keeps, in every verify piece.
+        // of nil, into the middle of an object near the heap's end (in the
+        // last window of a windowed verify), onto a free chunk and outside
+        // the heap: more findings than a report keeps, in every verify piece.
         let w = usize::try_from(word.bytes()).unwrap();
-        let target = heap.nil().get() + 8;
         let start = heap.segments()[0].new_start.get();
-        let victims: Vec<usize> = match word {
+        let (victims, free) = match word {
             WordSize::W64 => pointer_objects::<spur_format::L64>(heap.segment_bytes(0), start),
             WordSize::W32 => pointer_objects::<spur_format::L32>(heap.segment_bytes(0), start),
         };
+        let last = start + u64::try_from(*victims.last().unwrap()).unwrap();
+        let free = start + u64::try_from(free.unwrap()).unwrap();
+        let targets = [heap.nil().get() + 8, last + 8, free, start - 0x1000];
         let step = victims.len() / 500;
         assert!(step > 0, "{word:?}: {} pointer objects", victims.len());
         let bytes = heap.segment_bytes_mut(0);
         let mut hits = 0;
         for &at in victims.iter().step_by(step).take(500) {
+            let target = targets[hits % targets.len()];
             bytes[at + 8..at + 8 + w].copy_from_slice(&target.to_le_bytes()[..w]);
             hits += 1;
         }
         assert_eq!(hits, 500, "{word:?}");
         let report = verify_alike(&heap, "damaged");
         assert!(!report.ok());
+        for why in [
+            "into the middle of an object",
+            "points to a free chunk",
+            "lies outside every segment",
+        ] {
+            assert!(
+                report.errors.iter().any(|f| f.what.contains(why)),
+                "{word:?}: no finding says '{why}'"
+            );
+        }
         assert_eq!(
             u64::try_from(report.errors.len()).unwrap() + report.errors_dropped,
             500,
@@ -117,15 +159,24 @@ fn every_corpus_image_relocates_and_verifies_the_same_on_two_threads() {
 }
 
 /// Offsets of the pointer objects with at least one slot, past the first
-/// objects (nil, the free lists, the hidden roots and the class table).
-fn pointer_objects<L: spur_format::Layout>(bytes: &[u8], start: u64) -> Vec<usize> {
-    spur_format::Walk::<L>::new(bytes, start, 0)
+/// objects (nil, the free lists, the hidden roots and the class table), and
+/// of the first free chunk.
+fn pointer_objects<L: spur_format::Layout>(
+    bytes: &[u8],
+    start: u64,
+) -> (Vec<usize>, Option<usize>) {
+    let mut free = None;
+    let objects = spur_format::Walk::<L>::new(bytes, start, 0)
         .filter(|o| {
+            if o.header.is_free_chunk() && free.is_none() {
+                free = Some(o.offset);
+            }
             o.offset > 1 << 16
                 && o.header.class_index() > 31
                 && o.header.format() <= 5
                 && o.num_slots > 0
         })
         .map(|o| o.offset)
-        .collect()
+        .collect();
+    (objects, free)
 }

@@ -289,6 +289,11 @@ pub struct SynthArgs {
     /// Write a Pharo composed image (a folder of .ston and .data files).
     #[arg(long)]
     pub composed: bool,
+    /// Follow this image's mix: its classes in proportion to their instance
+    /// counts (what `stats` counts), each of about its mean size, scaled to
+    /// the heap size asked for. The word size is the image's.
+    #[arg(long, value_name = "IMAGE")]
+    pub like: Option<PathBuf>,
 }
 
 /// A 32-bit count: decimal or `0x` hex.

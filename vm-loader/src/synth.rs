@@ -8,7 +8,8 @@ use serde::Serialize;
 use spur_format::WordSize;
 use spur_loader::files::{self, OutForm};
 use spur_loader::SnapshotError;
-use spur_synth::{SynthReport, SynthSpec};
+use spur_runtime::{class_histogram, ObjectMemory};
+use spur_synth::{Like, LikeClass, SynthReport, SynthSpec};
 
 use crate::cli::SynthArgs;
 use crate::out::{emit, human_bytes, shown};
@@ -68,8 +69,56 @@ pub fn spec(args: &SynthArgs) -> Result<SynthSpec> {
     Ok(spec)
 }
 
+/// The mix of the image at `path`: its class histogram, each class with
+/// the format its class object gives, and its free chunks.
+pub fn like(path: &Path) -> Result<(WordSize, Like)> {
+    let image = crate::image::Image::open(Some(path))?;
+    let heap = image.load(&spur_loader::LoadOptions::default())?;
+    let word = heap.word();
+    let memory = ObjectMemory::new(heap);
+    let h = class_histogram(&memory)
+        .with_context(|| format!("counting the classes of {}", path.display()))?;
+    let mut classes = Vec::with_capacity(h.rows.len());
+    for r in &h.rows {
+        let Some(class) = r.class else { continue };
+        // Slot 2 of a class: its format, instSpec << 16 | fixed slots.
+        let fmt = memory
+            .fetch(class, 2)
+            .ok()
+            .and_then(|f| word.small_integer(f.bits()));
+        let Some(fmt) = fmt else { continue };
+        classes.push(LikeClass {
+            name: r.name.clone(),
+            inst_spec: u8::try_from((fmt >> 16) & 0x1f).unwrap_or(0),
+            fixed_slots: (fmt & 0xffff).cast_unsigned(),
+            instances: r.instances,
+            bytes: r.bytes,
+        });
+    }
+    Ok((
+        word,
+        Like {
+            classes,
+            free_chunks: h.free_chunks,
+        },
+    ))
+}
+
 pub fn run(args: &SynthArgs, json: bool) -> Result<Outcome> {
-    let spec = spec(args)?;
+    let mut spec = spec(args)?;
+    let like = match &args.like {
+        Some(path) => {
+            let (word, like) = like(path)?;
+            spec.word = word;
+            spec.old_base = args.base.unwrap_or(match word {
+                WordSize::W64 => spur_synth::DEFAULT_BASE_64,
+                WordSize::W32 => spur_synth::DEFAULT_BASE_32,
+            });
+            Some(like)
+        }
+        None => None,
+    };
+    let like = like.as_ref();
     let out = &args.out;
     // Before anything is written: what is at OUT, and room for the image
     // (twice over for a composed one, built as a single file first).
@@ -83,13 +132,13 @@ pub fn run(args: &SynthArgs, json: bool) -> Result<Outcome> {
     files::check_free_space(parent(&target.path), need, "the image")
         .with_context(|| format!("{}", out.display()))?;
     let report = if args.composed {
-        write_composed(&spec, out)?
+        write_composed(&spec, like, out)?
     } else {
         // The snapshot writer's safe steps: a locked temporary beside OUT
         // that a later run removes if this one is killed, the old file's
         // mode and owner, fsync, rename.
         spur_loader::write_atomically(out, |f| {
-            spur_synth::write_image(&spec, f).map_err(|source| SnapshotError::File {
+            spur_synth::write_image_like(&spec, like, f).map_err(|source| SnapshotError::File {
                 what: "writing",
                 path: out.display().to_string(),
                 source,
@@ -103,14 +152,14 @@ pub fn run(args: &SynthArgs, json: bool) -> Result<Outcome> {
 
 /// Builds the image as a single file beside `out`, loads it at its old
 /// addresses and writes the heap as a composed folder at `out`.
-fn write_composed(spec: &SynthSpec, out: &Path) -> Result<SynthReport> {
+fn write_composed(spec: &SynthSpec, like: Option<&Like>, out: &Path) -> Result<SynthReport> {
     let name = out.file_name().context("OUT names no file")?;
     // Named and locked like every temporary of OUT, so that the next write
     // to OUT removes it if this process is killed.
     let _ = spur_loader::remove_stale_temps(out);
     let (single, mut lock) = files::create_temp(parent(out), name, false)
         .with_context(|| format!("creating a temporary file beside {}", out.display()))?;
-    let report = spur_synth::write_image(spec, &mut *lock)
+    let report = spur_synth::write_image_like(spec, like, &mut *lock)
         .with_context(|| format!("writing {}", single.display()));
     let result = report.and_then(|report| {
         let heap = spur_loader::load_path(&single, &spur_loader::LoadOptions::default())?;

@@ -28,6 +28,8 @@ pub struct VerifyJson {
     /// Findings beyond those listed, counted only.
     pub errors_dropped: u64,
     pub warnings_dropped: u64,
+    /// How long the checks took (the load not included), in microseconds.
+    pub verify_us: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -49,8 +51,11 @@ impl From<&Finding> for FindingJson {
 
 pub fn run(args: &LoadArgs, json: bool) -> Result<Outcome> {
     let heap = load_image(args)?;
+    let t = std::time::Instant::now();
     let report = spur_loader::verify_with(&heap, args.place.threads());
+    let verify_us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
     let mut j = to_json(&report, heap.placement().name(), heap.swizzled());
+    j.verify_us = verify_us;
     j.fallback = heap.fallback_reason().map(str::to_owned);
     emit(json, &j, || text(&j))?;
     Ok(if j.ok { Outcome::Ok } else { Outcome::Corrupt })
@@ -69,6 +74,7 @@ fn to_json(r: &Report, placement: &'static str, swizzled: bool) -> VerifyJson {
         warnings: r.warnings.iter().map(FindingJson::from).collect(),
         errors_dropped: r.errors_dropped,
         warnings_dropped: r.warnings_dropped,
+        verify_us: 0,
     }
 }
 

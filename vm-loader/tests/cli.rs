@@ -286,6 +286,7 @@ fn verify_passes_good_images_in_place_and_relocated() {
                     "warnings",
                     "errors_dropped",
                     "warnings_dropped",
+                    "verify_us",
                 ])
             );
             assert_eq!(j["ok"], true, "{name} {extra:?}: {j:#}");

@@ -70,4 +70,6 @@ pub use snapshot::{
 };
 pub use source::{ComposedSource, FileSource, ImageSource, SegmentReader};
 pub use spur_mem::{Backing, FilesUnchanged};
-pub use verify::{verify, verify_with, Finding, FindingKind, Report};
+pub use verify::{
+    verify, verify_in_windows, verify_with, Finding, FindingKind, Report, WINDOW_BYTES,
+};

@@ -112,15 +112,29 @@ pub fn verify(heap: &LoadedHeap) -> Report {
 /// Verifies a loaded heap on at most `threads` threads. The report is the
 /// same whatever the number.
 pub fn verify_with(heap: &LoadedHeap, threads: Threads) -> Report {
+    verify_in_windows(heap, threads, WINDOW_BYTES)
+}
+
+/// How much of the heap the live bitmap covers at a time by default: 2 GiB
+/// (a 32 MiB bitmap), so a heap of up to 2 GiB is checked in one window.
+pub const WINDOW_BYTES: u64 = 2 << 30;
+
+/// [`verify_with`], its live bitmap covering at most `window_bytes` of the
+/// heap at a time (rounded up to 512 bytes). A larger heap's pointers are
+/// checked in as many passes, one per window of addresses they may point
+/// to, so the verifier's memory stays at `window_bytes / 64` whatever the
+/// heap's size. The report is the same whatever the window.
+pub fn verify_in_windows(heap: &LoadedHeap, threads: Threads, window_bytes: u64) -> Report {
     let _s = tracing::debug_span!("verify").entered();
     let n = threads.count();
+    let window_bits = usize_of(window_bytes.div_ceil(512).max(1) * 64);
     match heap.word() {
-        WordSize::W64 => Verifier::<L64>::new(heap, n).run(),
-        WordSize::W32 => Verifier::<L32>::new(heap, n).run(),
+        WordSize::W64 => Verifier::<L64>::new(heap, n, window_bits).run(),
+        WordSize::W32 => Verifier::<L32>::new(heap, n, window_bits).run(),
     }
 }
 
-/// One bit per 8-byte unit of the heap.
+/// One bit per 8-byte unit of (a window of) the heap.
 struct Bitmap {
     words: Vec<u64>,
 }
@@ -139,17 +153,73 @@ impl Bitmap {
     fn get(&self, i: usize) -> bool {
         self.words[i >> 6] >> (i & 63) & 1 == 1
     }
+    fn clear(&mut self) {
+        self.words.fill(0);
+    }
+}
+
+/// Where the free chunks' headers are, as bit indices like the live
+/// bitmap's. A saved image holds few free chunks, so they are listed in
+/// heap order; a heap with so many that the list would outgrow half a
+/// bitmap gets a bitmap instead. Either way one bitmap of the heap's size
+/// (the live one) is the most `verify` keeps for long.
+enum FreeStarts {
+    /// Increasing bit indices.
+    List(Vec<usize>),
+    Bits(Bitmap),
+}
+
+impl FreeStarts {
+    /// Records a free chunk at bit `i`, which is above every bit recorded so
+    /// far; `bits` is the size of the live bitmap.
+    fn push(&mut self, i: usize, bits: usize) {
+        match self {
+            FreeStarts::List(list) => {
+                if list.len() < bits / 128 + 1024 {
+                    list.push(i);
+                    return;
+                }
+                let mut map = Bitmap::new(bits);
+                for &j in list.iter() {
+                    map.set(j);
+                }
+                map.set(i);
+                *self = FreeStarts::Bits(map);
+            }
+            FreeStarts::Bits(map) => map.set(i),
+        }
+    }
+
+    fn contains(&self, i: usize) -> bool {
+        match self {
+            FreeStarts::List(list) => list.binary_search(&i).is_ok(),
+            FreeStarts::Bits(map) => map.get(i),
+        }
+    }
 }
 
 struct Verifier<'h, L: Layout> {
     heap: &'h LoadedHeap,
     word: WordSize,
-    /// First bit of each segment in the bitmaps.
+    /// First bit of each segment in the live bitmap (and the free starts).
     bit_base: Vec<usize>,
-    /// Headers of live objects (not free chunks, not bridges).
+    /// Headers of live objects (not free chunks, bridges or forwarders)
+    /// among the window's bits: bit `i` of the bitmap is the heap's bit
+    /// `window + i`.
     live: Bitmap,
+    /// The first heap bit of the window `live` holds now.
+    window: usize,
+    /// How many heap bits a window covers.
+    window_bits: usize,
+    /// The addresses whose liveness the checks after the pointer walk ask
+    /// for (class-table entries, the special objects, object-stack pages),
+    /// increasing, and the answers, filled in window by window.
+    queries: Vec<u64>,
+    answers: Vec<bool>,
     /// Headers of free chunks.
-    free: Bitmap,
+    free: FreeStarts,
+    /// Bits in the live bitmap.
+    bits: usize,
     /// Forwarders seen: count and first address.
     forwarders: (u64, u64),
     /// Objects with the remembered or grey bit: count and first address.
@@ -164,6 +234,10 @@ struct Verifier<'h, L: Layout> {
     threads: usize,
     _l: std::marker::PhantomData<L>,
 }
+
+/// A pointer finding with the object's address and the slot, by which the
+/// findings of several windows are put in heap order.
+type Keyed = (u64, usize, Finding);
 
 /// Bytes between the places where the pointer walk may be split.
 const SPLIT: usize = 8 << 20;
@@ -181,7 +255,7 @@ struct Piece<'h> {
 }
 
 impl<'h, L: Layout> Verifier<'h, L> {
-    fn new(heap: &'h LoadedHeap, threads: usize) -> Self {
+    fn new(heap: &'h LoadedHeap, threads: usize, window_bits: usize) -> Self {
         let mut bit_base = Vec::with_capacity(heap.segments().len() + 1);
         let mut bits = 0usize;
         for s in heap.segments() {
@@ -195,8 +269,13 @@ impl<'h, L: Layout> Verifier<'h, L> {
             heap,
             word: heap.word(),
             bit_base,
-            live: Bitmap::new(bits),
-            free: Bitmap::new(bits),
+            live: Bitmap::new(bits.min(window_bits)),
+            window: 0,
+            window_bits,
+            queries: Vec::new(),
+            answers: Vec::new(),
+            free: FreeStarts::List(Vec::new()),
+            bits,
             forwarders: (0, 0),
             odd_bits: (0, 0),
             classes: Vec::new(),
@@ -246,17 +325,72 @@ impl<'h, L: Layout> Verifier<'h, L> {
         Some(self.bit_base[i] + ((a - s.new_start.get()) >> 3) as usize)
     }
 
+    /// Is a live object's header at heap bit `b`? `None` when `b` lies
+    /// outside the window the bitmap holds now.
+    #[inline(always)]
+    fn live_in_window(&self, b: usize) -> Option<bool> {
+        let i = b.wrapping_sub(self.window);
+        (i < self.window_bits).then(|| self.live.get(i))
+    }
+
+    /// Is a live object's header at `a`, one of the [`queries`](Self::queries)?
     fn is_live(&self, a: u64) -> bool {
-        self.bit(a).is_some_and(|b| self.live.get(b))
+        match self.queries.binary_search(&a) {
+            Ok(k) => self.answers[k],
+            Err(_) => {
+                debug_assert!(false, "{a:#x} was not among the queries");
+                false
+            }
+        }
+    }
+
+    /// Collects the addresses [`is_live`](Self::is_live) will be asked about.
+    fn gather_queries(&mut self) {
+        let heap = self.heap;
+        let mut q = self.classes.clone();
+        q.push(heap.special_objects().get());
+        let fl = NewAddr::from_heap_word(self.nil + 48);
+        if let Some(hidden) = heap.object_after(fl) {
+            for root in [
+                MARK_STACK_ROOT_INDEX,
+                WEAKLING_STACK_ROOT_INDEX,
+                MOURN_QUEUE_ROOT_INDEX,
+            ] {
+                if let Some(page) = heap.slot(hidden, root) {
+                    q.push(page);
+                }
+            }
+        }
+        q.sort_unstable();
+        q.dedup();
+        self.answers = vec![false; q.len()];
+        self.queries = q;
+    }
+
+    /// Answers the queries that fall in the window the bitmap holds now.
+    fn answer_queries(&mut self) {
+        for k in 0..self.queries.len() {
+            if let Some(live) = self
+                .bit(self.queries[k])
+                .and_then(|b| self.live_in_window(b))
+            {
+                self.answers[k] = live;
+            }
+        }
     }
 
     fn is_free(&self, a: u64) -> bool {
-        self.bit(a).is_some_and(|b| self.free.get(b))
+        self.bit(a).is_some_and(|b| self.free.contains(b))
     }
 
     fn run(mut self) -> Report {
         self.first_objects();
+        self.gather_queries();
         self.walk();
+        self.answer_queries();
+        // The checks below give the cap room for at most this many more errors.
+        let cap = MAX_FINDINGS.saturating_sub(self.report.errors.len());
+        let pointer_findings = self.pointers(cap);
         if self.forwarders.0 > 0 {
             // OpenSmalltalk and SqueakJS load such images: forwarders are followed
             // lazily, so they are reported, and pointers to them are errors.
@@ -280,7 +414,16 @@ impl<'h, L: Layout> Verifier<'h, L> {
             );
         }
         self.check_class_table();
-        self.pointers();
+        for (found, dropped) in pointer_findings {
+            for f in found {
+                if self.report.errors.len() < MAX_FINDINGS {
+                    self.report.errors.push(f);
+                } else {
+                    self.report.errors_dropped += 1;
+                }
+            }
+            self.report.errors_dropped += dropped;
+        }
         self.special_objects();
         self.free_lists();
         self.obj_stacks();
@@ -410,7 +553,7 @@ impl<'h, L: Layout> Verifier<'h, L> {
                 let addr = s.new_start.get() + obj.offset as u64;
                 let bit = base + (obj.offset >> 3);
                 if h.is_free_chunk() {
-                    self.free.set(bit);
+                    self.free.push(bit, self.bits);
                     self.report.free_chunks += 1;
                     self.report.free_bytes += self.word.body_bytes(obj.num_slots).unwrap_or(0)
                         + if obj.has_overflow() { 8 } else { 0 };
@@ -424,7 +567,7 @@ impl<'h, L: Layout> Verifier<'h, L> {
                     );
                     continue;
                 }
-                if !h.is_forwarder() {
+                if !h.is_forwarder() && bit < self.window_bits {
                     self.live.set(bit);
                 }
                 self.object(addr, h, &obj, bytes);
@@ -459,8 +602,9 @@ impl<'h, L: Layout> Verifier<'h, L> {
                     );
                     continue;
                 }
-                if !h.is_forwarder() {
-                    self.live.set(base + (obj.offset >> 3));
+                let bit = base + (obj.offset >> 3);
+                if !h.is_forwarder() && bit < self.window_bits {
+                    self.live.set(bit);
                 }
                 self.object(addr, h, &obj, bytes);
             }
@@ -636,10 +780,14 @@ impl<'h, L: Layout> Verifier<'h, L> {
     /// Every pointer of every live object lands on a live object's header.
     ///
     /// The walk is split at the object starts [`walk`](Self::walk) recorded
-    /// every [`SPLIT`] bytes; the pieces run on up to `threads` threads and
-    /// their findings are merged in heap order, so the report is the one a
-    /// single walk gives.
-    fn pointers(&mut self) {
+    /// every [`SPLIT`] bytes; the pieces run on up to `threads` threads. A
+    /// heap larger than a window is walked once per window, each walk
+    /// checking the pointers into that window (and the first one those into
+    /// no segment), after marking the window's live objects. Each piece's
+    /// findings of every window are merged in heap order (object, then
+    /// slot), at most `cap` of them described and the rest counted, so the
+    /// result is the one a single walk of one window gives.
+    fn pointers(&mut self, cap: usize) -> Vec<(Vec<Finding>, u64)> {
         let heap = self.heap;
         let nsegs = heap.segments().len();
         let mut pieces: Vec<Piece<'h>> = Vec::new();
@@ -678,50 +826,101 @@ impl<'h, L: Layout> Verifier<'h, L> {
                 &self.splits[nsegs],
             );
         }
-        let cap = MAX_FINDINGS.saturating_sub(self.report.errors.len());
-        let threads = self.threads.min(pieces.len()).max(1);
-        let results: Vec<(Vec<Finding>, u64)> = if threads == 1 {
-            pieces.iter().map(|p| self.pointers_in(p, cap)).collect()
-        } else {
-            let next = std::sync::atomic::AtomicUsize::new(0);
-            let this = &*self;
-            let mut done: Vec<(usize, (Vec<Finding>, u64))> = std::thread::scope(|sc| {
-                let workers: Vec<_> = (0..threads)
-                    .map(|_| {
-                        sc.spawn(|| {
-                            let mut out = Vec::new();
-                            loop {
-                                let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                                let Some(p) = pieces.get(k) else { break };
-                                out.push((k, this.pointers_in(p, cap)));
-                            }
-                            out
-                        })
-                    })
-                    .collect();
-                workers
-                    .into_iter()
-                    .flat_map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-                    .collect()
-            });
-            done.sort_unstable_by_key(|(k, _)| *k);
-            done.into_iter().map(|(_, r)| r).collect()
-        };
-        for (found, dropped) in results {
-            for f in found {
-                if self.report.errors.len() < MAX_FINDINGS {
-                    self.report.errors.push(f);
-                } else {
-                    self.report.errors_dropped += 1;
+        let windows = self.bits.div_ceil(self.window_bits).max(1);
+        let mut merged: Vec<(Vec<Keyed>, u64)> = Vec::new();
+        for w in 0..windows {
+            if w > 0 {
+                self.mark_window(w * self.window_bits, &pieces);
+                self.answer_queries();
+            }
+            let results = self.pointers_of_window(&pieces, cap, w == 0);
+            if merged.is_empty() {
+                merged = results;
+                continue;
+            }
+            for ((found, dropped), (more, more_dropped)) in merged.iter_mut().zip(results) {
+                found.extend(more);
+                found.sort_by_key(|k| (k.0, k.1));
+                *dropped += more_dropped + u64_of(found.len().saturating_sub(cap));
+                found.truncate(cap);
+            }
+        }
+        merged
+            .into_iter()
+            .map(|(found, dropped)| (found.into_iter().map(|k| k.2).collect(), dropped))
+            .collect()
+    }
+
+    /// Marks the live objects of the window starting at heap bit `first`:
+    /// every object of the pieces that reach into it that is not a free
+    /// chunk, a bridge or a forwarder, as [`walk`](Self::walk) marks them.
+    fn mark_window(&mut self, first: usize, pieces: &[Piece<'_>]) {
+        self.live.clear();
+        self.window = first;
+        let end = first + self.window_bits;
+        for p in pieces {
+            if p.base + p.to / 8 < first || p.base + p.from / 8 >= end {
+                continue;
+            }
+            let mut pos = p.from;
+            while pos < p.to {
+                let Ok((obj, next)) = spur_format::read::walk::step::<L>(p.bytes, pos, p.limit)
+                else {
+                    break;
+                };
+                pos = next;
+                let h = obj.header;
+                let i = (p.base + (obj.offset >> 3)).wrapping_sub(first);
+                if i < self.window_bits && !(h.is_free_chunk() || h.is_bridge() || h.is_forwarder())
+                {
+                    self.live.set(i);
                 }
             }
-            self.report.errors_dropped += dropped;
         }
     }
 
-    /// The pointer findings of one piece of the heap: at most `cap` of them
-    /// described, the rest counted.
-    fn pointers_in(&self, p: &Piece<'_>, cap: usize) -> (Vec<Finding>, u64) {
+    /// The pointer findings of every piece for the window the bitmap holds
+    /// now, in piece order; with `outside`, pointers into no segment too.
+    fn pointers_of_window(
+        &self,
+        pieces: &[Piece<'_>],
+        cap: usize,
+        outside: bool,
+    ) -> Vec<(Vec<Keyed>, u64)> {
+        let threads = self.threads.min(pieces.len()).max(1);
+        if threads == 1 {
+            return pieces
+                .iter()
+                .map(|p| self.pointers_in(p, cap, outside))
+                .collect();
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let mut done: Vec<(usize, (Vec<Keyed>, u64))> = std::thread::scope(|sc| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    sc.spawn(|| {
+                        let mut out = Vec::new();
+                        loop {
+                            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(p) = pieces.get(k) else { break };
+                            out.push((k, self.pointers_in(p, cap, outside)));
+                        }
+                        out
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
+        });
+        done.sort_unstable_by_key(|(k, _)| *k);
+        done.into_iter().map(|(_, r)| r).collect()
+    }
+
+    /// The pointer findings of one piece of the heap for the window the
+    /// bitmap holds now: at most `cap` of them described, the rest counted.
+    fn pointers_in(&self, p: &Piece<'_>, cap: usize, outside: bool) -> (Vec<Keyed>, u64) {
         let mut found = Vec::new();
         let mut dropped = 0u64;
         let mut pos = p.from;
@@ -732,7 +931,12 @@ impl<'h, L: Layout> Verifier<'h, L> {
             };
             pos = next;
             let h = obj.header;
-            if h.class_index() < CLASS_FORWARDER || !self.live.get(p.base + (obj.offset >> 3)) {
+            // Free chunks, bridges and forwarders are not live (walk marks none).
+            if h.class_index() < CLASS_FORWARDER
+                || h.is_free_chunk()
+                || h.is_bridge()
+                || h.is_forwarder()
+            {
                 continue;
             }
             let n = usize_of(obj.num_slots);
@@ -754,8 +958,13 @@ impl<'h, L: Layout> Verifier<'h, L> {
                     continue;
                 }
                 let ok = match self.bit(v) {
-                    Some(b) => self.live.get(b),
-                    None => false,
+                    Some(b) => match self.live_in_window(b) {
+                        Some(live) => live,
+                        // Another window's walk looks at this one.
+                        None => continue,
+                    },
+                    None if outside => false,
+                    None => continue,
                 };
                 if ok {
                     continue;
@@ -766,11 +975,15 @@ impl<'h, L: Layout> Verifier<'h, L> {
                 } else {
                     let addr = p.start + obj.offset as u64;
                     let why = self.diagnose(v);
-                    found.push(Finding {
-                        kind: FindingKind::Pointer,
+                    found.push((
                         addr,
-                        what: format!("slot {j} holds {v:#x}, which {why}"),
-                    });
+                        j,
+                        Finding {
+                            kind: FindingKind::Pointer,
+                            addr,
+                            what: format!("slot {j} holds {v:#x}, which {why}"),
+                        },
+                    ));
                 }
             }
         }
@@ -1058,6 +1271,37 @@ impl<'h, L: Layout> Verifier<'h, L> {
                     format!("object stack {root} holds {top} entries; a saved image's is empty"),
                 );
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The list turns into a bitmap when it grows past half a bitmap's
+    /// bytes, and answers the same before and after.
+    #[test]
+    fn free_starts_answer_the_same_as_list_and_as_bitmap() {
+        let bits = 1 << 20;
+        let limit = bits / 128 + 1024;
+        let mut free = FreeStarts::List(Vec::new());
+        let at = |k: usize| 3 * k + k % 2;
+        let mut k = 0;
+        while matches!(free, FreeStarts::List(_)) {
+            free.push(at(k), bits);
+            k += 1;
+        }
+        assert_eq!(k, limit + 1, "the list holds {limit} starts, then turns");
+        for _ in 0..100 {
+            free.push(at(k), bits);
+            k += 1;
+        }
+        let want: std::collections::BTreeSet<usize> = (0..k).map(at).collect();
+        let list = FreeStarts::List(want.iter().copied().collect());
+        for i in 0..at(k) + 8 {
+            assert_eq!(free.contains(i), want.contains(&i), "bit {i}");
+            assert_eq!(list.contains(i), want.contains(&i), "bit {i}");
         }
     }
 }

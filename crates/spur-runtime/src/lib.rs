@@ -74,4 +74,6 @@ pub use semaphores::{ExternalSemaphoreTable, Signaller};
 pub use settings::{HashSeed, ImageSettings};
 pub use special_objects::SpecialObjects;
 pub use stack::{StackLayout, StackZone};
-pub use stats::{class_histogram, Histogram};
+pub use stats::{
+    class_histogram, class_histogram_in_parts, class_histogram_with, Histogram, MIN_PART_BYTES,
+};

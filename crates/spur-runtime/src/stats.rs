@@ -1,11 +1,14 @@
 //! A class histogram of the heap, like Smalltalk's space tally: instances
 //! and bytes per class, in one walk over every segment.
 
-use spur_format::raw::{CLASS_TABLE_PAGE_SLOTS, LAST_CLASS_INDEX_PUN};
-use spur_format::{Layout, Walk, WordSize, L32, L64};
-use spur_loader::LoadedHeap;
+use std::collections::BTreeMap;
 
-use spur_loader::conv::usize_of;
+use spur_format::raw::{BRIDGE_BYTES, CLASS_TABLE_PAGE_SLOTS, LAST_CLASS_INDEX_PUN};
+use spur_format::read::walk::step;
+use spur_format::{Layout, Obj, WordSize, L32, L64};
+use spur_loader::{LoadedHeap, Threads};
+
+use spur_loader::conv::{u64_of, usize_of};
 
 use crate::class_table::ClassTable;
 use crate::error::RuntimeError;
@@ -60,13 +63,46 @@ impl Histogram {
 }
 
 /// Counts the instances of every class of `heap`, reading the special
-/// objects and the class table first to name them.
+/// objects and the class table first to name them, on as many threads as
+/// the machine offers.
 pub fn class_histogram(memory: &ObjectMemory) -> Result<Histogram, RuntimeError> {
+    class_histogram_with(memory, Threads::Available)
+}
+
+/// [`class_histogram`] on at most `threads` threads. The histogram is the
+/// same whatever the number.
+pub fn class_histogram_with(
+    memory: &ObjectMemory,
+    threads: Threads,
+) -> Result<Histogram, RuntimeError> {
+    class_histogram_in_parts(memory, threads, MIN_PART_BYTES)
+}
+
+/// Segments are split into parts of at least this many bytes, one per thread.
+pub const MIN_PART_BYTES: u64 = 8 << 20;
+
+/// [`class_histogram_with`], splitting each segment into parts of at least
+/// `min_part` bytes (at most one per thread).
+///
+/// A part's walk starts at a guessed object start: the first place past the
+/// part's boundary where [`GUESS_STEPS`] headers in a row look like objects
+/// of this heap. The walk of the part before checks the guess: once it has
+/// reached the guess, it must land on one of the object starts that the
+/// guessed walk met in its first [`PREFIX_BYTES`]; from there both walks are
+/// the same walk, and the earlier part ends where the later one began
+/// counting. A guess it does not land on is ignored and the earlier walk
+/// goes on through that part itself, so every object is counted once, as
+/// the walk from the segment's start meets it, whatever was guessed.
+pub fn class_histogram_in_parts(
+    memory: &ObjectMemory,
+    threads: Threads,
+    min_part: u64,
+) -> Result<Histogram, RuntimeError> {
     let heap = memory.heap();
     let view = memory.view();
     let specials = SpecialObjects::read(&view, heap.special_objects(), heap.nil())?;
     let classes = ClassTable::read(&view, &specials)?;
-    histogram_with(heap, &view, &classes)
+    histogram_in_parts(heap, &view, &classes, threads, min_part)
 }
 
 /// The histogram with a class table already read.
@@ -75,22 +111,62 @@ pub fn histogram_with(
     view: &ReadView<'_>,
     classes: &ClassTable,
 ) -> Result<Histogram, RuntimeError> {
+    histogram_in_parts(heap, view, classes, Threads::Available, MIN_PART_BYTES)
+}
+
+fn histogram_in_parts(
+    heap: &LoadedHeap,
+    view: &ReadView<'_>,
+    classes: &ClassTable,
+    threads: Threads,
+    min_part: u64,
+) -> Result<Histogram, RuntimeError> {
     let _span = tracing::debug_span!("histogram").entered();
-    let slots = classes.pages() as u64 * CLASS_TABLE_PAGE_SLOTS;
-    let mut counts = vec![(0u64, 0u64); usize_of(slots)];
-    let mut h = Histogram::default();
-    let mut beyond = std::collections::BTreeMap::new();
-    match heap.word() {
-        WordSize::W64 => walk::<L64>(heap, &mut h, &mut counts, &mut beyond)?,
-        WordSize::W32 => walk::<L32>(heap, &mut h, &mut counts, &mut beyond)?,
+    let slots = usize_of(classes.pages() as u64 * CLASS_TABLE_PAGE_SLOTS);
+    let threads = threads.count();
+    let mut tally = Tally::new(slots);
+    for (i, s) in heap.segments().iter().enumerate() {
+        let bytes = heap.segment_bytes(i);
+        let limit = bytes.len().saturating_sub(usize_of(BRIDGE_BYTES));
+        let parts = threads
+            .min(usize_of(u64_of(limit) / min_part.max(1)))
+            .max(1);
+        let found = match heap.word() {
+            WordSize::W64 => tally_segment::<L64>(bytes, limit, parts, slots),
+            WordSize::W32 => tally_segment::<L32>(bytes, limit, parts, slots),
+        };
+        match found {
+            Ok(t) => tally.merge(t),
+            Err((offset, what)) => {
+                let e = spur_format::FormatError::BadObject {
+                    segment: i,
+                    offset: u64_of(offset),
+                    addr: s.new_start.get().wrapping_add(u64_of(offset)),
+                    what,
+                };
+                return Err(RuntimeError::ClassTable {
+                    addr: s.new_start.get(),
+                    why: format!("the heap walk failed: {e}"),
+                });
+            }
+        }
     }
+    let mut h = Histogram {
+        objects: tally.objects,
+        free_chunks: tally.free_chunks,
+        free_bytes: tally.free_bytes,
+        hidden: tally.hidden,
+        hidden_bytes: tally.hidden_bytes,
+        ..Histogram::default()
+    };
     let mut rows: Vec<ClassStats> = Vec::new();
-    let all = counts
+    let all = tally
+        .counts
         .iter()
         .enumerate()
         .filter(|(_, c)| c.0 > 0)
         .filter_map(|(i, &c)| Some((u32::try_from(i).ok()?, c)))
-        .chain(beyond);
+        .chain(tally.beyond);
     for (index, (instances, bytes)) in all {
         let class = classes.class_at(view, index);
         // Duplicate entries of one class (after a become) share a row.
@@ -119,40 +195,241 @@ pub fn histogram_with(
     Ok(h)
 }
 
-fn walk<L: Layout>(
-    heap: &LoadedHeap,
-    h: &mut Histogram,
-    counts: &mut [(u64, u64)],
-    beyond: &mut std::collections::BTreeMap<u32, (u64, u64)>,
-) -> Result<(), RuntimeError> {
-    for (i, s) in heap.segments().iter().enumerate() {
-        let mut w = Walk::<L>::new(heap.segment_bytes(i), s.new_start.get(), i);
-        for obj in w.by_ref() {
-            h.objects += 1;
-            let bytes = L::WORD.body_bytes(obj.num_slots).unwrap_or(0)
-                + if obj.has_overflow() { 8 } else { 0 };
-            let ci = obj.header.class_index();
-            if obj.header.is_free_chunk() {
-                h.free_chunks += 1;
-                h.free_bytes += bytes;
-            } else if ci <= LAST_CLASS_INDEX_PUN {
-                h.hidden += 1;
-                h.hidden_bytes += bytes;
-            } else {
-                let c = match counts.get_mut(ci as usize) {
-                    Some(c) => c,
-                    None => beyond.entry(ci).or_default(),
-                };
-                c.0 += 1;
-                c.1 += bytes;
-            }
+/// How many headers in a row must look like objects for a guessed start.
+pub const GUESS_STEPS: usize = 16;
+
+/// How far a guessed walk records its object starts, for the walk of the
+/// part before to land on.
+pub const PREFIX_BYTES: usize = 64 << 10;
+
+/// How far past a part's boundary a start is looked for.
+const GUESS_SPAN: usize = 1 << 20;
+
+/// Counts of a stretch of the heap.
+struct Tally {
+    /// (instances, bytes) by class index below the class table's size.
+    counts: Vec<(u64, u64)>,
+    /// The same for class indices past the table.
+    beyond: BTreeMap<u32, (u64, u64)>,
+    objects: u64,
+    free_chunks: u64,
+    free_bytes: u64,
+    hidden: u64,
+    hidden_bytes: u64,
+}
+
+impl Tally {
+    fn new(slots: usize) -> Self {
+        Tally {
+            counts: vec![(0, 0); slots],
+            beyond: BTreeMap::new(),
+            objects: 0,
+            free_chunks: 0,
+            free_bytes: 0,
+            hidden: 0,
+            hidden_bytes: 0,
         }
-        w.finish().map_err(|e| RuntimeError::ClassTable {
-            addr: s.new_start.get(),
-            why: format!("the heap walk failed: {e}"),
-        })?;
     }
-    Ok(())
+
+    #[inline(always)]
+    fn add<L: Layout>(&mut self, obj: &Obj) {
+        self.objects += 1;
+        let bytes =
+            L::WORD.body_bytes(obj.num_slots).unwrap_or(0) + if obj.has_overflow() { 8 } else { 0 };
+        let ci = obj.header.class_index();
+        if obj.header.is_free_chunk() {
+            self.free_chunks += 1;
+            self.free_bytes += bytes;
+        } else if ci <= LAST_CLASS_INDEX_PUN {
+            self.hidden += 1;
+            self.hidden_bytes += bytes;
+        } else {
+            let c = match self.counts.get_mut(ci as usize) {
+                Some(c) => c,
+                None => self.beyond.entry(ci).or_default(),
+            };
+            c.0 += 1;
+            c.1 += bytes;
+        }
+    }
+
+    fn merge(&mut self, other: Tally) {
+        for (c, o) in self.counts.iter_mut().zip(&other.counts) {
+            c.0 += o.0;
+            c.1 += o.1;
+        }
+        for (ci, o) in other.beyond {
+            let c = self.beyond.entry(ci).or_default();
+            c.0 += o.0;
+            c.1 += o.1;
+        }
+        self.objects += other.objects;
+        self.free_chunks += other.free_chunks;
+        self.free_bytes += other.free_bytes;
+        self.hidden += other.hidden;
+        self.hidden_bytes += other.hidden_bytes;
+    }
+}
+
+/// A guessed start and what its walk met first.
+struct Guess {
+    /// The guessed object start.
+    at: usize,
+    /// The object starts the walk from `at` met below `at + PREFIX_BYTES`.
+    prefix: Vec<usize>,
+    /// Where its counting begins: the first start past the prefix (or the
+    /// segment's limit).
+    count_from: usize,
+}
+
+/// A part's counts and where its walk ended, or where and why it failed.
+type PartResult = Result<(Tally, End), (usize, String)>;
+
+/// Where a part's walk ended: the segment's limit, or where part `j`
+/// began counting.
+enum End {
+    Limit,
+    Part(usize),
+}
+
+/// Does the walk from `pos` meet [`GUESS_STEPS`] headers that look like
+/// this heap's objects (or reach the limit first)?
+fn plausible<L: Layout>(bytes: &[u8], mut pos: usize, limit: usize, slots: usize) -> bool {
+    for _ in 0..GUESS_STEPS {
+        if pos >= limit {
+            return true;
+        }
+        let Ok((obj, next)) = step::<L>(bytes, pos, limit) else {
+            return false;
+        };
+        let h = obj.header;
+        let fmt = h.format();
+        let ci = usize_of(u64::from(h.class_index()));
+        if fmt == 6 || fmt == 8 || (ci >= slots && !h.is_free_chunk()) {
+            return false;
+        }
+        pos = next;
+    }
+    true
+}
+
+/// The guessed start of the part beginning near `from`, with its prefix.
+fn guess<L: Layout>(bytes: &[u8], from: usize, limit: usize, slots: usize) -> Option<Guess> {
+    let end = from.saturating_add(GUESS_SPAN).min(limit);
+    let at = (from.next_multiple_of(8)..end)
+        .step_by(8)
+        .find(|&p| plausible::<L>(bytes, p, limit, slots))?;
+    let mut prefix = Vec::new();
+    let mut pos = at;
+    while pos < limit && pos < at + PREFIX_BYTES {
+        prefix.push(pos);
+        pos = step::<L>(bytes, pos, limit).ok()?.1;
+    }
+    Some(Guess {
+        at,
+        prefix,
+        count_from: pos,
+    })
+}
+
+/// Counts the objects of one segment (objects in `bytes[..limit]`) in
+/// `parts` parts, one thread each; the answer, or the offset and reason at
+/// which the walk from the segment's start fails, is that walk's.
+fn tally_segment<L: Layout>(
+    bytes: &[u8],
+    limit: usize,
+    parts: usize,
+    slots: usize,
+) -> Result<Tally, (usize, String)> {
+    let guesses: Vec<Option<Guess>> = (1..parts)
+        .map(|k| guess::<L>(bytes, limit / parts * k, limit, slots))
+        .collect();
+    tally_from_guesses::<L>(bytes, limit, &guesses, slots)
+}
+
+/// [`tally_segment`] with the guesses made: part 0 starts at offset 0, and
+/// part `k` at `guesses[k - 1]` when there is one.
+fn tally_from_guesses<L: Layout>(
+    bytes: &[u8],
+    limit: usize,
+    guesses: &[Option<Guess>],
+    slots: usize,
+) -> Result<Tally, (usize, String)> {
+    // Part j's guess, for j >= 1.
+    let g = |j: usize| guesses.get(j - 1).and_then(Option::as_ref);
+    let run = |part: usize, from: usize| -> PartResult {
+        let mut t = Tally::new(slots);
+        let mut pos = from;
+        // The next part whose guess this walk has yet to check.
+        let mut j = part + 1;
+        let mut synced = false;
+        while pos < limit {
+            while !synced && j <= guesses.len() {
+                match g(j) {
+                    // A start of part j's walk, where that part began counting.
+                    Some(gj) if pos == gj.count_from => {
+                        synced = true;
+                        break;
+                    }
+                    // Past part j's prefix without meeting it: part j is ignored.
+                    Some(gj) if pos > gj.count_from => j += 1,
+                    // On part j's walk: from here on both walks are one.
+                    Some(gj) if pos >= gj.at => {
+                        synced = gj.prefix.binary_search(&pos).is_ok();
+                        break;
+                    }
+                    Some(_) => break,
+                    None => j += 1,
+                }
+            }
+            if synced && g(j).is_some_and(|gj| pos == gj.count_from) {
+                return Ok((t, End::Part(j)));
+            }
+            let (obj, next) = step::<L>(bytes, pos, limit)?;
+            t.add::<L>(&obj);
+            pos = next;
+        }
+        if synced && g(j).is_some_and(|gj| pos == gj.count_from) {
+            return Ok((t, End::Part(j)));
+        }
+        Ok((t, End::Limit))
+    };
+    let mut results: Vec<Option<PartResult>> = std::thread::scope(|sc| {
+        let workers: Vec<_> = (1..=guesses.len())
+            .map(|k| g(k).map(|gk| sc.spawn(move || run(k, gk.count_from))))
+            .collect();
+        let first = run(0, 0);
+        std::iter::once(Some(first))
+            .chain(
+                workers
+                    .into_iter()
+                    .map(|w| w.map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))),
+            )
+            .collect()
+    });
+    let mut total = Tally::new(slots);
+    let mut part = 0;
+    let mut used = Vec::new();
+    loop {
+        used.push(part);
+        let Some(Some(r)) = results.get_mut(part).map(Option::take) else {
+            // Only a guess a walk landed on is handed on to, and each has a result.
+            return Err((0, "the parallel walk lost a part".into()));
+        };
+        let (t, end) = r?;
+        total.merge(t);
+        match end {
+            End::Limit => {
+                tracing::debug!(
+                    parts = guesses.len() + 1,
+                    ?used,
+                    "histogram walk of a segment"
+                );
+                return Ok(total);
+            }
+            End::Part(j) => part = j,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -160,6 +437,78 @@ mod tests {
     use super::*;
     use spur_loader::{LoadOptions, PlacementRequest};
     use spur_synth::SynthSpec;
+
+    fn same_tally(a: &Tally, b: &Tally) -> bool {
+        (
+            &a.counts,
+            &a.beyond,
+            a.objects,
+            a.free_chunks,
+            a.free_bytes,
+            a.hidden,
+            a.hidden_bytes,
+        ) == (
+            &b.counts,
+            &b.beyond,
+            b.objects,
+            b.free_chunks,
+            b.free_bytes,
+            b.hidden,
+            b.hidden_bytes,
+        )
+    }
+
+    /// Guesses at every 8-byte offset of a stretch (object starts and the
+    /// insides of objects alike, whatever their walks meet) give the counts
+    /// of the walk from the start, and so does a heap with a broken header,
+    /// whose error is the same too.
+    #[test]
+    fn any_guess_gives_the_walk_from_the_start() {
+        let (bytes, _) = spur_synth::image_bytes(&SynthSpec::new(WordSize::W64, 4 << 20)).unwrap();
+        let mut heap = spur_loader::load(bytes.as_slice(), &LoadOptions::default()).unwrap();
+        let slots = 4096;
+        for damaged in [false, true] {
+            if damaged {
+                // An object near the end claims more slots than the segment holds.
+                let seg = heap.segment_bytes_mut(0);
+                let at = seg.len() - (256 << 10);
+                let at = spur_format::Walk::<L64>::new(seg, 0, 0)
+                    .find(|o| o.offset >= at && !o.has_overflow())
+                    .unwrap()
+                    .offset;
+                seg[at + 7] = 254;
+            }
+            let seg = heap.segment_bytes(0);
+            let limit = seg.len() - usize_of(BRIDGE_BYTES);
+            let one = tally_from_guesses::<L64>(seg, limit, &[], slots);
+            let mut tried = 0;
+            for first in (1 << 20..(1 << 20) + 4096).step_by(8) {
+                let make = |at: usize| {
+                    let mut prefix = Vec::new();
+                    let mut pos = at;
+                    while pos < limit && pos < at + PREFIX_BYTES {
+                        prefix.push(pos);
+                        pos = step::<L64>(seg, pos, limit).ok()?.1;
+                    }
+                    Some(Guess {
+                        at,
+                        prefix,
+                        count_from: pos,
+                    })
+                };
+                let guesses = [make(first), None, make(first + (1 << 20) + 8)];
+                tried += usize::from(guesses[0].is_some());
+                let got = tally_from_guesses::<L64>(seg, limit, &guesses, slots);
+                match (&one, &got) {
+                    (Ok(a), Ok(b)) => assert!(same_tally(a, b), "guess at {first}"),
+                    (Err(a), Err(b)) => assert_eq!(a, b, "guess at {first}"),
+                    _ => panic!("guess at {first}: one walk failed, the other did not"),
+                }
+            }
+            assert!(tried > 50, "only {tried} guesses had a walk");
+            assert_eq!(one.is_err(), damaged);
+        }
+    }
 
     #[test]
     fn the_histogram_accounts_for_every_object() {

@@ -21,7 +21,7 @@ use crate::encode::{
     small_float, small_integer_range, word32_shape, BytecodeSet,
 };
 use crate::free::FreeSpace;
-use crate::kernel::Kernel;
+use crate::kernel::{like_index, Kernel};
 use crate::rng::Rng;
 
 /// Objects remembered as uniformly chosen pointer targets.
@@ -105,7 +105,27 @@ pub(crate) struct Filler {
     mix_total: u64,
     /// 1e-10 ..= 1e10: scales of SmallFloat64 values.
     pow10: Vec<f64>,
+    /// The mix of a heap followed ([`Filler::follow`]): its kinds, the
+    /// running sums of their instance counts, and the free chunks' weight.
+    like: Vec<LikeKind>,
+    like_sums: Vec<u64>,
+    like_free: u64,
 }
+
+/// One class of a followed heap, as the filler writes it.
+#[derive(Debug, Clone, Copy)]
+struct LikeKind {
+    class: u32,
+    /// The format of its instances: 0..=5, or the base of a raw format
+    /// (9, 10, 12, 16) or 24 for compiled methods.
+    format: u8,
+    fixed: u64,
+    /// Mean body bytes (all slots) of its instances.
+    mean_body: u64,
+}
+
+/// The largest body the filler gives an object of a followed heap.
+const LIKE_MAX_BODY: u64 = 16 << 20;
 
 impl Filler {
     pub(crate) fn new(
@@ -142,7 +162,194 @@ impl Filler {
             buf: Vec::new(),
             mix_total: MIX.iter().map(|&(_, w)| w).sum(),
             pow10: (-10..=10).map(|e| 10f64.powi(e)).collect(),
+            like: Vec::new(),
+            like_sums: Vec::new(),
+            like_free: 0,
         }
+    }
+
+    /// Writes `like`'s mix from now on; `extra` are the classes the kernel
+    /// added for it, in order (at [`like_index`]).
+    pub(crate) fn follow(&mut self, like: &crate::Like, extra: &[(&str, u8, u64)]) {
+        let mut sum = 0;
+        for c in &like.classes {
+            let (class, spec, fixed) = match classes_for(self.word).find(|d| d.name == c.name) {
+                Some(d) => (d.index, d.inst_spec, inst_size(d)),
+                None => match extra.iter().position(|e| e.0 == c.name) {
+                    Some(k) => (like_index(k), c.inst_spec, c.fixed_slots),
+                    None => continue,
+                },
+            };
+            // Immediates have no instances in the heap.
+            if spec == 7 || matches!(class, SMALL_INTEGER | CHARACTER | SMALL_FLOAT64) {
+                continue;
+            }
+            if c.instances == 0 {
+                continue;
+            }
+            let format = match spec {
+                10 | 11 => 10,
+                12..=15 => 12,
+                16..=23 => 16,
+                24..=31 => 24,
+                6 | 8 => continue,
+                s => s,
+            };
+            let header = 8 * c.instances;
+            let mean_body = (c.bytes.saturating_sub(header) / c.instances).max(8);
+            sum += c.instances;
+            self.like.push(LikeKind {
+                class,
+                format,
+                fixed,
+                mean_body,
+            });
+            self.like_sums.push(sum);
+        }
+        self.like_free = if self.free_chunks {
+            like.free_chunks
+        } else {
+            0
+        };
+    }
+
+    /// A size drawn around `mean`: exponential, so most are near or below
+    /// it and a few several times larger.
+    fn around(&mut self, mean: u64) -> u64 {
+        let u = self.rng.unit();
+        // Non-negative (u < 1) and at most LIKE_MAX_BODY: the cast neither
+        // truncates nor loses a sign.
+        let v = (-(1.0 - u).ln() * mean as f64).clamp(0.0, LIKE_MAX_BODY as f64);
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let v = v as u64;
+        v
+    }
+
+    /// One object of the followed mix (or a free chunk), within `cap` bytes.
+    fn like_object<W: Write + Seek>(
+        &mut self,
+        em: &mut Emitter<'_, W>,
+        cap: u64,
+    ) -> io::Result<()> {
+        let total = self.like_sums.last().copied().unwrap_or(0);
+        let pick = self.rng.below(total + self.like_free);
+        if pick >= total {
+            if !self.last_free {
+                let bytes = self.free_size().min(cap / 8 * 8);
+                return self.free_chunk(em, bytes);
+            }
+            return self.like_object(em, cap);
+        }
+        let k = self.like[self.like_sums.partition_point(|&s| s <= pick)];
+        let w = self.word.bytes();
+        // Room for the body within `cap`, less a header and an overflow word.
+        let room = cap.saturating_sub(16);
+        let done = match k.format {
+            0 => {
+                let h = self.hash();
+                let a = em.begin(k.class, 0, h, 0);
+                em.end()?;
+                self.note(a);
+                true
+            }
+            1 | 5 => self
+                .pointers(em, k.class, k.format, k.fixed, cap)?
+                .is_some(),
+            2..=4 => {
+                let var = k.mean_body.div_ceil(w).saturating_sub(k.fixed) * w;
+                let n = k.fixed + (self.around(var).min(room) / w);
+                self.pointers(em, k.class, k.format, n, cap)?.is_some()
+            }
+            24 => {
+                let body = self.around(k.mean_body).clamp(3 * w, room.max(3 * w));
+                self.like_method(em, k.class, body, cap)?
+            }
+            base => {
+                let unit = match base {
+                    9 => 8,
+                    10 => 4,
+                    12 => 2,
+                    _ => 1,
+                };
+                let bytes = self.around(k.mean_body).min(room) / unit * unit;
+                self.raw_object(em, k.class, base, unit, bytes, cap)?
+            }
+        };
+        if !done {
+            let key = self.value();
+            let value = self.value();
+            self.fixed(em, ASSOCIATION, &[key, value])?;
+        }
+        Ok(())
+    }
+
+    /// A raw-data object of `bytes` bytes in units of `unit` bytes, of
+    /// format `base` plus the unused units of its last slot; `false` if it
+    /// does not fit in `cap`.
+    fn raw_object<W: Write + Seek>(
+        &mut self,
+        em: &mut Emitter<'_, W>,
+        class: u32,
+        base: u8,
+        unit: u64,
+        bytes: u64,
+        cap: u64,
+    ) -> io::Result<bool> {
+        let w = self.word.bytes();
+        // 64-bit units need two slots each on 32-bit: none left unused.
+        let n = bytes.div_ceil(w);
+        if object_bytes(self.word, n) > cap {
+            return Ok(false);
+        }
+        let unused = (n * w - bytes) / unit;
+        let fmt = base + u8::try_from(unused).expect("fewer units than a slot holds");
+        self.fill_random_bytes(to_usize(bytes));
+        let h = self.hash();
+        let a = em.begin(class, fmt, h, n);
+        em.bytes(&self.buf);
+        em.end()?;
+        self.note(a);
+        Ok(true)
+    }
+
+    /// A CompiledMethod of class `class` with about `body` bytes: a header,
+    /// literals (the last a pointer, as a method's class binding is) and a
+    /// bytecode that returns self; `false` if it does not fit in `cap`.
+    fn like_method<W: Write + Seek>(
+        &mut self,
+        em: &mut Emitter<'_, W>,
+        class: u32,
+        body: u64,
+        cap: u64,
+    ) -> io::Result<bool> {
+        let w = self.word.bytes();
+        let n_lit = (body / (3 * w)).clamp(1, 200);
+        let code = body.saturating_sub((n_lit + 1) * w).max(2);
+        let mut literals: Vec<u64> = (1..n_lit).map(|_| self.value()).collect();
+        literals.push(self.pointer());
+        self.fill_random_bytes(to_usize(code));
+        self.buf[0] = bytecodes::v3::RETURN_SELF;
+        let last = self.buf.len() - 1;
+        self.buf[last] = 0; // trailer
+        let (n, fmt) = byte_shape(
+            self.word,
+            spur_format::raw::FMT_COMPILED_METHOD,
+            (n_lit + 1) * w + code,
+        );
+        if object_bytes(self.word, n) > cap {
+            return Ok(false);
+        }
+        let header = method_header(self.word, BytecodeSet::V3, n_lit, 0, 0);
+        let h = self.hash();
+        let a = em.begin(class, fmt, h, n);
+        em.slot(self.word.encode_small_integer(header));
+        for &l in &literals {
+            em.slot(l);
+        }
+        em.bytes(&self.buf);
+        em.end()?;
+        self.note(a);
+        Ok(true)
     }
 
     /// Fills the current segment of `em` exactly up to its bridge.
@@ -602,6 +809,9 @@ impl Filler {
         em: &mut Emitter<'_, W>,
         cap: u64,
     ) -> io::Result<()> {
+        if !self.like.is_empty() {
+            return self.like_object(em, cap);
+        }
         let mut pick = self.rng.below(self.mix_total);
         let mut kind = Kind::Association;
         for &(k, w) in MIX {

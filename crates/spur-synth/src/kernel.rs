@@ -61,6 +61,12 @@ const ACTIVE_PRIORITY: i64 = 40;
 /// Priority of the idle process, waiting in its quiescent list.
 const IDLE_PRIORITY: i64 = 10;
 
+/// Class-table index of the `k`th class a `Like` adds; its metaclass is at
+/// the next index.
+pub(crate) fn like_index(k: usize) -> u32 {
+    crate::FIRST_LIKE_INDEX + 2 * u32::try_from(k).expect("the builder makes small values")
+}
+
 /// The built fixed structure, with the addresses the filler and the report need.
 #[derive(Debug)]
 pub(crate) struct Kernel {
@@ -96,6 +102,7 @@ impl Kernel {
         multiple_bytecode_sets: bool,
         seed: u64,
         work: KernelWork,
+        extra: &[(&str, u8, u64)],
     ) -> Self {
         let mut k = Kernel {
             word,
@@ -113,7 +120,7 @@ impl Kernel {
             targets: Vec::new(),
             free_lists_slot0: 0,
         };
-        k.layout(multiple_bytecode_sets, work);
+        k.layout(multiple_bytecode_sets, work, extra);
         k
     }
 
@@ -339,7 +346,7 @@ impl Kernel {
             .expect("kernel object")
     }
 
-    fn layout(&mut self, mbs: bool, work: KernelWork) {
+    fn layout(&mut self, mbs: bool, work: KernelWork, extra: &[(&str, u8, u64)]) {
         let word = self.word;
         let nil_ref = self.alloc(UNDEFINED_OBJECT, FMT_ZERO_SIZED, 0, vec![], vec![], 0);
         let h = self.hash();
@@ -371,7 +378,8 @@ impl Kernel {
         let max_index = classes_for(word)
             .map(|c| c.index.max(metaclass_index(word, c)))
             .max()
-            .unwrap();
+            .unwrap()
+            .max(extra.len().checked_sub(1).map_or(0, |k| like_index(k) + 1));
         let num_pages = ((max_index >> CLASS_TABLE_MAJOR_SHIFT) + 1).max(2);
         for p in 0..num_pages {
             let page = self.alloc(
@@ -414,6 +422,30 @@ impl Kernel {
             let (ca, ma) = (self.addr(cr), self.addr(mr));
             self.enter_class(c.index, ca);
             self.enter_class(meta_index, ma);
+        }
+        let mut extra_refs = Vec::with_capacity(extra.len());
+        for (k, &(name, inst_spec, fixed)) in extra.iter().enumerate() {
+            let index = like_index(k);
+            let cr = self.alloc(
+                index + 1,
+                FMT_FIXED,
+                index,
+                vec![nil; to_usize(CLASS_SLOTS)],
+                vec![],
+                CLASS_SLOTS,
+            );
+            let mr = self.alloc(
+                METACLASS,
+                FMT_FIXED,
+                index + 1,
+                vec![nil; to_usize(METACLASS_SLOTS)],
+                vec![],
+                METACLASS_SLOTS,
+            );
+            let (ca, ma) = (self.addr(cr), self.addr(mr));
+            self.enter_class(index, ca);
+            self.enter_class(index + 1, ma);
+            extra_refs.push((name, inst_spec, fixed, cr, mr));
         }
         let class_addr = |k: &Kernel, name: &str| k.addr(class_ref[name]);
 
@@ -601,6 +633,28 @@ impl Kernel {
             self.set(cr, METHOD_DICT_INDEX, dict);
             self.set(cr, FORMAT_INDEX, fmt);
             self.set(cr, INST_VARS_INDEX, inst_vars);
+            self.set(cr, NAME_INDEX, name);
+            self.set(cr, ENVIRONMENT_INDEX, smalltalk_addr);
+            self.set(cr, CATEGORY_INDEX, category);
+            self.set(mr, SUPERCLASS_INDEX, meta_super);
+            self.set(mr, METHOD_DICT_INDEX, meta_dict);
+            self.set(mr, FORMAT_INDEX, meta_fmt);
+            self.set(mr, THIS_CLASS_INDEX, ca);
+        }
+
+        // The classes a `Like` adds: Object's subclasses of the given formats.
+        for (name, inst_spec, fixed, cr, mr) in extra_refs {
+            let ca = self.addr(cr);
+            let superclass = class_addr(self, "Object");
+            let meta_super = self.addr(meta_ref["Object"]);
+            let dict = self.method_dictionary(&[]);
+            let meta_dict = self.method_dictionary(&[]);
+            let name = self.symbol(name);
+            let fmt = self.int(class_format(inst_spec, fixed));
+            let meta_fmt = self.int(class_format(FMT_FIXED, CLASS_SLOTS));
+            self.set(cr, SUPERCLASS_INDEX, superclass);
+            self.set(cr, METHOD_DICT_INDEX, dict);
+            self.set(cr, FORMAT_INDEX, fmt);
             self.set(cr, NAME_INDEX, name);
             self.set(cr, ENVIRONMENT_INDEX, smalltalk_addr);
             self.set(cr, CATEGORY_INDEX, category);
@@ -843,7 +897,7 @@ mod tests {
     fn the_kernel_is_small_and_hidden_roots_land_where_the_reference_says() {
         for (word, at) in [(WordSize::W64, 576), (WordSize::W32, 192)] {
             for mbs in [false, true] {
-                let k = Kernel::build(word, 0x10_0000, mbs, 1, KernelWork::default());
+                let k = Kernel::build(word, 0x10_0000, mbs, 1, KernelWork::default(), &[]);
                 assert!(k.bytes() < 80 * 1024, "{word:?}: {} bytes", k.bytes());
                 assert_eq!(k.protos[4].addr, 0x10_0000 + at);
                 assert_eq!(k.protos[4].num_slots, HIDDEN_ROOTS_SLOTS);

@@ -4,7 +4,9 @@
 //! heap size, number of segments and the gaps between them, a 512-byte
 //! prefix, the format number, free chunks, base address, seed) to any
 //! `Write + Seek`; [`write_image_file`] writes a file atomically and
-//! [`image_bytes`] returns a small image in memory.
+//! [`image_bytes`] returns a small image in memory. [`write_image_like`]
+//! fills the heap after another heap's mix of classes and sizes ([`Like`])
+//! instead of the builder's own.
 //!
 //! # What an image guarantees
 //!
@@ -291,14 +293,70 @@ pub struct SynthReport {
 /// Writes the image described by `spec` to `out`, starting at its current
 /// position, and leaves `out` positioned after the image.
 pub fn write_image<W: Write + Seek>(spec: &SynthSpec, out: &mut W) -> io::Result<SynthReport> {
+    write_image_like(spec, None, out)
+}
+
+/// One class of a heap whose mix an image is to follow (see [`Like`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LikeClass {
+    /// The class name. A name the builder defines ([`classes::CLASSES`])
+    /// is that class; any other becomes a class of its own, a subclass of
+    /// Object with an empty method dictionary.
+    pub name: String,
+    /// The instance specification of the class's format (§3.2): 0 to 5
+    /// pointers, 9 to 23 raw data, 24 and above compiled methods.
+    pub inst_spec: u8,
+    /// Fixed (named) slots of its instances.
+    pub fixed_slots: u64,
+    /// Instances in the heap followed.
+    pub instances: u64,
+    /// Bytes of those instances, headers included.
+    pub bytes: u64,
+}
+
+/// A heap's mix of classes and sizes, for [`write_image_like`]: the filler
+/// then writes objects of these classes in proportion to their instance
+/// counts, each of about its class's mean size (variable-sized ones drawn
+/// around that mean, so a few are large), instead of the builder's own mix.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Like {
+    /// The classes, each named once.
+    pub classes: Vec<LikeClass>,
+    /// Free chunks in the heap followed.
+    pub free_chunks: u64,
+}
+
+/// The builder's class of this name in an image of this word size.
+fn builder_class(word: WordSize, name: &str) -> Option<&'static classes::ClassDef> {
+    classes::classes_for(word).find(|c| c.name == name)
+}
+
+/// Class-table index of the first class a [`Like`] adds (its metaclass
+/// follows it; the next class is two further on).
+pub const FIRST_LIKE_INDEX: u32 = 2048;
+
+/// [`write_image`], its objects following `like`'s mix when given.
+pub fn write_image_like<W: Write + Seek>(
+    spec: &SynthSpec,
+    like: Option<&Like>,
+    out: &mut W,
+) -> io::Result<SynthReport> {
     spec.validate()?;
     let word = spec.word;
+    let extra: Vec<(&str, u8, u64)> = like.map_or(Vec::new(), |l| {
+        l.classes
+            .iter()
+            .filter(|c| builder_class(word, &c.name).is_none())
+            .map(|c| (c.name.as_str(), c.inst_spec, c.fixed_slots))
+            .collect()
+    });
     let mut kernel = Kernel::build(
         word,
         spec.old_base,
         spec.multiple_bytecode_sets,
         spec.seed,
         spec.work,
+        &extra,
     );
     let plan = plan::plan(spec, kernel.bytes())?;
     let prefix_bytes = if spec.prefix { PREFIX_BYTES } else { 0 };
@@ -321,6 +379,9 @@ pub fn write_image<W: Write + Seek>(spec: &SynthSpec, out: &mut W) -> io::Result
         plan.len(),
         &kernel,
     );
+    if let Some(l) = like {
+        filler.follow(l, &extra);
+    }
     let mut segments = Vec::with_capacity(plan.len());
     for (i, seg) in plan.iter().enumerate() {
         segments.push(SynthSegment {
