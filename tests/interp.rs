@@ -22,22 +22,50 @@ use spur_synth::{KernelWork, SynthSpec};
 use spur_tests::corpus_dir;
 
 fn run_bytes(bytes: &[u8], placement: PlacementRequest, opts: Options) -> RunReport {
+    run_bytes_with(bytes, placement, opts, &RuntimeOptions::default())
+}
+
+fn run_bytes_with(
+    bytes: &[u8],
+    placement: PlacementRequest,
+    opts: Options,
+    rt_opts: &RuntimeOptions,
+) -> RunReport {
     let load = LoadOptions {
         placement,
         ..Default::default()
     };
-    let mut rt = boot(bytes, &load, &RuntimeOptions::default()).expect("boot");
+    let mut rt = boot(bytes, &load, rt_opts).expect("boot");
     launch(&mut rt, &mut Interpreter::new(opts)).expect("run")
 }
 
 fn run_file(path: &Path, placement: PlacementRequest, opts: Options) -> RunReport {
+    run_file_with(path, placement, opts, &RuntimeOptions::default())
+}
+
+fn run_file_with(
+    path: &Path,
+    placement: PlacementRequest,
+    opts: Options,
+    rt_opts: &RuntimeOptions,
+) -> RunReport {
     let src = FileSource::open(path).expect("open image");
     let load = LoadOptions {
         placement,
         ..Default::default()
     };
-    let mut rt = boot(&src, &load, &RuntimeOptions::default()).expect("boot");
+    let mut rt = boot(&src, &load, rt_opts).expect("boot");
     launch(&mut rt, &mut Interpreter::new(opts)).expect("run")
+}
+
+/// A new space of `bytes` with one stack page: a tiny eden that fills
+/// after a few hundred contexts.
+fn tiny_eden(bytes: u64) -> RuntimeOptions {
+    RuntimeOptions {
+        eden_bytes: Some(bytes),
+        stack_pages: Some(1),
+        ..Default::default()
+    }
 }
 
 fn bounded(n: u64) -> Options {
@@ -112,6 +140,46 @@ fn the_builder_kernel_computes_its_answer_and_quits_with_it() {
 }
 
 #[test]
+fn the_builder_kernel_gives_the_same_answer_through_scavenges_of_a_tiny_eden() {
+    for word in [WordSize::W32, WordSize::W64] {
+        let work = KernelWork {
+            iterations: 3000,
+            sends: true,
+        };
+        let spec = SynthSpec {
+            segments: 2,
+            gap_bytes: 64 << 10,
+            work,
+            ..SynthSpec::new(word, 512 << 10)
+        };
+        let (bytes, _) = spur_synth::image_bytes(&spec).unwrap();
+        for placement in PLACEMENTS {
+            let what = format!("{word:?} {placement:?}");
+            // Without context reuse every send allocates a context.
+            let opts = Options {
+                recycle_contexts: false,
+                ..bounded(10_000_000)
+            };
+            let roomy = run_bytes(&bytes, placement, opts.clone());
+            assert_eq!(roomy.stats.scavenges, 0, "{what}");
+            let tiny = run_bytes_with(&bytes, placement, opts, &tiny_eden(64 << 10));
+            assert_eq!(
+                tiny.outcome,
+                Outcome::Quit(work.expected() as i32),
+                "{what}"
+            );
+            assert_eq!(tiny.outcome, roomy.outcome, "{what}");
+            let (t, r) = (&tiny.stats, &roomy.stats);
+            assert!(t.scavenges > 2, "{what}: {} scavenges", t.scavenges);
+            assert_eq!(t.bytecodes, r.bytecodes, "{what}");
+            assert_eq!(t.sends, r.sends, "{what}");
+            assert_eq!(t.objects_allocated, r.objects_allocated, "{what}");
+            assert!(t.survivor_bytes > 0, "{what}");
+        }
+    }
+}
+
+#[test]
 fn a_bytecode_limit_stops_the_run_exactly_there() {
     let spec = SynthSpec {
         work: KernelWork {
@@ -178,6 +246,56 @@ fn the_vm_test_image_appends_its_benchmark_line_to_log1_beside_a_copy() {
             assert_eq!(rest, "bytecodes/sec", "{l:?}");
             assert!(n.parse::<u64>().is_ok_and(|n| n > 0), "{l:?}");
         }
+    }
+}
+
+#[test]
+#[ignore = "needs SPUR_CORPUS"]
+fn the_candle_and_vm_test_images_run_as_before_with_a_tiny_eden() {
+    let dir = corpus_dir();
+    // The candle allocates 10 objects: with the smallest eden it prints the
+    // same three lines, and nothing reaches the scavenge threshold.
+    let path = dir.join("pharo-candle-squeakjs-headless-2020-32.image");
+    let r = run_file_with(
+        &path,
+        PlacementRequest::Relocate,
+        bounded(100_000),
+        &tiny_eden(32 << 10),
+    );
+    assert_eq!(r.outcome, Outcome::Quit(0));
+    assert_eq!(
+        r.output_text(),
+        "Smalltalk image fired up!\nFixing the world\n3 + 4 = 7\n"
+    );
+    assert_eq!(r.stats.bytecodes, 284);
+    // vm-test allocates 64 KiB objects and contexts: its benchmark line
+    // is written as with the default eden, through scavenges.
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = tmp.path().join("vm-test.image");
+    std::fs::copy(dir.join("pharo-vm-test-img-64.image"), &copy).unwrap();
+    for placement in PLACEMENTS {
+        let r = run_file_with(
+            &copy,
+            placement,
+            Options {
+                image_path: copy.clone(),
+                ..bounded(20_000_000)
+            },
+            &tiny_eden(64 << 10),
+        );
+        assert_eq!(r.outcome, Outcome::Quit(0), "{placement:?}");
+        assert!(r.output.is_empty(), "{}", r.output_text());
+        assert!(r.stats.scavenges > 0, "{placement:?}");
+        // The large object is too large for this eden: old space takes it.
+        assert!(r.stats.old_direct_objects > 0, "{placement:?}");
+    }
+    let text = std::fs::read_to_string(tmp.path().join("log1.txt")).unwrap();
+    let found: Vec<&str> = text.split(['\r', '\n']).filter(|l| !l.is_empty()).collect();
+    assert_eq!(found.len(), 2, "{text:?}");
+    for l in found {
+        let (n, rest) = l.split_once(' ').unwrap_or(("", l));
+        assert_eq!(rest, "bytecodes/sec", "{l:?}");
+        assert!(n.parse::<u64>().is_ok_and(|n| n > 0), "{l:?}");
     }
 }
 

@@ -135,9 +135,19 @@ pub struct RunJson {
     /// Objects and bytes moved from new space into old space.
     pub tenured_objects: u64,
     pub tenured_bytes: u64,
-    /// Scavenges of new space: none yet (eden holds what these runs
-    /// allocate; a snapshot tenures all of it, counted above).
+    /// Scavenges of new space, and their time.
     pub scavenges: u64,
+    pub scavenge_us: u64,
+    /// Bytes scavenges copied into future space, over all of them.
+    pub survivor_bytes: u64,
+    /// Weak slots scavenges set to nil.
+    pub weak_slots_cleared: u64,
+    /// Objects allocated straight in old space because eden could not hold them.
+    pub old_direct_objects: u64,
+    /// Segments old space grew by for allocation (tenuring, large objects).
+    pub old_segments_added: u64,
+    /// Bytes old space grew by for allocation: headroom claimed and new segments.
+    pub old_bytes_added: u64,
     /// Bytes old space's segments grew by during the run, beyond the
     /// headroom wiring claimed.
     pub old_space_growth: u64,
@@ -175,7 +185,13 @@ pub fn run_json(r: &RunReport) -> RunJson {
         snapshot_us: s.snapshot_us,
         tenured_objects: s.tenured_objects,
         tenured_bytes: s.tenured_bytes,
-        scavenges: 0,
+        scavenges: s.scavenges,
+        scavenge_us: s.scavenge_us,
+        survivor_bytes: s.survivor_bytes,
+        weak_slots_cleared: s.weak_slots_cleared,
+        old_direct_objects: s.old_direct_objects,
+        old_segments_added: s.old_segments_added,
+        old_bytes_added: s.old_bytes_added,
         old_space_growth: s.old_space_growth,
         process_switches: s.process_switches,
         load_us: 0,
@@ -188,6 +204,7 @@ fn run_text(j: &RunJson) -> String {
          {} objects ({}) allocated, {} contexts reused, method cache {} hits / {} misses\n  \
          {:.3} s, {} bytecodes/s\n  \
          loaded in {:.3} s; {} snapshots in {:.3} s, {} objects ({}) tenured, old space grew {}\n  \
+         {} scavenges in {:.3} s, {} survived, {} weak slots cleared; old space grew by {} segments ({}) for allocation\n  \
          {} process switches\n",
         j.line,
         j.bytecodes,
@@ -207,6 +224,12 @@ fn run_text(j: &RunJson) -> String {
         j.tenured_objects,
         human_bytes(j.tenured_bytes),
         human_bytes(j.old_space_growth),
+        j.scavenges,
+        j.scavenge_us as f64 / 1e6,
+        human_bytes(j.survivor_bytes),
+        j.weak_slots_cleared,
+        j.old_segments_added,
+        human_bytes(j.old_bytes_added),
         j.process_switches
     )
 }

@@ -776,6 +776,7 @@ impl<'r> Vm<'r> {
             if self.stats.bytecodes >= next_check {
                 next_check = self.stats.bytecodes + CHECK_EVERY;
                 self.check_interrupts()?;
+                self.at_safe_point()?;
             }
             if self.stats.bytecodes >= limit {
                 return Err(Stop::Halt(

@@ -39,6 +39,7 @@
 )]
 
 mod external;
+mod gc;
 mod instances;
 mod interp;
 pub mod mem;
@@ -127,9 +128,23 @@ pub struct Stats {
     pub snapshots: u64,
     /// Their time inside the run: tenuring, writing, syncing.
     pub snapshot_us: u64,
-    /// Objects and bytes moved from new space into old space.
+    /// Objects and bytes moved from new space into old space (by
+    /// scavenges and by the snapshot primitive's tenuring).
     pub tenured_objects: u64,
     pub tenured_bytes: u64,
+    /// Scavenges of new space, and their time.
+    pub scavenges: u64,
+    pub scavenge_us: u64,
+    /// Bytes scavenges copied into future space, over all of them.
+    pub survivor_bytes: u64,
+    /// Weak slots scavenges set to nil.
+    pub weak_slots_cleared: u64,
+    /// Objects allocated straight in old space because eden could not hold them.
+    pub old_direct_objects: u64,
+    /// Segments old space grew by, and the bytes it grew by for
+    /// allocation (headroom claimed and new segments).
+    pub old_segments_added: u64,
+    pub old_bytes_added: u64,
     /// Process switches (a transfer from one process to another).
     pub process_switches: u64,
     /// Bytes old space's segments grew by during the run, beyond what
@@ -197,6 +212,7 @@ impl Engine for Interpreter {
     fn run(&mut self, runtime: &mut Runtime) -> Result<RunReport, InterpError> {
         let t0 = std::time::Instant::now();
         let old_before = old_space_bytes(runtime);
+        let gc_before = runtime.memory().gc_stats();
         let mut vm = interp::Vm::new(runtime, &self.options)?;
         let outcome = vm.run();
         let _ = std::io::stdout().flush();
@@ -204,6 +220,15 @@ impl Engine for Interpreter {
         let a = vm.m.allocated();
         stats.objects_allocated = a.objects;
         stats.bytes_allocated = a.bytes;
+        let g = vm.m.gc_stats();
+        stats.tenured_objects = g.tenured_objects - gc_before.tenured_objects;
+        stats.tenured_bytes = g.tenured_bytes - gc_before.tenured_bytes;
+        stats.scavenges = g.scavenges - gc_before.scavenges;
+        stats.survivor_bytes = g.survivor_bytes - gc_before.survivor_bytes;
+        stats.weak_slots_cleared = g.weak_slots_cleared - gc_before.weak_slots_cleared;
+        stats.old_direct_objects = g.old_direct_objects - gc_before.old_direct_objects;
+        stats.old_segments_added = g.segments_added - gc_before.segments_added;
+        stats.old_bytes_added = g.bytes_added - gc_before.bytes_added;
         stats.run_us = t0.elapsed().as_micros() as u64;
         let output = std::mem::take(&mut vm.output);
         vm.signals.wake_on_signal(None);

@@ -331,7 +331,7 @@ impl Vm<'_> {
                 }
             }
             112 => {
-                let v = self.int(self.m.eden_free() as i64);
+                let v = self.int(self.m.bytes_left() as i64);
                 self.done(n + 1, v)
             }
             113 => {
@@ -376,7 +376,9 @@ impl Vm<'_> {
                 self.done(n + 1, s)
             }
             130 | 131 => {
-                let v = self.int(self.m.eden_free() as i64);
+                // The scavenge runs at the next safe point (gc.rs).
+                self.m.request_scavenge();
+                let v = self.int(self.m.bytes_left() as i64);
                 self.done(n + 1, v)
             }
             135 => {

@@ -45,8 +45,8 @@ impl Vm<'_> {
             rcvr,
             self.timer.map_or(self.nil, |t| t.semaphore),
         ];
-        let tenured = match self.m.tenure_all(&mut roots) {
-            Ok(t) => t,
+        match self.m.tenure_all(&mut roots) {
+            Ok(_) => {}
             // Nothing has moved when old space has no room: the run goes on
             // without a snapshot.
             Err(e @ MemoryError::OldSpaceFull { .. }) => {
@@ -57,7 +57,7 @@ impl Vm<'_> {
             }
             // A heap that breaks half-way through cannot go on.
             Err(e) => return halt(format!("tenuring new space for a snapshot: {e}")),
-        };
+        }
         let [ctx, method, receiver, process, suspended, rcvr, sem] = roots;
         (self.ctx, self.method, self.receiver) = (ctx, method, receiver);
         if let Some(t) = self.timer.as_mut() {
@@ -68,8 +68,6 @@ impl Vm<'_> {
         if let Err(e) = self.m.free_forwarders() {
             return halt(format!("freeing forwarders for a snapshot: {e}"));
         }
-        self.stats.tenured_objects += tenured.objects;
-        self.stats.tenured_bytes += tenured.bytes;
         self.m.store(process, PROC_CONTEXT, self.ctx)?;
         let written = self.write_image();
         self.m.store(process, PROC_CONTEXT, suspended)?;

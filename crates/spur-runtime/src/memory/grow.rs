@@ -26,6 +26,11 @@ use super::{MemoryError, ObjectMemory, Oop};
 /// a smaller step keeps the snapshots of small heaps small).
 pub const MIN_SEGMENT_BYTES: u64 = 4 << 20;
 
+/// Largest segment old space grows by at once: an object larger than this
+/// (less its bridge) is refused ([`MemoryError::OldSpaceFull`]) rather than
+/// have the machine commit it.
+pub const MAX_SEGMENT_BYTES: u64 = 4 << 30;
+
 /// What the scavenger and old-space growth have done so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GcStats {
@@ -71,6 +76,20 @@ impl ObjectMemory {
     /// What the scavenger and old-space growth have done so far.
     pub fn gc_stats(&self) -> GcStats {
         self.gc
+    }
+
+    /// Bytes that allocation can still have without the machine giving
+    /// more: eden's free bytes, old space's free chunks and the headroom
+    /// reserved after the last segment (what `bytesLeft` answers in the
+    /// VMs, less swap). Walks old space.
+    pub fn bytes_left(&self) -> u64 {
+        self.eden_free() + self.free_old_bytes() + self.heap.headroom_available()
+    }
+
+    /// Asks for a scavenge at the caller's next safe point (what the
+    /// garbage-collection primitives do, since a primitive is no safe point).
+    pub fn request_scavenge(&mut self) {
+        self.eden_overflowed = true;
     }
 
     /// `bytes` of old space (an object's bytes, its overflow word
@@ -177,6 +196,13 @@ impl ObjectMemory {
             }
         }
         let seg_bytes = page_ceil(want + BRIDGE_BYTES).max(MIN_SEGMENT_BYTES);
+        if seg_bytes > MAX_SEGMENT_BYTES {
+            let (_, largest) = self.largest_free_chunk()?;
+            return Err(MemoryError::OldSpaceFull {
+                needed: bytes,
+                largest,
+            });
+        }
         let (start, len) = self.heap.add_segment(seg_bytes)?;
         self.refresh_spans();
         self.make_free_chunk(start.get(), len - BRIDGE_BYTES)?;

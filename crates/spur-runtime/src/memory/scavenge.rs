@@ -205,6 +205,70 @@ impl ObjectMemory {
         Ok(pass.out.tenured)
     }
 
+    /// Checks the invariants a scavenge relies on and leaves, over every
+    /// object: each pointer slot leads to an object (not a forwarder, not
+    /// past eden's top, not into future space), and each old object that
+    /// holds a young one is remembered. Answers up to `limit` findings, each
+    /// naming the object, the slot and the value. For tests and debugging:
+    /// it walks the whole heap.
+    pub fn check_young_refs(&self, limit: usize) -> Vec<String> {
+        let mut found = Vec::new();
+        for obj in self.all_objects() {
+            if found.len() >= limit {
+                break;
+            }
+            let Ok(h) = self.header(obj) else { continue };
+            if matches!(
+                h.class_index(),
+                CLASS_FREE_CHUNK | CLASS_SEGMENT_BRIDGE | CLASS_FORWARDER
+            ) {
+                continue;
+            }
+            let old = !self.is_young(obj);
+            let Ok(n) = self.pointer_fields(obj) else {
+                continue;
+            };
+            for i in 0..n {
+                let Ok(v) = self.fetch(obj, i) else { continue };
+                if v.is_immediate(self.word) {
+                    continue;
+                }
+                let a = v.bits();
+                let why = if self.in_young(a)
+                    && (self.in_future(a)
+                        || (a >= self.eden_top && a >= self.eden_start)
+                        || (a >= self.past_top && a < self.past.1))
+                {
+                    Some("points into free new space")
+                } else {
+                    match self.header(v) {
+                        Err(_) => Some("points to no object"),
+                        Ok(vh) if vh.class_index() == CLASS_FORWARDER => {
+                            Some("points to a forwarder")
+                        }
+                        Ok(vh) if vh.class_index() == CLASS_FREE_CHUNK => {
+                            Some("points to a free chunk")
+                        }
+                        Ok(_) if old && self.is_young(v) && !h.is_remembered() => {
+                            Some("is old, holds a young object and is not remembered")
+                        }
+                        Ok(_) => None,
+                    }
+                };
+                if let Some(why) = why {
+                    found.push(format!(
+                        "{obj} (class {}) slot {i} = {v}: {why}",
+                        h.class_index()
+                    ));
+                    if found.len() >= limit {
+                        break;
+                    }
+                }
+            }
+        }
+        found
+    }
+
     /// Copies what the roots, the special objects and the remembered set
     /// reach, then what the copies reach; then the weak slots.
     fn run_pass(&mut self, pass: &mut Pass, roots: &mut [Oop]) -> Result<(), MemoryError> {
@@ -396,6 +460,11 @@ impl ObjectMemory {
             || (in_past && o.bits() < self.tenure_threshold)
             || pass.future_top + total > self.future.1;
         let src = ix(from - self.young_start);
+        // A malformed size is refused before old space is asked for room.
+        let young_len = self.new_space.as_ref().map_or(0, |ns| ns.bytes().len());
+        if src.checked_add(ix(total)).is_none_or(|e| e > young_len) {
+            return Err(MemoryError::NotAnObject { addr: o.bits() });
+        }
         let copy = if tenure {
             let at = self.old_bytes(&mut pass.lab, total)?;
             let span = self
