@@ -22,11 +22,15 @@
 //! image that start wrote (`printVersion`, `--version`, `--help`), and
 //! codeparadise until it stops for lack of its own plugin. Timers wait
 //! parked, and signals of the runtime's external semaphore table from other
-//! threads wake them. What it leaves to later work: a scavenger (a run stops
-//! when eden is full; the snapshot primitive tenures all of new space into
-//! old space's largest free chunk, and fails when none holds it: old space
-//! does not grow by new segments yet), and process scheduling beyond a
-//! synchronous switch on wait/signal/resume/suspend/yield and one timer.
+//! threads wake them. New space is scavenged at the safe point between
+//! bytecodes where interrupts are checked, once allocation has passed the
+//! scavenge threshold (or gone to old space for want of eden), with the
+//! registers as roots (`gc.rs`); old space grows by new segments when
+//! tenuring needs room, and the snapshot primitive tenures all of new
+//! space through the same allocation. What it leaves to later work: a full
+//! (mark-sweep) collection of old space (primitive 130 scavenges only),
+//! ephemeron firing, and process scheduling beyond a synchronous switch on
+//! wait/signal/resume/suspend/yield and one timer.
 
 #![forbid(unsafe_code)]
 // The interpreter predates the workspace's cast and docs lints; its casts

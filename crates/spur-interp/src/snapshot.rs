@@ -18,7 +18,6 @@ use spur_format::HeaderOverrides;
 use spur_loader::snapshot::{snapshot_to_path, SnapshotOptions};
 
 use crate::interp::{halt, Prim, Vm, PROC_CONTEXT, R};
-use crate::mem::MemoryError;
 
 /// Primitive error code for an operation the OS refused (`PrimErrOSError`).
 const OS_ERROR: u32 = 21;
@@ -45,18 +44,10 @@ impl Vm<'_> {
             rcvr,
             self.timer.map_or(self.nil, |t| t.semaphore),
         ];
-        match self.m.tenure_all(&mut roots) {
-            Ok(_) => {}
-            // Nothing has moved when old space has no room: the run goes on
-            // without a snapshot.
-            Err(e @ MemoryError::OldSpaceFull { .. }) => {
-                eprintln!("vm-loader: snapshot not written: {e}");
-                self.pop()?;
-                self.push(rcvr)?;
-                return Ok(Prim::Fail(OS_ERROR));
-            }
-            // A heap that breaks half-way through cannot go on.
-            Err(e) => return halt(format!("tenuring new space for a snapshot: {e}")),
+        // Old space grows as tenuring needs; a failure (no memory left, a
+        // broken object) leaves the heap half-way through: the run cannot go on.
+        if let Err(e) = self.m.tenure_all(&mut roots) {
+            return halt(format!("tenuring new space for a snapshot: {e}"));
         }
         let [ctx, method, receiver, process, suspended, rcvr, sem] = roots;
         (self.ctx, self.method, self.receiver) = (ctx, method, receiver);

@@ -27,6 +27,8 @@
 //!   each that reaches a young object that was not is set to nil, as the
 //!   scavenger's weak-array processing does. Weak objects in old space are
 //!   found through the remembered set like any other.
+//! * **Contexts** are scanned up to their stack pointer only; the slots
+//!   above it are dead and set to nil.
 //! * **Ephemerons** (format 5) are treated as strong objects: their keys
 //!   are kept alive and no ephemeron fires. A simplification of Spur's
 //!   ephemeron processing, which the interpreter has no finalization
@@ -47,6 +49,9 @@ use super::{ix, MemoryError, ObjectMemory, Oop, Tenured};
 /// The proportion of past space that is not tenured when tenuring starts
 /// (`tenuringProportion`), in tenths.
 const TENURING_PROPORTION_TENTHS: u64 = 9;
+/// A context's stack pointer slot, and the slot its first temporary is in.
+const CONTEXT_STACKP: u64 = 2;
+const CONTEXT_TEMP0: u64 = 6;
 /// Slot 2 of a class: its format word, whose low 16 bits count its
 /// instance variables.
 const CLASS_FORMAT_SLOT: u64 = 2;
@@ -72,6 +77,8 @@ struct Pass {
     tenure_all: bool,
     lab: Option<Lab>,
     future_top: u64,
+    /// The class index of contexts (`MethodContext`/`Context`).
+    context: Option<u32>,
     /// Tenured copies not scanned yet.
     tenured: Vec<Oop>,
     /// Weak objects whose weak slots wait until the end.
@@ -105,6 +112,9 @@ impl ObjectMemory {
         let mut pass = Pass {
             tenure_all: false,
             lab: None,
+            context: self.class_index_of_class(
+                self.special(crate::special_objects::index::CLASS_METHOD_CONTEXT),
+            ),
             future_top: self.future.0,
             tenured: Vec::new(),
             weak: Vec::new(),
@@ -170,6 +180,9 @@ impl ObjectMemory {
         let mut pass = Pass {
             tenure_all: true,
             lab: None,
+            context: self.class_index_of_class(
+                self.special(crate::special_objects::index::CLASS_METHOD_CONTEXT),
+            ),
             future_top: self.future.0,
             tenured: Vec::new(),
             weak: Vec::new(),
@@ -328,7 +341,10 @@ impl ObjectMemory {
             }
             _ => {}
         }
-        let n = self.pointer_fields(obj)?;
+        let mut n = self.pointer_fields(obj)?;
+        if pass.context == Some(h.class_index()) {
+            n = self.live_context_slots(obj, n)?;
+        }
         let strong = if h.format() == FMT_WEAK && !pass.tenure_all {
             pass.weak.push(obj);
             self.fixed_fields(h.class_index()).min(n)
@@ -348,6 +364,27 @@ impl ObjectMemory {
             self.remember_in(pass, obj)?;
         }
         Ok(())
+    }
+
+    /// A context's slots up to its stack pointer: the others are dead (no
+    /// bytecode reads above the stack top), so they are not followed, as
+    /// the VMs scan a context only up to its stack pointer; they are set to
+    /// nil, so that no slot is left leading to an object that did not
+    /// survive.
+    fn live_context_slots(&mut self, ctx: Oop, n: u64) -> Result<u64, MemoryError> {
+        let sp = self.fetch(ctx, CONTEXT_STACKP)?;
+        let live = self
+            .small_int(sp)
+            .map_or(CONTEXT_TEMP0, |sp| {
+                CONTEXT_TEMP0 + sp.max(0).cast_unsigned()
+            })
+            .min(n);
+        for i in live..n {
+            if !self.fetch(ctx, i)?.is_immediate(self.word) {
+                self.store_raw(ctx, i, self.nil.bits())?;
+            }
+        }
+        Ok(live)
     }
 
     /// The weak slots of the weak object `w`, once every strongly reachable
