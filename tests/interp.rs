@@ -301,6 +301,68 @@ fn the_candle_and_vm_test_images_run_as_before_with_a_tiny_eden() {
 
 #[test]
 #[ignore = "needs SPUR_CORPUS"]
+fn the_pharo8_kernel_saves_itself_into_a_grown_old_space_and_starts_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("Pharo.image");
+    std::fs::copy(corpus_dir().join("pharo8-kernel-empharo-64.image"), &path).unwrap();
+    let src = FileSource::open(&path).unwrap();
+    let mut rt = boot(&src, &LoadOptions::default(), &tiny_eden(256 << 10)).unwrap();
+    drop(src);
+    let segments = rt.heap().segments().len();
+    // A ByteArray taking all of the largest free chunk (the claimed
+    // headroom) leaves old space no room for what the start tenures.
+    let m = rt.memory_mut();
+    let largest = m.largest_free_chunk_bytes();
+    let byte_array = m
+        .class_index_of_class(m.special(spur_runtime::special_objects::index::CLASS_BYTE_ARRAY))
+        .unwrap();
+    let filler = m.allocate_bytes(byte_array, largest - 16).unwrap();
+    assert!(!m.is_young(filler));
+    assert!(m.largest_free_chunk_bytes() < largest / 2);
+    let r = launch(
+        &mut rt,
+        &mut Interpreter::new(Options {
+            image_path: path.clone(),
+            ..bounded(40_000_000)
+        }),
+    )
+    .unwrap();
+    assert_eq!(r.outcome, Outcome::Quit(0), "{}", r.outcome.line());
+    assert_eq!(r.stats.snapshots, 1);
+    assert!(r.stats.scavenges > 0);
+    assert!(r.stats.old_segments_added >= 1, "{:?}", r.stats);
+    drop(rt);
+    // The saved image holds every segment, verifies, and starts again in
+    // place and relocated.
+    let saved = FileSource::open(&path).unwrap();
+    let heap = spur_loader::load(&saved, &LoadOptions::default()).unwrap();
+    assert!(heap.segments().len() > segments, "{:?}", heap.segments());
+    let report = spur_loader::verify(&heap);
+    assert!(report.ok(), "{:?}", report.errors);
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    drop(heap);
+    for placement in PLACEMENTS {
+        let r = run_file(
+            &path,
+            placement,
+            Options {
+                image_path: path.clone(),
+                args: vec!["printVersion".into()],
+                vm_options: vec!["--headless".into()],
+                ..bounded(40_000_000)
+            },
+        );
+        assert_eq!(r.outcome, Outcome::Quit(0), "{}", r.outcome.line());
+        let text = r.output_text();
+        assert!(
+            text.starts_with("[version] 'Pharo8.0.0' 'Pharo-8.0.0+build.1080.sha.9f5ce2e9"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs SPUR_CORPUS"]
 fn codeparadise_stops_naming_its_missing_plugin() {
     let dir = corpus_dir();
     let path = dir.join("pharo-tiny-codeparadise-client-32.image");

@@ -78,12 +78,24 @@ impl ObjectMemory {
         self.gc
     }
 
-    /// Bytes that allocation can still have without the machine giving
-    /// more: eden's free bytes, old space's free chunks and the headroom
-    /// reserved after the last segment (what `bytesLeft` answers in the
-    /// VMs, less swap). Walks old space.
+    /// Bytes that allocation can still have: eden's free bytes, old space's
+    /// free chunks, the headroom reserved after the last segment, and the
+    /// smallest segment old space grows by. The VMs' `bytesLeft` counts
+    /// free space only, and a full collection makes more; with no full
+    /// collection here, old space grows instead, so an image's low-space
+    /// check should not fire while a segment can still be had. Walks old
+    /// space.
     pub fn bytes_left(&self) -> u64 {
-        self.eden_free() + self.free_old_bytes() + self.heap.headroom_available()
+        self.eden_free()
+            + self.free_old_bytes()
+            + self.heap.headroom_available()
+            + MIN_SEGMENT_BYTES
+    }
+
+    /// Bytes of the largest free chunk of old space (its overflow word
+    /// included): the largest object old space holds without growing.
+    pub fn largest_free_chunk_bytes(&self) -> u64 {
+        self.largest_free_chunk().map_or(0, |(_, b)| b)
     }
 
     /// Asks for a scavenge at the caller's next safe point (what the
