@@ -135,8 +135,9 @@ pub struct RunJson {
     /// Objects and bytes moved from new space into old space.
     pub tenured_objects: u64,
     pub tenured_bytes: u64,
-    /// Scavenges of new space, and their time.
+    /// Scavenges of new space.
     pub scavenges: u64,
+    /// Their time.
     pub scavenge_us: u64,
     /// Bytes scavenges copied into future space, over all of them.
     pub survivor_bytes: u64,

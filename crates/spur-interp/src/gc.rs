@@ -63,7 +63,7 @@ impl Vm<'_> {
                 eprintln!("after scavenge {}: {f}", self.m.gc_stats().scavenges);
             }
         }
-        self.stats.scavenge_us += t0.elapsed().as_micros() as u64;
+        self.stats.scavenge_us += u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
         Ok(())
     }
 }

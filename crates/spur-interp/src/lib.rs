@@ -136,8 +136,9 @@ pub struct Stats {
     /// scavenges and by the snapshot primitive's tenuring).
     pub tenured_objects: u64,
     pub tenured_bytes: u64,
-    /// Scavenges of new space, and their time.
+    /// Scavenges of new space.
     pub scavenges: u64,
+    /// Their time, refreshing the interpreter's caches included.
     pub scavenge_us: u64,
     /// Bytes scavenges copied into future space, over all of them.
     pub survivor_bytes: u64,
@@ -145,9 +146,9 @@ pub struct Stats {
     pub weak_slots_cleared: u64,
     /// Objects allocated straight in old space because eden could not hold them.
     pub old_direct_objects: u64,
-    /// Segments old space grew by, and the bytes it grew by for
-    /// allocation (headroom claimed and new segments).
+    /// Segments old space grew by for allocation.
     pub old_segments_added: u64,
+    /// Bytes old space grew by for allocation: headroom claimed and new segments.
     pub old_bytes_added: u64,
     /// Process switches (a transfer from one process to another).
     pub process_switches: u64,

@@ -706,6 +706,11 @@ mod tests {
             assert_eq!(again.survivor_objects, before.len() as u64);
             assert_eq!(dump(m, roots[0]), before, "{word:?}");
             assert_eq!(m.gc_stats().scavenges, 2);
+            assert!(
+                m.check_young_refs(5).is_empty(),
+                "{:?}",
+                m.check_young_refs(5)
+            );
             let report = spur_loader::verify(m.heap());
             assert!(
                 report.ok(),
@@ -819,9 +824,54 @@ mod tests {
             assert_eq!(m.fetch(weak, 2).unwrap(), five);
             assert_eq!(m.fetch(old_weak, 0).unwrap(), m.nil());
             assert_eq!(m.fetch(old_weak, 1).unwrap(), held);
+            assert!(
+                m.check_young_refs(5).is_empty(),
+                "{:?}",
+                m.check_young_refs(5)
+            );
             // The old weak object still reaches new space: still remembered.
             assert_eq!(m.remembered_set(), &[old_weak], "{word:?}");
             assert_eq!(m.objects().filter(|&o| m.is_young(o)).count(), 2);
+        }
+    }
+
+    #[test]
+    fn a_context_is_scanned_up_to_its_stack_pointer() {
+        for word in [WordSize::W32, WordSize::W64] {
+            let mut rt = wired(word, true);
+            let m = rt.memory_mut();
+            let ci = m
+                .class_index_of_class(
+                    m.special(crate::special_objects::index::CLASS_METHOD_CONTEXT),
+                )
+                .expect("the builder's heap has a context class");
+            let ctx = m.allocate_slots(ci, 3, CONTEXT_TEMP0 + 4).unwrap();
+            let live = m.allocate_bytes(CLASS_BYTE_STRING, 4).unwrap();
+            m.bytes_mut(live).unwrap().copy_from_slice(b"live");
+            let dead = m.allocate_bytes(CLASS_BYTE_STRING, 4).unwrap();
+            let two = m.from_small_int(2).unwrap();
+            m.store(ctx, CONTEXT_STACKP, two).unwrap();
+            m.store(ctx, CONTEXT_TEMP0 + 1, live).unwrap();
+            m.store(ctx, CONTEXT_TEMP0 + 3, dead).unwrap();
+            let mut roots = [ctx];
+            let s = m.scavenge(&mut roots).unwrap();
+            let ctx = roots[0];
+            assert_eq!(
+                s.survivor_objects, 2,
+                "{word:?}: the context and its live slot"
+            );
+            let kept = m.fetch(ctx, CONTEXT_TEMP0 + 1).unwrap();
+            assert_eq!(m.string(kept).as_deref(), Some("live"));
+            assert_eq!(
+                m.fetch(ctx, CONTEXT_TEMP0 + 3).unwrap(),
+                m.nil(),
+                "{word:?}"
+            );
+            assert!(
+                m.check_young_refs(5).is_empty(),
+                "{:?}",
+                m.check_young_refs(5)
+            );
         }
     }
 
