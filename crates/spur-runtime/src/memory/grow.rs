@@ -28,8 +28,9 @@ pub const MIN_SEGMENT_BYTES: u64 = 4 << 20;
 
 /// Largest segment old space grows by at once: an object larger than this
 /// (less its bridge) is refused ([`MemoryError::OldSpaceFull`]) rather than
-/// have the machine commit it.
-pub const MAX_SEGMENT_BYTES: u64 = 4 << 30;
+/// have the machine commit and zero it (a damaged image's size field asks
+/// for anything; eden used to refuse all that it could not hold).
+pub const MAX_SEGMENT_BYTES: u64 = 1 << 30;
 
 /// What the scavenger and old-space growth have done so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
