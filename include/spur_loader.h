@@ -639,8 +639,9 @@ SpurStatus spur_write_bytes(struct SpurImage image,
                             size_t len);
 
 // Allocates in eden an object of `num_slots` pointer slots (filled with
-// nil) of class index `class_index` and format `format`. `SPUR_E_MEMORY`
-// when eden is full (the VM's scavenger decides) or the image is not wired.
+// nil) of class index `class_index` and format `format`; in old space when
+// eden cannot hold it (the memory then wants a scavenge). `SPUR_E_MEMORY`
+// when old space cannot grow by it either, or the image is not wired.
 //
 // # Safety
 // `out` is NULL or writable for one `uint64_t`.

@@ -121,9 +121,6 @@ pub struct RunJson {
     pub stats: Stats,
     /// Bytecodes per second of the run's time.
     pub bytecodes_per_second: u64,
-    /// Scavenges of new space: none yet (eden holds what these runs
-    /// allocate; a snapshot tenures all of it, counted in `tenured_*`).
-    pub scavenges: u64,
     /// Loading the heap and wiring the runtime, before the run.
     pub load_us: u64,
 }
@@ -143,7 +140,6 @@ pub fn run_json(r: &RunReport) -> RunJson {
             u128::from(s.bytecodes) * 1_000_000 / u128::from(s.run_us.max(1)),
         )
         .unwrap_or(u64::MAX),
-        scavenges: 0,
         load_us: 0,
     }
 }
@@ -155,6 +151,7 @@ fn run_text(j: &RunJson) -> String {
          {} objects ({}) allocated, {} contexts reused, method cache {} hits / {} misses\n  \
          {:.3} s, {} bytecodes/s\n  \
          loaded in {:.3} s; {} snapshots in {:.3} s, {} objects ({}) tenured, old space grew {}\n  \
+         {} scavenges in {:.3} s, {} survived, {} weak slots cleared; old space grew by {} segments ({}) for allocation\n  \
          {} process switches\n",
         j.line,
         st.bytecodes,
@@ -174,6 +171,12 @@ fn run_text(j: &RunJson) -> String {
         st.tenured_objects,
         human_bytes(st.tenured_bytes),
         human_bytes(st.old_space_growth),
+        st.scavenges,
+        st.scavenge_us as f64 / 1e6,
+        human_bytes(st.survivor_bytes),
+        st.weak_slots_cleared,
+        st.old_segments_added,
+        human_bytes(st.old_bytes_added),
         st.process_switches
     )
 }

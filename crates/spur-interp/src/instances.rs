@@ -46,8 +46,9 @@ impl Vm<'_> {
 
     /// Primitive 177: an Array of every instance of the receiver (a
     /// class), made after they were counted (so an Array's own answer is
-    /// not in it). Fails when eden cannot hold it: the image's fallback then
-    /// walks with 77 and 78.
+    /// not in it). An Array eden cannot hold is allocated in old space; the
+    /// primitive fails only when old space cannot grow by it, and the
+    /// image's fallback then walks with 77 and 78.
     pub(crate) fn primitive_all_instances(&mut self) -> R<Prim> {
         let class = self.stack_value(0)?;
         let Some(ci) = self.m.class_index_of_class(class) else {
@@ -59,7 +60,9 @@ impl Vm<'_> {
             .allocate_slots(self.ci_array, FMT_INDEXABLE, all.len() as u64)
         {
             Ok(a) => a,
-            Err(MemoryError::EdenFull { .. }) => return Ok(Prim::Fail(1)),
+            Err(MemoryError::EdenFull { .. } | MemoryError::OldSpaceFull { .. }) => {
+                return Ok(Prim::Fail(1))
+            }
             Err(e) => return Err(e.into()),
         };
         for (i, o) in all.into_iter().enumerate() {

@@ -91,7 +91,8 @@ impl Outcome {
 pub enum StopKind {
     BytecodeLimit,
     Timeout,
-    /// Eden is full and there is no scavenger yet.
+    /// Eden is full and the object could not go to old space (a memory
+    /// with no new space); a wired run scavenges instead.
     EdenFull,
     /// Nothing is runnable and no timer is pending.
     Idle,
@@ -128,9 +129,7 @@ impl From<MemoryError> for Stop {
     #[inline(never)]
     fn from(e: MemoryError) -> Self {
         match e {
-            MemoryError::EdenFull { .. } => {
-                Stop::Halt(StopKind::EdenFull, format!("{e}, no scavenger yet"))
-            }
+            MemoryError::EdenFull { .. } => Stop::Halt(StopKind::EdenFull, e.to_string()),
             _ => Stop::Halt(StopKind::Error, e.to_string()),
         }
     }
@@ -784,6 +783,7 @@ impl<'r> Vm<'r> {
             if self.stats.bytecodes >= next_check {
                 next_check = self.stats.bytecodes + CHECK_EVERY;
                 self.check_interrupts()?;
+                self.at_safe_point()?;
             }
             if self.stats.bytecodes >= limit {
                 return Err(Stop::Halt(

@@ -22,15 +22,20 @@
 //! image that start wrote (`printVersion`, `--version`, `--help`), and
 //! codeparadise until it stops for lack of its own plugin. Timers wait
 //! parked, and signals of the runtime's external semaphore table from other
-//! threads wake them. What it leaves to later work: a scavenger (a run stops
-//! when eden is full; the snapshot primitive tenures all of new space into
-//! old space's largest free chunk, and fails when none holds it: old space
-//! does not grow by new segments yet), and process scheduling beyond a
-//! synchronous switch on wait/signal/resume/suspend/yield and one timer.
+//! threads wake them. New space is scavenged at the safe point between
+//! bytecodes where interrupts are checked, once allocation has passed the
+//! scavenge threshold (or gone to old space for want of eden), with the
+//! registers as roots (`gc.rs`); old space grows by new segments when
+//! tenuring needs room, and the snapshot primitive tenures all of new
+//! space through the same allocation. What it leaves to later work: a full
+//! (mark-sweep) collection of old space (primitive 130 scavenges only),
+//! ephemeron firing, and process scheduling beyond a synchronous switch on
+//! wait/signal/resume/suspend/yield and one timer.
 
 #![forbid(unsafe_code)]
 
 mod external;
+mod gc;
 mod instances;
 mod interp;
 mod large_ints;
@@ -134,10 +139,25 @@ pub struct Stats {
     pub snapshots: u64,
     /// Their time inside the run: tenuring, writing, syncing.
     pub snapshot_us: u64,
-    /// Objects moved from new space into old space.
+    /// Objects and bytes moved from new space into old space (by
+    /// scavenges and by the snapshot primitive's tenuring).
     pub tenured_objects: u64,
     /// Bytes of the objects moved from new space into old space.
     pub tenured_bytes: u64,
+    /// Scavenges of new space.
+    pub scavenges: u64,
+    /// Their time, refreshing the interpreter's caches included.
+    pub scavenge_us: u64,
+    /// Bytes scavenges copied into future space, over all of them.
+    pub survivor_bytes: u64,
+    /// Weak slots scavenges set to nil.
+    pub weak_slots_cleared: u64,
+    /// Objects allocated straight in old space because eden could not hold them.
+    pub old_direct_objects: u64,
+    /// Segments old space grew by for allocation.
+    pub old_segments_added: u64,
+    /// Bytes old space grew by for allocation: headroom claimed and new segments.
+    pub old_bytes_added: u64,
     /// Process switches (a transfer from one process to another).
     pub process_switches: u64,
     /// Bytes old space's segments grew by during the run, beyond what
@@ -216,6 +236,7 @@ impl Engine for Interpreter {
     fn run(&mut self, runtime: &mut Runtime) -> Result<RunReport, InterpError> {
         let t0 = std::time::Instant::now();
         let old_before = old_space_bytes(runtime);
+        let gc_before = runtime.memory().gc_stats();
         let mut vm = interp::Vm::new(runtime, &self.options)?;
         let outcome = vm.run();
         let _ = std::io::stdout().flush();
@@ -223,6 +244,15 @@ impl Engine for Interpreter {
         let a = vm.m.allocated();
         stats.objects_allocated = a.objects;
         stats.bytes_allocated = a.bytes;
+        let g = vm.m.gc_stats();
+        stats.tenured_objects = g.tenured_objects - gc_before.tenured_objects;
+        stats.tenured_bytes = g.tenured_bytes - gc_before.tenured_bytes;
+        stats.scavenges = g.scavenges - gc_before.scavenges;
+        stats.survivor_bytes = g.survivor_bytes - gc_before.survivor_bytes;
+        stats.weak_slots_cleared = g.weak_slots_cleared - gc_before.weak_slots_cleared;
+        stats.old_direct_objects = g.old_direct_objects - gc_before.old_direct_objects;
+        stats.old_segments_added = g.segments_added - gc_before.segments_added;
+        stats.old_bytes_added = g.bytes_added - gc_before.bytes_added;
         stats.run_us = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
         let output = std::mem::take(&mut vm.output);
         vm.signals.wake_on_signal(None);

@@ -341,7 +341,7 @@ impl Vm<'_> {
                 }
             }
             112 => {
-                let v = self.positive_int(self.m.eden_free())?;
+                let v = self.positive_int(self.m.bytes_left())?;
                 self.done(n + 1, v)
             }
             113 => {
@@ -388,7 +388,9 @@ impl Vm<'_> {
                 self.done(n + 1, s)
             }
             130 | 131 => {
-                let v = self.positive_int(self.m.eden_free())?;
+                // The scavenge runs at the next safe point (gc.rs).
+                self.m.request_scavenge();
+                let v = self.positive_int(self.m.bytes_left())?;
                 self.done(n + 1, v)
             }
             135 => {

@@ -18,7 +18,6 @@ use spur_format::HeaderOverrides;
 use spur_loader::snapshot::{snapshot_to_path, SnapshotOptions};
 
 use crate::interp::{halt, Prim, Vm, PROC_CONTEXT, R};
-use crate::mem::MemoryError;
 
 /// Primitive error code for an operation the OS refused (`PrimErrOSError`).
 const OS_ERROR: u32 = 21;
@@ -45,19 +44,11 @@ impl Vm<'_> {
             rcvr,
             self.timer.map_or(self.nil, |t| t.semaphore),
         ];
-        let tenured = match self.m.tenure_all(&mut roots) {
-            Ok(t) => t,
-            // Nothing has moved when old space has no room: the run goes on
-            // without a snapshot.
-            Err(e @ MemoryError::OldSpaceFull { .. }) => {
-                eprintln!("vm-loader: snapshot not written: {e}");
-                self.pop()?;
-                self.push(rcvr)?;
-                return Ok(Prim::Fail(OS_ERROR));
-            }
-            // A heap that breaks half-way through cannot go on.
-            Err(e) => return halt(format!("tenuring new space for a snapshot: {e}")),
-        };
+        // Old space grows as tenuring needs; a failure (no memory left, a
+        // broken object) leaves the heap half-way through: the run cannot go on.
+        if let Err(e) = self.m.tenure_all(&mut roots) {
+            return halt(format!("tenuring new space for a snapshot: {e}"));
+        }
         let [ctx, method, receiver, process, suspended, rcvr, sem] = roots;
         (self.ctx, self.method, self.receiver) = (ctx, method, receiver);
         if let Some(t) = self.timer.as_mut() {
@@ -68,8 +59,6 @@ impl Vm<'_> {
         if let Err(e) = self.m.free_forwarders() {
             return halt(format!("freeing forwarders for a snapshot: {e}"));
         }
-        self.stats.tenured_objects += tenured.objects;
-        self.stats.tenured_bytes += tenured.bytes;
         self.m.store(process, PROC_CONTEXT, self.ctx)?;
         let written = self.write_image();
         self.m.store(process, PROC_CONTEXT, suspended)?;

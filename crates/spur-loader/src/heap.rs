@@ -2,11 +2,15 @@
 //! them by address.
 
 use crate::conv::usize_of;
+use spur_format::objheader::overflow_word;
 use spur_format::raw::BRIDGE_BYTES;
 use spur_format::{
     ImageHeader, Layout, NewAddr, ObjHeader, OldAddr, Swizzle, Walk, WordSize, L32, L64,
 };
-use spur_mem::{Backing, MemError, Reservation};
+use spur_mem::{page_ceil, Backing, MemError, Reservation};
+
+/// Attempts at placing a new segment above the last one before giving up.
+const SEGMENT_PLACEMENT_TRIES: usize = 64;
 
 /// Why a raw access to a loaded heap's memory could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +30,24 @@ pub enum HeapAccessError {
         bytes: u64,
         /// Bytes of headroom reserved after the last segment.
         available: u64,
+    },
+    /// No free range of address space above the last segment could take a new segment.
+    #[error("no free range of {bytes} bytes above {after:#x} (below {limit:#x}) for a new segment; the last one tried was {tried:#x}")]
+    NoRoomForSegment {
+        /// Bytes the new segment needed.
+        bytes: u64,
+        /// Where the last segment ends: a new one must start above.
+        after: u64,
+        /// The highest address a segment of this heap may reach.
+        limit: u64,
+        /// The last address asked for.
+        tried: u64,
+    },
+    /// The last segment's bridge is not in memory (it was coalesced), so no segment can follow it.
+    #[error("segment {index} does not keep its own bridge, so no segment can be added after it")]
+    NoOwnBridge {
+        /// The segment.
+        index: usize,
     },
     /// The reserved headroom could not be made accessible.
     #[error(transparent)]
@@ -303,6 +325,101 @@ impl LoadedHeap {
         self.segments[last].size -= bytes;
         self.objects_seen = None;
         Ok(s.new_start.plus(s.size - bytes))
+    }
+
+    /// Adds a segment of at least `bytes` bytes (its bridge included;
+    /// rounded up to whole pages) after the last one, in a new range of
+    /// address space reserved with `MAP_FIXED_NOREPLACE` above the last
+    /// segment (never over a mapping: a range found taken is skipped past
+    /// its occupants), below the word size's address limit (4 GiB for a
+    /// 32-bit heap). The last segment's bridge is re-encoded to span the gap
+    /// to the new segment (a short bridge when adjacent, else a long one
+    /// whose overflow word counts the gap, §2.1), and the new segment ends in
+    /// a terminating short bridge. Its objects (all but its last 16 bytes)
+    /// read as zero: the caller makes them a free chunk. Returns the new
+    /// segment's start and size. Nothing changes when it fails.
+    pub fn add_segment(&mut self, bytes: u64) -> Result<(NewAddr, u64), HeapAccessError> {
+        let word = self.word();
+        let last = *self.segments.last().ok_or(HeapAccessError::OutOfHeap {
+            addr: 0,
+            len: bytes,
+        })?;
+        let li = self.segments.len() - 1;
+        if !last.own_bridge {
+            return Err(HeapAccessError::NoOwnBridge { index: li });
+        }
+        let len = page_ceil(bytes.max(2 * BRIDGE_BYTES));
+        let after = last.new_start.get() + last.size;
+        // Past the last segment's reservation too: its headroom is not ours to map over.
+        let region = &self.regions[last.region];
+        let region_end = region.base() + region.len() as u64;
+        let limit = word.address_limit();
+        let mut at = page_ceil(after.max(region_end));
+        let mut tried = at;
+        let mut found = None;
+        for _ in 0..SEGMENT_PLACEMENT_TRIES {
+            if at.checked_add(len).is_none_or(|e| e > limit) {
+                break;
+            }
+            tried = at;
+            match Reservation::at(at, len) {
+                Ok(r) => {
+                    found = Some(r);
+                    break;
+                }
+                Err(MemError::Occupied { occupants, end, .. }) => {
+                    let past = occupants.iter().map(|o| o.end).max().unwrap_or(end);
+                    at = page_ceil(past.max(at + spur_mem::page_size()));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let mut r = found.ok_or(HeapAccessError::NoRoomForSegment {
+            bytes: len,
+            after,
+            limit,
+            tried,
+        })?;
+        r.commit(len, Backing::Pages)?;
+        let start = NewAddr::from_heap_word(r.base());
+        // The last segment's bridge now spans the gap to the new segment.
+        let bridge = last.objects_end().get();
+        let gap = start.get() - bridge;
+        let (w0, w1) = if gap == BRIDGE_BYTES {
+            (ObjHeader::short_bridge(word).0, 0)
+        } else {
+            (
+                overflow_word((gap - BRIDGE_BYTES) / word.bytes()),
+                ObjHeader::long_bridge(word).0,
+            )
+        };
+        self.regions.push(r);
+        let index = self.segments.len();
+        self.segments.push(HeapSegment {
+            index,
+            old_start: start.as_saved(),
+            new_start: start,
+            size: len,
+            region: self.regions.len() - 1,
+            offset: 0,
+            own_bridge: true,
+            mapped: false,
+        });
+        let b = self.segment_bytes_mut(li);
+        let o = b.len() - usize_of(BRIDGE_BYTES);
+        b[o..o + 8].copy_from_slice(&w0.to_le_bytes());
+        b[o + 8..o + 16].copy_from_slice(&w1.to_le_bytes());
+        let nb = self.segment_bytes_mut(index);
+        let o = nb.len() - usize_of(BRIDGE_BYTES);
+        nb[o..o + 8].copy_from_slice(&ObjHeader::short_bridge(word).0.to_le_bytes());
+        self.objects_seen = None;
+        tracing::debug!(
+            start = format_args!("{:#x}", start.get()),
+            len,
+            gap,
+            "old space grew by a segment"
+        );
+        Ok((start, len))
     }
 
     /// The segment whose objects contain `a`.

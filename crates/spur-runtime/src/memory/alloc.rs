@@ -17,7 +17,9 @@ const MAX_SLOTS: u64 = (1 << 56) - 1;
 
 impl ObjectMemory {
     /// Allocates an object of `num_slots` slots of class `class_index` and
-    /// format `format` in eden. Pointer formats (0..=5) get nil in every
+    /// format `format` in eden, or in old space when eden cannot hold it
+    /// (then [`scavenge_wanted`](Self::scavenge_wanted) is raised; an object
+    /// is never moved by allocation). Pointer formats (0..=5) get nil in every
     /// slot; other formats a zeroed body (their unused-units bits are the
     /// caller's: see [`allocate_bytes`](Self::allocate_bytes) and
     /// [`allocate_words`](Self::allocate_words)). The identity hash is 0
@@ -140,18 +142,26 @@ impl ObjectMemory {
             .checked_add(if overflow { 8 } else { 0 })
             .ok_or(bad("more slots than an overflow word holds"))?;
         let free = self.eden_free();
-        if needed > free {
+        let in_eden = needed <= free;
+        if !in_eden && self.new_space.is_none() {
             return Err(MemoryError::EdenFull { needed, free });
         }
-        let start = self.eden_top;
+        // What eden cannot hold goes to old space, as Cog allocates large
+        // objects there; the next safe point scavenges.
+        let start = if in_eden {
+            self.eden_top
+        } else {
+            let a = self.old_bytes_once(needed)?;
+            self.eden_overflowed = true;
+            self.gc.old_direct_objects += 1;
+            self.gc.old_direct_bytes += needed;
+            a
+        };
         let obj = start + if overflow { 8 } else { 0 };
-        let off = ix(start - self.young_start);
-        let ns = self
-            .new_space
-            .as_mut()
-            .ok_or_else(|| MemoryError::EdenFull { needed, free: 0 })?;
-        let b = ns
-            .bytes_mut()
+        let (b, off) = self
+            .locate_mut(start)
+            .ok_or_else(|| MemoryError::NotAnObject { addr: start })?;
+        let b = b
             .get_mut(off..off + ix(needed))
             .ok_or_else(|| MemoryError::NotAnObject { addr: start })?;
         let mut at = 0;
@@ -174,7 +184,9 @@ impl ObjectMemory {
                 }
             }
         }
-        self.eden_top = start + needed;
+        if in_eden {
+            self.eden_top = start + needed;
+        }
         self.allocated.objects += 1;
         self.allocated.bytes += needed;
         Ok(Oop::from_bits(obj))

@@ -112,10 +112,12 @@ pub enum MemoryError {
         /// Where the bridge should start, in this process.
         addr: u64,
     },
-    /// Old space has no free chunk large enough for what new space holds.
-    #[error("old space has no free chunk of {needed} bytes to tenure new space into (the largest holds {largest})")]
+    /// Old space has no free chunk large enough and cannot grow by one:
+    /// the machine has no memory (or address space) left, or the object is
+    /// larger than a segment old space grows by.
+    #[error("old space has no free chunk of {needed} bytes and cannot grow by one (the largest holds {largest})")]
     OldSpaceFull {
-        /// Bytes new space holds, plus room for the rest of the chunk.
+        /// Bytes asked for, overflow word included.
         needed: u64,
         /// Bytes of the largest free chunk.
         largest: u64,

@@ -13,10 +13,18 @@
 //! changes made to a loaded heap before it resumes (boxed floats in the
 //! host's word order, the headroom turned into a free chunk).
 //!
-//! What it leaves to its caller: deciding when to scavenge or collect (an
-//! allocation that does not fit is [`MemoryError::EdenFull`]), and the
-//! interpreter's own registers, which it must re-read through
-//! [`ObjectMemory::forwarded`] (or pass as roots) after a become.
+//! New space is collected by a scavenger ([`ObjectMemory::scavenge`]):
+//! eden and past space are copied into future space (or tenured into old
+//! space), starting from the caller's roots and the remembered set. Old
+//! space is allocated from the free lists and grows (into the reserved
+//! headroom, then by new segments) when they are spent.
+//!
+//! What it leaves to its caller: choosing the safe points at which objects
+//! move (an allocation past the scavenge threshold still succeeds, and one
+//! that eden cannot hold goes to old space; both raise
+//! [`ObjectMemory::scavenge_wanted`]), and the interpreter's own
+//! registers, which it passes as roots to a scavenge and re-reads through
+//! [`ObjectMemory::forwarded`] (or passes as roots) after a become.
 
 // Errors are built lazily (`ok_or_else`) even where clippy finds them
 // cheap: an eagerly built `MemoryError` is dropped through its drop glue on
@@ -27,8 +35,10 @@
 mod alloc;
 mod error;
 mod forward;
+mod grow;
 mod old_space;
 mod oop;
+mod scavenge;
 mod tenure;
 mod view;
 mod walk;
@@ -45,11 +55,13 @@ use crate::new_space::NewSpace;
 use crate::settings::HashSeed;
 
 pub use error::MemoryError;
+pub use grow::GcStats;
 pub use old_space::ClaimedHeadroom;
 pub use oop::{
     character, from_character, from_small_float, from_small_int, small_float, small_int,
     small_int_range, Oop,
 };
+pub use scavenge::Scavenged;
 pub use tenure::Tenured;
 pub use view::ReadView;
 pub use walk::Objects;
@@ -117,7 +129,16 @@ pub struct ObjectMemory {
     young_start: u64,
     young_len: u64,
     past: (u64, u64),
+    /// Where past space's survivors end.
+    past_top: u64,
     future: (u64, u64),
+    /// Eden allocation past this address asks for a scavenge.
+    threshold: u64,
+    /// Survivors of past space below this address are tenured (0: none), §4.4.
+    tenure_threshold: u64,
+    /// An allocation went to old space for want of eden: scavenge soon.
+    eden_overflowed: bool,
+    gc: GcStats,
     eden_start: u64,
     eden_end: u64,
     eden_top: u64,
@@ -150,7 +171,12 @@ impl ObjectMemory {
             young_start: 0,
             young_len: 0,
             past: (0, 0),
+            past_top: 0,
             future: (0, 0),
+            threshold: 0,
+            tenure_threshold: 0,
+            eden_overflowed: false,
+            gc: GcStats::default(),
             eden_start: 0,
             eden_end: 0,
             eden_top: 0,
@@ -194,7 +220,9 @@ impl ObjectMemory {
         let f = new_space.future_space();
         let e = new_space.eden();
         self.past = (p.start, p.end);
+        self.past_top = p.start;
         self.future = (f.start, f.end);
+        self.threshold = new_space.scavenge_threshold().get();
         self.eden_start = e.start;
         self.eden_end = e.end;
         self.eden_top = e.start;

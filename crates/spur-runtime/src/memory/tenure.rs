@@ -1,28 +1,18 @@
-//! Tenuring: every new-space object that old space, perm space or the
-//! caller's roots reach is copied into one free chunk of old space, the
-//! references to it are rewritten, and new space is left empty. A snapshot
-//! writes old space only (§7), so the snapshot primitive tenures first.
-//!
-//! The copy is Cheney's: the objects of old and perm space (and the roots)
-//! are the roots; each young object they reach is copied to the next free
-//! address of the chunk and its original becomes a forwarder to the copy
-//! (class index 8, format 7, slot 0 the copy, §3.2); then the copies are
-//! scanned in address order the same way, until the scan meets the copying.
-//! Every pointer slot of old space is scanned rather than the remembered
-//! set alone, so a young reference the barrier missed is still found.
-//! Weak slots are kept (a tenuring pass clears nothing); what the chunk
-//! does not use is linked back into the free lists as one free chunk.
+//! Tenuring's bookkeeping: what a pass moved, the forwarders it leaves, the
+//! free-chunk tree it takes room from and gives the rest back to, and the
+//! forwarders a become left, freed before a snapshot.
+//! [`ObjectMemory::tenure_all`] itself is the scavenger with everything
+//! tenured (see `scavenge.rs`).
 
 use spur_format::objheader::overflow_word;
 use spur_format::raw::{
-    CLASS_FORWARDER, CLASS_FREE_CHUNK, CLASS_INDEX_MASK, CLASS_SEGMENT_BRIDGE, FMT_FORWARDED,
-    FMT_LAST_POINTER, FORMAT_MASK, FORMAT_SHIFT, FREE_CHUNK_LARGER, FREE_CHUNK_NEXT,
+    CLASS_FORWARDER, CLASS_FREE_CHUNK, FMT_LAST_POINTER, FREE_CHUNK_LARGER, FREE_CHUNK_NEXT,
     FREE_CHUNK_PARENT, FREE_CHUNK_SMALLER, METHOD_NUM_LITERALS_MASK, OVERFLOW_SLOTS,
     REMEMBERED_SHIFT,
 };
-use spur_format::{NewAddr, ObjHeader};
+use spur_format::ObjHeader;
 
-use super::{ix, MemoryError, ObjectMemory, Oop};
+use super::{MemoryError, ObjectMemory, Oop};
 
 /// What a tenuring pass moved.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -33,128 +23,9 @@ pub struct Tenured {
     pub bytes: u64,
 }
 
-/// The free chunk a pass copies into: `[start, start + bytes)`.
-#[derive(Debug, Clone, Copy)]
-struct Dest {
-    start: u64,
-    bytes: u64,
-    top: u64,
-}
-
 impl ObjectMemory {
-    /// Moves every young object that old space, perm space or `roots`
-    /// reach into old space, and empties new space (eden and the
-    /// remembered set). Each oop of `roots` is updated to its copy; any
-    /// other young oop the caller keeps is stale afterwards, and must be
-    /// dropped or passed in `roots`.
-    ///
-    /// The copies go into the largest free chunk of old space, which must
-    /// hold all of new space's used bytes and 16 more
-    /// ([`MemoryError::OldSpaceFull`] otherwise, before anything changes).
-    /// What the copies leave of it becomes a free chunk again; when the
-    /// chunk was the last thing in old space (the claimed headroom), the last
-    /// segment ends after the copies instead and the rest is headroom again,
-    /// which [`claim_headroom`](Self::claim_headroom) turns back into free
-    /// space: a snapshot written in between holds no empty tail.
-    pub fn tenure_all(&mut self, roots: &mut [Oop]) -> Result<Tenured, MemoryError> {
-        let young_bytes = (self.eden_top - self.eden_start) + (self.past_used().1 - self.past.0);
-        if young_bytes == 0 {
-            self.forget_remembered();
-            return Ok(Tenured::default());
-        }
-        // The chunk must leave room for a free chunk of the rest (16 bytes at least).
-        let needed = young_bytes + 16;
-        let (chunk, largest) = self.largest_free_chunk()?;
-        let Some(chunk) = chunk.filter(|_| largest >= needed) else {
-            return Err(MemoryError::OldSpaceFull { needed, largest });
-        };
-        let start = self.chunk_start(chunk)?;
-        self.unlink_largest(chunk)?;
-        let mut dest = Dest {
-            start,
-            bytes: largest,
-            top: start,
-        };
-        let mut moved = Tenured::default();
-
-        // Old and perm space, except the chunk being filled.
-        let mut regions: Vec<(u64, u64)> = Vec::new();
-        for s in &self.spans {
-            if start >= s.start && start < s.end {
-                regions.push((s.start, start));
-                regions.push((start + largest, s.end));
-            } else {
-                regions.push((s.start, s.end));
-            }
-        }
-        regions.extend(self.perm);
-        for (from, end) in regions {
-            let mut cursor = from;
-            while let Some((obj, next, class_index)) = self.step(cursor, end) {
-                cursor = next;
-                match class_index {
-                    CLASS_FREE_CHUNK | CLASS_SEGMENT_BRIDGE => {}
-                    // An old forwarder left by a become may point to a young object.
-                    CLASS_FORWARDER => {
-                        let to = self.forwardee(obj)?;
-                        if self.is_young(to) {
-                            let to = self.tenure_one(to, &mut dest, &mut moved)?;
-                            self.put_forwardee(obj, to)?;
-                        }
-                    }
-                    _ => self.tenure_fields(obj, &mut dest, &mut moved)?,
-                }
-            }
-        }
-        for r in roots.iter_mut() {
-            if self.is_young(*r) {
-                *r = self.tenure_one(*r, &mut dest, &mut moved)?;
-            }
-        }
-        // The copies, in the order they were made, until none is left to scan.
-        let mut scan = dest.start;
-        while scan < dest.top {
-            let Some((obj, next, class_index)) = self.step(scan, dest.top) else {
-                return Err(MemoryError::NotAnObject { addr: scan });
-            };
-            scan = next;
-            if class_index != CLASS_FORWARDER {
-                self.tenure_fields(obj, &mut dest, &mut moved)?;
-            }
-        }
-        if self.is_young(self.special_objects) {
-            self.special_objects = self.tenure_one(self.special_objects, &mut dest, &mut moved)?;
-        }
-        // The heap names the array a snapshot writes into its header.
-        self.heap
-            .set_special_objects(NewAddr::from_heap_word(self.special_objects.bits()));
-        // What the chunk did not take goes back to the headroom when the
-        // chunk ended the last segment (so that a snapshot does not write
-        // it; claim_headroom makes it free space again), else to the free lists.
-        let rest = dest.start + dest.bytes - dest.top;
-        let ends_old_space = self
-            .spans
-            .last()
-            .is_some_and(|s| s.end == dest.start + dest.bytes);
-        if ends_old_space {
-            self.heap.write_u64(
-                NewAddr::from_heap_word(dest.top),
-                ObjHeader::short_bridge(self.word).0,
-            )?;
-            self.heap
-                .write_u64(NewAddr::from_heap_word(dest.top + 8), 0)?;
-            self.heap.shrink_last_segment(rest)?;
-            self.refresh_spans();
-        } else {
-            self.make_free_chunk(dest.top, rest)?;
-        }
-        self.forget_remembered();
-        self.eden_top = self.eden_start;
-        Ok(moved)
-    }
-
     /// Clears the remembered bit of every remembered object and empties the set.
-    fn forget_remembered(&mut self) {
+    pub(super) fn forget_remembered(&mut self) {
         for o in std::mem::take(&mut self.remembered) {
             if let Ok(h) = self.header(o) {
                 let _ = self.set_header(o, ObjHeader(h.0 & !(1 << REMEMBERED_SHIFT)));
@@ -163,7 +34,7 @@ impl ObjectMemory {
     }
 
     /// How many leading slots of `obj` hold oops.
-    fn pointer_fields(&self, obj: Oop) -> Result<u64, MemoryError> {
+    pub(super) fn pointer_fields(&self, obj: Oop) -> Result<u64, MemoryError> {
         let h = self.header(obj)?;
         let n = self.num_slots(obj)?;
         Ok(if h.format() <= FMT_LAST_POINTER {
@@ -178,95 +49,8 @@ impl ObjectMemory {
         })
     }
 
-    /// Rewrites each young oop of `obj`'s pointer slots to its old copy.
-    fn tenure_fields(
-        &mut self,
-        obj: Oop,
-        dest: &mut Dest,
-        moved: &mut Tenured,
-    ) -> Result<(), MemoryError> {
-        for i in 0..self.pointer_fields(obj)? {
-            let v = self.fetch(obj, i)?;
-            if self.is_young(v) {
-                let to = self.tenure_one(v, dest, moved)?;
-                self.store_raw(obj, i, to.bits())?;
-            }
-        }
-        Ok(())
-    }
-
-    /// The old copy of the young object `obj`: the one made before (its
-    /// forwarder says where), or a new one.
-    fn tenure_one(
-        &mut self,
-        obj: Oop,
-        dest: &mut Dest,
-        moved: &mut Tenured,
-    ) -> Result<Oop, MemoryError> {
-        // A become may have left forwarders in new space too: follow them.
-        let mut o = obj;
-        for _ in 0..64 {
-            let h = self.header(o)?;
-            if h.class_index() != CLASS_FORWARDER {
-                break;
-            }
-            o = self.forwardee(o)?;
-            if !self.is_young(o) {
-                return Ok(o);
-            }
-        }
-        let h = self.header(o)?;
-        let n = self.num_slots(o)?;
-        let over = if h.raw_num_slots() == OVERFLOW_SLOTS {
-            8
-        } else {
-            0
-        };
-        let total = self
-            .word
-            .body_bytes(n)
-            .ok_or(MemoryError::NotAnObject { addr: o.bits() })?
-            + over;
-        let from = o.bits() - over;
-        if dest.top + total > dest.start + dest.bytes {
-            return Err(MemoryError::OldSpaceFull {
-                needed: total,
-                largest: dest.start + dest.bytes - dest.top,
-            });
-        }
-        let bytes = {
-            let (b, off) = self
-                .locate(from)
-                .ok_or(MemoryError::NotAnObject { addr: from })?;
-            b.get(off..off + ix(total))
-                .ok_or(MemoryError::NotAnObject { addr: from })?
-                .to_vec()
-        };
-        let at = dest.top;
-        {
-            let (b, off) = self
-                .locate_mut(at)
-                .ok_or(MemoryError::NotAnObject { addr: at })?;
-            b.get_mut(off..off + ix(total))
-                .ok_or(MemoryError::NotAnObject { addr: at })?
-                .copy_from_slice(&bytes);
-        }
-        dest.top += total;
-        moved.objects += 1;
-        moved.bytes += total;
-        let copy = Oop::from_bits(at + over);
-        // The original becomes a forwarder to its copy; every object has
-        // room for slot 0, even one of no slots.
-        let keep = h.0 & !(CLASS_INDEX_MASK | FORMAT_MASK << FORMAT_SHIFT);
-        let forwarder =
-            keep | u64::from(CLASS_FORWARDER) | u64::from(FMT_FORWARDED) << FORMAT_SHIFT;
-        self.set_header(o, ObjHeader(forwarder))?;
-        self.put_forwardee(o, copy)?;
-        Ok(copy)
-    }
-
     /// Writes slot 0 of the forwarder `obj` (see [`forwardee`](Self::forwardee)).
-    fn put_forwardee(&mut self, obj: Oop, to: Oop) -> Result<(), MemoryError> {
+    pub(super) fn put_forwardee(&mut self, obj: Oop, to: Oop) -> Result<(), MemoryError> {
         let word = self.word;
         let a = obj.bits();
         let (b, off) = self
@@ -277,7 +61,7 @@ impl ObjectMemory {
 
     /// Slot 0 of the forwarder `obj`, read past its slot count (a
     /// forwarder of an object of no slots has the room, not the count).
-    fn forwardee(&self, obj: Oop) -> Result<Oop, MemoryError> {
+    pub(super) fn forwardee(&self, obj: Oop) -> Result<Oop, MemoryError> {
         let a = obj.bits();
         let (b, off) = self.locate(a).ok_or(MemoryError::NotAnObject { addr: a })?;
         self.read_word(b, off + 8)
@@ -286,7 +70,7 @@ impl ObjectMemory {
     }
 
     /// Where the free chunk `chunk` begins: its overflow word, if it has one.
-    fn chunk_start(&self, chunk: Oop) -> Result<u64, MemoryError> {
+    pub(super) fn chunk_start(&self, chunk: Oop) -> Result<u64, MemoryError> {
         let h = self.header(chunk)?;
         Ok(chunk.bits()
             - if h.raw_num_slots() == OVERFLOW_SLOTS {
@@ -299,7 +83,7 @@ impl ObjectMemory {
     /// The largest chunk of the free-chunk tree (its rightmost node; a
     /// chunk of the same size chained after it when there is one) and its
     /// bytes; `(None, 0)` when the tree is empty.
-    fn largest_free_chunk(&self) -> Result<(Option<Oop>, u64), MemoryError> {
+    pub(super) fn largest_free_chunk(&self) -> Result<(Option<Oop>, u64), MemoryError> {
         let fl = self.free_lists_checked()?;
         let mut node = self.link(fl, 0);
         if node == 0 {
@@ -323,7 +107,7 @@ impl ObjectMemory {
     /// answered out of the tree: the second of a chain of equal sizes is
     /// cut out of the chain; a rightmost node has no larger child, so its
     /// smaller child takes its place.
-    fn unlink_largest(&mut self, chunk: Oop) -> Result<(), MemoryError> {
+    pub(super) fn unlink_largest(&mut self, chunk: Oop) -> Result<(), MemoryError> {
         let fl = self.free_lists_checked()?;
         let mut node = self.link(fl, 0);
         loop {
@@ -355,7 +139,7 @@ impl ObjectMemory {
     /// Makes `[start, start + bytes)` of old space one free chunk (an
     /// overflow word first when it is large) and links it into the free
     /// lists. `bytes` is 0 (nothing to do) or at least 16.
-    fn make_free_chunk(&mut self, start: u64, bytes: u64) -> Result<(), MemoryError> {
+    pub(super) fn make_free_chunk(&mut self, start: u64, bytes: u64) -> Result<(), MemoryError> {
         if bytes == 0 {
             return Ok(());
         }
@@ -563,31 +347,5 @@ mod tests {
         let mut rt = wired(WordSize::W64);
         let m = rt.memory_mut();
         assert_eq!(m.tenure_all(&mut []).unwrap(), Tenured::default());
-    }
-
-    #[test]
-    fn without_a_free_chunk_large_enough_nothing_moves() {
-        let (bytes, _) =
-            spur_synth::image_bytes(&SynthSpec::new(WordSize::W64, 256 << 10)).unwrap();
-        let heap = spur_loader::load(bytes.as_slice(), &LoadOptions::default()).unwrap();
-        let mut rt = Runtime::wire(
-            heap,
-            &RuntimeOptions {
-                claim_headroom: false,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        let m = rt.memory_mut();
-        // More than the builder's whole heap of 256 KiB, so more than any free chunk.
-        let a = m
-            .allocate_slots(CLASS_ARRAY, FMT_INDEXABLE, 64 << 10)
-            .unwrap();
-        let mut roots = [a];
-        let err = m.tenure_all(&mut roots).unwrap_err();
-        assert!(matches!(err, MemoryError::OldSpaceFull { .. }), "{err}");
-        assert_eq!(roots[0], a);
-        assert!(m.is_young(a));
-        assert_eq!(m.header(a).unwrap().class_index(), CLASS_ARRAY);
     }
 }

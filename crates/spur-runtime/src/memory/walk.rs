@@ -79,9 +79,9 @@ impl ObjectMemory {
         (next <= end).then_some((o, next, h.class_index()))
     }
 
-    /// Past space's objects (none until a scavenger fills it).
+    /// Past space's objects: the survivors of the last scavenge.
     pub(super) fn past_used(&self) -> (u64, u64) {
-        (self.past.0, self.past.0)
+        (self.past.0, self.past_top)
     }
 
     /// Every object of every space, hidden objects skipped: old space
