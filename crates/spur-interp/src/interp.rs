@@ -294,6 +294,14 @@ pub(crate) struct Vm<'r> {
     /// Methods' code by method oop, direct-mapped.
     code_cache: Vec<(Oop, Rc<Code>)>,
     ctx_slots: u64,
+    /// Where the active context's slot 0 lies in new space
+    /// (`ObjectMemory::young_slots`) when it is young, so that the stack
+    /// and temps are one bounds-checked word access away; `None` sends
+    /// every access through `fetch` / `store`. Derived from `ctx` by
+    /// `refresh_frame`, which runs whenever the active context changes and
+    /// after anything that may move objects or change the context's
+    /// header (a become, a tenuring, a primitive).
+    frame: Option<usize>,
     /// The error code of the primitive that just failed.
     pub prim_fail: Option<u32>,
     /// How many of the newest contexts were made by sends since a context
@@ -416,6 +424,7 @@ impl<'r> Vm<'r> {
             code: Rc::default(),
             code_cache: vec![(Oop::default(), Rc::default()); CODE_CACHE_SIZE],
             ctx_slots: 0,
+            frame: None,
             prim_fail: None,
             reclaimable: 0,
             free_contexts: [Vec::new(), Vec::new()],
@@ -480,16 +489,58 @@ impl<'r> Vm<'r> {
                 self.sp, self.ctx_slots
             ));
         }
+        self.refresh_frame();
         Ok(())
+    }
+
+    /// Re-derives `frame` from the active context: where its slots lie in
+    /// new space, when it is young, mutable and of `ctx_slots` slots.
+    #[inline]
+    pub(crate) fn refresh_frame(&mut self) {
+        self.frame = match self.m.young_slots(self.ctx) {
+            Some((base, n)) if n == self.ctx_slots => Some(base),
+            _ => None,
+        };
+    }
+
+    /// The byte offset in new space of slot `i` of the active context,
+    /// when `frame` holds one; the caller has checked `i < ctx_slots`.
+    #[inline(always)]
+    fn frame_slot(&self, i: u64) -> Option<usize> {
+        let base = self.frame?;
+        Some(base.wrapping_add(usize::try_from(i).unwrap_or(usize::MAX).wrapping_mul(8)))
+    }
+
+    /// Slot `i` of the active context.
+    #[inline(always)]
+    fn ctx_fetch(&self, i: u64) -> R<Oop> {
+        if i < self.ctx_slots {
+            if let Some(v) = self.frame_slot(i).and_then(|at| self.m.young_word(at)) {
+                return Ok(v);
+            }
+        }
+        self.m.fetch(self.ctx, i).map_err(Stop::from)
+    }
+
+    /// Stores `v` into slot `i` of the active context.
+    #[inline(always)]
+    fn ctx_store(&mut self, i: u64, v: Oop) -> R<()> {
+        if i < self.ctx_slots {
+            if let Some(at) = self.frame_slot(i) {
+                if self.m.set_young_word(at, v) {
+                    return Ok(());
+                }
+            }
+        }
+        self.m.store(self.ctx, i, v).map_err(Stop::from)
     }
 
     /// Writes pc and stack pointer back into the active context.
     pub fn store_registers(&mut self) -> R<()> {
         let pc = self.int(self.pc as i64);
         let sp = self.int(self.sp as i64);
-        self.m.store(self.ctx, PC, pc)?;
-        self.m.store(self.ctx, STACKP, sp)?;
-        Ok(())
+        self.ctx_store(PC, pc)?;
+        self.ctx_store(STACKP, sp)
     }
 
     /// Makes `method`'s code (decoded in the bytecode set in `self.set`)
@@ -518,6 +569,7 @@ impl<'r> Vm<'r> {
         if let Some(t) = self.timer.as_mut() {
             t.semaphore = self.m.forwarded(t.semaphore);
         }
+        self.refresh_frame();
         self.load_code(self.method)
     }
 
@@ -570,9 +622,7 @@ impl<'r> Vm<'r> {
         if TEMP0 + self.sp > self.ctx_slots {
             return self.stack_overflow();
         }
-        self.m
-            .store(self.ctx, TEMP0 + self.sp - 1, v)
-            .map_err(Stop::from)
+        self.ctx_store(TEMP0 + self.sp - 1, v)
     }
     #[cold]
     #[inline(never)]
@@ -589,10 +639,7 @@ impl<'r> Vm<'r> {
         if self.sp == 0 {
             return self.stack_underflow(0);
         }
-        let v = self
-            .m
-            .fetch(self.ctx, TEMP0 + self.sp - 1)
-            .map_err(Stop::from)?;
+        let v = self.ctx_fetch(TEMP0 + self.sp - 1)?;
         self.sp -= 1;
         Ok(v)
     }
@@ -601,9 +648,7 @@ impl<'r> Vm<'r> {
         if n >= self.sp {
             return self.stack_underflow(n);
         }
-        self.m
-            .fetch(self.ctx, TEMP0 + self.sp - 1 - n)
-            .map_err(Stop::from)
+        self.ctx_fetch(TEMP0 + self.sp - 1 - n)
     }
     #[inline(always)]
     pub fn pop_n(&mut self, n: u64) -> R<()> {
@@ -622,12 +667,11 @@ impl<'r> Vm<'r> {
         if self.sp == 0 {
             return halt("stack underflow");
         }
-        self.m.store(self.ctx, TEMP0 + self.sp - 1, v)?;
-        Ok(())
+        self.ctx_store(TEMP0 + self.sp - 1, v)
     }
     #[inline(always)]
     fn temp(&self, i: u64) -> R<Oop> {
-        self.m.fetch(self.ctx, TEMP0 + i).map_err(Stop::from)
+        self.ctx_fetch(TEMP0 + i)
     }
     #[inline(always)]
     fn literal(&self, i: u32) -> R<Oop> {
@@ -773,6 +817,12 @@ impl<'r> Vm<'r> {
         let limit = self.opts.max_bytecodes.unwrap_or(u64::MAX);
         let mut next_check = self.stats.bytecodes + CHECK_EVERY;
         loop {
+            // Every step counts one bytecode: the checks come between runs
+            // of steps, at the same counts as a check before every step.
+            let until = next_check.min(limit);
+            while self.stats.bytecodes < until {
+                self.step()?;
+            }
             if self.stats.bytecodes >= next_check {
                 next_check = self.stats.bytecodes + CHECK_EVERY;
                 self.check_interrupts()?;
@@ -783,7 +833,6 @@ impl<'r> Vm<'r> {
                     format!("the limit of {limit} bytecodes"),
                 ));
             }
-            self.step()?;
         }
     }
 
@@ -914,8 +963,7 @@ impl<'r> Vm<'r> {
                 } else {
                     self.stack_value(0)?
                 };
-                self.m.store(self.ctx, TEMP0 + index as u64, v)?;
-                Ok(())
+                self.ctx_store(TEMP0 + index as u64, v)
             }
             Op::PushRemoteTemp { index, vector, .. } => {
                 let vec = self.temp(vector as u64)?;
@@ -1390,7 +1438,10 @@ impl<'r> Vm<'r> {
             let sp = self.sp;
             let ctx = self.ctx;
             // On a stop the primitive stays named for the stop line.
-            let r = self.primitive(prim, argc, method)?;
+            let r = self.primitive(prim, argc, method);
+            // It may have changed the active context, moved it or its header.
+            self.refresh_frame();
+            let r = r?;
             self.current_prim = 0;
             self.current_named = None;
             match r {
@@ -1545,6 +1596,7 @@ impl<'r> Vm<'r> {
         self.pc = self.initial_pc(&h);
         self.sp = nt;
         self.ctx_slots = size;
+        self.refresh_frame();
         if self.prim_fail.is_some() && !h.has_primitive {
             self.prim_fail = None;
         }
@@ -1616,6 +1668,7 @@ impl<'r> Vm<'r> {
         self.pc = pc;
         self.sp = sp;
         self.ctx_slots = size;
+        self.refresh_frame();
         Ok(Prim::Done)
     }
 
@@ -1636,9 +1689,9 @@ impl<'r> Vm<'r> {
     /// `^value` from a method, or from a block (a non-local return to the
     /// home context's sender).
     fn method_return(&mut self, value: Oop) -> R<()> {
-        let closure = self.m.fetch(self.ctx, CLOSURE)?;
+        let closure = self.ctx_fetch(CLOSURE)?;
         if closure == self.nil {
-            let sender = self.m.fetch(self.ctx, SENDER)?;
+            let sender = self.ctx_fetch(SENDER)?;
             if !self.is_live(sender) {
                 return self.cannot_return(value);
             }
@@ -1662,7 +1715,7 @@ impl<'r> Vm<'r> {
         }
         // Walk to the target: unwind-marked contexts in between get
         // aboutToReturn:through:.
-        let mut c = self.m.fetch(self.ctx, SENDER)?;
+        let mut c = self.ctx_fetch(SENDER)?;
         let mut steps = 0u64;
         while c != target {
             if !self.is_context(c) {
@@ -1682,7 +1735,7 @@ impl<'r> Vm<'r> {
     }
 
     fn block_return(&mut self, value: Oop) -> R<()> {
-        let sender = self.m.fetch(self.ctx, SENDER)?;
+        let sender = self.ctx_fetch(SENDER)?;
         if !self.is_live(sender) {
             return self.cannot_return(value);
         }
