@@ -861,8 +861,9 @@ impl<'r> Vm<'r> {
         Ok(())
     }
 
-    /// Executes one instruction.
-    #[inline]
+    /// Executes one instruction: the commonest here, in the loop, the
+    /// others (and the slow paths) in `execute`.
+    #[inline(always)]
     fn step(&mut self) -> R<()> {
         let at = self.pc.wrapping_sub(1) as usize;
         let Some(&(op, len)) = self.code.ops.get(at) else {
@@ -870,7 +871,49 @@ impl<'r> Vm<'r> {
         };
         self.pc += len as u64;
         self.stats.bytecodes += 1;
-        self.execute(op)
+        match op {
+            Op::PushTemp(i) => {
+                let v = self.temp(i as u64)?;
+                self.push(v)
+            }
+            Op::PushReceiver => self.push(self.receiver),
+            Op::PushTrue => self.push(self.tru),
+            Op::PushFalse => self.push(self.fls),
+            Op::PushNil => self.push(self.nil),
+            Op::PushLiteralConstant(i) => {
+                let v = self.literal(i)?;
+                self.push(v)
+            }
+            Op::PushReceiverVariable(i) => {
+                let v = self.m.fetch(self.receiver, i as u64)?;
+                self.push(v)
+            }
+            Op::PushInteger(v) => {
+                let o = self.int(v);
+                self.push(o)
+            }
+            Op::Pop => self.pop().map(|_| ()),
+            Op::Dup => {
+                let v = self.stack_value(0)?;
+                self.push(v)
+            }
+            Op::StoreTemp { index, pop } => {
+                let v = if pop {
+                    self.pop()?
+                } else {
+                    self.stack_value(0)?
+                };
+                self.ctx_store(TEMP0 + index as u64, v)
+            }
+            Op::Jump { target } => {
+                self.pc = target;
+                Ok(())
+            }
+            Op::JumpIfTrue { target } => self.cond_jump(true, target),
+            Op::JumpIfFalse { target } => self.cond_jump(false, target),
+            Op::SpecialSend { index } => self.special_send(index),
+            _ => self.execute(op),
+        }
     }
 
     #[cold]
@@ -883,6 +926,7 @@ impl<'r> Vm<'r> {
         ))
     }
 
+    #[inline(never)]
     fn execute(&mut self, op: Op) -> R<()> {
         match op {
             Op::PushReceiverVariable(i) => {
@@ -1114,6 +1158,7 @@ impl<'r> Vm<'r> {
         }
     }
 
+    #[inline(always)]
     fn cond_jump(&mut self, on: bool, target: u64) -> R<()> {
         let v = self.pop()?;
         if v == self.boolean(on) {
@@ -1122,14 +1167,21 @@ impl<'r> Vm<'r> {
         } else if v == self.boolean(!on) {
             Ok(())
         } else {
-            self.push(v)?;
-            let sel = self.m.special(so::SELECTOR_MUST_BE_BOOLEAN);
-            self.send(sel, 0, None)
+            self.must_be_boolean(v)
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn must_be_boolean(&mut self, v: Oop) -> R<()> {
+        self.push(v)?;
+        let sel = self.m.special(so::SELECTOR_MUST_BE_BOOLEAN);
+        self.send(sel, 0, None)
     }
 
     // ---- sends ----
 
+    #[inline(always)]
     fn special_send(&mut self, index: u8) -> R<()> {
         let (sel, n, inline) = self.specials[index as usize & 31];
         if let Some(op) = inline {
