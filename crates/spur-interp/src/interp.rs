@@ -242,7 +242,8 @@ fn arith(op: Inline, x: i64, y: i64) -> Option<Arith> {
 /// method enters the code cache rather than at every step.
 #[derive(Debug)]
 struct Code {
-    set: BytecodeSet,
+    /// The method's header, decoded.
+    header: MethodHeader,
     bytes: Box<[u8]>,
     /// `ops[pc - 1]`: the operation at `pc` and its length. Every offset is
     /// decoded (the header and literal bytes too), so a pc anywhere in the
@@ -252,20 +253,43 @@ struct Code {
 
 impl Default for Code {
     fn default() -> Self {
-        Code::new(BytecodeSet::V3PlusClosures, &[])
+        Code::new(NO_HEADER, &[])
     }
 }
 
 impl Code {
-    fn new(set: BytecodeSet, bytes: &[u8]) -> Self {
+    fn new(header: MethodHeader, bytes: &[u8]) -> Self {
+        let set = header.set;
         Code {
-            set,
+            header,
             bytes: bytes.into(),
             ops: (0..bytes.len())
                 .map(|at| decode_op(set, bytes, at))
                 .collect(),
         }
     }
+}
+
+/// The header of the empty code that fills unused code cache entries.
+const NO_HEADER: MethodHeader = MethodHeader {
+    value: 0,
+    num_literals: 0,
+    has_primitive: false,
+    large_frame: false,
+    num_temps: 0,
+    num_args: 0,
+    set: BytecodeSet::V3PlusClosures,
+};
+
+/// Where a young object's slots lie in new space and how many it has
+/// (`ObjectMemory::young_slots`); `None` for any other object.
+type View = Option<(usize, u64)>;
+
+/// The byte offset of slot `i` of a body whose slot 0 is at `base`
+/// (wrapping: an offset out of range fails the access's bounds check).
+#[inline(always)]
+fn slot_offset(base: usize, i: u64) -> usize {
+    base.wrapping_add(usize::try_from(i).unwrap_or(usize::MAX).wrapping_mul(8))
 }
 
 /// A pending timer: signal `semaphore` at `at`.
@@ -468,28 +492,32 @@ impl<'r> Vm<'r> {
     /// Loads the registers from the active context object.
     pub fn fetch_registers(&mut self) -> R<()> {
         let ctx = self.ctx;
-        let method = self.m.fetch(ctx, METHOD)?;
-        let pc = self.m.fetch(ctx, PC)?;
+        let view = self.m.young_slots(ctx);
+        let method = self.fetch_via(view, ctx, METHOD)?;
+        let pc = self.fetch_via(view, ctx, PC)?;
         let Some(pc) = self.m.small_int(pc) else {
             return halt(format!("context {ctx} has no pc (it has returned)"));
         };
-        let sp = self.m.fetch(ctx, STACKP)?;
+        let sp = self.fetch_via(view, ctx, STACKP)?;
         let sp = self.m.small_int(sp).unwrap_or(0);
-        let h = self.header_of(method)?;
+        let code = self.code_of(method)?;
         self.method = method;
-        self.set = h.set;
-        self.load_code(method)?;
+        self.set = code.header.set;
+        self.code = code;
         self.pc = pc.max(0) as u64;
         self.sp = sp.max(0) as u64;
-        self.receiver = self.m.fetch(ctx, RECEIVER)?;
-        self.ctx_slots = self.m.num_slots(ctx)?;
+        self.receiver = self.fetch_via(view, ctx, RECEIVER)?;
+        self.ctx_slots = match view {
+            Some((_, n)) => n,
+            None => self.m.num_slots(ctx)?,
+        };
         if TEMP0 + self.sp > self.ctx_slots {
             return halt(format!(
                 "context {ctx} has stack pointer {} but {} slots",
                 self.sp, self.ctx_slots
             ));
         }
-        self.refresh_frame();
+        self.frame = view.map(|(base, _)| base);
         Ok(())
     }
 
@@ -507,8 +535,38 @@ impl<'r> Vm<'r> {
     /// when `frame` holds one; the caller has checked `i < ctx_slots`.
     #[inline(always)]
     fn frame_slot(&self, i: u64) -> Option<usize> {
-        let base = self.frame?;
-        Some(base.wrapping_add(usize::try_from(i).unwrap_or(usize::MAX).wrapping_mul(8)))
+        Some(slot_offset(self.frame?, i))
+    }
+
+    /// The active context's view (see `View`).
+    #[inline(always)]
+    fn frame_view(&self) -> View {
+        self.frame.map(|base| (base, self.ctx_slots))
+    }
+
+    /// Slot `i` of `obj`, whose view is `view`.
+    #[inline(always)]
+    fn fetch_via(&self, view: View, obj: Oop, i: u64) -> R<Oop> {
+        if let Some((base, n)) = view {
+            if i < n {
+                if let Some(v) = self.m.young_word(slot_offset(base, i)) {
+                    return Ok(v);
+                }
+            }
+        }
+        self.m.fetch(obj, i).map_err(Stop::from)
+    }
+
+    /// Stores `v` into slot `i` of `obj`, whose view is `view` (a young
+    /// object needs no barrier).
+    #[inline(always)]
+    fn store_via(&mut self, view: View, obj: Oop, i: u64, v: Oop) -> R<()> {
+        if let Some((base, n)) = view {
+            if i < n && self.m.set_young_word(slot_offset(base, i), v) {
+                return Ok(());
+            }
+        }
+        self.m.store(obj, i, v).map_err(Stop::from)
     }
 
     /// Slot `i` of the active context.
@@ -543,17 +601,42 @@ impl<'r> Vm<'r> {
         self.ctx_store(STACKP, sp)
     }
 
-    /// Makes `method`'s code (decoded in the bytecode set in `self.set`)
-    /// the one the loop runs.
+    /// Makes `method`'s code (from the code cache) the one the loop runs,
+    /// and its bytecode set `self.set`.
     fn load_code(&mut self, method: Oop) -> R<()> {
+        let code = self.code_of(method)?;
+        self.set = code.header.set;
+        self.code = code;
+        Ok(())
+    }
+
+    /// `method`'s header and code from the code cache, decoded on a miss
+    /// (failing as `header_of` does when it is not compiled code).
+    #[inline]
+    fn code_of(&mut self, method: Oop) -> R<Rc<Code>> {
         let slot = (method.bits() >> 3) as usize & (CODE_CACHE_SIZE - 1);
         let (m, code) = &self.code_cache[slot];
-        if *m != method || code.set != self.set {
-            let code = Code::new(self.set, self.m.bytes(method)?);
-            self.code_cache[slot] = (method, Rc::new(code));
+        if *m == method && method != Oop::default() {
+            return Ok(code.clone());
         }
-        self.code = self.code_cache[slot].1.clone();
-        Ok(())
+        self.decode_code(method, slot)
+    }
+
+    #[inline(never)]
+    fn decode_code(&mut self, method: Oop, slot: usize) -> R<Rc<Code>> {
+        let h = self.header_of(method)?;
+        let code = Rc::new(Code::new(h, self.m.bytes(method)?));
+        self.code_cache[slot] = (method, code.clone());
+        Ok(code)
+    }
+
+    /// Drops `method` from the code cache (after its header or literals
+    /// changed); the active method's code runs on as it was decoded.
+    pub fn forget_code(&mut self, method: Oop) {
+        let slot = (method.bits() >> 3) as usize & (CODE_CACHE_SIZE - 1);
+        if self.code_cache[slot].0 == method {
+            self.code_cache[slot] = (Oop::default(), Rc::default());
+        }
     }
 
     /// After a become: every oop the interpreter keeps outside the heap is
@@ -1614,7 +1697,8 @@ impl<'r> Vm<'r> {
     /// A new context for `method`, its receiver and arguments taken from
     /// the stack; it becomes the active context.
     fn activate(&mut self, rcvr: Oop, method: Oop, argc: u32) -> R<()> {
-        let h = self.header_of(method)?;
+        let code = self.code_of(method)?;
+        let h = code.header;
         if h.num_args as u32 != argc {
             return halt(format!(
                 "{} takes {} arguments, sent with {argc}",
@@ -1629,63 +1713,77 @@ impl<'r> Vm<'r> {
         };
         let nt = (h.num_temps as u64).max(argc as u64);
         let size = size.max(TEMP0 + nt + 1);
-        let c = self.new_context(size, argc as u64, nt)?;
+        let (c, view) = self.new_context(size, argc as u64, nt)?;
         self.reclaimable += 1;
-        self.m.store(c, SENDER, self.ctx)?;
-        self.m.store(c, METHOD, method)?;
-        self.m.store(c, RECEIVER, rcvr)?;
+        self.store_via(view, c, SENDER, self.ctx)?;
+        self.store_via(view, c, METHOD, method)?;
+        self.store_via(view, c, RECEIVER, rcvr)?;
         for i in 0..argc as u64 {
             let v = self.stack_value(argc as u64 - 1 - i)?;
-            self.m.store(c, TEMP0 + i, v)?;
+            self.store_via(view, c, TEMP0 + i, v)?;
         }
         self.pop_n(argc as u64 + 1)?;
         self.store_registers()?;
         self.ctx = c;
         self.method = method;
         self.set = h.set;
-        self.load_code(method)?;
+        self.code = code;
         self.receiver = rcvr;
         self.pc = self.initial_pc(&h);
         self.sp = nt;
         self.ctx_slots = size;
-        self.refresh_frame();
+        self.frame = Self::frame_of(view, size);
         if self.prim_fail.is_some() && !h.has_primitive {
             self.prim_fail = None;
         }
         Ok(())
     }
 
+    /// The `frame` of a context of `size` slots whose view is `view`.
+    #[inline(always)]
+    fn frame_of(view: View, size: u64) -> Option<usize> {
+        match view {
+            Some((base, n)) if n == size => Some(base),
+            _ => None,
+        }
+    }
+
     /// Activates a BlockClosure or FullBlockClosure with `argc` arguments
     /// on the stack (the value primitives).
     pub fn activate_closure(&mut self, closure: Oop, argc: u32) -> R<Prim> {
         let ci = self.m.class_index_of(closure)?;
+        let cv = self.m.young_slots(closure);
         let full = ci == self.ci_full_closure
             || (ci != self.ci_closure
                 && self
-                    .m
-                    .fetch(closure, CLOSURE_START)
+                    .fetch_via(cv, closure, CLOSURE_START)
                     .is_ok_and(|s| self.m.format(s).is_ok_and(|f| f >= FMT_COMPILED_METHOD)));
-        let n = self.m.fetch(closure, CLOSURE_NUM_ARGS)?;
+        let n = self.fetch_via(cv, closure, CLOSURE_NUM_ARGS)?;
         if self.m.small_int(n) != Some(argc as i64) {
             return Ok(Prim::Fail(1));
         }
-        let slots = self.m.num_slots(closure)?;
-        let (method, rcvr, pc, first_copied, temps) = if full {
-            let method = self.m.fetch(closure, CLOSURE_START)?;
-            let h = self.header_of(method)?;
-            let rcvr = self.m.fetch(closure, FULL_RECEIVER)?;
-            (method, rcvr, self.initial_pc(&h), 4, h.num_temps as u64)
+        let slots = match cv {
+            Some((_, n)) => n,
+            None => self.m.num_slots(closure)?,
+        };
+        let (method, rcvr, pc, first_copied, code) = if full {
+            let method = self.fetch_via(cv, closure, CLOSURE_START)?;
+            let code = self.code_of(method)?;
+            let rcvr = self.fetch_via(cv, closure, FULL_RECEIVER)?;
+            (method, rcvr, self.initial_pc(&code.header), 4, code)
         } else {
-            let outer = self.m.fetch(closure, CLOSURE_OUTER)?;
-            let method = self.m.fetch(outer, METHOD)?;
-            let rcvr = self.m.fetch(outer, RECEIVER)?;
-            let start = self.m.fetch(closure, CLOSURE_START)?;
+            let outer = self.fetch_via(cv, closure, CLOSURE_OUTER)?;
+            let ov = self.m.young_slots(outer);
+            let method = self.fetch_via(ov, outer, METHOD)?;
+            let rcvr = self.fetch_via(ov, outer, RECEIVER)?;
+            let start = self.fetch_via(cv, closure, CLOSURE_START)?;
             let Some(pc) = self.m.small_int(start) else {
                 return Ok(Prim::Fail(1));
             };
-            (method, rcvr, pc as u64, 3, 0)
+            (method, rcvr, pc as u64, 3, self.code_of(method)?)
         };
-        let h = self.header_of(method)?;
+        let h = code.header;
+        let temps = if full { h.num_temps as u64 } else { 0 };
         let copied = slots.saturating_sub(first_copied);
         let sp = (argc as u64 + copied).max(temps);
         let size = if h.large_frame {
@@ -1694,33 +1792,34 @@ impl<'r> Vm<'r> {
             SMALL_CONTEXT
         }
         .max(TEMP0 + sp + 1);
-        let c = self.new_context(size, argc as u64 + copied, sp)?;
+        let (c, view) = self.new_context(size, argc as u64 + copied, sp)?;
         // Like a method's context, a block's is the newest on the chain and
         // referenced by nothing but its callees until it is exposed.
         self.reclaimable += 1;
-        self.m.store(c, SENDER, self.ctx)?;
-        self.m.store(c, METHOD, method)?;
-        self.m.store(c, CLOSURE, closure)?;
-        self.m.store(c, RECEIVER, rcvr)?;
+        self.store_via(view, c, SENDER, self.ctx)?;
+        self.store_via(view, c, METHOD, method)?;
+        self.store_via(view, c, CLOSURE, closure)?;
+        self.store_via(view, c, RECEIVER, rcvr)?;
         for i in 0..argc as u64 {
             let v = self.stack_value(argc as u64 - 1 - i)?;
-            self.m.store(c, TEMP0 + i, v)?;
+            self.store_via(view, c, TEMP0 + i, v)?;
         }
+        // Allocating moves nothing: the closure's view still holds.
         for i in 0..copied {
-            let v = self.m.fetch(closure, first_copied + i)?;
-            self.m.store(c, TEMP0 + argc as u64 + i, v)?;
+            let v = self.fetch_via(cv, closure, first_copied + i)?;
+            self.store_via(view, c, TEMP0 + argc as u64 + i, v)?;
         }
         self.pop_n(argc as u64 + 1)?;
         self.store_registers()?;
         self.ctx = c;
         self.method = method;
         self.set = h.set;
-        self.load_code(method)?;
+        self.code = code;
         self.receiver = rcvr;
         self.pc = pc;
         self.sp = sp;
         self.ctx_slots = size;
-        self.refresh_frame();
+        self.frame = Self::frame_of(view, size);
         Ok(Prim::Done)
     }
 
@@ -1800,18 +1899,23 @@ impl<'r> Vm<'r> {
         let mut c = self.ctx;
         let mut steps = 0u64;
         while c != target && c != self.nil {
-            let next = self.m.fetch(c, SENDER)?;
-            self.m.store(c, SENDER, self.nil)?;
-            self.m.store(c, PC, self.nil)?;
+            let view = if c == self.ctx {
+                self.frame_view()
+            } else {
+                self.m.young_slots(c)
+            };
+            let next = self.fetch_via(view, c, SENDER)?;
+            self.store_via(view, c, SENDER, self.nil)?;
+            self.store_via(view, c, PC, self.nil)?;
             if self.reclaimable > 0 {
                 self.reclaimable -= 1;
                 let used = if c == self.ctx {
                     self.sp
                 } else {
-                    let sp = self.m.fetch(c, STACKP)?;
+                    let sp = self.fetch_via(view, c, STACKP)?;
                     self.m.small_int(sp).map_or(u64::MAX, |v| v.max(0) as u64)
                 };
-                self.recycle(c, used)?;
+                self.recycle(c, used, view)?;
             }
             c = next;
             steps += 1;
@@ -1834,7 +1938,7 @@ impl<'r> Vm<'r> {
     /// A context of `size` slots whose temp and stack slots from `keep` on
     /// are nil (at least up to `need`) and whose closure is nil: a returned
     /// one, or a new one from eden.
-    fn new_context(&mut self, size: u64, keep: u64, need: u64) -> R<Oop> {
+    fn new_context(&mut self, size: u64, keep: u64, need: u64) -> R<(Oop, View)> {
         let list = match size {
             SMALL_CONTEXT => 0,
             LARGE_CONTEXT => 1,
@@ -1842,27 +1946,33 @@ impl<'r> Vm<'r> {
         };
         if self.opts.recycle_contexts && list < 2 {
             if let Some((c, used)) = self.free_contexts[list].pop() {
+                let view = self.m.young_slots(c);
                 let end = TEMP0.saturating_add(used.max(need)).min(size);
                 for i in TEMP0 + keep..end {
-                    self.m.store(c, i, self.nil)?;
+                    self.store_via(view, c, i, self.nil)?;
                 }
-                self.m.store(c, CLOSURE, self.nil)?;
+                self.store_via(view, c, CLOSURE, self.nil)?;
                 self.stats.contexts_reused += 1;
-                return Ok(c);
+                return Ok((c, view));
             }
         }
-        Ok(self
+        let c = self
             .m
-            .allocate_slots(self.ci_context, FMT_INDEXABLE_WITH_FIXED, size)?)
+            .allocate_slots(self.ci_context, FMT_INDEXABLE_WITH_FIXED, size)?;
+        Ok((c, self.m.young_slots(c)))
     }
 
     /// Keeps a returned context that nobody references for reuse; `used`:
-    /// how many of its temp and stack slots may hold values.
-    fn recycle(&mut self, c: Oop, used: u64) -> R<()> {
+    /// how many of its temp and stack slots may hold values; `view`: its view.
+    fn recycle(&mut self, c: Oop, used: u64, view: View) -> R<()> {
         if !self.opts.recycle_contexts || !self.m.is_young(c) {
             return Ok(());
         }
-        let list = match self.m.num_slots(c)? {
+        let slots = match view {
+            Some((_, n)) => n,
+            None => self.m.num_slots(c)?,
+        };
+        let list = match slots {
             SMALL_CONTEXT => 0,
             LARGE_CONTEXT => 1,
             _ => return Ok(()),

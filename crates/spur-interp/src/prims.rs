@@ -137,6 +137,8 @@ impl Vm<'_> {
                 }
                 self.m.store(o, i as u64 - 1, v)?;
                 self.flush_cache();
+                // Its header (slot 0) is in the code cache.
+                self.forget_code(o);
                 self.done(n + 1, v)
             }
             70 => {
