@@ -1333,7 +1333,10 @@ impl<'r> Vm<'r> {
         let rcvr = self.stack_value(argc as u64)?;
         if start.is_none() && self.opts.method_cache {
             // A hit needs only the class index; the class is read on a miss.
-            let ci = self.m.class_index_of(rcvr)?;
+            let ci = match self.m.young_header(rcvr) {
+                Some(h) => h.class_index(),
+                None => self.m.class_index_of(rcvr)?,
+            };
             if let Some((method, prim)) = self.cached(sel, ci) {
                 return self.execute_method(rcvr, method, argc, prim, sel);
             }
@@ -1614,6 +1617,11 @@ impl<'r> Vm<'r> {
             return Ok(None);
         }
         let o = self.stack_value(argc as u64)?;
+        if let Some((h, base, n)) = self.m.young_object(o) {
+            if h.format() == FMT_INDEXABLE {
+                return self.quick_young_prim(prim, argc, h, base, n);
+            }
+        }
         if o.is_immediate(self.word) {
             return Ok(None);
         }
@@ -1671,6 +1679,40 @@ impl<'r> Vm<'r> {
             self.m.store(o, k, v)?;
         }
         Ok(Some(v))
+    }
+
+    /// `quick_prim` on a young Array (format 2) of header `h` and `n`
+    /// slots from new-space offset `base`.
+    #[inline(always)]
+    fn quick_young_prim(
+        &mut self,
+        prim: u16,
+        argc: u32,
+        h: spur_format::ObjHeader,
+        base: usize,
+        n: u64,
+    ) -> R<Option<Oop>> {
+        if prim == 62 {
+            return Ok(i64::try_from(n).ok().and_then(|s| self.m.from_small_int(s)));
+        }
+        let index = self.stack_value(argc as u64 - 1)?;
+        let Some(k) = self
+            .m
+            .small_int(index)
+            .filter(|&i| i >= 1 && i as u64 <= n)
+            .map(|i| i as u64 - 1)
+        else {
+            return Ok(None);
+        };
+        let at = slot_offset(base, k);
+        if prim == 60 {
+            return Ok(self.m.young_word(at));
+        }
+        if h.is_immutable() {
+            return Ok(None);
+        }
+        let v = self.stack_value(0)?;
+        Ok(self.m.set_young_word(at, v).then_some(v))
     }
 
     /// An object that is not a method in a method dictionary: send it

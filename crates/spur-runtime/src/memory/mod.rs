@@ -526,7 +526,19 @@ impl ObjectMemory {
     /// while `obj` stays where it is with the same header: whoever moves
     /// objects (a scavenge, a become, a tenuring) or changes a header must
     /// make its users ask again.
+    #[inline]
     pub fn young_slots(&self, obj: Oop) -> Option<(usize, u64)> {
+        let (h, base, n) = self.young_object(obj)?;
+        (!h.is_immutable()).then_some((base, n))
+    }
+
+    /// [`young_slots`](Self::young_slots) with the header, for a young
+    /// object of a 64-bit heap whether mutable or not: its header, the
+    /// offset of its slot 0 and its slot count. Only an object that is not
+    /// immutable may be written through
+    /// [`set_young_word`](Self::set_young_word).
+    #[inline]
+    pub fn young_object(&self, obj: Oop) -> Option<(ObjHeader, usize, u64)> {
         if self.word != WordSize::W64 {
             return None;
         }
@@ -537,12 +549,22 @@ impl ObjectMemory {
         let off = ix(a - self.young_start);
         let b = self.new_space.as_ref()?.bytes();
         let (h, n) = Self::fast_header(self.word, b, off)?;
-        if h.is_immutable() {
-            return None;
-        }
         let base = off.checked_add(8)?;
         let end = base.checked_add(ix(n).checked_mul(8)?)?;
-        (end <= b.len()).then_some((base, n))
+        (end <= b.len()).then_some((h, base, n))
+    }
+
+    /// The header of `oop` when it is a young object (of either word
+    /// size); `None` for anything else, which [`header`](Self::header)
+    /// then answers.
+    #[inline(always)]
+    pub fn young_header(&self, oop: Oop) -> Option<ObjHeader> {
+        let a = oop.bits();
+        if a & 7 != 0 || !self.in_young(a) {
+            return None;
+        }
+        let off = ix(a - self.young_start);
+        le_u64(self.new_space.as_ref()?.bytes(), off).map(ObjHeader)
     }
 
     /// The word at byte offset `at` of new space, read as an oop; `None`
