@@ -292,6 +292,13 @@ fn slot_offset(base: usize, i: u64) -> usize {
     base.wrapping_add(usize::try_from(i).unwrap_or(usize::MAX).wrapping_mul(8))
 }
 
+/// The primitives that activate a closure (`value`, `value:`...,
+/// `valueNoContextSwitch`...): `Vm::activate_closure` with the stacked arguments.
+#[inline(always)]
+pub(crate) fn is_value_primitive(p: u16) -> bool {
+    matches!(p, 201..=205 | 207 | 209 | 221 | 222)
+}
+
 /// A pending timer: signal `semaphore` at `at`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timer {
@@ -1571,6 +1578,21 @@ impl<'r> Vm<'r> {
             }
             self.stats.primitive_calls += 1;
             self.current_prim = prim;
+            if is_value_primitive(prim) {
+                // A closure's value: it saves the registers itself when it
+                // activates, and changes nothing when it fails.
+                let c = self.stack_value(argc as u64)?;
+                let r = self.activate_closure(c, argc)?;
+                self.current_prim = 0;
+                match r {
+                    Prim::Done => return Ok(()),
+                    Prim::Fail(code) => {
+                        self.stats.primitive_failures += 1;
+                        self.prim_fail = Some(code);
+                        return self.activate(rcvr, method, argc);
+                    }
+                }
+            }
             // The image may look at the active context from a primitive.
             self.store_registers()?;
             let sp = self.sp;
@@ -1793,7 +1815,10 @@ impl<'r> Vm<'r> {
     /// Activates a BlockClosure or FullBlockClosure with `argc` arguments
     /// on the stack (the value primitives).
     pub fn activate_closure(&mut self, closure: Oop, argc: u32) -> R<Prim> {
-        let ci = self.m.class_index_of(closure)?;
+        let ci = match self.m.young_header(closure) {
+            Some(h) => h.class_index(),
+            None => self.m.class_index_of(closure)?,
+        };
         let cv = self.m.young_slots(closure);
         let full = ci == self.ci_full_closure
             || (ci != self.ci_closure
@@ -1868,10 +1893,21 @@ impl<'r> Vm<'r> {
     // ---- returns ----
 
     fn is_context(&self, o: Oop) -> bool {
+        if let Some(h) = self.m.young_header(o) {
+            return h.class_index() == self.ci_context;
+        }
         !o.is_immediate(self.word) && self.m.class_index_of(o).ok() == Some(self.ci_context)
     }
 
     fn is_live(&self, c: Oop) -> bool {
+        if let Some((h, base, n)) = self.m.young_object(c) {
+            return h.class_index() == self.ci_context
+                && PC < n
+                && self
+                    .m
+                    .young_word(slot_offset(base, PC))
+                    .is_some_and(|pc| self.m.small_int(pc).is_some());
+        }
         self.is_context(c)
             && self
                 .m

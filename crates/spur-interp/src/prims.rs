@@ -533,6 +533,7 @@ impl Vm<'_> {
                 Ok(Prim::Done)
             }
             195..=199 => FAIL,
+            // Kept in step with `interp::is_value_primitive`.
             201..=205 | 207 | 209 | 221 | 222 => {
                 let c = self.stack_value(n)?;
                 self.activate_closure(c, argc)
