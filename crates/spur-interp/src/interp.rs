@@ -333,6 +333,9 @@ pub(crate) struct Vm<'r> {
     /// after anything that may move objects or change the context's
     /// header (a become, a tenuring, a primitive).
     frame: Option<usize>,
+    /// The bytecode count at which the loop next stops stepping (to check
+    /// interrupts, or at its limit).
+    until: u64,
     /// The error code of the primitive that just failed.
     pub prim_fail: Option<u32>,
     /// How many of the newest contexts were made by sends since a context
@@ -456,6 +459,7 @@ impl<'r> Vm<'r> {
             code_cache: vec![(Oop::default(), Rc::default()); CODE_CACHE_SIZE],
             ctx_slots: 0,
             frame: None,
+            until: 0,
             prim_fail: None,
             reclaimable: 0,
             free_contexts: [Vec::new(), Vec::new()],
@@ -909,8 +913,8 @@ impl<'r> Vm<'r> {
         loop {
             // Every step counts one bytecode: the checks come between runs
             // of steps, at the same counts as a check before every step.
-            let until = next_check.min(limit);
-            while self.stats.bytecodes < until {
+            self.until = next_check.min(limit);
+            while self.stats.bytecodes < self.until {
                 self.step()?;
             }
             if self.stats.bytecodes >= next_check {
@@ -1284,13 +1288,48 @@ impl<'r> Vm<'r> {
             let b = self.stack_value(0)?;
             let a = self.stack_value(1)?;
             if let (Some(x), Some(y)) = (self.m.small_int(a), self.m.small_int(b)) {
-                if let Some(r) = self.int_op(op, x, y) {
-                    self.pop_n(2)?;
-                    return self.push(r);
+                match arith(op, x, y) {
+                    Some(Arith::Bool(r)) => {
+                        self.pop_n(2)?;
+                        // A comparison followed by a conditional jump: the
+                        // jump runs here, its boolean never pushed.
+                        if let Some((len, on, target)) = self.next_cond_jump() {
+                            self.pc += len as u64;
+                            self.stats.bytecodes += 1;
+                            if r == on {
+                                self.pc = target;
+                            }
+                            return Ok(());
+                        }
+                        return self.push(self.boolean(r));
+                    }
+                    Some(Arith::Int(v)) => {
+                        if let Some(r) = self.m.from_small_int(v) {
+                            self.pop_n(2)?;
+                            return self.push(r);
+                        }
+                    }
+                    None => {}
                 }
             }
         }
         self.send(sel, n, None)
+    }
+
+    /// The conditional jump that comes next (its length, the boolean it
+    /// jumps on and its target), when it may run as part of this step:
+    /// not when it would be the bytecode at which the loop checks
+    /// interrupts or stops at its limit.
+    #[inline(always)]
+    fn next_cond_jump(&self) -> Option<(usize, bool, u64)> {
+        if self.stats.bytecodes + 1 >= self.until {
+            return None;
+        }
+        match *self.code.ops.get(self.pc.wrapping_sub(1) as usize)? {
+            (Op::JumpIfTrue { target }, len) => Some((len, true, target)),
+            (Op::JumpIfFalse { target }, len) => Some((len, false, target)),
+            _ => None,
+        }
     }
 
     /// SmallInteger arithmetic of the special selectors and primitives
