@@ -1006,6 +1006,10 @@ impl<'r> Vm<'r> {
             Op::JumpIfTrue { target } => self.cond_jump(true, target),
             Op::JumpIfFalse { target } => self.cond_jump(false, target),
             Op::SpecialSend { index } => self.special_send(index),
+            Op::Send { literal, args } => {
+                let sel = self.literal(literal)?;
+                self.send_fast(sel, args)
+            }
             _ => self.execute(op),
         }
     }
@@ -1292,8 +1296,11 @@ impl<'r> Vm<'r> {
                     Some(Arith::Bool(r)) => {
                         self.pop_n(2)?;
                         // A comparison followed by a conditional jump: the
-                        // jump runs here, its boolean never pushed.
+                        // jump runs here. Its boolean is still written where
+                        // the push would have put it, so that the slot above
+                        // the stack top holds what it held before.
                         if let Some((len, on, target)) = self.next_cond_jump() {
+                            self.ctx_store(TEMP0 + self.sp, self.boolean(r))?;
                             self.pc += len as u64;
                             self.stats.bytecodes += 1;
                             if r == on {
@@ -1313,7 +1320,61 @@ impl<'r> Vm<'r> {
                 }
             }
         }
-        self.send(sel, n, None)
+        self.send_fast(sel, n)
+    }
+
+    /// A send whose method the cache holds for a young receiver and whose
+    /// primitive is `at:`, `at:put:` or `size` on an Array or a closure's
+    /// value, run without the general send path; anything else (a miss, an
+    /// old or immediate receiver, a failing primitive, sends being traced)
+    /// goes to `send`, which does it all again with nothing changed here.
+    #[inline(always)]
+    fn send_fast(&mut self, sel: Oop, argc: u32) -> R<()> {
+        let n = argc as u64;
+        if n < self.sp && self.opts.method_cache && self.traced >= self.opts.trace_sends {
+            let rcvr = self.stack_value(n)?;
+            if let Some((h, base, slots)) = self.m.young_object(rcvr) {
+                let ci = h.class_index();
+                let e = self.cache[Self::cache_slot(sel, ci)];
+                if e.selector == sel && e.class_index == ci && e.method != Oop::default() {
+                    let prim = e.primitive;
+                    let quick = match prim {
+                        60 => argc == 1,
+                        61 => argc == 2,
+                        62 => argc == 0,
+                        _ => false,
+                    };
+                    if quick && h.format() == FMT_INDEXABLE {
+                        if let Some(v) = self.quick_young_prim(prim, argc, h, base, slots)? {
+                            self.stats.method_cache_hits += 1;
+                            self.stats.sends += 1;
+                            self.stats.primitive_calls += 1;
+                            return self.pop_n_push(n + 1, v);
+                        }
+                    } else if is_value_primitive(prim) {
+                        return self.value_fast(rcvr, sel, argc, prim);
+                    }
+                }
+            }
+        }
+        self.send(sel, argc, None)
+    }
+
+    /// `send_fast` for a closure's value primitive.
+    #[inline(never)]
+    fn value_fast(&mut self, closure: Oop, sel: Oop, argc: u32, prim: u16) -> R<()> {
+        self.current_prim = prim;
+        let r = self.activate_closure(closure, argc)?;
+        self.current_prim = 0;
+        match r {
+            Prim::Done => {
+                self.stats.method_cache_hits += 1;
+                self.stats.sends += 1;
+                self.stats.primitive_calls += 1;
+                Ok(())
+            }
+            Prim::Fail(_) => self.send(sel, argc, None),
+        }
     }
 
     /// The conditional jump that comes next (its length, the boolean it
