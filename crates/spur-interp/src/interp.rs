@@ -15,6 +15,7 @@ use spur_runtime::{Runtime, Signaller};
 use crate::mem::{MemoryError, ObjectMemory, Oop};
 use crate::plugins::Files;
 use crate::{InterpError, Options, Stats};
+use spur_runtime::memory::{from_small_int, small_int};
 
 /// Context slots (the same in every dialect).
 pub(crate) const SENDER: u64 = 0;
@@ -297,6 +298,21 @@ fn slot_offset(base: usize, i: u64) -> usize {
 #[inline(always)]
 pub(crate) fn is_value_primitive(p: u16) -> bool {
     matches!(p, 201..=205 | 207 | 209 | 221 | 222)
+}
+
+/// The word at byte `at` of `b`, as an oop.
+#[inline(always)]
+fn word_at(b: &[u8], at: usize) -> Option<Oop> {
+    let w = b.get(at..at.checked_add(8)?)?;
+    Some(Oop::from_bits(u64::from_le_bytes(w.try_into().ok()?)))
+}
+
+/// Writes `v` as the word at byte `at` of `b`.
+#[inline(always)]
+fn put_word_at(b: &mut [u8], at: usize, v: Oop) -> Option<()> {
+    b.get_mut(at..at.checked_add(8)?)?
+        .copy_from_slice(&v.bits().to_le_bytes());
+    Some(())
 }
 
 /// A pending timer: signal `semaphore` at `at`.
@@ -967,6 +983,9 @@ impl<'r> Vm<'r> {
         self.stats.bytecodes += 1;
         match op {
             Op::PushTemp(i) => {
+                if self.push_temp_fast(i as u64).is_some() {
+                    return Ok(());
+                }
                 let v = self.temp(i as u64)?;
                 self.push(v)
             }
@@ -1012,6 +1031,61 @@ impl<'r> Vm<'r> {
             }
             _ => self.execute(op),
         }
+    }
+
+    /// Pushes temp `i` of a young active context through one new-space
+    /// slice; `None`, with nothing changed, when `temp` and `push` must.
+    #[inline(always)]
+    fn push_temp_fast(&mut self, i: u64) -> Option<()> {
+        let fb = self.frame?;
+        let (t, d) = (TEMP0 + i, TEMP0 + self.sp);
+        if t >= self.ctx_slots || d >= self.ctx_slots {
+            return None;
+        }
+        let b = self.m.young_bytes_mut()?;
+        let v = word_at(b, slot_offset(fb, t))?;
+        put_word_at(b, slot_offset(fb, d), v)?;
+        self.sp += 1;
+        Some(())
+    }
+
+    /// SmallInteger arithmetic of a special selector on the top two stack
+    /// values of a young active context, through one new-space slice,
+    /// with the comparison and jump fused as in `special_send`; `None`,
+    /// with nothing changed, when `special_send` must do it.
+    #[inline(always)]
+    fn int_send_fast(&mut self, op: Inline) -> Option<()> {
+        let fb = self.frame?;
+        if self.sp < 2 || TEMP0 + self.sp > self.ctx_slots {
+            return None;
+        }
+        let word = self.word;
+        let ia = slot_offset(fb, TEMP0 + self.sp - 2);
+        let ib = slot_offset(fb, TEMP0 + self.sp - 1);
+        let (tru, fls) = (self.tru, self.fls);
+        let b = self.m.young_bytes_mut()?;
+        let x = small_int(word, word_at(b, ia)?)?;
+        let y = small_int(word, word_at(b, ib)?)?;
+        match arith(op, x, y)? {
+            Arith::Bool(r) => {
+                put_word_at(b, ia, if r { tru } else { fls })?;
+                self.sp -= 2;
+                if let Some((len, on, target)) = self.next_cond_jump() {
+                    self.pc += len as u64;
+                    self.stats.bytecodes += 1;
+                    if r == on {
+                        self.pc = target;
+                    }
+                } else {
+                    self.sp += 1;
+                }
+            }
+            Arith::Int(v) => {
+                put_word_at(b, ia, from_small_int(word, v)?)?;
+                self.sp -= 1;
+            }
+        }
+        Some(())
     }
 
     #[cold]
@@ -1288,6 +1362,9 @@ impl<'r> Vm<'r> {
                 let a = self.pop()?;
                 let r = self.boolean((a == b) == (op == Inline::Identical));
                 return self.push(r);
+            }
+            if self.int_send_fast(op).is_some() {
+                return Ok(());
             }
             let b = self.stack_value(0)?;
             let a = self.stack_value(1)?;

@@ -554,6 +554,16 @@ impl ObjectMemory {
         (end <= b.len()).then_some((h, base, n))
     }
 
+    /// New space's bytes, writable, from its start: offset `o` is the
+    /// byte at the address `start + o`, as the offsets
+    /// [`young_slots`](Self::young_slots) answers are. For several word
+    /// accesses to bodies it answered, while they hold, through one slice:
+    /// no barrier, no header check.
+    #[inline(always)]
+    pub fn young_bytes_mut(&mut self) -> Option<&mut [u8]> {
+        self.new_space.as_mut().map(NewSpace::bytes_mut)
+    }
+
     /// The header of `oop` when it is a young object (of either word
     /// size); `None` for anything else, which [`header`](Self::header)
     /// then answers.
