@@ -1005,12 +1005,22 @@ impl<'r> Vm<'r> {
                 let o = self.int(v);
                 self.push(o)
             }
-            Op::Pop => self.pop().map(|_| ()),
+            Op::Pop => {
+                // The value of a young active context needs no reading.
+                if self.frame.is_some() && self.sp > 0 && TEMP0 + self.sp <= self.ctx_slots {
+                    self.sp -= 1;
+                    return Ok(());
+                }
+                self.pop().map(|_| ())
+            }
             Op::Dup => {
                 let v = self.stack_value(0)?;
                 self.push(v)
             }
             Op::StoreTemp { index, pop } => {
+                if self.store_temp_fast(index as u64, pop).is_some() {
+                    return Ok(());
+                }
                 let v = if pop {
                     self.pop()?
                 } else {
@@ -1046,6 +1056,26 @@ impl<'r> Vm<'r> {
         let v = word_at(b, slot_offset(fb, t))?;
         put_word_at(b, slot_offset(fb, d), v)?;
         self.sp += 1;
+        Some(())
+    }
+
+    /// Stores the stack top of a young active context into temp `i`
+    /// (popping it when `pop`) through one new-space slice; `None`, with
+    /// nothing changed, when the general path must.
+    #[inline(always)]
+    fn store_temp_fast(&mut self, i: u64, pop: bool) -> Option<()> {
+        let fb = self.frame?;
+        let t = TEMP0 + i;
+        if self.sp == 0 || TEMP0 + self.sp > self.ctx_slots || t >= self.ctx_slots {
+            return None;
+        }
+        let top = slot_offset(fb, TEMP0 + self.sp - 1);
+        let b = self.m.young_bytes_mut()?;
+        let v = word_at(b, top)?;
+        put_word_at(b, slot_offset(fb, t), v)?;
+        if pop {
+            self.sp -= 1;
+        }
         Some(())
     }
 
@@ -1422,6 +1452,12 @@ impl<'r> Vm<'r> {
                         _ => false,
                     };
                     if quick && h.format() == FMT_INDEXABLE {
+                        if self.array_prim_fast(prim, argc, h, base, slots).is_some() {
+                            self.stats.method_cache_hits += 1;
+                            self.stats.sends += 1;
+                            self.stats.primitive_calls += 1;
+                            return Ok(());
+                        }
                         if let Some(v) = self.quick_young_prim(prim, argc, h, base, slots)? {
                             self.stats.method_cache_hits += 1;
                             self.stats.sends += 1;
@@ -1912,6 +1948,53 @@ impl<'r> Vm<'r> {
         }
         let v = self.stack_value(0)?;
         Ok(self.m.set_young_word(at, v).then_some(v))
+    }
+
+    /// `quick_young_prim` when the active context is young too: operands,
+    /// element and result through one new-space slice, the result left in
+    /// place of the receiver and arguments. `None`, with nothing changed,
+    /// when `quick_young_prim` must decide.
+    #[inline(always)]
+    fn array_prim_fast(
+        &mut self,
+        prim: u16,
+        argc: u32,
+        h: spur_format::ObjHeader,
+        base: usize,
+        n: u64,
+    ) -> Option<()> {
+        let fb = self.frame?;
+        let args = argc as u64;
+        if args >= self.sp || TEMP0 + self.sp > self.ctx_slots {
+            return None;
+        }
+        let top = TEMP0 + self.sp - 1;
+        let word = self.word;
+        let b = self.m.young_bytes_mut()?;
+        let v = match prim {
+            62 => from_small_int(word, i64::try_from(n).ok()?)?,
+            60 | 61 => {
+                let i = small_int(word, word_at(b, slot_offset(fb, top - args + 1))?)?;
+                let k = u64::try_from(i).ok().filter(|&k| k >= 1 && k <= n)? - 1;
+                let at = slot_offset(base, k);
+                if prim == 60 {
+                    word_at(b, at)?
+                } else {
+                    if h.is_immutable() {
+                        return None;
+                    }
+                    let v = word_at(b, slot_offset(fb, top))?;
+                    // The receiver's slot lies in the frame: checked above,
+                    // so the result's store below cannot fail after this.
+                    put_word_at(b, at, v)?;
+                    v
+                }
+            }
+            _ => return None,
+        };
+        put_word_at(b, slot_offset(fb, top - args), v)?;
+        self.sp -= args;
+        Some(())
     }
 
     /// An object that is not a method in a method dictionary: send it
