@@ -315,6 +315,52 @@ fn put_word_at(b: &mut [u8], at: usize, v: Oop) -> Option<()> {
     Some(())
 }
 
+/// What a block's new context gets besides its stacked arguments and
+/// copied values.
+struct BlockSlots {
+    closure: Oop,
+    method: Oop,
+    rcvr: Oop,
+    argc: u64,
+}
+
+impl BlockSlots {
+    /// Fills the fixed slots, arguments and copied values of a new block
+    /// context of view `view` through one new-space slice, when it, the
+    /// active context and the closure (view `cv`) are all young; `None`
+    /// when any check fails, after which the caller stores every slot
+    /// the general way (some may already hold the same values).
+    #[inline(always)]
+    fn fill(&self, vm: &mut Vm<'_>, view: View, cv: View, first: u64, copied: u64) -> Option<()> {
+        let (cb, cn) = view?;
+        let fb = vm.frame?;
+        let (clb, cln) = cv?;
+        let (sp, ctx) = (vm.sp, vm.ctx);
+        if self.argc > sp
+            || TEMP0 + sp > vm.ctx_slots
+            || first + copied > cln
+            || TEMP0 + self.argc + copied > cn
+        {
+            return None;
+        }
+        let b = vm.m.young_bytes_mut()?;
+        put_word_at(b, slot_offset(cb, SENDER), ctx)?;
+        put_word_at(b, slot_offset(cb, METHOD), self.method)?;
+        put_word_at(b, slot_offset(cb, CLOSURE), self.closure)?;
+        put_word_at(b, slot_offset(cb, RECEIVER), self.rcvr)?;
+        let from = TEMP0 + sp - self.argc;
+        for i in 0..self.argc {
+            let v = word_at(b, slot_offset(fb, from + i))?;
+            put_word_at(b, slot_offset(cb, TEMP0 + i), v)?;
+        }
+        for i in 0..copied {
+            let v = word_at(b, slot_offset(clb, first + i))?;
+            put_word_at(b, slot_offset(cb, TEMP0 + self.argc + i), v)?;
+        }
+        Some(())
+    }
+}
+
 /// A pending timer: signal `semaphore` at `at`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timer {
@@ -618,6 +664,27 @@ impl<'r> Vm<'r> {
             }
         }
         self.m.store(self.ctx, i, v).map_err(Stop::from)
+    }
+
+    /// `store_registers` through one new-space slice when the active
+    /// context is young.
+    #[inline(always)]
+    fn store_registers_fast(&mut self) -> R<()> {
+        if let Some(fb) = self.frame {
+            if STACKP < self.ctx_slots {
+                let pc = self.int(self.pc as i64);
+                let sp = self.int(self.sp as i64);
+                if let Some(b) = self.m.young_bytes_mut() {
+                    if put_word_at(b, slot_offset(fb, PC), pc)
+                        .and_then(|()| put_word_at(b, slot_offset(fb, STACKP), sp))
+                        .is_some()
+                    {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        self.store_registers()
     }
 
     /// Writes pc and stack pointer back into the active context.
@@ -2047,7 +2114,7 @@ impl<'r> Vm<'r> {
             self.store_via(view, c, TEMP0 + i, v)?;
         }
         self.pop_n(argc as u64 + 1)?;
-        self.store_registers()?;
+        self.store_registers_fast()?;
         self.ctx = c;
         self.method = method;
         self.set = h.set;
@@ -2123,21 +2190,31 @@ impl<'r> Vm<'r> {
         // Like a method's context, a block's is the newest on the chain and
         // referenced by nothing but its callees until it is exposed.
         self.reclaimable += 1;
-        self.store_via(view, c, SENDER, self.ctx)?;
-        self.store_via(view, c, METHOD, method)?;
-        self.store_via(view, c, CLOSURE, closure)?;
-        self.store_via(view, c, RECEIVER, rcvr)?;
-        for i in 0..argc as u64 {
-            let v = self.stack_value(argc as u64 - 1 - i)?;
-            self.store_via(view, c, TEMP0 + i, v)?;
-        }
         // Allocating moves nothing: the closure's view still holds.
-        for i in 0..copied {
-            let v = self.fetch_via(cv, closure, first_copied + i)?;
-            self.store_via(view, c, TEMP0 + argc as u64 + i, v)?;
+        let fast = BlockSlots {
+            closure,
+            method,
+            rcvr,
+            argc: argc as u64,
+        }
+        .fill(self, view, cv, first_copied, copied);
+        if fast.is_none() {
+            // Each store the fast path may have made is made again, the same.
+            self.store_via(view, c, SENDER, self.ctx)?;
+            self.store_via(view, c, METHOD, method)?;
+            self.store_via(view, c, CLOSURE, closure)?;
+            self.store_via(view, c, RECEIVER, rcvr)?;
+            for i in 0..argc as u64 {
+                let v = self.stack_value(argc as u64 - 1 - i)?;
+                self.store_via(view, c, TEMP0 + i, v)?;
+            }
+            for i in 0..copied {
+                let v = self.fetch_via(cv, closure, first_copied + i)?;
+                self.store_via(view, c, TEMP0 + argc as u64 + i, v)?;
+            }
         }
         self.pop_n(argc as u64 + 1)?;
-        self.store_registers()?;
+        self.store_registers_fast()?;
         self.ctx = c;
         self.method = method;
         self.set = h.set;
