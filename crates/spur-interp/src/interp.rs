@@ -59,7 +59,12 @@ pub enum Outcome {
     /// The image quit (primitive 113) with this exit code.
     Quit(i32),
     /// The run stopped; `line` says where and why, in one line.
-    Stopped { kind: StopKind, line: String },
+    Stopped {
+        /// Why it stopped.
+        kind: StopKind,
+        /// Where and why, in one line.
+        line: String,
+    },
 }
 
 impl Outcome {
@@ -82,7 +87,9 @@ impl Outcome {
 /// Why a run stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopKind {
+    /// The run's bytecode limit was reached.
     BytecodeLimit,
+    /// The run's timeout passed.
     Timeout,
     /// Eden is full and there is no scavenger yet.
     EdenFull,
@@ -96,6 +103,7 @@ pub enum StopKind {
 }
 
 impl StopKind {
+    /// A short word for reports: `bytecode-limit`, `timeout`, ...
     pub fn name(self) -> &'static str {
         match self {
             StopKind::BytecodeLimit => "bytecode-limit",
@@ -225,7 +233,7 @@ fn arith(op: Inline, x: i64, y: i64) -> Option<Arith> {
                 if y > 62 {
                     return (x == 0).then_some(Int(0));
                 }
-                let r = x.checked_shl(y as u32)?;
+                let r = x.checked_shl(u32::try_from(y).ok()?)?;
                 if r >> y != x {
                     return None;
                 }
@@ -290,7 +298,7 @@ type View = Option<(usize, u64)>;
 /// (wrapping: an offset out of range fails the access's bounds check).
 #[inline(always)]
 fn slot_offset(base: usize, i: u64) -> usize {
-    base.wrapping_add(usize::try_from(i).unwrap_or(usize::MAX).wrapping_mul(8))
+    base.wrapping_add(ix(i).wrapping_mul(8))
 }
 
 /// The primitives that activate a closure (`value`, `value:`...,
@@ -359,6 +367,20 @@ impl BlockSlots {
         }
         Some(())
     }
+}
+
+/// A `u64` index or length as a `usize`: exact on 64-bit hosts; on a
+/// narrower host a value that does not fit becomes `usize::MAX`, which no
+/// slice holds, so the access that uses it fails its bounds check.
+#[inline(always)]
+fn ix(v: u64) -> usize {
+    usize::try_from(v).unwrap_or(usize::MAX)
+}
+
+/// The index in the scheduler's lists of the run queue of priority `pri`
+/// (priorities below 1 share the first).
+fn run_queue(pri: i64) -> u64 {
+    u64::try_from(pri.saturating_sub(1)).unwrap_or(0)
 }
 
 /// A pending timer: signal `semaphore` at `at`.
@@ -473,13 +495,13 @@ impl<'r> Vm<'r> {
         let ci_full_closure = ci(m, 37, 38);
         let mut specials = Vec::new();
         let sel = m.special(so::SPECIAL_SELECTORS);
-        for i in 0..32u64 {
+        for (i, &(_, argc)) in (0u64..).zip(spur_runtime::bytecodes::SPECIAL_SELECTORS.iter()) {
             let s = m.fetch(sel, 2 * i).unwrap_or(m.nil());
             let n = m
                 .fetch(sel, 2 * i + 1)
                 .ok()
                 .and_then(|n| m.small_int(n))
-                .unwrap_or(spur_runtime::bytecodes::SPECIAL_SELECTORS[i as usize].1 as i64);
+                .unwrap_or(i64::from(argc));
             let inline = m.string(s).and_then(|t| {
                 Some(match t.as_str() {
                     "+" => Inline::Add,
@@ -502,7 +524,9 @@ impl<'r> Vm<'r> {
                     _ => return None,
                 })
             });
-            specials.push((s, n.clamp(0, 15) as u32, inline));
+            // Clamped to 0..=15, so the conversion cannot fail.
+            let n = u32::try_from(n.clamp(0, 15)).unwrap_or(0);
+            specials.push((s, n, inline));
         }
         let mut vm = Vm {
             nil: m.nil(),
@@ -577,8 +601,9 @@ impl<'r> Vm<'r> {
         self.method = method;
         self.set = code.header.set;
         self.code = code;
-        self.pc = pc.max(0) as u64;
-        self.sp = sp.max(0) as u64;
+        // A negative pc or stack pointer counts as 0, as it always has.
+        self.pc = u64::try_from(pc).unwrap_or(0);
+        self.sp = u64::try_from(sp).unwrap_or(0);
         self.receiver = self.fetch_via(view, ctx, RECEIVER)?;
         self.ctx_slots = match view {
             Some((_, n)) => n,
@@ -672,8 +697,8 @@ impl<'r> Vm<'r> {
     fn store_registers_fast(&mut self) -> R<()> {
         if let Some(fb) = self.frame {
             if STACKP < self.ctx_slots {
-                let pc = self.int(self.pc as i64);
-                let sp = self.int(self.sp as i64);
+                let pc = self.uint(self.pc);
+                let sp = self.uint(self.sp);
                 if let Some(b) = self.m.young_bytes_mut() {
                     if put_word_at(b, slot_offset(fb, PC), pc)
                         .and_then(|()| put_word_at(b, slot_offset(fb, STACKP), sp))
@@ -689,8 +714,8 @@ impl<'r> Vm<'r> {
 
     /// Writes pc and stack pointer back into the active context.
     pub fn store_registers(&mut self) -> R<()> {
-        let pc = self.int(self.pc as i64);
-        let sp = self.int(self.sp as i64);
+        let pc = self.uint(self.pc);
+        let sp = self.uint(self.sp);
         self.ctx_store(PC, pc)?;
         self.ctx_store(STACKP, sp)
     }
@@ -776,6 +801,15 @@ impl<'r> Vm<'r> {
     #[inline]
     pub fn int(&self, v: i64) -> Oop {
         self.m.from_small_int(v).unwrap_or(self.nil)
+    }
+    /// The SmallInteger `v` (nil when out of range), for pcs, stack
+    /// pointers and sizes.
+    #[inline]
+    pub fn uint(&self, v: u64) -> Oop {
+        i64::try_from(v)
+            .ok()
+            .and_then(|v| self.m.from_small_int(v))
+            .unwrap_or(self.nil)
     }
     /// The Character `c` (nil when the heap cannot hold it).
     pub fn chr(&self, c: u32) -> Oop {
@@ -1042,7 +1076,7 @@ impl<'r> Vm<'r> {
     /// others (and the slow paths) in `execute`.
     #[inline(always)]
     fn step(&mut self) -> R<()> {
-        let at = self.pc.wrapping_sub(1) as usize;
+        let at = ix(self.pc.wrapping_sub(1));
         let Some(&(op, len)) = self.code.ops.get(at) else {
             return self.past_the_end();
         };
@@ -1346,7 +1380,7 @@ impl<'r> Vm<'r> {
                     3 + copied as u64,
                 )?;
                 self.m.store(c, CLOSURE_OUTER, self.ctx)?;
-                let start = self.int(self.pc as i64);
+                let start = self.uint(self.pc);
                 self.m.store(c, CLOSURE_START, start)?;
                 let n = self.int(args as i64);
                 self.m.store(c, CLOSURE_NUM_ARGS, n)?;
@@ -1393,7 +1427,10 @@ impl<'r> Vm<'r> {
                 // activated without it): store the error code when a
                 // store into a temp follows.
                 if let Some(code) = self.prim_fail.take() {
-                    let next = self.code.bytes.get(self.pc as usize - 1).copied();
+                    let next = ix(self.pc)
+                        .checked_sub(1)
+                        .and_then(|at| self.code.bytes.get(at))
+                        .copied();
                     let long_store = match self.set {
                         BytecodeSet::V3PlusClosures => 0x81,
                         BytecodeSet::SistaV1 => 0xF5,
@@ -1566,7 +1603,7 @@ impl<'r> Vm<'r> {
         if self.stats.bytecodes + 1 >= self.until {
             return None;
         }
-        match *self.code.ops.get(self.pc.wrapping_sub(1) as usize)? {
+        match *self.code.ops.get(ix(self.pc.wrapping_sub(1)))? {
             (Op::JumpIfTrue { target }, len) => Some((len, true, target)),
             (Op::JumpIfFalse { target }, len) => Some((len, false, target)),
             _ => None,
@@ -1684,7 +1721,8 @@ impl<'r> Vm<'r> {
             .class_at(self.ci_message)
             .and_then(|c| self.m.fetch(c, 2).ok())
             .and_then(|f| self.m.small_int(f))
-            .map_or(3, |f| (f & 0xFFFF) as u64)
+            .and_then(|f| u64::try_from(f & 0xFFFF).ok())
+            .unwrap_or(3)
             .max(3);
         let msg = self.m.allocate_slots(self.ci_message, 1, n)?;
         self.m.store(msg, 0, sel)?;
@@ -1797,7 +1835,7 @@ impl<'r> Vm<'r> {
         if !h.has_primitive {
             return Ok(0);
         }
-        let at = self.initial_pc(&h) as usize;
+        let at = ix(self.initial_pc(&h));
         let code = self.m.bytes(method)?;
         match (code.get(at), code.get(at + 1)) {
             (Some(&lo), Some(&hi)) => Ok(lo as u16 | (hi as u16) << 8),
@@ -1949,14 +1987,15 @@ impl<'r> Vm<'r> {
         let Some(k) = self
             .m
             .small_int(index)
-            .filter(|&i| i >= 1 && i as u64 <= size)
-            .map(|i| i as u64 - 1)
+            .and_then(|i| u64::try_from(i).ok())
+            .filter(|&i| i >= 1 && i <= size)
+            .map(|i| i - 1)
         else {
             return Ok(None);
         };
         if prim == 60 {
             return Ok(Some(if bytes {
-                let b = self.m.bytes(o)?.get(k as usize).copied();
+                let b = self.m.bytes(o)?.get(ix(k)).copied();
                 match b {
                     Some(b) => self.int(i64::from(b)),
                     None => return Ok(None),
@@ -1973,7 +2012,7 @@ impl<'r> Vm<'r> {
             let Some(x) = self.m.small_int(v).and_then(|x| u8::try_from(x).ok()) else {
                 return Ok(None);
             };
-            match self.m.bytes_mut(o)?.get_mut(k as usize) {
+            match self.m.bytes_mut(o)?.get_mut(ix(k)) {
                 Some(b) => *b = x,
                 None => return Ok(None),
             }
@@ -2001,8 +2040,9 @@ impl<'r> Vm<'r> {
         let Some(k) = self
             .m
             .small_int(index)
-            .filter(|&i| i >= 1 && i as u64 <= n)
-            .map(|i| i as u64 - 1)
+            .and_then(|i| u64::try_from(i).ok())
+            .filter(|&i| i >= 1 && i <= n)
+            .map(|i| i - 1)
         else {
             return Ok(None);
         };
@@ -2174,7 +2214,9 @@ impl<'r> Vm<'r> {
             let Some(pc) = self.m.small_int(start) else {
                 return Ok(Prim::Fail(1));
             };
-            (method, rcvr, pc as u64, 3, self.code_of(method)?)
+            // A negative start runs past the end (as the largest pc).
+            let pc = u64::try_from(pc).unwrap_or(u64::MAX);
+            (method, rcvr, pc, 3, self.code_of(method)?)
         };
         let h = code.header;
         let temps = if full { h.num_temps as u64 } else { 0 };
@@ -2328,7 +2370,9 @@ impl<'r> Vm<'r> {
                     self.sp
                 } else {
                     let sp = self.fetch_via(view, c, STACKP)?;
-                    self.m.small_int(sp).map_or(u64::MAX, |v| v.max(0) as u64)
+                    self.m
+                        .small_int(sp)
+                        .map_or(u64::MAX, |v| u64::try_from(v).unwrap_or(0))
                 };
                 self.recycle(c, used, view)?;
             }
@@ -2496,14 +2540,14 @@ impl<'r> Vm<'r> {
     fn put_to_sleep(&mut self, p: Oop) -> R<()> {
         let pri = self.priority(p)?;
         let lists = self.m.fetch(self.scheduler()?, SCHED_LISTS)?;
-        let list = self.m.fetch(lists, (pri - 1).max(0) as u64)?;
+        let list = self.m.fetch(lists, run_queue(pri))?;
         self.add_last(list, p)
     }
 
     fn put_first(&mut self, p: Oop) -> R<()> {
         let pri = self.priority(p)?;
         let lists = self.m.fetch(self.scheduler()?, SCHED_LISTS)?;
-        let list = self.m.fetch(lists, (pri - 1).max(0) as u64)?;
+        let list = self.m.fetch(lists, run_queue(pri))?;
         let first = self.m.fetch(list, LIST_FIRST)?;
         if first == self.nil {
             return self.add_last(list, p);
@@ -2665,7 +2709,7 @@ impl<'r> Vm<'r> {
         let active = self.active_process()?;
         let pri = self.priority(active)?;
         let lists = self.m.fetch(self.scheduler()?, SCHED_LISTS)?;
-        let list = self.m.fetch(lists, (pri - 1).max(0) as u64)?;
+        let list = self.m.fetch(lists, run_queue(pri))?;
         if self.list_empty(list)? {
             return Ok(());
         }
