@@ -590,12 +590,30 @@ impl<'r> Vm<'r> {
     pub fn fetch_registers(&mut self) -> R<()> {
         let ctx = self.ctx;
         let view = self.m.young_slots(ctx);
-        let method = self.fetch_via(view, ctx, METHOD)?;
-        let pc = self.fetch_via(view, ctx, PC)?;
+        // A young context's four registers through one new-space slice.
+        let regs = view.and_then(|(base, n)| {
+            if RECEIVER >= n {
+                return None;
+            }
+            let b = self.m.young_bytes_mut()?;
+            let at = |i| word_at(b, slot_offset(base, i));
+            Some([at(METHOD)?, at(PC)?, at(STACKP)?, at(RECEIVER)?])
+        });
+        let (method, pc, sp) = match regs {
+            Some([method, pc, sp, _]) => (method, pc, sp),
+            None => (
+                self.fetch_via(view, ctx, METHOD)?,
+                self.fetch_via(view, ctx, PC)?,
+                Oop::default(),
+            ),
+        };
         let Some(pc) = self.m.small_int(pc) else {
             return halt(format!("context {ctx} has no pc (it has returned)"));
         };
-        let sp = self.fetch_via(view, ctx, STACKP)?;
+        let sp = match regs {
+            Some(_) => sp,
+            None => self.fetch_via(view, ctx, STACKP)?,
+        };
         let sp = self.m.small_int(sp).unwrap_or(0);
         let code = self.code_of(method)?;
         self.method = method;
@@ -604,7 +622,10 @@ impl<'r> Vm<'r> {
         // A negative pc or stack pointer counts as 0, as it always has.
         self.pc = u64::try_from(pc).unwrap_or(0);
         self.sp = u64::try_from(sp).unwrap_or(0);
-        self.receiver = self.fetch_via(view, ctx, RECEIVER)?;
+        self.receiver = match regs {
+            Some([.., receiver]) => receiver,
+            None => self.fetch_via(view, ctx, RECEIVER)?,
+        };
         self.ctx_slots = match view {
             Some((_, n)) => n,
             None => self.m.num_slots(ctx)?,
@@ -2361,9 +2382,15 @@ impl<'r> Vm<'r> {
             } else {
                 self.m.young_slots(c)
             };
-            let next = self.fetch_via(view, c, SENDER)?;
-            self.store_via(view, c, SENDER, self.nil)?;
-            self.store_via(view, c, PC, self.nil)?;
+            let next = match self.unlink_young(view) {
+                Some(next) => next,
+                None => {
+                    let next = self.fetch_via(view, c, SENDER)?;
+                    self.store_via(view, c, SENDER, self.nil)?;
+                    self.store_via(view, c, PC, self.nil)?;
+                    next
+                }
+            };
             if self.reclaimable > 0 {
                 self.reclaimable -= 1;
                 let used = if c == self.ctx {
@@ -2385,6 +2412,26 @@ impl<'r> Vm<'r> {
         self.ctx = target;
         self.fetch_registers()?;
         self.push(value)
+    }
+
+    /// The sender of the young context of view `view`, its sender and pc
+    /// set to nil (it has returned), through one new-space slice; `None`,
+    /// with nothing changed, when the general path must do it.
+    #[inline(always)]
+    fn unlink_young(&mut self, view: View) -> Option<Oop> {
+        let (base, n) = view?;
+        // SENDER is slot 0, PC slot 1.
+        if PC >= n {
+            return None;
+        }
+        let nil = self.nil;
+        let b = self.m.young_bytes_mut()?;
+        let next = word_at(b, slot_offset(base, SENDER))?;
+        // Both words read first: neither write below can then fail.
+        word_at(b, slot_offset(base, PC))?;
+        put_word_at(b, slot_offset(base, SENDER), nil)?;
+        put_word_at(b, slot_offset(base, PC), nil)?;
+        Some(next)
     }
 
     /// The active context (and so every context under it) may now be
