@@ -1590,7 +1590,8 @@ impl<'r> Vm<'r> {
                             return self.pop_n_push(n + 1, v);
                         }
                     } else if is_value_primitive(prim) {
-                        return self.value_fast(rcvr, sel, argc, prim);
+                        let cv = (!h.is_immutable()).then_some((base, slots));
+                        return self.value_fast(rcvr, sel, argc, prim, (ci, cv));
                     }
                 }
             }
@@ -1600,9 +1601,16 @@ impl<'r> Vm<'r> {
 
     /// `send_fast` for a closure's value primitive.
     #[inline(never)]
-    fn value_fast(&mut self, closure: Oop, sel: Oop, argc: u32, prim: u16) -> R<()> {
+    fn value_fast(
+        &mut self,
+        closure: Oop,
+        sel: Oop,
+        argc: u32,
+        prim: u16,
+        (ci, cv): (u32, View),
+    ) -> R<()> {
         self.current_prim = prim;
-        let r = self.activate_closure(closure, argc)?;
+        let r = self.activate_closure_in(closure, argc, ci, cv)?;
         self.current_prim = 0;
         match r {
             Prim::Done => {
@@ -2208,6 +2216,27 @@ impl<'r> Vm<'r> {
             None => self.m.class_index_of(closure)?,
         };
         let cv = self.m.young_slots(closure);
+        self.activate_closure_in(closure, argc, ci, cv)
+    }
+
+    /// Two words of the young object of view `view`, slots `i` and `j`,
+    /// through one new-space slice.
+    #[inline(always)]
+    fn young_pair(&mut self, view: View, i: u64, j: u64) -> Option<(Oop, Oop)> {
+        let (base, n) = view?;
+        if i >= n || j >= n {
+            return None;
+        }
+        let b = self.m.young_bytes_mut()?;
+        Some((
+            word_at(b, slot_offset(base, i))?,
+            word_at(b, slot_offset(base, j))?,
+        ))
+    }
+
+    /// `activate_closure` for a closure of class index `ci` and view `cv`.
+    #[inline(always)]
+    fn activate_closure_in(&mut self, closure: Oop, argc: u32, ci: u32, cv: View) -> R<Prim> {
         let full = ci == self.ci_full_closure
             || (ci != self.ci_closure
                 && self
@@ -2227,11 +2256,23 @@ impl<'r> Vm<'r> {
             let rcvr = self.fetch_via(cv, closure, FULL_RECEIVER)?;
             (method, rcvr, self.initial_pc(&code.header), 4, code)
         } else {
-            let outer = self.fetch_via(cv, closure, CLOSURE_OUTER)?;
+            let pair = self.young_pair(cv, CLOSURE_OUTER, CLOSURE_START);
+            let outer = match pair {
+                Some((outer, _)) => outer,
+                None => self.fetch_via(cv, closure, CLOSURE_OUTER)?,
+            };
             let ov = self.m.young_slots(outer);
-            let method = self.fetch_via(ov, outer, METHOD)?;
-            let rcvr = self.fetch_via(ov, outer, RECEIVER)?;
-            let start = self.fetch_via(cv, closure, CLOSURE_START)?;
+            let (method, rcvr) = match self.young_pair(ov, METHOD, RECEIVER) {
+                Some(p) => p,
+                None => (
+                    self.fetch_via(ov, outer, METHOD)?,
+                    self.fetch_via(ov, outer, RECEIVER)?,
+                ),
+            };
+            let start = match pair {
+                Some((_, start)) => start,
+                None => self.fetch_via(cv, closure, CLOSURE_START)?,
+            };
             let Some(pc) = self.m.small_int(start) else {
                 return Ok(Prim::Fail(1));
             };
