@@ -311,14 +311,15 @@ pub(crate) fn is_value_primitive(p: u16) -> bool {
 /// The word at byte `at` of `b`, as an oop.
 #[inline(always)]
 fn word_at(b: &[u8], at: usize) -> Option<Oop> {
-    let w = b.get(at..at.checked_add(8)?)?;
+    // A range whose end wrapped starts after it ends: `get` refuses it.
+    let w = b.get(at..at.wrapping_add(8))?;
     Some(Oop::from_bits(u64::from_le_bytes(w.try_into().ok()?)))
 }
 
 /// Writes `v` as the word at byte `at` of `b`.
 #[inline(always)]
 fn put_word_at(b: &mut [u8], at: usize, v: Oop) -> Option<()> {
-    b.get_mut(at..at.checked_add(8)?)?
+    b.get_mut(at..at.wrapping_add(8))?
         .copy_from_slice(&v.bits().to_le_bytes());
     Some(())
 }
@@ -430,7 +431,8 @@ pub(crate) struct Vm<'r> {
     /// temp and stack slots may hold values.
     free_contexts: [Vec<(Oop, u64)>; 2],
     cache: Vec<CacheEntry>,
-    specials: Vec<(Oop, u32, Option<Inline>)>,
+    /// The special selectors: selector, argument count, inline arithmetic.
+    specials: [(Oop, u32, Option<Inline>); 32],
     pub ci_context: u32,
     pub ci_closure: u32,
     pub ci_full_closure: u32,
@@ -493,7 +495,7 @@ impl<'r> Vm<'r> {
         // the class table's fixed indices 37 and 38 when they are not.
         let ci_closure = ci(m, 36, 37);
         let ci_full_closure = ci(m, 37, 38);
-        let mut specials = Vec::new();
+        let mut specials = [(Oop::default(), 0, None); 32];
         let sel = m.special(so::SPECIAL_SELECTORS);
         for (i, &(_, argc)) in (0u64..).zip(spur_runtime::bytecodes::SPECIAL_SELECTORS.iter()) {
             let s = m.fetch(sel, 2 * i).unwrap_or(m.nil());
@@ -526,7 +528,9 @@ impl<'r> Vm<'r> {
             });
             // Clamped to 0..=15, so the conversion cannot fail.
             let n = u32::try_from(n.clamp(0, 15)).unwrap_or(0);
-            specials.push((s, n, inline));
+            if let Some(e) = specials.get_mut(ix(i)) {
+                *e = (s, n, inline);
+            }
         }
         let mut vm = Vm {
             nil: m.nil(),
@@ -1160,6 +1164,10 @@ impl<'r> Vm<'r> {
             Op::Send { literal, args } => {
                 let sel = self.literal(literal)?;
                 self.send_fast(sel, args)
+            }
+            Op::BlockReturnTop => {
+                let v = self.pop()?;
+                self.block_return(v)
             }
             _ => self.execute(op),
         }
