@@ -192,6 +192,7 @@ enum Arith {
 /// `\\` has the divisor's sign), `bitShift:` failing when bits would be
 /// lost. `None`: the primitive fails (zero divisor, inexact, overflow); the
 /// caller still checks the SmallInteger range.
+#[inline(always)]
 fn arith(op: Inline, x: i64, y: i64) -> Option<Arith> {
     use Arith::{Bool, Int};
     Some(match op {
