@@ -23,6 +23,7 @@ use spur_runtime::{Runtime, Signaller};
 use crate::mem::{MemoryError, ObjectMemory, Oop};
 use crate::plugins::Files;
 use crate::{InterpError, Options, Stats};
+use spur_runtime::memory::{from_small_int, small_int};
 
 /// Context slots (the same in every dialect).
 pub(crate) const SENDER: u64 = 0;
@@ -66,7 +67,12 @@ pub enum Outcome {
     /// The image quit (primitive 113) with this exit code.
     Quit(i32),
     /// The run stopped; `line` says where and why, in one line.
-    Stopped { kind: StopKind, line: String },
+    Stopped {
+        /// Why it stopped.
+        kind: StopKind,
+        /// Where and why, in one line.
+        line: String,
+    },
 }
 
 impl Outcome {
@@ -89,7 +95,9 @@ impl Outcome {
 /// Why a run stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopKind {
+    /// The run's bytecode limit was reached.
     BytecodeLimit,
+    /// The run's timeout passed.
     Timeout,
     /// Eden is full and the object could not go to old space (a memory
     /// with no new space); a wired run scavenges instead.
@@ -104,6 +112,7 @@ pub enum StopKind {
 }
 
 impl StopKind {
+    /// A short word for reports: `bytecode-limit`, `timeout`, ...
     pub fn name(self) -> &'static str {
         match self {
             StopKind::BytecodeLimit => "bytecode-limit",
@@ -190,6 +199,7 @@ enum Arith {
 /// `\\` has the divisor's sign), `bitShift:` failing when bits would be
 /// lost. `None`: the primitive fails (zero divisor, inexact, overflow); the
 /// caller still checks the SmallInteger range.
+#[inline(always)]
 fn arith(op: Inline, x: i64, y: i64) -> Option<Arith> {
     use Arith::{Bool, Int};
     Some(match op {
@@ -231,7 +241,7 @@ fn arith(op: Inline, x: i64, y: i64) -> Option<Arith> {
                 if y > 62 {
                     return (x == 0).then_some(Int(0));
                 }
-                let r = x.checked_shl(y as u32)?;
+                let r = x.checked_shl(u32::try_from(y).ok()?)?;
                 if r >> y != x {
                     return None;
                 }
@@ -249,7 +259,8 @@ fn arith(op: Inline, x: i64, y: i64) -> Option<Arith> {
 /// method enters the code cache rather than at every step.
 #[derive(Debug)]
 struct Code {
-    set: BytecodeSet,
+    /// The method's header, decoded.
+    header: MethodHeader,
     bytes: Box<[u8]>,
     /// `ops[pc - 1]`: the operation at `pc` and its length. Every offset is
     /// decoded (the header and literal bytes too), so a pc anywhere in the
@@ -259,20 +270,126 @@ struct Code {
 
 impl Default for Code {
     fn default() -> Self {
-        Code::new(BytecodeSet::V3PlusClosures, &[])
+        Code::new(NO_HEADER, &[])
     }
 }
 
 impl Code {
-    fn new(set: BytecodeSet, bytes: &[u8]) -> Self {
+    fn new(header: MethodHeader, bytes: &[u8]) -> Self {
+        let set = header.set;
         Code {
-            set,
+            header,
             bytes: bytes.into(),
             ops: (0..bytes.len())
                 .map(|at| decode_op(set, bytes, at))
                 .collect(),
         }
     }
+}
+
+/// The header of the empty code that fills unused code cache entries.
+const NO_HEADER: MethodHeader = MethodHeader {
+    value: 0,
+    num_literals: 0,
+    has_primitive: false,
+    large_frame: false,
+    num_temps: 0,
+    num_args: 0,
+    set: BytecodeSet::V3PlusClosures,
+};
+
+/// Where a young object's slots lie in new space and how many it has
+/// (`ObjectMemory::young_slots`); `None` for any other object.
+type View = Option<(usize, u64)>;
+
+/// The byte offset of slot `i` of a body whose slot 0 is at `base`
+/// (wrapping: an offset out of range fails the access's bounds check).
+#[inline(always)]
+fn slot_offset(base: usize, i: u64) -> usize {
+    base.wrapping_add(ix(i).wrapping_mul(8))
+}
+
+/// The primitives that activate a closure (`value`, `value:`...,
+/// `valueNoContextSwitch`...): `Vm::activate_closure` with the stacked arguments.
+#[inline(always)]
+pub(crate) fn is_value_primitive(p: u16) -> bool {
+    matches!(p, 201..=205 | 207 | 209 | 221 | 222)
+}
+
+/// The word at byte `at` of `b`, as an oop.
+#[inline(always)]
+fn word_at(b: &[u8], at: usize) -> Option<Oop> {
+    // A range whose end wrapped starts after it ends: `get` refuses it.
+    let w = b.get(at..at.wrapping_add(8))?;
+    Some(Oop::from_bits(u64::from_le_bytes(w.try_into().ok()?)))
+}
+
+/// Writes `v` as the word at byte `at` of `b`.
+#[inline(always)]
+fn put_word_at(b: &mut [u8], at: usize, v: Oop) -> Option<()> {
+    b.get_mut(at..at.wrapping_add(8))?
+        .copy_from_slice(&v.bits().to_le_bytes());
+    Some(())
+}
+
+/// What a block's new context gets besides its stacked arguments and
+/// copied values.
+struct BlockSlots {
+    closure: Oop,
+    method: Oop,
+    rcvr: Oop,
+    argc: u64,
+}
+
+impl BlockSlots {
+    /// Fills the fixed slots, arguments and copied values of a new block
+    /// context of view `view` through one new-space slice, when it, the
+    /// active context and the closure (view `cv`) are all young; `None`
+    /// when any check fails, after which the caller stores every slot
+    /// the general way (some may already hold the same values).
+    #[inline(always)]
+    fn fill(&self, vm: &mut Vm<'_>, view: View, cv: View, first: u64, copied: u64) -> Option<()> {
+        let (cb, cn) = view?;
+        let fb = vm.frame?;
+        let (clb, cln) = cv?;
+        let (sp, ctx) = (vm.sp, vm.ctx);
+        if self.argc > sp
+            || TEMP0 + sp > vm.ctx_slots
+            || first + copied > cln
+            || TEMP0 + self.argc + copied > cn
+        {
+            return None;
+        }
+        let b = vm.m.young_bytes_mut()?;
+        put_word_at(b, slot_offset(cb, SENDER), ctx)?;
+        put_word_at(b, slot_offset(cb, METHOD), self.method)?;
+        put_word_at(b, slot_offset(cb, CLOSURE), self.closure)?;
+        put_word_at(b, slot_offset(cb, RECEIVER), self.rcvr)?;
+        let from = TEMP0 + sp - self.argc;
+        for i in 0..self.argc {
+            let v = word_at(b, slot_offset(fb, from + i))?;
+            put_word_at(b, slot_offset(cb, TEMP0 + i), v)?;
+        }
+        for i in 0..copied {
+            let v = word_at(b, slot_offset(clb, first + i))?;
+            put_word_at(b, slot_offset(cb, TEMP0 + self.argc + i), v)?;
+        }
+        Some(())
+    }
+}
+
+/// A `u64` index or length as a `usize`: exact on 64-bit hosts; on a
+/// narrower host a value that does not fit becomes `usize::MAX`, which no
+/// slice holds, so the access that uses it fails its bounds check.
+#[inline(always)]
+fn ix(v: u64) -> usize {
+    usize::try_from(v).unwrap_or(usize::MAX)
+}
+
+/// The index in the scheduler's lists of the run queue of priority `pri`
+/// (priorities below 1 share the first).
+fn run_queue(pri: i64) -> u64 {
+    u64::try_from(pri.saturating_sub(1)).unwrap_or(0)
 }
 
 /// A pending timer: signal `semaphore` at `at`.
@@ -301,6 +418,17 @@ pub(crate) struct Vm<'r> {
     /// Methods' code by method oop, direct-mapped.
     code_cache: Vec<(Oop, Rc<Code>)>,
     ctx_slots: u64,
+    /// Where the active context's slot 0 lies in new space
+    /// (`ObjectMemory::young_slots`) when it is young, so that the stack
+    /// and temps are one bounds-checked word access away; `None` sends
+    /// every access through `fetch` / `store`. Derived from `ctx` by
+    /// `refresh_frame`, which runs whenever the active context changes and
+    /// after anything that may move objects or change the context's
+    /// header (a become, a tenuring, a primitive).
+    frame: Option<usize>,
+    /// The bytecode count at which the loop next stops stepping (to check
+    /// interrupts, or at its limit).
+    until: u64,
     /// The error code of the primitive that just failed.
     pub prim_fail: Option<u32>,
     /// How many of the newest contexts were made by sends since a context
@@ -311,7 +439,8 @@ pub(crate) struct Vm<'r> {
     /// temp and stack slots may hold values.
     free_contexts: [Vec<(Oop, u64)>; 2],
     cache: Vec<CacheEntry>,
-    specials: Vec<(Oop, u32, Option<Inline>)>,
+    /// The special selectors: selector, argument count, inline arithmetic.
+    specials: [(Oop, u32, Option<Inline>); 32],
     pub ci_context: u32,
     pub ci_closure: u32,
     pub ci_full_closure: u32,
@@ -374,15 +503,15 @@ impl<'r> Vm<'r> {
         // the class table's fixed indices 37 and 38 when they are not.
         let ci_closure = ci(m, 36, 37);
         let ci_full_closure = ci(m, 37, 38);
-        let mut specials = Vec::new();
+        let mut specials = [(Oop::default(), 0, None); 32];
         let sel = m.special(so::SPECIAL_SELECTORS);
-        for i in 0..32u64 {
+        for (i, &(_, argc)) in (0u64..).zip(spur_runtime::bytecodes::SPECIAL_SELECTORS.iter()) {
             let s = m.fetch(sel, 2 * i).unwrap_or(m.nil());
             let n = m
                 .fetch(sel, 2 * i + 1)
                 .ok()
                 .and_then(|n| m.small_int(n))
-                .unwrap_or(spur_runtime::bytecodes::SPECIAL_SELECTORS[i as usize].1 as i64);
+                .unwrap_or(i64::from(argc));
             let inline = m.string(s).and_then(|t| {
                 Some(match t.as_str() {
                     "+" => Inline::Add,
@@ -405,7 +534,11 @@ impl<'r> Vm<'r> {
                     _ => return None,
                 })
             });
-            specials.push((s, n.clamp(0, 15) as u32, inline));
+            // Clamped to 0..=15, so the conversion cannot fail.
+            let n = u32::try_from(n.clamp(0, 15)).unwrap_or(0);
+            if let Some(e) = specials.get_mut(ix(i)) {
+                *e = (s, n, inline);
+            }
         }
         let mut vm = Vm {
             nil: m.nil(),
@@ -423,6 +556,8 @@ impl<'r> Vm<'r> {
             code: Rc::default(),
             code_cache: vec![(Oop::default(), Rc::default()); CODE_CACHE_SIZE],
             ctx_slots: 0,
+            frame: None,
+            until: 0,
             prim_fail: None,
             reclaimable: 0,
             free_contexts: [Vec::new(), Vec::new()],
@@ -466,50 +601,194 @@ impl<'r> Vm<'r> {
     /// Loads the registers from the active context object.
     pub fn fetch_registers(&mut self) -> R<()> {
         let ctx = self.ctx;
-        let method = self.m.fetch(ctx, METHOD)?;
-        let pc = self.m.fetch(ctx, PC)?;
+        let view = self.m.young_slots(ctx);
+        // A young context's four registers through one new-space slice.
+        let regs = view.and_then(|(base, n)| {
+            if RECEIVER >= n {
+                return None;
+            }
+            let b = self.m.young_bytes_mut()?;
+            let at = |i| word_at(b, slot_offset(base, i));
+            Some([at(METHOD)?, at(PC)?, at(STACKP)?, at(RECEIVER)?])
+        });
+        let (method, pc, sp) = match regs {
+            Some([method, pc, sp, _]) => (method, pc, sp),
+            None => (
+                self.fetch_via(view, ctx, METHOD)?,
+                self.fetch_via(view, ctx, PC)?,
+                Oop::default(),
+            ),
+        };
         let Some(pc) = self.m.small_int(pc) else {
             return halt(format!("context {ctx} has no pc (it has returned)"));
         };
-        let sp = self.m.fetch(ctx, STACKP)?;
+        let sp = match regs {
+            Some(_) => sp,
+            None => self.fetch_via(view, ctx, STACKP)?,
+        };
         let sp = self.m.small_int(sp).unwrap_or(0);
-        let h = self.header_of(method)?;
+        let code = self.code_of(method)?;
         self.method = method;
-        self.set = h.set;
-        self.load_code(method)?;
-        self.pc = pc.max(0) as u64;
-        self.sp = sp.max(0) as u64;
-        self.receiver = self.m.fetch(ctx, RECEIVER)?;
-        self.ctx_slots = self.m.num_slots(ctx)?;
+        self.set = code.header.set;
+        self.code = code;
+        // A negative pc or stack pointer counts as 0, as it always has.
+        self.pc = u64::try_from(pc).unwrap_or(0);
+        self.sp = u64::try_from(sp).unwrap_or(0);
+        self.receiver = match regs {
+            Some([.., receiver]) => receiver,
+            None => self.fetch_via(view, ctx, RECEIVER)?,
+        };
+        self.ctx_slots = match view {
+            Some((_, n)) => n,
+            None => self.m.num_slots(ctx)?,
+        };
         if TEMP0 + self.sp > self.ctx_slots {
             return halt(format!(
                 "context {ctx} has stack pointer {} but {} slots",
                 self.sp, self.ctx_slots
             ));
         }
+        self.frame = view.map(|(base, _)| base);
         Ok(())
+    }
+
+    /// Re-derives `frame` from the active context: where its slots lie in
+    /// new space, when it is young, mutable and of `ctx_slots` slots.
+    #[inline]
+    pub(crate) fn refresh_frame(&mut self) {
+        self.frame = match self.m.young_slots(self.ctx) {
+            Some((base, n)) if n == self.ctx_slots => Some(base),
+            _ => None,
+        };
+    }
+
+    /// The byte offset in new space of slot `i` of the active context,
+    /// when `frame` holds one; the caller has checked `i < ctx_slots`.
+    #[inline(always)]
+    fn frame_slot(&self, i: u64) -> Option<usize> {
+        Some(slot_offset(self.frame?, i))
+    }
+
+    /// The active context's view (see `View`).
+    #[inline(always)]
+    fn frame_view(&self) -> View {
+        self.frame.map(|base| (base, self.ctx_slots))
+    }
+
+    /// Slot `i` of `obj`, whose view is `view`.
+    #[inline(always)]
+    fn fetch_via(&self, view: View, obj: Oop, i: u64) -> R<Oop> {
+        if let Some((base, n)) = view {
+            if i < n {
+                if let Some(v) = self.m.young_word(slot_offset(base, i)) {
+                    return Ok(v);
+                }
+            }
+        }
+        self.m.fetch(obj, i).map_err(Stop::from)
+    }
+
+    /// Stores `v` into slot `i` of `obj`, whose view is `view` (a young
+    /// object needs no barrier).
+    #[inline(always)]
+    fn store_via(&mut self, view: View, obj: Oop, i: u64, v: Oop) -> R<()> {
+        if let Some((base, n)) = view {
+            if i < n && self.m.set_young_word(slot_offset(base, i), v) {
+                return Ok(());
+            }
+        }
+        self.m.store(obj, i, v).map_err(Stop::from)
+    }
+
+    /// Slot `i` of the active context.
+    #[inline(always)]
+    fn ctx_fetch(&self, i: u64) -> R<Oop> {
+        if i < self.ctx_slots {
+            if let Some(v) = self.frame_slot(i).and_then(|at| self.m.young_word(at)) {
+                return Ok(v);
+            }
+        }
+        self.m.fetch(self.ctx, i).map_err(Stop::from)
+    }
+
+    /// Stores `v` into slot `i` of the active context.
+    #[inline(always)]
+    fn ctx_store(&mut self, i: u64, v: Oop) -> R<()> {
+        if i < self.ctx_slots {
+            if let Some(at) = self.frame_slot(i) {
+                if self.m.set_young_word(at, v) {
+                    return Ok(());
+                }
+            }
+        }
+        self.m.store(self.ctx, i, v).map_err(Stop::from)
+    }
+
+    /// `store_registers` through one new-space slice when the active
+    /// context is young.
+    #[inline(always)]
+    fn store_registers_fast(&mut self) -> R<()> {
+        if let Some(fb) = self.frame {
+            if STACKP < self.ctx_slots {
+                let pc = self.uint(self.pc);
+                let sp = self.uint(self.sp);
+                if let Some(b) = self.m.young_bytes_mut() {
+                    if put_word_at(b, slot_offset(fb, PC), pc)
+                        .and_then(|()| put_word_at(b, slot_offset(fb, STACKP), sp))
+                        .is_some()
+                    {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        self.store_registers()
     }
 
     /// Writes pc and stack pointer back into the active context.
     pub fn store_registers(&mut self) -> R<()> {
-        let pc = self.int(self.pc as i64);
-        let sp = self.int(self.sp as i64);
-        self.m.store(self.ctx, PC, pc)?;
-        self.m.store(self.ctx, STACKP, sp)?;
+        let pc = self.uint(self.pc);
+        let sp = self.uint(self.sp);
+        self.ctx_store(PC, pc)?;
+        self.ctx_store(STACKP, sp)
+    }
+
+    /// Makes `method`'s code (from the code cache) the one the loop runs,
+    /// and its bytecode set `self.set`.
+    fn load_code(&mut self, method: Oop) -> R<()> {
+        let code = self.code_of(method)?;
+        self.set = code.header.set;
+        self.code = code;
         Ok(())
     }
 
-    /// Makes `method`'s code (decoded in the bytecode set in `self.set`)
-    /// the one the loop runs.
-    fn load_code(&mut self, method: Oop) -> R<()> {
+    /// `method`'s header and code from the code cache, decoded on a miss
+    /// (failing as `header_of` does when it is not compiled code).
+    #[inline]
+    fn code_of(&mut self, method: Oop) -> R<Rc<Code>> {
         let slot = (method.bits() >> 3) as usize & (CODE_CACHE_SIZE - 1);
         let (m, code) = &self.code_cache[slot];
-        if *m != method || code.set != self.set {
-            let code = Code::new(self.set, self.m.bytes(method)?);
-            self.code_cache[slot] = (method, Rc::new(code));
+        if *m == method && method != Oop::default() {
+            return Ok(code.clone());
         }
-        self.code = self.code_cache[slot].1.clone();
-        Ok(())
+        self.decode_code(method, slot)
+    }
+
+    #[inline(never)]
+    fn decode_code(&mut self, method: Oop, slot: usize) -> R<Rc<Code>> {
+        let h = self.header_of(method)?;
+        let code = Rc::new(Code::new(h, self.m.bytes(method)?));
+        self.code_cache[slot] = (method, code.clone());
+        Ok(code)
+    }
+
+    /// Drops `method` from the code cache (after its header or literals
+    /// changed); the active method's code runs on as it was decoded.
+    pub fn forget_code(&mut self, method: Oop) {
+        let slot = (method.bits() >> 3) as usize & (CODE_CACHE_SIZE - 1);
+        if self.code_cache[slot].0 == method {
+            self.code_cache[slot] = (Oop::default(), Rc::default());
+        }
     }
 
     /// After a become: every oop the interpreter keeps outside the heap is
@@ -525,6 +804,7 @@ impl<'r> Vm<'r> {
         if let Some(t) = self.timer.as_mut() {
             t.semaphore = self.m.forwarded(t.semaphore);
         }
+        self.refresh_frame();
         self.load_code(self.method)
     }
 
@@ -555,6 +835,15 @@ impl<'r> Vm<'r> {
     pub fn int(&self, v: i64) -> Oop {
         self.m.from_small_int(v).unwrap_or(self.nil)
     }
+    /// The SmallInteger `v` (nil when out of range), for pcs, stack
+    /// pointers and sizes.
+    #[inline]
+    pub fn uint(&self, v: u64) -> Oop {
+        i64::try_from(v)
+            .ok()
+            .and_then(|v| self.m.from_small_int(v))
+            .unwrap_or(self.nil)
+    }
     /// The Character `c` (nil when the heap cannot hold it).
     pub fn chr(&self, c: u32) -> Oop {
         self.m.from_character(c).unwrap_or(self.nil)
@@ -577,9 +866,7 @@ impl<'r> Vm<'r> {
         if TEMP0 + self.sp > self.ctx_slots {
             return self.stack_overflow();
         }
-        self.m
-            .store(self.ctx, TEMP0 + self.sp - 1, v)
-            .map_err(Stop::from)
+        self.ctx_store(TEMP0 + self.sp - 1, v)
     }
     #[cold]
     #[inline(never)]
@@ -596,10 +883,7 @@ impl<'r> Vm<'r> {
         if self.sp == 0 {
             return self.stack_underflow(0);
         }
-        let v = self
-            .m
-            .fetch(self.ctx, TEMP0 + self.sp - 1)
-            .map_err(Stop::from)?;
+        let v = self.ctx_fetch(TEMP0 + self.sp - 1)?;
         self.sp -= 1;
         Ok(v)
     }
@@ -608,9 +892,7 @@ impl<'r> Vm<'r> {
         if n >= self.sp {
             return self.stack_underflow(n);
         }
-        self.m
-            .fetch(self.ctx, TEMP0 + self.sp - 1 - n)
-            .map_err(Stop::from)
+        self.ctx_fetch(TEMP0 + self.sp - 1 - n)
     }
     #[inline(always)]
     pub fn pop_n(&mut self, n: u64) -> R<()> {
@@ -629,12 +911,11 @@ impl<'r> Vm<'r> {
         if self.sp == 0 {
             return halt("stack underflow");
         }
-        self.m.store(self.ctx, TEMP0 + self.sp - 1, v)?;
-        Ok(())
+        self.ctx_store(TEMP0 + self.sp - 1, v)
     }
     #[inline(always)]
     fn temp(&self, i: u64) -> R<Oop> {
-        self.m.fetch(self.ctx, TEMP0 + i).map_err(Stop::from)
+        self.ctx_fetch(TEMP0 + i)
     }
     #[inline(always)]
     fn literal(&self, i: u32) -> R<Oop> {
@@ -780,6 +1061,12 @@ impl<'r> Vm<'r> {
         let limit = self.opts.max_bytecodes.unwrap_or(u64::MAX);
         let mut next_check = self.stats.bytecodes + CHECK_EVERY;
         loop {
+            // Every step counts one bytecode: the checks come between runs
+            // of steps, at the same counts as a check before every step.
+            self.until = next_check.min(limit);
+            while self.stats.bytecodes < self.until {
+                self.step()?;
+            }
             if self.stats.bytecodes >= next_check {
                 next_check = self.stats.bytecodes + CHECK_EVERY;
                 self.check_interrupts()?;
@@ -791,7 +1078,6 @@ impl<'r> Vm<'r> {
                     format!("the limit of {limit} bytecodes"),
                 ));
             }
-            self.step()?;
         }
     }
 
@@ -820,16 +1106,155 @@ impl<'r> Vm<'r> {
         Ok(())
     }
 
-    /// Executes one instruction.
-    #[inline]
+    /// Executes one instruction: the commonest here, in the loop, the
+    /// others (and the slow paths) in `execute`.
+    #[inline(always)]
     fn step(&mut self) -> R<()> {
-        let at = self.pc.wrapping_sub(1) as usize;
+        let at = ix(self.pc.wrapping_sub(1));
         let Some(&(op, len)) = self.code.ops.get(at) else {
             return self.past_the_end();
         };
         self.pc += len as u64;
         self.stats.bytecodes += 1;
-        self.execute(op)
+        match op {
+            Op::PushTemp(i) => {
+                if self.push_temp_fast(i as u64).is_some() {
+                    return Ok(());
+                }
+                let v = self.temp(i as u64)?;
+                self.push(v)
+            }
+            Op::PushReceiver => self.push(self.receiver),
+            Op::PushTrue => self.push(self.tru),
+            Op::PushFalse => self.push(self.fls),
+            Op::PushNil => self.push(self.nil),
+            Op::PushLiteralConstant(i) => {
+                let v = self.literal(i)?;
+                self.push(v)
+            }
+            Op::PushReceiverVariable(i) => {
+                let v = self.m.fetch(self.receiver, i as u64)?;
+                self.push(v)
+            }
+            Op::PushInteger(v) => {
+                let o = self.int(v);
+                self.push(o)
+            }
+            Op::Pop => {
+                // The value of a young active context needs no reading.
+                if self.frame.is_some() && self.sp > 0 && TEMP0 + self.sp <= self.ctx_slots {
+                    self.sp -= 1;
+                    return Ok(());
+                }
+                self.pop().map(|_| ())
+            }
+            Op::Dup => {
+                let v = self.stack_value(0)?;
+                self.push(v)
+            }
+            Op::StoreTemp { index, pop } => {
+                if self.store_temp_fast(index as u64, pop).is_some() {
+                    return Ok(());
+                }
+                let v = if pop {
+                    self.pop()?
+                } else {
+                    self.stack_value(0)?
+                };
+                self.ctx_store(TEMP0 + index as u64, v)
+            }
+            Op::Jump { target } => {
+                self.pc = target;
+                Ok(())
+            }
+            Op::JumpIfTrue { target } => self.cond_jump(true, target),
+            Op::JumpIfFalse { target } => self.cond_jump(false, target),
+            Op::SpecialSend { index } => self.special_send(index),
+            Op::Send { literal, args } => {
+                let sel = self.literal(literal)?;
+                self.send_fast(sel, args)
+            }
+            Op::BlockReturnTop => {
+                let v = self.pop()?;
+                self.block_return(v)
+            }
+            _ => self.execute(op),
+        }
+    }
+
+    /// Pushes temp `i` of a young active context through one new-space
+    /// slice; `None`, with nothing changed, when `temp` and `push` must.
+    #[inline(always)]
+    fn push_temp_fast(&mut self, i: u64) -> Option<()> {
+        let fb = self.frame?;
+        let (t, d) = (TEMP0 + i, TEMP0 + self.sp);
+        if t >= self.ctx_slots || d >= self.ctx_slots {
+            return None;
+        }
+        let b = self.m.young_bytes_mut()?;
+        let v = word_at(b, slot_offset(fb, t))?;
+        put_word_at(b, slot_offset(fb, d), v)?;
+        self.sp += 1;
+        Some(())
+    }
+
+    /// Stores the stack top of a young active context into temp `i`
+    /// (popping it when `pop`) through one new-space slice; `None`, with
+    /// nothing changed, when the general path must.
+    #[inline(always)]
+    fn store_temp_fast(&mut self, i: u64, pop: bool) -> Option<()> {
+        let fb = self.frame?;
+        let t = TEMP0 + i;
+        if self.sp == 0 || TEMP0 + self.sp > self.ctx_slots || t >= self.ctx_slots {
+            return None;
+        }
+        let top = slot_offset(fb, TEMP0 + self.sp - 1);
+        let b = self.m.young_bytes_mut()?;
+        let v = word_at(b, top)?;
+        put_word_at(b, slot_offset(fb, t), v)?;
+        if pop {
+            self.sp -= 1;
+        }
+        Some(())
+    }
+
+    /// SmallInteger arithmetic of a special selector on the top two stack
+    /// values of a young active context, through one new-space slice,
+    /// with the comparison and jump fused as in `special_send`; `None`,
+    /// with nothing changed, when `special_send` must do it.
+    #[inline(always)]
+    fn int_send_fast(&mut self, op: Inline) -> Option<()> {
+        let fb = self.frame?;
+        if self.sp < 2 || TEMP0 + self.sp > self.ctx_slots {
+            return None;
+        }
+        let word = self.word;
+        let ia = slot_offset(fb, TEMP0 + self.sp - 2);
+        let ib = slot_offset(fb, TEMP0 + self.sp - 1);
+        let (tru, fls) = (self.tru, self.fls);
+        let b = self.m.young_bytes_mut()?;
+        let x = small_int(word, word_at(b, ia)?)?;
+        let y = small_int(word, word_at(b, ib)?)?;
+        match arith(op, x, y)? {
+            Arith::Bool(r) => {
+                put_word_at(b, ia, if r { tru } else { fls })?;
+                self.sp -= 2;
+                if let Some((len, on, target)) = self.next_cond_jump() {
+                    self.pc += len as u64;
+                    self.stats.bytecodes += 1;
+                    if r == on {
+                        self.pc = target;
+                    }
+                } else {
+                    self.sp += 1;
+                }
+            }
+            Arith::Int(v) => {
+                put_word_at(b, ia, from_small_int(word, v)?)?;
+                self.sp -= 1;
+            }
+        }
+        Some(())
     }
 
     #[cold]
@@ -842,6 +1267,7 @@ impl<'r> Vm<'r> {
         ))
     }
 
+    #[inline(never)]
     fn execute(&mut self, op: Op) -> R<()> {
         match op {
             Op::PushReceiverVariable(i) => {
@@ -922,8 +1348,7 @@ impl<'r> Vm<'r> {
                 } else {
                     self.stack_value(0)?
                 };
-                self.m.store(self.ctx, TEMP0 + index as u64, v)?;
-                Ok(())
+                self.ctx_store(TEMP0 + index as u64, v)
             }
             Op::PushRemoteTemp { index, vector, .. } => {
                 let vec = self.temp(vector as u64)?;
@@ -993,7 +1418,7 @@ impl<'r> Vm<'r> {
                     3 + copied as u64,
                 )?;
                 self.m.store(c, CLOSURE_OUTER, self.ctx)?;
-                let start = self.int(self.pc as i64);
+                let start = self.uint(self.pc);
                 self.m.store(c, CLOSURE_START, start)?;
                 let n = self.int(args as i64);
                 self.m.store(c, CLOSURE_NUM_ARGS, n)?;
@@ -1040,7 +1465,10 @@ impl<'r> Vm<'r> {
                 // activated without it): store the error code when a
                 // store into a temp follows.
                 if let Some(code) = self.prim_fail.take() {
-                    let next = self.code.bytes.get(self.pc as usize - 1).copied();
+                    let next = ix(self.pc)
+                        .checked_sub(1)
+                        .and_then(|at| self.code.bytes.get(at))
+                        .copied();
                     let long_store = match self.set {
                         BytecodeSet::V3PlusClosures => 0x81,
                         BytecodeSet::SistaV1 => 0xF5,
@@ -1074,6 +1502,7 @@ impl<'r> Vm<'r> {
         }
     }
 
+    #[inline(always)]
     fn cond_jump(&mut self, on: bool, target: u64) -> R<()> {
         let v = self.pop()?;
         if v == self.boolean(on) {
@@ -1082,14 +1511,21 @@ impl<'r> Vm<'r> {
         } else if v == self.boolean(!on) {
             Ok(())
         } else {
-            self.push(v)?;
-            let sel = self.m.special(so::SELECTOR_MUST_BE_BOOLEAN);
-            self.send(sel, 0, None)
+            self.must_be_boolean(v)
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn must_be_boolean(&mut self, v: Oop) -> R<()> {
+        self.push(v)?;
+        let sel = self.m.special(so::SELECTOR_MUST_BE_BOOLEAN);
+        self.send(sel, 0, None)
     }
 
     // ---- sends ----
 
+    #[inline(always)]
     fn special_send(&mut self, index: u8) -> R<()> {
         let (sel, n, inline) = self.specials[index as usize & 31];
         if let Some(op) = inline {
@@ -1099,16 +1535,125 @@ impl<'r> Vm<'r> {
                 let r = self.boolean((a == b) == (op == Inline::Identical));
                 return self.push(r);
             }
+            if self.int_send_fast(op).is_some() {
+                return Ok(());
+            }
             let b = self.stack_value(0)?;
             let a = self.stack_value(1)?;
             if let (Some(x), Some(y)) = (self.m.small_int(a), self.m.small_int(b)) {
-                if let Some(r) = self.int_op(op, x, y) {
-                    self.pop_n(2)?;
-                    return self.push(r);
+                match arith(op, x, y) {
+                    Some(Arith::Bool(r)) => {
+                        self.pop_n(2)?;
+                        // A comparison followed by a conditional jump: the
+                        // jump runs here. Its boolean is still written where
+                        // the push would have put it, so that the slot above
+                        // the stack top holds what it held before.
+                        if let Some((len, on, target)) = self.next_cond_jump() {
+                            self.ctx_store(TEMP0 + self.sp, self.boolean(r))?;
+                            self.pc += len as u64;
+                            self.stats.bytecodes += 1;
+                            if r == on {
+                                self.pc = target;
+                            }
+                            return Ok(());
+                        }
+                        return self.push(self.boolean(r));
+                    }
+                    Some(Arith::Int(v)) => {
+                        if let Some(r) = self.m.from_small_int(v) {
+                            self.pop_n(2)?;
+                            return self.push(r);
+                        }
+                    }
+                    None => {}
                 }
             }
         }
-        self.send(sel, n, None)
+        self.send_fast(sel, n)
+    }
+
+    /// A send whose method the cache holds for a young receiver and whose
+    /// primitive is `at:`, `at:put:` or `size` on an Array or a closure's
+    /// value, run without the general send path; anything else (a miss, an
+    /// old or immediate receiver, a failing primitive, sends being traced)
+    /// goes to `send`, which does it all again with nothing changed here.
+    #[inline(always)]
+    fn send_fast(&mut self, sel: Oop, argc: u32) -> R<()> {
+        let n = argc as u64;
+        if n < self.sp && self.opts.method_cache && self.traced >= self.opts.trace_sends {
+            let rcvr = self.stack_value(n)?;
+            if let Some((h, base, slots)) = self.m.young_object(rcvr) {
+                let ci = h.class_index();
+                let e = self.cache[Self::cache_slot(sel, ci)];
+                if e.selector == sel && e.class_index == ci && e.method != Oop::default() {
+                    let prim = e.primitive;
+                    let quick = match prim {
+                        60 => argc == 1,
+                        61 => argc == 2,
+                        62 => argc == 0,
+                        _ => false,
+                    };
+                    if quick && h.format() == FMT_INDEXABLE {
+                        if self.array_prim_fast(prim, argc, h, base, slots).is_some() {
+                            self.stats.method_cache_hits += 1;
+                            self.stats.sends += 1;
+                            self.stats.primitive_calls += 1;
+                            return Ok(());
+                        }
+                        if let Some(v) = self.quick_young_prim(prim, argc, h, base, slots)? {
+                            self.stats.method_cache_hits += 1;
+                            self.stats.sends += 1;
+                            self.stats.primitive_calls += 1;
+                            return self.pop_n_push(n + 1, v);
+                        }
+                    } else if is_value_primitive(prim) {
+                        let cv = (!h.is_immutable()).then_some((base, slots));
+                        return self.value_fast(rcvr, sel, argc, prim, (ci, cv));
+                    }
+                }
+            }
+        }
+        self.send(sel, argc, None)
+    }
+
+    /// `send_fast` for a closure's value primitive.
+    #[inline(never)]
+    fn value_fast(
+        &mut self,
+        closure: Oop,
+        sel: Oop,
+        argc: u32,
+        prim: u16,
+        (ci, cv): (u32, View),
+    ) -> R<()> {
+        self.current_prim = prim;
+        let r = self.activate_closure_in(closure, argc, ci, cv)?;
+        self.current_prim = 0;
+        match r {
+            Prim::Done => {
+                self.stats.method_cache_hits += 1;
+                self.stats.sends += 1;
+                self.stats.primitive_calls += 1;
+                Ok(())
+            }
+            Prim::Fail(_) => self.send(sel, argc, None),
+        }
+    }
+
+    /// The conditional jump that comes next (its length, the boolean it
+    /// jumps on and its target), when it may run as part of this step:
+    /// not when it would be the bytecode at which the loop checks
+    /// interrupts or stops at its limit.
+    #[inline(always)]
+    fn next_cond_jump(&self) -> Option<(usize, bool, u64)> {
+        if self.stats.bytecodes + 1 >= self.until {
+            return None;
+        }
+        match *self.code.ops.get(ix(self.pc.wrapping_sub(1)))? {
+            (Op::JumpIfTrue { target }, len) => Some((len, true, target)),
+            (Op::JumpIfFalse { target }, len) => Some((len, false, target)),
+            _ => None,
+        }
     }
 
     /// SmallInteger arithmetic of the special selectors and primitives
@@ -1158,7 +1703,10 @@ impl<'r> Vm<'r> {
         let rcvr = self.stack_value(argc as u64)?;
         if start.is_none() && self.opts.method_cache {
             // A hit needs only the class index; the class is read on a miss.
-            let ci = self.m.class_index_of(rcvr)?;
+            let ci = match self.m.young_header(rcvr) {
+                Some(h) => h.class_index(),
+                None => self.m.class_index_of(rcvr)?,
+            };
             if let Some((method, prim)) = self.cached(sel, ci) {
                 return self.execute_method(rcvr, method, argc, prim, sel);
             }
@@ -1219,7 +1767,8 @@ impl<'r> Vm<'r> {
             .class_at(self.ci_message)
             .and_then(|c| self.m.fetch(c, 2).ok())
             .and_then(|f| self.m.small_int(f))
-            .map_or(3, |f| (f & 0xFFFF) as u64)
+            .and_then(|f| u64::try_from(f & 0xFFFF).ok())
+            .unwrap_or(3)
             .max(3);
         let msg = self.m.allocate_slots(self.ci_message, 1, n)?;
         self.m.store(msg, 0, sel)?;
@@ -1332,7 +1881,7 @@ impl<'r> Vm<'r> {
         if !h.has_primitive {
             return Ok(0);
         }
-        let at = self.initial_pc(&h) as usize;
+        let at = ix(self.initial_pc(&h));
         let code = self.m.bytes(method)?;
         match (code.get(at), code.get(at + 1)) {
             (Some(&lo), Some(&hi)) => Ok(lo as u16 | (hi as u16) << 8),
@@ -1393,12 +1942,30 @@ impl<'r> Vm<'r> {
             }
             self.stats.primitive_calls += 1;
             self.current_prim = prim;
+            if is_value_primitive(prim) {
+                // A closure's value: it saves the registers itself when it
+                // activates, and changes nothing when it fails.
+                let c = self.stack_value(argc as u64)?;
+                let r = self.activate_closure(c, argc)?;
+                self.current_prim = 0;
+                match r {
+                    Prim::Done => return Ok(()),
+                    Prim::Fail(code) => {
+                        self.stats.primitive_failures += 1;
+                        self.prim_fail = Some(code);
+                        return self.activate(rcvr, method, argc);
+                    }
+                }
+            }
             // The image may look at the active context from a primitive.
             self.store_registers()?;
             let sp = self.sp;
             let ctx = self.ctx;
             // On a stop the primitive stays named for the stop line.
-            let r = self.primitive(prim, argc, method)?;
+            let r = self.primitive(prim, argc, method);
+            // It may have changed the active context, moved it or its header.
+            self.refresh_frame();
+            let r = r?;
             self.current_prim = 0;
             self.current_named = None;
             match r {
@@ -1436,6 +2003,11 @@ impl<'r> Vm<'r> {
             return Ok(None);
         }
         let o = self.stack_value(argc as u64)?;
+        if let Some((h, base, n)) = self.m.young_object(o) {
+            if h.format() == FMT_INDEXABLE {
+                return self.quick_young_prim(prim, argc, h, base, n);
+            }
+        }
         if o.is_immediate(self.word) {
             return Ok(None);
         }
@@ -1461,14 +2033,15 @@ impl<'r> Vm<'r> {
         let Some(k) = self
             .m
             .small_int(index)
-            .filter(|&i| i >= 1 && i as u64 <= size)
-            .map(|i| i as u64 - 1)
+            .and_then(|i| u64::try_from(i).ok())
+            .filter(|&i| i >= 1 && i <= size)
+            .map(|i| i - 1)
         else {
             return Ok(None);
         };
         if prim == 60 {
             return Ok(Some(if bytes {
-                let b = self.m.bytes(o)?.get(k as usize).copied();
+                let b = self.m.bytes(o)?.get(ix(k)).copied();
                 match b {
                     Some(b) => self.int(i64::from(b)),
                     None => return Ok(None),
@@ -1485,7 +2058,7 @@ impl<'r> Vm<'r> {
             let Some(x) = self.m.small_int(v).and_then(|x| u8::try_from(x).ok()) else {
                 return Ok(None);
             };
-            match self.m.bytes_mut(o)?.get_mut(k as usize) {
+            match self.m.bytes_mut(o)?.get_mut(ix(k)) {
                 Some(b) => *b = x,
                 None => return Ok(None),
             }
@@ -1493,6 +2066,88 @@ impl<'r> Vm<'r> {
             self.m.store(o, k, v)?;
         }
         Ok(Some(v))
+    }
+
+    /// `quick_prim` on a young Array (format 2) of header `h` and `n`
+    /// slots from new-space offset `base`.
+    #[inline(always)]
+    fn quick_young_prim(
+        &mut self,
+        prim: u16,
+        argc: u32,
+        h: spur_format::ObjHeader,
+        base: usize,
+        n: u64,
+    ) -> R<Option<Oop>> {
+        if prim == 62 {
+            return Ok(i64::try_from(n).ok().and_then(|s| self.m.from_small_int(s)));
+        }
+        let index = self.stack_value(argc as u64 - 1)?;
+        let Some(k) = self
+            .m
+            .small_int(index)
+            .and_then(|i| u64::try_from(i).ok())
+            .filter(|&i| i >= 1 && i <= n)
+            .map(|i| i - 1)
+        else {
+            return Ok(None);
+        };
+        let at = slot_offset(base, k);
+        if prim == 60 {
+            return Ok(self.m.young_word(at));
+        }
+        if h.is_immutable() {
+            return Ok(None);
+        }
+        let v = self.stack_value(0)?;
+        Ok(self.m.set_young_word(at, v).then_some(v))
+    }
+
+    /// `quick_young_prim` when the active context is young too: operands,
+    /// element and result through one new-space slice, the result left in
+    /// place of the receiver and arguments. `None`, with nothing changed,
+    /// when `quick_young_prim` must decide.
+    #[inline(always)]
+    fn array_prim_fast(
+        &mut self,
+        prim: u16,
+        argc: u32,
+        h: spur_format::ObjHeader,
+        base: usize,
+        n: u64,
+    ) -> Option<()> {
+        let fb = self.frame?;
+        let args = argc as u64;
+        if args >= self.sp || TEMP0 + self.sp > self.ctx_slots {
+            return None;
+        }
+        let top = TEMP0 + self.sp - 1;
+        let word = self.word;
+        let b = self.m.young_bytes_mut()?;
+        let v = match prim {
+            62 => from_small_int(word, i64::try_from(n).ok()?)?,
+            60 | 61 => {
+                let i = small_int(word, word_at(b, slot_offset(fb, top - args + 1))?)?;
+                let k = u64::try_from(i).ok().filter(|&k| k >= 1 && k <= n)? - 1;
+                let at = slot_offset(base, k);
+                if prim == 60 {
+                    word_at(b, at)?
+                } else {
+                    if h.is_immutable() {
+                        return None;
+                    }
+                    let v = word_at(b, slot_offset(fb, top))?;
+                    // The receiver's slot lies in the frame: checked above,
+                    // so the result's store below cannot fail after this.
+                    put_word_at(b, at, v)?;
+                    v
+                }
+            }
+            _ => return None,
+        };
+        put_word_at(b, slot_offset(fb, top - args), v)?;
+        self.sp -= args;
+        Some(())
     }
 
     /// An object that is not a method in a method dictionary: send it
@@ -1519,7 +2174,8 @@ impl<'r> Vm<'r> {
     /// A new context for `method`, its receiver and arguments taken from
     /// the stack; it becomes the active context.
     fn activate(&mut self, rcvr: Oop, method: Oop, argc: u32) -> R<()> {
-        let h = self.header_of(method)?;
+        let code = self.code_of(method)?;
+        let h = code.header;
         if h.num_args as u32 != argc {
             return halt(format!(
                 "{} takes {} arguments, sent with {argc}",
@@ -1534,62 +2190,115 @@ impl<'r> Vm<'r> {
         };
         let nt = (h.num_temps as u64).max(argc as u64);
         let size = size.max(TEMP0 + nt + 1);
-        let c = self.new_context(size, argc as u64, nt)?;
+        let (c, view) = self.new_context(size, argc as u64, nt)?;
         self.reclaimable += 1;
-        self.m.store(c, SENDER, self.ctx)?;
-        self.m.store(c, METHOD, method)?;
-        self.m.store(c, RECEIVER, rcvr)?;
+        self.store_via(view, c, SENDER, self.ctx)?;
+        self.store_via(view, c, METHOD, method)?;
+        self.store_via(view, c, RECEIVER, rcvr)?;
         for i in 0..argc as u64 {
             let v = self.stack_value(argc as u64 - 1 - i)?;
-            self.m.store(c, TEMP0 + i, v)?;
+            self.store_via(view, c, TEMP0 + i, v)?;
         }
         self.pop_n(argc as u64 + 1)?;
-        self.store_registers()?;
+        self.store_registers_fast()?;
         self.ctx = c;
         self.method = method;
         self.set = h.set;
-        self.load_code(method)?;
+        self.code = code;
         self.receiver = rcvr;
         self.pc = self.initial_pc(&h);
         self.sp = nt;
         self.ctx_slots = size;
+        self.frame = Self::frame_of(view, size);
         if self.prim_fail.is_some() && !h.has_primitive {
             self.prim_fail = None;
         }
         Ok(())
     }
 
+    /// The `frame` of a context of `size` slots whose view is `view`.
+    #[inline(always)]
+    fn frame_of(view: View, size: u64) -> Option<usize> {
+        match view {
+            Some((base, n)) if n == size => Some(base),
+            _ => None,
+        }
+    }
+
     /// Activates a BlockClosure or FullBlockClosure with `argc` arguments
     /// on the stack (the value primitives).
     pub fn activate_closure(&mut self, closure: Oop, argc: u32) -> R<Prim> {
-        let ci = self.m.class_index_of(closure)?;
+        let ci = match self.m.young_header(closure) {
+            Some(h) => h.class_index(),
+            None => self.m.class_index_of(closure)?,
+        };
+        let cv = self.m.young_slots(closure);
+        self.activate_closure_in(closure, argc, ci, cv)
+    }
+
+    /// Two words of the young object of view `view`, slots `i` and `j`,
+    /// through one new-space slice.
+    #[inline(always)]
+    fn young_pair(&mut self, view: View, i: u64, j: u64) -> Option<(Oop, Oop)> {
+        let (base, n) = view?;
+        if i >= n || j >= n {
+            return None;
+        }
+        let b = self.m.young_bytes_mut()?;
+        Some((
+            word_at(b, slot_offset(base, i))?,
+            word_at(b, slot_offset(base, j))?,
+        ))
+    }
+
+    /// `activate_closure` for a closure of class index `ci` and view `cv`.
+    #[inline(always)]
+    fn activate_closure_in(&mut self, closure: Oop, argc: u32, ci: u32, cv: View) -> R<Prim> {
         let full = ci == self.ci_full_closure
             || (ci != self.ci_closure
                 && self
-                    .m
-                    .fetch(closure, CLOSURE_START)
+                    .fetch_via(cv, closure, CLOSURE_START)
                     .is_ok_and(|s| self.m.format(s).is_ok_and(|f| f >= FMT_COMPILED_METHOD)));
-        let n = self.m.fetch(closure, CLOSURE_NUM_ARGS)?;
+        let n = self.fetch_via(cv, closure, CLOSURE_NUM_ARGS)?;
         if self.m.small_int(n) != Some(argc as i64) {
             return Ok(Prim::Fail(1));
         }
-        let slots = self.m.num_slots(closure)?;
-        let (method, rcvr, pc, first_copied, temps) = if full {
-            let method = self.m.fetch(closure, CLOSURE_START)?;
-            let h = self.header_of(method)?;
-            let rcvr = self.m.fetch(closure, FULL_RECEIVER)?;
-            (method, rcvr, self.initial_pc(&h), 4, h.num_temps as u64)
+        let slots = match cv {
+            Some((_, n)) => n,
+            None => self.m.num_slots(closure)?,
+        };
+        let (method, rcvr, pc, first_copied, code) = if full {
+            let method = self.fetch_via(cv, closure, CLOSURE_START)?;
+            let code = self.code_of(method)?;
+            let rcvr = self.fetch_via(cv, closure, FULL_RECEIVER)?;
+            (method, rcvr, self.initial_pc(&code.header), 4, code)
         } else {
-            let outer = self.m.fetch(closure, CLOSURE_OUTER)?;
-            let method = self.m.fetch(outer, METHOD)?;
-            let rcvr = self.m.fetch(outer, RECEIVER)?;
-            let start = self.m.fetch(closure, CLOSURE_START)?;
+            let pair = self.young_pair(cv, CLOSURE_OUTER, CLOSURE_START);
+            let outer = match pair {
+                Some((outer, _)) => outer,
+                None => self.fetch_via(cv, closure, CLOSURE_OUTER)?,
+            };
+            let ov = self.m.young_slots(outer);
+            let (method, rcvr) = match self.young_pair(ov, METHOD, RECEIVER) {
+                Some(p) => p,
+                None => (
+                    self.fetch_via(ov, outer, METHOD)?,
+                    self.fetch_via(ov, outer, RECEIVER)?,
+                ),
+            };
+            let start = match pair {
+                Some((_, start)) => start,
+                None => self.fetch_via(cv, closure, CLOSURE_START)?,
+            };
             let Some(pc) = self.m.small_int(start) else {
                 return Ok(Prim::Fail(1));
             };
-            (method, rcvr, pc as u64, 3, 0)
+            // A negative start runs past the end (as the largest pc).
+            let pc = u64::try_from(pc).unwrap_or(u64::MAX);
+            (method, rcvr, pc, 3, self.code_of(method)?)
         };
-        let h = self.header_of(method)?;
+        let h = code.header;
+        let temps = if full { h.num_temps as u64 } else { 0 };
         let copied = slots.saturating_sub(first_copied);
         let sp = (argc as u64 + copied).max(temps);
         let size = if h.large_frame {
@@ -1598,42 +2307,65 @@ impl<'r> Vm<'r> {
             SMALL_CONTEXT
         }
         .max(TEMP0 + sp + 1);
-        let c = self.new_context(size, argc as u64 + copied, sp)?;
+        let (c, view) = self.new_context(size, argc as u64 + copied, sp)?;
         // Like a method's context, a block's is the newest on the chain and
         // referenced by nothing but its callees until it is exposed.
         self.reclaimable += 1;
-        self.m.store(c, SENDER, self.ctx)?;
-        self.m.store(c, METHOD, method)?;
-        self.m.store(c, CLOSURE, closure)?;
-        self.m.store(c, RECEIVER, rcvr)?;
-        for i in 0..argc as u64 {
-            let v = self.stack_value(argc as u64 - 1 - i)?;
-            self.m.store(c, TEMP0 + i, v)?;
+        // Allocating moves nothing: the closure's view still holds.
+        let fast = BlockSlots {
+            closure,
+            method,
+            rcvr,
+            argc: argc as u64,
         }
-        for i in 0..copied {
-            let v = self.m.fetch(closure, first_copied + i)?;
-            self.m.store(c, TEMP0 + argc as u64 + i, v)?;
+        .fill(self, view, cv, first_copied, copied);
+        if fast.is_none() {
+            // Each store the fast path may have made is made again, the same.
+            self.store_via(view, c, SENDER, self.ctx)?;
+            self.store_via(view, c, METHOD, method)?;
+            self.store_via(view, c, CLOSURE, closure)?;
+            self.store_via(view, c, RECEIVER, rcvr)?;
+            for i in 0..argc as u64 {
+                let v = self.stack_value(argc as u64 - 1 - i)?;
+                self.store_via(view, c, TEMP0 + i, v)?;
+            }
+            for i in 0..copied {
+                let v = self.fetch_via(cv, closure, first_copied + i)?;
+                self.store_via(view, c, TEMP0 + argc as u64 + i, v)?;
+            }
         }
         self.pop_n(argc as u64 + 1)?;
-        self.store_registers()?;
+        self.store_registers_fast()?;
         self.ctx = c;
         self.method = method;
         self.set = h.set;
-        self.load_code(method)?;
+        self.code = code;
         self.receiver = rcvr;
         self.pc = pc;
         self.sp = sp;
         self.ctx_slots = size;
+        self.frame = Self::frame_of(view, size);
         Ok(Prim::Done)
     }
 
     // ---- returns ----
 
     fn is_context(&self, o: Oop) -> bool {
+        if let Some(h) = self.m.young_header(o) {
+            return h.class_index() == self.ci_context;
+        }
         !o.is_immediate(self.word) && self.m.class_index_of(o).ok() == Some(self.ci_context)
     }
 
     fn is_live(&self, c: Oop) -> bool {
+        if let Some((h, base, n)) = self.m.young_object(c) {
+            return h.class_index() == self.ci_context
+                && PC < n
+                && self
+                    .m
+                    .young_word(slot_offset(base, PC))
+                    .is_some_and(|pc| self.m.small_int(pc).is_some());
+        }
         self.is_context(c)
             && self
                 .m
@@ -1644,9 +2376,9 @@ impl<'r> Vm<'r> {
     /// `^value` from a method, or from a block (a non-local return to the
     /// home context's sender).
     fn method_return(&mut self, value: Oop) -> R<()> {
-        let closure = self.m.fetch(self.ctx, CLOSURE)?;
+        let closure = self.ctx_fetch(CLOSURE)?;
         if closure == self.nil {
-            let sender = self.m.fetch(self.ctx, SENDER)?;
+            let sender = self.ctx_fetch(SENDER)?;
             if !self.is_live(sender) {
                 return self.cannot_return(value);
             }
@@ -1670,7 +2402,7 @@ impl<'r> Vm<'r> {
         }
         // Walk to the target: unwind-marked contexts in between get
         // aboutToReturn:through:.
-        let mut c = self.m.fetch(self.ctx, SENDER)?;
+        let mut c = self.ctx_fetch(SENDER)?;
         let mut steps = 0u64;
         while c != target {
             if !self.is_context(c) {
@@ -1690,7 +2422,7 @@ impl<'r> Vm<'r> {
     }
 
     fn block_return(&mut self, value: Oop) -> R<()> {
-        let sender = self.m.fetch(self.ctx, SENDER)?;
+        let sender = self.ctx_fetch(SENDER)?;
         if !self.is_live(sender) {
             return self.cannot_return(value);
         }
@@ -1703,18 +2435,31 @@ impl<'r> Vm<'r> {
         let mut c = self.ctx;
         let mut steps = 0u64;
         while c != target && c != self.nil {
-            let next = self.m.fetch(c, SENDER)?;
-            self.m.store(c, SENDER, self.nil)?;
-            self.m.store(c, PC, self.nil)?;
+            let view = if c == self.ctx {
+                self.frame_view()
+            } else {
+                self.m.young_slots(c)
+            };
+            let next = match self.unlink_young(view) {
+                Some(next) => next,
+                None => {
+                    let next = self.fetch_via(view, c, SENDER)?;
+                    self.store_via(view, c, SENDER, self.nil)?;
+                    self.store_via(view, c, PC, self.nil)?;
+                    next
+                }
+            };
             if self.reclaimable > 0 {
                 self.reclaimable -= 1;
                 let used = if c == self.ctx {
                     self.sp
                 } else {
-                    let sp = self.m.fetch(c, STACKP)?;
-                    self.m.small_int(sp).map_or(u64::MAX, |v| v.max(0) as u64)
+                    let sp = self.fetch_via(view, c, STACKP)?;
+                    self.m
+                        .small_int(sp)
+                        .map_or(u64::MAX, |v| u64::try_from(v).unwrap_or(0))
                 };
-                self.recycle(c, used)?;
+                self.recycle(c, used, view)?;
             }
             c = next;
             steps += 1;
@@ -1727,6 +2472,26 @@ impl<'r> Vm<'r> {
         self.push(value)
     }
 
+    /// The sender of the young context of view `view`, its sender and pc
+    /// set to nil (it has returned), through one new-space slice; `None`,
+    /// with nothing changed, when the general path must do it.
+    #[inline(always)]
+    fn unlink_young(&mut self, view: View) -> Option<Oop> {
+        let (base, n) = view?;
+        // SENDER is slot 0, PC slot 1.
+        if PC >= n {
+            return None;
+        }
+        let nil = self.nil;
+        let b = self.m.young_bytes_mut()?;
+        let next = word_at(b, slot_offset(base, SENDER))?;
+        // Both words read first: neither write below can then fail.
+        word_at(b, slot_offset(base, PC))?;
+        put_word_at(b, slot_offset(base, SENDER), nil)?;
+        put_word_at(b, slot_offset(base, PC), nil)?;
+        Some(next)
+    }
+
     /// The active context (and so every context under it) may now be
     /// referenced from the image: none of them is reused.
     #[inline]
@@ -1737,7 +2502,7 @@ impl<'r> Vm<'r> {
     /// A context of `size` slots whose temp and stack slots from `keep` on
     /// are nil (at least up to `need`) and whose closure is nil: a returned
     /// one, or a new one from eden.
-    fn new_context(&mut self, size: u64, keep: u64, need: u64) -> R<Oop> {
+    fn new_context(&mut self, size: u64, keep: u64, need: u64) -> R<(Oop, View)> {
         let list = match size {
             SMALL_CONTEXT => 0,
             LARGE_CONTEXT => 1,
@@ -1745,27 +2510,33 @@ impl<'r> Vm<'r> {
         };
         if self.opts.recycle_contexts && list < 2 {
             if let Some((c, used)) = self.free_contexts[list].pop() {
+                let view = self.m.young_slots(c);
                 let end = TEMP0.saturating_add(used.max(need)).min(size);
                 for i in TEMP0 + keep..end {
-                    self.m.store(c, i, self.nil)?;
+                    self.store_via(view, c, i, self.nil)?;
                 }
-                self.m.store(c, CLOSURE, self.nil)?;
+                self.store_via(view, c, CLOSURE, self.nil)?;
                 self.stats.contexts_reused += 1;
-                return Ok(c);
+                return Ok((c, view));
             }
         }
-        Ok(self
+        let c = self
             .m
-            .allocate_slots(self.ci_context, FMT_INDEXABLE_WITH_FIXED, size)?)
+            .allocate_slots(self.ci_context, FMT_INDEXABLE_WITH_FIXED, size)?;
+        Ok((c, self.m.young_slots(c)))
     }
 
     /// Keeps a returned context that nobody references for reuse; `used`:
-    /// how many of its temp and stack slots may hold values.
-    fn recycle(&mut self, c: Oop, used: u64) -> R<()> {
+    /// how many of its temp and stack slots may hold values; `view`: its view.
+    fn recycle(&mut self, c: Oop, used: u64, view: View) -> R<()> {
         if !self.opts.recycle_contexts || !self.m.is_young(c) {
             return Ok(());
         }
-        let list = match self.m.num_slots(c)? {
+        let slots = match view {
+            Some((_, n)) => n,
+            None => self.m.num_slots(c)?,
+        };
+        let list = match slots {
             SMALL_CONTEXT => 0,
             LARGE_CONTEXT => 1,
             _ => return Ok(()),
@@ -1874,14 +2645,14 @@ impl<'r> Vm<'r> {
     fn put_to_sleep(&mut self, p: Oop) -> R<()> {
         let pri = self.priority(p)?;
         let lists = self.m.fetch(self.scheduler()?, SCHED_LISTS)?;
-        let list = self.m.fetch(lists, (pri - 1).max(0) as u64)?;
+        let list = self.m.fetch(lists, run_queue(pri))?;
         self.add_last(list, p)
     }
 
     fn put_first(&mut self, p: Oop) -> R<()> {
         let pri = self.priority(p)?;
         let lists = self.m.fetch(self.scheduler()?, SCHED_LISTS)?;
-        let list = self.m.fetch(lists, (pri - 1).max(0) as u64)?;
+        let list = self.m.fetch(lists, run_queue(pri))?;
         let first = self.m.fetch(list, LIST_FIRST)?;
         if first == self.nil {
             return self.add_last(list, p);
@@ -2043,7 +2814,7 @@ impl<'r> Vm<'r> {
         let active = self.active_process()?;
         let pri = self.priority(active)?;
         let lists = self.m.fetch(self.scheduler()?, SCHED_LISTS)?;
-        let list = self.m.fetch(lists, (pri - 1).max(0) as u64)?;
+        let list = self.m.fetch(lists, run_queue(pri))?;
         if self.list_empty(list)? {
             return Ok(());
         }

@@ -138,6 +138,8 @@ impl Vm<'_> {
                 };
                 self.m.store(o, k, v)?;
                 self.flush_cache();
+                // Its header (slot 0) is in the code cache.
+                self.forget_code(o);
                 self.done(n + 1, v)
             }
             70 => {
@@ -552,6 +554,7 @@ impl Vm<'_> {
                 Ok(Prim::Done)
             }
             195..=199 => FAIL,
+            // Kept in step with `interp::is_value_primitive`.
             201..=205 | 207 | 209 | 221 | 222 => {
                 let c = self.stack_value(n)?;
                 self.activate_closure(c, argc)

@@ -540,6 +540,91 @@ impl ObjectMemory {
             .ok_or_else(|| MemoryError::NotAnObject { addr: obj.bits() })
     }
 
+    // ---- an interpreter's frame ------------------------------------------
+
+    /// Where the slots of `obj` begin in new space, and how many it has,
+    /// when `obj` is a young, mutable object of a 64-bit heap whose whole
+    /// body lies in new space: the byte offset of slot 0, which
+    /// [`young_word`](Self::young_word) and
+    /// [`set_young_word`](Self::set_young_word) take (slot `i` is at
+    /// `offset + 8 * i`). An interpreter reaches its active context's slots
+    /// through them without the locating and header checks of
+    /// [`fetch`](Self::fetch) and [`store`](Self::store); no write barrier
+    /// is needed since only old objects are remembered. The offset holds
+    /// while `obj` stays where it is with the same header: whoever moves
+    /// objects (a scavenge, a become, a tenuring) or changes a header must
+    /// make its users ask again.
+    #[inline]
+    pub fn young_slots(&self, obj: Oop) -> Option<(usize, u64)> {
+        let (h, base, n) = self.young_object(obj)?;
+        (!h.is_immutable()).then_some((base, n))
+    }
+
+    /// [`young_slots`](Self::young_slots) with the header, for a young
+    /// object of a 64-bit heap whether mutable or not: its header, the
+    /// offset of its slot 0 and its slot count. Only an object that is not
+    /// immutable may be written through
+    /// [`set_young_word`](Self::set_young_word).
+    #[inline]
+    pub fn young_object(&self, obj: Oop) -> Option<(ObjHeader, usize, u64)> {
+        if self.word != WordSize::W64 {
+            return None;
+        }
+        let a = obj.bits();
+        if a & 7 != 0 || !self.in_young(a) {
+            return None;
+        }
+        let off = ix(a - self.young_start);
+        let b = self.new_space.as_ref()?.bytes();
+        let (h, n) = Self::fast_header(self.word, b, off)?;
+        let base = off.checked_add(8)?;
+        let end = base.checked_add(ix(n).checked_mul(8)?)?;
+        (end <= b.len()).then_some((h, base, n))
+    }
+
+    /// New space's bytes, writable, from its start: offset `o` is the
+    /// byte at the address `start + o`, as the offsets
+    /// [`young_slots`](Self::young_slots) answers are. For several word
+    /// accesses to bodies it answered, while they hold, through one slice:
+    /// no barrier, no header check.
+    #[inline(always)]
+    pub fn young_bytes_mut(&mut self) -> Option<&mut [u8]> {
+        self.new_space.as_mut().map(NewSpace::bytes_mut)
+    }
+
+    /// The header of `oop` when it is a young object (of either word
+    /// size); `None` for anything else, which [`header`](Self::header)
+    /// then answers.
+    #[inline(always)]
+    pub fn young_header(&self, oop: Oop) -> Option<ObjHeader> {
+        let a = oop.bits();
+        if a & 7 != 0 || !self.in_young(a) {
+            return None;
+        }
+        let off = ix(a - self.young_start);
+        le_u64(self.new_space.as_ref()?.bytes(), off).map(ObjHeader)
+    }
+
+    /// The word at byte offset `at` of new space, read as an oop; `None`
+    /// past its end. Meant for offsets inside a body that
+    /// [`young_slots`](Self::young_slots) answered.
+    #[inline(always)]
+    pub fn young_word(&self, at: usize) -> Option<Oop> {
+        le_u64(self.new_space.as_ref()?.bytes(), at).map(Oop::from_bits)
+    }
+
+    /// Writes `value` as the word at byte offset `at` of new space, with no
+    /// barrier and no header check; false, with nothing written, past its
+    /// end. Meant only for offsets inside a body that
+    /// [`young_slots`](Self::young_slots) answered, while it holds.
+    #[inline(always)]
+    pub fn set_young_word(&mut self, at: usize, value: Oop) -> bool {
+        match self.new_space.as_mut() {
+            Some(ns) => Self::put_word(WordSize::W64, ns.bytes_mut(), at, value.bits()).is_some(),
+            None => false,
+        }
+    }
+
     /// Offset and length of the bytes of `obj` that [`bytes`](Self::bytes) answers.
     #[inline]
     fn byte_range(

@@ -432,3 +432,57 @@ fn a_claim_makes_a_free_chunk_the_verifier_accepts() {
     let report = spur_loader::verify(mem.heap());
     assert!(report.ok(), "{:?}", report.errors);
 }
+
+#[test]
+fn a_young_objects_slots_are_reached_through_its_new_space_offset() {
+    let mut rt = wired(WordSize::W64);
+    let mem = rt.memory_mut();
+    let (tru, seven) = (mem.true_object(), mem.from_small_int(7).unwrap());
+    // 300 slots need an overflow word before the header.
+    for n in [3u64, 300] {
+        let o = mem.allocate_slots(CLASS_ARRAY, FMT_INDEXABLE, n).unwrap();
+        let (base, slots) = mem.young_slots(o).unwrap();
+        assert_eq!(slots, n);
+        let last = base + 8 * (ix(n) - 1);
+        assert!(mem.set_young_word(last, seven));
+        assert_eq!(mem.fetch(o, n - 1).unwrap(), seven);
+        mem.store(o, 0, tru).unwrap();
+        assert_eq!(mem.young_word(base), Some(tru));
+        assert_eq!(
+            mem.young_bytes_mut().unwrap()[last..last + 8],
+            seven.bits().to_le_bytes()
+        );
+        let h = mem.header(o).unwrap();
+        assert_eq!(mem.young_header(o).map(|y| y.0), Some(h.0));
+        let (yh, ybase, yslots) = mem.young_object(o).unwrap();
+        assert_eq!((yh.0, ybase, yslots), (h.0, base, n));
+    }
+    // Old objects and immediates have no view; an immutable one is not writable.
+    let so = mem.special_objects();
+    assert!(mem.young_slots(so).is_none() && mem.young_header(so).is_none());
+    assert!(mem.young_object(seven).is_none() && mem.young_header(seven).is_none());
+    let o = mem.allocate_slots(CLASS_ARRAY, FMT_INDEXABLE, 1).unwrap();
+    let h = mem.header(o).unwrap();
+    mem.set_header(o, h.immutable()).unwrap();
+    assert!(mem.young_slots(o).is_none());
+    assert!(mem
+        .young_object(o)
+        .is_some_and(|(h, _, n)| h.is_immutable() && n == 1));
+    // Past the end of new space nothing is read or written.
+    let end = mem.young_bytes_mut().unwrap().len();
+    assert_eq!(mem.young_word(end - 4), None);
+    assert!(!mem.set_young_word(end - 4, seven));
+    assert!(!mem.set_young_word(usize::MAX - 3, seven));
+}
+
+#[test]
+fn a_32_bit_heap_has_no_young_views() {
+    let mut rt = wired(WordSize::W32);
+    let mem = rt.memory_mut();
+    let o = mem.allocate_slots(CLASS_ARRAY, FMT_INDEXABLE, 2).unwrap();
+    assert!(mem.young_slots(o).is_none() && mem.young_object(o).is_none());
+    assert_eq!(
+        mem.young_header(o).map(|h| h.class_index()),
+        Some(CLASS_ARRAY)
+    );
+}
