@@ -1,14 +1,6 @@
 //! The interpreter proper: registers, the bytecode loop, sends, returns,
 //! closures and process switches.
 
-// The bytecode loop is being rewritten for speed; its casts are audited then.
-#![allow(
-    clippy::cast_possible_truncation,
-    clippy::cast_sign_loss,
-    clippy::cast_possible_wrap,
-    missing_docs
-)]
-
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Instant;
