@@ -381,6 +381,26 @@ fn codeparadise_stops_naming_its_missing_plugin() {
         );
         assert_eq!(line.lines().count(), 1);
         assert!(r.stats.scavenges > 0, "{line}");
+        // Unbounded but for memory, it stops when old space would pass the
+        // growth limit, out of memory, still naming the plugin: its memory
+        // does not run away.
+        let limit = 8 << 20;
+        let r = run_file(
+            &path,
+            placement,
+            Options {
+                growth_limit: Some(limit),
+                ..bounded(500_000_000)
+            },
+        );
+        let Outcome::Stopped { kind, line } = &r.outcome else {
+            panic!("{:?}", r.outcome)
+        };
+        assert_eq!(*kind, StopKind::OutOfMemory, "{line}");
+        assert!(line.contains("past its limit of 8388608 bytes"), "{line}");
+        assert!(line.contains("CpSystemPlugin>>"), "{line}");
+        assert!(r.stats.old_bytes_added <= limit, "{line}");
+        assert!(r.stats.old_bytes_added > 0, "{line}");
     }
 }
 

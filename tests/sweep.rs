@@ -52,6 +52,8 @@ fn launch(heap: LoadedHeap) {
                 timeout: Some(Duration::from_secs(2)),
                 allow_files: false,
                 real_time_waits: false,
+                // A damaged image may ask for anything: a little growth is enough.
+                growth_limit: Some(64 << 20),
                 ..Default::default()
             });
             match spur_runtime::launch(&mut rt, &mut engine) {

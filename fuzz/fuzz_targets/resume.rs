@@ -33,6 +33,8 @@ fuzz_target!(|data: &[u8]| {
                 timeout: Some(std::time::Duration::from_secs(2)),
                 allow_files: false,
                 real_time_waits: false,
+                // A damaged image may ask for anything: a little growth is enough.
+                growth_limit: Some(64 << 20),
                 ..Default::default()
             });
             match launch(&mut rt, &mut engine) {

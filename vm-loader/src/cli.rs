@@ -160,6 +160,10 @@ pub struct LaunchArgs {
     /// Stop after SECONDS of running (a report, exit code 3).
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<f64>,
+    /// The most MiB old space may grow by during the run; past it the run
+    /// stops, out of memory (exit code 3). 0: no limit but the machine's.
+    #[arg(long, value_name = "MIB", value_parser = parse_size, default_value_t = spur_interp::DEFAULT_GROWTH_LIMIT >> 20)]
+    pub max_growth_mib: u64,
     /// Run without the method cache (for measurements).
     #[arg(long)]
     pub no_method_cache: bool,

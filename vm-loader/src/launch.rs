@@ -54,6 +54,10 @@ pub fn run(args: &LaunchArgs, json: bool) -> Result<Outcome> {
         trace_sends: args.trace_sends,
         method_cache: !args.no_method_cache,
         recycle_contexts: !args.no_context_reuse,
+        growth_limit: match args.max_growth_mib {
+            0 => None,
+            mib => Some(mib.saturating_mul(1 << 20)),
+        },
         image_path,
         args: args.args.clone(),
         vm_options: if args.headless {
@@ -107,7 +111,7 @@ pub const EXIT_STOPPED: u8 = 3;
 /// The JSON of a run.
 #[derive(Debug, Serialize)]
 pub struct RunJson {
-    /// `quit`, `bytecode-limit`, `timeout`, `eden-full`, `idle`,
+    /// `quit`, `bytecode-limit`, `timeout`, `out-of-memory`, `eden-full`, `idle`,
     /// `missing-primitive` or `error`.
     pub ended: &'static str,
     /// The quit code, when the image quit.

@@ -21,7 +21,7 @@
 
 use std::time::Instant;
 
-use crate::interp::{halt, Vm, R};
+use crate::interp::{memory_stop_kind, Stop, Vm, R};
 
 impl Vm<'_> {
     /// Scavenges when the memory asks for it. Call only between bytecodes.
@@ -50,7 +50,9 @@ impl Vm<'_> {
             self.timer.map_or(self.nil, |t| t.semaphore),
         ];
         if let Err(e) = self.m.scavenge(&mut roots) {
-            return halt(format!("scavenging new space: {e}"));
+            // Out of memory, most likely: the line says it was a scavenge.
+            let kind = memory_stop_kind(&e);
+            return Err(Stop::Halt(kind, format!("scavenging new space: {e}")));
         }
         let [ctx, method, receiver, sem] = roots;
         (self.ctx, self.method, self.receiver) = (ctx, method, receiver);

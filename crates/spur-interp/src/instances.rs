@@ -60,9 +60,11 @@ impl Vm<'_> {
             .allocate_slots(self.ci_array, FMT_INDEXABLE, all.len() as u64)
         {
             Ok(a) => a,
-            Err(MemoryError::EdenFull { .. } | MemoryError::OldSpaceFull { .. }) => {
-                return Ok(Prim::Fail(1))
-            }
+            Err(
+                MemoryError::EdenFull { .. }
+                | MemoryError::OldSpaceFull { .. }
+                | MemoryError::GrowthLimit { .. },
+            ) => return Ok(Prim::Fail(1)),
             Err(e) => return Err(e.into()),
         };
         for (i, o) in all.into_iter().enumerate() {

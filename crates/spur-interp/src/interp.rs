@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use spur_format::raw::{FMT_BYTES, FMT_COMPILED_METHOD, FMT_INDEXABLE, FMT_INDEXABLE_WITH_FIXED};
 use spur_format::WordSize;
+use spur_loader::HeapAccessError;
 use spur_runtime::bytecodes::{decode_op, BytecodeSet, Op};
 use spur_runtime::method::MethodHeader;
 use spur_runtime::special_objects::index as so;
@@ -94,6 +95,9 @@ pub enum StopKind {
     /// Eden is full and the object could not go to old space (a memory
     /// with no new space); a wired run scavenges instead.
     EdenFull,
+    /// Old space would grow past the run's growth limit, or the machine
+    /// gave no more memory.
+    OutOfMemory,
     /// Nothing is runnable and no timer is pending.
     Idle,
     /// A primitive the run cannot do without.
@@ -110,6 +114,7 @@ impl StopKind {
             StopKind::BytecodeLimit => "bytecode-limit",
             StopKind::Timeout => "timeout",
             StopKind::EdenFull => "eden-full",
+            StopKind::OutOfMemory => "out-of-memory",
             StopKind::Idle => "idle",
             StopKind::MissingPrimitive => "missing-primitive",
             StopKind::Error => "error",
@@ -124,15 +129,24 @@ pub(crate) enum Stop {
     Halt(StopKind, String),
 }
 
+/// What stopping on a memory error is: out of memory when old space could
+/// not grow, eden full when it could not be asked to, an error otherwise.
+pub(crate) fn memory_stop_kind(e: &MemoryError) -> StopKind {
+    match e {
+        MemoryError::EdenFull { .. } => StopKind::EdenFull,
+        MemoryError::GrowthLimit { .. }
+        | MemoryError::OldSpaceFull { .. }
+        | MemoryError::Heap(HeapAccessError::NoRoomForSegment { .. }) => StopKind::OutOfMemory,
+        _ => StopKind::Error,
+    }
+}
+
 impl From<MemoryError> for Stop {
     // Out of line: every `?` on a memory call in the loop converts through here.
     #[cold]
     #[inline(never)]
     fn from(e: MemoryError) -> Self {
-        match e {
-            MemoryError::EdenFull { .. } => Stop::Halt(StopKind::EdenFull, e.to_string()),
-            _ => Stop::Halt(StopKind::Error, e.to_string()),
-        }
+        Stop::Halt(memory_stop_kind(&e), e.to_string())
     }
 }
 
@@ -480,6 +494,7 @@ impl<'r> Vm<'r> {
         let signals = rt.semaphores().signaller();
         signals.wake_on_signal(Some(std::thread::current()));
         let m = rt.memory_mut();
+        m.set_growth_limit(opts.growth_limit);
         let word = m.word();
         let ci = |m: &ObjectMemory, i: usize, default: u32| {
             m.class_index_of_class(m.special(i)).unwrap_or(default)

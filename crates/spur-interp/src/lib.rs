@@ -20,7 +20,9 @@
 //! vm-test image (its benchmark line in `log1.txt`), the Pharo 8 kernel's
 //! first start (it saves itself through primitive 97 and quits) and the
 //! image that start wrote (`printVersion`, `--version`, `--help`), and
-//! codeparadise until it stops for lack of its own plugin. Timers wait
+//! codeparadise until it stops for lack of its own plugin (its fallback
+//! keeps all it allocates, so it stops out of memory at the growth limit,
+//! [`Options::growth_limit`], naming the plugin). Timers wait
 //! parked, and signals of the runtime's external semaphore table from other
 //! threads wake them. New space is scavenged at the safe point between
 //! bytecodes where interrupts are checked, once allocation has passed the
@@ -28,9 +30,11 @@
 //! registers as roots (`gc.rs`); old space grows by new segments when
 //! tenuring needs room, and the snapshot primitive tenures all of new
 //! space through the same allocation. What it leaves to later work: a full
-//! (mark-sweep) collection of old space (primitive 130 scavenges only),
-//! ephemeron firing, and process scheduling beyond a synchronous switch on
-//! wait/signal/resume/suspend/yield and one timer.
+//! (mark-sweep) collection of old space (primitive 130 scavenges only) and
+//! ephemeron firing. Processes switch synchronously on
+//! wait/signal/resume/suspend/yield, on the timer (Spur has one, primitives
+//! 136/242) and on external signals, preempting as the image's
+//! `preemptionYields` flag says.
 
 #![forbid(unsafe_code)]
 
@@ -87,7 +91,18 @@ pub struct Options {
     /// Wait in real time for timers (Delays) when nothing else can run; off:
     /// a pending timer fires at once (for bounded runs of untrusted images).
     pub real_time_waits: bool,
+    /// The most bytes old space may grow by during the run
+    /// ([`DEFAULT_GROWTH_LIMIT`] unless set; `None`: as much as the
+    /// machine gives). There is no full collection of old space, so an
+    /// image that keeps everything it allocates would otherwise take all
+    /// of memory: past the limit the run stops, out of memory, with a line
+    /// saying so.
+    pub growth_limit: Option<u64>,
 }
+
+/// Old space grows by at most this much during a run unless
+/// [`Options::growth_limit`] says otherwise: 512 MiB.
+pub const DEFAULT_GROWTH_LIMIT: u64 = 512 << 20;
 
 impl Default for Options {
     fn default() -> Self {
@@ -104,6 +119,7 @@ impl Default for Options {
             echo: false,
             allow_files: true,
             real_time_waits: true,
+            growth_limit: Some(DEFAULT_GROWTH_LIMIT),
         }
     }
 }

@@ -122,6 +122,17 @@ pub enum MemoryError {
         /// Bytes of the largest free chunk.
         largest: u64,
     },
+    /// Old space would grow past the limit its owner set
+    /// ([`ObjectMemory::set_growth_limit`](super::ObjectMemory::set_growth_limit)).
+    #[error("old space would grow past its limit of {limit} bytes: it grew by {grown} already and needs {needed} more")]
+    GrowthLimit {
+        /// Bytes the growth would add.
+        needed: u64,
+        /// Bytes old space grew by so far.
+        grown: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// A walk over a segment found a malformed object.
     #[error(transparent)]
     Walk(#[from] FormatError),

@@ -86,11 +86,43 @@ impl ObjectMemory {
     /// collection here, old space grows instead, so an image's low-space
     /// check should not fire while a segment can still be had. Walks old
     /// space.
+    /// Under a growth limit, the growth counted is what the limit still
+    /// allows.
     pub fn bytes_left(&self) -> u64 {
-        self.eden_free()
-            + self.free_old_bytes()
-            + self.heap.headroom_available()
-            + MIN_SEGMENT_BYTES
+        let growth = self.heap.headroom_available() + MIN_SEGMENT_BYTES;
+        let growth = match self.growth_limit {
+            Some(l) => growth.min(l.saturating_sub(self.gc.bytes_added)),
+            None => growth,
+        };
+        self.eden_free() + self.free_old_bytes() + growth
+    }
+
+    /// Limits how many bytes old space may grow by, over the memory's
+    /// life (headroom claimed for allocation and new segments, as
+    /// [`GcStats::bytes_added`] counts them); `None` lifts the limit. Past
+    /// it, growth fails with [`MemoryError::GrowthLimit`] before anything
+    /// is mapped, so a runaway image stops at a size its owner chose.
+    pub fn set_growth_limit(&mut self, limit: Option<u64>) {
+        self.growth_limit = limit;
+    }
+
+    /// The limit [`set_growth_limit`](Self::set_growth_limit) set.
+    pub fn growth_limit(&self) -> Option<u64> {
+        self.growth_limit
+    }
+
+    /// Fails when growing by `add` bytes would pass the growth limit.
+    fn check_growth(&self, add: u64) -> Result<(), MemoryError> {
+        match self.growth_limit {
+            Some(limit) if self.gc.bytes_added.saturating_add(add) > limit => {
+                Err(MemoryError::GrowthLimit {
+                    needed: add,
+                    grown: self.gc.bytes_added,
+                    limit,
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Bytes of the largest free chunk of old space (its overflow word
@@ -202,7 +234,8 @@ impl ObjectMemory {
     /// new segment.
     fn grow_old_space(&mut self, bytes: u64) -> Result<(), MemoryError> {
         let want = bytes + 16;
-        if self.heap.headroom_available() >= want + BRIDGE_BYTES {
+        let headroom = self.heap.headroom_available();
+        if headroom >= want + BRIDGE_BYTES && self.check_growth(headroom).is_ok() {
             if let Some(c) = self.claim_headroom()? {
                 self.gc.bytes_added += c.bytes;
                 return Ok(());
@@ -216,6 +249,7 @@ impl ObjectMemory {
                 largest,
             });
         }
+        self.check_growth(seg_bytes)?;
         let (start, len) = self.heap.add_segment(seg_bytes)?;
         self.refresh_spans();
         self.make_free_chunk(start.get(), len - BRIDGE_BYTES)?;

@@ -139,6 +139,8 @@ pub struct ObjectMemory {
     /// An allocation went to old space for want of eden: scavenge soon.
     eden_overflowed: bool,
     gc: GcStats,
+    /// The most bytes old space may grow by (`None`: as much as the machine gives).
+    growth_limit: Option<u64>,
     eden_start: u64,
     eden_end: u64,
     eden_top: u64,
@@ -177,6 +179,7 @@ impl ObjectMemory {
             tenure_threshold: 0,
             eden_overflowed: false,
             gc: GcStats::default(),
+            growth_limit: None,
             eden_start: 0,
             eden_end: 0,
             eden_top: 0,

@@ -946,5 +946,48 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_growth_limit_stops_old_space_before_it_maps_anything() {
+        for word in [WordSize::W32, WordSize::W64] {
+            let mut rt = wired_with(word, false, |headroom| 2 * headroom + (8 << 20));
+            let m = rt.memory_mut();
+            let segments = m.heap().segments().len();
+            m.set_growth_limit(Some(MIN_SEG - 1));
+            assert_eq!(m.growth_limit(), Some(MIN_SEG - 1));
+            // What only a new segment could hold, as above.
+            let n = (m.headroom_available() + (512 << 10)) / word.bytes();
+            let a = m.allocate_slots(CLASS_ARRAY, FMT_INDEXABLE, n).unwrap();
+            // What allocation may still have counts what the limit leaves
+            // of the growth, not a whole segment and the headroom.
+            assert_eq!(
+                m.bytes_left(),
+                m.eden_free() + m.free_old_bytes() + MIN_SEG - 1,
+                "{word:?}"
+            );
+            let mut roots = [a];
+            let e = m.tenure_all(&mut roots).unwrap_err();
+            let MemoryError::GrowthLimit {
+                needed,
+                grown: 0,
+                limit,
+            } = e
+            else {
+                panic!("{word:?}: {e}")
+            };
+            assert_eq!(limit, MIN_SEG - 1, "{word:?}");
+            assert!(needed > limit, "{word:?}");
+            assert_eq!(m.gc_stats().segments_added, 0, "{word:?}");
+            assert_eq!(m.heap().segments().len(), segments, "{word:?}");
+            // With room for exactly that growth, the same tenuring succeeds
+            // on a fresh memory.
+            let mut rt = wired_with(word, false, |headroom| 2 * headroom + (8 << 20));
+            let m = rt.memory_mut();
+            m.set_growth_limit(Some(needed));
+            let a = m.allocate_slots(CLASS_ARRAY, FMT_INDEXABLE, n).unwrap();
+            m.tenure_all(&mut [a]).unwrap();
+            assert_eq!(m.gc_stats().segments_added, 1, "{word:?}");
+        }
+    }
+
     const MIN_SEG: u64 = super::super::grow::MIN_SEGMENT_BYTES;
 }
