@@ -84,8 +84,82 @@ mod tests {
     use spur_runtime::{boot, RuntimeOptions};
     use spur_synth::SynthSpec;
 
-    use crate::interp::Vm;
-    use crate::Options;
+    use crate::interp::{Prim, Stop, Timer, Vm};
+    use crate::{Options, StopKind};
+
+    /// A wired builder image's interpreter, its only process the active one.
+    fn builder() -> spur_runtime::Runtime {
+        let (bytes, _) =
+            spur_synth::image_bytes(&SynthSpec::new(WordSize::W64, 256 << 10)).unwrap();
+        boot(
+            bytes.as_slice(),
+            &LoadOptions::default(),
+            &RuntimeOptions::default(),
+        )
+        .unwrap()
+    }
+
+    /// How a call that must stop the run stopped.
+    fn stop_kind<T: std::fmt::Debug>(r: Result<T, Stop>) -> (StopKind, String) {
+        match r {
+            Err(Stop::Halt(kind, line)) => (kind, line),
+            other => panic!("the run goes on: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_run_with_nothing_left_to_do_stops_idle() {
+        let mut rt = builder();
+        let mut vm = Vm::new(&mut rt, &Options::default()).unwrap();
+        // The idle process relinquishing the processor (primitive 230)
+        // with no timer pending and nobody else holding the semaphore
+        // table: nothing will ever run again.
+        let method = vm.method;
+        let us = vm.int(1000);
+        vm.push(us).unwrap();
+        let (kind, line) = stop_kind(vm.primitive(230, 1, method));
+        assert_eq!(kind, StopKind::Idle, "{line}");
+        assert!(line.contains("no timer is pending"), "{line}");
+        vm.pop_n(1).unwrap();
+        // With a timer pending it sleeps (here: not in real time) and goes on.
+        let sem = vm.new_array(3).unwrap();
+        vm.timer = Some(Timer {
+            semaphore: sem,
+            at: std::time::Instant::now(),
+        });
+        let us = vm.int(1000);
+        vm.push(us).unwrap();
+        assert!(matches!(vm.primitive(230, 1, method), Ok(Prim::Done)));
+        vm.pop_n(1).unwrap();
+        // The active process waiting on a semaphore nothing will signal:
+        // the builder's idle process runs, and its relinquishing, with no
+        // timer, stops the run idle.
+        vm.timer = None;
+        let sem = vm.new_array(3).unwrap();
+        let zero = vm.int(0);
+        vm.m.store(sem, 2, zero).unwrap();
+        let waiting = vm.active_process().unwrap();
+        vm.wait(sem).unwrap();
+        assert_ne!(vm.active_process().unwrap(), waiting);
+        assert_eq!(vm.stats.process_switches, 1);
+        assert_eq!(vm.m.fetch(sem, 0).unwrap(), waiting);
+        let method = vm.method;
+        let us = vm.int(1000);
+        vm.push(us).unwrap();
+        let (kind, _) = stop_kind(vm.primitive(230, 1, method));
+        assert_eq!(kind, StopKind::Idle);
+        // With no process runnable at all, a wait stops idle at once.
+        let lists = vm.m.fetch(vm.scheduler().unwrap(), 0).unwrap();
+        let nil = vm.nil;
+        for i in 0..vm.m.num_slots(lists).unwrap() {
+            let list = vm.m.fetch(lists, i).unwrap();
+            vm.m.store(list, 0, nil).unwrap();
+            vm.m.store(list, 1, nil).unwrap();
+        }
+        let (kind, line) = stop_kind(vm.wait(sem));
+        assert_eq!(kind, StopKind::Idle, "{line}");
+        assert!(line.contains("no process is runnable"), "{line}");
+    }
 
     #[test]
     fn a_signal_from_another_thread_wakes_the_waiting_interpreter() {

@@ -158,6 +158,7 @@ pub(crate) fn halt<T>(msg: impl Into<String>) -> R<T> {
 
 /// A primitive's result: done (the stack holds its result), or failed
 /// with an error code (1 is the generic failure).
+#[derive(Debug)]
 pub(crate) enum Prim {
     Done,
     Fail(u32),
