@@ -2857,6 +2857,61 @@ impl<'r> Vm<'r> {
 mod tests {
     use super::*;
 
+    /// A process of `priority` whose suspended context is the active one
+    /// (registers saved), ready to be resumed.
+    fn process(vm: &mut Vm<'_>, priority: i64) -> Oop {
+        vm.store_registers().unwrap();
+        let p = vm.new_array(4).unwrap();
+        let pri = vm.int(priority);
+        vm.m.store(p, PROC_CONTEXT, vm.ctx).unwrap();
+        vm.m.store(p, PROC_PRIORITY, pri).unwrap();
+        p
+    }
+
+    #[test]
+    fn a_preempted_process_goes_where_the_images_flag_says() {
+        for yields in [false, true] {
+            let (bytes, _) =
+                spur_synth::image_bytes(&spur_synth::SynthSpec::new(WordSize::W64, 256 << 10))
+                    .unwrap();
+            let mut rt = spur_runtime::boot(
+                bytes.as_slice(),
+                &spur_loader::LoadOptions::default(),
+                &spur_runtime::RuntimeOptions::default(),
+            )
+            .unwrap();
+            let mut vm = Vm::new(&mut rt, &Options::default()).unwrap();
+            vm.preemption_yields = yields;
+            let active = vm.active_process().unwrap();
+            let pri = vm.priority(active).unwrap();
+            // Another process of the active one's priority, runnable.
+            let peer = process(&mut vm, pri);
+            vm.resume(peer).unwrap();
+            assert_eq!(
+                vm.active_process().unwrap(),
+                active,
+                "an equal does not preempt"
+            );
+            // A higher one preempts: the active process goes back to the
+            // front of its run queue, or behind its peer when preemption yields.
+            let high = process(&mut vm, pri + 1);
+            vm.resume(high).unwrap();
+            assert_eq!(vm.active_process().unwrap(), high);
+            assert_eq!(vm.stats.process_switches, 1);
+            let lists = vm.m.fetch(vm.scheduler().unwrap(), SCHED_LISTS).unwrap();
+            let list = vm.m.fetch(lists, run_queue(pri)).unwrap();
+            let first = vm.m.fetch(list, LIST_FIRST).unwrap();
+            let last = vm.m.fetch(list, LIST_LAST).unwrap();
+            let (want_first, want_last) = if yields {
+                (peer, active)
+            } else {
+                (active, peer)
+            };
+            assert_eq!((first, last), (want_first, want_last), "yields: {yields}");
+            assert_eq!(vm.m.fetch(want_first, PROC_NEXT).unwrap(), want_last);
+        }
+    }
+
     fn int(op: Inline, x: i64, y: i64) -> Option<i64> {
         match arith(op, x, y)? {
             Arith::Int(v) => Some(v),
