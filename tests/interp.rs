@@ -341,24 +341,7 @@ fn the_pharo8_kernel_saves_itself_into_a_grown_old_space_and_starts_again() {
     assert!(report.ok(), "{:?}", report.errors);
     assert!(report.warnings.is_empty(), "{:?}", report.warnings);
     drop(heap);
-    for placement in PLACEMENTS {
-        let r = run_file(
-            &path,
-            placement,
-            Options {
-                image_path: path.clone(),
-                args: vec!["printVersion".into()],
-                vm_options: vec!["--headless".into()],
-                ..bounded(40_000_000)
-            },
-        );
-        assert_eq!(r.outcome, Outcome::Quit(0), "{}", r.outcome.line());
-        let text = r.output_text();
-        assert!(
-            text.starts_with("[version] 'Pharo8.0.0' 'Pharo-8.0.0+build.1080.sha.9f5ce2e9"),
-            "{text}"
-        );
-    }
+    prints_its_version(&path);
 }
 
 #[test]
@@ -452,12 +435,18 @@ fn the_pharo8_kernel_initialises_itself_saves_itself_and_quits() {
         .objects()
         .count();
     assert!(after > before, "{after} objects saved, {before} loaded");
+    prints_its_version(&path);
+}
+
+/// The saved Pharo image at `path`, started in place and relocated with
+/// `printVersion`, prints its one version line and quits.
+fn prints_its_version(path: &std::path::Path) {
     for placement in PLACEMENTS {
         let r = run_file(
-            &path,
+            path,
             placement,
             Options {
-                image_path: path.clone(),
+                image_path: path.to_path_buf(),
                 args: vec!["printVersion".into()],
                 vm_options: vec!["--headless".into()],
                 ..bounded(40_000_000)

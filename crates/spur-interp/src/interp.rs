@@ -15,6 +15,7 @@ use spur_runtime::{Runtime, Signaller};
 
 use crate::mem::{MemoryError, ObjectMemory, Oop};
 use crate::plugins::Files;
+use crate::prims::index0;
 use crate::{InterpError, Options, Stats};
 use spur_runtime::memory::{from_small_int, small_int};
 
@@ -2038,13 +2039,7 @@ impl<'r> Vm<'r> {
                 .and_then(|s| self.m.from_small_int(s)));
         }
         let index = self.stack_value(argc as u64 - 1)?;
-        let Some(k) = self
-            .m
-            .small_int(index)
-            .and_then(|i| u64::try_from(i).ok())
-            .filter(|&i| i >= 1 && i <= size)
-            .map(|i| i - 1)
-        else {
+        let Some(k) = self.m.small_int(index).and_then(|i| index0(i, size)) else {
             return Ok(None);
         };
         if prim == 60 {
@@ -2091,13 +2086,7 @@ impl<'r> Vm<'r> {
             return Ok(i64::try_from(n).ok().and_then(|s| self.m.from_small_int(s)));
         }
         let index = self.stack_value(argc as u64 - 1)?;
-        let Some(k) = self
-            .m
-            .small_int(index)
-            .and_then(|i| u64::try_from(i).ok())
-            .filter(|&i| i >= 1 && i <= n)
-            .map(|i| i - 1)
-        else {
+        let Some(k) = self.m.small_int(index).and_then(|i| index0(i, n)) else {
             return Ok(None);
         };
         let at = slot_offset(base, k);

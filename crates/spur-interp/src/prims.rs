@@ -1292,7 +1292,7 @@ fn pow2(k: i32) -> f64 {
 }
 
 /// `i` as a 0-based index when it is a 1-based index within `1..=size`.
-fn index0(i: i64, size: u64) -> Option<u64> {
+pub(crate) fn index0(i: i64, size: u64) -> Option<u64> {
     u64::try_from(i)
         .ok()
         .filter(|&i| (1..=size).contains(&i))

@@ -88,6 +88,23 @@ struct Pass {
 }
 
 impl ObjectMemory {
+    /// A pass that copies survivors into future space, or (`tenure_all`)
+    /// every one into old space.
+    fn new_pass(&self, tenure_all: bool) -> Pass {
+        Pass {
+            tenure_all,
+            lab: None,
+            context: self.class_index_of_class(
+                self.special(crate::special_objects::index::CLASS_METHOD_CONTEXT),
+            ),
+            future_top: self.future.0,
+            tenured: Vec::new(),
+            weak: Vec::new(),
+            remembered: Vec::new(),
+            out: Scavenged::default(),
+        }
+    }
+
     /// Has allocation passed the scavenge threshold (or gone to old space
     /// for want of eden) since the last scavenge? The caller should then
     /// [`scavenge`](Self::scavenge) at its next safe point.
@@ -109,18 +126,7 @@ impl ObjectMemory {
         if self.new_space.is_none() {
             return Ok(Scavenged::default());
         }
-        let mut pass = Pass {
-            tenure_all: false,
-            lab: None,
-            context: self.class_index_of_class(
-                self.special(crate::special_objects::index::CLASS_METHOD_CONTEXT),
-            ),
-            future_top: self.future.0,
-            tenured: Vec::new(),
-            weak: Vec::new(),
-            remembered: Vec::new(),
-            out: Scavenged::default(),
-        };
+        let mut pass = self.new_pass(false);
         self.run_pass(&mut pass, roots)?;
         if let Some(l) = pass.lab.take() {
             self.close_lab(l)?;
@@ -177,18 +183,7 @@ impl ObjectMemory {
             self.forget_remembered();
             return Ok(Tenured::default());
         }
-        let mut pass = Pass {
-            tenure_all: true,
-            lab: None,
-            context: self.class_index_of_class(
-                self.special(crate::special_objects::index::CLASS_METHOD_CONTEXT),
-            ),
-            future_top: self.future.0,
-            tenured: Vec::new(),
-            weak: Vec::new(),
-            remembered: Vec::new(),
-            out: Scavenged::default(),
-        };
+        let mut pass = self.new_pass(true);
         self.run_pass(&mut pass, roots)?;
         if let Some(l) = pass.lab.take() {
             let ends_old_space = self.spans.last().is_some_and(|s| s.end == l.end);
@@ -711,12 +706,7 @@ mod tests {
                 "{:?}",
                 m.check_young_refs(5)
             );
-            let report = spur_loader::verify(m.heap());
-            assert!(
-                report.ok(),
-                "{word:?}: {:?}",
-                &report.errors[..report.errors.len().min(3)]
-            );
+            assert_verifies(m.heap(), &format!("{word:?}"));
         }
     }
 
@@ -784,12 +774,7 @@ mod tests {
             assert_eq!(m.gc_stats().tenured_objects, second.tenured.objects);
             // The verifier sees old space only: tenure the rest first.
             m.tenure_all(&mut roots).unwrap();
-            let report = spur_loader::verify(m.heap());
-            assert!(
-                report.ok(),
-                "{word:?}: {:?}",
-                &report.errors[..report.errors.len().min(3)]
-            );
+            assert_verifies(m.heap(), &format!("{word:?}"));
         }
     }
 
@@ -889,12 +874,7 @@ mod tests {
         assert_eq!(m.gc_stats().old_direct_objects, 1);
         m.scavenge(&mut []).unwrap();
         assert!(!m.scavenge_wanted());
-        let report = spur_loader::verify(m.heap());
-        assert!(
-            report.ok(),
-            "{:?}",
-            &report.errors[..report.errors.len().min(3)]
-        );
+        assert_verifies(m.heap(), "");
     }
 
     #[test]
@@ -920,24 +900,14 @@ mod tests {
             assert_eq!(m.heap().segments().len(), segments + 1);
             let a = roots[0];
             assert_eq!(m.space_of(a), Some(Space::Old));
-            let report = spur_loader::verify(m.heap());
-            assert!(
-                report.ok(),
-                "{word:?}: {:?}",
-                &report.errors[..report.errors.len().min(3)]
-            );
+            assert_verifies(m.heap(), &format!("{word:?}"));
             // A snapshot writes every segment, and the loader reads them back.
             let plan =
                 spur_loader::snapshot::SnapshotPlan::new(m.heap(), &Default::default()).unwrap();
             let mut file = Vec::new();
             plan.write_to(&mut file, &mut |_| {}).unwrap();
             let back = spur_loader::load(file.as_slice(), &LoadOptions::default()).unwrap();
-            let report = spur_loader::verify(&back);
-            assert!(
-                report.ok(),
-                "{word:?}: {:?}",
-                &report.errors[..report.errors.len().min(3)]
-            );
+            assert_verifies(&back, &format!("{word:?}"));
             let again = crate::memory::ObjectMemory::new(back);
             let found = again
                 .instances_of(CLASS_BYTE_STRING)
@@ -987,6 +957,16 @@ mod tests {
             m.tenure_all(&mut [a]).unwrap();
             assert_eq!(m.gc_stats().segments_added, 1, "{word:?}");
         }
+    }
+
+    /// The heap verifies intact (its first errors shown when not).
+    fn assert_verifies(heap: &spur_loader::LoadedHeap, what: &str) {
+        let report = spur_loader::verify(heap);
+        assert!(
+            report.ok(),
+            "{what}: {:?}",
+            &report.errors[..report.errors.len().min(3)]
+        );
     }
 
     const MIN_SEG: u64 = super::super::grow::MIN_SEGMENT_BYTES;
