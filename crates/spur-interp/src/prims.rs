@@ -461,6 +461,24 @@ impl Vm<'_> {
                             c.copy_from_slice(&b);
                         }
                     }
+                    Kind::Words16 => {
+                        let Ok(v) = u16::try_from(v) else {
+                            return FAIL;
+                        };
+                        let b = v.to_le_bytes();
+                        for c in self.m.bytes_mut(o)?.chunks_exact_mut(2) {
+                            c.copy_from_slice(&b);
+                        }
+                    }
+                    Kind::Words64 => {
+                        let Ok(v) = u64::try_from(v) else {
+                            return FAIL;
+                        };
+                        let b = v.to_le_bytes();
+                        for c in self.m.bytes_mut(o)?.chunks_exact_mut(8) {
+                            c.copy_from_slice(&b);
+                        }
+                    }
                     _ => return FAIL,
                 }
                 self.pop_n(1)?;
@@ -1358,6 +1376,40 @@ mod tests {
                 assert_eq!(vm.m.small_int(v), Some(7));
                 assert_eq!(run(vm, 60, &[o, past]), None, "beyond the last unit");
                 assert_eq!(run(vm, 61, &[o, past, seven]), None);
+            }
+        });
+    }
+
+    #[test]
+    fn fill_sets_every_element_of_a_bytes_or_words_object_in_range() {
+        with_vm(WordSize::W64, |vm| {
+            let ci = vm.ci_string;
+            // Bytes, 16-bit, 32-bit and 64-bit units (formats 16, 12, 10, 9).
+            for (format, units, max) in [
+                (16u8, 5u64, 0xFFi64),
+                (12, 5, 0xFFFF),
+                (10, 3, 0xFFFF_FFFF),
+                (9, 2, i64::from(u32::MAX) * 4),
+            ] {
+                let o = if format == 16 {
+                    vm.m.allocate_bytes(ci, units).unwrap()
+                } else {
+                    vm.m.allocate_words(ci, format, units).unwrap()
+                };
+                let v = vm.int(max);
+                assert_eq!(run(vm, 145, &[o, v]), Some(o), "format {format}");
+                for i in 1..=units {
+                    let at = vm.int(i64::try_from(i).unwrap());
+                    let e = run(vm, 60, &[o, at]).unwrap();
+                    assert_eq!(vm.int_value(e), Some(max), "format {format}, element {i}");
+                }
+                // A value beyond the element's width, or negative, fails.
+                if max < i64::from(u32::MAX) * 4 {
+                    let too_big = vm.int(max + 1);
+                    assert_eq!(run(vm, 145, &[o, too_big]), None, "format {format}");
+                }
+                let negative = vm.int(-1);
+                assert_eq!(run(vm, 145, &[o, negative]), None, "format {format}");
             }
         });
     }
