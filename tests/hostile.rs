@@ -3,8 +3,6 @@
 //! Every one must end in a typed error or a heap the verifier judges, and
 //! quickly.
 
-use std::time::{Duration, Instant};
-
 use spur_format::error::Chain;
 use spur_format::objheader::ObjHeader;
 use spur_format::{FileBridge, ImageHeader, OldAddr, WordSize};
@@ -28,18 +26,6 @@ fn opts(placement: PlacementRequest) -> LoadOptions {
     }
 }
 
-/// Loads `image` both ways and verifies whatever loads; returns how long it took.
-fn load_both_ways(image: &[u8]) -> Duration {
-    let t = Instant::now();
-    for p in [PlacementRequest::Relocate, PlacementRequest::OldBase] {
-        if let Ok(heap) = load(image, &opts(p)) {
-            let _ = verify(&heap);
-            let _ = heap.count_objects();
-        }
-    }
-    t.elapsed()
-}
-
 /// A million 32-byte segments, adjacent, each one Array whose only slot
 /// points at its own segment's bridge. Relocating looked up each pointer's
 /// segment by a linear scan and the verifier explained each bad pointer by
@@ -58,8 +44,32 @@ fn a_million_segments_load_and_verify_in_linear_time() {
         let next = if i + 1 == n { 0 } else { 32 };
         image.extend_from_slice(&FileBridge::encode(WordSize::W64, 0, next));
     }
-    let took = load_both_ways(&image);
-    assert!(took < Duration::from_secs(30), "took {took:?}");
+    // What is checked is what the work finds; a return to quadratic work
+    // shows as a hang that CI's time limit stops, not as a timed assertion.
+    // Relocated, every pointer is swizzled, then the roots are looked for
+    // after nil, false, true and the free lists, and not found.
+    let e = load(&image[..], &opts(PlacementRequest::Relocate)).unwrap_err();
+    assert!(Chain(&e).to_string().contains("segment 3"), "{}", Chain(&e));
+    // In place it loads, and the verifier walks every segment and finds
+    // each Array's pointer at a bridge (and nil and the others no such
+    // objects): the first MAX_FINDINGS kept, the rest counted.
+    let heap = load(&image[..], &opts(PlacementRequest::OldBase)).unwrap();
+    assert_eq!(heap.segments().len() as u64, n);
+    let r = verify(&heap);
+    assert_eq!(r.objects, n);
+    assert_eq!(r.errors.len(), spur_loader::verify::MAX_FINDINGS);
+    let found = r.errors.len() as u64 + r.errors_dropped;
+    assert!(found >= n, "{found} errors, first {}", r.errors[0]);
+}
+
+/// Bytes this thread has read through `read` and its kin (`rchar` of its
+/// `/proc` I/O counters: other test threads' reads are not counted).
+fn bytes_read_by_this_thread() -> u64 {
+    let io = std::fs::read_to_string("/proc/thread-self/io").unwrap();
+    io.lines()
+        .find_map(|l| l.strip_prefix("rchar: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap()
 }
 
 /// A small composed folder written from a builder image, relocated (one segment).
@@ -87,9 +97,10 @@ fn a_huge_ston_file_is_refused_without_reading_it() {
             .unwrap()
             .set_len(1 << 30)
             .unwrap();
-        let t = Instant::now();
+        let before = bytes_read_by_this_thread();
         let e = spur_loader::load_path(&folder, &LoadOptions::default()).unwrap_err();
-        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        let read = bytes_read_by_this_thread() - before;
+        assert!(read < 1 << 20, "{read} bytes read of a {name} of 1 GiB");
         assert!(e.is_bad_input(), "{e}");
         assert!(
             Chain(&e).to_string().contains(&format!("{name} line 1")),

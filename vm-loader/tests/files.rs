@@ -358,9 +358,8 @@ fn the_format_written_follows_out_or_format_and_is_said() {
 fn synth_refuses_what_cannot_fit_before_writing_and_cleans_up_after_a_kill() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("huge.image");
-    let t0 = Instant::now();
+    // Refused before anything is written: the folder stays empty.
     assert_refused(&["synth", s(&out), "--heap-mib", "100000000"], "free");
-    assert!(t0.elapsed() < Duration::from_secs(20));
     assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
 
     // Killed mid-write, synth leaves a temporary that the next run removes.
