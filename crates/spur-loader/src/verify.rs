@@ -315,15 +315,12 @@ impl Starts {
 }
 
 /// A pointer met by the pointer walk, waiting in a [`BATCH`] for its check.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 struct Pending {
     /// Its unit in the window, or [`OUTSIDE`].
     unit: usize,
-    /// What [`Starts::rank`] said of it, or [`OUTSIDE`].
-    rank: usize,
-    /// The slot's value, the object's address and the slot's index.
-    value: u64,
-    addr: u64,
+    /// Where the object holding it lies in the piece's bytes, and the slot.
+    obj: usize,
     slot: usize,
 }
 
@@ -1150,7 +1147,26 @@ impl<'h, L: Layout> Verifier<'h, L> {
     fn pointers_in(&self, p: &Piece<'_>, cap: usize, outside: bool) -> (Vec<Keyed>, u64) {
         let mut found = Vec::new();
         let mut dropped = 0u64;
-        let mut batch: Vec<Pending> = Vec::with_capacity(BATCH);
+        let mut batch = [Pending::default(); BATCH];
+        let mut len = 0;
+        let (window, width) = (self.window, self.window_end - self.window);
+        // The addresses of the first range that fall in the window, as
+        // (first address, bytes, unit of the first address): most pointers
+        // of most heaps, told apart by one comparison.
+        let (fast_lo, fast_len, fast_unit) =
+            self.ranges.first().map_or((0, 0, 0), |&(lo, hi, b)| {
+                let from = window.max(b);
+                let to = self.window_end.min(b + usize_of((hi - lo) >> 3));
+                if from < to {
+                    (
+                        lo + u64_of(from - b) * 8,
+                        u64_of(to - from) * 8,
+                        from - window,
+                    )
+                } else {
+                    (0, 0, 0)
+                }
+            });
         let mut pos = p.from;
         while pos < p.to {
             // The first walk reported any error; this one just stops there.
@@ -1180,7 +1196,6 @@ impl<'h, L: Layout> Verifier<'h, L> {
             } else {
                 0
             };
-            let addr = p.start + obj.offset as u64;
             // The walk's step checked that the object's slots lie in `bytes`.
             let body = &p.bytes[obj.offset + 8..obj.offset + 8 + count * L::W];
             for (j, c) in body.chunks_exact(L::W).enumerate() {
@@ -1188,73 +1203,79 @@ impl<'h, L: Layout> Verifier<'h, L> {
                 if self.word.is_immediate(v) {
                     continue;
                 }
-                let unit = match self.bit(v) {
-                    Some(b) if b >= self.window && b < self.window_end => b - self.window,
-                    // Another window's walk looks at this one.
-                    Some(_) => continue,
-                    None if outside => OUTSIDE,
-                    None => continue,
+                let off = v.wrapping_sub(fast_lo);
+                let unit = if off < fast_len && v & 7 == 0 {
+                    fast_unit + usize_of(off >> 3)
+                } else {
+                    match self.bit(v) {
+                        Some(b) if b.wrapping_sub(window) < width => b - window,
+                        // Another window's walk looks at this one.
+                        Some(_) => continue,
+                        None if outside => OUTSIDE,
+                        None => continue,
+                    }
                 };
-                batch.push(Pending {
+                batch[len] = Pending {
                     unit,
-                    rank: OUTSIDE,
-                    value: v,
-                    addr,
+                    obj: obj.offset,
                     slot: j,
-                });
-                if batch.len() == BATCH {
-                    self.check_batch(&mut batch, &mut found, &mut dropped, cap);
+                };
+                len += 1;
+                if len == BATCH {
+                    self.check_batch(p, &batch, &mut found, &mut dropped, cap);
+                    len = 0;
                 }
             }
         }
-        self.check_batch(&mut batch, &mut found, &mut dropped, cap);
+        self.check_batch(p, &batch[..len], &mut found, &mut dropped, cap);
         (found, dropped)
     }
 
-    /// Checks a batch of pointers in three rounds, each asking for the
-    /// memory the next one reads, and empties it: the findings, in the
-    /// batch's order, join `found`, at most `cap` described, the rest
-    /// counted in `dropped`.
+    /// Checks a batch of pointers of piece `p` in three rounds, each asking
+    /// for the memory the next one reads: the findings, in the batch's
+    /// order, join `found`, at most `cap` described, the rest counted in
+    /// `dropped`.
     fn check_batch(
         &self,
-        batch: &mut Vec<Pending>,
+        p: &Piece<'_>,
+        batch: &[Pending],
         found: &mut Vec<Keyed>,
         dropped: &mut u64,
         cap: usize,
     ) {
-        for e in batch.iter() {
+        for e in batch {
             self.live.prefetch_block(e.unit);
         }
-        for e in batch.iter_mut() {
-            if e.unit != OUTSIDE {
-                if let Some(n) = self.live.rank(e.unit) {
-                    self.live.prefetch_start(n);
-                    e.rank = n;
-                }
+        let mut ranks = [OUTSIDE; BATCH];
+        for (e, r) in batch.iter().zip(&mut ranks) {
+            if let Some(n) = self.live.rank(e.unit) {
+                self.live.prefetch_start(n);
+                *r = n;
             }
         }
-        for e in batch.iter() {
-            if e.rank != OUTSIDE && self.live.is_at(e.rank, e.unit) {
+        for (e, &r) in batch.iter().zip(&ranks) {
+            if r != OUTSIDE && self.live.is_at(r, e.unit) {
                 continue;
             }
             if found.len() >= cap {
                 // Counted only: no need to say why.
                 *dropped += 1;
             } else {
-                let (v, j) = (e.value, e.slot);
+                let j = e.slot;
+                let v = L::slot(p.bytes, e.obj, j);
+                let addr = p.start + e.obj as u64;
                 let why = self.diagnose(v);
                 found.push((
-                    e.addr,
+                    addr,
                     j,
                     Finding {
                         kind: FindingKind::Pointer,
-                        addr: e.addr,
+                        addr,
                         what: format!("slot {j} holds {v:#x}, which {why}"),
                     },
                 ));
             }
         }
-        batch.clear();
     }
 
     /// Why `v` is not a valid pointer.
