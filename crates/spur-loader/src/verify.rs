@@ -297,14 +297,6 @@ impl Starts {
         )
     }
 
-    /// Asks for the memory [`is_at`](Self::is_at) of start `n` reads.
-    #[inline(always)]
-    fn prefetch_start(&self, n: usize) {
-        if let Some(w) = self.odd.get(n >> 6) {
-            spur_mem::hint::prefetch(w);
-        }
-    }
-
     /// Is the `n`-th start (one in unit `i`'s block) at unit `i`?
     #[inline(always)]
     fn is_at(&self, n: usize, i: usize) -> bool {
@@ -324,7 +316,7 @@ struct Pending {
     slot: usize,
 }
 
-/// Stands for a pointer into no segment (and for no start in a block).
+/// Stands for a pointer into no segment.
 const OUTSIDE: usize = usize::MAX;
 
 /// How many pointers the walk gathers before checking them: enough that the
@@ -1231,8 +1223,10 @@ impl<'h, L: Layout> Verifier<'h, L> {
         (found, dropped)
     }
 
-    /// Checks a batch of pointers of piece `p` in three rounds, each asking
-    /// for the memory the next one reads: the findings, in the batch's
+    /// Checks a batch of pointers of piece `p` in two rounds, the first
+    /// asking for the memory of the record of starts that the second reads
+    /// (its block words and counts; the bit per start is a sixth of their
+    /// size, and mostly in cache): the findings, in the batch's
     /// order, join `found`, at most `cap` described, the rest counted in
     /// `dropped`.
     fn check_batch(
@@ -1246,15 +1240,8 @@ impl<'h, L: Layout> Verifier<'h, L> {
         for e in batch {
             self.live.prefetch_block(e.unit);
         }
-        let mut ranks = [OUTSIDE; BATCH];
-        for (e, r) in batch.iter().zip(&mut ranks) {
-            if let Some(n) = self.live.rank(e.unit) {
-                self.live.prefetch_start(n);
-                *r = n;
-            }
-        }
-        for (e, &r) in batch.iter().zip(&ranks) {
-            if r != OUTSIDE && self.live.is_at(r, e.unit) {
+        for e in batch {
+            if self.live.get(e.unit) {
                 continue;
             }
             if found.len() >= cap {
