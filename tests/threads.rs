@@ -8,8 +8,8 @@ use std::path::Path;
 
 use spur_format::WordSize;
 use spur_loader::{
-    load_path, verify_in_windows, verify_in_windows_of, verify_with, LoadOptions, LoadedHeap,
-    Placement, PlacementRequest, Threads,
+    load_path, verify_in_windows, verify_in_windows_of, verify_with, LiveRecord, LoadOptions,
+    LoadedHeap, Placement, PlacementRequest, Threads,
 };
 use spur_runtime::{class_histogram_in_parts, class_histogram_with, ObjectMemory, MIN_PART_BYTES};
 use spur_tests::{address_space, assert_same_objects, corpus_dir, image_kinds, CORPUS};
@@ -55,10 +55,11 @@ fn histogram_alike(memory: ObjectMemory, name: &str) -> spur_runtime::Histogram 
     one
 }
 
-/// The verifier's report is the same on one, two and three threads, and
-/// with its record of live objects covering a few MiB of the heap at a
-/// time, or a few thousand objects (so a heap of several windows is
-/// checked window by window, windows ending at a size or at an object).
+/// The verifier's report is the same on one, two and three threads, with
+/// either record of live objects, and with that record covering a few MiB
+/// of the heap at a time, or a few thousand objects (so a heap of several
+/// windows is checked window by window, windows ending at a size or at an
+/// object).
 fn verify_alike(heap: &LoadedHeap, name: &str) -> spur_loader::Report {
     let one = verify_with(heap, Threads::One);
     for t in [2, 3] {
@@ -75,12 +76,19 @@ fn verify_alike(heap: &LoadedHeap, name: &str) -> spur_loader::Report {
             "{name}, windows of {window} bytes, {t} threads"
         );
     }
-    for (window, objects, t) in [(16 << 20, 5_000, 2), (3 << 20, 20_000, 1)] {
-        assert_eq!(
-            verify_in_windows_of(heap, Threads::AtMost(t), window, objects),
-            one,
-            "{name}, windows of {window} bytes or {objects} objects, {t} threads"
-        );
+    for record in [LiveRecord::Bitmap, LiveRecord::Compact] {
+        for (window, objects, t) in [
+            (16 << 20, 5_000, 2),
+            (3 << 20, 20_000, 1),
+            ((3 << 20) + 512, u64::MAX, 2),
+            (spur_loader::WINDOW_BYTES, u64::MAX, 2),
+        ] {
+            assert_eq!(
+                verify_in_windows_of(heap, Threads::AtMost(t), window, objects, record),
+                one,
+                "{name}, {record:?}, windows of {window} bytes or {objects} objects, {t} threads"
+            );
+        }
     }
     one
 }

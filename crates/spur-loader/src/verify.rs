@@ -128,38 +128,130 @@ pub const WINDOW_BYTES: u64 = 4 << 30;
 /// verifier's memory stays under `window_bytes / 80` whatever the heap's
 /// size. The report is the same whatever the window.
 pub fn verify_in_windows(heap: &LoadedHeap, threads: Threads, window_bytes: u64) -> Report {
-    verify_in_windows_of(heap, threads, window_bytes, window_bytes / 32)
+    let heap_bytes: u64 = heap.segments().iter().map(|s| s.size).sum::<u64>()
+        + heap.perm_space().map_or(0, |p| p.size);
+    let record = if window_bytes.min(heap_bytes) <= BITMAP_UP_TO {
+        LiveRecord::Bitmap
+    } else {
+        LiveRecord::Compact
+    };
+    verify_in_windows_of(heap, threads, window_bytes, window_bytes / 32, record)
 }
 
+/// How `verify` records the live object starts of a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveRecord {
+    /// A bit per 8 bytes: a window's bytes / 64. Fastest while it stays
+    /// in cache, for windows of up to [`BITMAP_UP_TO`].
+    Bitmap,
+    /// A bit per 16-byte block, a bit per start for the half of its block
+    /// it is in, and counts every 512 blocks: about a window's bytes / 110
+    /// plus a bit per object. Fewer cache misses on larger windows.
+    Compact,
+}
+
+/// The largest window [`verify_in_windows`] records as a [`LiveRecord::Bitmap`]:
+/// 1 GiB (a 16 MiB bitmap).
+pub const BITMAP_UP_TO: u64 = 1 << 30;
+
 /// [`verify_in_windows`] with a window ending early, at the object that
-/// would be its `window_objects + 1`-th live one (at least one per window).
-/// The report is the same whatever the two limits.
+/// would be its `window_objects + 1`-th live one (at least one per window),
+/// the starts recorded as `record` says. The report is the same whatever
+/// the limits and the record.
 pub fn verify_in_windows_of(
     heap: &LoadedHeap,
     threads: Threads,
     window_bytes: u64,
     window_objects: u64,
+    record: LiveRecord,
 ) -> Report {
     let _s = tracing::debug_span!("verify").entered();
     let n = threads.count();
     let window_bits = usize_of(window_bytes.div_ceil(512).max(1) * 64);
     // `Starts` counts in u32.
     let cap = usize_of(window_objects.clamp(1, u64::from(u32::MAX)));
-    match heap.word() {
-        WordSize::W64 => Verifier::<L64>::new(heap, n, window_bits, cap).run(),
-        WordSize::W32 => Verifier::<L32>::new(heap, n, window_bits, cap).run(),
+    match (heap.word(), record) {
+        (WordSize::W64, LiveRecord::Compact) => {
+            Verifier::<L64, Starts>::new(heap, n, window_bits, cap).run()
+        }
+        (WordSize::W32, LiveRecord::Compact) => {
+            Verifier::<L32, Starts>::new(heap, n, window_bits, cap).run()
+        }
+        (WordSize::W64, LiveRecord::Bitmap) => {
+            Verifier::<L64, Bitmap>::new(heap, n, window_bits, cap).run()
+        }
+        (WordSize::W32, LiveRecord::Bitmap) => {
+            Verifier::<L32, Bitmap>::new(heap, n, window_bits, cap).run()
+        }
     }
+}
+
+/// A record of the live object starts of a window, by unit (8 bytes) of it.
+trait Live: Sync {
+    /// Room for `bits` units and at most `cap` starts.
+    fn with_room(bits: usize, cap: usize) -> Self;
+    /// Forgets every start.
+    fn clear(&mut self);
+    /// Records a start at unit `i`, above every unit recorded so far; false
+    /// (and nothing recorded) when the starts already number `cap`.
+    fn push(&mut self, i: usize) -> bool;
+    /// Call once all are pushed, before `get`.
+    fn seal(&mut self);
+    /// Is a start recorded at unit `i`?
+    fn get(&self, i: usize) -> bool;
+    /// Asks for the memory `get(i)` reads most.
+    fn prefetch(&self, i: usize);
 }
 
 /// One bit per 8-byte unit of (a window of) the heap.
 struct Bitmap {
     words: Vec<u64>,
+    /// Starts recorded, and how many it may hold (as a [`Live`]).
+    count: usize,
+    cap: usize,
+}
+
+impl Live for Bitmap {
+    fn with_room(bits: usize, cap: usize) -> Self {
+        Bitmap {
+            cap,
+            ..Bitmap::new(bits)
+        }
+    }
+    fn clear(&mut self) {
+        self.words.fill(0);
+        self.count = 0;
+    }
+    #[inline(always)]
+    fn push(&mut self, i: usize) -> bool {
+        if self.count == self.cap {
+            return false;
+        }
+        self.set(i);
+        self.count += 1;
+        true
+    }
+    fn seal(&mut self) {}
+    #[inline(always)]
+    fn get(&self, i: usize) -> bool {
+        self.words
+            .get(i >> 6)
+            .is_some_and(|w| w >> (i & 63) & 1 == 1)
+    }
+    #[inline(always)]
+    fn prefetch(&self, i: usize) {
+        if let Some(w) = self.words.get(i >> 6) {
+            spur_mem::hint::prefetch(w);
+        }
+    }
 }
 
 impl Bitmap {
     fn new(bits: usize) -> Self {
         Bitmap {
             words: vec![0; bits.div_ceil(64)],
+            count: 0,
+            cap: usize::MAX,
         }
     }
     #[inline(always)]
@@ -193,6 +285,30 @@ struct Starts {
     count: usize,
     /// How many starts `odd` may hold.
     cap: usize,
+}
+
+impl Live for Starts {
+    fn with_room(bits: usize, cap: usize) -> Self {
+        Starts::new(bits, cap)
+    }
+    fn clear(&mut self) {
+        Starts::clear(self);
+    }
+    #[inline(always)]
+    fn push(&mut self, i: usize) -> bool {
+        Starts::push(self, i)
+    }
+    fn seal(&mut self) {
+        Starts::seal(self);
+    }
+    #[inline(always)]
+    fn get(&self, i: usize) -> bool {
+        Starts::get(self, i)
+    }
+    #[inline(always)]
+    fn prefetch(&self, i: usize) {
+        self.prefetch_block(i);
+    }
 }
 
 /// Words of [`Starts::blocks`] per count of [`Starts::below`]: one cache line.
@@ -363,7 +479,7 @@ impl FreeStarts {
     }
 }
 
-struct Verifier<'h, L: Layout> {
+struct Verifier<'h, L: Layout, R: Live> {
     heap: &'h LoadedHeap,
     word: WordSize,
     /// First bit of each segment in the live bitmap (and the free starts).
@@ -371,7 +487,7 @@ struct Verifier<'h, L: Layout> {
     /// Headers of live objects (not free chunks, bridges or forwarders)
     /// among the window's bits: unit `i` of `live` is the heap's bit
     /// `window + i`.
-    live: Starts,
+    live: R,
     /// The first heap bit of the window `live` holds now.
     window: usize,
     /// The heap bit where that window ends: `window + window_bits`, the
@@ -427,7 +543,7 @@ struct Piece<'h> {
     limit: usize,
 }
 
-impl<'h, L: Layout> Verifier<'h, L> {
+impl<'h, L: Layout, R: Live> Verifier<'h, L, R> {
     fn new(heap: &'h LoadedHeap, threads: usize, window_bits: usize, cap: usize) -> Self {
         let mut bit_base = Vec::with_capacity(heap.segments().len() + 1);
         let mut bits = 0usize;
@@ -453,7 +569,7 @@ impl<'h, L: Layout> Verifier<'h, L> {
             heap,
             word: heap.word(),
             bit_base,
-            live: Starts::new(in_window, cap.min(in_window / 2 + 1)),
+            live: R::with_room(in_window, cap.min(in_window / 2 + 1)),
             window: 0,
             window_end: in_window,
             marking: true,
@@ -1238,7 +1354,7 @@ impl<'h, L: Layout> Verifier<'h, L> {
         cap: usize,
     ) {
         for e in batch {
-            self.live.prefetch_block(e.unit);
+            self.live.prefetch(e.unit);
         }
         for e in batch {
             if self.live.get(e.unit) {
