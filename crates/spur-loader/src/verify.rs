@@ -116,7 +116,7 @@ pub fn verify_with(heap: &LoadedHeap, threads: Threads) -> Report {
 }
 
 /// How much of the heap the record of live object starts covers at a time
-/// by default: 4 GiB (a 32 MiB block bitmap, 2 MiB of counts and a bit per
+/// by default: 4 GiB (a 32 MiB block bitmap, 6 MiB of counts and a bit per
 /// live object), so a heap of up to 4 GiB is checked in one window.
 pub const WINDOW_BYTES: u64 = 4 << 30;
 
@@ -125,8 +125,10 @@ pub const WINDOW_BYTES: u64 = 4 << 30;
 /// most one live object per 32 bytes of window (see
 /// [`verify_in_windows_of`]). A larger heap's pointers are checked in as
 /// many passes, one per window of addresses they may point to, so the
-/// verifier's memory stays under `window_bytes / 80` whatever the heap's
-/// size. The report is the same whatever the window.
+/// verifier's memory stays under `window_bytes / 64` (a bitmap, for
+/// windows of up to [`BITMAP_UP_TO`]) or `window_bytes / 75` (the compact
+/// record) whatever the heap's size. The report is the same whatever the
+/// window.
 pub fn verify_in_windows(heap: &LoadedHeap, threads: Threads, window_bytes: u64) -> Report {
     let heap_bytes: u64 = heap.segments().iter().map(|s| s.size).sum::<u64>()
         + heap.perm_space().map_or(0, |p| p.size);
@@ -145,8 +147,8 @@ pub enum LiveRecord {
     /// in cache, for windows of up to [`BITMAP_UP_TO`].
     Bitmap,
     /// A bit per 16-byte block, a bit per start for the half of its block
-    /// it is in, and counts every 512 blocks: about a window's bytes / 110
-    /// plus a bit per object. Fewer cache misses on larger windows.
+    /// it is in, and counts every 512 blocks: a window's bytes / 108 plus
+    /// a bit per object. Fewer cache misses on larger windows.
     Compact,
 }
 
