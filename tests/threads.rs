@@ -8,8 +8,8 @@ use std::path::Path;
 
 use spur_format::WordSize;
 use spur_loader::{
-    load_path, verify_in_windows, verify_with, LoadOptions, LoadedHeap, Placement,
-    PlacementRequest, Threads,
+    load_path, verify_in_windows, verify_in_windows_of, verify_with, LiveRecord, LoadOptions,
+    LoadedHeap, Placement, PlacementRequest, Threads,
 };
 use spur_runtime::{class_histogram_in_parts, class_histogram_with, ObjectMemory, MIN_PART_BYTES};
 use spur_tests::{address_space, assert_same_objects, corpus_dir, image_kinds, CORPUS};
@@ -55,9 +55,11 @@ fn histogram_alike(memory: ObjectMemory, name: &str) -> spur_runtime::Histogram 
     one
 }
 
-/// The verifier's report is the same on one, two and three threads, and
-/// with its live bitmap covering a few MiB of the heap at a time (so a
-/// heap of several windows is checked window by window).
+/// The verifier's report is the same on one, two and three threads, with
+/// either record of live objects, and with that record covering a few MiB
+/// of the heap at a time, or a few thousand objects (so a heap of several
+/// windows is checked window by window, windows ending at a size or at an
+/// object).
 fn verify_alike(heap: &LoadedHeap, name: &str) -> spur_loader::Report {
     let one = verify_with(heap, Threads::One);
     for t in [2, 3] {
@@ -73,6 +75,20 @@ fn verify_alike(heap: &LoadedHeap, name: &str) -> spur_loader::Report {
             one,
             "{name}, windows of {window} bytes, {t} threads"
         );
+    }
+    for record in [LiveRecord::Bitmap, LiveRecord::Compact] {
+        for (window, objects, t) in [
+            (16 << 20, 5_000, 2),
+            (3 << 20, 20_000, 1),
+            ((3 << 20) + 512, u64::MAX, 2),
+            (spur_loader::WINDOW_BYTES, u64::MAX, 2),
+        ] {
+            assert_eq!(
+                verify_in_windows_of(heap, Threads::AtMost(t), window, objects, record),
+                one,
+                "{name}, {record:?}, windows of {window} bytes or {objects} objects, {t} threads"
+            );
+        }
     }
     one
 }
@@ -113,7 +129,23 @@ fn a_heap_with_many_bad_pointers_verifies_the_same_on_two_threads() {
         };
         let last = start + u64::try_from(*victims.last().unwrap()).unwrap();
         let free = start + u64::try_from(free.unwrap()).unwrap();
-        let targets = [heap.nil().get() + 8, last + 8, free, start - 0x1000];
+        // The word after an object at a 16-byte boundary and the word before
+        // one 8 bytes past it: each in the 16-byte block of an object start.
+        let at = |k: u64| {
+            victims
+                .iter()
+                .map(|&o| start + u64::try_from(o).unwrap())
+                .find(|a| a % 16 == k)
+                .unwrap()
+        };
+        let targets = [
+            heap.nil().get() + 8,
+            last + 8,
+            free,
+            start - 0x1000,
+            at(0) + 8,
+            at(8) - 8,
+        ];
         let step = victims.len() / 500;
         assert!(step > 0, "{word:?}: {} pointer objects", victims.len());
         let bytes = heap.segment_bytes_mut(0);

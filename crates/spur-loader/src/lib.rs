@@ -71,5 +71,6 @@ pub use snapshot::{
 pub use source::{ComposedSource, FileSource, ImageSource, SegmentReader};
 pub use spur_mem::{Backing, FilesUnchanged};
 pub use verify::{
-    verify, verify_in_windows, verify_with, Finding, FindingKind, Report, WINDOW_BYTES,
+    verify, verify_in_windows, verify_in_windows_of, verify_with, Finding, FindingKind, LiveRecord,
+    Report, BITMAP_UP_TO, WINDOW_BYTES,
 };

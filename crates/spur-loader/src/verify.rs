@@ -115,34 +115,145 @@ pub fn verify_with(heap: &LoadedHeap, threads: Threads) -> Report {
     verify_in_windows(heap, threads, WINDOW_BYTES)
 }
 
-/// How much of the heap the live bitmap covers at a time by default: 2 GiB
-/// (a 32 MiB bitmap), so a heap of up to 2 GiB is checked in one window.
-pub const WINDOW_BYTES: u64 = 2 << 30;
+/// How much of the heap the record of live object starts covers at a time
+/// by default: 4 GiB (a 32 MiB block bitmap, 6 MiB of counts and a bit per
+/// live object), so a heap of up to 4 GiB is checked in one window.
+pub const WINDOW_BYTES: u64 = 4 << 30;
 
-/// [`verify_with`], its live bitmap covering at most `window_bytes` of the
-/// heap at a time (rounded up to 512 bytes). A larger heap's pointers are
-/// checked in as many passes, one per window of addresses they may point
-/// to, so the verifier's memory stays at `window_bytes / 64` whatever the
-/// heap's size. The report is the same whatever the window.
+/// [`verify_with`], its record of live object starts covering at most
+/// `window_bytes` of the heap at a time (rounded up to 512 bytes), and at
+/// most one live object per 32 bytes of window (see
+/// [`verify_in_windows_of`]). A larger heap's pointers are checked in as
+/// many passes, one per window of addresses they may point to, so the
+/// verifier's memory stays under `window_bytes / 64` (a bitmap, for
+/// windows of up to [`BITMAP_UP_TO`]) or `window_bytes / 75` (the compact
+/// record) whatever the heap's size. The report is the same whatever the
+/// window.
 pub fn verify_in_windows(heap: &LoadedHeap, threads: Threads, window_bytes: u64) -> Report {
+    let heap_bytes: u64 = heap.segments().iter().map(|s| s.size).sum::<u64>()
+        + heap.perm_space().map_or(0, |p| p.size);
+    let record = if window_bytes.min(heap_bytes) <= BITMAP_UP_TO {
+        LiveRecord::Bitmap
+    } else {
+        LiveRecord::Compact
+    };
+    verify_in_windows_of(heap, threads, window_bytes, window_bytes / 32, record)
+}
+
+/// How `verify` records the live object starts of a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveRecord {
+    /// A bit per 8 bytes: a window's bytes / 64. Fastest while it stays
+    /// in cache, for windows of up to [`BITMAP_UP_TO`].
+    Bitmap,
+    /// A bit per 16-byte block, a bit per start for the half of its block
+    /// it is in, and counts every 512 blocks: a window's bytes / 108 plus
+    /// a bit per object. Fewer cache misses on larger windows.
+    Compact,
+}
+
+/// The largest window [`verify_in_windows`] records as a [`LiveRecord::Bitmap`]:
+/// 1 GiB (a 16 MiB bitmap).
+pub const BITMAP_UP_TO: u64 = 1 << 30;
+
+/// [`verify_in_windows`] with a window ending early, at the object that
+/// would be its `window_objects + 1`-th live one (at least one per window),
+/// the starts recorded as `record` says. The report is the same whatever
+/// the limits and the record.
+pub fn verify_in_windows_of(
+    heap: &LoadedHeap,
+    threads: Threads,
+    window_bytes: u64,
+    window_objects: u64,
+    record: LiveRecord,
+) -> Report {
     let _s = tracing::debug_span!("verify").entered();
     let n = threads.count();
     let window_bits = usize_of(window_bytes.div_ceil(512).max(1) * 64);
-    match heap.word() {
-        WordSize::W64 => Verifier::<L64>::new(heap, n, window_bits).run(),
-        WordSize::W32 => Verifier::<L32>::new(heap, n, window_bits).run(),
+    // `Starts` counts in u32.
+    let cap = usize_of(window_objects.clamp(1, u64::from(u32::MAX)));
+    match (heap.word(), record) {
+        (WordSize::W64, LiveRecord::Compact) => {
+            Verifier::<L64, Starts>::new(heap, n, window_bits, cap).run()
+        }
+        (WordSize::W32, LiveRecord::Compact) => {
+            Verifier::<L32, Starts>::new(heap, n, window_bits, cap).run()
+        }
+        (WordSize::W64, LiveRecord::Bitmap) => {
+            Verifier::<L64, Bitmap>::new(heap, n, window_bits, cap).run()
+        }
+        (WordSize::W32, LiveRecord::Bitmap) => {
+            Verifier::<L32, Bitmap>::new(heap, n, window_bits, cap).run()
+        }
     }
+}
+
+/// A record of the live object starts of a window, by unit (8 bytes) of it.
+trait Live: Sync {
+    /// Room for `bits` units and at most `cap` starts.
+    fn with_room(bits: usize, cap: usize) -> Self;
+    /// Forgets every start.
+    fn clear(&mut self);
+    /// Records a start at unit `i`, above every unit recorded so far; false
+    /// (and nothing recorded) when the starts already number `cap`.
+    fn push(&mut self, i: usize) -> bool;
+    /// Call once all are pushed, before `get`.
+    fn seal(&mut self);
+    /// Is a start recorded at unit `i`?
+    fn get(&self, i: usize) -> bool;
+    /// Asks for the memory `get(i)` reads most.
+    fn prefetch(&self, i: usize);
 }
 
 /// One bit per 8-byte unit of (a window of) the heap.
 struct Bitmap {
     words: Vec<u64>,
+    /// Starts recorded, and how many it may hold (as a [`Live`]).
+    count: usize,
+    cap: usize,
+}
+
+impl Live for Bitmap {
+    fn with_room(bits: usize, cap: usize) -> Self {
+        Bitmap {
+            cap,
+            ..Bitmap::new(bits)
+        }
+    }
+    fn clear(&mut self) {
+        self.words.fill(0);
+        self.count = 0;
+    }
+    #[inline(always)]
+    fn push(&mut self, i: usize) -> bool {
+        if self.count == self.cap {
+            return false;
+        }
+        self.set(i);
+        self.count += 1;
+        true
+    }
+    fn seal(&mut self) {}
+    #[inline(always)]
+    fn get(&self, i: usize) -> bool {
+        self.words
+            .get(i >> 6)
+            .is_some_and(|w| w >> (i & 63) & 1 == 1)
+    }
+    #[inline(always)]
+    fn prefetch(&self, i: usize) {
+        if let Some(w) = self.words.get(i >> 6) {
+            spur_mem::hint::prefetch(w);
+        }
+    }
 }
 
 impl Bitmap {
     fn new(bits: usize) -> Self {
         Bitmap {
             words: vec![0; bits.div_ceil(64)],
+            count: 0,
+            cap: usize::MAX,
         }
     }
     #[inline(always)]
@@ -153,10 +264,182 @@ impl Bitmap {
     fn get(&self, i: usize) -> bool {
         self.words[i >> 6] >> (i & 63) & 1 == 1
     }
+}
+
+/// The live object starts of a window of the heap, in about half the
+/// memory of one bit per 8 bytes. Two object starts are at least 16 bytes
+/// apart (the smallest object is a header and one word), so a 16-byte
+/// block holds at most one: one bit per block says whether it holds one,
+/// and for each block that does, in order, one more bit says whether the
+/// start is the block's second word. A count of the starts below every
+/// 512 blocks finds a block's place in that second list.
+struct Starts {
+    /// One bit per 16-byte block.
+    blocks: Vec<u64>,
+    /// For each run of [`RUN_WORDS`] words of `blocks`: the starts below
+    /// it, then (in the next two, as one 64-bit number) for each of its
+    /// words but the first, 9 bits counting the starts of the run's words
+    /// before that one. Filled in by [`seal`](Self::seal).
+    below: Vec<[u32; 3]>,
+    /// For the n-th start, bit n: set when it is the second word of its block.
+    odd: Vec<u64>,
+    /// Starts recorded.
+    count: usize,
+    /// How many starts `odd` may hold.
+    cap: usize,
+}
+
+impl Live for Starts {
+    fn with_room(bits: usize, cap: usize) -> Self {
+        Starts::new(bits, cap)
+    }
     fn clear(&mut self) {
-        self.words.fill(0);
+        Starts::clear(self);
+    }
+    #[inline(always)]
+    fn push(&mut self, i: usize) -> bool {
+        Starts::push(self, i)
+    }
+    fn seal(&mut self) {
+        Starts::seal(self);
+    }
+    #[inline(always)]
+    fn get(&self, i: usize) -> bool {
+        Starts::get(self, i)
+    }
+    #[inline(always)]
+    fn prefetch(&self, i: usize) {
+        self.prefetch_block(i);
     }
 }
+
+/// Words of [`Starts::blocks`] per count of [`Starts::below`]: one cache line.
+const RUN_WORDS: usize = 8;
+
+impl Starts {
+    /// Room for `bits` 8-byte units and at most `cap` starts.
+    fn new(bits: usize, cap: usize) -> Self {
+        let words = bits.div_ceil(128);
+        Starts {
+            blocks: vec![0; words],
+            below: vec![[0; 3]; words.div_ceil(RUN_WORDS)],
+            odd: Vec::new(),
+            count: 0,
+            cap,
+        }
+    }
+
+    /// Forgets every start.
+    fn clear(&mut self) {
+        self.blocks.fill(0);
+        self.odd.clear();
+        self.count = 0;
+    }
+
+    /// Records a start at unit `i`, above every unit recorded so far; false
+    /// (and nothing recorded) when the starts already number `cap`.
+    #[inline(always)]
+    fn push(&mut self, i: usize) -> bool {
+        if self.count == self.cap {
+            return false;
+        }
+        let k = i >> 1;
+        debug_assert!(
+            self.blocks[k >> 6] >> (k & 63) & 1 == 0,
+            "two starts in a block"
+        );
+        self.blocks[k >> 6] |= 1 << (k & 63);
+        let n = self.count;
+        if n & 63 == 0 {
+            self.odd.push(0);
+        }
+        self.odd[n >> 6] |= ((i & 1) as u64) << (n & 63);
+        self.count += 1;
+        true
+    }
+
+    /// Counts the starts below each run of blocks; call once all are pushed.
+    fn seal(&mut self) {
+        let mut n = 0u32;
+        for (r, run) in self.blocks.chunks(RUN_WORDS).enumerate() {
+            let mut part = 0u64;
+            let mut c = 0u32;
+            for (t, w) in run.iter().enumerate() {
+                if t > 0 {
+                    part |= u64::from(c) << (9 * (t - 1));
+                }
+                c += w.count_ones();
+            }
+            #[allow(clippy::cast_possible_truncation)]
+            let (lo, hi) = (part as u32, (part >> 32) as u32);
+            self.below[r] = [n, lo, hi];
+            // At most 512 per run, and `count` fits a u32 (see `new`'s callers).
+            n += c;
+        }
+    }
+
+    /// Is a start recorded at unit `i`? (After [`seal`](Self::seal).)
+    #[inline(always)]
+    fn get(&self, i: usize) -> bool {
+        self.rank(i).is_some_and(|n| self.is_at(n, i))
+    }
+
+    /// Asks for the memory [`rank`](Self::rank) of unit `i` reads.
+    #[inline(always)]
+    fn prefetch_block(&self, i: usize) {
+        let wi = i >> 7;
+        if let Some(w) = self.blocks.get(wi) {
+            spur_mem::hint::prefetch(w);
+            spur_mem::hint::prefetch(&self.below[wi / RUN_WORDS]);
+        }
+    }
+
+    /// When unit `i`'s block holds a start, how many starts lie below it.
+    #[inline(always)]
+    fn rank(&self, i: usize) -> Option<usize> {
+        let k = i >> 1;
+        let wi = k >> 6;
+        let &w = self.blocks.get(wi)?;
+        if w >> (k & 63) & 1 == 0 {
+            return None;
+        }
+        let [base, lo, hi] = self.below[wi / RUN_WORDS];
+        let t = wi % RUN_WORDS;
+        let before = if t == 0 {
+            0
+        } else {
+            (u64::from(lo) | u64::from(hi) << 32) >> (9 * (t - 1)) & 511
+        };
+        Some(
+            base as usize + usize_of(before) + (w & ((1u64 << (k & 63)) - 1)).count_ones() as usize,
+        )
+    }
+
+    /// Is the `n`-th start (one in unit `i`'s block) at unit `i`?
+    #[inline(always)]
+    fn is_at(&self, n: usize, i: usize) -> bool {
+        self.odd
+            .get(n >> 6)
+            .is_some_and(|w| (w >> (n & 63) & 1) as usize == i & 1)
+    }
+}
+
+/// A pointer met by the pointer walk, waiting in a [`BATCH`] for its check.
+#[derive(Clone, Copy, Default)]
+struct Pending {
+    /// Its unit in the window, or [`OUTSIDE`].
+    unit: usize,
+    /// Where the object holding it lies in the piece's bytes, and the slot.
+    obj: usize,
+    slot: usize,
+}
+
+/// Stands for a pointer into no segment.
+const OUTSIDE: usize = usize::MAX;
+
+/// How many pointers the walk gathers before checking them: enough that the
+/// memory of the first is in cache when the last is asked for.
+const BATCH: usize = 256;
 
 /// Where the free chunks' headers are, as bit indices like the live
 /// bitmap's. A saved image holds few free chunks, so they are listed in
@@ -198,19 +481,27 @@ impl FreeStarts {
     }
 }
 
-struct Verifier<'h, L: Layout> {
+struct Verifier<'h, L: Layout, R: Live> {
     heap: &'h LoadedHeap,
     word: WordSize,
     /// First bit of each segment in the live bitmap (and the free starts).
     bit_base: Vec<usize>,
     /// Headers of live objects (not free chunks, bridges or forwarders)
-    /// among the window's bits: bit `i` of the bitmap is the heap's bit
+    /// among the window's bits: unit `i` of `live` is the heap's bit
     /// `window + i`.
-    live: Bitmap,
+    live: R,
     /// The first heap bit of the window `live` holds now.
     window: usize,
-    /// How many heap bits a window covers.
+    /// The heap bit where that window ends: `window + window_bits`, the
+    /// heap's end, or the first live object that found `live` full.
+    window_end: usize,
+    /// Still recording the window's starts (not yet full).
+    marking: bool,
+    /// How many heap bits a window covers at most.
     window_bits: usize,
+    /// Address ranges of the segments' objects and perm space, by address,
+    /// each with its first bit.
+    ranges: Vec<(u64, u64, usize)>,
     /// The addresses whose liveness the checks after the pointer walk ask
     /// for (class-table entries, the special objects, object-stack pages),
     /// increasing, and the answers, filled in window by window.
@@ -254,8 +545,8 @@ struct Piece<'h> {
     limit: usize,
 }
 
-impl<'h, L: Layout> Verifier<'h, L> {
-    fn new(heap: &'h LoadedHeap, threads: usize, window_bits: usize) -> Self {
+impl<'h, L: Layout, R: Live> Verifier<'h, L, R> {
+    fn new(heap: &'h LoadedHeap, threads: usize, window_bits: usize, cap: usize) -> Self {
         let mut bit_base = Vec::with_capacity(heap.segments().len() + 1);
         let mut bits = 0usize;
         for s in heap.segments() {
@@ -265,13 +556,27 @@ impl<'h, L: Layout> Verifier<'h, L> {
         // Perm space's bits come last.
         bit_base.push(bits);
         bits += heap.perm_space().map_or(0, |p| (p.size / 8) as usize);
+        let mut ranges: Vec<(u64, u64, usize)> = heap
+            .segments()
+            .iter()
+            .zip(&bit_base)
+            .map(|(s, &b)| (s.new_start.get(), s.objects_end().get(), b))
+            .collect();
+        if let Some(p) = heap.perm_space() {
+            ranges.push((p.start, p.start + p.size, bit_base[heap.segments().len()]));
+        }
+        ranges.sort_unstable();
+        let in_window = bits.min(window_bits);
         Verifier {
             heap,
             word: heap.word(),
             bit_base,
-            live: Bitmap::new(bits.min(window_bits)),
+            live: R::with_room(in_window, cap.min(in_window / 2 + 1)),
             window: 0,
+            window_end: in_window,
+            marking: true,
             window_bits,
+            ranges,
             queries: Vec::new(),
             answers: Vec::new(),
             free: FreeStarts::List(Vec::new()),
@@ -311,26 +616,50 @@ impl<'h, L: Layout> Verifier<'h, L> {
         }
     }
 
-    /// The bit of address `a`, if `a` is 8-aligned and among a segment's objects.
+    /// The bit of address `a`, if `a` is 8-aligned and among a segment's
+    /// objects or in perm space.
     #[inline(always)]
     fn bit(&self, a: u64) -> Option<usize> {
         if a & 7 != 0 {
             return None;
         }
-        if let Some(p) = self.heap.perm_space().filter(|p| p.holds(a)) {
-            return Some(self.bit_base[self.heap.segments().len()] + ((a - p.start) >> 3) as usize);
+        let r = &self.ranges;
+        // Most heaps have one segment.
+        if let Some(&(lo, hi, b)) = r.first() {
+            if a.wrapping_sub(lo) < hi - lo {
+                return Some(b + ((a - lo) >> 3) as usize);
+            }
         }
-        let i = self.heap.segment_of(NewAddr::from_heap_word(a))?;
-        let s = &self.heap.segments()[i];
-        Some(self.bit_base[i] + ((a - s.new_start.get()) >> 3) as usize)
+        let k = if r.len() <= 4 {
+            r.iter().position(|&(lo, hi, _)| a >= lo && a < hi)?
+        } else {
+            let k = r.partition_point(|x| x.0 <= a).checked_sub(1)?;
+            if a >= r[k].1 {
+                return None;
+            }
+            k
+        };
+        Some(r[k].2 + ((a - r[k].0) >> 3) as usize)
     }
 
     /// Is a live object's header at heap bit `b`? `None` when `b` lies
-    /// outside the window the bitmap holds now.
+    /// outside the window `live` holds now.
     #[inline(always)]
     fn live_in_window(&self, b: usize) -> Option<bool> {
-        let i = b.wrapping_sub(self.window);
-        (i < self.window_bits).then(|| self.live.get(i))
+        (b >= self.window && b < self.window_end).then(|| self.live.get(b - self.window))
+    }
+
+    /// Records a live object at heap bit `b` if it falls in the window being
+    /// marked; the first one that finds `live` full ends the window.
+    #[inline(always)]
+    fn mark(&mut self, b: usize) {
+        if !self.marking || b < self.window || b >= self.window_end {
+            return;
+        }
+        if !self.live.push(b - self.window) {
+            self.marking = false;
+            self.window_end = b;
+        }
     }
 
     /// Is a live object's header at `a`, one of the [`queries`](Self::queries)?
@@ -387,6 +716,7 @@ impl<'h, L: Layout> Verifier<'h, L> {
         self.first_objects();
         self.gather_queries();
         self.walk();
+        self.live.seal();
         self.answer_queries();
         // The checks below give the cap room for at most this many more errors.
         let cap = MAX_FINDINGS.saturating_sub(self.report.errors.len());
@@ -567,8 +897,8 @@ impl<'h, L: Layout> Verifier<'h, L> {
                     );
                     continue;
                 }
-                if !h.is_forwarder() && bit < self.window_bits {
-                    self.live.set(bit);
+                if !h.is_forwarder() {
+                    self.mark(bit);
                 }
                 self.object(addr, h, &obj, bytes);
             }
@@ -603,8 +933,8 @@ impl<'h, L: Layout> Verifier<'h, L> {
                     continue;
                 }
                 let bit = base + (obj.offset >> 3);
-                if !h.is_forwarder() && bit < self.window_bits {
-                    self.live.set(bit);
+                if !h.is_forwarder() {
+                    self.mark(bit);
                 }
                 self.object(addr, h, &obj, bytes);
             }
@@ -826,24 +1156,24 @@ impl<'h, L: Layout> Verifier<'h, L> {
                 &self.splits[nsegs],
             );
         }
-        let windows = self.bits.div_ceil(self.window_bits).max(1);
         let mut merged: Vec<(Vec<Keyed>, u64)> = Vec::new();
-        for w in 0..windows {
-            if w > 0 {
-                self.mark_window(w * self.window_bits, &pieces);
-                self.answer_queries();
-            }
-            let results = self.pointers_of_window(&pieces, cap, w == 0);
+        loop {
+            let results = self.pointers_of_window(&pieces, cap, merged.is_empty());
             if merged.is_empty() {
                 merged = results;
-                continue;
+            } else {
+                for ((found, dropped), (more, more_dropped)) in merged.iter_mut().zip(results) {
+                    found.extend(more);
+                    found.sort_by_key(|k| (k.0, k.1));
+                    *dropped += more_dropped + u64_of(found.len().saturating_sub(cap));
+                    found.truncate(cap);
+                }
             }
-            for ((found, dropped), (more, more_dropped)) in merged.iter_mut().zip(results) {
-                found.extend(more);
-                found.sort_by_key(|k| (k.0, k.1));
-                *dropped += more_dropped + u64_of(found.len().saturating_sub(cap));
-                found.truncate(cap);
+            if self.window_end >= self.bits {
+                break;
             }
+            self.mark_window(self.window_end, &pieces);
+            self.answer_queries();
         }
         merged
             .into_iter()
@@ -853,13 +1183,18 @@ impl<'h, L: Layout> Verifier<'h, L> {
 
     /// Marks the live objects of the window starting at heap bit `first`:
     /// every object of the pieces that reach into it that is not a free
-    /// chunk, a bridge or a forwarder, as [`walk`](Self::walk) marks them.
+    /// chunk, a bridge or a forwarder, as [`walk`](Self::walk) marks them,
+    /// up to the first that finds `live` full.
     fn mark_window(&mut self, first: usize, pieces: &[Piece<'_>]) {
         self.live.clear();
         self.window = first;
-        let end = first + self.window_bits;
+        self.window_end = (first + self.window_bits).min(self.bits);
+        self.marking = true;
         for p in pieces {
-            if p.base + p.to / 8 < first || p.base + p.from / 8 >= end {
+            if !self.marking {
+                break;
+            }
+            if p.base + p.to / 8 < first || p.base + p.from / 8 >= self.window_end {
                 continue;
             }
             let mut pos = p.from;
@@ -870,13 +1205,12 @@ impl<'h, L: Layout> Verifier<'h, L> {
                 };
                 pos = next;
                 let h = obj.header;
-                let i = (p.base + (obj.offset >> 3)).wrapping_sub(first);
-                if i < self.window_bits && !(h.is_free_chunk() || h.is_bridge() || h.is_forwarder())
-                {
-                    self.live.set(i);
+                if !(h.is_free_chunk() || h.is_bridge() || h.is_forwarder()) {
+                    self.mark(p.base + (obj.offset >> 3));
                 }
             }
         }
+        self.live.seal();
     }
 
     /// The pointer findings of every piece for the window the bitmap holds
@@ -923,6 +1257,26 @@ impl<'h, L: Layout> Verifier<'h, L> {
     fn pointers_in(&self, p: &Piece<'_>, cap: usize, outside: bool) -> (Vec<Keyed>, u64) {
         let mut found = Vec::new();
         let mut dropped = 0u64;
+        let mut batch = [Pending::default(); BATCH];
+        let mut len = 0;
+        let (window, width) = (self.window, self.window_end - self.window);
+        // The addresses of the first range that fall in the window, as
+        // (first address, bytes, unit of the first address): most pointers
+        // of most heaps, told apart by one comparison.
+        let (fast_lo, fast_len, fast_unit) =
+            self.ranges.first().map_or((0, 0, 0), |&(lo, hi, b)| {
+                let from = window.max(b);
+                let to = self.window_end.min(b + usize_of((hi - lo) >> 3));
+                if from < to {
+                    (
+                        lo + u64_of(from - b) * 8,
+                        u64_of(to - from) * 8,
+                        from - window,
+                    )
+                } else {
+                    (0, 0, 0)
+                }
+            });
         let mut pos = p.from;
         while pos < p.to {
             // The first walk reported any error; this one just stops there.
@@ -952,42 +1306,81 @@ impl<'h, L: Layout> Verifier<'h, L> {
             } else {
                 0
             };
-            for j in 0..count {
-                let v = L::slot(p.bytes, obj.offset, j);
+            // The walk's step checked that the object's slots lie in `bytes`.
+            let body = &p.bytes[obj.offset + 8..obj.offset + 8 + count * L::W];
+            for (j, c) in body.chunks_exact(L::W).enumerate() {
+                let v = L::get(c);
                 if self.word.is_immediate(v) {
                     continue;
                 }
-                let ok = match self.bit(v) {
-                    Some(b) => match self.live_in_window(b) {
-                        Some(live) => live,
-                        // Another window's walk looks at this one.
-                        None => continue,
-                    },
-                    None if outside => false,
-                    None => continue,
-                };
-                if ok {
-                    continue;
-                }
-                if found.len() >= cap {
-                    // Counted only: no need to say why.
-                    dropped += 1;
+                let off = v.wrapping_sub(fast_lo);
+                let unit = if off < fast_len && v & 7 == 0 {
+                    fast_unit + usize_of(off >> 3)
                 } else {
-                    let addr = p.start + obj.offset as u64;
-                    let why = self.diagnose(v);
-                    found.push((
-                        addr,
-                        j,
-                        Finding {
-                            kind: FindingKind::Pointer,
-                            addr,
-                            what: format!("slot {j} holds {v:#x}, which {why}"),
-                        },
-                    ));
+                    match self.bit(v) {
+                        Some(b) if b.wrapping_sub(window) < width => b - window,
+                        // Another window's walk looks at this one.
+                        Some(_) => continue,
+                        None if outside => OUTSIDE,
+                        None => continue,
+                    }
+                };
+                batch[len] = Pending {
+                    unit,
+                    obj: obj.offset,
+                    slot: j,
+                };
+                len += 1;
+                if len == BATCH {
+                    self.check_batch(p, &batch, &mut found, &mut dropped, cap);
+                    len = 0;
                 }
             }
         }
+        self.check_batch(p, &batch[..len], &mut found, &mut dropped, cap);
         (found, dropped)
+    }
+
+    /// Checks a batch of pointers of piece `p` in two rounds, the first
+    /// asking for the memory of the record of starts that the second reads
+    /// (its block words and counts; the bit per start is a sixth of their
+    /// size, and mostly in cache): the findings, in the batch's
+    /// order, join `found`, at most `cap` described, the rest counted in
+    /// `dropped`.
+    fn check_batch(
+        &self,
+        p: &Piece<'_>,
+        batch: &[Pending],
+        found: &mut Vec<Keyed>,
+        dropped: &mut u64,
+        cap: usize,
+    ) {
+        for e in batch {
+            self.live.prefetch(e.unit);
+        }
+        for e in batch {
+            if self.live.get(e.unit) {
+                continue;
+            }
+            if found.len() >= cap {
+                // Counted only: no need to say why.
+                *dropped += 1;
+            } else {
+                let j = e.slot;
+                let v = L::slot(p.bytes, e.obj, j);
+                let addr = p.start + e.obj as u64;
+                let why = self.diagnose(v);
+                found.push((
+                    addr,
+                    j,
+                    Finding {
+                        kind: FindingKind::Pointer,
+                        addr,
+                        what: format!("slot {j} holds {v:#x}, which {why}"),
+                    },
+                ));
+            }
+        }
     }
 
     /// Why `v` is not a valid pointer.
@@ -1278,6 +1671,46 @@ impl<'h, L: Layout> Verifier<'h, L> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The record of starts answers as a set of its starts does, at every
+    /// unit: starts at even and odd units, dense runs (a start every 16
+    /// bytes) across the counts' run boundaries, sparse stretches, and a
+    /// full record refusing more.
+    #[test]
+    fn starts_answer_as_the_set_of_starts() {
+        let bits = 80_000;
+        let mut want = std::collections::BTreeSet::new();
+        let mut i = 1;
+        let mut k = 0u64;
+        while i < bits {
+            want.insert(i);
+            k = k
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            // Mostly the smallest gap (2 units), sometimes long ones.
+            let gap = match k >> 60 {
+                0..=9 => 2,
+                10..=13 => 3 + (k >> 40) as usize % 8,
+                _ => 40 + (k >> 30) as usize % 300,
+            };
+            i += gap;
+        }
+        let mut starts = Starts::new(bits, want.len());
+        for &i in &want {
+            assert!(starts.push(i), "unit {i}");
+        }
+        assert!(!starts.push(bits + 2), "a full record takes no more");
+        starts.seal();
+        let mut rank = 0;
+        for i in 0..bits + 200 {
+            assert_eq!(starts.get(i), want.contains(&i), "unit {i}");
+            if want.contains(&i) {
+                assert_eq!(starts.rank(i), Some(rank), "unit {i}");
+                rank += 1;
+            }
+        }
+        assert!(want.len() > 2000, "{} starts", want.len());
+    }
 
     /// The list turns into a bitmap when it grows past half a bitmap's
     /// bytes, and answers the same before and after.

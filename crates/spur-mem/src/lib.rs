@@ -33,7 +33,8 @@
 //! [`process`] forks the background snapshot writer (a fixed child routine
 //! that only makes async-signal-safe calls), waits for it, starts early
 //! writeback of a file and ignores `SIGXFSZ`; [`handoff`] lets one thread
-//! work on the filled front of a buffer while another fills the rest.
+//! work on the filled front of a buffer while another fills the rest;
+//! [`hint::prefetch`] asks for a cache line ahead of its use.
 
 // The crate uses Linux-only mmap flags (MAP_FIXED_NOREPLACE, MAP_NORESERVE)
 // and /proc/self/maps, and its sizes are u64s that index memory as usize.
@@ -51,6 +52,7 @@ use nix::errno::Errno;
 use nix::sys::mman::{self, MapFlags, MmapAdvise, ProtFlags};
 
 pub mod handoff;
+pub mod hint;
 pub mod process;
 
 /// Errors of the memory crate, with the addresses and sizes involved.
