@@ -445,41 +445,19 @@ impl Vm<'_> {
                 let Some(v) = self.int_value(v) else {
                     return FAIL;
                 };
-                match self.kind(o)? {
-                    Kind::Bytes => {
-                        let Ok(v) = u8::try_from(v) else {
-                            return FAIL;
-                        };
-                        self.m.bytes_mut(o)?.fill(v);
-                    }
-                    Kind::Words32 => {
-                        let Ok(v) = u32::try_from(v) else {
-                            return FAIL;
-                        };
-                        let b = v.to_le_bytes();
-                        for c in self.m.bytes_mut(o)?.chunks_exact_mut(4) {
-                            c.copy_from_slice(&b);
-                        }
-                    }
-                    Kind::Words16 => {
-                        let Ok(v) = u16::try_from(v) else {
-                            return FAIL;
-                        };
-                        let b = v.to_le_bytes();
-                        for c in self.m.bytes_mut(o)?.chunks_exact_mut(2) {
-                            c.copy_from_slice(&b);
-                        }
-                    }
-                    Kind::Words64 => {
-                        let Ok(v) = u64::try_from(v) else {
-                            return FAIL;
-                        };
-                        let b = v.to_le_bytes();
-                        for c in self.m.bytes_mut(o)?.chunks_exact_mut(8) {
-                            c.copy_from_slice(&b);
-                        }
-                    }
+                // One element's bytes; a value wider than an element fails.
+                let unit = match self.kind(o)? {
+                    Kind::Bytes => u8::try_from(v).ok().map(|v| vec![v]),
+                    Kind::Words16 => u16::try_from(v).ok().map(|v| v.to_le_bytes().to_vec()),
+                    Kind::Words32 => u32::try_from(v).ok().map(|v| v.to_le_bytes().to_vec()),
+                    Kind::Words64 => u64::try_from(v).ok().map(|v| v.to_le_bytes().to_vec()),
                     _ => return FAIL,
+                };
+                let Some(unit) = unit else {
+                    return FAIL;
+                };
+                for c in self.m.bytes_mut(o)?.chunks_exact_mut(unit.len()) {
+                    c.copy_from_slice(&unit);
                 }
                 self.pop_n(1)?;
                 Ok(Prim::Done)
