@@ -79,25 +79,10 @@ impl Vm<'_> {
 mod tests {
     use spur_format::raw::FMT_INDEXABLE;
     use spur_format::WordSize;
-    use spur_loader::LoadOptions;
     use spur_runtime::special_objects::index as so;
-    use spur_runtime::{boot, RuntimeOptions};
-    use spur_synth::SynthSpec;
 
     use crate::interp::{Prim, Stop, Timer, Vm};
     use crate::{Options, StopKind};
-
-    /// A wired builder image's interpreter, its only process the active one.
-    fn builder() -> spur_runtime::Runtime {
-        let (bytes, _) =
-            spur_synth::image_bytes(&SynthSpec::new(WordSize::W64, 256 << 10)).unwrap();
-        boot(
-            bytes.as_slice(),
-            &LoadOptions::default(),
-            &RuntimeOptions::default(),
-        )
-        .unwrap()
-    }
 
     /// How a call that must stop the run stopped.
     fn stop_kind<T: std::fmt::Debug>(r: Result<T, Stop>) -> (StopKind, String) {
@@ -109,7 +94,7 @@ mod tests {
 
     #[test]
     fn a_run_with_nothing_left_to_do_stops_idle() {
-        let mut rt = builder();
+        let mut rt = crate::test_vm::runtime(WordSize::W64);
         let mut vm = Vm::new(&mut rt, &Options::default()).unwrap();
         // The idle process relinquishing the processor (primitive 230)
         // with no timer pending and nobody else holding the semaphore
@@ -163,14 +148,7 @@ mod tests {
 
     #[test]
     fn a_signal_from_another_thread_wakes_the_waiting_interpreter() {
-        let (bytes, _) =
-            spur_synth::image_bytes(&SynthSpec::new(WordSize::W64, 256 << 10)).unwrap();
-        let mut rt = boot(
-            bytes.as_slice(),
-            &LoadOptions::default(),
-            &RuntimeOptions::default(),
-        )
-        .unwrap();
+        let mut rt = crate::test_vm::runtime(WordSize::W64);
         let mut vm = Vm::new(&mut rt, &Options::default()).unwrap();
         // Nobody else holds the table: waiting would never end, so it does not wait.
         assert!(!vm.wait_for_signal().unwrap());

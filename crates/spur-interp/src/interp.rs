@@ -2860,15 +2860,7 @@ mod tests {
     #[test]
     fn a_preempted_process_goes_where_the_images_flag_says() {
         for yields in [false, true] {
-            let (bytes, _) =
-                spur_synth::image_bytes(&spur_synth::SynthSpec::new(WordSize::W64, 256 << 10))
-                    .unwrap();
-            let mut rt = spur_runtime::boot(
-                bytes.as_slice(),
-                &spur_loader::LoadOptions::default(),
-                &spur_runtime::RuntimeOptions::default(),
-            )
-            .unwrap();
+            let mut rt = crate::test_vm::runtime(WordSize::W64);
             let mut vm = Vm::new(&mut rt, &Options::default()).unwrap();
             vm.preemption_yields = yields;
             let active = vm.active_process().unwrap();

@@ -48,6 +48,8 @@ mod misc_plugin;
 mod plugins;
 mod prims;
 mod snapshot;
+#[cfg(test)]
+mod test_vm;
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -421,7 +421,7 @@ mod tests {
     use spur_format::WordSize;
 
     use super::*;
-    use crate::large_ints::test_vm::with_vm;
+    use crate::test_vm::with_vm;
 
     /// The identity order of `compare:with:collated:` and a case-folding one.
     fn identity() -> Vec<u8> {

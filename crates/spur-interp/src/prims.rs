@@ -1311,7 +1311,7 @@ mod tests {
     use spur_format::WordSize;
 
     use super::*;
-    use crate::large_ints::test_vm::with_vm;
+    use crate::test_vm::with_vm;
 
     /// The answer of primitive `p` on `operands` (receiver first), or `None`
     /// when it failed.

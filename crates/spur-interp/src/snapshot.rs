@@ -115,23 +115,13 @@ impl Vm<'_> {
 #[cfg(test)]
 mod tests {
     use spur_format::WordSize;
-    use spur_loader::LoadOptions;
-    use spur_runtime::{boot, RuntimeOptions};
-    use spur_synth::SynthSpec;
 
     use crate::interp::{Prim, Vm};
     use crate::Options;
 
     #[test]
     fn image_name_is_read_and_set_through_primitive_121() {
-        let (bytes, _) =
-            spur_synth::image_bytes(&SynthSpec::new(WordSize::W64, 256 << 10)).unwrap();
-        let mut rt = boot(
-            bytes.as_slice(),
-            &LoadOptions::default(),
-            &RuntimeOptions::default(),
-        )
-        .unwrap();
+        let mut rt = crate::test_vm::runtime(WordSize::W64);
         let opts = Options {
             image_path: "/a/b/first.image".into(),
             ..Options::default()
