@@ -242,9 +242,9 @@ mod tests {
         assert_eq!(grow_to(512, 1000), 1024);
     }
 
-    #[test]
-    fn signals_are_counted_and_drained() {
-        let t = ExternalSemaphoreTable {
+    /// A table of four entries with nothing pending and no objects array.
+    fn table_of_four() -> ExternalSemaphoreTable {
+        ExternalSemaphoreTable {
             pending: Signaller(Arc::new(Pending {
                 counts: (0..4).map(|_| AtomicU32::new(0)).collect(),
                 any: AtomicBool::new(false),
@@ -253,7 +253,12 @@ mod tests {
             from: SizeFrom::Default,
             objects_array: None,
             objects_len: 0,
-        };
+        }
+    }
+
+    #[test]
+    fn signals_are_counted_and_drained() {
+        let t = table_of_four();
         assert!(t.signal(1) && t.signal(4) && t.signal(4));
         assert!(!t.signal(0) && !t.signal(5));
         let mut got = vec![];
@@ -266,16 +271,7 @@ mod tests {
 
     #[test]
     fn another_thread_signals_and_wakes_the_parked_one() {
-        let t = ExternalSemaphoreTable {
-            pending: Signaller(Arc::new(Pending {
-                counts: (0..4).map(|_| AtomicU32::new(0)).collect(),
-                any: AtomicBool::new(false),
-                waker: Mutex::new(None),
-            })),
-            from: SizeFrom::Default,
-            objects_array: None,
-            objects_len: 0,
-        };
+        let t = table_of_four();
         let mine = t.signaller();
         mine.wake_on_signal(Some(std::thread::current()));
         let theirs = t.signaller();
