@@ -238,14 +238,20 @@ fn the_vm_test_image_appends_its_benchmark_line_to_log1_beside_a_copy() {
         assert_eq!(r.outcome, Outcome::Quit(0), "{placement:?}");
         assert!(r.output.is_empty(), "{}", r.output_text());
         lines += 1;
-        let text = std::fs::read_to_string(&log).unwrap();
-        let found: Vec<&str> = text.split(['\r', '\n']).filter(|l| !l.is_empty()).collect();
-        assert_eq!(found.len(), lines, "{text:?}");
-        for l in found {
-            let (n, rest) = l.split_once(' ').unwrap_or(("", l));
-            assert_eq!(rest, "bytecodes/sec", "{l:?}");
-            assert!(n.parse::<u64>().is_ok_and(|n| n > 0), "{l:?}");
-        }
+        assert_benchmark_lines(&log, lines);
+    }
+}
+
+/// `log` holds `lines` lines of the vm-test image's benchmark, each
+/// `N bytecodes/sec` with N > 0.
+fn assert_benchmark_lines(log: &std::path::Path, lines: usize) {
+    let text = std::fs::read_to_string(log).unwrap();
+    let found: Vec<&str> = text.split(['\r', '\n']).filter(|l| !l.is_empty()).collect();
+    assert_eq!(found.len(), lines, "{text:?}");
+    for l in found {
+        let (n, rest) = l.split_once(' ').unwrap_or(("", l));
+        assert_eq!(rest, "bytecodes/sec", "{l:?}");
+        assert!(n.parse::<u64>().is_ok_and(|n| n > 0), "{l:?}");
     }
 }
 
@@ -289,14 +295,7 @@ fn the_candle_and_vm_test_images_run_as_before_with_a_tiny_eden() {
         // The large object is too large for this eden: old space takes it.
         assert!(r.stats.old_direct_objects > 0, "{placement:?}");
     }
-    let text = std::fs::read_to_string(tmp.path().join("log1.txt")).unwrap();
-    let found: Vec<&str> = text.split(['\r', '\n']).filter(|l| !l.is_empty()).collect();
-    assert_eq!(found.len(), 2, "{text:?}");
-    for l in found {
-        let (n, rest) = l.split_once(' ').unwrap_or(("", l));
-        assert_eq!(rest, "bytecodes/sec", "{l:?}");
-        assert!(n.parse::<u64>().is_ok_and(|n| n > 0), "{l:?}");
-    }
+    assert_benchmark_lines(&tmp.path().join("log1.txt"), 2);
 }
 
 #[test]
