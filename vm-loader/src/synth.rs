@@ -100,6 +100,7 @@ pub fn like(path: &Path) -> Result<(WordSize, Like)> {
         Like {
             classes,
             free_chunks: h.free_chunks,
+            free_bytes: h.free_bytes,
         },
     ))
 }

@@ -110,6 +110,9 @@ pub(crate) struct Filler {
     like: Vec<LikeKind>,
     like_sums: Vec<u64>,
     like_free: u64,
+    /// Mean bytes of the followed heap's free chunks (0: the builder's own
+    /// sizes).
+    like_free_mean: u64,
 }
 
 /// One class of a followed heap, as the filler writes it.
@@ -165,6 +168,7 @@ impl Filler {
             like: Vec::new(),
             like_sums: Vec::new(),
             like_free: 0,
+            like_free_mean: 0,
         }
     }
 
@@ -211,6 +215,7 @@ impl Filler {
         } else {
             0
         };
+        self.like_free_mean = like.free_bytes.checked_div(like.free_chunks).unwrap_or(0);
     }
 
     /// A size drawn around `mean`: exponential, so most are near or below
@@ -235,7 +240,7 @@ impl Filler {
         let pick = self.rng.below(total + self.like_free);
         if pick >= total {
             if !self.last_free {
-                let bytes = self.free_size().min(cap / 8 * 8);
+                let bytes = self.like_free_size().min(cap / 8 * 8);
                 return self.free_chunk(em, bytes);
             }
             return self.like_object(em, cap);
@@ -785,6 +790,15 @@ impl Filler {
         self.free.add(addr, bytes, slot0);
         self.last_free = true;
         Ok(())
+    }
+
+    /// A free-chunk size of a followed heap: around its chunks' mean size,
+    /// or the builder's own sizes when it gives none.
+    fn like_free_size(&mut self) -> u64 {
+        if self.like_free_mean < 16 {
+            return self.free_size();
+        }
+        (16 + self.around(self.like_free_mean - 16)).next_multiple_of(8)
     }
 
     /// A random free-chunk size: mostly list sizes, a few tree sizes (often

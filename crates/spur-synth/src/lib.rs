@@ -324,6 +324,9 @@ pub struct Like {
     pub classes: Vec<LikeClass>,
     /// Free chunks in the heap followed.
     pub free_chunks: u64,
+    /// Their bytes, headers included: the chunks written follow their mean
+    /// size (0: the builder's own sizes).
+    pub free_bytes: u64,
 }
 
 /// The builder's class of this name in an image of this word size.
