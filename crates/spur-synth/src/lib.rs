@@ -234,7 +234,8 @@ pub enum SpecError {
         base: u64,
     },
     /// The segments and gaps would not fit the address space of the word size.
-    #[error("the heap would span {base:#x}..{end:#x}, past the {limit:#x} address limit of this word size")]
+    #[error("the heap would span {base:#x}..{end:#x}, past the {limit:#x} address limit of this word size{}",
+            room_hint(*.base, *.end, *.limit))]
     PastAddressLimit {
         /// The requested base.
         base: u64,
@@ -243,6 +244,14 @@ pub enum SpecError {
         /// The limit of the word size.
         limit: u64,
     },
+}
+
+/// What base would fit a heap of `end - base` bytes below `limit`.
+fn room_hint(base: u64, end: u64, limit: u64) -> String {
+    match limit.checked_sub(end.saturating_sub(base)) {
+        Some(top) if top >= 8 => format!(" (a base at or below {:#x} fits it)", top / 8 * 8),
+        _ => " (no base fits it)".to_owned(),
+    }
 }
 
 impl From<SpecError> for io::Error {
