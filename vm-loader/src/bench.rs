@@ -77,9 +77,12 @@ pub struct ImageJson {
     pub raw_read_warm_us: u64,
     /// The relocated load (step 5).
     pub load_relocated_us: u64,
-    /// 90th percentiles (nearest rank) of the loads and of the read they
-    /// are held against.
+    /// 90th percentiles (nearest rank) of the loads and snapshots and of
+    /// the reads and writes they are held against.
     pub p90_us: P90Json,
+    /// The same ratios as the medians', of the 90th percentiles, and each
+    /// load's 90th percentile against its median: how steady it is.
+    pub p90_ratios: P90RatiosJson,
     pub raw_write_us: u64,
     /// `std::fs::write` and then `fsync` of the same file.
     pub raw_write_sync_us: u64,
@@ -107,6 +110,24 @@ pub struct P90Json {
     pub load: u64,
     pub load_relocated: u64,
     pub raw_read_huge: u64,
+    pub snapshot: u64,
+    pub raw_write_sync: u64,
+    pub background_pause: u64,
+}
+
+/// Ratios of 90th percentiles, and of a 90th percentile to its median.
+#[derive(Debug, Serialize, Clone)]
+pub struct P90RatiosJson {
+    /// `p90(load) / p90(raw_read_huge)`.
+    pub load_vs_raw_read_huge: f64,
+    /// `p90(load_relocated) / p90(load)`.
+    pub relocated_vs_load: f64,
+    /// `p90(snapshot) / p90(raw_write_sync)`.
+    pub snapshot_vs_raw_write_sync: f64,
+    /// `p90(load) / median(load)`.
+    pub load_vs_median: f64,
+    /// `p90(load_relocated) / median(load_relocated)`.
+    pub relocated_vs_median: f64,
 }
 
 /// The fastest run of each measurement, in microseconds.
@@ -389,6 +410,16 @@ fn measure(path: &Path, scratch: &Path, runs: usize, load: &LoadOptions) -> Resu
             load: p90(&s.load),
             load_relocated: p90(&s.load_relocated),
             raw_read_huge: p90(&s.raw_read_huge),
+            snapshot: p90(&s.snapshot),
+            raw_write_sync: p90(&s.raw_write_sync),
+            background_pause: p90(&s.pause),
+        },
+        p90_ratios: P90RatiosJson {
+            load_vs_raw_read_huge: ratio(p90(&s.load), p90(&s.raw_read_huge)),
+            relocated_vs_load: ratio(p90(&s.load_relocated), p90(&s.load)),
+            snapshot_vs_raw_write_sync: ratio(p90(&s.snapshot), p90(&s.raw_write_sync)),
+            load_vs_median: ratio(p90(&s.load), load),
+            relocated_vs_median: ratio(p90(&s.load_relocated), m(&s.load_relocated)),
         },
         raw_write_us: m(&s.raw_write),
         raw_write_sync_us: m(&s.raw_write_sync),
@@ -601,6 +632,24 @@ fn text(j: &BenchJson) -> String {
             ms(r.raw_read_warm_us),
             r.load_vs_raw_read_huge,
             r.relocated_vs_load,
+        );
+    }
+    let _ = writeln!(
+        s,
+        "the same ratios of the p90s, and each load's p90 against its median:\n{:>9} {:>9} {:>9} {:>9}  {:>9} {:>9}",
+        "heap", "load/huge", "reloc/load", "snap/wr+s", "load", "relocated"
+    );
+    for r in &j.images {
+        let q = &r.p90_ratios;
+        let _ = writeln!(
+            s,
+            "{:>9} {:>8.2}x {:>8.2}x {:>8.2}x  {:>8.2}x {:>8.2}x",
+            human_bytes(r.heap_bytes),
+            q.load_vs_raw_read_huge,
+            q.relocated_vs_load,
+            q.snapshot_vs_raw_write_sync,
+            q.load_vs_median,
+            q.relocated_vs_median,
         );
     }
     for r in &j.images {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
 use spur_format::WordSize;
 use spur_synth::SynthSpec;
 
@@ -314,6 +315,15 @@ fn bench_reports_medians_against_the_baselines_and_draws_the_plot() {
             p90["load_relocated"].as_u64().unwrap()
                 >= im["best_us"]["load_relocated"].as_u64().unwrap()
         );
+        assert!(p90["snapshot"].as_u64().unwrap() >= im["best_us"]["snapshot"].as_u64().unwrap());
+        let q = &im["p90_ratios"];
+        let f = |v: &Value| v.as_f64().unwrap();
+        let expect = f(&p90["snapshot"]) / f(&p90["raw_write_sync"]);
+        assert!((f(&q["snapshot_vs_raw_write_sync"]) - expect).abs() < 0.01);
+        let expect = f(&p90["load_relocated"]) / f(&p90["load"]);
+        assert!((f(&q["relocated_vs_load"]) - expect).abs() < 0.01);
+        // A 90th percentile is never below its median.
+        assert!(f(&q["load_vs_median"]) >= 1.0 && f(&q["relocated_vs_median"]) >= 1.0);
     }
     let svg = std::fs::read_to_string(&plot).unwrap();
     assert!(svg.starts_with("<svg") && svg.matches("<polyline").count() >= 2);
