@@ -24,8 +24,9 @@
 //!   `write` calls of up to 16 MiB, cut at 16 MiB boundaries of the file;
 //!   nothing is copied into a buffer first. The file's disk blocks are
 //!   reserved before the first write (`fallocate`, keeping the size at 0),
-//!   so a full disk fails the snapshot before anything is written and the
-//!   writeback allocates nothing. After each 16 MiB the kernel is
+//!   so (where the file system can reserve blocks) a full disk fails the
+//!   snapshot before anything is written and the writeback allocates no
+//!   blocks. After each 16 MiB the kernel is
 //!   asked to start writing the whole pages written so far to disk
 //!   (`sync_file_range`), so the `fsync` at the end overlaps the writing
 //!   instead of following it, and dirty pages stay few.
