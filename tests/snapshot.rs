@@ -346,6 +346,52 @@ fn relocated_corpus_snapshots_load_again_at_the_new_base_without_swizzling() {
     }
 }
 
+/// A heap of a little over two write chunks: the writes cut at 16 MiB file
+/// boundaries, the writeback hints, the reserved blocks and the short last
+/// chunk all come into play, in the foreground and in the forked child.
+#[test]
+fn a_heap_of_several_write_chunks_is_written_byte_for_byte_to_its_exact_length() {
+    let _lock = address_space();
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = spec(WordSize::W64, 33 * 1024 + 12);
+    s.prefix = true;
+    let path = write_synth(dir.path(), "big.image", &s);
+    let before = std::fs::read(&path).unwrap();
+    let chunk = spur_loader::snapshot::WRITE_CHUNK as u64;
+    assert!(before.len() as u64 > 2 * chunk && !(before.len() as u64).is_multiple_of(chunk));
+    let heap = load_path(&path, &LoadOptions::default()).unwrap();
+    let opts = keeping_prefix(&path, &heap);
+    let mut seen = Vec::new();
+    let fg = dir.path().join("fg.image");
+    std::fs::write(&fg, b"previous").unwrap();
+    let r = snapshot_to_path(&heap, &fg, &opts, &mut |done| seen.push(done)).unwrap();
+    assert_eq!(r.bytes_written, before.len() as u64);
+    // Progress after every write: no write crosses a chunk boundary of the
+    // file, and every boundary is the end of one.
+    assert_eq!(seen.last(), Some(&r.bytes_written));
+    let mut from = 0;
+    for &to in &seen {
+        assert!(to > from && (to - 1) / chunk == from / chunk, "{seen:?}");
+        from = to;
+    }
+    assert!(
+        seen.contains(&chunk) && seen.contains(&(2 * chunk)),
+        "{seen:?}"
+    );
+    let bg = dir.path().join("bg.image");
+    let r = snapshot_in_background(&heap, &bg, &opts)
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(r.bytes_written, before.len() as u64);
+    for out in [&fg, &bg] {
+        // Reserving the blocks up front leaves the length to the writes.
+        assert_eq!(std::fs::metadata(out).unwrap().len(), before.len() as u64);
+        assert!(std::fs::read(out).unwrap() == before, "{}", out.display());
+    }
+    assert_eq!(others(dir.path(), &[&path, &fg, &bg]), Vec::<String>::new());
+}
+
 // ---- failures ----
 
 /// A writer that accepts `left` bytes and then fails, as a full disk does.

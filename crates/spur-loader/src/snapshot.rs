@@ -22,7 +22,11 @@
 //!   only that form).
 //! * **Streaming.** Segment bytes go from the heap's memory to the file in
 //!   `write` calls of up to 16 MiB, cut at 16 MiB boundaries of the file;
-//!   nothing is copied into a buffer first. After each 16 MiB the kernel is
+//!   nothing is copied into a buffer first. The file's disk blocks are
+//!   reserved before the first write (`fallocate`, keeping the size at 0),
+//!   so (where the file system can reserve blocks) a full disk fails the
+//!   snapshot before anything is written and the writeback allocates no
+//!   blocks. After each 16 MiB the kernel is
 //!   asked to start writing the whole pages written so far to disk
 //!   (`sync_file_range`), so the `fsync` at the end overlaps the writing
 //!   instead of following it, and dirty pages stay few.
@@ -383,6 +387,8 @@ pub fn snapshot_to_path(
     check_room(target, plan.file_len())?;
     let mut write_time = Duration::ZERO;
     let bytes = write_atomically(target, |f| {
+        process::reserve_blocks(f.as_fd(), plan.file_len())
+            .map_err(|e| file_err("reserving disk space for the new image of", target)(e.into()))?;
         // Whole pages only: a page still being filled must not be under
         // writeback when the next write reaches it, or that write waits.
         let mut hinted = 0;
