@@ -71,6 +71,10 @@ const HOT_CHUNK: usize = 256 << 10;
 /// for ([`read_split`]); past that, the first half's walk goes on alone.
 const GUESS_SPAN: usize = 1 << 20;
 
+/// How far the second half's walk goes over headers only from its guessed
+/// start before it rewrites anything ([`second_half`]).
+const PREFIX_BYTES: usize = 64 << 10;
+
 /// Every class index there can be.
 const ANY_CLASS: usize = usize_of(CLASS_INDEX_MASK) + 1;
 
@@ -461,7 +465,8 @@ struct Split {
 /// What the second thread of [`read_split`] did with the second half.
 enum SecondHalf {
     /// It read the whole half and walked it without a fault from a guessed
-    /// start (`at`, from the half's start) to the segment's bridge.
+    /// start to the segment's bridge, rewriting from `at` (from the half's
+    /// start) on: the first start at least [`PREFIX_BYTES`] past the guess.
     Walked { at: usize, objects: u64 },
     /// It read the whole half and rewrote nothing: no start was found.
     Read,
@@ -479,9 +484,10 @@ enum SecondHalf {
 /// that look like objects). Both cores then clear their own fresh pages,
 /// read and rewrite at once, with nothing handed from one to the other.
 ///
-/// Then the first walk goes on from where it stopped to the guess. If it
-/// lands exactly on it, the two walks are the one walk from the segment's
-/// start. If it does not, or the second walk or one of its reads failed,
+/// The second walk rewrites nothing over its first [`PREFIX_BYTES`]. Then
+/// the first walk goes on from where it stopped to where the second began
+/// rewriting. If it lands exactly there, the two walks are the one walk
+/// from the segment's start. If it does not, or the second walk or one of its reads failed,
 /// the second half is read again from the file (which has not changed)
 /// and walked from where the first walk really is, as [`read_interleaved`]
 /// would. So the heap, the object count and the first error are those of
@@ -589,7 +595,10 @@ fn second_half<L: Layout, R: SegmentReader + ?Sized>(
     let end = back.len();
     let limit = job.limit - mid;
     let (mut frontier, mut searched) = (0, 0);
-    let (mut guess, mut cursor, mut n) = (None, 0, 0);
+    // The guess, then the walk over headers only from it, then the start
+    // where the rewriting begins.
+    let (mut guess, mut walked, mut from) = (None, 0, None);
+    let (mut cursor, mut n) = (0, 0);
     let mut busy = Duration::ZERO;
     while frontier < end {
         let len = HOT_CHUNK.min(end - frontier);
@@ -612,9 +621,25 @@ fn second_half<L: Layout, R: SegmentReader + ?Sized>(
                     .is_some_and(|e| e < seen || seen == limit)
             });
             searched = to;
-            cursor = guess.unwrap_or(0);
+            walked = guess.unwrap_or(0);
         }
-        if guess.is_some() {
+        if let (Some(g), None) = (guess, from) {
+            // A walk from inside an object may fall into step with the true
+            // walk only after a few objects: the first PREFIX_BYTES are
+            // walked without writing, so the first walk can go through them
+            // on bytes as read and meet this one where the rewriting begins.
+            while walked < limit && walked < g + PREFIX_BYTES && walked + 16 <= frontier {
+                match step::<L>(back, walked, limit) {
+                    Ok((_, next)) => walked = next,
+                    Err(_) => return (SecondHalf::Failed, busy + t.elapsed()),
+                }
+            }
+            if walked >= limit || walked >= g + PREFIX_BYTES {
+                from = Some(walked);
+                cursor = walked;
+            }
+        }
+        if from.is_some() {
             // Errors are the first walk's to find: any fault sends the
             // half back to be read again.
             match r.advance::<L>(back, &mut cursor, frontier, limit, job.index, (0, 0)) {
@@ -624,10 +649,10 @@ fn second_half<L: Layout, R: SegmentReader + ?Sized>(
         }
         busy += t.elapsed();
     }
-    let outcome = match guess {
-        Some(at) if cursor == limit => SecondHalf::Walked { at, objects: n },
-        Some(_) => SecondHalf::Failed,
-        None => SecondHalf::Read,
+    let outcome = match (guess, from) {
+        (_, Some(at)) if cursor == limit => SecondHalf::Walked { at, objects: n },
+        (Some(_), _) => SecondHalf::Failed,
+        (None, _) => SecondHalf::Read,
     };
     (outcome, busy)
 }
