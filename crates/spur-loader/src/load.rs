@@ -41,9 +41,11 @@ pub struct LoadOptions {
     /// may change the heap's bytes under it, and touching a page past a
     /// truncated file's new end kills the process with `SIGBUS`.
     pub map_files: Option<FilesUnchanged>,
-    /// Threads for relocation: with two or more (the default, when the
-    /// machine has them) the file is read on the calling thread while a
-    /// second rewrites the part already read. The heap is the same either way.
+    /// Threads for loading: with two or more (the default, when the machine
+    /// has them) a relocated segment of more than 8 MiB is read and
+    /// rewritten in two halves, one per thread, and a segment loaded in
+    /// place is read on the calling thread while a second faults in its
+    /// pages. The heap, and the error of a broken one, are the same either way.
     pub threads: Threads,
 }
 
@@ -272,7 +274,7 @@ struct SwizzleTime {
 
 /// Streams each segment from the source into its place, rewriting pointers
 /// chunk by chunk when relocating: on the calling thread between reads
-/// ([`Threads::One`]), or on a second thread that follows the read.
+/// ([`Threads::One`]), or in two halves on two threads ([`read_split`]).
 fn read_segments<L: Layout, R: SegmentReader + ?Sized>(
     reader: &R,
     table: &SegmentTable,

@@ -233,6 +233,29 @@ mod tests {
     }
 
     #[test]
+    fn a_plausible_run_is_sixteen_headers_of_this_heap() {
+        // 20 one-slot objects of class 40 (16 bytes each), then zeros.
+        let mut seg = vec![0u8; 20 * 16 + 512];
+        for k in 0..20 {
+            set_u64_at(&mut seg, k * 16, ObjHeader::new(40, 1, 1, 7).0);
+        }
+        let limit = seg.len();
+        assert_eq!(plausible_run::<L64>(&seg, 0, limit, 64), Some(256));
+        // Inside the run, as long as 16 headers follow.
+        assert_eq!(plausible_run::<L64>(&seg, 64, limit, 64), Some(320));
+        // Class 40 past a table of 32 entries.
+        assert_eq!(plausible_run::<L64>(&seg, 0, limit, 32), None);
+        // Into the zeros, and on a slot (a word of zeros) of an object.
+        assert_eq!(plausible_run::<L64>(&seg, 16 * 8, limit, 64), None);
+        assert_eq!(plausible_run::<L64>(&seg, 8, limit, 64), None);
+        // The limit reached first.
+        assert_eq!(plausible_run::<L64>(&seg, 0, 48, 64), Some(48));
+        // An unused format.
+        set_u64_at(&mut seg, 32, ObjHeader::new(40, 6, 1, 7).0);
+        assert_eq!(plausible_run::<L64>(&seg, 0, limit, 64), None);
+    }
+
+    #[test]
     fn a_32_bit_object_rounds_to_even_slots() {
         let mut seg = vec![0u8; 24 + 16 + 16];
         set_u64_at(&mut seg, 0, ObjHeader::new(40, 1, 3, 0).0);
