@@ -1,5 +1,6 @@
-//! The threaded paths give the single-threaded results: relocation with the
-//! read and the swizzle overlapped, the verifier's split pointer walk and
+//! The threaded paths give the single-threaded results: relocation with
+//! each half of a segment read and rewritten on its own core (from a guessed
+//! start, checked), the verifier's split pointer walk and
 //! the class histogram's walk from guessed starts,
 //! over every kind of builder image (made large enough to span many read
 //! chunks and several verify pieces), a damaged heap and the corpus.
@@ -176,6 +177,162 @@ fn a_heap_with_many_bad_pointers_verifies_the_same_on_two_threads() {
         );
         drop(heap);
         std::fs::remove_file(&path).unwrap();
+    }
+}
+
+/// A builder image of `heap` bytes (one segment) as bytes, with the
+/// segment's place in them and the offsets of its objects.
+fn image_with_starts(word: WordSize, heap: u64) -> (Vec<u8>, usize, usize, Vec<usize>) {
+    let spec = spur_synth::SynthSpec::new(word, heap);
+    let (image, report) = spur_synth::image_bytes(&spec).unwrap();
+    let seg = &report.segments[0];
+    let (at, size) = (
+        usize::try_from(seg.file_offset).unwrap(),
+        usize::try_from(seg.size).unwrap(),
+    );
+    let bytes = &image[at..at + size];
+    let starts = match word {
+        WordSize::W64 => object_starts::<spur_format::L64>(bytes),
+        WordSize::W32 => object_starts::<spur_format::L32>(bytes),
+    };
+    (image, at, size, starts)
+}
+
+/// The first byte (overflow word included) of every object of a segment.
+fn object_starts<L: spur_format::Layout>(bytes: &[u8]) -> Vec<usize> {
+    spur_format::Walk::<L>::new(bytes, 0, 0)
+        .map(|o| o.start())
+        .collect()
+}
+
+/// The first object start at or past `permille` thousandths of the segment.
+fn start_past(starts: &[usize], size: usize, permille: usize) -> usize {
+    let at = size / 1000 * permille;
+    *starts.iter().find(|&&s| s >= at).unwrap()
+}
+
+/// Replaces the objects from 40 % to 60 % of the segment by one byte
+/// object whose contents are a copy of real objects from near the heap's
+/// start: headers that look like objects, right where a load on two
+/// threads guesses the start of the segment's second half. Returns the
+/// byte object's first and last byte (segment offsets).
+fn with_a_byte_object_of_headers(
+    word: WordSize,
+    image: &mut [u8],
+    at: usize,
+    size: usize,
+    starts: &[usize],
+) -> (usize, usize) {
+    let (s, e) = (start_past(starts, size, 400), start_past(starts, size, 600));
+    let from = start_past(starts, size, 20);
+    let body = e - s - 16;
+    assert!(from + body < s);
+    let w = usize::try_from(word.bytes()).unwrap();
+    let seg = &mut image[at..at + size];
+    // A byte class from the heap: that of the first byte object.
+    let class = starts
+        .iter()
+        .map(|&o| spur_format::ObjHeader(u64::from_le_bytes(seg[o..o + 8].try_into().unwrap())))
+        .find(|h| h.format() >= 16 && h.class_index() > 31)
+        .unwrap()
+        .class_index();
+    let slots = u64::try_from(body / w).unwrap();
+    seg[s..s + 8].copy_from_slice(&spur_format::objheader::overflow_word(slots).to_le_bytes());
+    seg[s + 8..s + 16].copy_from_slice(
+        &spur_format::ObjHeader::new(class, 16, 255, 0x1234)
+            .0
+            .to_le_bytes(),
+    );
+    seg.copy_within(from..from + body, s + 16);
+    (s, e)
+}
+
+/// Loads `path` relocated on one, two and three threads and checks that
+/// the heaps hold the same objects (without verifying: the test heaps here
+/// point into objects they replaced).
+fn same_objects_relocated(path: &Path, name: &str) -> u64 {
+    let one = load_path(path, &relocated(Threads::One)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let n = one.count_objects().unwrap();
+    for t in [2, 3] {
+        let more = load_path(path, &relocated(Threads::AtMost(t)))
+            .unwrap_or_else(|e| panic!("{name}, {t} threads: {e}"));
+        assert_eq!(assert_same_objects(&one, &more), n, "{name}, {t} threads");
+        assert_eq!(more.count_objects().unwrap(), n, "{name}, {t} threads");
+    }
+    n
+}
+
+/// The load on one thread fails, and on two and three with the same error
+/// (compared whole, with the offset, address and reason it carries).
+fn fails_alike(path: &Path, name: &str) -> String {
+    let one = load_path(path, &relocated(Threads::One))
+        .err()
+        .map(|e| format!("{e:?}"))
+        .unwrap_or_else(|| panic!("{name}: loaded"));
+    for t in [2, 3] {
+        let more = load_path(path, &relocated(Threads::AtMost(t)))
+            .err()
+            .map(|e| format!("{e:?}"))
+            .unwrap_or_else(|| panic!("{name}, {t} threads: loaded"));
+        assert_eq!(more, one, "{name}, {t} threads");
+    }
+    one
+}
+
+#[test]
+fn a_wrong_guess_in_the_middle_of_a_segment_is_caught() {
+    let _lock = address_space();
+    let dir = tempfile::tempdir().unwrap();
+    for word in [WordSize::W64, WordSize::W32] {
+        let (mut image, at, size, starts) = image_with_starts(word, 40 << 20);
+        let path = dir.path().join("guess.image");
+        std::fs::write(&path, &image).unwrap();
+        let before = same_objects_relocated(&path, "intact");
+        let (s, e) = with_a_byte_object_of_headers(word, &mut image, at, size, &starts);
+        // The middle, and a good way around it, is inside the byte object.
+        assert!(s < size * 45 / 100 && e > size * 55 / 100, "{word:?}");
+        std::fs::write(&path, &image).unwrap();
+        let inside = starts.iter().filter(|&&o| o >= s && o < e).count();
+        let n = same_objects_relocated(&path, "byte object in the middle");
+        assert_eq!(n + u64::try_from(inside).unwrap() - 1, before, "{word:?}");
+        std::fs::remove_file(&path).unwrap();
+    }
+}
+
+#[test]
+fn a_damaged_heap_fails_alike_on_one_two_and_three_threads() {
+    let _lock = address_space();
+    let dir = tempfile::tempdir().unwrap();
+    for word in [WordSize::W64, WordSize::W32] {
+        let (image, at, size, starts) = image_with_starts(word, 40 << 20);
+        let mut with_bytes = image.clone();
+        with_a_byte_object_of_headers(word, &mut with_bytes, at, size, &starts);
+        // An overflow word before a header that does not say 255 slots, at
+        // an object start: in the first half, just past the middle (near
+        // the guessed start), and late in the second half. In the heap with
+        // the byte object, the middle ones fall in its contents: there they
+        // are no damage, but they change what the guess meets.
+        let mut errors = Vec::new();
+        for (base, name) in [(&image, "intact"), (&with_bytes, "byte object")] {
+            for frac in [250, 500, 501, 750] {
+                let mut damaged = base.clone();
+                let o = at + start_past(&starts, size, frac);
+                let w = spur_format::objheader::overflow_word(3).to_le_bytes();
+                damaged[o..o + 8].copy_from_slice(&w);
+                let path = dir.path().join("damaged.image");
+                std::fs::write(&path, &damaged).unwrap();
+                let what = format!("{word:?}, {name}, at {frac}/1000");
+                if name == "byte object" && (frac == 500 || frac == 501) {
+                    same_objects_relocated(&path, &what);
+                } else {
+                    errors.push(fails_alike(&path, &what));
+                }
+            }
+        }
+        // The damage is found where it is, not at one place for all.
+        errors.sort();
+        errors.dedup();
+        assert!(errors.len() >= 3, "{word:?}: {errors:?}");
     }
 }
 

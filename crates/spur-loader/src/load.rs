@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use spur_format::raw::*;
 use spur_format::read::header::HEADER_PROBE_BYTES;
 use spur_format::read::segment::repair_bridge_in_memory;
+use spur_format::read::walk::{plausible_run, step};
 use spur_format::{
     FileSegment, FormatError, ImageHeader, Layout, NewAddr, OldAddr, SegmentTable, Swizzle,
     WordSize, L32, L64,
@@ -40,9 +41,11 @@ pub struct LoadOptions {
     /// may change the heap's bytes under it, and touching a page past a
     /// truncated file's new end kills the process with `SIGBUS`.
     pub map_files: Option<FilesUnchanged>,
-    /// Threads for relocation: with two or more (the default, when the
-    /// machine has them) the file is read on the calling thread while a
-    /// second rewrites the part already read. The heap is the same either way.
+    /// Threads for loading: with two or more (the default, when the machine
+    /// has them) a relocated segment of more than 8 MiB is read and
+    /// rewritten in two halves, one per thread, and a segment loaded in
+    /// place is read on the calling thread while a second faults in its
+    /// pages. The heap, and the error of a broken one, are the same either way.
     pub threads: Threads,
 }
 
@@ -61,9 +64,46 @@ impl Default for LoadOptions {
 /// the chunk is still in cache when its objects are rewritten.
 const CHUNK: usize = 2 << 20;
 
-/// How many chunks the read may run ahead of the rewriting on two threads
-/// (8 MiB: within the last-level cache of the machines we measured on).
-const LEAD: usize = 4;
+/// Bytes read and rewritten at a time when relocating: small enough that a
+/// chunk is still in the core's L2 cache (2 MiB on the machines we measured
+/// on, shared with the rest of the work) when its objects are rewritten.
+const HOT_CHUNK: usize = 256 << 10;
+
+/// How far into the second half of a segment a start for its walk is looked
+/// for ([`read_split`]); past that, the first half's walk goes on alone.
+const GUESS_SPAN: usize = 1 << 20;
+
+/// How far the second half's walk goes over headers only from its guessed
+/// start before it rewrites anything ([`second_half`]).
+const PREFIX_BYTES: usize = 64 << 10;
+
+/// Every class index there can be.
+const ANY_CLASS: usize = usize_of(CLASS_INDEX_MASK) + 1;
+
+/// The class indices a guessed object start may meet: those of the class
+/// table's pages, as the hidden-roots object (the 5th object, §2.4) in the
+/// first bytes of the first segment lists them (`nil` is nil's old address:
+/// a slot that holds it has no page). Every index when those bytes do not
+/// tell. A guess is only a hint ([`read_split`] checks it), so this needs
+/// no more care than that; but without it, pointers into the heap read as
+/// headers look like objects.
+fn class_bound<L: Layout>(first: &[u8], nil: u64) -> usize {
+    let mut pos = 0;
+    for _ in 0..4 {
+        match step::<L>(first, pos, first.len()) {
+            Ok((_, next)) => pos = next,
+            Err(_) => return ANY_CLASS,
+        }
+    }
+    let Ok((hidden, _)) = step::<L>(first, pos, first.len()) else {
+        return ANY_CLASS;
+    };
+    let pages = usize_of(hidden.num_slots.min(CLASS_TABLE_ROOT_SLOTS));
+    (0..pages)
+        .rev()
+        .find(|&k| L::slot(first, hidden.offset, k) != nil)
+        .map_or(ANY_CLASS, |k| (k + 1) * usize_of(CLASS_TABLE_PAGE_SLOTS))
+}
 
 /// Reads the header and follows the bridges, without loading anything.
 pub fn read_layout<S: ImageSource + ?Sized>(
@@ -234,7 +274,7 @@ struct SwizzleTime {
 
 /// Streams each segment from the source into its place, rewriting pointers
 /// chunk by chunk when relocating: on the calling thread between reads
-/// ([`Threads::One`]), or on a second thread that follows the read.
+/// ([`Threads::One`]), or in two halves on two threads ([`read_split`]).
 fn read_segments<L: Layout, R: SegmentReader + ?Sized>(
     reader: &R,
     table: &SegmentTable,
@@ -246,6 +286,16 @@ fn read_segments<L: Layout, R: SegmentReader + ?Sized>(
     let mut objects = 0u64;
     // Asked once: on Linux the answer reads the process's cgroup files.
     let two = threads.count() > 1;
+    let classes = match (relocation, table.segments.first(), heap.segments.first()) {
+        (Some(_), Some(fs), Some(seg)) if two && !seg.mapped => {
+            // The first chunk is read again with the rest: it costs little.
+            let bytes = &mut heap.regions[seg.region].bytes_mut()[seg.offset..];
+            let n = HOT_CHUNK.min(usize_of(seg.size));
+            reader.read_segment(fs, 0, &mut bytes[..n])?;
+            class_bound::<L>(&bytes[..n], fs.old_start.get())
+        }
+        _ => ANY_CLASS,
+    };
     for (i, fs) in table.segments.iter().enumerate() {
         let seg = heap.segments[i];
         if seg.mapped {
@@ -268,8 +318,9 @@ fn read_segments<L: Layout, R: SegmentReader + ?Sized>(
                 continue;
             }
             // A second thread pays only over several chunks.
-            Some(r) if two && bytes.len() > 2 * CHUNK => {
-                read_overlapped::<L, R>(reader, fs, bytes, r, &job, &mut time, &mut objects)?
+            Some(r) if two && bytes.len() > 4 * CHUNK => {
+                let split = Split { job, classes };
+                read_split::<L, R>(reader, fs, bytes, r, &split, &mut time, &mut objects)?
             }
             Some(r) => {
                 read_interleaved::<L, R>(reader, fs, bytes, r, &job, &mut time, &mut objects)?
@@ -292,6 +343,7 @@ fn read_segments<L: Layout, R: SegmentReader + ?Sized>(
 
 /// The segment being read: its index, new address and where its bridge
 /// starts (offsets are from the segment's start).
+#[derive(Clone, Copy)]
 struct Segment {
     index: usize,
     new_start: u64,
@@ -359,105 +411,252 @@ fn read_interleaved<L: Layout, R: SegmentReader + ?Sized>(
     time: &mut SwizzleTime,
     objects: &mut u64,
 ) -> Result<usize, LoadError> {
-    let end = bytes.len();
-    let mut frontier = 0;
     let mut cursor = 0;
+    let (n, busy) = read_and_rewrite::<L, R>(reader, fs, bytes, 0, &mut cursor, r, job)?;
+    *objects += n;
+    time.busy += busy;
+    time.exposed += busy;
+    Ok(cursor)
+}
+
+/// Reads `bytes[from..]` chunk by chunk ([`HOT_CHUNK`], on the segment's grid
+/// of chunks), rewriting after each chunk the objects it completes, from
+/// `*cursor` on. Every read chunk's objects are rewritten before the next
+/// chunk is read, so an error is the first of the walk from `*cursor` or of
+/// the reads, whichever a single pass over the segment meets first. Returns
+/// the objects rewritten and the time spent rewriting.
+fn read_and_rewrite<L: Layout, R: SegmentReader + ?Sized>(
+    reader: &R,
+    fs: &FileSegment,
+    bytes: &mut [u8],
+    from: usize,
+    cursor: &mut usize,
+    r: &Relocation,
+    job: &Segment,
+) -> Result<(u64, Duration), LoadError> {
+    let end = bytes.len();
+    let (mut n, mut busy) = (0, Duration::ZERO);
+    let mut frontier = from;
     while frontier < end {
-        let n = CHUNK.min(end - frontier);
-        reader.read_segment(fs, u64_of(frontier), &mut bytes[frontier..frontier + n])?;
-        frontier += n;
+        let len = (HOT_CHUNK - frontier % HOT_CHUNK).min(end - frontier);
+        reader.read_segment(fs, u64_of(frontier), &mut bytes[frontier..frontier + len])?;
+        frontier += len;
         let t = Instant::now();
-        *objects += r
+        n += r
             .advance::<L>(
                 bytes,
-                &mut cursor,
+                cursor,
                 frontier,
                 job.limit,
                 job.index,
                 (0, job.new_start),
             )
             .map_err(LoadError::Relocate)?;
-        let d = t.elapsed();
-        time.busy += d;
-        time.exposed += d;
+        busy += t.elapsed();
     }
-    Ok(cursor)
+    Ok((n, busy))
 }
 
-/// Two threads: this one reads chunk after chunk into the segment while a
-/// second rewrites the objects of the part already read and, whenever it has
-/// caught up, faults in pages from the end that the read has not reached. The result, and
-/// the first error, are those of [`read_interleaved`]: the rewriting sees
-/// the same bytes in the same order, and an error it finds comes from
-/// bytes read before any later read failed.
-fn read_overlapped<L: Layout, R: SegmentReader + ?Sized>(
+/// A segment to relocate in two halves, and the class indices a guessed
+/// start may meet ([`class_bound`]).
+struct Split {
+    job: Segment,
+    classes: usize,
+}
+
+/// What the second thread of [`read_split`] did with the second half.
+enum SecondHalf {
+    /// It read the whole half and walked it without a fault from a guessed
+    /// start to the segment's bridge, rewriting from `at` (from the half's
+    /// start) on: the first start at least [`PREFIX_BYTES`] past the guess.
+    Walked { at: usize, objects: u64 },
+    /// It read the whole half and rewrote nothing: no start was found.
+    Read,
+    /// A read failed, or the walk from the guess did: the half's bytes are
+    /// not to be trusted (some may be rewritten).
+    Failed,
+}
+
+/// Two threads, each doing the whole work on half of the segment: this one
+/// reads the first half chunk by chunk and rewrites each chunk's objects
+/// while the chunk is in its cache; a second thread does the same with the
+/// second half, from a guessed object start near its beginning (the first
+/// place where [`plausible_run`] finds
+/// [`GUESS_STEPS`](spur_format::read::walk::GUESS_STEPS) headers in a row
+/// that look like objects). Both cores then clear their own fresh pages,
+/// read and rewrite at once, with nothing handed from one to the other.
+///
+/// The second walk rewrites nothing over its first [`PREFIX_BYTES`]. Then
+/// the first walk goes on from where it stopped to where the second began
+/// rewriting. If it lands exactly there, the two walks are the one walk
+/// from the segment's start. If it does not, or the second walk or one of its reads failed,
+/// the second half is read again from the file (which has not changed)
+/// and walked from where the first walk really is, as [`read_interleaved`]
+/// would. So the heap, the object count and the first error are those of
+/// the single-threaded load, whatever the guess.
+fn read_split<L: Layout, R: SegmentReader + ?Sized>(
     reader: &R,
     fs: &FileSegment,
     bytes: &mut [u8],
     r: &Relocation,
-    job: &Segment,
+    split: &Split,
     time: &mut SwizzleTime,
     objects: &mut u64,
 ) -> Result<usize, LoadError> {
-    // The read stays at most LEAD chunks ahead, so that what the rewriting
-    // reads is still in cache.
-    let (mut filler, mut filled) = spur_mem::handoff::handoff_with_lead(bytes, LEAD);
-    let (swizzled, read, tail) = std::thread::scope(|s| {
-        let swizzler = s.spawn(move || -> Result<(u64, Duration, usize), FormatError> {
-            let (mut n, mut busy, mut cursor) = (0, Duration::ZERO, 0);
-            let mut back = filled.len();
-            loop {
-                // While nothing new is read, fault in pages from the end
-                // that the read has not reached.
-                while back > 0 && filled.published() == filled.visible() {
-                    let lo = back.saturating_sub(CHUNK);
-                    if filled.published() + 2 * CHUNK >= lo || !filled.prefault(lo, back) {
-                        back = 0;
-                    } else {
-                        back = lo;
-                    }
-                }
-                let Some(view) = filled.wait() else { break };
-                let t = Instant::now();
-                let frontier = view.len();
-                n += r.advance::<L>(
-                    view,
+    let job = &split.job;
+    let mid = bytes.len() / 2 / HOT_CHUNK * HOT_CHUNK;
+    let mut cursor = 0;
+    let (first, second) = {
+        let (front, back) = bytes.split_at_mut(mid);
+        std::thread::scope(|s| {
+            let second = s.spawn(|| second_half::<L, R>(reader, fs, back, mid, r, split));
+            let first = read_and_rewrite::<L, R>(reader, fs, front, 0, &mut cursor, r, job);
+            let second = second
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (first, second)
+        })
+    };
+    let (n, busy) = first?;
+    let (outcome, busy2) = second;
+    time.busy += busy + busy2;
+    time.exposed += busy.max(busy2);
+    *objects += n;
+    let t = Instant::now();
+    // Where the bytes may differ from the file's, when they do.
+    let reread = match outcome {
+        SecondHalf::Walked { at, objects: n2 } => {
+            // The first walk, up to the guess: it lands on it or passes it.
+            let guess = mid + at;
+            *objects += r
+                .advance::<L>(
+                    bytes,
                     &mut cursor,
-                    frontier,
+                    guess,
                     job.limit,
                     job.index,
                     (0, job.new_start),
-                )?;
-                busy += t.elapsed();
-            }
-            Ok((n, busy, cursor))
-        });
-        let mut read = Ok(());
-        while filler.remaining() > 0 {
-            let at = u64_of(filler.frontier());
-            match filler.fill(CHUNK, |piece| reader.read_segment(fs, at, piece)) {
-                Ok(true) => {}
-                // The rewriting stopped: its error says why.
-                Ok(false) => break,
-                Err(e) => {
-                    read = Err(e);
-                    break;
-                }
+                )
+                .map_err(LoadError::Relocate)?;
+            if cursor == guess {
+                tracing::debug!(segment = job.index, mid, guess, "split walk confirmed");
+                cursor = job.limit;
+                *objects += n2;
+                None
+            } else {
+                // Only the second walk wrote at or past the guess.
+                tracing::debug!(segment = job.index, mid, guess, cursor, "guess missed");
+                Some(guess)
             }
         }
-        drop(filler);
-        let t = Instant::now();
-        let swizzled = swizzler
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (swizzled, read, t.elapsed())
-    });
-    let (n, busy, cursor) = swizzled.map_err(LoadError::Relocate)?;
-    read?;
+        // Nothing was rewritten past the middle: the first walk goes on over
+        // the bytes as read.
+        SecondHalf::Read => {
+            tracing::debug!(segment = job.index, mid, "no start guessed");
+            *objects += r
+                .advance::<L>(
+                    bytes,
+                    &mut cursor,
+                    bytes.len(),
+                    job.limit,
+                    job.index,
+                    (0, job.new_start),
+                )
+                .map_err(LoadError::Relocate)?;
+            None
+        }
+        SecondHalf::Failed => {
+            tracing::debug!(segment = job.index, mid, "second half read again");
+            Some(mid)
+        }
+    };
+    let n = match reread {
+        Some(from) => read_and_rewrite::<L, R>(reader, fs, bytes, from, &mut cursor, r, job)?.0,
+        None => 0,
+    };
     *objects += n;
-    time.busy += busy;
-    time.exposed += tail;
+    let d = t.elapsed();
+    time.busy += d;
+    time.exposed += d;
     Ok(cursor)
+}
+
+/// The second thread of [`read_split`]: reads `back` (the segment from
+/// `mid`) chunk by chunk, looks for a start in its first [`GUESS_SPAN`]
+/// bytes, and from there rewrites each chunk's objects once it is read.
+/// Returns what it did and the time spent rewriting.
+fn second_half<L: Layout, R: SegmentReader + ?Sized>(
+    reader: &R,
+    fs: &FileSegment,
+    back: &mut [u8],
+    mid: usize,
+    r: &Relocation,
+    split: &Split,
+) -> (SecondHalf, Duration) {
+    let job = &split.job;
+    let end = back.len();
+    let limit = job.limit - mid;
+    let (mut frontier, mut searched) = (0, 0);
+    // The guess, then the walk over headers only from it, then the start
+    // where the rewriting begins.
+    let (mut guess, mut walked, mut from) = (None, 0, None);
+    let (mut cursor, mut n) = (0, 0);
+    let mut busy = Duration::ZERO;
+    while frontier < end {
+        let len = HOT_CHUNK.min(end - frontier);
+        let piece = &mut back[frontier..frontier + len];
+        if reader
+            .read_segment(fs, u64_of(mid + frontier), piece)
+            .is_err()
+        {
+            return (SecondHalf::Failed, busy);
+        }
+        frontier += len;
+        let t = Instant::now();
+        if guess.is_none() && searched < GUESS_SPAN {
+            // A run of headers must end within what is read, unless it
+            // reaches the segment's bridge.
+            let seen = frontier.min(limit);
+            let to = seen.min(GUESS_SPAN);
+            guess = (searched..to).step_by(8).find(|&p| {
+                plausible_run::<L>(back, p, seen, split.classes)
+                    .is_some_and(|e| e < seen || seen == limit)
+            });
+            searched = to;
+            walked = guess.unwrap_or(0);
+        }
+        if let (Some(g), None) = (guess, from) {
+            // A walk from inside an object may fall into step with the true
+            // walk only after a few objects: the first PREFIX_BYTES are
+            // walked without writing, so the first walk can go through them
+            // on bytes as read and meet this one where the rewriting begins.
+            while walked < limit && walked < g + PREFIX_BYTES && walked + 16 <= frontier {
+                match step::<L>(back, walked, limit) {
+                    Ok((_, next)) => walked = next,
+                    Err(_) => return (SecondHalf::Failed, busy + t.elapsed()),
+                }
+            }
+            if walked >= limit || walked >= g + PREFIX_BYTES {
+                from = Some(walked);
+                cursor = walked;
+            }
+        }
+        if from.is_some() {
+            // Errors are the first walk's to find: any fault sends the
+            // half back to be read again.
+            match r.advance::<L>(back, &mut cursor, frontier, limit, job.index, (0, 0)) {
+                Ok(k) => n += k,
+                Err(_) => return (SecondHalf::Failed, busy + t.elapsed()),
+            }
+        }
+        busy += t.elapsed();
+    }
+    let outcome = match (guess, from) {
+        (_, Some(at)) if cursor == limit => SecondHalf::Walked { at, objects: n },
+        (Some(_), _) => SecondHalf::Failed,
+        (None, _) => SecondHalf::Read,
+    };
+    (outcome, busy)
 }
 
 /// Writes slot `i` of the object at `obj` during relocation: a rewritten

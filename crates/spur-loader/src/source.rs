@@ -7,8 +7,9 @@ use std::os::unix::fs::FileExt;
 use crate::error::LoadError;
 
 /// Random-access image bytes. The loader reads the header, the bridges and
-/// then each segment straight into its final place through this trait.
-pub trait ImageSource {
+/// then each segment straight into its final place through this trait,
+/// from two threads at once when relocating a large segment (hence `Sync`).
+pub trait ImageSource: Sync {
     /// Total length in bytes.
     fn len(&self) -> u64;
     /// Is the source empty?
@@ -83,8 +84,9 @@ use spur_format::read::composed::{self, ComposedError, SegmentMeta};
 use spur_format::read::ston;
 use spur_format::{FileSegment, ImageHeader, SegmentTable};
 
-/// Where each segment's bytes are: the loader reads (or maps) them from here.
-pub trait SegmentReader {
+/// Where each segment's bytes are: the loader reads (or maps) them from here,
+/// from two threads at once when relocating a large segment (hence `Sync`).
+pub trait SegmentReader: Sync {
     /// Fills `buf` with the bytes of `seg` starting `at` bytes into the segment.
     fn read_segment(&self, seg: &FileSegment, at: u64, buf: &mut [u8]) -> Result<(), LoadError>;
     /// A file that holds exactly `seg` from offset 0, which may be mapped in place.

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use spur_format::raw::{BRIDGE_BYTES, CLASS_TABLE_PAGE_SLOTS, LAST_CLASS_INDEX_PUN};
-use spur_format::read::walk::step;
+use spur_format::read::walk::{plausible_run, step};
 use spur_format::{Layout, Obj, WordSize, L32, L64};
 use spur_loader::{LoadedHeap, Threads};
 
@@ -195,8 +195,7 @@ fn histogram_in_parts(
     Ok(h)
 }
 
-/// How many headers in a row must look like objects for a guessed start.
-pub const GUESS_STEPS: usize = 16;
+pub use spur_format::read::walk::GUESS_STEPS;
 
 /// How far a guessed walk records its object starts, for the walk of the
 /// part before to land on.
@@ -292,33 +291,12 @@ enum End {
     Part(usize),
 }
 
-/// Does the walk from `pos` meet [`GUESS_STEPS`] headers that look like
-/// this heap's objects (or reach the limit first)?
-fn plausible<L: Layout>(bytes: &[u8], mut pos: usize, limit: usize, slots: usize) -> bool {
-    for _ in 0..GUESS_STEPS {
-        if pos >= limit {
-            return true;
-        }
-        let Ok((obj, next)) = step::<L>(bytes, pos, limit) else {
-            return false;
-        };
-        let h = obj.header;
-        let fmt = h.format();
-        let ci = usize_of(u64::from(h.class_index()));
-        if fmt == 6 || fmt == 8 || (ci >= slots && !h.is_free_chunk()) {
-            return false;
-        }
-        pos = next;
-    }
-    true
-}
-
 /// The guessed start of the part beginning near `from`, with its prefix.
 fn guess<L: Layout>(bytes: &[u8], from: usize, limit: usize, slots: usize) -> Option<Guess> {
     let end = from.saturating_add(GUESS_SPAN).min(limit);
     let at = (from.next_multiple_of(8)..end)
         .step_by(8)
-        .find(|&p| plausible::<L>(bytes, p, limit, slots))?;
+        .find(|&p| plausible_run::<L>(bytes, p, limit, slots).is_some())?;
     let mut prefix = Vec::new();
     let mut pos = at;
     while pos < limit && pos < at + PREFIX_BYTES {

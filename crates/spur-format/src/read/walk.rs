@@ -155,6 +155,45 @@ pub fn step<L: Layout>(
     }
 }
 
+/// How many headers in a row must look like objects for a guessed object
+/// start (see [`plausible_run`]).
+pub const GUESS_STEPS: usize = 16;
+
+/// Does the walk from `pos` meet [`GUESS_STEPS`] headers in a row that look
+/// like objects of a heap whose class table has `classes` entries (no unused
+/// format 6 or 8, no class index past the table except on a free chunk, no
+/// word of zeros: a stretch of zeros, as in an empty array, would otherwise
+/// read as a row of empty free chunks)?
+/// Returns where those steps ended, which is `limit` or past it when the
+/// walk reached `limit` first; `None` when a header does not fit.
+///
+/// A walk split into parts starts each later part at such a guess; the
+/// guess is a hint only, and the walk of the part before must check it.
+pub fn plausible_run<L: Layout>(
+    bytes: &[u8],
+    mut pos: usize,
+    limit: usize,
+    classes: usize,
+) -> Option<usize> {
+    for _ in 0..GUESS_STEPS {
+        if pos >= limit {
+            return Some(pos);
+        }
+        if u64_at(bytes, pos) == 0 {
+            return None;
+        }
+        let (obj, next) = step::<L>(bytes, pos, limit).ok()?;
+        let h = obj.header;
+        let fmt = h.format();
+        let ci = to_usize(u64::from(h.class_index()));
+        if fmt == 6 || fmt == 8 || (ci >= classes && !h.is_free_chunk()) {
+            return None;
+        }
+        pos = next;
+    }
+    Some(pos)
+}
+
 impl<L: Layout> Iterator for Walk<'_, L> {
     type Item = Obj;
 
@@ -191,6 +230,29 @@ mod tests {
         assert_eq!(objs[1].offset, 24);
         assert_eq!(objs[1].num_slots, 300);
         assert_eq!(objs[1].start(), 16);
+    }
+
+    #[test]
+    fn a_plausible_run_is_sixteen_headers_of_this_heap() {
+        // 20 one-slot objects of class 40 (16 bytes each), then zeros.
+        let mut seg = vec![0u8; 20 * 16 + 512];
+        for k in 0..20 {
+            set_u64_at(&mut seg, k * 16, ObjHeader::new(40, 1, 1, 7).0);
+        }
+        let limit = seg.len();
+        assert_eq!(plausible_run::<L64>(&seg, 0, limit, 64), Some(256));
+        // Inside the run, as long as 16 headers follow.
+        assert_eq!(plausible_run::<L64>(&seg, 64, limit, 64), Some(320));
+        // Class 40 past a table of 32 entries.
+        assert_eq!(plausible_run::<L64>(&seg, 0, limit, 32), None);
+        // Into the zeros, and on a slot (a word of zeros) of an object.
+        assert_eq!(plausible_run::<L64>(&seg, 16 * 8, limit, 64), None);
+        assert_eq!(plausible_run::<L64>(&seg, 8, limit, 64), None);
+        // The limit reached first.
+        assert_eq!(plausible_run::<L64>(&seg, 0, 48, 64), Some(48));
+        // An unused format.
+        set_u64_at(&mut seg, 32, ObjHeader::new(40, 6, 1, 7).0);
+        assert_eq!(plausible_run::<L64>(&seg, 0, limit, 64), None);
     }
 
     #[test]
