@@ -430,6 +430,22 @@ impl FreeStarts {
         }
     }
 
+    /// [`push`](Self::push) of each of `more`, increasing and above every
+    /// bit recorded so far; an empty list takes `more` itself, rather than
+    /// a copy.
+    fn extend(&mut self, more: Vec<usize>, bits: usize) {
+        match self {
+            FreeStarts::List(list) if list.is_empty() && more.len() <= bits / 128 + 1024 => {
+                *list = more;
+            }
+            _ => {
+                for i in more {
+                    self.push(i, bits);
+                }
+            }
+        }
+    }
+
     fn contains(&self, i: usize) -> bool {
         match self {
             FreeStarts::List(list) => list.binary_search(&i).is_ok(),
@@ -1095,9 +1111,7 @@ impl<'h, L: Layout, R: Live> Verifier<'h, L, R> {
         self.report.objects += p.objects;
         self.report.free_chunks += p.free_chunks;
         self.report.free_bytes += p.free_bytes;
-        for b in p.free {
-            self.free.push(b, self.bits);
-        }
+        self.free.extend(p.free, self.bits);
         for f in p.errors {
             self.error(f.kind, f.addr, f.what);
         }
@@ -1451,11 +1465,9 @@ impl<'h, L: Layout, R: Live> Verifier<'h, L, R> {
     }
 
     /// Checks a batch of pointers of piece `p` in two rounds, the first
-    /// asking for the memory of the record of starts that the second reads
-    /// (its block words and counts; the bit per start is a sixth of their
-    /// size, and mostly in cache): the findings, in the batch's
-    /// order, join `found`, at most `cap` described, the rest counted in
-    /// `dropped`.
+    /// asking for the word of the record of starts that the second reads:
+    /// the findings, in the batch's order, join `found`, at most `cap`
+    /// described, the rest counted in `dropped`.
     fn check_batch(
         &self,
         p: &Piece<'_>,
@@ -1844,7 +1856,8 @@ mod tests {
     }
 
     /// The list turns into a bitmap when it grows past half a bitmap's
-    /// bytes, and answers the same before and after.
+    /// bytes, and answers the same before and after, pushed one by one or
+    /// extended by lists.
     #[test]
     fn free_starts_answer_the_same_as_list_and_as_bitmap() {
         let bits = 1 << 20;
@@ -1863,9 +1876,15 @@ mod tests {
         }
         let want: std::collections::BTreeSet<usize> = (0..k).map(at).collect();
         let list = FreeStarts::List(want.iter().copied().collect());
+        // Extended in two steps: a list taken whole, then one pushed.
+        let mut joined = FreeStarts::List(Vec::new());
+        joined.extend((0..100).map(at).collect(), bits);
+        joined.extend((100..k).map(at).collect(), bits);
+        assert!(matches!(joined, FreeStarts::Bits(_)));
         for i in 0..at(k) + 8 {
             assert_eq!(free.contains(i), want.contains(&i), "bit {i}");
             assert_eq!(list.contains(i), want.contains(&i), "bit {i}");
+            assert_eq!(joined.contains(i), want.contains(&i), "bit {i}");
         }
     }
 }
