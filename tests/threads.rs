@@ -1,9 +1,11 @@
 //! The threaded paths give the single-threaded results: relocation with
 //! each half of a segment read and rewritten on its own core (from a guessed
 //! start, checked), the verifier's split pointer walk and
-//! the class histogram's walk from guessed starts,
+//! the verifier's and the class histogram's walks from guessed starts,
 //! over every kind of builder image (made large enough to span many read
-//! chunks and several verify pieces), a damaged heap and the corpus.
+//! chunks and several verify pieces), damaged heaps (one with a guess that
+//! is no object start, one broken in the second part of its walk) and the
+//! corpus.
 
 use std::path::Path;
 
@@ -368,4 +370,111 @@ fn pointer_objects<L: spur_format::Layout>(
         .map(|o| o.offset)
         .collect();
     (objects, free)
+}
+
+/// Rewrites the objects of segment 0 around its middle, where the first
+/// walk of a two-part verify guesses the second part's start, into one
+/// word object (more than 256 KiB of it past the middle) whose words look
+/// like 0-slot objects: the guess lands in that object, and its walk, of
+/// objects that are not there, is not the walk from the segment's start.
+/// Pointers of objects spread over the heap are aimed at those false
+/// headers. With `broken`, an object a quarter of the segment before its
+/// end gets an overflow word for a header, so the walk from the start
+/// fails in the second part. Returns the false headers' range.
+fn mislead<L: spur_format::Layout>(heap: &mut LoadedHeap, broken: bool) -> (u64, u64) {
+    use spur_format::objheader::overflow_word;
+    use spur_format::ObjHeader;
+    let start = heap.segments()[0].new_start.get();
+    let bytes = heap.segment_bytes_mut(0);
+    let limit = bytes.len() - 16;
+    let mid = limit / 2;
+    let objs: Vec<_> = spur_format::Walk::<L>::new(bytes, start, 0).collect();
+    let x = objs
+        .iter()
+        .rfind(|o| o.start() + 4096 <= mid && o.header.class_index() > 31)
+        .unwrap();
+    let (x_at, ci) = (x.start(), x.header.class_index());
+    let y_at = objs
+        .iter()
+        .find(|o| o.start() >= mid + (256 << 10) && (o.start() - x_at) % 16 == 0)
+        .unwrap()
+        .start();
+    let slots = u64::try_from((y_at - x_at - 16) / L::W).unwrap();
+    let fmt = if L::W == 8 { 9 } else { 10 };
+    bytes[x_at..x_at + 8].copy_from_slice(&overflow_word(slots).to_le_bytes());
+    bytes[x_at + 8..x_at + 16].copy_from_slice(&ObjHeader::new(ci, fmt, 255, 0).0.to_le_bytes());
+    for at in (x_at + 16..y_at).step_by(16) {
+        bytes[at..at + 8].copy_from_slice(&ObjHeader::new(ci, 0, 0, 0).0.to_le_bytes());
+        bytes[at + 8..at + 16].fill(0);
+    }
+    let (lo, hi) = (
+        start + u64::try_from(x_at + 16).unwrap(),
+        start + u64::try_from(y_at).unwrap(),
+    );
+    // The verifier's guess for the second part: in the word object, and
+    // its prefix ends there too.
+    let g = spur_loader::parallel::guesses::<L>(bytes, limit, 2, 1 << 22);
+    let g = g[0].as_ref().unwrap();
+    assert!(
+        g.at >= x_at + 16 && g.count_from < y_at,
+        "guess at {}",
+        g.at
+    );
+    let (victims, _) = pointer_objects::<L>(bytes, start);
+    let outside: Vec<usize> = victims
+        .into_iter()
+        .filter(|&o| o < x_at || o > y_at)
+        .collect();
+    let step = outside.len() / 300;
+    for (k, &at) in outside.iter().step_by(step).take(300).enumerate() {
+        // A false header (every other one), or the word after it.
+        let target = lo + 32 * u64::try_from(k).unwrap() + 8 * u64::try_from(k % 3 / 2).unwrap();
+        bytes[at + 8..at + 8 + L::W].copy_from_slice(&target.to_le_bytes()[..L::W]);
+    }
+    if broken {
+        let z = outside
+            .iter()
+            .copied()
+            .find(|&o| o >= limit / 4 * 3 && bytes[o - 1] != 0xFF && bytes[o + 15] != 0xFF)
+            .unwrap();
+        bytes[z..z + 8].copy_from_slice(&overflow_word(3).to_le_bytes());
+    }
+    (lo, hi)
+}
+
+/// A guessed start that is no object start, with the walk from the
+/// segment's start ending in the second part or not: the same report on
+/// every path, which finds the pointers into the false headers.
+#[test]
+fn a_wrong_guess_and_a_broken_second_part_verify_the_same() {
+    let _lock = address_space();
+    let dir = tempfile::tempdir().unwrap();
+    for word in [WordSize::W64, WordSize::W32] {
+        let spec = spur_synth::SynthSpec::new(word, 40 << 20);
+        let path = dir.path().join("misled.image");
+        spur_synth::write_image_file(&spec, &path).unwrap();
+        for broken in [false, true] {
+            let mut heap = load_path(&path, &LoadOptions::default()).unwrap();
+            let (lo, hi) = match word {
+                WordSize::W64 => mislead::<spur_format::L64>(&mut heap, broken),
+                WordSize::W32 => mislead::<spur_format::L32>(&mut heap, broken),
+            };
+            let name = format!("{word:?}, misled, broken {broken}");
+            let report = verify_alike(&heap, &name);
+            let into = |f: &&spur_loader::Finding| {
+                f.what.contains("into the middle of an object")
+                    && f.what
+                        .rsplit("holds 0x")
+                        .next()
+                        .and_then(|t| u64::from_str_radix(t.split(',').next()?, 16).ok())
+                        .is_some_and(|v| (lo..hi).contains(&v))
+            };
+            assert!(report.errors.iter().any(|f| into(&f)), "{name}");
+            let failed = report.errors.iter().any(|f| {
+                f.kind == spur_loader::FindingKind::Segment && f.what.contains("overflow word")
+            });
+            assert_eq!(failed, broken, "{name}: {:?}", report.errors.last());
+        }
+        std::fs::remove_file(&path).unwrap();
+    }
 }

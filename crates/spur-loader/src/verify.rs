@@ -1,12 +1,14 @@
 //! The heap verifier: the checks of §8 of the format notes (`docs/format.md`), run over a
 //! loaded heap, reporting every finding rather than stopping at the first.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use spur_format::raw::*;
-use spur_format::{Layout, NewAddr, ObjHeader, Walk, WordSize, L32, L64};
+use spur_format::{FormatError, Layout, NewAddr, Obj, ObjHeader, WordSize, L32, L64};
 
 use crate::conv::{u64_of, usize_of};
 use crate::heap::LoadedHeap;
-use crate::parallel::Threads;
+use crate::parallel::{self, Threads};
 
 /// What kind of problem a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -116,8 +118,8 @@ pub fn verify_with(heap: &LoadedHeap, threads: Threads) -> Report {
 }
 
 /// How much of the heap the record of live object starts covers at a time
-/// by default: 4 GiB (a 32 MiB block bitmap, 6 MiB of counts and a bit per
-/// live object), so a heap of up to 4 GiB is checked in one window.
+/// by default: 4 GiB (a [`LiveRecord::Compact`] record of 51.2 MiB), so a
+/// heap of up to 4 GiB is checked in one window.
 pub const WINDOW_BYTES: u64 = 4 << 30;
 
 /// [`verify_with`], its record of live object starts covering at most
@@ -126,7 +128,7 @@ pub const WINDOW_BYTES: u64 = 4 << 30;
 /// [`verify_in_windows_of`]). A larger heap's pointers are checked in as
 /// many passes, one per window of addresses they may point to, so the
 /// verifier's memory stays under `window_bytes / 64` (a bitmap, for
-/// windows of up to [`BITMAP_UP_TO`]) or `window_bytes / 75` (the compact
+/// windows of up to [`BITMAP_UP_TO`]) or `window_bytes / 80` (the compact
 /// record) whatever the heap's size. The report is the same whatever the
 /// window.
 pub fn verify_in_windows(heap: &LoadedHeap, threads: Threads, window_bytes: u64) -> Report {
@@ -146,9 +148,9 @@ pub enum LiveRecord {
     /// A bit per 8 bytes: a window's bytes / 64. Fastest while it stays
     /// in cache, for windows of up to [`BITMAP_UP_TO`].
     Bitmap,
-    /// A bit per 16-byte block, a bit per start for the half of its block
-    /// it is in, and counts every 512 blocks: a window's bytes / 108 plus
-    /// a bit per object. Fewer cache misses on larger windows.
+    /// Three states per 16-byte block (no start, a start in its first or
+    /// its second word), five blocks a byte: a window's bytes / 80, one
+    /// memory access per lookup. Fewer cache misses on larger windows.
     Compact,
 }
 
@@ -170,90 +172,203 @@ pub fn verify_in_windows_of(
     let _s = tracing::debug_span!("verify").entered();
     let n = threads.count();
     let window_bits = usize_of(window_bytes.div_ceil(512).max(1) * 64);
-    // `Starts` counts in u32.
+    // Counts of starts stay below u32::MAX.
     let cap = usize_of(window_objects.clamp(1, u64::from(u32::MAX)));
     match (heap.word(), record) {
         (WordSize::W64, LiveRecord::Compact) => {
-            Verifier::<L64, Starts>::new(heap, n, window_bits, cap).run()
+            Verifier::<L64, LiveTrits>::new(heap, n, window_bits, cap).run()
         }
         (WordSize::W32, LiveRecord::Compact) => {
-            Verifier::<L32, Starts>::new(heap, n, window_bits, cap).run()
+            Verifier::<L32, LiveTrits>::new(heap, n, window_bits, cap).run()
         }
         (WordSize::W64, LiveRecord::Bitmap) => {
-            Verifier::<L64, Bitmap>::new(heap, n, window_bits, cap).run()
+            Verifier::<L64, LiveBits>::new(heap, n, window_bits, cap).run()
         }
         (WordSize::W32, LiveRecord::Bitmap) => {
-            Verifier::<L32, Bitmap>::new(heap, n, window_bits, cap).run()
+            Verifier::<L32, LiveBits>::new(heap, n, window_bits, cap).run()
         }
     }
 }
 
-/// A record of the live object starts of a window, by unit (8 bytes) of it.
+/// A record of the live object starts of a window, by unit (8 bytes) of
+/// it. A start adds a number to one word of the record; the numbers of
+/// distinct starts add without carry, so walks of different parts of the
+/// heap, on different threads, may record their starts into one record.
 trait Live: Sync {
-    /// Room for `bits` units and at most `cap` starts.
-    fn with_room(bits: usize, cap: usize) -> Self;
-    /// Forgets every start.
-    fn clear(&mut self);
-    /// Records a start at unit `i`, above every unit recorded so far; false
-    /// (and nothing recorded) when the starts already number `cap`.
-    fn push(&mut self, i: usize) -> bool;
-    /// Call once all are pushed, before `get`.
-    fn seal(&mut self);
+    /// Room for `units` units.
+    fn with_room(units: usize) -> Self;
+    /// The word a start at unit `i` adds to, and what it adds.
+    fn place(i: usize) -> (usize, u64);
+    /// The record's words.
+    fn words(&self) -> &[AtomicU64];
+    /// The record's words, to clear them.
+    fn words_mut(&mut self) -> &mut [AtomicU64];
     /// Is a start recorded at unit `i`?
     fn get(&self, i: usize) -> bool;
-    /// Asks for the memory `get(i)` reads most.
-    fn prefetch(&self, i: usize);
+    /// Asks for the memory `get(i)` reads.
+    #[inline(always)]
+    fn prefetch(&self, i: usize) {
+        if let Some(w) = self.words().get(Self::place(i).0) {
+            spur_mem::hint::prefetch(w);
+        }
+    }
+    /// Forgets every start.
+    fn clear(&mut self) {
+        for w in self.words_mut() {
+            *w.get_mut() = 0;
+        }
+    }
+    /// Records a start at unit `i` through `m`, which gathers the starts
+    /// of one word before adding them to it; the starts one marker records
+    /// increase.
+    #[inline(always)]
+    fn add(&self, m: &mut Marker, i: usize) {
+        let (w, v) = Self::place(i);
+        if w != m.word {
+            self.flush(m);
+            m.word = w;
+        }
+        m.sum += v;
+    }
+    /// Adds what `m` gathered to the record.
+    fn flush(&self, m: &mut Marker) {
+        if m.sum != 0 {
+            if let Some(w) = self.words().get(m.word) {
+                w.fetch_add(m.sum, Ordering::Relaxed);
+            }
+            m.sum = 0;
+        }
+    }
+}
+
+/// Starts gathered for one word of a [`Live`] record.
+#[derive(Debug, Clone, Copy)]
+struct Marker {
+    word: usize,
+    sum: u64,
+}
+
+impl Marker {
+    const fn new() -> Self {
+        Marker {
+            word: usize::MAX,
+            sum: 0,
+        }
+    }
 }
 
 /// One bit per 8-byte unit of (a window of) the heap.
-struct Bitmap {
-    words: Vec<u64>,
-    /// Starts recorded, and how many it may hold (as a [`Live`]).
-    count: usize,
-    cap: usize,
+struct LiveBits {
+    words: Vec<AtomicU64>,
 }
 
-impl Live for Bitmap {
-    fn with_room(bits: usize, cap: usize) -> Self {
-        Bitmap {
-            cap,
-            ..Bitmap::new(bits)
+impl Live for LiveBits {
+    fn with_room(units: usize) -> Self {
+        LiveBits {
+            words: (0..units.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
         }
-    }
-    fn clear(&mut self) {
-        self.words.fill(0);
-        self.count = 0;
     }
     #[inline(always)]
-    fn push(&mut self, i: usize) -> bool {
-        if self.count == self.cap {
-            return false;
-        }
-        self.set(i);
-        self.count += 1;
-        true
+    fn place(i: usize) -> (usize, u64) {
+        (i >> 6, 1 << (i & 63))
     }
-    fn seal(&mut self) {}
+    fn words(&self) -> &[AtomicU64] {
+        &self.words
+    }
+    fn words_mut(&mut self) -> &mut [AtomicU64] {
+        &mut self.words
+    }
     #[inline(always)]
     fn get(&self, i: usize) -> bool {
         self.words
             .get(i >> 6)
-            .is_some_and(|w| w >> (i & 63) & 1 == 1)
+            .is_some_and(|w| w.load(Ordering::Relaxed) >> (i & 63) & 1 == 1)
     }
-    #[inline(always)]
-    fn prefetch(&self, i: usize) {
-        if let Some(w) = self.words.get(i >> 6) {
-            spur_mem::hint::prefetch(w);
+}
+
+/// The live object starts of a window of the heap in one byte per five
+/// 16-byte blocks. Two object starts are at least 16 bytes apart (the
+/// smallest object is a header and one word), so a block holds at most
+/// one, and is in one of three states: no start, a start in its first word,
+/// a start in its second. Five blocks' states are the digits of a number
+/// in base 3 below 3^5 = 243, one byte; a lookup reads that byte and takes
+/// the block's digit from a table. At 4 GiB that is 51.2 MiB, read once
+/// per pointer.
+struct LiveTrits {
+    /// Eight bytes a word, byte `q` holding blocks `5q..5q + 5`.
+    words: Vec<AtomicU64>,
+}
+
+/// Powers of 3: a block's digit's weight in its byte.
+const POW3: [u64; 5] = [1, 3, 9, 27, 81];
+
+/// `DIGIT[d][b]`: digit `d` of byte `b` in base 3.
+static DIGIT: [[u8; 256]; 5] = digits();
+
+const fn digits() -> [[u8; 256]; 5] {
+    let mut t = [[0u8; 256]; 5];
+    let mut d = 0;
+    while d < 5 {
+        let mut b = 0;
+        while b < 256 {
+            // Both below 256, the digit below 3.
+            #[allow(clippy::cast_possible_truncation)]
+            {
+                t[d][b] = ((b as u64 / POW3[d]) % 3) as u8;
+            }
+            b += 1;
+        }
+        d += 1;
+    }
+    t
+}
+
+impl Live for LiveTrits {
+    fn with_room(units: usize) -> Self {
+        let bytes = units.div_ceil(2).div_ceil(5);
+        LiveTrits {
+            words: (0..bytes.div_ceil(8)).map(|_| AtomicU64::new(0)).collect(),
         }
     }
+    #[inline(always)]
+    fn place(i: usize) -> (usize, u64) {
+        let k = i >> 1;
+        let q = k / 5;
+        (
+            q >> 3,
+            ((1 + (i & 1) as u64) * POW3[k % 5]) << ((q & 7) * 8),
+        )
+    }
+    fn words(&self) -> &[AtomicU64] {
+        &self.words
+    }
+    fn words_mut(&mut self) -> &mut [AtomicU64] {
+        &mut self.words
+    }
+    #[inline(always)]
+    fn get(&self, i: usize) -> bool {
+        let k = i >> 1;
+        let q = k / 5;
+        let Some(w) = self.words.get(q >> 3) else {
+            return false;
+        };
+        // The byte of block k.
+        #[allow(clippy::cast_possible_truncation)]
+        let b = (w.load(Ordering::Relaxed) >> ((q & 7) * 8)) as u8;
+        usize::from(DIGIT[k % 5][usize::from(b)]) == 1 + (i & 1)
+    }
+}
+
+/// One bit per 8-byte unit of the heap: the free chunks' starts of a heap
+/// with many.
+struct Bitmap {
+    words: Vec<u64>,
 }
 
 impl Bitmap {
     fn new(bits: usize) -> Self {
         Bitmap {
             words: vec![0; bits.div_ceil(64)],
-            count: 0,
-            cap: usize::MAX,
         }
     }
     #[inline(always)]
@@ -263,164 +378,6 @@ impl Bitmap {
     #[inline(always)]
     fn get(&self, i: usize) -> bool {
         self.words[i >> 6] >> (i & 63) & 1 == 1
-    }
-}
-
-/// The live object starts of a window of the heap, in about half the
-/// memory of one bit per 8 bytes. Two object starts are at least 16 bytes
-/// apart (the smallest object is a header and one word), so a 16-byte
-/// block holds at most one: one bit per block says whether it holds one,
-/// and for each block that does, in order, one more bit says whether the
-/// start is the block's second word. A count of the starts below every
-/// 512 blocks finds a block's place in that second list.
-struct Starts {
-    /// One bit per 16-byte block.
-    blocks: Vec<u64>,
-    /// For each run of [`RUN_WORDS`] words of `blocks`: the starts below
-    /// it, then (in the next two, as one 64-bit number) for each of its
-    /// words but the first, 9 bits counting the starts of the run's words
-    /// before that one. Filled in by [`seal`](Self::seal).
-    below: Vec<[u32; 3]>,
-    /// For the n-th start, bit n: set when it is the second word of its block.
-    odd: Vec<u64>,
-    /// Starts recorded.
-    count: usize,
-    /// How many starts `odd` may hold.
-    cap: usize,
-}
-
-impl Live for Starts {
-    fn with_room(bits: usize, cap: usize) -> Self {
-        Starts::new(bits, cap)
-    }
-    fn clear(&mut self) {
-        Starts::clear(self);
-    }
-    #[inline(always)]
-    fn push(&mut self, i: usize) -> bool {
-        Starts::push(self, i)
-    }
-    fn seal(&mut self) {
-        Starts::seal(self);
-    }
-    #[inline(always)]
-    fn get(&self, i: usize) -> bool {
-        Starts::get(self, i)
-    }
-    #[inline(always)]
-    fn prefetch(&self, i: usize) {
-        self.prefetch_block(i);
-    }
-}
-
-/// Words of [`Starts::blocks`] per count of [`Starts::below`]: one cache line.
-const RUN_WORDS: usize = 8;
-
-impl Starts {
-    /// Room for `bits` 8-byte units and at most `cap` starts.
-    fn new(bits: usize, cap: usize) -> Self {
-        let words = bits.div_ceil(128);
-        Starts {
-            blocks: vec![0; words],
-            below: vec![[0; 3]; words.div_ceil(RUN_WORDS)],
-            odd: Vec::new(),
-            count: 0,
-            cap,
-        }
-    }
-
-    /// Forgets every start.
-    fn clear(&mut self) {
-        self.blocks.fill(0);
-        self.odd.clear();
-        self.count = 0;
-    }
-
-    /// Records a start at unit `i`, above every unit recorded so far; false
-    /// (and nothing recorded) when the starts already number `cap`.
-    #[inline(always)]
-    fn push(&mut self, i: usize) -> bool {
-        if self.count == self.cap {
-            return false;
-        }
-        let k = i >> 1;
-        debug_assert!(
-            self.blocks[k >> 6] >> (k & 63) & 1 == 0,
-            "two starts in a block"
-        );
-        self.blocks[k >> 6] |= 1 << (k & 63);
-        let n = self.count;
-        if n & 63 == 0 {
-            self.odd.push(0);
-        }
-        self.odd[n >> 6] |= ((i & 1) as u64) << (n & 63);
-        self.count += 1;
-        true
-    }
-
-    /// Counts the starts below each run of blocks; call once all are pushed.
-    fn seal(&mut self) {
-        let mut n = 0u32;
-        for (r, run) in self.blocks.chunks(RUN_WORDS).enumerate() {
-            let mut part = 0u64;
-            let mut c = 0u32;
-            for (t, w) in run.iter().enumerate() {
-                if t > 0 {
-                    part |= u64::from(c) << (9 * (t - 1));
-                }
-                c += w.count_ones();
-            }
-            #[allow(clippy::cast_possible_truncation)]
-            let (lo, hi) = (part as u32, (part >> 32) as u32);
-            self.below[r] = [n, lo, hi];
-            // At most 512 per run, and `count` fits a u32 (see `new`'s callers).
-            n += c;
-        }
-    }
-
-    /// Is a start recorded at unit `i`? (After [`seal`](Self::seal).)
-    #[inline(always)]
-    fn get(&self, i: usize) -> bool {
-        self.rank(i).is_some_and(|n| self.is_at(n, i))
-    }
-
-    /// Asks for the memory [`rank`](Self::rank) of unit `i` reads.
-    #[inline(always)]
-    fn prefetch_block(&self, i: usize) {
-        let wi = i >> 7;
-        if let Some(w) = self.blocks.get(wi) {
-            spur_mem::hint::prefetch(w);
-            spur_mem::hint::prefetch(&self.below[wi / RUN_WORDS]);
-        }
-    }
-
-    /// When unit `i`'s block holds a start, how many starts lie below it.
-    #[inline(always)]
-    fn rank(&self, i: usize) -> Option<usize> {
-        let k = i >> 1;
-        let wi = k >> 6;
-        let &w = self.blocks.get(wi)?;
-        if w >> (k & 63) & 1 == 0 {
-            return None;
-        }
-        let [base, lo, hi] = self.below[wi / RUN_WORDS];
-        let t = wi % RUN_WORDS;
-        let before = if t == 0 {
-            0
-        } else {
-            (u64::from(lo) | u64::from(hi) << 32) >> (9 * (t - 1)) & 511
-        };
-        Some(
-            base as usize + usize_of(before) + (w & ((1u64 << (k & 63)) - 1)).count_ones() as usize,
-        )
-    }
-
-    /// Is the `n`-th start (one in unit `i`'s block) at unit `i`?
-    #[inline(always)]
-    fn is_at(&self, n: usize, i: usize) -> bool {
-        self.odd
-            .get(n >> 6)
-            .is_some_and(|w| (w >> (n & 63) & 1) as usize == i & 1)
     }
 }
 
@@ -473,10 +430,211 @@ impl FreeStarts {
         }
     }
 
+    /// [`push`](Self::push) of each of `more`, increasing and above every
+    /// bit recorded so far; an empty list takes `more` itself, rather than
+    /// a copy.
+    fn extend(&mut self, more: Vec<usize>, bits: usize) {
+        match self {
+            FreeStarts::List(list) if list.is_empty() && more.len() <= bits / 128 + 1024 => {
+                *list = more;
+            }
+            _ => {
+                for i in more {
+                    self.push(i, bits);
+                }
+            }
+        }
+    }
+
     fn contains(&self, i: usize) -> bool {
         match self {
             FreeStarts::List(list) => list.binary_search(&i).is_ok(),
             FreeStarts::Bits(map) => map.get(i),
+        }
+    }
+}
+
+/// The smallest part of a segment the first walk gives a thread of its own.
+const MIN_PART: usize = 8 << 20;
+
+/// What the first walk of a part of a segment found, in heap order.
+struct PartWalk {
+    objects: u64,
+    free_chunks: u64,
+    free_bytes: u64,
+    /// Free chunks' heap bits.
+    free: Vec<usize>,
+    /// The first [`MAX_FINDINGS`] errors; the rest counted.
+    errors: Vec<Finding>,
+    errors_dropped: u64,
+    /// Forwarders, and objects with the remembered or grey bit: count and
+    /// first address.
+    forwarders: (u64, u64),
+    odd_bits: (u64, u64),
+    /// Object starts about [`SPLIT`] bytes apart, for the pointer walk.
+    splits: Vec<usize>,
+    next_split: usize,
+    /// Live starts recorded, through `marker`.
+    marks: usize,
+    marker: Marker,
+}
+
+impl PartWalk {
+    fn new() -> Self {
+        PartWalk {
+            objects: 0,
+            free_chunks: 0,
+            free_bytes: 0,
+            free: Vec::new(),
+            errors: Vec::new(),
+            errors_dropped: 0,
+            forwarders: (0, 0),
+            odd_bits: (0, 0),
+            splits: Vec::new(),
+            next_split: SPLIT,
+            marks: 0,
+            marker: Marker::new(),
+        }
+    }
+
+    fn error(&mut self, kind: FindingKind, addr: u64, what: impl Into<String>) {
+        if self.errors.len() < MAX_FINDINGS {
+            self.errors.push(Finding {
+                kind,
+                addr,
+                what: what.into(),
+            });
+        } else {
+            self.errors_dropped += 1;
+        }
+    }
+}
+
+/// What the first walk of one segment (or perm space) reads, shared by the
+/// walks of its parts.
+struct PartCtx<'a, R: Live> {
+    classes: &'a [u64],
+    nil: u64,
+    word: WordSize,
+    /// The record of the first window, which ends at heap bit `window_end`.
+    live: &'a R,
+    window_end: usize,
+    /// The segment's address, first heap bit and bytes.
+    start: u64,
+    base: usize,
+    perm: bool,
+    bytes: &'a [u8],
+}
+
+impl<R: Live> PartCtx<'_, R> {
+    /// Counts, marks and checks one object of the walk.
+    #[inline(always)]
+    fn visit<L: Layout>(&self, p: &mut PartWalk, obj: &Obj) {
+        if obj.start() >= p.next_split {
+            p.splits.push(obj.start());
+            p.next_split = obj.start() + SPLIT;
+        }
+        p.objects += 1;
+        let h = obj.header;
+        let addr = self.start + obj.offset as u64;
+        let bit = self.base + (obj.offset >> 3);
+        if self.perm {
+            if h.is_free_chunk() || h.is_bridge() {
+                p.error(
+                    FindingKind::Segment,
+                    addr,
+                    "perm space holds a free chunk or a bridge",
+                );
+                return;
+            }
+        } else {
+            if h.is_free_chunk() {
+                p.free.push(bit);
+                p.free_chunks += 1;
+                p.free_bytes += self.word.body_bytes(obj.num_slots).unwrap_or(0)
+                    + if obj.has_overflow() { 8 } else { 0 };
+                return;
+            }
+            if h.is_bridge() {
+                p.error(
+                    FindingKind::Segment,
+                    addr,
+                    "a bridge in the middle of a segment",
+                );
+                return;
+            }
+        }
+        // The first window begins at heap bit 0.
+        if !h.is_forwarder() && bit < self.window_end {
+            self.live.add(&mut p.marker, bit);
+            p.marks += 1;
+        }
+        self.object::<L>(p, addr, h, obj);
+    }
+
+    /// Checks of one live object that need no other object.
+    fn object<L: Layout>(&self, p: &mut PartWalk, addr: u64, h: ObjHeader, obj: &Obj) {
+        if h.is_forwarder() {
+            if p.forwarders.0 == 0 {
+                p.forwarders.1 = addr;
+            }
+            p.forwarders.0 += 1;
+            return;
+        }
+        let fmt = h.format();
+        if fmt == 6 || fmt == 8 {
+            p.error(
+                FindingKind::ObjectFormat,
+                addr,
+                format!("format {fmt} is reserved"),
+            );
+        }
+        if h.is_compiled_method() {
+            let n = obj.num_slots;
+            let hdr = if n > 0 {
+                L::slot(self.bytes, obj.offset, 0)
+            } else {
+                0
+            };
+            match self.word.small_integer(hdr) {
+                Some(v) if n > 0 => {
+                    let lits = (v & METHOD_NUM_LITERALS_MASK).cast_unsigned();
+                    if lits + 1 > n {
+                        p.error(
+                            FindingKind::Method,
+                            addr,
+                            format!(
+                                "method header says {lits} literals but the method has {n} slots"
+                            ),
+                        );
+                    }
+                }
+                _ => p.error(
+                    FindingKind::Method,
+                    addr,
+                    format!("method header {hdr:#x} is not a SmallInteger"),
+                ),
+            }
+        }
+        let ci = h.class_index();
+        if !h.is_hidden() {
+            let known = self
+                .classes
+                .get(ci as usize)
+                .is_some_and(|&c| c != self.nil);
+            if !known && !self.classes.is_empty() {
+                p.error(
+                    FindingKind::ClassTable,
+                    addr,
+                    format!("class index {ci} names no class in the class table"),
+                );
+            }
+        }
+        if h.is_remembered() || h.is_grey() {
+            if p.odd_bits.0 == 0 {
+                p.odd_bits.1 = addr;
+            }
+            p.odd_bits.0 += 1;
         }
     }
 }
@@ -497,6 +655,11 @@ struct Verifier<'h, L: Layout, R: Live> {
     window_end: usize,
     /// Still recording the window's starts (not yet full).
     marking: bool,
+    /// Starts recorded in the window, how many it may hold, and the
+    /// marker that records them.
+    marks: usize,
+    cap: usize,
+    marker: Marker,
     /// How many heap bits a window covers at most.
     window_bits: usize,
     /// Address ranges of the segments' objects and perm space, by address,
@@ -571,10 +734,13 @@ impl<'h, L: Layout, R: Live> Verifier<'h, L, R> {
             heap,
             word: heap.word(),
             bit_base,
-            live: R::with_room(in_window, cap.min(in_window / 2 + 1)),
+            live: R::with_room(in_window),
             window: 0,
             window_end: in_window,
             marking: true,
+            marks: 0,
+            cap,
+            marker: Marker::new(),
             window_bits,
             ranges,
             queries: Vec::new(),
@@ -656,10 +822,13 @@ impl<'h, L: Layout, R: Live> Verifier<'h, L, R> {
         if !self.marking || b < self.window || b >= self.window_end {
             return;
         }
-        if !self.live.push(b - self.window) {
+        if self.marks == self.cap {
             self.marking = false;
             self.window_end = b;
+            return;
         }
+        self.live.add(&mut self.marker, b - self.window);
+        self.marks += 1;
     }
 
     /// Is a live object's header at `a`, one of the [`queries`](Self::queries)?
@@ -715,12 +884,15 @@ impl<'h, L: Layout, R: Live> Verifier<'h, L, R> {
     fn run(mut self) -> Report {
         self.first_objects();
         self.gather_queries();
-        self.walk();
-        self.live.seal();
+        let remark = self.walk();
+        let pieces = self.pieces();
+        if remark {
+            self.mark_window(0, &pieces);
+        }
         self.answer_queries();
         // The checks below give the cap room for at most this many more errors.
         let cap = MAX_FINDINGS.saturating_sub(self.report.errors.len());
-        let pointer_findings = self.pointers(cap);
+        let pointer_findings = self.pointers(&pieces, cap);
         if self.forwarders.0 > 0 {
             // OpenSmalltalk and SqueakJS load such images: forwarders are followed
             // lazily, so they are reported, and pointers to them are errors.
@@ -864,155 +1036,98 @@ impl<'h, L: Layout, R: Live> Verifier<'h, L, R> {
     }
 
     /// Walks every segment: counts, marks object starts, and checks what can
-    /// be checked object by object.
-    fn walk(&mut self) {
+    /// be checked object by object. A segment of at least two
+    /// [`MIN_PART`]s is walked in parts on up to `threads` threads, split at
+    /// guessed object starts ([`parallel::walk_in_parts`]), the parts'
+    /// counts and findings joined in heap order: the report is the one of
+    /// the walk from each segment's start. True when the starts recorded
+    /// must be marked again: a part that ran was not part of that walk (a
+    /// wrong guess, or one past a broken object), or the window holds more
+    /// starts than it may, and ends earlier.
+    fn walk(&mut self) -> bool {
         let heap = self.heap;
         let segs = heap.segments();
-        for (i, s) in segs.iter().enumerate() {
-            let bytes = heap.segment_bytes(i);
-            let base = self.bit_base[i];
-            let mut w = Walk::<L>::new(bytes, s.new_start.get(), i);
-            let mut next_split = SPLIT;
-            for obj in w.by_ref() {
-                if obj.start() >= next_split {
-                    self.splits[i].push(obj.start());
-                    next_split = obj.start() + SPLIT;
+        let mut remark = false;
+        for i in 0..=segs.len() {
+            let perm = i == segs.len();
+            let (bytes, start, limit) = if perm {
+                match (heap.perm_space(), heap.perm_bytes()) {
+                    (Some(p), Some(bytes)) => (bytes, p.start, bytes.len()),
+                    _ => break,
                 }
-                self.report.objects += 1;
-                let h = obj.header;
-                let addr = s.new_start.get() + obj.offset as u64;
-                let bit = base + (obj.offset >> 3);
-                if h.is_free_chunk() {
-                    self.free.push(bit, self.bits);
-                    self.report.free_chunks += 1;
-                    self.report.free_bytes += self.word.body_bytes(obj.num_slots).unwrap_or(0)
-                        + if obj.has_overflow() { 8 } else { 0 };
-                    continue;
-                }
-                if h.is_bridge() {
-                    self.error(
-                        FindingKind::Segment,
-                        addr,
-                        "a bridge in the middle of a segment",
-                    );
-                    continue;
-                }
-                if !h.is_forwarder() {
-                    self.mark(bit);
-                }
-                self.object(addr, h, &obj, bytes);
+            } else {
+                let bytes = heap.segment_bytes(i);
+                let limit = bytes.len().saturating_sub(usize_of(BRIDGE_BYTES));
+                (bytes, segs[i].new_start.get(), limit)
+            };
+            let parts = self.threads.min(limit / MIN_PART).max(1);
+            let guesses = parallel::guesses::<L>(bytes, limit, parts, self.classes.len());
+            let ctx = PartCtx {
+                classes: &self.classes,
+                nil: self.nil,
+                word: self.word,
+                live: &self.live,
+                window_end: self.window_end,
+                start,
+                base: self.bit_base[i],
+                perm,
+                bytes,
+            };
+            let walked = parallel::walk_in_parts::<L, PartWalk>(
+                bytes,
+                limit,
+                &guesses,
+                PartWalk::new,
+                |p, obj| ctx.visit::<L>(p, obj),
+            );
+            remark |= walked.discarded;
+            for p in walked.parts {
+                self.join(i, p);
             }
-            let end = w.position();
-            if let Err(e) = w.finish() {
-                self.error(
-                    FindingKind::Segment,
-                    s.new_start.get() + end as u64,
-                    e.to_string(),
-                );
+            if let Some((offset, what)) = walked.failed {
+                let e = FormatError::BadObject {
+                    segment: i,
+                    offset: u64_of(offset),
+                    addr: start.wrapping_add(u64_of(offset)),
+                    what,
+                };
+                let at = start + u64_of(limit);
+                if perm {
+                    self.error(FindingKind::Segment, at, format!("perm space: {e}"));
+                } else {
+                    self.error(FindingKind::Segment, at, e.to_string());
+                }
             }
-            self.bridge(i);
-        }
-        if let (Some(p), Some(bytes)) = (heap.perm_space(), heap.perm_bytes()) {
-            let base = self.bit_base[segs.len()];
-            let mut w = Walk::<L>::without_bridge(bytes, p.start, segs.len());
-            let mut next_split = SPLIT;
-            for obj in w.by_ref() {
-                if obj.start() >= next_split {
-                    self.splits[segs.len()].push(obj.start());
-                    next_split = obj.start() + SPLIT;
-                }
-                self.report.objects += 1;
-                let h = obj.header;
-                let addr = p.start + obj.offset as u64;
-                if h.is_free_chunk() || h.is_bridge() {
-                    self.error(
-                        FindingKind::Segment,
-                        addr,
-                        "perm space holds a free chunk or a bridge",
-                    );
-                    continue;
-                }
-                let bit = base + (obj.offset >> 3);
-                if !h.is_forwarder() {
-                    self.mark(bit);
-                }
-                self.object(addr, h, &obj, bytes);
-            }
-            let end = w.position();
-            if let Err(e) = w.finish() {
-                self.error(
-                    FindingKind::Segment,
-                    p.start + end as u64,
-                    format!("perm space: {e}"),
-                );
+            if !perm {
+                self.bridge(i);
             }
         }
+        remark || self.marks > self.cap
     }
 
-    /// Checks of one live object that need no other object.
-    fn object(&mut self, addr: u64, h: ObjHeader, obj: &spur_format::Obj, bytes: &[u8]) {
-        if h.is_forwarder() {
-            if self.forwarders.0 == 0 {
-                self.forwarders.1 = addr;
+    /// Adds what the walk of a part of segment `i` (perm space for the last)
+    /// found to the report, after the parts before it.
+    fn join(&mut self, i: usize, mut p: PartWalk) {
+        self.report.objects += p.objects;
+        self.report.free_chunks += p.free_chunks;
+        self.report.free_bytes += p.free_bytes;
+        self.free.extend(p.free, self.bits);
+        for f in p.errors {
+            self.error(f.kind, f.addr, f.what);
+        }
+        self.report.errors_dropped += p.errors_dropped;
+        for (mine, theirs) in [
+            (&mut self.forwarders, p.forwarders),
+            (&mut self.odd_bits, p.odd_bits),
+        ] {
+            if mine.0 == 0 {
+                mine.1 = theirs.1;
             }
-            self.forwarders.0 += 1;
-            return;
+            mine.0 += theirs.0;
         }
-        let fmt = h.format();
-        if fmt == 6 || fmt == 8 {
-            self.error(
-                FindingKind::ObjectFormat,
-                addr,
-                format!("format {fmt} is reserved"),
-            );
-        }
-        if h.is_compiled_method() {
-            let n = obj.num_slots;
-            let hdr = if n > 0 {
-                L::slot(bytes, obj.offset, 0)
-            } else {
-                0
-            };
-            match self.word.small_integer(hdr) {
-                Some(v) if n > 0 => {
-                    let lits = (v & METHOD_NUM_LITERALS_MASK).cast_unsigned();
-                    if lits + 1 > n {
-                        self.error(
-                            FindingKind::Method,
-                            addr,
-                            format!(
-                                "method header says {lits} literals but the method has {n} slots"
-                            ),
-                        );
-                    }
-                }
-                _ => self.error(
-                    FindingKind::Method,
-                    addr,
-                    format!("method header {hdr:#x} is not a SmallInteger"),
-                ),
-            }
-        }
-        let ci = h.class_index();
-        if !h.is_hidden() {
-            let known = self
-                .classes
-                .get(ci as usize)
-                .is_some_and(|&c| c != self.nil);
-            if !known && !self.classes.is_empty() {
-                self.error(
-                    FindingKind::ClassTable,
-                    addr,
-                    format!("class index {ci} names no class in the class table"),
-                );
-            }
-        }
-        if h.is_remembered() || h.is_grey() {
-            if self.odd_bits.0 == 0 {
-                self.odd_bits.1 = addr;
-            }
-            self.odd_bits.0 += 1;
-        }
+        self.splits[i].extend(p.splits);
+        self.marks += p.marks;
+        self.live.flush(&mut p.marker);
     }
 
     /// The bridge at the end of segment `i` (§2.1, §2.5).
@@ -1117,7 +1232,35 @@ impl<'h, L: Layout, R: Live> Verifier<'h, L, R> {
     /// findings of every window are merged in heap order (object, then
     /// slot), at most `cap` of them described and the rest counted, so the
     /// result is the one a single walk of one window gives.
-    fn pointers(&mut self, cap: usize) -> Vec<(Vec<Finding>, u64)> {
+    fn pointers(&mut self, pieces: &[Piece<'h>], cap: usize) -> Vec<(Vec<Finding>, u64)> {
+        let mut merged: Vec<(Vec<Keyed>, u64)> = Vec::new();
+        loop {
+            let results = self.pointers_of_window(pieces, cap, merged.is_empty());
+            if merged.is_empty() {
+                merged = results;
+            } else {
+                for ((found, dropped), (more, more_dropped)) in merged.iter_mut().zip(results) {
+                    found.extend(more);
+                    found.sort_by_key(|k| (k.0, k.1));
+                    *dropped += more_dropped + u64_of(found.len().saturating_sub(cap));
+                    found.truncate(cap);
+                }
+            }
+            if self.window_end >= self.bits {
+                break;
+            }
+            self.mark_window(self.window_end, pieces);
+            self.answer_queries();
+        }
+        merged
+            .into_iter()
+            .map(|(found, dropped)| (found.into_iter().map(|k| k.2).collect(), dropped))
+            .collect()
+    }
+
+    /// The stretches the pointer walk is split into: each segment (and perm
+    /// space) cut at the object starts [`walk`](Self::walk) recorded.
+    fn pieces(&self) -> Vec<Piece<'h>> {
         let heap = self.heap;
         let nsegs = heap.segments().len();
         let mut pieces: Vec<Piece<'h>> = Vec::new();
@@ -1156,29 +1299,7 @@ impl<'h, L: Layout, R: Live> Verifier<'h, L, R> {
                 &self.splits[nsegs],
             );
         }
-        let mut merged: Vec<(Vec<Keyed>, u64)> = Vec::new();
-        loop {
-            let results = self.pointers_of_window(&pieces, cap, merged.is_empty());
-            if merged.is_empty() {
-                merged = results;
-            } else {
-                for ((found, dropped), (more, more_dropped)) in merged.iter_mut().zip(results) {
-                    found.extend(more);
-                    found.sort_by_key(|k| (k.0, k.1));
-                    *dropped += more_dropped + u64_of(found.len().saturating_sub(cap));
-                    found.truncate(cap);
-                }
-            }
-            if self.window_end >= self.bits {
-                break;
-            }
-            self.mark_window(self.window_end, &pieces);
-            self.answer_queries();
-        }
-        merged
-            .into_iter()
-            .map(|(found, dropped)| (found.into_iter().map(|k| k.2).collect(), dropped))
-            .collect()
+        pieces
     }
 
     /// Marks the live objects of the window starting at heap bit `first`:
@@ -1190,6 +1311,8 @@ impl<'h, L: Layout, R: Live> Verifier<'h, L, R> {
         self.window = first;
         self.window_end = (first + self.window_bits).min(self.bits);
         self.marking = true;
+        self.marks = 0;
+        self.marker = Marker::new();
         for p in pieces {
             if !self.marking {
                 break;
@@ -1210,7 +1333,7 @@ impl<'h, L: Layout, R: Live> Verifier<'h, L, R> {
                 }
             }
         }
-        self.live.seal();
+        self.live.flush(&mut self.marker);
     }
 
     /// The pointer findings of every piece for the window the bitmap holds
@@ -1342,11 +1465,9 @@ impl<'h, L: Layout, R: Live> Verifier<'h, L, R> {
     }
 
     /// Checks a batch of pointers of piece `p` in two rounds, the first
-    /// asking for the memory of the record of starts that the second reads
-    /// (its block words and counts; the bit per start is a sixth of their
-    /// size, and mostly in cache): the findings, in the batch's
-    /// order, join `found`, at most `cap` described, the rest counted in
-    /// `dropped`.
+    /// asking for the word of the record of starts that the second reads:
+    /// the findings, in the batch's order, join `found`, at most `cap`
+    /// described, the rest counted in `dropped`.
     fn check_batch(
         &self,
         p: &Piece<'_>,
@@ -1672,18 +1793,48 @@ impl<'h, L: Layout, R: Live> Verifier<'h, L, R> {
 mod tests {
     use super::*;
 
-    /// The record of starts answers as a set of its starts does, at every
-    /// unit: starts at even and odd units, dense runs (a start every 16
-    /// bytes) across the counts' run boundaries, sparse stretches, and a
-    /// full record refusing more.
+    /// Both records answer as a set of their starts does, at every unit:
+    /// starts at even and odd units, dense runs (a start every 16 bytes)
+    /// across bytes and words, sparse stretches; recorded by one marker, or
+    /// by three markers each taking a stretch (on three threads), their
+    /// words shared at the stretches' ends.
     #[test]
-    fn starts_answer_as_the_set_of_starts() {
-        let bits = 80_000;
-        let mut want = std::collections::BTreeSet::new();
+    fn records_answer_as_the_set_of_starts() {
+        fn check<R: Live>(want: &[usize], units: usize) {
+            let set: std::collections::BTreeSet<usize> = want.iter().copied().collect();
+            let mut one = R::with_room(units);
+            let mut m = Marker::new();
+            for &i in want {
+                one.add(&mut m, i);
+            }
+            one.flush(&mut m);
+            let three = R::with_room(units);
+            let cut = [0, want.len() / 3 + 1, 2 * want.len() / 3 + 3, want.len()];
+            std::thread::scope(|sc| {
+                for k in 0..3 {
+                    let (three, part) = (&three, &want[cut[k]..cut[k + 1]]);
+                    sc.spawn(move || {
+                        let mut m = Marker::new();
+                        for &i in part {
+                            three.add(&mut m, i);
+                        }
+                        three.flush(&mut m);
+                    });
+                }
+            });
+            for i in 0..units + 200 {
+                assert_eq!(one.get(i), set.contains(&i), "unit {i}");
+                assert_eq!(three.get(i), set.contains(&i), "unit {i}");
+            }
+            one.clear();
+            assert!((0..units).all(|i| !one.get(i)));
+        }
+        let units = 80_000;
+        let mut want = Vec::new();
         let mut i = 1;
         let mut k = 0u64;
-        while i < bits {
-            want.insert(i);
+        while i < units {
+            want.push(i);
             k = k
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
@@ -1695,25 +1846,18 @@ mod tests {
             };
             i += gap;
         }
-        let mut starts = Starts::new(bits, want.len());
-        for &i in &want {
-            assert!(starts.push(i), "unit {i}");
-        }
-        assert!(!starts.push(bits + 2), "a full record takes no more");
-        starts.seal();
-        let mut rank = 0;
-        for i in 0..bits + 200 {
-            assert_eq!(starts.get(i), want.contains(&i), "unit {i}");
-            if want.contains(&i) {
-                assert_eq!(starts.rank(i), Some(rank), "unit {i}");
-                rank += 1;
-            }
-        }
         assert!(want.len() > 2000, "{} starts", want.len());
+        check::<LiveBits>(&want, units);
+        check::<LiveTrits>(&want, units);
+        // Every block full, first and second words alternating.
+        let dense: Vec<usize> = (0..units / 2).map(|k| 2 * k + (k / 3) % 2).collect();
+        check::<LiveBits>(&dense, units);
+        check::<LiveTrits>(&dense, units);
     }
 
     /// The list turns into a bitmap when it grows past half a bitmap's
-    /// bytes, and answers the same before and after.
+    /// bytes, and answers the same before and after, pushed one by one or
+    /// extended by lists.
     #[test]
     fn free_starts_answer_the_same_as_list_and_as_bitmap() {
         let bits = 1 << 20;
@@ -1732,9 +1876,15 @@ mod tests {
         }
         let want: std::collections::BTreeSet<usize> = (0..k).map(at).collect();
         let list = FreeStarts::List(want.iter().copied().collect());
+        // Extended in two steps: a list taken whole, then one pushed.
+        let mut joined = FreeStarts::List(Vec::new());
+        joined.extend((0..100).map(at).collect(), bits);
+        joined.extend((100..k).map(at).collect(), bits);
+        assert!(matches!(joined, FreeStarts::Bits(_)));
         for i in 0..at(k) + 8 {
             assert_eq!(free.contains(i), want.contains(&i), "bit {i}");
             assert_eq!(list.contains(i), want.contains(&i), "bit {i}");
+            assert_eq!(joined.contains(i), want.contains(&i), "bit {i}");
         }
     }
 }

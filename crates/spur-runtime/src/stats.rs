@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use spur_format::raw::{BRIDGE_BYTES, CLASS_TABLE_PAGE_SLOTS, LAST_CLASS_INDEX_PUN};
-use spur_format::read::walk::{plausible_run, step};
 use spur_format::{Layout, Obj, WordSize, L32, L64};
+use spur_loader::parallel::{self, Guess};
 use spur_loader::{LoadedHeap, Threads};
 
 use spur_loader::conv::{u64_of, usize_of};
@@ -85,10 +85,10 @@ pub const MIN_PART_BYTES: u64 = 8 << 20;
 /// `min_part` bytes (at most one per thread).
 ///
 /// A part's walk starts at a guessed object start: the first place past the
-/// part's boundary where [`GUESS_STEPS`] headers in a row look like objects
+/// part's boundary where [`GUESS_STEPS`](parallel::GUESS_STEPS) headers in a row look like objects
 /// of this heap. The walk of the part before checks the guess: once it has
 /// reached the guess, it must land on one of the object starts that the
-/// guessed walk met in its first [`PREFIX_BYTES`]; from there both walks are
+/// guessed walk met in its first [`PREFIX_BYTES`](parallel::PREFIX_BYTES); from there both walks are
 /// the same walk, and the earlier part ends where the later one began
 /// counting. A guess it does not land on is ignored and the earlier walk
 /// goes on through that part itself, so every object is counted once, as
@@ -195,15 +195,6 @@ fn histogram_in_parts(
     Ok(h)
 }
 
-pub use spur_format::read::walk::GUESS_STEPS;
-
-/// How far a guessed walk records its object starts, for the walk of the
-/// part before to land on.
-pub const PREFIX_BYTES: usize = 64 << 10;
-
-/// How far past a part's boundary a start is looked for.
-const GUESS_SPAN: usize = 1 << 20;
-
 /// Counts of a stretch of the heap.
 struct Tally {
     /// (instances, bytes) by class index below the class table's size.
@@ -270,46 +261,6 @@ impl Tally {
     }
 }
 
-/// A guessed start and what its walk met first.
-struct Guess {
-    /// The guessed object start.
-    at: usize,
-    /// The object starts the walk from `at` met below `at + PREFIX_BYTES`.
-    prefix: Vec<usize>,
-    /// Where its counting begins: the first start past the prefix (or the
-    /// segment's limit).
-    count_from: usize,
-}
-
-/// A part's counts and where its walk ended, or where and why it failed.
-type PartResult = Result<(Tally, End), (usize, String)>;
-
-/// Where a part's walk ended: the segment's limit, or where part `j`
-/// began counting.
-enum End {
-    Limit,
-    Part(usize),
-}
-
-/// The guessed start of the part beginning near `from`, with its prefix.
-fn guess<L: Layout>(bytes: &[u8], from: usize, limit: usize, slots: usize) -> Option<Guess> {
-    let end = from.saturating_add(GUESS_SPAN).min(limit);
-    let at = (from.next_multiple_of(8)..end)
-        .step_by(8)
-        .find(|&p| plausible_run::<L>(bytes, p, limit, slots).is_some())?;
-    let mut prefix = Vec::new();
-    let mut pos = at;
-    while pos < limit && pos < at + PREFIX_BYTES {
-        prefix.push(pos);
-        pos = step::<L>(bytes, pos, limit).ok()?.1;
-    }
-    Some(Guess {
-        at,
-        prefix,
-        count_from: pos,
-    })
-}
-
 /// Counts the objects of one segment (objects in `bytes[..limit]`) in
 /// `parts` parts, one thread each; the answer, or the offset and reason at
 /// which the walk from the segment's start fails, is that walk's.
@@ -319,9 +270,7 @@ fn tally_segment<L: Layout>(
     parts: usize,
     slots: usize,
 ) -> Result<Tally, (usize, String)> {
-    let guesses: Vec<Option<Guess>> = (1..parts)
-        .map(|k| guess::<L>(bytes, limit / parts * k, limit, slots))
-        .collect();
+    let guesses = parallel::guesses::<L>(bytes, limit, parts, slots);
     tally_from_guesses::<L>(bytes, limit, &guesses, slots)
 }
 
@@ -333,81 +282,21 @@ fn tally_from_guesses<L: Layout>(
     guesses: &[Option<Guess>],
     slots: usize,
 ) -> Result<Tally, (usize, String)> {
-    // Part j's guess, for j >= 1.
-    let g = |j: usize| guesses.get(j - 1).and_then(Option::as_ref);
-    let run = |part: usize, from: usize| -> PartResult {
-        let mut t = Tally::new(slots);
-        let mut pos = from;
-        // The next part whose guess this walk has yet to check.
-        let mut j = part + 1;
-        let mut synced = false;
-        while pos < limit {
-            while !synced && j <= guesses.len() {
-                match g(j) {
-                    // A start of part j's walk, where that part began counting.
-                    Some(gj) if pos == gj.count_from => {
-                        synced = true;
-                        break;
-                    }
-                    // Past part j's prefix without meeting it: part j is ignored.
-                    Some(gj) if pos > gj.count_from => j += 1,
-                    // On part j's walk: from here on both walks are one.
-                    Some(gj) if pos >= gj.at => {
-                        synced = gj.prefix.binary_search(&pos).is_ok();
-                        break;
-                    }
-                    Some(_) => break,
-                    None => j += 1,
-                }
-            }
-            if synced && g(j).is_some_and(|gj| pos == gj.count_from) {
-                return Ok((t, End::Part(j)));
-            }
-            let (obj, next) = step::<L>(bytes, pos, limit)?;
-            t.add::<L>(&obj);
-            pos = next;
-        }
-        if synced && g(j).is_some_and(|gj| pos == gj.count_from) {
-            return Ok((t, End::Part(j)));
-        }
-        Ok((t, End::Limit))
-    };
-    let mut results: Vec<Option<PartResult>> = std::thread::scope(|sc| {
-        let workers: Vec<_> = (1..=guesses.len())
-            .map(|k| g(k).map(|gk| sc.spawn(move || run(k, gk.count_from))))
-            .collect();
-        let first = run(0, 0);
-        std::iter::once(Some(first))
-            .chain(
-                workers
-                    .into_iter()
-                    .map(|w| w.map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))),
-            )
-            .collect()
-    });
-    let mut total = Tally::new(slots);
-    let mut part = 0;
-    let mut used = Vec::new();
-    loop {
-        used.push(part);
-        let Some(Some(r)) = results.get_mut(part).map(Option::take) else {
-            // Only a guess a walk landed on is handed on to, and each has a result.
-            return Err((0, "the parallel walk lost a part".into()));
-        };
-        let (t, end) = r?;
-        total.merge(t);
-        match end {
-            End::Limit => {
-                tracing::debug!(
-                    parts = guesses.len() + 1,
-                    ?used,
-                    "histogram walk of a segment"
-                );
-                return Ok(total);
-            }
-            End::Part(j) => part = j,
-        }
+    let walked = parallel::walk_in_parts::<L, Tally>(
+        bytes,
+        limit,
+        guesses,
+        || Tally::new(slots),
+        |t, obj| t.add::<L>(obj),
+    );
+    if let Some(e) = walked.failed {
+        return Err(e);
     }
+    let mut total = Tally::new(slots);
+    for t in walked.parts {
+        total.merge(t);
+    }
+    Ok(total)
 }
 
 #[cfg(test)]
@@ -461,19 +350,7 @@ mod tests {
             let one = tally_from_guesses::<L64>(seg, limit, &[], slots);
             let mut tried = 0;
             for first in (1 << 20..(1 << 20) + 4096).step_by(8) {
-                let make = |at: usize| {
-                    let mut prefix = Vec::new();
-                    let mut pos = at;
-                    while pos < limit && pos < at + PREFIX_BYTES {
-                        prefix.push(pos);
-                        pos = step::<L64>(seg, pos, limit).ok()?.1;
-                    }
-                    Some(Guess {
-                        at,
-                        prefix,
-                        count_from: pos,
-                    })
-                };
+                let make = |at: usize| Guess::walked_from::<L64>(seg, at, limit);
                 let guesses = [make(first), None, make(first + (1 << 20) + 8)];
                 tried += usize::from(guesses[0].is_some());
                 let got = tally_from_guesses::<L64>(seg, limit, &guesses, slots);
