@@ -253,6 +253,28 @@ fn a_bad_base_is_refused_in_one_line() {
     assert_refused(&["load", s(&path), "--base", "0"], "--base 0x0");
 }
 
+/// A 32-bit heap whose old range covers nearly all of the low 4 GiB (two
+/// small segments 4079 MiB apart) loads at its old base, and relocated it
+/// is refused in one line that names the old range, since a 32-bit heap
+/// must stay below 4 GiB.
+#[test]
+fn a_32_bit_heap_with_no_room_left_below_4_gib_is_refused_when_relocated() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = SynthSpec {
+        segments: 2,
+        gap_bytes: 4079 << 20,
+        old_base: 0x100_0000,
+        ..SynthSpec::new(WordSize::W32, 1 << 20)
+    };
+    let (path, _) = write(dir.path(), "spread.image", &spec);
+    let j = json(&["load", "--json", s(&path)]);
+    assert_eq!(j["placement"], "old-base", "{j}");
+    assert_refused(
+        &["load", "--relocate", s(&path)],
+        "below 4 GiB away from its old addresses 0x1000000..",
+    );
+}
+
 #[test]
 fn verify_passes_good_images_in_place_and_relocated() {
     let dir = tempfile::tempdir().unwrap();

@@ -44,6 +44,17 @@ pub enum LoadError {
         /// Bytes of address space the heap and its headroom need.
         need: u64,
     },
+    /// A 32-bit heap to be placed away from its old addresses finds no free
+    /// range of its size below 4 GiB outside them.
+    #[error("the 32-bit heap needs {need:#x} bytes below 4 GiB away from its old addresses {old_start:#x}..{old_end:#x}, and no free range that large is left there")]
+    NoRoomBelow4G {
+        /// Bytes of address space the heap needs.
+        need: u64,
+        /// The heap's old start (oldBaseAddr).
+        old_start: u64,
+        /// The end of its last segment's old range.
+        old_end: u64,
+    },
     /// Swizzling the heap to its new addresses met a bad object or pointer.
     #[error("relocating")]
     Relocate(#[source] FormatError),

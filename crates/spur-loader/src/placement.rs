@@ -319,8 +319,13 @@ fn coalesce(
                 Some(r) => r,
                 None => {
                     reserved_headroom = 0;
-                    reserve_below_4g(page_ceil(heap_len), Some(old))?
-                        .ok_or(LoadError::TooLarge { need: heap_len })?
+                    reserve_below_4g(page_ceil(heap_len), Some(old.clone()))?.ok_or(
+                        LoadError::NoRoomBelow4G {
+                            need: heap_len,
+                            old_start: old.start,
+                            old_end: old.end,
+                        },
+                    )?
                 }
             };
             let base = r.base();
