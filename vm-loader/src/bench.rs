@@ -11,8 +11,10 @@
 //! 4. `raw_read_warm`: the same read into memory whose pages were all
 //!    faulted in first (not timed): the copy out of the page cache alone;
 //! 5. `load`: [`spur_loader::load_path`] at the old base (the default), and
-//!    `load_relocated`: the same with [`PlacementRequest::Relocate`], the two
-//!    taking turns at coming first;
+//!    `load_relocated`: the same with [`PlacementRequest::Relocate`], the
+//!    relocated load coming before the load on even runs and after the
+//!    snapshots (once the loaded heap is freed) on odd ones, so that each
+//!    load follows the release of as much memory as it takes;
 //! 6. `snapshot`: [`spur_loader::snapshot_to_path`] of the loaded heap:
 //!    written, `fsync`ed, renamed, directory synced;
 //! 7. `background`: [`spur_loader::snapshot_in_background`]: the pause is what
@@ -323,7 +325,12 @@ fn measure(path: &Path, scratch: &Path, runs: usize, load: &LoadOptions) -> Resu
         s.raw_read_warm.push(read_into_reservation(path, true)?);
 
         // The relocated load and the load at the old base take turns at
-        // coming first; the heap kept for the snapshots is the latter.
+        // coming first; the heap kept for the snapshots is the latter. Each
+        // load comes right after a heap-sized stretch of memory was freed
+        // (the warm read's, or the kept heap's after the snapshots): on a
+        // VM that hands free memory back to its host, memory touched for
+        // the first time costs several times more to fault in, and a load
+        // made while the other heap is still held would pay that alone.
         if run % 2 == 0 {
             let t = Instant::now();
             drop(spur_loader::load_path(path, &relocated)?);
@@ -336,11 +343,6 @@ fn measure(path: &Path, scratch: &Path, runs: usize, load: &LoadOptions) -> Resu
         s.rss
             .push(spur_mem::resident_bytes().unwrap_or(0).saturating_sub(rss));
         heap_bytes = heap.heap_bytes();
-        if run % 2 == 1 {
-            let t = Instant::now();
-            drop(spur_loader::load_path(path, &relocated)?);
-            s.load_relocated.push(us(t));
-        }
 
         // The two snapshots take turns at coming first after the load.
         for which in [run % 2, 1 - run % 2] {
@@ -370,6 +372,11 @@ fn measure(path: &Path, scratch: &Path, runs: usize, load: &LoadOptions) -> Resu
             remove(&out);
         }
         drop(heap);
+        if run % 2 == 1 {
+            let t = Instant::now();
+            drop(spur_loader::load_path(path, &relocated)?);
+            s.load_relocated.push(us(t));
+        }
         let last = |v: &[u64]| v.last().copied().unwrap_or(0);
         tracing::info!(
             run,
