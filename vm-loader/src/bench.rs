@@ -3,31 +3,36 @@
 //!
 //! One run of one image, in this order:
 //! 1. `raw_read`: `std::fs::read` of the image file;
-//! 2. `raw_write`: `std::fs::write` of those bytes to a new file; then, not
-//!    timed as part of it, `fsync` of that file (`raw_write_sync` adds the two);
-//! 3. `raw_read_huge`: the same bytes read, in the loader's 2 MiB pieces,
+//! 2. `raw_read_huge`: the same bytes read, in the loader's 2 MiB pieces,
 //!    into fresh memory committed as the loader commits a heap (huge pages
 //!    advised): what a load at the old base cannot beat by much;
-//! 4. `raw_read_warm`: the same read into memory whose pages were all
+//! 3. `raw_read_warm`: the same read into memory whose pages were all
 //!    faulted in first (not timed): the copy out of the page cache alone;
-//! 5. `load`: [`spur_loader::load_path`] at the old base (the default), and
+//! 4. `load`: [`spur_loader::load_path`] at the old base (the default), and
 //!    `load_relocated`: the same with [`PlacementRequest::Relocate`], the
 //!    relocated load coming before the load on even runs and after the
 //!    snapshots (once the loaded heap is freed) on odd ones, so that each
 //!    load follows the release of as much memory as it takes;
+//! 5. `raw_write`: the bytes a snapshot writes, from the loaded heap's
+//!    memory, written to a new file as `std::fs::write` writes (one
+//!    `write_all` per piece: the header, each segment); then, not timed as
+//!    part of it, `fsync` of that file (`raw_write_sync` adds the two);
 //! 6. `snapshot`: [`spur_loader::snapshot_to_path`] of the loaded heap:
 //!    written, `fsync`ed, renamed, directory synced;
 //! 7. `background`: [`spur_loader::snapshot_in_background`]: the pause is what
 //!    the call held this process; then the child is waited for.
 //!
-//! Steps 6 and 7 swap places every other run, so that neither is always the
-//! first write after the load.
+//! Steps 5, 6 and 7 take turns at coming first after the load (the
+//! order rotates every run), so that none is always the first write after
+//! the load, which on a VM that hands freed memory back to its host is
+//! several times slower than the next.
 //!
 //! Every file written is removed right after its measurement (not timed)
 //! and the folder synced, so each write makes a new file and no dirty page
 //! or pending discard of one measurement is left for the next.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -36,6 +41,7 @@ use serde::Serialize;
 use spur_format::WordSize;
 use spur_loader::{
     snapshot_in_background, snapshot_to_path, LoadOptions, PlacementRequest, SnapshotOptions,
+    SnapshotPlan,
 };
 use spur_synth::SynthSpec;
 
@@ -308,18 +314,7 @@ fn measure(path: &Path, scratch: &Path, runs: usize, load: &LoadOptions) -> Resu
             read_image_bytes(path).with_context(|| format!("reading {}", path.display()))?;
         s.raw_read.push(us(t));
         file_bytes = bytes.len() as u64;
-
-        let t = Instant::now();
-        std::fs::write(&raw, &bytes).with_context(|| format!("writing {}", raw.display()))?;
-        let w = us(t);
-        let t = Instant::now();
-        std::fs::File::open(&raw)
-            .and_then(|f| f.sync_all())
-            .with_context(|| format!("syncing {}", raw.display()))?;
-        s.raw_write.push(w);
-        s.raw_write_sync.push(w + us(t));
         drop(bytes);
-        remove(&raw);
 
         s.raw_read_huge.push(read_into_reservation(path, false)?);
         s.raw_read_warm.push(read_into_reservation(path, true)?);
@@ -344,8 +339,33 @@ fn measure(path: &Path, scratch: &Path, runs: usize, load: &LoadOptions) -> Resu
             .push(spur_mem::resident_bytes().unwrap_or(0).saturating_sub(rss));
         heap_bytes = heap.heap_bytes();
 
-        // The two snapshots take turns at coming first after the load.
-        for which in [run % 2, 1 - run % 2] {
+        // The raw write and the two snapshots take turns at coming first
+        // after the load: the first large write after a load is the slow
+        // one on a VM whose host takes back freed memory, so each of the
+        // three is first in a third of the runs.
+        let mut writers = [2, 0, 1];
+        writers.rotate_left(run % 3);
+        for which in writers {
+            if which == 2 {
+                // The snapshot's bytes, from the heap's memory (the pieces
+                // a snapshot writes), one `write_all` each into a new file:
+                // what `std::fs::write` of them does.
+                let plan = SnapshotPlan::new(&heap, &SnapshotOptions::default())
+                    .context("planning the raw write")?;
+                let t = Instant::now();
+                std::fs::File::create(&raw)
+                    .and_then(|mut f| plan.pieces().iter().try_for_each(|p| f.write_all(p)))
+                    .with_context(|| format!("writing {}", raw.display()))?;
+                let w = us(t);
+                let t = Instant::now();
+                std::fs::File::open(&raw)
+                    .and_then(|f| f.sync_all())
+                    .with_context(|| format!("syncing {}", raw.display()))?;
+                s.raw_write.push(w);
+                s.raw_write_sync.push(w + us(t));
+                remove(&raw);
+                continue;
+            }
             if which == 0 && path.is_dir() {
                 // A folder is snapshotted as a folder (the default keeps the format).
                 let t = Instant::now();
