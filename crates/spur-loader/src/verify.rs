@@ -398,6 +398,63 @@ const OUTSIDE: usize = usize::MAX;
 /// memory of the first is in cache when the last is asked for.
 const BATCH: usize = 256;
 
+/// Increasing bit indices, kept in four bytes each while they fit 32 bits
+/// (a heap of up to 32 GiB), in a word each from the first that does not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum StartList {
+    Narrow(Vec<u32>),
+    Wide(Vec<usize>),
+}
+
+impl Default for StartList {
+    fn default() -> Self {
+        StartList::Narrow(Vec::new())
+    }
+}
+
+impl StartList {
+    /// Adds `i`, above every index added so far.
+    fn push(&mut self, i: usize) {
+        match self {
+            StartList::Narrow(v) => match u32::try_from(i) {
+                Ok(x) => v.push(x),
+                Err(_) => {
+                    let mut wide: Vec<usize> = v.iter().map(|&x| x as usize).collect();
+                    wide.push(i);
+                    *self = StartList::Wide(wide);
+                }
+            },
+            StartList::Wide(v) => v.push(i),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            StartList::Narrow(v) => v.len(),
+            StartList::Wide(v) => v.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The indices, in increasing order.
+    fn indices(&self) -> Box<dyn Iterator<Item = usize> + '_> {
+        match self {
+            StartList::Narrow(v) => Box::new(v.iter().map(|&x| x as usize)),
+            StartList::Wide(v) => Box::new(v.iter().copied()),
+        }
+    }
+
+    fn contains(&self, i: usize) -> bool {
+        match self {
+            StartList::Narrow(v) => u32::try_from(i).is_ok_and(|x| v.binary_search(&x).is_ok()),
+            StartList::Wide(v) => v.binary_search(&i).is_ok(),
+        }
+    }
+}
+
 /// Where the free chunks' headers are, as bit indices like the live
 /// bitmap's. A saved image holds few free chunks, so they are listed in
 /// heap order; a heap with so many that the list would outgrow half a
@@ -405,7 +462,7 @@ const BATCH: usize = 256;
 /// (the live one) is the most `verify` keeps for long.
 enum FreeStarts {
     /// Increasing bit indices.
-    List(Vec<usize>),
+    List(StartList),
     Bits(Bitmap),
 }
 
@@ -420,7 +477,7 @@ impl FreeStarts {
                     return;
                 }
                 let mut map = Bitmap::new(bits);
-                for &j in list.iter() {
+                for j in list.indices() {
                     map.set(j);
                 }
                 map.set(i);
@@ -433,13 +490,13 @@ impl FreeStarts {
     /// [`push`](Self::push) of each of `more`, increasing and above every
     /// bit recorded so far; an empty list takes `more` itself, rather than
     /// a copy.
-    fn extend(&mut self, more: Vec<usize>, bits: usize) {
+    fn extend(&mut self, more: StartList, bits: usize) {
         match self {
             FreeStarts::List(list) if list.is_empty() && more.len() <= bits / 128 + 1024 => {
                 *list = more;
             }
             _ => {
-                for i in more {
+                for i in more.indices() {
                     self.push(i, bits);
                 }
             }
@@ -448,7 +505,7 @@ impl FreeStarts {
 
     fn contains(&self, i: usize) -> bool {
         match self {
-            FreeStarts::List(list) => list.binary_search(&i).is_ok(),
+            FreeStarts::List(list) => list.contains(i),
             FreeStarts::Bits(map) => map.get(i),
         }
     }
@@ -463,7 +520,7 @@ struct PartWalk {
     free_chunks: u64,
     free_bytes: u64,
     /// Free chunks' heap bits.
-    free: Vec<usize>,
+    free: StartList,
     /// The first [`MAX_FINDINGS`] errors; the rest counted.
     errors: Vec<Finding>,
     errors_dropped: u64,
@@ -485,7 +542,7 @@ impl PartWalk {
             objects: 0,
             free_chunks: 0,
             free_bytes: 0,
-            free: Vec::new(),
+            free: StartList::default(),
             errors: Vec::new(),
             errors_dropped: 0,
             forwarders: (0, 0),
@@ -745,7 +802,7 @@ impl<'h, L: Layout, R: Live> Verifier<'h, L, R> {
             ranges,
             queries: Vec::new(),
             answers: Vec::new(),
-            free: FreeStarts::List(Vec::new()),
+            free: FreeStarts::List(StartList::default()),
             bits,
             forwarders: (0, 0),
             odd_bits: (0, 0),
@@ -1862,7 +1919,14 @@ mod tests {
     fn free_starts_answer_the_same_as_list_and_as_bitmap() {
         let bits = 1 << 20;
         let limit = bits / 128 + 1024;
-        let mut free = FreeStarts::List(Vec::new());
+        let list_of = |v: Vec<usize>| {
+            let mut l = StartList::default();
+            for i in v {
+                l.push(i);
+            }
+            l
+        };
+        let mut free = FreeStarts::List(StartList::default());
         let at = |k: usize| 3 * k + k % 2;
         let mut k = 0;
         while matches!(free, FreeStarts::List(_)) {
@@ -1875,16 +1939,38 @@ mod tests {
             k += 1;
         }
         let want: std::collections::BTreeSet<usize> = (0..k).map(at).collect();
-        let list = FreeStarts::List(want.iter().copied().collect());
+        let list = FreeStarts::List(list_of(want.iter().copied().collect()));
         // Extended in two steps: a list taken whole, then one pushed.
-        let mut joined = FreeStarts::List(Vec::new());
-        joined.extend((0..100).map(at).collect(), bits);
-        joined.extend((100..k).map(at).collect(), bits);
+        let mut joined = FreeStarts::List(StartList::default());
+        joined.extend(list_of((0..100).map(at).collect()), bits);
+        joined.extend(list_of((100..k).map(at).collect()), bits);
         assert!(matches!(joined, FreeStarts::Bits(_)));
         for i in 0..at(k) + 8 {
             assert_eq!(free.contains(i), want.contains(&i), "bit {i}");
             assert_eq!(list.contains(i), want.contains(&i), "bit {i}");
             assert_eq!(joined.contains(i), want.contains(&i), "bit {i}");
         }
+    }
+
+    /// A list of starts keeps four bytes an index up to 2^32 - 1, widens
+    /// at the first index past it, and answers the same either way.
+    #[test]
+    fn start_lists_widen_past_32_bits() {
+        let top = u32::MAX as usize;
+        let mut l = StartList::default();
+        for i in [3, 17, top - 1, top] {
+            l.push(i);
+        }
+        assert!(matches!(l, StartList::Narrow(_)));
+        assert!(l.contains(top) && l.contains(17) && !l.contains(16));
+        assert!(!l.contains(top + 1));
+        l.push(top + 5);
+        assert!(matches!(l, StartList::Wide(_)));
+        assert_eq!(
+            l.indices().collect::<Vec<_>>(),
+            [3, 17, top - 1, top, top + 5]
+        );
+        assert!(l.contains(top + 5) && l.contains(3) && !l.contains(top + 4));
+        assert_eq!(l.len(), 5);
     }
 }
