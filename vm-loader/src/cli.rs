@@ -194,8 +194,9 @@ pub struct PlaceArgs {
     pub relocate: bool,
     #[arg(long, help = MAP_FILES_HELP)]
     pub map_files: bool,
-    /// Threads for relocation (the file read on one while another rewrites
-    /// what is read) and for verify's pointer walk (default: every core).
+    /// Threads for the load (relocated: each reads and rewrites a part of a
+    /// large segment; at the old base: one reads while another faults in
+    /// pages) and for verify's walks (default: every core).
     /// The heap and the report are the same whatever the number.
     #[arg(long, value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..=1024).map(|n| n as usize))]

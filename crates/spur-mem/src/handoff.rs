@@ -1,5 +1,6 @@
 //! A buffer filled front to back by one thread while another works on the
-//! part already filled: the overlap of reading and swizzling a heap.
+//! part not yet filled: a load at the old base reads on one side while the
+//! other faults in pages ahead of it.
 //!
 //! [`handoff`] splits a `&mut [u8]` into a [`Filler`] and a [`Filled`]. The
 //! filler writes the buffer in order, one piece at a time, and publishes each
@@ -18,19 +19,14 @@ use std::sync::mpsc;
 /// e.g. with [`std::thread::scope`]).
 pub fn handoff(bytes: &mut [u8]) -> (Filler<'_>, Filled<'_>) {
     let (tx, rx) = mpsc::channel();
-    split(bytes, Tx::Unbounded(tx), rx)
+    split(bytes, tx, rx)
 }
 
-/// As [`handoff`], but the filler may run at most about `lead` pieces ahead
-/// of what the other side has taken: its [`Filler::fill`] waits, after
-/// filling, until there is room. Data the other side works on soon after it
-/// was written is still in cache.
-pub fn handoff_with_lead(bytes: &mut [u8], lead: usize) -> (Filler<'_>, Filled<'_>) {
-    let (tx, rx) = mpsc::sync_channel(lead.max(1));
-    split(bytes, Tx::Bounded(tx), rx)
-}
-
-fn split(bytes: &mut [u8], tx: Tx, rx: mpsc::Receiver<usize>) -> (Filler<'_>, Filled<'_>) {
+fn split(
+    bytes: &mut [u8],
+    tx: mpsc::Sender<usize>,
+    rx: mpsc::Receiver<usize>,
+) -> (Filler<'_>, Filled<'_>) {
     let ptr = NonNull::from(&mut *bytes).cast::<u8>();
     let len = bytes.len();
     (
@@ -52,13 +48,6 @@ fn split(bytes: &mut [u8], tx: Tx, rx: mpsc::Receiver<usize>) -> (Filler<'_>, Fi
     )
 }
 
-/// Where the filler sends each new frontier.
-#[derive(Debug)]
-enum Tx {
-    Unbounded(mpsc::Sender<usize>),
-    Bounded(mpsc::SyncSender<usize>),
-}
-
 /// The side that fills the buffer, front to back.
 #[derive(Debug)]
 pub struct Filler<'a> {
@@ -66,7 +55,8 @@ pub struct Filler<'a> {
     len: usize,
     /// Bytes before this are published and belong to the other side.
     frontier: usize,
-    tx: Tx,
+    /// Where each new frontier is sent.
+    tx: mpsc::Sender<usize>,
     _bytes: PhantomData<&'a mut [u8]>,
 }
 
@@ -104,10 +94,7 @@ impl Filler<'_> {
         f(piece)?;
         self.frontier += n;
         // The channel orders the writes above before the other side's reads.
-        Ok(match &self.tx {
-            Tx::Unbounded(tx) => tx.send(self.frontier).is_ok(),
-            Tx::Bounded(tx) => tx.send(self.frontier).is_ok(),
-        })
+        Ok(self.tx.send(self.frontier).is_ok())
     }
 }
 
@@ -256,29 +243,6 @@ mod tests {
         filled.prefault(90_000, 5);
         drop((filler, filled));
         assert_eq!(buf, want);
-    }
-
-    #[test]
-    fn a_bounded_filler_waits_for_the_other_side() {
-        let mut buf = vec![0u8; 1 << 16];
-        std::thread::scope(|s| {
-            let (mut filler, mut filled) = handoff_with_lead(&mut buf, 2);
-            let t = s.spawn(move || {
-                let mut pieces = 0;
-                while filler.remaining() > 0 {
-                    assert!(filler.fill(1024, |_| Ok::<_, ()>(())).unwrap());
-                    pieces += 1;
-                }
-                pieces
-            });
-            // Until the other side takes something, the filler stops after
-            // two pieces published and one more waiting to be.
-            std::thread::sleep(std::time::Duration::from_millis(50));
-            assert!(filled.published() <= 3 * 1024, "{}", filled.published());
-            while filled.wait().is_some() {}
-            assert_eq!(filled.visible(), 1 << 16);
-            assert_eq!(t.join().unwrap(), 64);
-        });
     }
 
     #[test]
