@@ -144,14 +144,22 @@ fn a_32_bit_like_stays_below_4_gib() {
     assert!(!out.exists());
 }
 
+/// `--like` the corpus image `name` at `mib` MiB: at least `classes`
+/// classes over 1 % compared, and the word size kept.
+fn follows_corpus(name: &str, mib: &str, classes: usize, word: u64) {
+    let src = spur_tests::corpus_dir().join(name);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("like.image");
+    let n = follows(&src, &out, mib);
+    assert!(n >= classes, "{name}: only {n} classes over 1 %");
+    let j = json(&["info", "--json", s(&out)]);
+    assert_eq!(j["word_size"], word, "{name}: {j}");
+}
+
 #[test]
 #[ignore = "needs SPUR_CORPUS"]
 fn like_the_pharo_8_kernel_follows_its_classes() {
-    let src = spur_tests::corpus_dir().join("pharo8-kernel-empharo-64.image");
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("p8-like.image");
-    let n = follows(&src, &out, "16");
-    assert!(n >= 10, "only {n} classes over 1 %");
+    follows_corpus("pharo8-kernel-empharo-64.image", "16", 10, 8);
 }
 
 /// The 32-bit source of the project's large image of small objects
@@ -159,11 +167,5 @@ fn like_the_pharo_8_kernel_follows_its_classes() {
 #[test]
 #[ignore = "needs SPUR_CORPUS"]
 fn like_the_codeparadise_client_follows_its_classes() {
-    let src = spur_tests::corpus_dir().join("pharo-tiny-codeparadise-client-32.image");
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("cp-like.image");
-    let n = follows(&src, &out, "8");
-    assert!(n >= 8, "only {n} classes over 1 %");
-    let j = json(&["info", "--json", s(&out)]);
-    assert_eq!(j["word_size"], 4, "{j}");
+    follows_corpus("pharo-tiny-codeparadise-client-32.image", "8", 8, 4);
 }
