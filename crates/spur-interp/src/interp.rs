@@ -459,6 +459,8 @@ pub(crate) struct Vm<'r> {
     pub ci_large_pos: u32,
     pub ci_large_neg: u32,
     pub stats: Stats,
+    /// A #run:with:in: send for an object used as a method is being made.
+    in_run_with_in: bool,
     pub output: Vec<u8>,
     pub files: Files,
     pub start: Instant,
@@ -582,6 +584,7 @@ impl<'r> Vm<'r> {
             ci_large_pos,
             ci_large_neg,
             stats: Stats::default(),
+            in_run_with_in: false,
             output: Vec::new(),
             files: Files::default(),
             start: Instant::now(),
@@ -2165,7 +2168,17 @@ impl<'r> Vm<'r> {
         if rw == self.nil {
             return halt("a method dictionary holds a non-method and there is no #run:with:in:");
         }
-        self.send(rw, 3, None)
+        // What #run:with:in: finds must be a method: a non-method there
+        // would be sent #run:with:in: in turn, without end.
+        if self.in_run_with_in {
+            return halt(
+                "the #run:with:in: found for an object used as a method is itself not a method",
+            );
+        }
+        self.in_run_with_in = true;
+        let sent = self.send(rw, 3, None);
+        self.in_run_with_in = false;
+        sent
     }
 
     /// A new context for `method`, its receiver and arguments taken from
@@ -2891,6 +2904,41 @@ mod tests {
             assert_eq!((first, last), (want_first, want_last), "yields: {yields}");
             assert_eq!(vm.m.fetch(want_first, PROC_NEXT).unwrap(), want_last);
         }
+    }
+
+    #[test]
+    fn a_non_method_found_by_run_with_in_halts_the_run() {
+        crate::test_vm::with_vm(WordSize::W64, |vm| {
+            // Array's methods become #foo: and #run:with:in:, both answering
+            // an Array: the non-method found for #foo: is sent #run:with:in:,
+            // whose lookup finds another non-method.
+            let (foo, rw) = (vm.new_array(0).unwrap(), vm.new_array(0).unwrap());
+            let so = vm.m.special_objects();
+            vm.m.store(so, so::SELECTOR_RUN_WITH_IN as u64, rw).unwrap();
+            let not_a_method = vm.new_array(1).unwrap();
+            let values = vm.new_array(2).unwrap();
+            vm.m.store(values, 0, not_a_method).unwrap();
+            vm.m.store(values, 1, not_a_method).unwrap();
+            let dict = vm.new_array(4).unwrap();
+            let two = vm.int(2);
+            vm.m.store(dict, 0, two).unwrap();
+            vm.m.store(dict, 1, values).unwrap();
+            vm.m.store(dict, 2, foo).unwrap();
+            vm.m.store(dict, 3, rw).unwrap();
+            let array = vm.m.class_at(vm.ci_array).unwrap();
+            vm.m.store(array, 1, dict).unwrap();
+            vm.flush_cache();
+            let rcvr = vm.new_array(0).unwrap();
+            let arg = vm.int(7);
+            vm.push(rcvr).unwrap();
+            vm.push(arg).unwrap();
+            match vm.send(foo, 1, None) {
+                Err(Stop::Halt(StopKind::Error, msg)) => {
+                    assert!(msg.contains("itself not a method"), "{msg}")
+                }
+                other => panic!("the send went on: {other:?}"),
+            }
+        });
     }
 
     fn int(op: Inline, x: i64, y: i64) -> Option<i64> {
