@@ -459,8 +459,6 @@ pub(crate) struct Vm<'r> {
     pub ci_large_pos: u32,
     pub ci_large_neg: u32,
     pub stats: Stats,
-    /// A #run:with:in: send for an object used as a method is being made.
-    in_run_with_in: bool,
     pub output: Vec<u8>,
     pub files: Files,
     pub start: Instant,
@@ -584,7 +582,6 @@ impl<'r> Vm<'r> {
             ci_large_pos,
             ci_large_neg,
             stats: Stats::default(),
-            in_run_with_in: false,
             output: Vec::new(),
             files: Files::default(),
             start: Instant::now(),
@@ -2153,6 +2150,17 @@ impl<'r> Vm<'r> {
     /// An object that is not a method in a method dictionary: send it
     /// `run:with:in:`.
     fn run_with_in(&mut self, obj: Oop, sel: Oop, argc: u32) -> R<()> {
+        let rw = self.m.special(so::SELECTOR_RUN_WITH_IN);
+        if rw == self.nil {
+            return halt("a method dictionary holds a non-method and there is no #run:with:in:");
+        }
+        // What #run:with:in: finds must be a method: a non-method there
+        // would be sent #run:with:in: in turn, without end.
+        if sel == rw {
+            return halt(
+                "the #run:with:in: found for an object used as a method is itself not a method",
+            );
+        }
         let args = self.new_array(argc as u64)?;
         for i in 0..argc as u64 {
             let v = self.stack_value(argc as u64 - 1 - i)?;
@@ -2164,21 +2172,7 @@ impl<'r> Vm<'r> {
         self.push(sel)?;
         self.push(args)?;
         self.push(rcvr)?;
-        let rw = self.m.special(so::SELECTOR_RUN_WITH_IN);
-        if rw == self.nil {
-            return halt("a method dictionary holds a non-method and there is no #run:with:in:");
-        }
-        // What #run:with:in: finds must be a method: a non-method there
-        // would be sent #run:with:in: in turn, without end.
-        if self.in_run_with_in {
-            return halt(
-                "the #run:with:in: found for an object used as a method is itself not a method",
-            );
-        }
-        self.in_run_with_in = true;
-        let sent = self.send(rw, 3, None);
-        self.in_run_with_in = false;
-        sent
+        self.send(rw, 3, None)
     }
 
     /// A new context for `method`, its receiver and arguments taken from
