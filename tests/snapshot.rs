@@ -8,11 +8,11 @@ use spur_format::layout::to_usize;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use spur_format::{HeaderOverrides, ImageHeader, SegmentTable, Walk, WordSize, L32, L64};
+use spur_format::{HeaderOverrides, ImageHeader, NewAddr, SegmentTable, Walk, WordSize, L32, L64};
 use spur_loader::{
-    load_path, read_prefix, snapshot_in_background, snapshot_to_path, verify, write_atomically,
-    FileSource, LoadOptions, LoadedHeap, Placement, PlacementRequest, SnapshotError,
-    SnapshotOptions, SnapshotPlan,
+    load_path, read_prefix, snapshot_in_background, snapshot_in_background_by, snapshot_to_path,
+    verify, write_atomically, BackgroundSnapshot, BackgroundWriter, FileSource, LoadOptions,
+    LoadedHeap, Placement, PlacementRequest, SnapshotError, SnapshotOptions, SnapshotPlan,
 };
 use spur_synth::SynthSpec;
 use spur_tests::{address_space, corpus_dir, CORPUS};
@@ -598,6 +598,207 @@ fn background_snapshots_write_what_the_foreground_writes() {
         }
         assert_eq!(others(dir.path(), &[&path, &fg, &bg]), Vec::<String>::new());
     }
+}
+
+/// A background snapshot by a writer thread, or `None` (with a note) where
+/// the kernel offers no write-protection and a child was forked instead;
+/// with `SPUR_REQUIRE_UFFD` set (CI sets it) that is a failure.
+fn thread_writer(job: &BackgroundSnapshot) -> bool {
+    match job.fell_back() {
+        None => {
+            assert_eq!(job.writer(), BackgroundWriter::Thread);
+            assert_eq!(job.pid(), 0);
+            true
+        }
+        Some(why) => {
+            assert_eq!(job.writer(), BackgroundWriter::Fork);
+            assert!(
+                std::env::var_os("SPUR_REQUIRE_UFFD").is_none(),
+                "no writer thread: {why}"
+            );
+            eprintln!("note: {why}; the thread writer's checks ran on a forked child");
+            false
+        }
+    }
+}
+
+#[test]
+fn a_writer_thread_writes_the_heap_of_the_call_while_the_heap_changes() {
+    let _lock = address_space();
+    let dir = tempfile::tempdir().unwrap();
+    for (word, kib) in [(WordSize::W64, 12 << 10), (WordSize::W32, 6 << 10)] {
+        let mut s = spec(word, kib);
+        s.segments = 3;
+        s.gap_bytes = 3 << 20;
+        let path = write_synth(dir.path(), "t.image", &s);
+        for req in [PlacementRequest::OldBase, PlacementRequest::Relocate] {
+            let mut heap = load_path(
+                &path,
+                &LoadOptions {
+                    placement: req,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            let fg = dir.path().join("fg.image");
+            snapshot(&heap, &fg, &SnapshotOptions::default());
+            let bg = dir.path().join("bg.image");
+            let job = snapshot_in_background_by(
+                &heap,
+                &bg,
+                &SnapshotOptions::default(),
+                BackgroundWriter::Thread,
+            )
+            .unwrap();
+            let threaded = thread_writer(&job);
+            // Every 64 KiB of every segment changes at once, ahead of the writer.
+            let mut changed = Vec::new();
+            for seg in heap.segments().to_vec() {
+                let mut a = seg.new_start.get() + 64;
+                while a + 8 < seg.new_start.get() + seg.size - 16 {
+                    changed.push(a);
+                    a += 64 << 10;
+                }
+            }
+            for &a in &changed {
+                heap.write_u64(NewAddr::from_heap_word(a), 0xDEAD_BEEF_0BAD_F00D)
+                    .unwrap();
+            }
+            let r = job.wait().unwrap();
+            assert!(
+                std::fs::read(&bg).unwrap() == std::fs::read(&fg).unwrap(),
+                "{word:?} {req:?}: the snapshot holds the heap of the call"
+            );
+            if threaded {
+                // How many writes came before the writer is up to the
+                // scheduler; the file is the same either way.
+                assert_eq!(r.writer, BackgroundWriter::Thread);
+                assert!(r.copied_chunks <= heap.heap_bytes().div_ceil(2 << 20) + 3);
+            } else {
+                assert_eq!(r.copied_chunks, 0);
+            }
+            for &a in &changed {
+                assert_eq!(
+                    heap.read_u64(NewAddr::from_heap_word(a)),
+                    Some(0xDEAD_BEEF_0BAD_F00D)
+                );
+            }
+            // A snapshot right after, dropped heap and all before it ends,
+            // still writes the heap it was given: the drop waits.
+            let again = dir.path().join("again.image");
+            let job = snapshot_in_background_by(
+                &heap,
+                &again,
+                &SnapshotOptions::default(),
+                BackgroundWriter::Thread,
+            )
+            .unwrap();
+            let mut want = heap_snapshot_bytes(&heap, dir.path());
+            drop(heap);
+            job.wait().unwrap();
+            assert!(std::fs::read(&again).unwrap() == std::mem::take(&mut want));
+            for f in [&fg, &bg, &again] {
+                std::fs::remove_file(f).unwrap();
+            }
+            assert_eq!(others(dir.path(), &[&path]), Vec::<String>::new());
+        }
+    }
+}
+
+#[test]
+fn a_writer_thread_keeps_its_view_under_writes_until_it_is_done() {
+    let _lock = address_space();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_synth(dir.path(), "w.image", &spec(WordSize::W64, 64 << 10));
+    let mut heap = load_path(&path, &LoadOptions::default()).unwrap();
+    let seg = heap.segments()[0];
+    let (lo, words) = (seg.new_start.get() + 64, (seg.size - 128) / 8);
+    for round in 0..3u64 {
+        let want = heap_snapshot_bytes(&heap, dir.path());
+        let out = dir.path().join("w-out.image");
+        let mut job = snapshot_in_background_by(
+            &heap,
+            &out,
+            &SnapshotOptions::default(),
+            BackgroundWriter::Thread,
+        )
+        .unwrap();
+        thread_writer(&job);
+        // Writes all over the heap, the chunk the writer is reading among
+        // them, for as long as it writes.
+        let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ round;
+        let mut writes = 0u64;
+        let r = loop {
+            if let Some(r) = job.try_wait().unwrap() {
+                break r;
+            }
+            for _ in 0..64 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let a = lo + (x % words) * 8;
+                heap.write_u64(NewAddr::from_heap_word(a), x).unwrap();
+                writes += 1;
+            }
+        };
+        assert!(writes > 0);
+        assert_eq!(r.bytes_written, want.len() as u64);
+        assert!(
+            std::fs::read(&out).unwrap() == want,
+            "round {round}: the file holds the heap of the call"
+        );
+        std::fs::remove_file(&out).unwrap();
+    }
+    assert_eq!(others(dir.path(), &[&path]), Vec::<String>::new());
+}
+
+/// The bytes a foreground snapshot of `heap` writes.
+fn heap_snapshot_bytes(heap: &LoadedHeap, dir: &Path) -> Vec<u8> {
+    let p = dir.join("want.image");
+    snapshot(heap, &p, &SnapshotOptions::default());
+    let b = std::fs::read(&p).unwrap();
+    std::fs::remove_file(&p).unwrap();
+    b
+}
+
+#[test]
+fn a_failing_writer_thread_is_reported_and_leaves_nothing() {
+    let _lock = address_space();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_synth(dir.path(), "f.image", &spec(WordSize::W64, 8 << 10));
+    let heap = load_path(&path, &LoadOptions::default()).unwrap();
+    let out = dir.path().join("out.image");
+    let mut failed = false;
+    for _attempt in 0..10 {
+        let job = snapshot_in_background_by(
+            &heap,
+            &out,
+            &SnapshotOptions::default(),
+            BackgroundWriter::Thread,
+        )
+        .unwrap();
+        thread_writer(&job);
+        if std::fs::remove_file(job.temp_path()).is_err() {
+            job.wait().unwrap();
+            std::fs::remove_file(&out).unwrap();
+            continue;
+        }
+        let e = job.wait().unwrap_err();
+        match &e {
+            SnapshotError::ChildFailed(io) => assert_eq!(io.raw_os_error(), Some(2)), // ENOENT
+            other => panic!("{other}"),
+        }
+        failed = true;
+        break;
+    }
+    assert!(failed, "the writer always renamed first");
+    assert!(!out.exists());
+    assert_eq!(others(dir.path(), &[&path]), Vec::<String>::new());
+    // The heap is writable again once the writer is done.
+    let mut heap = heap;
+    let nil = heap.nil();
+    heap.write_u64(NewAddr::from_heap_word(nil.get() + 8), 0)
+        .unwrap();
 }
 
 #[test]

@@ -20,9 +20,13 @@
 //! 6. `snapshot`: [`spur_loader::snapshot_to_path`] of the loaded heap:
 //!    written, `fsync`ed, renamed, directory synced;
 //! 7. `background`: [`spur_loader::snapshot_in_background`]: the pause is what
-//!    the call held this process; then the child is waited for.
+//!    the call held this process; then the child is waited for;
+//! 8. `background_thread`: the same with a writer thread of this process
+//!    over the write-protected heap ([`spur_loader::BackgroundWriter::Thread`]);
+//!    where the kernel does not offer write-protection, not measured, and
+//!    `background_thread_writer` says why.
 //!
-//! Steps 5, 6 and 7 take turns at coming first after the load (the
+//! Steps 5 to 8 take turns at coming first after the load (the
 //! order rotates every run), so that none is always the first write after
 //! the load, which on a VM that hands freed memory back to its host is
 //! several times slower than the next.
@@ -40,8 +44,8 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use spur_format::WordSize;
 use spur_loader::{
-    snapshot_in_background, snapshot_to_path, LoadOptions, PlacementRequest, SnapshotOptions,
-    SnapshotPlan,
+    snapshot_in_background, snapshot_in_background_by, snapshot_to_path, BackgroundWriter,
+    LoadOptions, PlacementRequest, SnapshotOptions, SnapshotPlan,
 };
 use spur_synth::SynthSpec;
 
@@ -78,6 +82,12 @@ pub struct ImageJson {
     pub background_pause_us: u64,
     /// From the fork until the child had the image synced and in place.
     pub background_child_us: u64,
+    /// The pause of a background snapshot written by a thread (step 8).
+    pub background_thread_pause_us: u64,
+    /// From the thread's start until it had the image synced and in place.
+    pub background_thread_us: u64,
+    /// "thread", or why the thread writer could not run here.
+    pub background_thread_writer: String,
     pub raw_read_us: u64,
     /// The read into fresh huge-page memory (step 3).
     pub raw_read_huge_us: u64,
@@ -121,6 +131,7 @@ pub struct P90Json {
     pub snapshot: u64,
     pub raw_write_sync: u64,
     pub background_pause: u64,
+    pub background_thread_pause: u64,
 }
 
 /// Ratios of 90th percentiles, and of a 90th percentile to its median.
@@ -145,6 +156,7 @@ pub struct BestJson {
     pub snapshot: u64,
     pub background_pause: u64,
     pub background_child: u64,
+    pub background_thread_pause: u64,
     pub raw_read: u64,
     pub raw_read_huge: u64,
     pub raw_read_warm: u64,
@@ -161,6 +173,8 @@ struct Samples {
     snapshot_sync: Vec<u64>,
     pause: Vec<u64>,
     child: Vec<u64>,
+    thread_pause: Vec<u64>,
+    thread: Vec<u64>,
     raw_read: Vec<u64>,
     raw_read_huge: Vec<u64>,
     raw_read_warm: Vec<u64>,
@@ -308,6 +322,10 @@ fn measure(path: &Path, scratch: &Path, runs: usize, load: &LoadOptions) -> Resu
     let mut s = Samples::default();
     let mut heap_bytes = 0;
     let mut file_bytes = 0;
+    let mut thread_writer = String::from("thread");
+    if path.is_dir() {
+        thread_writer = "not measured: a composed folder is written in the foreground".into();
+    }
     for run in 0..runs {
         let t = Instant::now();
         let bytes =
@@ -339,12 +357,12 @@ fn measure(path: &Path, scratch: &Path, runs: usize, load: &LoadOptions) -> Resu
             .push(spur_mem::resident_bytes().unwrap_or(0).saturating_sub(rss));
         heap_bytes = heap.heap_bytes();
 
-        // The raw write and the two snapshots take turns at coming first
+        // The raw write and the three snapshots take turns at coming first
         // after the load: the first large write after a load is the slow
         // one on a VM whose host takes back freed memory, so each of the
-        // three is first in a third of the runs.
-        let mut writers = [2, 0, 1];
-        writers.rotate_left(run % 3);
+        // four is first in a quarter of the runs.
+        let mut writers = [2, 0, 1, 3];
+        writers.rotate_left(run % 4);
         for which in writers {
             if which == 2 {
                 // The snapshot's bytes, from the heap's memory (the pieces
@@ -379,6 +397,29 @@ fn measure(path: &Path, scratch: &Path, runs: usize, load: &LoadOptions) -> Resu
                 s.snapshot.push(us(t));
                 s.snapshot_write.push(r.write_us);
                 s.snapshot_sync.push(r.sync_us);
+            } else if which == 3 {
+                if path.is_dir() {
+                    continue;
+                }
+                let job = snapshot_in_background_by(
+                    &heap,
+                    &out,
+                    &SnapshotOptions::default(),
+                    BackgroundWriter::Thread,
+                )
+                .with_context(|| format!("background snapshot to {}", out.display()))?;
+                let pause = u64::try_from(job.pause().as_micros()).unwrap_or(u64::MAX);
+                let fell_back = job.fell_back().map(str::to_owned);
+                let r = job
+                    .wait()
+                    .with_context(|| format!("background snapshot to {}", out.display()))?;
+                match fell_back {
+                    Some(why) => thread_writer = why,
+                    None => {
+                        s.thread_pause.push(pause);
+                        s.thread.push(r.child_us);
+                    }
+                }
             } else {
                 let job = snapshot_in_background(&heap, &out, &SnapshotOptions::default())
                     .with_context(|| format!("background snapshot to {}", out.display()))?;
@@ -413,6 +454,8 @@ fn measure(path: &Path, scratch: &Path, runs: usize, load: &LoadOptions) -> Resu
             snapshot_sync = last(&s.snapshot_sync),
             pause = last(&s.pause),
             child = last(&s.child),
+            thread_pause = last(&s.thread_pause),
+            thread = last(&s.thread),
             "measured (us)"
         );
     }
@@ -429,6 +472,9 @@ fn measure(path: &Path, scratch: &Path, runs: usize, load: &LoadOptions) -> Resu
         snapshot_sync_us: m(&s.snapshot_sync),
         background_pause_us: m(&s.pause),
         background_child_us: m(&s.child),
+        background_thread_pause_us: m(&s.thread_pause),
+        background_thread_us: m(&s.thread),
+        background_thread_writer: thread_writer,
         raw_read_us: m(&s.raw_read),
         raw_read_huge_us: m(&s.raw_read_huge),
         raw_read_warm_us: m(&s.raw_read_warm),
@@ -440,6 +486,7 @@ fn measure(path: &Path, scratch: &Path, runs: usize, load: &LoadOptions) -> Resu
             snapshot: p90(&s.snapshot),
             raw_write_sync: p90(&s.raw_write_sync),
             background_pause: p90(&s.pause),
+            background_thread_pause: p90(&s.thread_pause),
         },
         p90_ratios: P90RatiosJson {
             load_vs_raw_read_huge: ratio(p90(&s.load), p90(&s.raw_read_huge)),
@@ -461,6 +508,7 @@ fn measure(path: &Path, scratch: &Path, runs: usize, load: &LoadOptions) -> Resu
             snapshot: best(&s.snapshot),
             background_pause: best(&s.pause),
             background_child: best(&s.child),
+            background_thread_pause: best(&s.thread_pause),
             raw_read: best(&s.raw_read),
             raw_read_huge: best(&s.raw_read_huge),
             raw_read_warm: best(&s.raw_read_warm),
@@ -677,6 +725,33 @@ fn text(j: &BenchJson) -> String {
             q.snapshot_vs_raw_write_sync,
             q.load_vs_median,
             q.relocated_vs_median,
+        );
+    }
+    let _ = writeln!(
+        s,
+        "background pauses (median / p90, ms): forked child, writer thread over the write-protected heap"
+    );
+    for r in &j.images {
+        let thread = if r.background_thread_writer == "thread" {
+            format!(
+                "{} / {} (thread done after {})",
+                ms(r.background_thread_pause_us),
+                ms(r.p90_us.background_thread_pause),
+                ms(r.background_thread_us)
+            )
+        } else {
+            r.background_thread_writer.clone()
+        };
+        let _ = writeln!(
+            s,
+            "{:>9} {:>15}  {}",
+            human_bytes(r.heap_bytes),
+            format!(
+                "{} / {}",
+                ms(r.background_pause_us),
+                ms(r.p90_us.background_pause)
+            ),
+            thread
         );
     }
     for r in &j.images {

@@ -49,6 +49,15 @@ pub enum ImageFormat {
     Composed,
 }
 
+/// Who writes a background snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WriterArg {
+    /// A forked child process.
+    Fork,
+    /// A thread of this process over the write-protected heap.
+    Thread,
+}
+
 #[derive(Debug, Args)]
 pub struct ConvertArgs {
     /// The image to read: a single file or a composed folder.
@@ -73,6 +82,18 @@ pub struct SnapshotArgs {
     /// Write from a forked child while this process goes on; report the pause.
     #[arg(long)]
     pub background: bool,
+    /// Who writes a --background snapshot: a forked child, or a thread of
+    /// this process over the write-protected heap (each 2 MiB copied at its
+    /// first write while the thread runs; a child where the kernel offers no
+    /// write-protection)
+    #[arg(
+        long,
+        value_enum,
+        value_name = "WHO",
+        default_value = "fork",
+        requires = "background"
+    )]
+    pub writer: WriterArg,
     /// Desired new-space bytes to record in the header (default: as read).
     #[arg(long, value_name = "BYTES", value_parser = parse_u32)]
     pub eden_bytes: Option<u32>,
@@ -418,7 +439,34 @@ mod tests {
         };
         assert_eq!(a.place.request(), PlacementRequest::Relocate);
         assert!(a.background);
+        assert_eq!(a.writer, WriterArg::Fork);
         assert_eq!(a.eden_bytes, Some(0x100_0000));
+        let c = Cli::try_parse_from([
+            "vm-loader",
+            "snapshot",
+            "in.image",
+            "out.image",
+            "--background",
+            "--writer",
+            "thread",
+        ])
+        .unwrap();
+        let Command::Snapshot(a) = c.command else {
+            panic!("not snapshot")
+        };
+        assert_eq!(a.writer, WriterArg::Thread);
+        assert!(
+            Cli::try_parse_from([
+                "vm-loader",
+                "snapshot",
+                "in.image",
+                "out.image",
+                "--writer",
+                "thread",
+            ])
+            .is_err(),
+            "--writer needs --background"
+        );
         assert!(Cli::try_parse_from(["vm-loader", "snapshot", "in.image"]).is_err());
         let c =
             Cli::try_parse_from(["vm-loader", "bench", "--synth", "16,64", "--runs", "3"]).unwrap();

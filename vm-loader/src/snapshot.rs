@@ -8,11 +8,11 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use spur_format::HeaderOverrides;
 use spur_loader::{
-    read_prefix, read_trailer, snapshot_in_background, snapshot_to_path, trailing_len, LoadedHeap,
-    SnapshotOptions, SnapshotPlan,
+    read_prefix, read_trailer, snapshot_in_background_by, snapshot_to_path, trailing_len,
+    BackgroundWriter, LoadedHeap, SnapshotOptions, SnapshotPlan,
 };
 
-use crate::cli::{ConvertArgs, ImageFormat, PlaceArgs, SnapshotArgs};
+use crate::cli::{ConvertArgs, ImageFormat, PlaceArgs, SnapshotArgs, WriterArg};
 use crate::image::Image;
 use crate::load::placement_text;
 use crate::out::{emit, human_bytes, shown};
@@ -59,6 +59,12 @@ pub struct SnapshotJson {
     /// Background only: how long this process was held.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pause_us: Option<u64>,
+    /// A background snapshot's writer: "fork" or "thread".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writer: Option<&'static str>,
+    /// Why a writer thread was asked for and a child wrote instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fell_back: Option<String>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -128,6 +134,7 @@ fn run_as(args: &SnapshotArgs, json: bool, verb: &str) -> Result<Outcome> {
         _ => 0,
     };
     let context = || format!("{verb} to {}", shown(out));
+    let (mut writer, mut fell_back) = (None, None);
     let (header, segments, bytes, timing) = if format == ImageFormat::Composed {
         if args.background {
             anyhow::bail!("--background writes single files only; a composed folder is written in the foreground");
@@ -146,7 +153,19 @@ fn run_as(args: &SnapshotArgs, json: bool, verb: &str) -> Result<Outcome> {
             },
         )
     } else if args.background {
-        let job = snapshot_in_background(&heap, out, &opts).with_context(context)?;
+        let by = match args.writer {
+            WriterArg::Fork => BackgroundWriter::Fork,
+            WriterArg::Thread => BackgroundWriter::Thread,
+        };
+        let job = snapshot_in_background_by(&heap, out, &opts, by).with_context(context)?;
+        if let Some(why) = job.fell_back() {
+            tracing::warn!("no writer thread, a forked child writes: {why}");
+            fell_back = Some(why.to_owned());
+        }
+        writer = Some(match job.writer() {
+            BackgroundWriter::Fork => "fork",
+            BackgroundWriter::Thread => "thread",
+        });
         let pause_us = u64::try_from(job.pause().as_micros()).unwrap_or(u64::MAX);
         let bar = progress::bar(job.file_len(), json, "writing (child)");
         let r = if bar.is_hidden() {
@@ -226,6 +245,8 @@ fn run_as(args: &SnapshotArgs, json: bool, verb: &str) -> Result<Outcome> {
         write_us,
         sync_us,
         pause_us,
+        writer,
+        fell_back,
     };
     let j = SnapshotJson {
         trailing_bytes_dropped: source_trailing - j.trailing_bytes,
@@ -243,6 +264,7 @@ pub fn convert(args: &ConvertArgs, json: bool) -> Result<Outcome> {
         out: args.out.clone(),
         place: PlaceArgs::default(),
         background: false,
+        writer: WriterArg::Fork,
         eden_bytes: None,
         stack_pages: None,
         ext_sem_table: None,
@@ -318,8 +340,14 @@ fn text(j: &SnapshotJson, image: &Path) -> String {
         (Some(p), _, _) => {
             let _ = writeln!(
                 s,
-                "background: paused this process {} us; the child finished after {} us",
-                p, j.snapshot_us
+                "background: paused this process {} us; the {} finished after {} us",
+                p,
+                if j.writer == Some("thread") {
+                    "writer thread"
+                } else {
+                    "child"
+                },
+                j.snapshot_us
             );
         }
         (None, Some(w), Some(y)) => {

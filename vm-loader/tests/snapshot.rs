@@ -119,6 +119,31 @@ fn a_background_snapshot_reports_the_pause_and_writes_the_same_bytes() {
     assert!(j["snapshot_us"].as_u64().unwrap() > 0);
     assert!(std::fs::read(&out).unwrap() == std::fs::read(&img).unwrap());
     assert!(temps(dir.path()).is_empty());
+    assert_eq!(j["writer"], "fork");
+    // The writer thread over the write-protected heap writes the same bytes.
+    let out = dir.path().join("bg-thread.image");
+    let j = json_quiet(&[
+        "snapshot",
+        s(&img),
+        s(&out),
+        "--background",
+        "--writer",
+        "thread",
+        "--json",
+    ]);
+    match j.get("fell_back").and_then(|v| v.as_str()) {
+        None => assert_eq!(j["writer"], "thread"),
+        Some(why) => {
+            assert!(
+                std::env::var_os("SPUR_REQUIRE_UFFD").is_none(),
+                "no writer thread: {why}"
+            );
+            assert_eq!(j["writer"], "fork");
+        }
+    }
+    assert!(j["pause_us"].as_u64().unwrap() < 1_000_000);
+    assert!(std::fs::read(&out).unwrap() == std::fs::read(&img).unwrap());
+    assert!(temps(dir.path()).is_empty());
 }
 
 #[test]
@@ -324,6 +349,22 @@ fn bench_reports_medians_against_the_baselines_and_draws_the_plot() {
         assert!((f(&q["relocated_vs_load"]) - expect).abs() < 0.01);
         // A 90th percentile is never below its median.
         assert!(f(&q["load_vs_median"]) >= 1.0 && f(&q["relocated_vs_median"]) >= 1.0);
+        // The writer thread's pause beside the fork's, where the kernel
+        // offers write-protection (CI requires it).
+        let writer = im["background_thread_writer"].as_str().unwrap();
+        if writer == "thread" {
+            assert!(im["background_thread_pause_us"].as_u64().unwrap() > 0);
+            assert!(im["background_thread_us"].as_u64().unwrap() > 0);
+            assert!(
+                p90["background_thread_pause"].as_u64().unwrap()
+                    >= im["best_us"]["background_thread_pause"].as_u64().unwrap()
+            );
+        } else {
+            assert!(
+                std::env::var_os("SPUR_REQUIRE_UFFD").is_none(),
+                "no writer thread: {writer}"
+            );
+        }
     }
     let svg = std::fs::read_to_string(&plot).unwrap();
     assert!(svg.starts_with("<svg") && svg.matches("<polyline").count() >= 2);

@@ -1256,7 +1256,7 @@ pub unsafe extern "C" fn spur_snapshot_background(
             )
         };
         let job = handles::with_image(CALL, image, |im| im.snapshot_background(CALL, path, &opts))?;
-        let id = handles::insert(Entry::Job(std::sync::Mutex::new(Some(job))));
+        let id = handles::insert(Entry::Job(Box::new(std::sync::Mutex::new(Some(job)))));
         out.put(SpurJob { id });
         Ok(())
     })

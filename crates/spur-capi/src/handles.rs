@@ -16,7 +16,7 @@ use crate::types::*;
 #[derive(Debug)]
 pub enum Entry {
     Image(Box<Mutex<Image>>),
-    Job(Mutex<Option<BackgroundSnapshot>>),
+    Job(Box<Mutex<Option<BackgroundSnapshot>>>),
 }
 
 #[derive(Debug)]

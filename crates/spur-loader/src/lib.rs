@@ -64,9 +64,10 @@ pub use load::{load, load_composed, load_path, read_layout, read_layout_path, Lo
 pub use parallel::Threads;
 pub use placement::{initial_headroom, reserve_below_4g, PlacementRequest};
 pub use snapshot::{
-    read_prefix, read_trailer, remove_stale_temps, snapshot_in_background, snapshot_to_path,
-    trailing_len, write_atomically, BackgroundReport, BackgroundSnapshot, SnapshotError,
-    SnapshotOptions, SnapshotPlan, SnapshotReport,
+    read_prefix, read_trailer, remove_stale_temps, snapshot_in_background,
+    snapshot_in_background_by, snapshot_to_path, trailing_len, write_atomically, BackgroundReport,
+    BackgroundSnapshot, BackgroundWriter, SnapshotError, SnapshotOptions, SnapshotPlan,
+    SnapshotReport,
 };
 pub use source::{ComposedSource, FileSource, ImageSource, SegmentReader};
 pub use spur_mem::{Backing, FilesUnchanged};

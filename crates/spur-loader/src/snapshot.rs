@@ -534,10 +534,54 @@ fn check_room(target: &Path, len: u64) -> Result<(), SnapshotError> {
     })
 }
 
-/// A snapshot being written by a forked child.
+/// Who writes a background snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackgroundWriter {
+    /// A forked child process ([`snapshot_in_background`]).
+    #[default]
+    Fork,
+    /// A thread of this process reading the heap write-protected, each
+    /// 2 MiB copied at its first write ([`spur_mem::wp`]); where the kernel
+    /// does not offer that, a forked child.
+    Thread,
+}
+
+/// The writer of a running background snapshot.
+#[derive(Debug)]
+enum Running {
+    Child(WriterChild),
+    Thread(process::WriterThread),
+}
+
+/// How a writer ended, how long after its start, and how many 2 MiB
+/// chunks a thread writer copied.
+type Ended = (ChildOutcome, Duration, u64);
+
+impl Running {
+    fn wait(self) -> io::Result<Ended> {
+        match self {
+            Running::Child(c) => c.wait().map(|(o, d)| (o, d, 0)),
+            Running::Thread(mut t) => {
+                let (o, d) = t.wait_ref();
+                Ok((o, d, t.copies()))
+            }
+        }
+    }
+    fn try_wait(&mut self) -> io::Result<Option<Ended>> {
+        match self {
+            Running::Child(c) => Ok(c.try_wait()?.map(|(o, d)| (o, d, 0))),
+            Running::Thread(t) => Ok(t.try_wait().map(|(o, d)| (o, d, t.copies()))),
+        }
+    }
+}
+
+/// A snapshot being written in the background, by a forked child or by a
+/// thread of this process.
 #[derive(Debug)]
 pub struct BackgroundSnapshot {
-    child: Option<WriterChild>,
+    child: Option<Running>,
+    /// Why a thread was asked for and a child writes instead.
+    fell_back: Option<String>,
     /// Dropped after the child has been waited for (fields drop after
     /// `Drop::drop`), so the temporary is locked for as long as it lives.
     _lock: LockedFile,
@@ -557,10 +601,17 @@ pub struct BackgroundReport {
     pub segments: usize,
     /// Bytes of the file: prefix, header and segments.
     pub bytes_written: u64,
-    /// How long the caller was held: planning, creating the file and the fork.
+    /// How long the caller was held: planning, creating the file and the
+    /// fork (or the write-protection and the thread's start).
     pub pause_us: u64,
-    /// From the fork to the child's exit, as `waitpid` saw it.
+    /// From the fork to the child's exit, as `waitpid` saw it (or from the
+    /// thread's start to its end).
     pub child_us: u64,
+    /// Who wrote it.
+    pub writer: BackgroundWriter,
+    /// 2 MiB chunks of the heap a thread writer copied because the program
+    /// wrote to them before the thread had (0 for a child).
+    pub copied_chunks: u64,
 }
 
 /// Starts writing a snapshot of `heap` to `target` in a forked child and
@@ -572,6 +623,25 @@ pub fn snapshot_in_background(
     heap: &LoadedHeap,
     target: &Path,
     opts: &SnapshotOptions,
+) -> Result<BackgroundSnapshot, SnapshotError> {
+    snapshot_in_background_by(heap, target, opts, BackgroundWriter::Fork)
+}
+
+/// [`snapshot_in_background`] with the writer chosen. With
+/// [`BackgroundWriter::Thread`] the heap is write-protected (its segments'
+/// pages) and a thread of this process writes it; a write to the heap while
+/// it does waits until its 2 MiB have been copied, once, and memory the
+/// thread has written is unprotected as it goes. The pause is then the
+/// write-protection, not a `fork`, whose cost grows with the heap. The
+/// caller may still change the heap at once; dropping it, or growing it,
+/// waits until the thread has written the last byte. Where the kernel does
+/// not offer write-protection ([`spur_mem::wp`]), a child is forked as
+/// before and [`BackgroundSnapshot::fell_back`] says why.
+pub fn snapshot_in_background_by(
+    heap: &LoadedHeap,
+    target: &Path,
+    opts: &SnapshotOptions,
+    by: BackgroundWriter,
 ) -> Result<BackgroundSnapshot, SnapshotError> {
     let t0 = Instant::now();
     let plan = SnapshotPlan::new(heap, opts)?;
@@ -590,6 +660,27 @@ pub fn snapshot_in_background(
         };
         let temp_name = c(tmp.file_name().expect("a temporary file has a name"))?;
         let target_name = c(name)?;
+        let mut fell_back = None;
+        if by == BackgroundWriter::Thread {
+            match freeze(heap, &pieces) {
+                Ok((frozen, thread_pieces)) => {
+                    let _s = tracing::debug_span!("snapshot-thread").entered();
+                    let job = process::ThreadJob {
+                        file: (*file)
+                            .try_clone()
+                            .map_err(file_err("opening again", &tmp))?,
+                        pieces: thread_pieces,
+                        dir: dir_file,
+                        temp_name,
+                        target_name,
+                    };
+                    return process::spawn_thread_writer(job, frozen)
+                        .map(|t| (Running::Thread(t), None))
+                        .map_err(file_err("starting a writer thread for", target));
+                }
+                Err(why) => fell_back = Some(why),
+            }
+        }
         let job = WriteJob {
             file: file.as_fd(),
             pieces: &pieces,
@@ -598,11 +689,13 @@ pub fn snapshot_in_background(
             target_name: &target_name,
         };
         let _s = tracing::debug_span!("snapshot-fork").entered();
-        process::spawn_writer(&job).map_err(file_err("forking a writer for", target))
+        process::spawn_writer(&job)
+            .map(|c| (Running::Child(c), fell_back))
+            .map_err(file_err("forking a writer for", target))
     })();
     // The child holds the lock too (the same open file) until it exits;
     // this process keeps its copy until it has waited for the child.
-    let child = match spawned {
+    let (child, fell_back) = match spawned {
         Ok(c) => c,
         Err(e) => {
             let _ = fs::remove_file(&tmp);
@@ -611,6 +704,7 @@ pub fn snapshot_in_background(
     };
     Ok(BackgroundSnapshot {
         child: Some(child),
+        fell_back,
         _lock: file,
         temp: tmp,
         pause: t0.elapsed(),
@@ -620,13 +714,62 @@ pub fn snapshot_in_background(
     })
 }
 
+fn writer_of(r: &Running) -> BackgroundWriter {
+    match r {
+        Running::Child(_) => BackgroundWriter::Fork,
+        Running::Thread(_) => BackgroundWriter::Thread,
+    }
+}
+
+/// The write-protected view of the heap memory `pieces` borrow, and the
+/// pieces as the writer thread takes them; or why there is none.
+fn freeze(
+    heap: &LoadedHeap,
+    pieces: &[&[u8]],
+) -> Result<(spur_mem::wp::Frozen, Vec<process::ThreadPiece>), String> {
+    let page = spur_mem::page_size();
+    let mut parts: Vec<(usize, u64, u64)> = Vec::new();
+    let mut out = Vec::with_capacity(pieces.len());
+    for p in pieces {
+        let addr = p.as_ptr() as u64;
+        let region = heap.regions.iter().position(|r| {
+            addr >= r.base() && addr + p.len() as u64 <= r.base() + r.committed() as u64
+        });
+        match region {
+            Some(i) if !p.is_empty() => {
+                let r = &heap.regions[i];
+                let from = (addr - r.base()) / page * page;
+                let to = (addr + p.len() as u64 - r.base()).div_ceil(page) * page;
+                let to = to.min(r.committed() as u64);
+                match parts.last_mut() {
+                    Some((j, _, end)) if *j == i && from <= *end => *end = (*end).max(to),
+                    _ => parts.push((i, from, to)),
+                }
+                out.push(process::ThreadPiece::Frozen {
+                    addr,
+                    len: p.len() as u64,
+                });
+            }
+            _ => out.push(process::ThreadPiece::Bytes(p.to_vec())),
+        }
+    }
+    let ranges: Vec<_> = parts
+        .iter()
+        .map(|&(i, from, to)| (&heap.regions[i], from, to - from))
+        .collect();
+    let _s = tracing::debug_span!("snapshot-freeze").entered();
+    spur_mem::wp::Frozen::freeze(&ranges)
+        .map(|f| (f, out))
+        .map_err(|e| e.to_string())
+}
+
 /// Dropped without being waited for, the snapshot still waits for its child
 /// (so that no zombie is left) and removes the temporary file if the child
 /// was killed.
 impl Drop for BackgroundSnapshot {
     fn drop(&mut self) {
         if let Some(child) = self.child.take() {
-            if let Ok((ChildOutcome::Killed(_), _)) = child.wait() {
+            if let Ok((ChildOutcome::Killed(_), _, _)) = child.wait() {
                 let _ = fs::remove_file(&self.temp);
             }
         }
@@ -638,9 +781,23 @@ impl BackgroundSnapshot {
     pub fn pause(&self) -> Duration {
         self.pause
     }
-    /// The writer's process id.
+    /// The writer's process id; 0 when a thread of this process writes.
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, |c| c.pid())
+        match &self.child {
+            Some(Running::Child(c)) => c.pid(),
+            _ => 0,
+        }
+    }
+    /// Who writes the snapshot.
+    pub fn writer(&self) -> BackgroundWriter {
+        match &self.child {
+            Some(Running::Thread(_)) => BackgroundWriter::Thread,
+            _ => BackgroundWriter::Fork,
+        }
+    }
+    /// Why a thread was asked for and a forked child writes instead.
+    pub fn fell_back(&self) -> Option<&str> {
+        self.fell_back.as_deref()
     }
     /// The temporary file the child writes (its size shows the progress).
     pub fn temp_path(&self) -> &Path {
@@ -654,10 +811,11 @@ impl BackgroundSnapshot {
     /// Waits for the child and says how it went.
     pub fn wait(mut self) -> Result<BackgroundReport, SnapshotError> {
         let child = self.child.take().expect("waited once");
-        let (outcome, took) = child
+        let writer = writer_of(&child);
+        let ended = child
             .wait()
             .map_err(file_err("waiting for the writer of", &self.temp))?;
-        self.finish(outcome, took)
+        self.finish(ended, writer)
     }
 
     /// The result if the child has ended, without blocking.
@@ -665,22 +823,23 @@ impl BackgroundSnapshot {
         let Some(child) = self.child.as_mut() else {
             return Ok(None);
         };
+        let writer = writer_of(child);
         match child
             .try_wait()
             .map_err(file_err("waiting for the writer of", &self.temp))?
         {
             None => Ok(None),
-            Some((outcome, took)) => {
+            Some(ended) => {
                 self.child = None;
-                self.finish(outcome, took).map(Some)
+                self.finish(ended, writer).map(Some)
             }
         }
     }
 
     fn finish(
         &mut self,
-        outcome: ChildOutcome,
-        took: Duration,
+        (outcome, took, copied_chunks): Ended,
+        writer: BackgroundWriter,
     ) -> Result<BackgroundReport, SnapshotError> {
         match outcome {
             ChildOutcome::Done => Ok(BackgroundReport {
@@ -689,6 +848,8 @@ impl BackgroundSnapshot {
                 bytes_written: self.bytes,
                 pause_us: self.pause.micros(),
                 child_us: took.micros(),
+                writer,
+                copied_chunks,
             }),
             ChildOutcome::Failed(e) => {
                 let _ = fs::remove_file(&self.temp);

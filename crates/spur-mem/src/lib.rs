@@ -32,7 +32,9 @@
 //! the workspace needs live here too, each behind a safe function:
 //! [`process`] forks the background snapshot writer (a fixed child routine
 //! that only makes async-signal-safe calls), waits for it, starts early
-//! writeback of a file and ignores `SIGXFSZ`; [`handoff`] lets one thread
+//! writeback of a file and ignores `SIGXFSZ`, or starts a writer thread;
+//! [`wp`] write-protects a heap so that such a thread reads it as it was
+//! while the rest of the program writes on; [`handoff`] lets one thread
 //! work on the filled front of a buffer while another fills the rest;
 //! [`hint::prefetch`] asks for a cache line ahead of its use.
 
@@ -47,6 +49,7 @@ use std::fmt;
 use std::fs::File;
 use std::num::NonZeroUsize;
 use std::ptr::NonNull;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use nix::errno::Errno;
 use nix::sys::mman::{self, MapFlags, MmapAdvise, ProtFlags};
@@ -54,6 +57,7 @@ use nix::sys::mman::{self, MapFlags, MmapAdvise, ProtFlags};
 pub mod handoff;
 pub mod hint;
 pub mod process;
+pub mod wp;
 
 /// Errors of the memory crate, with the addresses and sizes involved.
 #[derive(Debug, thiserror::Error)]
@@ -279,6 +283,37 @@ pub struct Reservation {
     base: NonNull<u8>,
     len: usize,
     committed: usize,
+    /// Readers elsewhere ([`wp::Frozen`]) that need the mapping as it is.
+    leases: Arc<Lease>,
+}
+
+/// The count of a reservation's leases: while it is above zero, the
+/// reservation is neither unmapped nor remapped (its drop, `commit` and
+/// `map_file` wait).
+#[derive(Debug, Default)]
+pub(crate) struct Lease {
+    count: Mutex<usize>,
+    zero: Condvar,
+}
+
+impl Lease {
+    fn take(&self) {
+        *self.count.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+    }
+    /// Ends one lease.
+    pub(crate) fn give_back(&self) {
+        let mut n = self.count.lock().unwrap_or_else(PoisonError::into_inner);
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            self.zero.notify_all();
+        }
+    }
+    fn wait_none(&self) {
+        let mut n = self.count.lock().unwrap_or_else(PoisonError::into_inner);
+        while *n > 0 {
+            n = self.zero.wait(n).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
 }
 
 // SAFETY: a Reservation owns its mapping exclusively, like a Vec<u8> owns its
@@ -400,6 +435,7 @@ impl Reservation {
             base: p.cast(),
             len: n.get(),
             committed: 0,
+            leases: Arc::default(),
         })
     }
 
@@ -449,6 +485,7 @@ impl Reservation {
             base,
             len: to_usize(len),
             committed: 0,
+            leases: Arc::default(),
         })
     }
 
@@ -467,6 +504,12 @@ impl Reservation {
         self.len == 0
     }
 
+    /// A new lease on the mapping, given back through [`Lease::give_back`].
+    pub(crate) fn lease(&self) -> Arc<Lease> {
+        self.leases.take();
+        Arc::clone(&self.leases)
+    }
+
     /// Bytes accessible from the start.
     pub fn committed(&self) -> usize {
         self.committed
@@ -475,6 +518,7 @@ impl Reservation {
     /// Makes `0..len` readable and writable (rounded up to whole pages). The
     /// committed prefix only grows; new pages read as zero.
     pub fn commit(&mut self, len: u64, backing: Backing) -> Result<(), MemError> {
+        self.leases.wait_none();
         let want = page_ceil(len);
         if want > self.len as u64 {
             return Err(MemError::OutOfRange {
@@ -555,6 +599,7 @@ impl Reservation {
         file_offset: u64,
         len: u64,
     ) -> Result<(), MemError> {
+        self.leases.wait_none();
         let page = page_size();
         if !offset.is_multiple_of(page) || !file_offset.is_multiple_of(page) {
             return Err(MemError::Unaligned {
@@ -637,6 +682,8 @@ impl Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
+        // A frozen view may still read the memory.
+        self.leases.wait_none();
         // SAFETY: the whole range was mapped by this value and nothing else
         // refers to it once it is dropped (slices borrow `self`). Failure
         // would only leak address space.

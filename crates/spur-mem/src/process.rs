@@ -33,7 +33,7 @@
 use std::ffi::CStr;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -170,29 +170,10 @@ fn child_main(job: &WriteJob<'_>) -> ! {
     if let Err(e) = reserve_blocks(job.file, total) {
         child_fail(job, e);
     }
-    let mut written: u64 = 0;
-    let mut hinted: u64 = 0;
+    let mut out = Progress::default();
     for piece in job.pieces {
-        let mut rest: &[u8] = piece;
-        while !rest.is_empty() {
-            // Up to the next chunk boundary of the file.
-            let room = crate::to_usize(WRITEBACK_CHUNK - written % WRITEBACK_CHUNK);
-            let want = rest.len().min(room);
-            let n = match unistd::write(job.file, &rest[..want]) {
-                Ok(n) => n.min(want),
-                Err(Errno::EINTR) => continue,
-                Err(e) => child_fail(job, e),
-            };
-            if n == 0 {
-                child_fail(job, Errno::EIO);
-            }
-            rest = &rest[n..];
-            written += n as u64;
-            let upto = written & !(WRITEBACK_ALIGN - 1);
-            if upto >= hinted + WRITEBACK_CHUNK {
-                start_writeback_raw(job.file.as_raw_fd(), hinted, upto - hinted);
-                hinted = upto;
-            }
+        if let Err(e) = out.put(job.file, piece) {
+            child_fail(job, e);
         }
     }
     if let Err(e) = unistd::fsync(job.file) {
@@ -210,6 +191,221 @@ fn child_main(job: &WriteJob<'_>) -> ! {
     // SAFETY: `_exit` ends the process at once, without running any of the
     // parent's atexit handlers or destructors; `nix` has no wrapper for it.
     unsafe { libc::_exit(code) }
+}
+
+/// A file being written from its start in chunks of at most
+/// [`WRITEBACK_CHUNK`], each whole page of them handed to writeback as soon
+/// as a chunk is complete. Allocates nothing and takes no lock, so the
+/// forked child may use it.
+#[derive(Debug, Default)]
+struct Progress {
+    written: u64,
+    hinted: u64,
+}
+
+impl Progress {
+    /// Writes all of `bytes` at the end of what was written so far.
+    fn put(&mut self, file: BorrowedFd<'_>, bytes: &[u8]) -> Result<(), Errno> {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            // Up to the next chunk boundary of the file.
+            let room = crate::to_usize(WRITEBACK_CHUNK - self.written % WRITEBACK_CHUNK);
+            let want = rest.len().min(room);
+            let n = match unistd::write(file, &rest[..want]) {
+                Ok(n) => n.min(want),
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e),
+            };
+            if n == 0 {
+                return Err(Errno::EIO);
+            }
+            rest = &rest[n..];
+            self.written += n as u64;
+            let upto = self.written & !(WRITEBACK_ALIGN - 1);
+            if upto >= self.hinted + WRITEBACK_CHUNK {
+                start_writeback_raw(file.as_raw_fd(), self.hinted, upto - self.hinted);
+                self.hinted = upto;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One piece of what a [`spawn_thread_writer`] writes.
+#[derive(Debug)]
+pub enum ThreadPiece {
+    /// Bytes of its own (a header, a bridge).
+    Bytes(Vec<u8>),
+    /// `len` bytes from `addr` of the frozen memory, as they were at the freeze.
+    Frozen {
+        /// First address.
+        addr: u64,
+        /// Bytes.
+        len: u64,
+    },
+}
+
+/// What a writer thread needs: the job of [`WriteJob`], owned.
+#[derive(Debug)]
+pub struct ThreadJob {
+    /// The temporary file, open for writing, positioned at 0 and empty.
+    pub file: File,
+    /// The bytes to write, in order.
+    pub pieces: Vec<ThreadPiece>,
+    /// The directory that holds the temporary file and the target.
+    pub dir: File,
+    /// Name of the temporary file inside `dir`.
+    pub temp_name: std::ffi::CString,
+    /// Name of the target inside `dir`, replaced by the rename.
+    pub target_name: std::ffi::CString,
+}
+
+/// A writer thread of this process (see [`spawn_thread_writer`]).
+#[derive(Debug)]
+pub struct WriterThread {
+    handle: Option<std::thread::JoinHandle<io::Result<()>>>,
+    started: Instant,
+    copies: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Starts a thread that writes `job` from `frozen` memory and its own
+/// bytes, the way the forked child does: blocks reserved, chunks with
+/// early writeback, the protection lifted from each stretch once written
+/// (when the pieces go up in address), `fsync`, rename, directory `fsync`;
+/// on a failure it removes the temporary file. The frozen view ends when
+/// the last byte is written, before the `fsync`.
+pub fn spawn_thread_writer(job: ThreadJob, frozen: crate::wp::Frozen) -> io::Result<WriterThread> {
+    let copies = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let c = std::sync::Arc::clone(&copies);
+    let handle = std::thread::Builder::new()
+        .name("spur-snapshot-writer".into())
+        .spawn(move || {
+            let r = thread_main(&job, frozen, &c);
+            if r.is_err() {
+                let _ = unistd::unlinkat(
+                    job.dir.as_fd(),
+                    job.temp_name.as_c_str(),
+                    UnlinkatFlags::NoRemoveDir,
+                );
+            }
+            r
+        })?;
+    Ok(WriterThread {
+        handle: Some(handle),
+        started: Instant::now(),
+        copies,
+    })
+}
+
+fn thread_main(
+    job: &ThreadJob,
+    frozen: crate::wp::Frozen,
+    copies: &std::sync::atomic::AtomicU64,
+) -> io::Result<()> {
+    let file = job.file.as_fd();
+    let total: u64 = job
+        .pieces
+        .iter()
+        .map(|p| match p {
+            ThreadPiece::Bytes(b) => b.len() as u64,
+            ThreadPiece::Frozen { len, .. } => *len,
+        })
+        .sum();
+    reserve_blocks(file, total)?;
+    let mut last = 0u64;
+    let rising = job.pieces.iter().all(|p| match p {
+        ThreadPiece::Frozen { addr, len } => {
+            let ok = *addr >= last;
+            last = addr + len;
+            ok
+        }
+        ThreadPiece::Bytes(_) => true,
+    });
+    let mut out = Progress::default();
+    for p in &job.pieces {
+        match p {
+            ThreadPiece::Bytes(b) => out.put(file, b)?,
+            ThreadPiece::Frozen { addr, len } => {
+                let end = addr + len;
+                let mut a = *addr;
+                while a < end {
+                    let to = end.min(a + WRITEBACK_CHUNK);
+                    frozen.view(a, to - a, &mut |b| {
+                        out.put(file, b).map_err(io::Error::from)
+                    })?;
+                    if rising {
+                        frozen.thaw_below(to);
+                    }
+                    a = to;
+                }
+            }
+        }
+    }
+    copies.store(frozen.copies().0, std::sync::atomic::Ordering::Relaxed);
+    frozen.thaw();
+    unistd::fsync(file)?;
+    nix::fcntl::renameat(
+        job.dir.as_fd(),
+        job.temp_name.as_c_str(),
+        job.dir.as_fd(),
+        job.target_name.as_c_str(),
+    )?;
+    // As in the child: the image is in place; this only makes the rename durable.
+    unistd::fsync(job.dir.as_fd())?;
+    Ok(())
+}
+
+impl WriterThread {
+    /// Waits for the thread; returns how it ended and how long after its
+    /// start it did.
+    pub fn wait(mut self) -> (ChildOutcome, Duration) {
+        self.wait_ref()
+    }
+
+    /// [`WriterThread::wait`] without giving the handle up, so that
+    /// [`WriterThread::copies`] can still be asked.
+    pub fn wait_ref(&mut self) -> (ChildOutcome, Duration) {
+        let outcome = self.join();
+        (outcome, self.started.elapsed())
+    }
+
+    /// Has the thread ended? Never blocks.
+    pub fn try_wait(&mut self) -> Option<(ChildOutcome, Duration)> {
+        if self
+            .handle
+            .as_ref()
+            .is_some_and(std::thread::JoinHandle::is_finished)
+        {
+            Some((self.join(), self.started.elapsed()))
+        } else {
+            None
+        }
+    }
+
+    /// Chunks the writes of the rest of the program made the thread copy,
+    /// once it is done.
+    pub fn copies(&self) -> u64 {
+        self.copies.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn join(&mut self) -> ChildOutcome {
+        match self.handle.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(Ok(()))) => ChildOutcome::Done,
+            Some(Ok(Err(e))) => ChildOutcome::Failed(e),
+            Some(Err(_)) => ChildOutcome::Failed(io::Error::other("the writer thread panicked")),
+            None => {
+                ChildOutcome::Failed(io::Error::other("the writer thread was already waited for"))
+            }
+        }
+    }
+}
+
+impl Drop for WriterThread {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
 }
 
 fn child_fail(job: &WriteJob<'_>, errno: Errno) -> ! {
