@@ -742,6 +742,24 @@ SpurStatus spur_snapshot_background(struct SpurImage image,
                                     const struct SpurSnapshotOptions *opts,
                                     struct SpurJob *out);
 
+// `spur_snapshot_background`, written by a thread of this process instead
+// of a child: the heap's pages are write-protected (Linux `userfaultfd`),
+// and a write to the heap while the thread runs waits until its 2 MiB
+// have been copied, once. The pause is the protection, well under a
+// millisecond at 4 GiB, where `fork` copies the page tables of the whole
+// process. The call starts two threads (the writer and the handler of the
+// faults), which end when the last byte is written. Releasing the image
+// waits for that. Where the kernel does not offer write-protection, a
+// child is forked as by `spur_snapshot_background`. The job is waited for
+// and released in the same way.
+//
+// # Safety
+// As `spur_snapshot_background`.
+SpurStatus spur_snapshot_background_thread(struct SpurImage image,
+                                           const char *path,
+                                           const struct SpurSnapshotOptions *opts,
+                                           struct SpurJob *out);
+
 // Waits for a background snapshot to end and releases the job: `SPUR_OK`
 // when the image is written and in place, `SPUR_E_WRITE` (the child's
 // error) otherwise. `out` may be NULL.

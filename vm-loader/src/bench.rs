@@ -24,7 +24,10 @@
 //! 8. `background_thread`: the same with a writer thread of this process
 //!    over the write-protected heap ([`spur_loader::BackgroundWriter::Thread`]);
 //!    where the kernel does not offer write-protection, not measured, and
-//!    `background_thread_writer` says why.
+//!    `background_thread_writer` says why. `--background-writers fork` or
+//!    `thread` measures only one of 7 and 8: a forked child's exit leaves
+//!    this VM slower for a while, and a thread writer measured after it pays
+//!    for it.
 //!
 //! Steps 5 to 8 take turns at coming first after the load (the
 //! order rotates every run), so that none is always the first write after
@@ -49,7 +52,7 @@ use spur_loader::{
 };
 use spur_synth::SynthSpec;
 
-use crate::cli::BenchArgs;
+use crate::cli::{BenchArgs, BenchWriters};
 use crate::out::{emit, human_bytes, shown};
 use crate::plot::{self, Series};
 use crate::Outcome;
@@ -312,7 +315,13 @@ fn read_into_reservation(path: &Path, warm: bool) -> Result<u64> {
 }
 
 /// Measures one image `runs` times.
-fn measure(path: &Path, scratch: &Path, runs: usize, load: &LoadOptions) -> Result<ImageJson> {
+fn measure(
+    path: &Path,
+    scratch: &Path,
+    runs: usize,
+    load: &LoadOptions,
+    writers: BenchWriters,
+) -> Result<ImageJson> {
     let relocated = LoadOptions {
         placement: PlacementRequest::Relocate,
         ..*load
@@ -325,6 +334,8 @@ fn measure(path: &Path, scratch: &Path, runs: usize, load: &LoadOptions) -> Resu
     let mut thread_writer = String::from("thread");
     if path.is_dir() {
         thread_writer = "not measured: a composed folder is written in the foreground".into();
+    } else if writers == BenchWriters::Fork {
+        thread_writer = "not measured (--background-writers fork)".into();
     }
     for run in 0..runs {
         let t = Instant::now();
@@ -361,9 +372,15 @@ fn measure(path: &Path, scratch: &Path, runs: usize, load: &LoadOptions) -> Resu
         // after the load: the first large write after a load is the slow
         // one on a VM whose host takes back freed memory, so each of the
         // four is first in a quarter of the runs.
-        let mut writers = [2, 0, 1, 3];
-        writers.rotate_left(run % 4);
-        for which in writers {
+        let mut order = [2, 0, 1, 3];
+        order.rotate_left(run % 4);
+        for which in order {
+            // Not asked for: skipped, the turns of the others unchanged.
+            if (which == 1 && writers == BenchWriters::Thread)
+                || (which == 3 && writers == BenchWriters::Fork)
+            {
+                continue;
+            }
             if which == 2 {
                 // The snapshot's bytes, from the heap's memory (the pieces
                 // a snapshot writes), one `write_all` each into a new file:
@@ -580,7 +597,13 @@ pub fn run(args: &BenchArgs, json: bool) -> Result<Outcome> {
         if !json {
             eprintln!("measuring {} ({} runs)", path.display(), args.runs);
         }
-        results.push(measure(path, &scratch, args.runs, &load)?);
+        results.push(measure(
+            path,
+            &scratch,
+            args.runs,
+            &load,
+            args.background_writers,
+        )?);
     }
     let plot = match &args.plot {
         Some(p) => {
@@ -746,11 +769,15 @@ fn text(j: &BenchJson) -> String {
             s,
             "{:>9} {:>15}  {}",
             human_bytes(r.heap_bytes),
-            format!(
-                "{} / {}",
-                ms(r.background_pause_us),
-                ms(r.p90_us.background_pause)
-            ),
+            if r.background_pause_us == 0 {
+                "not measured".to_owned()
+            } else {
+                format!(
+                    "{} / {}",
+                    ms(r.background_pause_us),
+                    ms(r.p90_us.background_pause)
+                )
+            },
             thread
         );
     }

@@ -133,6 +133,23 @@ pub struct BenchArgs {
     pub dir: Option<PathBuf>,
     #[arg(long, help = MAP_FILES_HELP)]
     pub map_files: bool,
+    /// Which background writers to measure. A forked child's exit leaves
+    /// this VM slower for a while (every run whose thread writer follows the
+    /// child pays for it), so `thread` measures the writer thread as a
+    /// process that only uses it sees it.
+    #[arg(long, value_enum, value_name = "WHO", default_value = "both")]
+    pub background_writers: BenchWriters,
+}
+
+/// The background writers `bench` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchWriters {
+    /// The forked child and the writer thread.
+    Both,
+    /// The forked child only.
+    Fork,
+    /// The writer thread only: no fork in the whole run.
+    Thread,
 }
 
 #[derive(Debug, Args)]

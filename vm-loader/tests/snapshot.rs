@@ -366,6 +366,25 @@ fn bench_reports_medians_against_the_baselines_and_draws_the_plot() {
             );
         }
     }
+    // The writer thread alone: no child is forked in the whole run.
+    let j = json_quiet(&[
+        "bench",
+        "--synth",
+        "1",
+        "--runs",
+        "2",
+        "--dir",
+        s(&scratch),
+        "--background-writers",
+        "thread",
+        "--json",
+    ]);
+    let im = &j["images"][0];
+    assert_eq!(im["background_pause_us"], 0, "the child is not measured");
+    assert_eq!(im["background_child_us"], 0);
+    if im["background_thread_writer"] == "thread" {
+        assert!(im["background_thread_pause_us"].as_u64().unwrap() > 0);
+    }
     let svg = std::fs::read_to_string(&plot).unwrap();
     assert!(svg.starts_with("<svg") && svg.matches("<polyline").count() >= 2);
     assert!(svg.contains("load") && svg.contains("snapshot"));

@@ -9,7 +9,9 @@
 use std::ffi::{c_char, CStr};
 
 use spur_format::WordSize;
-use spur_loader::{Backing, FilesUnchanged, FindingKind, LoadOptions, PlacementRequest};
+use spur_loader::{
+    BackgroundWriter, Backing, FilesUnchanged, FindingKind, LoadOptions, PlacementRequest,
+};
 use spur_runtime::{class_histogram, BytecodeSet, LaunchSpecialObjects, Oop, RuntimeOptions};
 
 use crate::boundary::{self, guard, opt_in, path_in, BufOut, Failure, MaybeOut, Out, Outcome};
@@ -1255,7 +1257,48 @@ pub unsafe extern "C" fn spur_snapshot_background(
                 Out::new(out, CALL, "out")?,
             )
         };
-        let job = handles::with_image(CALL, image, |im| im.snapshot_background(CALL, path, &opts))?;
+        let job = handles::with_image(CALL, image, |im| {
+            im.snapshot_background(CALL, path, &opts, BackgroundWriter::Fork)
+        })?;
+        let id = handles::insert(Entry::Job(Box::new(std::sync::Mutex::new(Some(job)))));
+        out.put(SpurJob { id });
+        Ok(())
+    })
+}
+
+/// `spur_snapshot_background`, written by a thread of this process instead
+/// of a child: the heap's pages are write-protected (Linux `userfaultfd`),
+/// and a write to the heap while the thread runs waits until its 2 MiB
+/// have been copied, once. The pause is the protection, well under a
+/// millisecond at 4 GiB, where `fork` copies the page tables of the whole
+/// process. The call starts two threads (the writer and the handler of the
+/// faults), which end when the last byte is written. Releasing the image
+/// waits for that. Where the kernel does not offer write-protection, a
+/// child is forked as by `spur_snapshot_background`. The job is waited for
+/// and released in the same way.
+///
+/// # Safety
+/// As `spur_snapshot_background`.
+#[no_mangle]
+pub unsafe extern "C" fn spur_snapshot_background_thread(
+    image: SpurImage,
+    path: *const c_char,
+    opts: *const SpurSnapshotOptions,
+    out: *mut SpurJob,
+) -> SpurStatus {
+    const CALL: &str = "spur_snapshot_background_thread";
+    guard(CALL, || {
+        // SAFETY: the caller's contract above, for each of the three.
+        let (path, opts, out) = unsafe {
+            (
+                path_in(path, CALL, "path")?,
+                opt_in(opts).unwrap_or_default(),
+                Out::new(out, CALL, "out")?,
+            )
+        };
+        let job = handles::with_image(CALL, image, |im| {
+            im.snapshot_background(CALL, path, &opts, BackgroundWriter::Thread)
+        })?;
         let id = handles::insert(Entry::Job(Box::new(std::sync::Mutex::new(Some(job)))));
         out.put(SpurJob { id });
         Ok(())

@@ -6,9 +6,9 @@ use std::path::Path;
 
 use spur_format::{HeaderOverrides, ImageHeader};
 use spur_loader::{
-    load_composed, read_prefix, read_trailer, snapshot_in_background, snapshot_to_path,
-    write_composed, BackgroundSnapshot, ComposedSource, FileSource, LoadOptions, LoadedHeap,
-    Report, SnapshotOptions,
+    load_composed, read_prefix, read_trailer, snapshot_in_background_by, snapshot_to_path,
+    write_composed, BackgroundSnapshot, BackgroundWriter, ComposedSource, FileSource, LoadOptions,
+    LoadedHeap, Report, SnapshotOptions,
 };
 use spur_runtime::{Histogram, ObjectMemory, Runtime, RuntimeOptions};
 
@@ -265,12 +265,14 @@ impl Image {
         })
     }
 
-    /// Starts writing a single-file snapshot from a forked child.
+    /// Starts writing a single-file snapshot from a forked child, or from a
+    /// thread over the write-protected heap.
     pub fn snapshot_background(
         &self,
         call: &str,
         out: &Path,
         o: &SpurSnapshotOptions,
+        by: BackgroundWriter,
     ) -> Outcome<BackgroundSnapshot> {
         if self.composed_out(call, out, o.format)? {
             return Err(Failure::new(
@@ -281,7 +283,8 @@ impl Image {
         let heap = self.heap(call)?;
         let opts = self.snapshot_options(o);
         let context = format!("snapshot to {}", shown(out));
-        snapshot_in_background(heap, out, &opts).map_err(|e| fail(SPUR_E_WRITE, Some(&context), &e))
+        snapshot_in_background_by(heap, out, &opts, by)
+            .map_err(|e| fail(SPUR_E_WRITE, Some(&context), &e))
     }
 }
 

@@ -54,6 +54,20 @@ static void expect_msg(const char *what, SpurStatus got, SpurStatus want, const 
 }
 
 /* Prints a message for the driver to compare with vm-loader's. */
+/* Do the two files hold the same bytes? */
+static int same_file(const char *a, const char *b) {
+  FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+  int same = fa != NULL && fb != NULL;
+  while (same) {
+    int ca = fgetc(fa), cb = fgetc(fb);
+    if (ca != cb) same = 0;
+    if (ca == EOF || cb == EOF) break;
+  }
+  if (fa) fclose(fa);
+  if (fb) fclose(fb);
+  return same;
+}
+
 static void show(const char *name) { printf("msg %s: %s\n", name, spur_last_error()); }
 
 static void check(const char *what, int cond) {
@@ -357,6 +371,7 @@ int main(int argc, char **argv) {
         {"spur_bytes", spur_bytes(img, nil, NULL, 4, NULL)},
         {"spur_snapshot", spur_snapshot(img, NULL, NULL, NULL)},
         {"spur_snapshot_background", spur_snapshot_background(img, NULL, NULL, NULL)},
+        {"spur_snapshot_background_thread", spur_snapshot_background_thread(img, NULL, NULL, NULL)},
     };
     for (size_t i = 0; i < sizeof nulls / sizeof nulls[0]; i++) {
       /* The message is that of the last call; check the code of each. */
@@ -367,8 +382,8 @@ int main(int argc, char **argv) {
         printf("FAILED %s with a NULL result pointer: got %s\n", nulls[i].name, spur_status_name(nulls[i].got));
       }
     }
-    expect_msg("the last NULL call names itself", spur_snapshot_background(img, NULL, NULL, NULL), SPUR_E_NULL,
-               "spur_snapshot_background: path is NULL");
+    expect_msg("the last NULL call names itself", spur_snapshot_background_thread(img, NULL, NULL, NULL), SPUR_E_NULL,
+               "spur_snapshot_background_thread: path is NULL");
   }
 
   /* Allocation and slots through the object memory. */
@@ -421,6 +436,20 @@ int main(int argc, char **argv) {
   expect("wait twice", spur_job_wait(job, &sr), SPUR_E_HANDLE);
   expect("release a waited job", spur_job_release(job), SPUR_E_HANDLE);
   expect("snapshot a released image", spur_snapshot(fresh, path, NULL, NULL), SPUR_E_HANDLE);
+  {
+    /* By a thread: the same bytes, the image released while it writes. */
+    SpurImage by_thread;
+    SpurSnapshotResult st;
+    char tpath[4096];
+    snprintf(tpath, sizeof tpath, "%s/thread.image", dir);
+    expect("background snapshot to a folder by a thread", spur_snapshot_background_thread(img, path, &sopt, &job),
+           SPUR_E_ARGUMENT);
+    expect("load for the thread", spur_load(good, NULL, &by_thread), SPUR_OK);
+    expect("background snapshot by a thread", spur_snapshot_background_thread(by_thread, tpath, NULL, &job), SPUR_OK);
+    expect("release the image while its thread writes", spur_release(by_thread), SPUR_OK);
+    expect("wait for the thread", spur_job_wait(job, &st), SPUR_OK);
+    check("the thread wrote what the child wrote", st.bytes_written == sr.bytes_written && same_file(tpath, path));
+  }
   expect("background snapshot", spur_snapshot_background(img, path, NULL, &job), SPUR_OK);
   expect("release a running job", spur_job_release(job), SPUR_OK);
   expect("release it twice", spur_job_release(job), SPUR_E_HANDLE);
