@@ -572,16 +572,7 @@ fn background_snapshots_write_what_the_foreground_writes() {
     s.gap_bytes = 1 << 20;
     let path = write_synth(dir.path(), "b.image", &s);
     for req in [PlacementRequest::OldBase, PlacementRequest::At(0x3000_0000)] {
-        let heap = load_path(
-            &path,
-            &LoadOptions {
-                placement: req,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        let fg = dir.path().join("fg.image");
-        snapshot(&heap, &fg, &SnapshotOptions::default());
+        let (heap, fg) = loaded_and_written(&path, req, dir.path());
         let bg = dir.path().join("bg.image");
         std::fs::write(&bg, b"previous").unwrap();
         let job = snapshot_in_background(&heap, &bg, &SnapshotOptions::default()).unwrap();
@@ -598,6 +589,21 @@ fn background_snapshots_write_what_the_foreground_writes() {
         }
         assert_eq!(others(dir.path(), &[&path, &fg, &bg]), Vec::<String>::new());
     }
+}
+
+/// `path` loaded as `req` asks, and its foreground snapshot `fg.image` in `dir`.
+fn loaded_and_written(path: &Path, req: PlacementRequest, dir: &Path) -> (LoadedHeap, PathBuf) {
+    let heap = load_path(
+        path,
+        &LoadOptions {
+            placement: req,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let fg = dir.join("fg.image");
+    snapshot(&heap, &fg, &SnapshotOptions::default());
+    (heap, fg)
 }
 
 /// A background snapshot by a writer thread, or `None` (with a note) where
@@ -632,16 +638,7 @@ fn a_writer_thread_writes_the_heap_of_the_call_while_the_heap_changes() {
         s.gap_bytes = 3 << 20;
         let path = write_synth(dir.path(), "t.image", &s);
         for req in [PlacementRequest::OldBase, PlacementRequest::Relocate] {
-            let mut heap = load_path(
-                &path,
-                &LoadOptions {
-                    placement: req,
-                    ..Default::default()
-                },
-            )
-            .unwrap();
-            let fg = dir.path().join("fg.image");
-            snapshot(&heap, &fg, &SnapshotOptions::default());
+            let (mut heap, fg) = loaded_and_written(&path, req, dir.path());
             let bg = dir.path().join("bg.image");
             let job = snapshot_in_background_by(
                 &heap,
@@ -752,6 +749,33 @@ fn a_writer_thread_keeps_its_view_under_writes_until_it_is_done() {
     assert_eq!(others(dir.path(), &[&path]), Vec::<String>::new());
 }
 
+/// Starts background snapshots of `heap` to `out` until one's temporary
+/// file can be taken away before its rename, and returns that one's error,
+/// which must be the rename's `ENOENT`; `out` is then left absent.
+fn rename_fails(
+    heap: &LoadedHeap,
+    out: &Path,
+    start: impl Fn(&LoadedHeap, &Path) -> BackgroundSnapshot,
+) -> SnapshotError {
+    for _attempt in 0..10 {
+        let job = start(heap, out);
+        if std::fs::remove_file(job.temp_path()).is_err() {
+            // Renamed already: try again.
+            job.wait().unwrap();
+            std::fs::remove_file(out).unwrap();
+            continue;
+        }
+        let e = job.wait().unwrap_err();
+        match &e {
+            SnapshotError::ChildFailed(io) => assert_eq!(io.raw_os_error(), Some(2)), // ENOENT
+            other => panic!("{other}"),
+        }
+        assert!(!out.exists());
+        return e;
+    }
+    panic!("the writer always renamed first");
+}
+
 /// The bytes a foreground snapshot of `heap` writes.
 fn heap_snapshot_bytes(heap: &LoadedHeap, dir: &Path) -> Vec<u8> {
     let p = dir.join("want.image");
@@ -768,31 +792,17 @@ fn a_failing_writer_thread_is_reported_and_leaves_nothing() {
     let path = write_synth(dir.path(), "f.image", &spec(WordSize::W64, 8 << 10));
     let heap = load_path(&path, &LoadOptions::default()).unwrap();
     let out = dir.path().join("out.image");
-    let mut failed = false;
-    for _attempt in 0..10 {
+    rename_fails(&heap, &out, |heap, out| {
         let job = snapshot_in_background_by(
-            &heap,
-            &out,
+            heap,
+            out,
             &SnapshotOptions::default(),
             BackgroundWriter::Thread,
         )
         .unwrap();
         thread_writer(&job);
-        if std::fs::remove_file(job.temp_path()).is_err() {
-            job.wait().unwrap();
-            std::fs::remove_file(&out).unwrap();
-            continue;
-        }
-        let e = job.wait().unwrap_err();
-        match &e {
-            SnapshotError::ChildFailed(io) => assert_eq!(io.raw_os_error(), Some(2)), // ENOENT
-            other => panic!("{other}"),
-        }
-        failed = true;
-        break;
-    }
-    assert!(failed, "the writer always renamed first");
-    assert!(!out.exists());
+        job
+    });
     assert_eq!(others(dir.path(), &[&path]), Vec::<String>::new());
     // The heap is writable again once the writer is done.
     let mut heap = heap;
@@ -815,26 +825,10 @@ fn a_failing_background_writer_is_reported_and_leaves_nothing() {
     assert_eq!(others(dir.path(), &[&path, &target]), Vec::<String>::new());
     // The child's temporary taken away under it: its rename fails.
     let out = dir.path().join("out.image");
-    let mut failed = false;
-    for _attempt in 0..10 {
-        let job = snapshot_in_background(&heap, &out, &SnapshotOptions::default()).unwrap();
-        if std::fs::remove_file(job.temp_path()).is_err() {
-            // Renamed already: try again.
-            job.wait().unwrap();
-            std::fs::remove_file(&out).unwrap();
-            continue;
-        }
-        let e = job.wait().unwrap_err();
-        match &e {
-            SnapshotError::ChildFailed(io) => assert_eq!(io.raw_os_error(), Some(2)), // ENOENT
-            other => panic!("{other}"),
-        }
-        assert!(e.to_string().contains("writer process failed"), "{e}");
-        failed = true;
-        break;
-    }
-    assert!(failed, "the child always renamed first");
-    assert!(!out.exists());
+    let e = rename_fails(&heap, &out, |heap, out| {
+        snapshot_in_background(heap, out, &SnapshotOptions::default()).unwrap()
+    });
+    assert!(e.to_string().contains("writer process failed"), "{e}");
     assert_eq!(others(dir.path(), &[&path, &target]), Vec::<String>::new());
 }
 

@@ -1247,18 +1247,42 @@ pub unsafe extern "C" fn spur_snapshot_background(
     opts: *const SpurSnapshotOptions,
     out: *mut SpurJob,
 ) -> SpurStatus {
-    const CALL: &str = "spur_snapshot_background";
-    guard(CALL, || {
-        // SAFETY: the caller's contract above, for each of the three.
+    // SAFETY: the caller's contract above is `background`'s.
+    unsafe {
+        background(
+            "spur_snapshot_background",
+            image,
+            path,
+            opts,
+            out,
+            BackgroundWriter::Fork,
+        )
+    }
+}
+
+/// The two background snapshots: the job of `by`'s snapshot into `*out`.
+///
+/// # Safety
+/// As `spur_snapshot_background`.
+unsafe fn background(
+    call: &'static str,
+    image: SpurImage,
+    path: *const c_char,
+    opts: *const SpurSnapshotOptions,
+    out: *mut SpurJob,
+    by: BackgroundWriter,
+) -> SpurStatus {
+    guard(call, || {
+        // SAFETY: the caller's contract, for each of the three.
         let (path, opts, out) = unsafe {
             (
-                path_in(path, CALL, "path")?,
+                path_in(path, call, "path")?,
                 opt_in(opts).unwrap_or_default(),
-                Out::new(out, CALL, "out")?,
+                Out::new(out, call, "out")?,
             )
         };
-        let job = handles::with_image(CALL, image, |im| {
-            im.snapshot_background(CALL, path, &opts, BackgroundWriter::Fork)
+        let job = handles::with_image(call, image, |im| {
+            im.snapshot_background(call, path, &opts, by)
         })?;
         let id = handles::insert(Entry::Job(Box::new(std::sync::Mutex::new(Some(job)))));
         out.put(SpurJob { id });
@@ -1286,23 +1310,17 @@ pub unsafe extern "C" fn spur_snapshot_background_thread(
     opts: *const SpurSnapshotOptions,
     out: *mut SpurJob,
 ) -> SpurStatus {
-    const CALL: &str = "spur_snapshot_background_thread";
-    guard(CALL, || {
-        // SAFETY: the caller's contract above, for each of the three.
-        let (path, opts, out) = unsafe {
-            (
-                path_in(path, CALL, "path")?,
-                opt_in(opts).unwrap_or_default(),
-                Out::new(out, CALL, "out")?,
-            )
-        };
-        let job = handles::with_image(CALL, image, |im| {
-            im.snapshot_background(CALL, path, &opts, BackgroundWriter::Thread)
-        })?;
-        let id = handles::insert(Entry::Job(Box::new(std::sync::Mutex::new(Some(job)))));
-        out.put(SpurJob { id });
-        Ok(())
-    })
+    // SAFETY: the caller's contract above is `background`'s.
+    unsafe {
+        background(
+            "spur_snapshot_background_thread",
+            image,
+            path,
+            opts,
+            out,
+            BackgroundWriter::Thread,
+        )
+    }
 }
 
 /// Waits for a background snapshot to end and releases the job: `SPUR_OK`
