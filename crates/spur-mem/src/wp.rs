@@ -44,7 +44,7 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
@@ -153,7 +153,6 @@ struct Shared {
     /// Chunks copied because a write came first, and their bytes.
     copies: AtomicU64,
     copied_bytes: AtomicU64,
-    stop: AtomicBool,
 }
 
 /// Memory frozen for a reader while the program writes on: see the module
@@ -276,6 +275,9 @@ impl Frozen {
                 "no write-protect faults in this kernel".into(),
             ));
         }
+        // Made before anything is protected, so that nothing after it but
+        // the handler's start can fail.
+        let (stop_rx, stop_tx) = nix::unistd::pipe().map_err(io_err("making a pipe"))?;
         // Take the leases first: from here the memory stays mapped.
         let leases: Vec<Arc<Lease>> = parts.iter().map(|(r, _, _)| r.lease()).collect();
         let mut registered = Vec::new();
@@ -317,7 +319,6 @@ impl Frozen {
                 });
             }
         }
-        let (stop_rx, stop_tx) = nix::unistd::pipe().map_err(io_err("making a pipe"))?;
         let chunks = (0..starts.len()).map(|_| Chunk::default()).collect();
         let shared = Arc::new(Shared {
             uffd,
@@ -326,7 +327,6 @@ impl Frozen {
             chunks: Mutex::new(chunks),
             copies: AtomicU64::new(0),
             copied_bytes: AtomicU64::new(0),
-            stop: AtomicBool::new(false),
         });
         let s = Arc::clone(&shared);
         let handler = std::thread::Builder::new()
@@ -463,7 +463,6 @@ impl Frozen {
         for r in &self.ranges {
             let _ = protect(&s.uffd, *r, false);
         }
-        s.stop.store(true, Ordering::Release);
         if let Some(mut tx) = self.stop_tx.take() {
             let _ = io::Write::write_all(&mut tx, b"x");
         }
@@ -613,7 +612,7 @@ impl Shared {
                 }
                 break;
             }
-            if self.stop.load(Ordering::Acquire) || fds[1].revents != 0 {
+            if fds[1].revents != 0 {
                 break;
             }
             let got = match uffd.read(&mut buf) {
@@ -639,6 +638,7 @@ impl Shared {
 mod tests {
     use super::*;
     use crate::Backing;
+    use std::sync::atomic::AtomicBool;
 
     /// A frozen view, or `None` where the machine cannot make one; with
     /// `SPUR_REQUIRE_UFFD` set (CI does) that is a failure.
