@@ -561,16 +561,19 @@ impl Running {
     fn wait(self) -> io::Result<Ended> {
         match self {
             Running::Child(c) => c.wait().map(|(o, d)| (o, d, 0)),
-            Running::Thread(mut t) => {
-                let (o, d) = t.wait_ref();
-                Ok((o, d, t.copies()))
-            }
+            Running::Thread(t) => Ok(t.wait()),
         }
     }
     fn try_wait(&mut self) -> io::Result<Option<Ended>> {
         match self {
             Running::Child(c) => Ok(c.try_wait()?.map(|(o, d)| (o, d, 0))),
-            Running::Thread(t) => Ok(t.try_wait().map(|(o, d)| (o, d, t.copies()))),
+            Running::Thread(t) => Ok(t.try_wait()),
+        }
+    }
+    fn writer(&self) -> BackgroundWriter {
+        match self {
+            Running::Child(_) => BackgroundWriter::Fork,
+            Running::Thread(_) => BackgroundWriter::Thread,
         }
     }
 }
@@ -714,13 +717,6 @@ pub fn snapshot_in_background_by(
     })
 }
 
-fn writer_of(r: &Running) -> BackgroundWriter {
-    match r {
-        Running::Child(_) => BackgroundWriter::Fork,
-        Running::Thread(_) => BackgroundWriter::Thread,
-    }
-}
-
 /// The write-protected view of the heap memory `pieces` borrow, and the
 /// pieces as the writer thread takes them; or why there is none.
 fn freeze(
@@ -790,10 +786,9 @@ impl BackgroundSnapshot {
     }
     /// Who writes the snapshot.
     pub fn writer(&self) -> BackgroundWriter {
-        match &self.child {
-            Some(Running::Thread(_)) => BackgroundWriter::Thread,
-            _ => BackgroundWriter::Fork,
-        }
+        self.child
+            .as_ref()
+            .map_or(BackgroundWriter::Fork, Running::writer)
     }
     /// Why a thread was asked for and a forked child writes instead.
     pub fn fell_back(&self) -> Option<&str> {
@@ -811,7 +806,7 @@ impl BackgroundSnapshot {
     /// Waits for the child and says how it went.
     pub fn wait(mut self) -> Result<BackgroundReport, SnapshotError> {
         let child = self.child.take().expect("waited once");
-        let writer = writer_of(&child);
+        let writer = child.writer();
         let ended = child
             .wait()
             .map_err(file_err("waiting for the writer of", &self.temp))?;
@@ -823,7 +818,7 @@ impl BackgroundSnapshot {
         let Some(child) = self.child.as_mut() else {
             return Ok(None);
         };
-        let writer = writer_of(child);
+        let writer = child.writer();
         match child
             .try_wait()
             .map_err(file_err("waiting for the writer of", &self.temp))?

@@ -263,9 +263,9 @@ pub struct ThreadJob {
 /// A writer thread of this process (see [`spawn_thread_writer`]).
 #[derive(Debug)]
 pub struct WriterThread {
-    handle: Option<std::thread::JoinHandle<io::Result<()>>>,
+    /// The thread, which returns its result and the chunks it copied.
+    handle: Option<std::thread::JoinHandle<(io::Result<()>, u64)>>,
     started: Instant,
-    copies: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Starts a thread that writes `job` from `frozen` memory and its own
@@ -275,12 +275,10 @@ pub struct WriterThread {
 /// on a failure it removes the temporary file. The frozen view ends when
 /// the last byte is written, before the `fsync`.
 pub fn spawn_thread_writer(job: ThreadJob, frozen: crate::wp::Frozen) -> io::Result<WriterThread> {
-    let copies = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let c = std::sync::Arc::clone(&copies);
     let handle = std::thread::Builder::new()
         .name("spur-snapshot-writer".into())
         .spawn(move || {
-            let r = thread_main(&job, frozen, &c);
+            let (r, copies) = thread_main(&job, frozen);
             if r.is_err() {
                 let _ = unistd::unlinkat(
                     job.dir.as_fd(),
@@ -288,20 +286,25 @@ pub fn spawn_thread_writer(job: ThreadJob, frozen: crate::wp::Frozen) -> io::Res
                     UnlinkatFlags::NoRemoveDir,
                 );
             }
-            r
+            (r, copies)
         })?;
     Ok(WriterThread {
         handle: Some(handle),
         started: Instant::now(),
-        copies,
     })
 }
 
-fn thread_main(
-    job: &ThreadJob,
-    frozen: crate::wp::Frozen,
-    copies: &std::sync::atomic::AtomicU64,
-) -> io::Result<()> {
+/// The writer thread's work; returns its result and the chunks the writes
+/// of the rest of the program made it copy.
+fn thread_main(job: &ThreadJob, frozen: crate::wp::Frozen) -> (io::Result<()>, u64) {
+    let r = write_frozen(job, &frozen);
+    let copies = frozen.copies().0;
+    frozen.thaw();
+    (r.and_then(|()| commit_thread_job(job)), copies)
+}
+
+/// Writes the pieces of `job`, the frozen ones from `frozen`.
+fn write_frozen(job: &ThreadJob, frozen: &crate::wp::Frozen) -> io::Result<()> {
     let file = job.file.as_fd();
     let total: u64 = job
         .pieces
@@ -341,9 +344,12 @@ fn thread_main(
             }
         }
     }
-    copies.store(frozen.copies().0, std::sync::atomic::Ordering::Relaxed);
-    frozen.thaw();
-    unistd::fsync(file)?;
+    Ok(())
+}
+
+/// `fsync`, rename over the target, directory `fsync`.
+fn commit_thread_job(job: &ThreadJob) -> io::Result<()> {
+    unistd::fsync(job.file.as_fd())?;
     nix::fcntl::renameat(
         job.dir.as_fd(),
         job.temp_name.as_c_str(),
@@ -356,47 +362,40 @@ fn thread_main(
 }
 
 impl WriterThread {
-    /// Waits for the thread; returns how it ended and how long after its
-    /// start it did.
-    pub fn wait(mut self) -> (ChildOutcome, Duration) {
-        self.wait_ref()
-    }
-
-    /// [`WriterThread::wait`] without giving the handle up, so that
-    /// [`WriterThread::copies`] can still be asked.
-    pub fn wait_ref(&mut self) -> (ChildOutcome, Duration) {
-        let outcome = self.join();
-        (outcome, self.started.elapsed())
+    /// Waits for the thread; returns how it ended, how long after its start
+    /// it did, and the 2 MiB chunks the writes of the rest of the program
+    /// made it copy.
+    pub fn wait(mut self) -> (ChildOutcome, Duration, u64) {
+        self.join()
     }
 
     /// Has the thread ended? Never blocks.
-    pub fn try_wait(&mut self) -> Option<(ChildOutcome, Duration)> {
+    pub fn try_wait(&mut self) -> Option<(ChildOutcome, Duration, u64)> {
         if self
             .handle
             .as_ref()
             .is_some_and(std::thread::JoinHandle::is_finished)
         {
-            Some((self.join(), self.started.elapsed()))
+            Some(self.join())
         } else {
             None
         }
     }
 
-    /// Chunks the writes of the rest of the program made the thread copy,
-    /// once it is done.
-    pub fn copies(&self) -> u64 {
-        self.copies.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    fn join(&mut self) -> ChildOutcome {
-        match self.handle.take().map(std::thread::JoinHandle::join) {
-            Some(Ok(Ok(()))) => ChildOutcome::Done,
-            Some(Ok(Err(e))) => ChildOutcome::Failed(e),
-            Some(Err(_)) => ChildOutcome::Failed(io::Error::other("the writer thread panicked")),
-            None => {
-                ChildOutcome::Failed(io::Error::other("the writer thread was already waited for"))
-            }
-        }
+    fn join(&mut self) -> (ChildOutcome, Duration, u64) {
+        let (outcome, copies) = match self.handle.take().map(std::thread::JoinHandle::join) {
+            Some(Ok((Ok(()), copies))) => (ChildOutcome::Done, copies),
+            Some(Ok((Err(e), copies))) => (ChildOutcome::Failed(e), copies),
+            Some(Err(_)) => (
+                ChildOutcome::Failed(io::Error::other("the writer thread panicked")),
+                0,
+            ),
+            None => (
+                ChildOutcome::Failed(io::Error::other("the writer thread was already waited for")),
+                0,
+            ),
+        };
+        (outcome, self.started.elapsed(), copies)
     }
 }
 
