@@ -47,8 +47,8 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use spur_format::WordSize;
 use spur_loader::{
-    snapshot_in_background, snapshot_in_background_by, snapshot_to_path, BackgroundWriter,
-    LoadOptions, PlacementRequest, SnapshotOptions, SnapshotPlan,
+    snapshot_in_background_by, snapshot_to_path, BackgroundWriter, LoadOptions, PlacementRequest,
+    SnapshotOptions, SnapshotPlan,
 };
 use spur_synth::SynthSpec;
 
@@ -414,38 +414,34 @@ fn measure(
                 s.snapshot.push(us(t));
                 s.snapshot_write.push(r.write_us);
                 s.snapshot_sync.push(r.sync_us);
-            } else if which == 3 {
-                if path.is_dir() {
+            } else {
+                // 1: the forked child; 3: the writer thread.
+                let by = if which == 3 {
+                    BackgroundWriter::Thread
+                } else {
+                    BackgroundWriter::Fork
+                };
+                if by == BackgroundWriter::Thread && path.is_dir() {
                     continue;
                 }
-                let job = snapshot_in_background_by(
-                    &heap,
-                    &out,
-                    &SnapshotOptions::default(),
-                    BackgroundWriter::Thread,
-                )
-                .with_context(|| format!("background snapshot to {}", out.display()))?;
+                let job = snapshot_in_background_by(&heap, &out, &SnapshotOptions::default(), by)
+                    .with_context(|| format!("background snapshot to {}", out.display()))?;
                 let pause = u64::try_from(job.pause().as_micros()).unwrap_or(u64::MAX);
                 let fell_back = job.fell_back().map(str::to_owned);
                 let r = job
                     .wait()
                     .with_context(|| format!("background snapshot to {}", out.display()))?;
-                match fell_back {
-                    Some(why) => thread_writer = why,
-                    None => {
+                match (by, fell_back) {
+                    (BackgroundWriter::Fork, _) => {
+                        s.pause.push(pause);
+                        s.child.push(r.child_us);
+                    }
+                    (BackgroundWriter::Thread, Some(why)) => thread_writer = why,
+                    (BackgroundWriter::Thread, None) => {
                         s.thread_pause.push(pause);
                         s.thread.push(r.child_us);
                     }
                 }
-            } else {
-                let job = snapshot_in_background(&heap, &out, &SnapshotOptions::default())
-                    .with_context(|| format!("background snapshot to {}", out.display()))?;
-                s.pause
-                    .push(u64::try_from(job.pause().as_micros()).unwrap_or(u64::MAX));
-                let r = job
-                    .wait()
-                    .with_context(|| format!("background snapshot to {}", out.display()))?;
-                s.child.push(r.child_us);
             }
             remove(&out);
         }
