@@ -478,3 +478,94 @@ fn a_wrong_guess_and_a_broken_second_part_verify_the_same() {
         std::fs::remove_file(&path).unwrap();
     }
 }
+
+/// Writes `value` into slot `i` of the object at `obj` in segment 0.
+fn poke(heap: &mut LoadedHeap, obj: u64, i: u64, value: u64) {
+    let w = heap.word().bytes();
+    let start = heap.segments()[0].new_start.get();
+    let at = usize::try_from(obj - start + 8 + i * w).unwrap();
+    let w = usize::try_from(w).unwrap();
+    heap.segment_bytes_mut(0)[at..at + w].copy_from_slice(&value.to_le_bytes()[..w]);
+}
+
+/// The free lists' chains are walked side by side when nothing is wrong
+/// with them; one that leads to an object that is no free chunk, one that
+/// loops and one that holds a chunk of another size are still each named,
+/// with the count of chunks the lists reach, on one thread and on two.
+#[test]
+fn broken_free_lists_are_each_named() {
+    use spur_format::raw::FREE_CHUNK_NEXT;
+    use spur_format::NewAddr;
+    let _lock = address_space();
+    let dir = tempfile::tempdir().unwrap();
+    for word in [WordSize::W64, WordSize::W32] {
+        let spec = spur_synth::SynthSpec::new(word, 24 << 20);
+        let path = dir.path().join("free.image");
+        spur_synth::write_image_file(&spec, &path).unwrap();
+        let heap = load_path(&path, &LoadOptions::default()).unwrap();
+        let clean = verify_with(&heap, Threads::AtMost(2));
+        assert!(clean.ok(), "{word:?}: {:?}", clean.errors.first());
+        let fl = NewAddr::from_heap_word(heap.nil().get() + 48);
+        let chain = |heap: &LoadedHeap, i: u64| {
+            let mut v = Vec::new();
+            let mut p = heap.slot(fl, i).unwrap();
+            while p != 0 {
+                v.push(p);
+                p = heap
+                    .slot(NewAddr::from_heap_word(p), FREE_CHUNK_NEXT)
+                    .unwrap();
+            }
+            v
+        };
+        let lists: Vec<(u64, Vec<u64>)> = (1..word.num_free_lists())
+            .map(|i| (i, chain(&heap, i)))
+            .filter(|(_, c)| c.len() >= 3)
+            .collect();
+        assert!(
+            lists.len() >= 3,
+            "{word:?}: {} lists of 3 or more",
+            lists.len()
+        );
+        let (a, b, c) = (&lists[0], &lists[1], &lists[2]);
+        let nil = heap.nil().get();
+        // Each damage on a heap of its own, so that no other hides it, at
+        // the same addresses once this one is gone.
+        drop(heap);
+        let damages = [
+            (
+                (a.1[0], nil),
+                format!(
+                    "free list {} leads to {nil:#x}, which is not a free chunk",
+                    a.0
+                ),
+            ),
+            ((b.1[1], b.1[0]), format!("free list {} loops", b.0)),
+            (
+                (c.1[0], *a.1.last().unwrap()),
+                format!(
+                    "free list {} holds a chunk of {} bytes, not {}",
+                    c.0,
+                    a.0 * 8,
+                    c.0 * 8
+                ),
+            ),
+        ];
+        for ((chunk, next), want) in damages {
+            let mut heap = load_path(&path, &LoadOptions::default()).unwrap();
+            assert_eq!(heap.nil().get(), nil, "{word:?}");
+            poke(&mut heap, chunk, FREE_CHUNK_NEXT, next);
+            let one = verify_with(&heap, Threads::One);
+            let two = verify_with(&heap, Threads::AtMost(2));
+            assert_eq!(one, two, "{word:?}");
+            let said: Vec<&str> = one.errors.iter().map(|f| f.what.as_str()).collect();
+            assert!(
+                said.contains(&want.as_str()),
+                "{word:?}: {want:?} not in {said:?}"
+            );
+            assert!(
+                said.iter().any(|s| s.starts_with("the free lists reach")),
+                "{word:?}: {said:?}"
+            );
+        }
+    }
+}

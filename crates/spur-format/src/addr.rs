@@ -94,6 +94,7 @@ impl NewAddr {
     /// The address a file saved now records for what lives at `self`: a
     /// snapshot writes live addresses and rewrites no pointer (§7), so the
     /// new address of this process becomes the old address of the next load.
+    #[inline]
     pub const fn as_saved(self) -> OldAddr {
         OldAddr(self.0)
     }
@@ -112,12 +113,14 @@ impl Swizzle {
     pub const IN_PLACE: Swizzle = Swizzle { delta: 0 };
 
     /// The swizzle that moves `old` to `new`.
+    #[inline]
     pub const fn between(old: OldAddr, new: NewAddr) -> Self {
         Swizzle {
             delta: new.0.wrapping_sub(old.0).cast_signed(),
         }
     }
     /// Is this the identity (the segment did not move)?
+    #[inline]
     pub const fn is_identity(self) -> bool {
         self.delta == 0
     }

@@ -17,6 +17,7 @@ pub enum WordSize {
 
 impl WordSize {
     /// Bytes in a word (slot).
+    #[inline]
     pub const fn bytes(self) -> u64 {
         match self {
             WordSize::W32 => 4,
@@ -24,6 +25,7 @@ impl WordSize {
         }
     }
     /// Header size the VMs write for this width.
+    #[inline]
     pub const fn standard_header_size(self) -> u32 {
         match self {
             WordSize::W32 => raw::HEADER_SIZE_32,
@@ -31,6 +33,7 @@ impl WordSize {
         }
     }
     /// Number of free-list heads in the free-lists object (§3.5.1).
+    #[inline]
     pub const fn num_free_lists(self) -> u64 {
         match self {
             WordSize::W32 => 32,
@@ -38,6 +41,7 @@ impl WordSize {
         }
     }
     /// Format of word-indexable objects: bridges, the free-lists object, stack pages.
+    #[inline]
     pub const fn word_indexable_format(self) -> u8 {
         match self {
             WordSize::W32 => raw::FMT_32BIT,
@@ -45,6 +49,7 @@ impl WordSize {
         }
     }
     /// Class-index pun of word objects: free-lists object and object-stack pages.
+    #[inline]
     pub const fn word_array_pun(self) -> u32 {
         match self {
             WordSize::W32 => raw::CLASS_32BIT_LONGS_PUN,
@@ -53,6 +58,7 @@ impl WordSize {
     }
     /// Bytes an object with `num_slots` slots occupies from its base header
     /// (overflow word excluded), per §3.4. `None` on arithmetic overflow.
+    #[inline]
     pub fn body_bytes(self, num_slots: u64) -> Option<u64> {
         let n = num_slots.max(1);
         match self {
@@ -61,6 +67,7 @@ impl WordSize {
         }
     }
     /// Is `oop` an immediate (SmallInteger, Character, SmallFloat) rather than a pointer?
+    #[inline]
     pub const fn is_immediate(self, oop: u64) -> bool {
         match self {
             WordSize::W32 => oop & 3 != 0,
@@ -68,6 +75,7 @@ impl WordSize {
         }
     }
     /// The value of a SmallInteger oop, or `None` when `oop` is not one.
+    #[inline]
     pub const fn small_integer(self, oop: u64) -> Option<i64> {
         match self {
             WordSize::W32 => {
@@ -90,6 +98,7 @@ impl WordSize {
         }
     }
     /// Encodes `value` as a SmallInteger oop. The caller keeps it in range.
+    #[inline]
     pub const fn encode_small_integer(self, value: i64) -> u64 {
         match self {
             WordSize::W32 => {
@@ -102,6 +111,7 @@ impl WordSize {
         }
     }
     /// Number of slots encoded by an overflow word (§3.1).
+    #[inline]
     pub const fn overflow_slots(self, word: u64) -> u64 {
         match self {
             WordSize::W32 => word & 0xFFFF_FFFF,
@@ -109,6 +119,7 @@ impl WordSize {
         }
     }
     /// Largest address a heap of this width can hold.
+    #[inline]
     pub const fn address_limit(self) -> u64 {
         match self {
             WordSize::W32 => 1 << 32,

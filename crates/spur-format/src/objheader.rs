@@ -22,6 +22,7 @@ impl std::fmt::Debug for ObjHeader {
 
 impl ObjHeader {
     /// Builds a header from its fields; flags clear.
+    #[inline]
     pub const fn new(class_index: u32, format: u8, raw_num_slots: u8, hash: u32) -> Self {
         ObjHeader(
             (class_index as u64 & CLASS_INDEX_MASK)
@@ -51,34 +52,42 @@ impl ObjHeader {
         ((self.0 >> HASH_SHIFT) & HASH_MASK) as u32
     }
     /// The immutable bit.
+    #[inline]
     pub const fn is_immutable(self) -> bool {
         self.0 >> IMMUTABLE_SHIFT & 1 == 1
     }
     /// The remembered bit (in the remembered set).
+    #[inline]
     pub const fn is_remembered(self) -> bool {
         self.0 >> REMEMBERED_SHIFT & 1 == 1
     }
     /// The pinned bit (the object never moves).
+    #[inline]
     pub const fn is_pinned(self) -> bool {
         self.0 >> PINNED_SHIFT & 1 == 1
     }
     /// The grey bit of incremental marking.
+    #[inline]
     pub const fn is_grey(self) -> bool {
         self.0 >> GREY_SHIFT & 1 == 1
     }
     /// The mark bit.
+    #[inline]
     pub const fn is_marked(self) -> bool {
         self.0 >> MARKED_SHIFT & 1 == 1
     }
     /// Returns the header with the pinned bit set.
+    #[inline]
     pub const fn pinned(self) -> Self {
         ObjHeader(self.0 | 1 << PINNED_SHIFT)
     }
     /// Returns the header with the marked bit set.
+    #[inline]
     pub const fn marked(self) -> Self {
         ObjHeader(self.0 | 1 << MARKED_SHIFT)
     }
     /// Returns the header with the immutable bit set.
+    #[inline]
     pub const fn immutable(self) -> Self {
         ObjHeader(self.0 | 1 << IMMUTABLE_SHIFT)
     }
@@ -93,29 +102,35 @@ impl ObjHeader {
         self.class_index() == CLASS_SEGMENT_BRIDGE
     }
     /// A forwarder (class index 8 or format 7): never valid in a saved image.
+    #[inline]
     pub const fn is_forwarder(self) -> bool {
         self.class_index() == CLASS_FORWARDER || self.format() == FMT_FORWARDED
     }
     /// A hidden object: class index at most 31 (puns, free chunks, bridges included).
+    #[inline]
     pub const fn is_hidden(self) -> bool {
         self.class_index() <= LAST_CLASS_INDEX_PUN
     }
     /// Pointer formats: every slot may hold an oop.
+    #[inline]
     pub const fn is_pointers(self) -> bool {
         self.format() <= FMT_LAST_POINTER
     }
     /// CompiledMethod formats: slot 0 and the literals hold oops.
+    #[inline]
     pub const fn is_compiled_method(self) -> bool {
         self.format() >= FMT_COMPILED_METHOD
     }
 
     /// The short bridge header of §2.1: numSlots 0, pinned, marked, word format, class 3.
+    #[inline]
     pub const fn short_bridge(word: WordSize) -> Self {
         ObjHeader::new(CLASS_SEGMENT_BRIDGE, word.word_indexable_format(), 0, 0)
             .pinned()
             .marked()
     }
     /// The header of a long bridge, which follows its overflow word (§2.5).
+    #[inline]
     pub const fn long_bridge(word: WordSize) -> Self {
         ObjHeader::new(
             CLASS_SEGMENT_BRIDGE,
@@ -131,6 +146,7 @@ impl ObjHeader {
 /// The overflow word placed before a header whose numSlots byte is 255 (§3.1).
 /// 64-bit: `0xFF<<56 | n`; 32-bit: low half `n`, high half `0xFF000000`: the
 /// same 64-bit value as long as `n` fits 32 bits.
+#[inline]
 pub const fn overflow_word(num_slots: u64) -> u64 {
     (0xFF << 56) | (num_slots & 0x00FF_FFFF_FFFF_FFFF)
 }

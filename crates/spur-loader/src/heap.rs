@@ -445,6 +445,17 @@ impl LoadedHeap {
         ))
     }
 
+    /// Asks for the memory at `a` to be brought into the cache, if `a` lies
+    /// among a segment's objects or in perm space; a hint, which changes
+    /// nothing the heap holds.
+    pub fn prefetch(&self, a: NewAddr) {
+        if let Some((bytes, off)) = self.objects_holding(a) {
+            if let Some(b) = bytes.get(off) {
+                spur_mem::hint::prefetch(b);
+            }
+        }
+    }
+
     /// The u64 at `a` (little-endian), if `a..a+8` lies among a segment's
     /// objects or in perm space.
     pub fn u64_at(&self, a: NewAddr) -> Option<u64> {

@@ -149,7 +149,20 @@ pub fn walk_in_parts<L: Layout, V: Send>(
         // The next part whose guess this walk has yet to check.
         let mut j = part + 1;
         let mut synced = false;
+        // The walk looks at the guesses again once it reaches `watch`: where
+        // the next guess's prefix begins, or, once on it, where that part began.
+        let mut watch = 0;
         while pos < limit {
+            if pos < watch {
+                match step::<L>(bytes, pos, limit) {
+                    Ok((obj, next)) => {
+                        visit(&mut v, &obj);
+                        pos = next;
+                        continue;
+                    }
+                    Err((at, what)) => return (v, End::Failed(at, what)),
+                }
+            }
             while !synced && j <= guesses.len() {
                 match g(j) {
                     // A start of part j's walk, where that part began its own.
@@ -171,6 +184,11 @@ pub fn walk_in_parts<L: Layout, V: Send>(
             if synced && g(j).is_some_and(|gj| pos == gj.count_from) {
                 return (v, End::Part(j));
             }
+            watch = match g(j) {
+                Some(gj) if synced => gj.count_from,
+                Some(gj) if j <= guesses.len() => gj.at,
+                _ => usize::MAX,
+            };
             match step::<L>(bytes, pos, limit) {
                 Ok((obj, next)) => {
                     visit(&mut v, &obj);

@@ -453,6 +453,16 @@ impl StartList {
             StartList::Wide(v) => v.binary_search(&i).is_ok(),
         }
     }
+
+    /// [`contains`](Self::contains), `i` being among the positions `at` if anywhere.
+    fn contains_in(&self, i: usize, at: std::ops::Range<usize>) -> bool {
+        match self {
+            StartList::Narrow(v) => v
+                .get(at)
+                .is_some_and(|v| u32::try_from(i).is_ok_and(|x| v.binary_search(&x).is_ok())),
+            StartList::Wide(v) => v.get(at).is_some_and(|v| v.binary_search(&i).is_ok()),
+        }
+    }
 }
 
 /// Where the free chunks' headers are, as bit indices like the live
@@ -463,7 +473,55 @@ impl StartList {
 enum FreeStarts {
     /// Increasing bit indices.
     List(StartList),
+    /// The same, with an index to find them by: [`seal`](FreeStarts::seal)ed.
+    Indexed(StartList, StartIndex),
     Bits(Bitmap),
+}
+
+/// Where each stretch of `1 << shift` bits begins in a [`StartList`]: a
+/// lookup searches about [`PER_STRETCH`] indices, one or two cache lines,
+/// instead of the whole list, whose search misses the cache at every step
+/// once the list is larger than the cache (a heap's free-list walk asks
+/// about each of its chunks: 964,450 of them on a 4 GiB heap).
+struct StartIndex {
+    shift: u32,
+    /// `firsts[k]`: how many indices lie below `k << shift`; one more entry
+    /// than there are stretches.
+    firsts: Vec<u32>,
+}
+
+/// How many starts a stretch of a [`StartIndex`] holds on average, at most.
+const PER_STRETCH: usize = 16;
+
+impl StartIndex {
+    /// The index of `list`, whose indices lie below `bits`.
+    fn of(list: &StartList, bits: usize) -> Self {
+        let stretches = (list.len() / PER_STRETCH).max(1);
+        let mut shift = 0u32;
+        while (bits >> shift) > stretches {
+            shift += 1;
+        }
+        let n = (bits >> shift) + 1;
+        let mut firsts = Vec::with_capacity(n + 1);
+        let mut seen = 0u32;
+        for i in list.indices() {
+            while firsts.len() <= i >> shift {
+                firsts.push(seen);
+            }
+            seen += 1;
+        }
+        firsts.resize(n + 1, seen);
+        StartIndex { shift, firsts }
+    }
+
+    /// The positions in the list of the indices of `i`'s stretch.
+    fn range(&self, i: usize) -> std::ops::Range<usize> {
+        let k = i >> self.shift;
+        match (self.firsts.get(k), self.firsts.get(k + 1)) {
+            (Some(&a), Some(&b)) => a as usize..b as usize,
+            _ => 0..0,
+        }
+    }
 }
 
 impl FreeStarts {
@@ -483,7 +541,23 @@ impl FreeStarts {
                 map.set(i);
                 *self = FreeStarts::Bits(map);
             }
+            FreeStarts::Indexed(list, _) => {
+                *self = FreeStarts::List(std::mem::take(list));
+                self.push(i, bits);
+            }
             FreeStarts::Bits(map) => map.set(i),
+        }
+    }
+
+    /// Builds the index of a list, for lookups once every start is in.
+    fn seal(&mut self, bits: usize) {
+        if let FreeStarts::List(list) = self {
+            // Positions in the list fit four bytes: it holds at most
+            // bits / 128 + 1024 starts.
+            if u32::try_from(list.len()).is_ok() {
+                let index = StartIndex::of(list, bits);
+                *self = FreeStarts::Indexed(std::mem::take(list), index);
+            }
         }
     }
 
@@ -506,10 +580,18 @@ impl FreeStarts {
     fn contains(&self, i: usize) -> bool {
         match self {
             FreeStarts::List(list) => list.contains(i),
+            FreeStarts::Indexed(list, index) => list.contains_in(i, index.range(i)),
             FreeStarts::Bits(map) => map.get(i),
         }
     }
 }
+
+/// Formats whose objects the first walk looks at more closely: the reserved
+/// 6 and 8, and forwarders (7).
+const ODD_FORMATS: u32 = 1 << 6 | 1 << 7 | 1 << 8;
+
+/// The remembered and grey bits, which a snapshot leaves clear.
+const ODD_BITS: u64 = 1 << REMEMBERED_SHIFT | 1 << GREY_SHIFT;
 
 /// The smallest part of a segment the first walk gives a thread of its own.
 const MIN_PART: usize = 8 << 20;
@@ -593,6 +675,39 @@ impl<R: Live> PartCtx<'_, R> {
         }
         p.objects += 1;
         let h = obj.header;
+        // Most objects: of a class in the table, of a plain format, no
+        // header bits set that a snapshot clears; nothing to check but the
+        // class, nothing to do but mark the start.
+        if (h.class_index() > LAST_CLASS_INDEX_PUN)
+            & ((ODD_FORMATS >> h.format()) & 1 == 0)
+            & (h.0 & ODD_BITS == 0)
+            & method_header_fits::<L>(self.bytes, obj)
+            && self.known_class(h.class_index())
+        {
+            let bit = self.base + (obj.offset >> 3);
+            if bit < self.window_end {
+                self.live.add(&mut p.marker, bit);
+                p.marks += 1;
+            }
+            return;
+        }
+        self.visit_others::<L>(p, obj);
+    }
+
+    /// Is class index `ci` one the class table names (or is there no table)?
+    #[inline(always)]
+    fn known_class(&self, ci: u32) -> bool {
+        self.classes.is_empty()
+            || self
+                .classes
+                .get(ci as usize)
+                .is_some_and(|&c| c != self.nil)
+    }
+
+    /// [`visit`](Self::visit) of every object that is not of the common kind.
+    #[inline(never)]
+    fn visit_others<L: Layout>(&self, p: &mut PartWalk, obj: &Obj) {
+        let h = obj.header;
         let addr = self.start + obj.offset as u64;
         let bit = self.base + (obj.offset >> 3);
         if self.perm {
@@ -674,18 +789,12 @@ impl<R: Live> PartCtx<'_, R> {
             }
         }
         let ci = h.class_index();
-        if !h.is_hidden() {
-            let known = self
-                .classes
-                .get(ci as usize)
-                .is_some_and(|&c| c != self.nil);
-            if !known && !self.classes.is_empty() {
-                p.error(
-                    FindingKind::ClassTable,
-                    addr,
-                    format!("class index {ci} names no class in the class table"),
-                );
-            }
+        if !h.is_hidden() && !self.known_class(ci) {
+            p.error(
+                FindingKind::ClassTable,
+                addr,
+                format!("class index {ci} names no class in the class table"),
+            );
         }
         if h.is_remembered() || h.is_grey() {
             if p.odd_bits.0 == 0 {
@@ -694,6 +803,49 @@ impl<R: Live> PartCtx<'_, R> {
             p.odd_bits.0 += 1;
         }
     }
+}
+
+/// Is `obj` not a compiled method, or one whose header is a SmallInteger
+/// that counts no more literals than the method has slots? Without a
+/// branch, as [`pointer_slots`].
+#[inline(always)]
+fn method_header_fits<L: Layout>(bytes: &[u8], obj: &Obj) -> bool {
+    let n = usize_of(obj.num_slots);
+    let (small, lits) = method_header::<L>(bytes, obj);
+    !obj.header.is_compiled_method() | ((small != 0) & (lits < n))
+}
+
+/// A compiled method's header slot, read whatever the object: whether it is
+/// a SmallInteger (1) or not (0), and the literal count it gives.
+#[inline(always)]
+fn method_header<L: Layout>(bytes: &[u8], obj: &Obj) -> (usize, usize) {
+    // Every object has room for one slot (the smallest holds a header and a word).
+    let hdr = L::slot(bytes, obj.offset, 0);
+    // A SmallInteger's value: the header shifted past its tag bits.
+    let (small, tag_bits) = match L::WORD {
+        WordSize::W32 => (hdr & 1, 1),
+        WordSize::W64 => (u64::from(hdr & 7 == 1), 3),
+    };
+    (
+        usize_of(small),
+        usize_of(hdr >> tag_bits & METHOD_NUM_LITERALS_MASK.cast_unsigned()),
+    )
+}
+
+/// How many slots of `obj` hold oops: all of a pointer object's, a
+/// compiled method's header and literals (none if its header is not a
+/// SmallInteger), none of any other. Chosen without a branch: objects of
+/// the kinds alternate unpredictably in a heap.
+#[inline(always)]
+fn pointer_slots<L: Layout>(bytes: &[u8], obj: &Obj) -> usize {
+    let h = obj.header;
+    let n = usize_of(obj.num_slots);
+    let (small, lits) = method_header::<L>(bytes, obj);
+    let method = usize::from(h.is_compiled_method()) & small;
+    let pointers = usize::from(h.format() <= FMT_LAST_POINTER);
+    let in_method = (lits + 1).min(n);
+    // Exactly one of the masks is all ones, or none.
+    (n & pointers.wrapping_neg()) | (in_method & method.wrapping_neg())
 }
 
 struct Verifier<'h, L: Layout, R: Live> {
@@ -942,6 +1094,7 @@ impl<'h, L: Layout, R: Live> Verifier<'h, L, R> {
         self.first_objects();
         self.gather_queries();
         let remark = self.walk();
+        self.free.seal(self.bits);
         let pieces = self.pieces();
         if remark {
             self.mark_window(0, &pieces);
@@ -1435,28 +1588,165 @@ impl<'h, L: Layout, R: Live> Verifier<'h, L, R> {
     /// The pointer findings of one piece of the heap for the window the
     /// bitmap holds now: at most `cap` of them described, the rest counted.
     fn pointers_in(&self, p: &Piece<'_>, cap: usize, outside: bool) -> (Vec<Keyed>, u64) {
+        if self.piece_is_clean(p, outside) {
+            return (Vec::new(), 0);
+        }
+        self.pointer_findings_in(p, cap, outside)
+    }
+
+    /// Does the pointer walk of piece `p` find nothing for the window the
+    /// record holds now? The walk of [`pointer_findings_in`](Self::pointer_findings_in),
+    /// keeping only each pointer's unit: a heap fit to run takes this walk
+    /// alone, and one with a finding is walked again to describe it.
+    fn piece_is_clean(&self, p: &Piece<'_>, outside: bool) -> bool {
+        let width = self.window_end - self.window;
+        // Units are kept in four bytes: windows of up to 32 GiB.
+        if u32::try_from(width).is_err() {
+            return false;
+        }
+        let fast = self.fast_range();
+        let mut units = [0u32; 2 * BATCH];
+        let mut len = 0;
+        let mut pos = p.from;
+        while pos < p.to {
+            let Ok((obj, next)) = spur_format::read::walk::step::<L>(p.bytes, pos, p.limit) else {
+                break;
+            };
+            pos = next;
+            let h = obj.header;
+            if h.class_index() < CLASS_FORWARDER
+                || h.is_free_chunk()
+                || h.is_bridge()
+                || h.is_forwarder()
+            {
+                continue;
+            }
+            let count = pointer_slots::<L>(p.bytes, &obj);
+            let body = &p.bytes[obj.offset + 8..obj.offset + 8 + count * L::W];
+            if len + count > BATCH {
+                if !self.units_live(&units[..len]) {
+                    return false;
+                }
+                len = 0;
+            }
+            if count > BATCH {
+                // A large object: its slots a batch at a time.
+                for part in body.chunks(BATCH * L::W) {
+                    let Some(n) = self.gather(part, &mut units, 0, fast, outside) else {
+                        return false;
+                    };
+                    if !self.units_live(&units[..n]) {
+                        return false;
+                    }
+                }
+                continue;
+            }
+            let Some(n) = self.gather(body, &mut units, len, fast, outside) else {
+                return false;
+            };
+            len = n;
+        }
+        self.units_live(&units[..len])
+    }
+
+    /// Writes the units of the pointers among `slots` (at most `units.len()`
+    /// of them) that point into the window to the start of `units`, and
+    /// says how many; `None` when one points into no segment and `outside`
+    /// asks for those (a finding). Slots that hold immediates cost no
+    /// branch: each slot's unit is written, and counted only if it is one.
+    #[inline(always)]
+    fn gather(
+        &self,
+        slots: &[u8],
+        units: &mut [u32; 2 * BATCH],
+        len: usize,
+        (fast_lo, fast_len, fast_unit): (u64, u64, usize),
+        outside: bool,
+    ) -> Option<usize> {
+        let start = len;
+        let mut len = len;
+        let mut others = 0;
+        for c in slots.chunks_exact(L::W) {
+            let v = L::get(c);
+            let off = v.wrapping_sub(fast_lo);
+            let pointer = usize::from(!L::WORD.is_immediate(v));
+            let fast = usize::from(off < fast_len) & usize::from(v & 7 == 0);
+            // Below `width` when `fast`; overwritten when not counted.
+            #[allow(clippy::cast_possible_truncation)]
+            {
+                units[len & (2 * BATCH - 1)] = (fast_unit + usize_of(off >> 3)) as u32;
+            }
+            len += pointer & fast;
+            others |= pointer & (fast ^ 1);
+        }
+        if others == 0 {
+            return Some(len);
+        }
+        // A pointer outside the first range: the slots again, one by one.
+        let (window, width) = (self.window, self.window_end - self.window);
+        let mut len = start;
+        for c in slots.chunks_exact(L::W) {
+            let v = L::get(c);
+            if L::WORD.is_immediate(v) {
+                continue;
+            }
+            let b = match self.bit(v) {
+                Some(b) if b.wrapping_sub(window) < width => b - window,
+                None if outside => return None,
+                _ => continue,
+            };
+            // Below `width`, which fits 32 bits.
+            #[allow(clippy::cast_possible_truncation)]
+            {
+                units[len & (2 * BATCH - 1)] = b as u32;
+            }
+            len += 1;
+        }
+        Some(len)
+    }
+
+    /// Are all of `units` live starts in the record? Asks for the memory of
+    /// each before reading any.
+    #[inline(always)]
+    fn units_live(&self, units: &[u32]) -> bool {
+        for &u in units {
+            self.live.prefetch(u as usize);
+        }
+        let mut dead = 0usize;
+        for &u in units {
+            dead += usize::from(!self.live.get(u as usize));
+        }
+        dead == 0
+    }
+
+    /// The addresses of the first range that fall in the window, as (first
+    /// address, bytes, unit of the first address): most pointers of most
+    /// heaps, told apart by one comparison.
+    fn fast_range(&self) -> (u64, u64, usize) {
+        let window = self.window;
+        self.ranges.first().map_or((0, 0, 0), |&(lo, hi, b)| {
+            let from = window.max(b);
+            let to = self.window_end.min(b + usize_of((hi - lo) >> 3));
+            if from < to {
+                (
+                    lo + u64_of(from - b) * 8,
+                    u64_of(to - from) * 8,
+                    from - window,
+                )
+            } else {
+                (0, 0, 0)
+            }
+        })
+    }
+
+    /// The pointer findings of one piece, described as [`pointers_in`](Self::pointers_in) says.
+    fn pointer_findings_in(&self, p: &Piece<'_>, cap: usize, outside: bool) -> (Vec<Keyed>, u64) {
         let mut found = Vec::new();
         let mut dropped = 0u64;
         let mut batch = [Pending::default(); BATCH];
         let mut len = 0;
         let (window, width) = (self.window, self.window_end - self.window);
-        // The addresses of the first range that fall in the window, as
-        // (first address, bytes, unit of the first address): most pointers
-        // of most heaps, told apart by one comparison.
-        let (fast_lo, fast_len, fast_unit) =
-            self.ranges.first().map_or((0, 0, 0), |&(lo, hi, b)| {
-                let from = window.max(b);
-                let to = self.window_end.min(b + usize_of((hi - lo) >> 3));
-                if from < to {
-                    (
-                        lo + u64_of(from - b) * 8,
-                        u64_of(to - from) * 8,
-                        from - window,
-                    )
-                } else {
-                    (0, 0, 0)
-                }
-            });
+        let (fast_lo, fast_len, fast_unit) = self.fast_range();
         let mut pos = p.from;
         while pos < p.to {
             // The first walk reported any error; this one just stops there.
@@ -1640,6 +1930,55 @@ impl<'h, L: Layout, R: Live> Verifier<'h, L, R> {
         }
     }
 
+    /// Bytes of the free chunk at `a`, headers included.
+    fn chunk_bytes(&self, a: u64) -> u64 {
+        let heap = self.heap;
+        let n = heap.num_slots(NewAddr::from_heap_word(a)).unwrap_or(0);
+        let over = heap
+            .header_at(NewAddr::from_heap_word(a))
+            .is_some_and(|h| h.raw_num_slots() == 255);
+        self.word.body_bytes(n).unwrap_or(0) + if over { 8 } else { 0 }
+    }
+
+    /// The chains of the free lists of exact sizes (heads 1 and up), walked
+    /// side by side, a step of each in turn with the next chunk of each
+    /// asked for ahead: the chunks' headers lie all over the heap, and one
+    /// chain alone waits on memory at every step. The number of chunks
+    /// they reach when every one is a free chunk of its list's size and
+    /// none loops; `None` otherwise, and the lists are walked again one by
+    /// one to say what is wrong.
+    fn lists_clean(&self, fl: NewAddr, lists: u64, budget: u64) -> Option<u64> {
+        let heap = self.heap;
+        // (bytes of the list's chunks, the chunk, steps taken)
+        let mut chains: Vec<(u64, u64, u64)> = (1..lists)
+            .filter_map(|i| {
+                let p = heap.slot(fl, i).unwrap_or(0);
+                (p != 0).then_some((i * 8, p, 0))
+            })
+            .collect();
+        let mut reached = 0u64;
+        while !chains.is_empty() {
+            let mut k = 0;
+            while let Some(&(size, p, steps)) = chains.get(k) {
+                if !self.is_free(p) || self.chunk_bytes(p) != size || steps >= budget {
+                    return None;
+                }
+                reached += 1;
+                let next = heap
+                    .slot(NewAddr::from_heap_word(p), FREE_CHUNK_NEXT)
+                    .unwrap_or(0);
+                if next == 0 {
+                    chains.swap_remove(k);
+                } else {
+                    heap.prefetch(NewAddr::from_heap_word(next));
+                    chains[k] = (size, next, steps + 1);
+                    k += 1;
+                }
+            }
+        }
+        Some(reached)
+    }
+
     /// §3.5.1: list heads, chains and the tree of large chunks.
     fn free_lists(&mut self) {
         let heap = self.heap;
@@ -1648,17 +1987,10 @@ impl<'h, L: Layout, R: Live> Verifier<'h, L, R> {
         if heap.num_slots(fl) != Some(lists) {
             return;
         }
-        let word = self.word;
-        let chunk_bytes = |a: u64| -> u64 {
-            let n = heap.num_slots(NewAddr::from_heap_word(a)).unwrap_or(0);
-            let over = heap
-                .header_at(NewAddr::from_heap_word(a))
-                .is_some_and(|h| h.raw_num_slots() == 255);
-            word.body_bytes(n).unwrap_or(0) + if over { 8 } else { 0 }
-        };
         let budget = self.report.free_chunks + 1;
-        let mut reached = 0u64;
-        for i in 1..lists {
+        let clean = self.lists_clean(fl, lists, budget);
+        let mut reached = clean.unwrap_or(0);
+        for i in (1..lists).filter(|_| clean.is_none()) {
             let mut p = heap.slot(fl, i).unwrap_or(0);
             let mut steps = 0;
             while p != 0 {
@@ -1670,13 +2002,13 @@ impl<'h, L: Layout, R: Live> Verifier<'h, L, R> {
                     );
                     break;
                 }
-                if chunk_bytes(p) != i * 8 {
+                if self.chunk_bytes(p) != i * 8 {
                     self.error(
                         FindingKind::FreeSpace,
                         p,
                         format!(
                             "free list {i} holds a chunk of {} bytes, not {}",
-                            chunk_bytes(p),
+                            self.chunk_bytes(p),
                             i * 8
                         ),
                     );
@@ -1713,7 +2045,7 @@ impl<'h, L: Layout, R: Live> Verifier<'h, L, R> {
                 );
                 continue;
             }
-            let size = chunk_bytes(node);
+            let size = self.chunk_bytes(node);
             if size < lists * 8 {
                 self.error(
                     FindingKind::FreeSpace,
@@ -1740,7 +2072,7 @@ impl<'h, L: Layout, R: Live> Verifier<'h, L, R> {
                 .unwrap_or(0);
             while p != 0 && steps <= budget {
                 steps += 1;
-                if !self.is_free(p) || chunk_bytes(p) != size {
+                if !self.is_free(p) || self.chunk_bytes(p) != size {
                     self.error(FindingKind::FreeSpace, p, format!("the list of {size}-byte tree chunks holds {p:#x}, not a free chunk of that size"));
                     break;
                 }
@@ -1752,7 +2084,7 @@ impl<'h, L: Layout, R: Live> Verifier<'h, L, R> {
             for (slot, smaller) in [(FREE_CHUNK_SMALLER, true), (FREE_CHUNK_LARGER, false)] {
                 let child = heap.slot(NewAddr::from_heap_word(node), slot).unwrap_or(0);
                 if child != 0 && self.is_free(child) {
-                    let cs = chunk_bytes(child);
+                    let cs = self.chunk_bytes(child);
                     if (smaller && cs >= size) || (!smaller && cs <= size) {
                         self.error(
                             FindingKind::FreeSpace,
@@ -1850,6 +2182,54 @@ impl<'h, L: Layout, R: Live> Verifier<'h, L, R> {
 mod tests {
     use super::*;
 
+    /// The branch-free reading of an object's oop slots and method header
+    /// agrees with the plain one, for every format, small slot counts and
+    /// method headers of every kind: SmallIntegers counting fewer, as many
+    /// and more literals than there are slots, negative ones, and pointers.
+    #[test]
+    fn branch_free_slot_counts_match_the_plain_reading() {
+        fn check<L: Layout>() {
+            let w = L::WORD;
+            let mut headers: Vec<u64> = (0..6).map(|lits| w.encode_small_integer(lits)).collect();
+            headers.extend([
+                w.encode_small_integer(-1),
+                w.encode_small_integer(0x7FFF | 1 << 20),
+                0,
+                0x1000,
+                w.encode_small_integer(3) | 2,
+            ]);
+            for fmt in 0..32u8 {
+                for n in 0..5u64 {
+                    for &hdr in &headers {
+                        let mut bytes = vec![0u8; 8 + 8 * L::W];
+                        L::set_slot(&mut bytes, 0, 0, hdr);
+                        let obj = Obj {
+                            offset: 0,
+                            header: ObjHeader::new(40, fmt, u8::try_from(n).unwrap(), 1),
+                            num_slots: n,
+                        };
+                        let h = obj.header;
+                        let small = w.small_integer(L::slot(&bytes, 0, 0));
+                        let lits = small.map(|v| (v & METHOD_NUM_LITERALS_MASK).cast_unsigned());
+                        let want = if h.format() <= FMT_LAST_POINTER {
+                            usize_of(n)
+                        } else if h.is_compiled_method() && n > 0 {
+                            lits.map_or(0, |l| usize_of(l + 1).min(usize_of(n)))
+                        } else {
+                            0
+                        };
+                        let what = format!("{:?}, format {fmt}, {n} slots, header {hdr:#x}", w);
+                        assert_eq!(pointer_slots::<L>(&bytes, &obj), want, "{what}");
+                        let fits = !h.is_compiled_method() || lits.is_some_and(|l| l < n);
+                        assert_eq!(method_header_fits::<L>(&bytes, &obj), fits, "{what}");
+                    }
+                }
+            }
+        }
+        check::<L32>();
+        check::<L64>();
+    }
+
     /// Both records answer as a set of their starts does, at every unit:
     /// starts at even and odd units, dense runs (a start every 16 bytes)
     /// across bytes and words, sparse stretches; recorded by one marker, or
@@ -1945,8 +2325,22 @@ mod tests {
         joined.extend(list_of((0..100).map(at).collect()), bits);
         joined.extend(list_of((100..k).map(at).collect()), bits);
         assert!(matches!(joined, FreeStarts::Bits(_)));
+        let mut sealed = FreeStarts::List(list_of(want.iter().copied().collect()));
+        sealed.seal(bits);
+        assert!(matches!(sealed, FreeStarts::Indexed(..)));
+        // Sparse starts, and none at all, indexed too.
+        let sparse_want: Vec<usize> = (0..50).map(|k| k * k * 331 + 7).collect();
+        let mut sparse = FreeStarts::List(list_of(sparse_want.clone()));
+        sparse.seal(bits);
+        let mut none = FreeStarts::List(StartList::default());
+        none.seal(bits);
+        for i in 0..bits {
+            assert_eq!(sparse.contains(i), sparse_want.contains(&i), "bit {i}");
+            assert!(!none.contains(i), "bit {i}");
+        }
         for i in 0..at(k) + 8 {
             assert_eq!(free.contains(i), want.contains(&i), "bit {i}");
+            assert_eq!(sealed.contains(i), want.contains(&i), "bit {i}");
             assert_eq!(list.contains(i), want.contains(&i), "bit {i}");
             assert_eq!(joined.contains(i), want.contains(&i), "bit {i}");
         }
