@@ -805,6 +805,36 @@ impl<R: Live> PartCtx<'_, R> {
     }
 }
 
+/// The live objects of piece `p` in order (no free chunk, bridge or
+/// forwarder, which the first walk marks none of), each with the bytes of
+/// its slots that hold oops ([`pointer_slots`]). It stops where the walk
+/// fails: the first walk has reported that.
+#[inline(always)]
+fn live_bodies<'p, L: Layout>(p: &'p Piece<'_>) -> impl Iterator<Item = (Obj, &'p [u8])> {
+    let bytes: &'p [u8] = p.bytes;
+    let (to, limit) = (p.to, p.limit);
+    let mut pos = p.from;
+    std::iter::from_fn(move || {
+        while pos < to {
+            let (obj, next) = spur_format::read::walk::step::<L>(bytes, pos, limit).ok()?;
+            pos = next;
+            let h = obj.header;
+            if h.class_index() < CLASS_FORWARDER
+                || h.is_free_chunk()
+                || h.is_bridge()
+                || h.is_forwarder()
+            {
+                continue;
+            }
+            let count = pointer_slots::<L>(bytes, &obj);
+            // The walk's step checked that the object's slots lie in `bytes`.
+            let body = &bytes[obj.offset + 8..obj.offset + 8 + count * L::W];
+            return Some((obj, body));
+        }
+        None
+    })
+}
+
 /// Is `obj` not a compiled method, or one whose header is a SmallInteger
 /// that counts no more literals than the method has slots? Without a
 /// branch, as [`pointer_slots`].
@@ -1607,22 +1637,8 @@ impl<'h, L: Layout, R: Live> Verifier<'h, L, R> {
         let fast = self.fast_range();
         let mut units = [0u32; 2 * BATCH];
         let mut len = 0;
-        let mut pos = p.from;
-        while pos < p.to {
-            let Ok((obj, next)) = spur_format::read::walk::step::<L>(p.bytes, pos, p.limit) else {
-                break;
-            };
-            pos = next;
-            let h = obj.header;
-            if h.class_index() < CLASS_FORWARDER
-                || h.is_free_chunk()
-                || h.is_bridge()
-                || h.is_forwarder()
-            {
-                continue;
-            }
-            let count = pointer_slots::<L>(p.bytes, &obj);
-            let body = &p.bytes[obj.offset + 8..obj.offset + 8 + count * L::W];
+        for (_, body) in live_bodies::<L>(p) {
+            let count = body.len() / L::W;
             if len + count > BATCH {
                 if !self.units_live(&units[..len]) {
                     return false;
@@ -1747,37 +1763,7 @@ impl<'h, L: Layout, R: Live> Verifier<'h, L, R> {
         let mut len = 0;
         let (window, width) = (self.window, self.window_end - self.window);
         let (fast_lo, fast_len, fast_unit) = self.fast_range();
-        let mut pos = p.from;
-        while pos < p.to {
-            // The first walk reported any error; this one just stops there.
-            let Ok((obj, next)) = spur_format::read::walk::step::<L>(p.bytes, pos, p.limit) else {
-                break;
-            };
-            pos = next;
-            let h = obj.header;
-            // Free chunks, bridges and forwarders are not live (walk marks none).
-            if h.class_index() < CLASS_FORWARDER
-                || h.is_free_chunk()
-                || h.is_bridge()
-                || h.is_forwarder()
-            {
-                continue;
-            }
-            let n = usize_of(obj.num_slots);
-            let count = if h.format() <= FMT_LAST_POINTER {
-                n
-            } else if h.is_compiled_method() && n > 0 {
-                match self.word.small_integer(L::slot(p.bytes, obj.offset, 0)) {
-                    Some(v) => {
-                        (usize_of((v & METHOD_NUM_LITERALS_MASK).cast_unsigned()) + 1).min(n)
-                    }
-                    None => 0,
-                }
-            } else {
-                0
-            };
-            // The walk's step checked that the object's slots lie in `bytes`.
-            let body = &p.bytes[obj.offset + 8..obj.offset + 8 + count * L::W];
+        for (obj, body) in live_bodies::<L>(p) {
             for (j, c) in body.chunks_exact(L::W).enumerate() {
                 let v = L::get(c);
                 if self.word.is_immediate(v) {
