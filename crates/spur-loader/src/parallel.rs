@@ -149,46 +149,39 @@ pub fn walk_in_parts<L: Layout, V: Send>(
         // The next part whose guess this walk has yet to check.
         let mut j = part + 1;
         let mut synced = false;
-        // The walk looks at the guesses again once it reaches `watch`: where
-        // the next guess's prefix begins, or, once on it, where that part began.
+        // Where the walk looks at the guesses again.
         let mut watch = 0;
         while pos < limit {
-            if pos < watch {
-                match step::<L>(bytes, pos, limit) {
-                    Ok((obj, next)) => {
-                        visit(&mut v, &obj);
-                        pos = next;
-                        continue;
+            if pos >= watch {
+                while !synced && j <= guesses.len() {
+                    match g(j) {
+                        // A start of part j's walk, where that part began its own.
+                        Some(gj) if pos == gj.count_from => {
+                            synced = true;
+                            break;
+                        }
+                        // Past part j's prefix without meeting it: part j is ignored.
+                        Some(gj) if pos > gj.count_from => j += 1,
+                        // On part j's walk: from here on both walks are one.
+                        Some(gj) if pos >= gj.at => {
+                            synced = gj.prefix.binary_search(&pos).is_ok();
+                            break;
+                        }
+                        Some(_) => break,
+                        None => j += 1,
                     }
-                    Err((at, what)) => return (v, End::Failed(at, what)),
                 }
-            }
-            while !synced && j <= guesses.len() {
-                match g(j) {
-                    // A start of part j's walk, where that part began its own.
-                    Some(gj) if pos == gj.count_from => {
-                        synced = true;
-                        break;
-                    }
-                    // Past part j's prefix without meeting it: part j is ignored.
-                    Some(gj) if pos > gj.count_from => j += 1,
-                    // On part j's walk: from here on both walks are one.
-                    Some(gj) if pos >= gj.at => {
-                        synced = gj.prefix.binary_search(&pos).is_ok();
-                        break;
-                    }
-                    Some(_) => break,
-                    None => j += 1,
+                if synced && g(j).is_some_and(|gj| pos == gj.count_from) {
+                    return (v, End::Part(j));
                 }
+                // Nothing above changes before the walk reaches part j's
+                // prefix or, once on it, where that part began.
+                watch = match g(j) {
+                    Some(gj) if synced => gj.count_from,
+                    Some(gj) => gj.at,
+                    None => usize::MAX,
+                };
             }
-            if synced && g(j).is_some_and(|gj| pos == gj.count_from) {
-                return (v, End::Part(j));
-            }
-            watch = match g(j) {
-                Some(gj) if synced => gj.count_from,
-                Some(gj) if j <= guesses.len() => gj.at,
-                _ => usize::MAX,
-            };
             match step::<L>(bytes, pos, limit) {
                 Ok((obj, next)) => {
                     visit(&mut v, &obj);
