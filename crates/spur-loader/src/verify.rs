@@ -1699,19 +1699,18 @@ impl<'h, L: Layout, R: Live> Verifier<'h, L, R> {
             return Some(len);
         }
         // A pointer outside the first range: the slots again, one by one.
-        let (window, width) = (self.window, self.window_end - self.window);
         let mut len = start;
         for c in slots.chunks_exact(L::W) {
             let v = L::get(c);
             if L::WORD.is_immediate(v) {
                 continue;
             }
-            let b = match self.bit(v) {
-                Some(b) if b.wrapping_sub(window) < width => b - window,
-                None if outside => return None,
-                _ => continue,
+            let b = match self.unit_elsewhere(v, outside) {
+                Some(OUTSIDE) => return None,
+                Some(b) => b,
+                None => continue,
             };
-            // Below `width`, which fits 32 bits.
+            // Below the window's width, which fits 32 bits.
             #[allow(clippy::cast_possible_truncation)]
             {
                 units[len & (2 * BATCH - 1)] = b as u32;
@@ -1719,6 +1718,22 @@ impl<'h, L: Layout, R: Live> Verifier<'h, L, R> {
             len += 1;
         }
         Some(len)
+    }
+
+    /// The unit in the window of pointer `v`, which is not in the first
+    /// range's part of it; [`OUTSIDE`] when `v` lies in no segment and
+    /// `outside` asks for such pointers; `None` when no check of this
+    /// window's walk is owed: `v` lies in another window, whose walk looks
+    /// at it, or outside every segment when `outside` does not ask.
+    #[inline(always)]
+    fn unit_elsewhere(&self, v: u64, outside: bool) -> Option<usize> {
+        match self.bit(v) {
+            Some(b) if b.wrapping_sub(self.window) < self.window_end - self.window => {
+                Some(b - self.window)
+            }
+            Some(_) => None,
+            None => outside.then_some(OUTSIDE),
+        }
     }
 
     /// Are all of `units` live starts in the record? Asks for the memory of
@@ -1761,7 +1776,6 @@ impl<'h, L: Layout, R: Live> Verifier<'h, L, R> {
         let mut dropped = 0u64;
         let mut batch = [Pending::default(); BATCH];
         let mut len = 0;
-        let (window, width) = (self.window, self.window_end - self.window);
         let (fast_lo, fast_len, fast_unit) = self.fast_range();
         for (obj, body) in live_bodies::<L>(p) {
             for (j, c) in body.chunks_exact(L::W).enumerate() {
@@ -1773,11 +1787,8 @@ impl<'h, L: Layout, R: Live> Verifier<'h, L, R> {
                 let unit = if off < fast_len && v & 7 == 0 {
                     fast_unit + usize_of(off >> 3)
                 } else {
-                    match self.bit(v) {
-                        Some(b) if b.wrapping_sub(window) < width => b - window,
-                        // Another window's walk looks at this one.
-                        Some(_) => continue,
-                        None if outside => OUTSIDE,
+                    match self.unit_elsewhere(v, outside) {
+                        Some(unit) => unit,
                         None => continue,
                     }
                 };
